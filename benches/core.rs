@@ -1,0 +1,2 @@
+//! Criterion benchmarks of the core: sealing, opening and resolving.
+fn main() {}
