@@ -2,4 +2,14 @@
 //!
 //! Layout, one line per module:
 //! - [`model`]: domain types built by parsing (ids, provider, key, value); no I/O.
+//! - [`crypto`]: master keys, the keyring, sealing and opening values.
+//! - [`store`]: the redb file: tables, codec, schema, durable writes with their audit events.
+//! - [`audit`]: the audit log's hash chain: canonical form, hashing, verification.
+//! - [`resolve`]: the effective set of an app (pure over stored records).
+//! - [`cli`]: the command line (the only importer of clap).
+pub mod audit;
+pub mod cli;
+pub mod crypto;
 pub mod model;
+pub mod resolve;
+pub mod store;

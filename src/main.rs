@@ -1,1 +1,5 @@
-fn main() {}
+//! The `exsec` binary: everything lives in the library; see `exsec --help`.
+
+fn main() -> std::process::ExitCode {
+    exsec::cli::main()
+}

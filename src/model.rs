@@ -343,6 +343,15 @@ impl Timestamp {
         Self(i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
     }
 
+    /// Parses RFC 3339 text (as written by [`Timestamp::to_rfc3339`]).
+    pub fn parse_rfc3339(text: &str) -> Result<Self, humantime::TimestampError> {
+        let time = humantime::parse_rfc3339(text)?;
+        let since = time
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Ok(Self(i64::try_from(since.as_millis()).unwrap_or(i64::MAX)))
+    }
+
     /// RFC 3339 with milliseconds, UTC (`2026-11-28T06:15:42.123Z`).
     pub fn to_rfc3339(self) -> String {
         let millis = u64::try_from(self.0).unwrap_or(0);
@@ -427,5 +436,7 @@ mod tests {
     fn timestamps_format_as_rfc3339() {
         assert_eq!(Timestamp(0).to_rfc3339(), "1970-01-01T00:00:00.000Z");
         assert_eq!(Timestamp(1_500).to_rfc3339(), "1970-01-01T00:00:01.500Z");
+        let now = Timestamp(1_764_310_542_123);
+        assert_eq!(Timestamp::parse_rfc3339(&now.to_rfc3339()).unwrap(), now);
     }
 }

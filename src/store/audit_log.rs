@@ -1,0 +1,116 @@
+//! The `paas_audit_events` table: appends (inside the caller's write
+//! transaction, see [`super::Writer::audit`]) and filtered, paginated reads.
+
+use redb::{ReadableTable, WriteTransaction};
+
+use super::records::StoredAuditEvent;
+use super::{Snapshot, StoreError, Tables, decode, encode, tables};
+use crate::audit::{Anchor, AuditEvent, ChainHash};
+
+/// Largest page a caller may ask for.
+pub const MAX_PAGE: usize = 1000;
+
+/// Which events to read: all filters must match; `after` is exclusive.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only this event type.
+    pub event_type: Option<String>,
+    /// Only events of this tenant.
+    pub tenant_id: Option<String>,
+    /// Only events of this app.
+    pub app_id: Option<String>,
+    /// Only events with a greater sequence number.
+    pub after: u64,
+    /// At most this many (capped at [`MAX_PAGE`]).
+    pub limit: usize,
+}
+
+/// One page of events, oldest first.
+#[derive(Debug, Clone)]
+pub struct AuditPage {
+    /// The events.
+    pub events: Vec<AuditEvent>,
+    /// Pass as `after` to read on; `None` when the log was read to its end.
+    pub next_after: Option<u64>,
+}
+
+impl<T: Tables> Snapshot<T> {
+    /// The newest event's anchor, or the checkpoint when the log is empty.
+    pub fn audit_head(&self) -> Result<Anchor, StoreError> {
+        let last = {
+            let audit = self.txn().table(tables::AUDIT)?;
+            match audit.last()? {
+                Some((seq, bytes)) => {
+                    let stored: StoredAuditEvent = decode("paas_audit_events", bytes.value())?;
+                    Some(Anchor {
+                        seq: seq.value(),
+                        hash: ChainHash(stored.hash),
+                    })
+                }
+                None => None,
+            }
+        };
+        match last {
+            Some(anchor) => Ok(anchor),
+            None => self.audit_checkpoint(),
+        }
+    }
+
+    /// Events matching `filter`, oldest first.
+    pub fn audit_events(&self, filter: &AuditFilter) -> Result<AuditPage, StoreError> {
+        let limit = filter.limit.clamp(1, MAX_PAGE);
+        let audit = self.txn().table(tables::AUDIT)?;
+        let mut events = Vec::new();
+        let start = filter.after.saturating_add(1);
+        for entry in audit.range(start..)? {
+            let (seq, bytes) = entry?;
+            let stored: StoredAuditEvent = decode("paas_audit_events", bytes.value())?;
+            if !matches(filter, &stored) {
+                continue;
+            }
+            events.push(stored.into_event(seq.value()));
+            if events.len() == limit {
+                let next_after = events.last().map(|e| e.seq);
+                return Ok(AuditPage { events, next_after });
+            }
+        }
+        Ok(AuditPage {
+            events,
+            next_after: None,
+        })
+    }
+
+    /// Visits every event in order (for offline verification and backups).
+    pub fn for_each_audit_event(
+        &self,
+        mut visit: impl FnMut(AuditEvent) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let audit = self.txn().table(tables::AUDIT)?;
+        for entry in audit.iter()? {
+            let (seq, bytes) = entry?;
+            let stored: StoredAuditEvent = decode("paas_audit_events", bytes.value())?;
+            visit(stored.into_event(seq.value()))?;
+        }
+        Ok(())
+    }
+}
+
+fn matches(filter: &AuditFilter, event: &StoredAuditEvent) -> bool {
+    let same = |want: &Option<String>, have: &Option<String>| {
+        want.as_ref().is_none_or(|want| have.as_ref() == Some(want))
+    };
+    filter
+        .event_type
+        .as_ref()
+        .is_none_or(|want| *want == event.event_type)
+        && same(&filter.tenant_id, &event.tenant_id)
+        && same(&filter.app_id, &event.app_id)
+}
+
+/// Inserts a linked event at its sequence number.
+pub(super) fn insert(txn: &WriteTransaction, event: &AuditEvent) -> Result<(), StoreError> {
+    let encoded = encode("paas_audit_events", &StoredAuditEvent::from_event(event))?;
+    txn.open_table(tables::AUDIT)?
+        .insert(event.seq, encoded.as_slice())?;
+    Ok(())
+}

@@ -1,0 +1,68 @@
+//! Small facts kept in the `meta` table: master key fingerprints and the
+//! audit checkpoint.
+
+use std::collections::BTreeMap;
+
+use redb::ReadableTable;
+
+use super::{Snapshot, StoreError, Tables, Writer, decode, encode, tables};
+use crate::audit::Anchor;
+use crate::crypto::Fingerprint;
+use crate::model::KeyId;
+
+impl<T: Tables> Snapshot<T> {
+    /// Fingerprints of every master key that ever sealed a value.
+    pub fn known_fingerprints(&self) -> Result<BTreeMap<KeyId, Fingerprint>, StoreError> {
+        let meta = self.txn().table(tables::META)?;
+        let (start, end) = (
+            tables::META_FINGERPRINT_PREFIX.to_owned(),
+            format!("{}\u{10ffff}", tables::META_FINGERPRINT_PREFIX),
+        );
+        let mut out = BTreeMap::new();
+        for entry in meta.range(start.as_str()..end.as_str())? {
+            let (name, bytes) = entry?;
+            let id = name
+                .value()
+                .strip_prefix(tables::META_FINGERPRINT_PREFIX)
+                .and_then(|id| KeyId::parse(id).ok());
+            if let Some(id) = id {
+                out.insert(id, decode("meta", bytes.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The checkpoint the chain starts from after pruning (genesis if never pruned).
+    pub fn audit_checkpoint(&self) -> Result<Anchor, StoreError> {
+        let meta = self.txn().table(tables::META)?;
+        match meta.get(tables::META_AUDIT_CHECKPOINT)? {
+            Some(bytes) => decode("meta", bytes.value()),
+            None => Ok(Anchor::GENESIS),
+        }
+    }
+}
+
+impl Writer {
+    /// Records `fingerprint` for `key_id` the first time that key seals a
+    /// value; refuses a different fingerprint under a known id.
+    pub fn remember_fingerprint(
+        &mut self,
+        key_id: &KeyId,
+        fingerprint: Fingerprint,
+    ) -> Result<(), StoreError> {
+        let name = format!("{}{key_id}", tables::META_FINGERPRINT_PREFIX);
+        let mut meta = self.txn().open_table(tables::META)?;
+        if let Some(bytes) = meta.get(name.as_str())? {
+            let known: Fingerprint = decode("meta", bytes.value())?;
+            if known != fingerprint {
+                return Err(StoreError::KeyFingerprintMismatch {
+                    key_id: key_id.to_string(),
+                });
+            }
+            return Ok(());
+        }
+        let encoded = encode("meta", &fingerprint)?;
+        meta.insert(name.as_str(), encoded.as_slice())?;
+        Ok(())
+    }
+}

@@ -1,0 +1,411 @@
+//! The embedded store: one redb file holding tenants, apps, sealed secrets,
+//! tokens, deploys, idempotency keys, the audit log and metadata.
+//!
+//! This is the only module that imports redb. It owns three promises:
+//! - **Durable before acknowledged.** Every write transaction is opened by
+//!   [`Store::write`], which sets two-phase commit and immediate durability
+//!   and returns only after the commit reached the disk.
+//! - **No change without its audit record.** Mutations append their audit
+//!   event through the same [`Writer`], so both commit or neither does.
+//! - **Plaintext never lands here.** Values arrive sealed
+//!   ([`crate::crypto::SealedValue`]); this module never sees a key.
+//!
+//! Writes take a closure that is `Send + 'static` so that a later group
+//! commit can queue closures from many requests and run them in one
+//! transaction without changing any caller.
+
+pub mod codec;
+mod meta;
+pub mod records;
+mod schema;
+mod secrets;
+pub mod tables;
+mod tenants;
+mod tokens;
+mod audit_log;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, RwLock};
+
+use redb::{
+    Database, Durability, Key, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
+    Table, TableDefinition, Value, WriteTransaction,
+};
+
+use crate::audit::{Anchor, AuditEvent, NewEvent};
+use crate::model::Timestamp;
+
+pub use audit_log::{AuditFilter, AuditPage};
+pub use secrets::{PutSecret, SecretWrite};
+
+/// How the store is opened.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// redb page cache in bytes. redb's default is 1 GiB; edge boxes are
+    /// small, so the config default is 32 MiB.
+    pub cache_size: usize,
+}
+
+/// Everything that can go wrong in the store, with what the caller needs
+/// to answer the user.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process holds the file (redb locks it).
+    #[error("database {path} is in use by another exsec process")]
+    InUse {
+        /// The redb file.
+        path: PathBuf,
+    },
+    /// The file was written by a newer exsec; downgrades are refused.
+    #[error(
+        "database {path} has schema version {found}, newer than this exsec supports ({supported}); run the exsec version that wrote it, or restore a backup made by this version"
+    )]
+    NewerSchema {
+        /// The redb file.
+        path: PathBuf,
+        /// Version in the file.
+        found: u32,
+        /// Newest version this build reads.
+        supported: u32,
+    },
+    /// The file could not be opened.
+    #[error("cannot open database {path}")]
+    Open {
+        /// The redb file.
+        path: PathBuf,
+        /// What redb said.
+        #[source]
+        source: redb::DatabaseError,
+    },
+    /// A record could not be decoded (corruption or a foreign file).
+    #[error("stored record in table {table} is unreadable")]
+    Corrupt {
+        /// Which table.
+        table: &'static str,
+        /// Why.
+        #[source]
+        source: codec::CodecError,
+    },
+    /// A table key does not parse (corruption or a foreign file).
+    #[error("stored key {key:?} in table {table} is malformed")]
+    CorruptKey {
+        /// Which table.
+        table: &'static str,
+        /// The key as found.
+        key: String,
+    },
+    /// redb failed: I/O, corruption, or writes refused after an I/O error.
+    #[error("storage error")]
+    Storage(#[source] redb::Error),
+    /// The thing named does not exist.
+    #[error("{kind} {id} not found")]
+    NotFound {
+        /// `tenant`, `app`, `external secret`, `token`, `deploy`.
+        kind: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// The write conflicts with what is stored; `code` is the API code.
+    #[error("{message}")]
+    Conflict {
+        /// Stable machine code (`app_tenant_fixed`, `env_name_taken`, …).
+        code: &'static str,
+        /// What conflicts and how to fix it.
+        message: String,
+    },
+    /// The write would push an app's effective set past 1 MiB.
+    #[error("effective set of app {app_id} would be {bytes} bytes, above the 1 MiB a Kubernetes Secret holds")]
+    EffectiveSetTooLarge {
+        /// The app that would overflow.
+        app_id: String,
+        /// Its size after the write.
+        bytes: usize,
+    },
+    /// A master key id is known with another fingerprint.
+    #[error("master key {key_id} differs from the key of that id that sealed stored values")]
+    KeyFingerprintMismatch {
+        /// The key id.
+        key_id: String,
+    },
+}
+
+impl<E: Into<redb::Error>> From<E> for StoreError {
+    fn from(error: E) -> Self {
+        StoreError::Storage(error.into())
+    }
+}
+
+impl StoreError {
+    /// Whether redb now refuses writes until the database is reopened.
+    fn needs_reopen(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Storage(redb::Error::Io(_) | redb::Error::PreviousIo)
+        )
+    }
+}
+
+/// The store handle, shared by every request (`Arc<Store>`).
+pub struct Store {
+    path: PathBuf,
+    options: StoreOptions,
+    /// `None` only while a reopen is in progress and the new open failed.
+    db: RwLock<Option<Database>>,
+    /// Serialises write transactions (redb has one writer anyway) and
+    /// reopens.
+    writer: Mutex<()>,
+    /// Set after an I/O error; the next write reopens first.
+    reopen_needed: AtomicBool,
+    #[cfg(test)]
+    opener: Option<Box<dyn Fn(&redb::Builder, &Path) -> Result<Database, redb::DatabaseError> + Send + Sync>>,
+}
+
+impl Store {
+    /// Opens (or creates) the redb file at `path`, creates missing tables,
+    /// checks the schema version and runs forward migrations.
+    pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        let store = Store {
+            path: path.to_owned(),
+            options,
+            db: RwLock::new(None),
+            writer: Mutex::new(()),
+            reopen_needed: AtomicBool::new(false),
+            #[cfg(test)]
+            opener: None,
+        };
+        store.open_database()?;
+        Ok(store)
+    }
+
+    /// The redb file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` over one consistent read snapshot.
+    pub fn read<T>(&self, f: impl FnOnce(&Reader) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let guard = self.db.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(db) = guard.as_ref() else {
+            return Err(StoreError::Storage(redb::Error::DatabaseClosed));
+        };
+        let reader = Snapshot {
+            txn: db.begin_read()?,
+        };
+        f(&reader)
+    }
+
+    /// Runs `f` in one write transaction and commits it durably (two-phase
+    /// commit, immediate durability) before returning. If `f` fails,
+    /// nothing it did is kept. Audit events appended by `f` are logged
+    /// through `tracing` once the commit succeeded.
+    pub fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Writer) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let _serial = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if self.reopen_needed.load(Ordering::Acquire) {
+            self.reopen()?;
+        }
+        let result = self.write_locked(f);
+        if let Err(error) = &result
+            && error.needs_reopen()
+        {
+            tracing::error!(path = %self.path.display(), error = %error, "storage I/O error; reopening the database before the next write");
+            self.reopen_needed.store(true, Ordering::Release);
+        }
+        result
+    }
+
+    fn write_locked<T>(
+        &self,
+        f: impl FnOnce(&mut Writer) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let guard = self.db.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(db) = guard.as_ref() else {
+            return Err(StoreError::Storage(redb::Error::DatabaseClosed));
+        };
+        let mut writer = Writer::begin(db)?;
+        let value = f(&mut writer)?;
+        let appended = writer.finish()?;
+        for event in &appended {
+            log_audit_event(event);
+        }
+        Ok(value)
+    }
+
+    /// Drops the current redb handle and opens the file again: after an
+    /// I/O error redb refuses writes until then. Called with the writer
+    /// lock held; reads wait only for the swap itself.
+    fn reopen(&self) -> Result<(), StoreError> {
+        {
+            let mut guard = self.db.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            // Close first: redb holds a lock on the file until dropped.
+            guard.take();
+        }
+        self.open_database()?;
+        self.reopen_needed.store(false, Ordering::Release);
+        tracing::info!(path = %self.path.display(), "database reopened");
+        Ok(())
+    }
+
+    fn open_database(&self) -> Result<(), StoreError> {
+        let mut builder = Database::builder();
+        builder.set_cache_size(self.options.cache_size);
+        #[cfg(test)]
+        let opened = match &self.opener {
+            Some(opener) => opener(&builder, &self.path),
+            None => builder.create(&self.path),
+        };
+        #[cfg(not(test))]
+        let opened = builder.create(&self.path);
+        let db = opened.map_err(|source| match source {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse {
+                path: self.path.clone(),
+            },
+            source => StoreError::Open {
+                path: self.path.clone(),
+                source,
+            },
+        })?;
+        schema::prepare(&db, &self.path)?;
+        *self.db.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(db);
+        Ok(())
+    }
+}
+
+/// A consistent view of the store inside one transaction. Every query is
+/// an inherent method of `Snapshot<T: Tables>` (in the resource modules),
+/// so it is written once and runs in a read or a write transaction.
+pub struct Snapshot<T> {
+    txn: T,
+}
+
+/// A read snapshot.
+pub type Reader = Snapshot<ReadTransaction>;
+
+/// An open write transaction, with the audit head and the clock of this
+/// transaction. Queries are reached through `Deref` to its snapshot.
+pub struct Writer {
+    snapshot: Snapshot<WriteTransaction>,
+    audit_head: Option<Anchor>,
+    appended: Vec<AuditEvent>,
+    now: Timestamp,
+}
+
+impl Writer {
+    /// Opens the one kind of write transaction exsec uses.
+    fn begin(db: &Database) -> Result<Writer, StoreError> {
+        let mut txn = db.begin_write()?;
+        txn.set_two_phase_commit(true);
+        txn.set_durability(Durability::Immediate)
+            .map_err(redb::Error::from)?;
+        Ok(Writer {
+            snapshot: Snapshot { txn },
+            audit_head: None,
+            appended: Vec::new(),
+            now: Timestamp::now(),
+        })
+    }
+
+    /// The time stamped on everything this transaction writes.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// Appends an audit event to the chain, in this transaction.
+    pub fn audit(&mut self, event: NewEvent) -> Result<&AuditEvent, StoreError> {
+        let head = match self.audit_head {
+            Some(head) => head,
+            None => self.audit_head()?,
+        };
+        let linked = event.link(head, self.now);
+        audit_log::insert(self.txn(), &linked)?;
+        self.audit_head = Some(linked.anchor());
+        self.appended.push(linked);
+        Ok(self.appended.last().unwrap_or_else(|| unreachable!("just pushed")))
+    }
+
+    fn finish(self) -> Result<Vec<AuditEvent>, StoreError> {
+        self.snapshot.txn.commit()?;
+        Ok(self.appended)
+    }
+}
+
+/// Read access shared by [`Reader`] and [`Writer`], so every query is
+/// written once and runs in either kind of transaction.
+pub trait Tables {
+    /// The table type this transaction hands out.
+    type Table<'a, K: Key + 'static, V: Value + 'static>: ReadableTable<K, V>
+    where
+        Self: 'a;
+
+    /// Opens `definition` for reading.
+    fn table<K: Key + 'static, V: Value + 'static>(
+        &self,
+        definition: TableDefinition<K, V>,
+    ) -> Result<Self::Table<'_, K, V>, StoreError>;
+}
+
+impl Tables for ReadTransaction {
+    type Table<'a, K: Key + 'static, V: Value + 'static> = ReadOnlyTable<K, V>;
+
+    fn table<K: Key + 'static, V: Value + 'static>(
+        &self,
+        definition: TableDefinition<K, V>,
+    ) -> Result<ReadOnlyTable<K, V>, StoreError> {
+        Ok(self.open_table(definition)?)
+    }
+}
+
+impl Tables for WriteTransaction {
+    type Table<'a, K: Key + 'static, V: Value + 'static> = Table<'a, K, V>;
+
+    fn table<K: Key + 'static, V: Value + 'static>(
+        &self,
+        definition: TableDefinition<K, V>,
+    ) -> Result<Table<'_, K, V>, StoreError> {
+        Ok(self.open_table(definition)?)
+    }
+}
+
+impl<T> Snapshot<T> {
+    fn txn(&self) -> &T {
+        &self.txn
+    }
+}
+
+impl std::ops::Deref for Writer {
+    type Target = Snapshot<WriteTransaction>;
+
+    fn deref(&self) -> &Snapshot<WriteTransaction> {
+        &self.snapshot
+    }
+}
+
+/// Decodes a stored value, naming the table on failure.
+fn decode<T: serde::de::DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    codec::decode(bytes).map_err(|source| StoreError::Corrupt { table, source })
+}
+
+/// Encodes a value for storage. Only our own types are encoded, so a
+/// failure means a record over the size limit.
+fn encode<T: serde::Serialize + ?Sized>(table: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
+    codec::encode(value).map_err(|source| StoreError::Corrupt { table, source })
+}
+
+/// Audit events are also structured log lines (SPEC §7). Data holds names
+/// and counts only, never values.
+fn log_audit_event(event: &AuditEvent) {
+    let data = serde_json::Value::Object(event.data.clone());
+    tracing::info!(
+        target: "exsec::audit",
+        seq = event.seq,
+        event_type = %event.event_type,
+        actor = %event.actor,
+        tenant_id = event.tenant_id.as_deref().unwrap_or(""),
+        app_id = event.app_id.as_deref().unwrap_or(""),
+        data = %data,
+        "audit event"
+    );
+}

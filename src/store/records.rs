@@ -1,0 +1,117 @@
+//! The records stored in redb, one struct per table value.
+//!
+//! Every one goes through [`super::codec`] (bincode 1.3.3), so fields are
+//! plain: no `serde_json::Value`, `flatten`, `untagged` or
+//! `skip_serializing_if`. Free-form data (audit `data`) is JSON bytes.
+//! Changing a field is a schema change: bump `schema::CURRENT` and migrate.
+
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{AuditEvent, ChainHash};
+use crate::crypto::SealedValue;
+use crate::model::{EnvKey, Provider, Scope, TenantId, Timestamp};
+
+/// A tenant. Its id is the table key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantRecord {
+    /// When the admin created it.
+    pub created_at: Timestamp,
+}
+
+/// An app. Its id is the table key; its tenant never changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppRecord {
+    /// The owning tenant, fixed at registration.
+    pub tenant_id: TenantId,
+    /// Env var names the app needs; a deploy lacking one warns.
+    pub required_env: Vec<EnvKey>,
+    /// When it was registered.
+    pub created_at: Timestamp,
+    /// When it was last changed.
+    pub updated_at: Timestamp,
+}
+
+/// One external secret: metadata in the clear, the value only sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretRecord {
+    /// Tenant default or app override (also encoded in the table key).
+    pub scope: Scope,
+    /// Provider, e.g. `openai`.
+    pub provider: Provider,
+    /// Env var name, e.g. `OPENAI_API_KEY`.
+    pub key: EnvKey,
+    /// When the key was first set.
+    pub created_at: Timestamp,
+    /// When the value was last replaced (re-sealing does not change it).
+    pub updated_at: Timestamp,
+    /// Starts at 1, +1 per replacement; re-sealing does not change it.
+    pub version: u64,
+    /// The value, sealed under a master key.
+    pub sealed: SealedValue,
+}
+
+/// A tenant token: only the SHA-256 of the token is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// The tenant the token acts for.
+    pub tenant_id: TenantId,
+    /// SHA-256 of the whole token text `exs_<id>_<secret>`.
+    pub token_sha256: [u8; 32],
+    /// When it was minted.
+    pub created_at: Timestamp,
+}
+
+/// An audit event as stored: `data` as canonical JSON bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredAuditEvent {
+    /// Append time.
+    pub time: Timestamp,
+    /// Event type name.
+    pub event_type: String,
+    /// Who caused it.
+    pub actor: String,
+    /// Tenant concerned.
+    pub tenant_id: Option<String>,
+    /// App concerned.
+    pub app_id: Option<String>,
+    /// `data` as JSON text.
+    pub data_json: Vec<u8>,
+    /// Hash of the previous event.
+    pub prev_hash: [u8; 32],
+    /// Hash of this event.
+    pub hash: [u8; 32],
+}
+
+impl StoredAuditEvent {
+    /// The stored form of a linked event.
+    pub fn from_event(event: &AuditEvent) -> Self {
+        Self {
+            time: event.time,
+            event_type: event.event_type.clone(),
+            actor: event.actor.clone(),
+            tenant_id: event.tenant_id.clone(),
+            app_id: event.app_id.clone(),
+            data_json: serde_json::to_vec(&event.data).unwrap_or_else(|_| b"{}".to_vec()),
+            prev_hash: event.prev_hash.0,
+            hash: event.hash.0,
+        }
+    }
+
+    /// Back to the wire form. Data that is not a JSON object (only possible
+    /// in a tampered file) comes back empty, which breaks the hash chain
+    /// and so is reported by verification rather than hidden.
+    pub fn into_event(self, seq: u64) -> AuditEvent {
+        let data = serde_json::from_slice(&self.data_json).unwrap_or_default();
+        AuditEvent {
+            seq,
+            time: self.time,
+            event_type: self.event_type,
+            actor: self.actor,
+            tenant_id: self.tenant_id,
+            app_id: self.app_id,
+            data,
+            prev_hash: ChainHash(self.prev_hash),
+            hash: ChainHash(self.hash),
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! External secrets in both scopes: set, delete, list, and the inputs of
+//! the effective set. Values arrive sealed; the write rules of SPEC §1 are
+//! enforced here, inside the transaction that makes the change:
+//! one provider per env var name within a scope (`env_name_taken`), and no
+//! app's effective set above 1 MiB (`effective_set_too_large`).
+
+use std::collections::BTreeMap;
+
+use redb::ReadableTable;
+
+use super::records::SecretRecord;
+use super::tenants::not_found;
+use super::{Snapshot, StoreError, Tables, Writer, decode, encode, tables};
+use crate::audit::{NewEvent, event};
+use crate::crypto::{Fingerprint, SealedValue};
+use crate::model::{AppId, EnvKey, KeyId, MAX_EFFECTIVE_SET_BYTES, Provider, Scope, TenantId};
+use crate::resolve;
+
+/// A secret write: the value already sealed (with the fingerprint of the
+/// key that sealed it, remembered on first use).
+pub struct PutSecret {
+    /// Tenant default or app override.
+    pub scope: Scope,
+    /// Provider name.
+    pub provider: Provider,
+    /// Env var name.
+    pub key: EnvKey,
+    /// The sealed value.
+    pub sealed: SealedValue,
+    /// Fingerprint of the key that sealed it.
+    pub fingerprint: Fingerprint,
+}
+
+/// What a secret write did.
+#[derive(Debug, Clone)]
+pub struct SecretWrite {
+    /// The stored record (metadata and sealed value).
+    pub record: SecretRecord,
+    /// True when the key was new, false when a value was replaced.
+    pub created: bool,
+}
+
+/// The stored inputs of an app's effective set.
+#[derive(Debug, Clone)]
+pub struct SecretLayout {
+    /// The app's tenant.
+    pub tenant_id: TenantId,
+    /// Tenant-wide defaults.
+    pub tenant: Vec<SecretRecord>,
+    /// App overrides.
+    pub app: Vec<SecretRecord>,
+}
+
+impl<T: Tables> Snapshot<T> {
+    /// One secret record.
+    pub fn secret(
+        &self,
+        scope: &Scope,
+        provider: &Provider,
+        key: &EnvKey,
+    ) -> Result<Option<SecretRecord>, StoreError> {
+        let secrets = self.txn().table(tables::SECRETS)?;
+        let name = tables::secret_key(scope.kind().tag(), scope.owner(), provider.as_str(), key.as_str());
+        let bytes = secrets.get(name.as_str())?;
+        bytes.map(|b| decode("external_secrets", b.value())).transpose()
+    }
+
+    /// Every secret of one scope, ordered by provider then key.
+    pub fn secrets(&self, scope: &Scope) -> Result<Vec<SecretRecord>, StoreError> {
+        let secrets = self.txn().table(tables::SECRETS)?;
+        let (start, end) = tables::secret_scope_range(scope.kind().tag(), scope.owner());
+        let mut out = Vec::new();
+        for entry in secrets.range(start.as_str()..end.as_str())? {
+            out.push(decode("external_secrets", entry?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Tenant defaults and app overrides of one app: what resolve needs.
+    /// `None` when the app does not exist.
+    pub fn secret_layout(&self, app_id: &AppId) -> Result<Option<SecretLayout>, StoreError> {
+        let Some(app) = self.app(app_id)? else {
+            return Ok(None);
+        };
+        Ok(Some(SecretLayout {
+            tenant: self.secrets(&Scope::Tenant(app.tenant_id.clone()))?,
+            app: self.secrets(&Scope::App(app_id.clone()))?,
+            tenant_id: app.tenant_id,
+        }))
+    }
+
+    /// Number of secret records sealed under each master key.
+    pub fn key_usage(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        let usage = self.txn().table(tables::KEY_USAGE)?;
+        let mut out = BTreeMap::new();
+        for entry in usage.iter()? {
+            let (id, count) = entry?;
+            out.insert(id.value().to_owned(), count.value());
+        }
+        Ok(out)
+    }
+
+    /// Total number of secret records.
+    pub fn secret_count(&self) -> Result<u64, StoreError> {
+        use redb::ReadableTableMetadata;
+        Ok(self.txn().table(tables::SECRETS)?.len()?)
+    }
+}
+
+impl Writer {
+    /// Sets a secret (201 new / 200 replaced at the API), with its audit
+    /// event, enforcing the env-name and size rules.
+    pub fn put_secret(&mut self, put: PutSecret, actor: &str) -> Result<SecretWrite, StoreError> {
+        let tenant_id = self.owner_tenant(&put.scope)?;
+        let existing = self.secret(&put.scope, &put.provider, &put.key)?;
+        let siblings = self.secrets(&put.scope)?;
+        if let Some(taken) = siblings
+            .iter()
+            .find(|s| s.key == put.key && s.provider != put.provider)
+        {
+            return Err(StoreError::Conflict {
+                code: "env_name_taken",
+                message: format!(
+                    "env var {} is already set by provider {} in this {} scope; delete that one first or choose another key",
+                    put.key,
+                    taken.provider,
+                    put.scope.kind()
+                ),
+            });
+        }
+        let now = self.now();
+        let record = SecretRecord {
+            scope: put.scope.clone(),
+            provider: put.provider,
+            key: put.key,
+            created_at: existing.as_ref().map_or(now, |e| e.created_at),
+            updated_at: now,
+            version: existing.as_ref().map_or(1, |e| e.version + 1),
+            sealed: put.sealed,
+        };
+        self.check_effective_sizes(&tenant_id, &record, siblings)?;
+        self.remember_fingerprint(&record.sealed.key_id, put.fingerprint)?;
+        self.store_secret(&record, existing.as_ref().map(|e| &e.sealed.key_id))?;
+        let created = existing.is_none();
+        let kind = if created {
+            event::SECRET_CREATED
+        } else {
+            event::SECRET_UPDATED
+        };
+        self.audit(secret_event(kind, actor, &tenant_id, &record).with("version", record.version))?;
+        Ok(SecretWrite { record, created })
+    }
+
+    /// Deletes one secret, with its audit event.
+    pub fn delete_secret(
+        &mut self,
+        scope: &Scope,
+        provider: &Provider,
+        key: &EnvKey,
+        actor: &str,
+    ) -> Result<SecretRecord, StoreError> {
+        let tenant_id = self.owner_tenant(scope)?;
+        let Some(record) = self.secret(scope, provider, key)? else {
+            return Err(not_found("external secret", &format!("{provider}/{key}")));
+        };
+        let name = tables::secret_key(scope.kind().tag(), scope.owner(), provider.as_str(), key.as_str());
+        self.txn().open_table(tables::SECRETS)?.remove(name.as_str())?;
+        self.adjust_usage(&record.sealed.key_id, -1)?;
+        self.audit(secret_event(event::SECRET_DELETED, actor, &tenant_id, &record))?;
+        Ok(record)
+    }
+
+    /// Removes every secret of a scope (tenant or app deletion); the
+    /// caller's audit event records the count.
+    pub(super) fn remove_scope_secrets(&mut self, scope: &Scope) -> Result<u64, StoreError> {
+        let records = self.secrets(scope)?;
+        let (start, end) = tables::secret_scope_range(scope.kind().tag(), scope.owner());
+        self.txn()
+            .open_table(tables::SECRETS)?
+            .retain_in(start.as_str()..end.as_str(), |_, _| false)?;
+        for record in &records {
+            self.adjust_usage(&record.sealed.key_id, -1)?;
+        }
+        Ok(records.len() as u64)
+    }
+
+    /// Writes a record and moves its count in `key_usage` from the key that
+    /// sealed the previous value (if any) to the key that sealed this one.
+    fn store_secret(&mut self, record: &SecretRecord, previous_key: Option<&KeyId>) -> Result<(), StoreError> {
+        let name = tables::secret_key(
+            record.scope.kind().tag(),
+            record.scope.owner(),
+            record.provider.as_str(),
+            record.key.as_str(),
+        );
+        let encoded = encode("external_secrets", record)?;
+        self.txn()
+            .open_table(tables::SECRETS)?
+            .insert(name.as_str(), encoded.as_slice())?;
+        if previous_key != Some(&record.sealed.key_id) {
+            if let Some(previous) = previous_key {
+                self.adjust_usage(previous, -1)?;
+            }
+            self.adjust_usage(&record.sealed.key_id, 1)?;
+        }
+        Ok(())
+    }
+
+    fn adjust_usage(&mut self, key_id: &KeyId, delta: i64) -> Result<(), StoreError> {
+        let mut usage = self.txn().open_table(tables::KEY_USAGE)?;
+        let current = usage.get(key_id.as_str())?.map_or(0, |c| c.value());
+        let next = current.saturating_add_signed(delta);
+        if next == 0 {
+            usage.remove(key_id.as_str())?;
+        } else {
+            usage.insert(key_id.as_str(), next)?;
+        }
+        Ok(())
+    }
+
+    /// The tenant a scope belongs to; the owner must exist.
+    fn owner_tenant(&self, scope: &Scope) -> Result<TenantId, StoreError> {
+        match scope {
+            Scope::Tenant(id) => match self.tenant(id)? {
+                Some(_) => Ok(id.clone()),
+                None => Err(not_found("tenant", id.as_str())),
+            },
+            Scope::App(id) => match self.app(id)? {
+                Some(app) => Ok(app.tenant_id),
+                None => Err(not_found("app", id.as_str())),
+            },
+        }
+    }
+
+    /// Refuses a write that would push any affected app's effective set
+    /// above 1 MiB: the app itself for an override, every app of the
+    /// tenant for a tenant default. `siblings` are the current records of
+    /// the written scope.
+    fn check_effective_sizes(
+        &self,
+        tenant_id: &TenantId,
+        record: &SecretRecord,
+        siblings: Vec<SecretRecord>,
+    ) -> Result<(), StoreError> {
+        let with_record = replace_or_push(siblings, record);
+        match &record.scope {
+            Scope::App(app_id) => {
+                let tenant = self.secrets(&Scope::Tenant(tenant_id.clone()))?;
+                check_size(app_id, &tenant, &with_record)
+            }
+            Scope::Tenant(_) => {
+                for app_id in self.app_ids_of(tenant_id)? {
+                    let app = self.secrets(&Scope::App(app_id.clone()))?;
+                    check_size(&app_id, &with_record, &app)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn replace_or_push(mut records: Vec<SecretRecord>, record: &SecretRecord) -> Vec<SecretRecord> {
+    match records
+        .iter_mut()
+        .find(|r| r.provider == record.provider && r.key == record.key)
+    {
+        Some(slot) => *slot = record.clone(),
+        None => records.push(record.clone()),
+    }
+    records
+}
+
+fn check_size(app_id: &AppId, tenant: &[SecretRecord], app: &[SecretRecord]) -> Result<(), StoreError> {
+    let bytes = resolve::merge(tenant, app).size();
+    if bytes > MAX_EFFECTIVE_SET_BYTES {
+        return Err(StoreError::EffectiveSetTooLarge {
+            app_id: app_id.to_string(),
+            bytes,
+        });
+    }
+    Ok(())
+}
+
+fn secret_event(kind: &'static str, actor: &str, tenant_id: &TenantId, record: &SecretRecord) -> NewEvent {
+    let mut event = NewEvent::new(kind, actor)
+        .tenant(tenant_id.as_str())
+        .with("scope", record.scope.kind().as_str())
+        .with("provider", record.provider.as_str())
+        .with("key", record.key.as_str());
+    if let Scope::App(app_id) = &record.scope {
+        event = event.app(app_id.as_str());
+    }
+    event
+}

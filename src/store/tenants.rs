@@ -1,0 +1,234 @@
+//! Tenants and apps: registration, lookup, listing and deletion.
+//!
+//! An app belongs to one tenant forever; deleting an app removes its
+//! secrets, deploy history and idempotency records (audit events stay);
+//! a tenant can be deleted only once it has no apps.
+
+use redb::ReadableTable;
+
+use super::records::{AppRecord, TenantRecord};
+use super::{Snapshot, StoreError, Tables, Writer, decode, encode, tables};
+use crate::audit::{NewEvent, event};
+use crate::model::{AppId, EnvKey, TenantId};
+
+impl<T: Tables> Snapshot<T> {
+    /// One tenant.
+    pub fn tenant(&self, id: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
+        let tenants = self.txn().table(tables::TENANTS)?;
+        let bytes = tenants.get(id.as_str())?;
+        bytes.map(|b| decode("tenants", b.value())).transpose()
+    }
+
+    /// All tenants, by id.
+    pub fn tenants(&self) -> Result<Vec<(TenantId, TenantRecord)>, StoreError> {
+        let tenants = self.txn().table(tables::TENANTS)?;
+        let mut out = Vec::new();
+        for entry in tenants.iter()? {
+            let (id, bytes) = entry?;
+            out.push((parse_id(id.value())?, decode("tenants", bytes.value())?));
+        }
+        Ok(out)
+    }
+
+    /// One app.
+    pub fn app(&self, id: &AppId) -> Result<Option<AppRecord>, StoreError> {
+        let apps = self.txn().table(tables::APPS)?;
+        let bytes = apps.get(id.as_str())?;
+        bytes.map(|b| decode("apps", b.value())).transpose()
+    }
+
+    /// All apps, or the apps of one tenant, by id.
+    pub fn apps(&self, tenant: Option<&TenantId>) -> Result<Vec<(AppId, AppRecord)>, StoreError> {
+        let ids = match tenant {
+            Some(tenant) => self.app_ids_of(tenant)?,
+            None => {
+                let apps = self.txn().table(tables::APPS)?;
+                let mut ids = Vec::new();
+                for entry in apps.iter()? {
+                    ids.push(parse_id(entry?.0.value())?);
+                }
+                ids
+            }
+        };
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(record) = self.app(&id)? {
+                out.push((id, record));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ids of the apps of one tenant.
+    pub fn app_ids_of(&self, tenant: &TenantId) -> Result<Vec<AppId>, StoreError> {
+        let index = self.txn().table(tables::TENANT_APPS)?;
+        let (start, end) = tables::prefix_range(tenant.as_str());
+        let mut out = Vec::new();
+        for entry in index.range(start.as_str()..end.as_str())? {
+            let (key, _) = entry?;
+            let app = key.value().rsplit('/').next().unwrap_or_default().to_owned();
+            out.push(parse_id(&app)?);
+        }
+        Ok(out)
+    }
+}
+
+impl Writer {
+    /// Creates a tenant; an existing tenant is left as it is. Returns the
+    /// record and whether it was created.
+    pub fn put_tenant(
+        &mut self,
+        id: &TenantId,
+        actor: &str,
+    ) -> Result<(TenantRecord, bool), StoreError> {
+        if let Some(existing) = self.tenant(id)? {
+            return Ok((existing, false));
+        }
+        let record = TenantRecord {
+            created_at: self.now(),
+        };
+        let encoded = encode("tenants", &record)?;
+        self.txn()
+            .open_table(tables::TENANTS)?
+            .insert(id.as_str(), encoded.as_slice())?;
+        self.audit(NewEvent::new(event::TENANT_CREATED, actor).tenant(id.as_str()))?;
+        Ok((record, true))
+    }
+
+    /// Deletes a tenant that has no apps, with its tenant-wide secrets and
+    /// its tokens.
+    pub fn delete_tenant(&mut self, id: &TenantId, actor: &str) -> Result<(), StoreError> {
+        if self.tenant(id)?.is_none() {
+            return Err(not_found("tenant", id.as_str()));
+        }
+        let apps = self.app_ids_of(id)?;
+        if !apps.is_empty() {
+            return Err(StoreError::Conflict {
+                code: "tenant_has_apps",
+                message: format!(
+                    "tenant {id} still has {} app(s); delete them first",
+                    apps.len()
+                ),
+            });
+        }
+        let removed_secrets = self.remove_scope_secrets(&crate::model::Scope::Tenant(id.clone()))?;
+        let removed_tokens = self.remove_tenant_tokens(id)?;
+        self.txn().open_table(tables::TENANTS)?.remove(id.as_str())?;
+        self.audit(
+            NewEvent::new(event::TENANT_DELETED, actor)
+                .tenant(id.as_str())
+                .with("secrets_removed", removed_secrets)
+                .with("tokens_revoked", removed_tokens),
+        )?;
+        Ok(())
+    }
+
+    /// Registers an app under a tenant, or updates its `required_env`.
+    /// Returns the record and whether it was created.
+    pub fn put_app(
+        &mut self,
+        id: &AppId,
+        tenant: &TenantId,
+        required_env: Vec<EnvKey>,
+        actor: &str,
+    ) -> Result<(AppRecord, bool), StoreError> {
+        if self.tenant(tenant)?.is_none() {
+            return Err(not_found("tenant", tenant.as_str()));
+        }
+        let existing = self.app(id)?;
+        if let Some(existing) = &existing
+            && existing.tenant_id != *tenant
+        {
+            return Err(StoreError::Conflict {
+                code: "app_tenant_fixed",
+                message: format!(
+                    "app {id} belongs to tenant {}; an app cannot move to another tenant",
+                    existing.tenant_id
+                ),
+            });
+        }
+        let now = self.now();
+        let created = existing.is_none();
+        let record = AppRecord {
+            tenant_id: tenant.clone(),
+            required_env,
+            created_at: existing.as_ref().map_or(now, |e| e.created_at),
+            updated_at: now,
+        };
+        if existing.as_ref() == Some(&record) {
+            return Ok((record, false));
+        }
+        let encoded = encode("apps", &record)?;
+        self.txn()
+            .open_table(tables::APPS)?
+            .insert(id.as_str(), encoded.as_slice())?;
+        let index_key = format!("{tenant}/{id}");
+        self.txn()
+            .open_table(tables::TENANT_APPS)?
+            .insert(index_key.as_str(), ())?;
+        let kind = if created {
+            event::APP_CREATED
+        } else {
+            event::APP_UPDATED
+        };
+        let required: Vec<&str> = record.required_env.iter().map(EnvKey::as_str).collect();
+        self.audit(
+            NewEvent::new(kind, actor)
+                .tenant(tenant.as_str())
+                .app(id.as_str())
+                .with("required_env", required),
+        )?;
+        Ok((record, created))
+    }
+
+    /// Deletes an app with its app-level secrets, deploy history and
+    /// idempotency records. Audit events stay. Returns the deleted record.
+    pub fn delete_app(&mut self, id: &AppId, actor: &str) -> Result<AppRecord, StoreError> {
+        let Some(record) = self.app(id)? else {
+            return Err(not_found("app", id.as_str()));
+        };
+        let removed_secrets = self.remove_scope_secrets(&crate::model::Scope::App(id.clone()))?;
+        let removed_deploys = {
+            let mut deploys = self.txn().open_table(tables::DEPLOYS)?;
+            let mut removed = 0u64;
+            deploys.retain_in((id.as_str(), 0)..=(id.as_str(), u64::MAX), |_, _| {
+                removed += 1;
+                false
+            })?;
+            removed
+        };
+        {
+            let mut idempotency = self.txn().open_table(tables::IDEMPOTENCY)?;
+            let (start, end) = tables::prefix_range(id.as_str());
+            idempotency.retain_in(start.as_str()..end.as_str(), |_, _| false)?;
+        }
+        let index_key = format!("{}/{id}", record.tenant_id);
+        self.txn()
+            .open_table(tables::TENANT_APPS)?
+            .remove(index_key.as_str())?;
+        self.txn().open_table(tables::APPS)?.remove(id.as_str())?;
+        self.audit(
+            NewEvent::new(event::APP_DELETED, actor)
+                .tenant(record.tenant_id.as_str())
+                .app(id.as_str())
+                .with("secrets_removed", removed_secrets)
+                .with("deploys_removed", removed_deploys),
+        )?;
+        Ok(record)
+    }
+}
+
+pub(super) fn not_found(kind: &'static str, id: &str) -> StoreError {
+    StoreError::NotFound {
+        kind,
+        id: id.to_owned(),
+    }
+}
+
+/// Parses an id read back from a table key; a bad one means a corrupt file.
+fn parse_id<I: TryFrom<String>>(raw: &str) -> Result<I, StoreError> {
+    I::try_from(raw.to_owned()).map_err(|_| StoreError::CorruptKey {
+        table: "tenants/apps",
+        key: raw.to_owned(),
+    })
+}

@@ -1,0 +1,78 @@
+//! Shared test helpers: a temporary store with a keyring, and ids.
+
+use std::path::PathBuf;
+
+use exsec::crypto::{Keyring, MasterKey, SecretLocation};
+use exsec::model::{AppId, EnvKey, KeyId, Provider, Scope, SecretValue, TenantId};
+use exsec::store::{PutSecret, Store, StoreOptions};
+
+/// A store in a temporary directory plus a one-key keyring.
+pub struct TestStore {
+    pub dir: tempfile::TempDir,
+    pub store: Store,
+    pub keyring: Keyring,
+}
+
+impl TestStore {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("exsec.redb"), options()).expect("open store");
+        let keyring = Keyring::from_keys([(key_id("k1"), MasterKey::generate().expect("key"))]);
+        Self { dir, store, keyring }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("exsec.redb")
+    }
+
+    /// Seals `value` for the location and builds the store write.
+    pub fn sealed(&self, scope: &Scope, provider: &str, key: &str, value: &str) -> PutSecret {
+        seal_with(&self.keyring, scope, provider, key, value)
+    }
+}
+
+pub fn seal_with(keyring: &Keyring, scope: &Scope, provider: &str, key: &str, value: &str) -> PutSecret {
+    let provider = Provider::parse(provider).expect("provider");
+    let key = EnvKey::parse(key).expect("key");
+    let value = SecretValue::parse(value.to_owned()).expect("value");
+    let location = SecretLocation {
+        scope,
+        provider: &provider,
+        key: &key,
+    };
+    let sealed = keyring.seal(&location, &value).expect("seal");
+    let fingerprint = keyring.fingerprint(&sealed.key_id).expect("fingerprint");
+    PutSecret {
+        scope: scope.clone(),
+        provider,
+        key,
+        sealed,
+        fingerprint,
+    }
+}
+
+pub fn options() -> StoreOptions {
+    StoreOptions {
+        cache_size: 4 * 1024 * 1024,
+    }
+}
+
+pub fn tenant(id: &str) -> TenantId {
+    TenantId::parse(id).expect("tenant id")
+}
+
+pub fn app(id: &str) -> AppId {
+    AppId::parse(id).expect("app id")
+}
+
+pub fn key_id(id: &str) -> KeyId {
+    KeyId::parse(id).expect("key id")
+}
+
+pub fn tenant_scope(id: &str) -> Scope {
+    Scope::Tenant(tenant(id))
+}
+
+pub fn app_scope(id: &str) -> Scope {
+    Scope::App(app(id))
+}
