@@ -2,6 +2,7 @@
 //!
 //! Layout, one line per module:
 //! - [`model`]: domain types built by parsing (ids, provider, key, value); no I/O.
+//! - [`config`]: the TOML configuration (SPEC §8); loading has no side effects.
 //! - [`crypto`]: master keys, the keyring, sealing and opening values.
 //! - [`store`]: the redb file: tables, codec, schema, durable writes with their audit events.
 //! - [`audit`]: the audit log's hash chain: canonical form, hashing, verification.
@@ -9,6 +10,7 @@
 //! - [`cli`]: the command line (the only importer of clap).
 pub mod audit;
 pub mod cli;
+pub mod config;
 pub mod crypto;
 pub mod model;
 pub mod resolve;
