@@ -409,3 +409,163 @@ fn log_audit_event(event: &AuditEvent) {
         "audit event"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fmt;
+    use std::ops::Bound;
+    use std::sync::Arc;
+
+    use redb::backends::FileBackend;
+    use redb::{BackendError, StorageBackend};
+
+    use super::*;
+    use crate::model::TenantId;
+
+    fn options() -> StoreOptions {
+        StoreOptions {
+            cache_size: 1024 * 1024,
+        }
+    }
+
+    #[test]
+    fn a_file_from_a_newer_exsec_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("exsec.redb");
+        {
+            let store = Store::open(&path, options()).unwrap();
+            let guard = store.db.read().unwrap();
+            schema::force_version(guard.as_ref().unwrap(), schema::CURRENT + 1).unwrap();
+        }
+        let error = Store::open(&path, options()).err().unwrap();
+        assert!(matches!(error, StoreError::NewerSchema { found, .. } if found == schema::CURRENT + 1));
+        assert!(error.to_string().contains("newer than this exsec supports"));
+    }
+
+    /// A file backend whose writes and syncs fail while `failing` is set,
+    /// standing in for a disk that returns EIO.
+    struct FlakyDisk {
+        inner: FileBackend,
+        failing: Arc<AtomicBool>,
+    }
+
+    impl fmt::Debug for FlakyDisk {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("FlakyDisk")
+        }
+    }
+
+    impl FlakyDisk {
+        fn check(&self) -> Result<(), std::io::Error> {
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(std::io::Error::other("injected EIO"));
+            }
+            Ok(())
+        }
+    }
+
+    impl StorageBackend for FlakyDisk {
+        fn len(&self) -> Result<u64, std::io::Error> {
+            self.inner.len()
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
+            self.inner.read(offset, out)
+        }
+        fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+            self.check()?;
+            self.inner.set_len(len)
+        }
+        fn sync_data(&self) -> Result<(), std::io::Error> {
+            self.check()?;
+            self.inner.sync_data()
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+            self.check()?;
+            self.inner.write(offset, data)
+        }
+        fn close(&self) -> Result<(), std::io::Error> {
+            self.inner.close()
+        }
+        fn try_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
+            self.inner.try_lock_range(start, end)
+        }
+        fn try_lock_shared_range(
+            &self,
+            start: Bound<u64>,
+            end: Bound<u64>,
+        ) -> Result<bool, BackendError> {
+            self.inner.try_lock_shared_range(start, end)
+        }
+        fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+            self.inner.lock_range(start, end)
+        }
+        fn lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+            self.inner.lock_shared_range(start, end)
+        }
+        fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+            self.inner.unlock_range(start, end)
+        }
+        fn query_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
+            self.inner.query_lock_range(start, end)
+        }
+    }
+
+    /// After an I/O error redb refuses writes until reopened: the store
+    /// reads on meanwhile, reopens itself at the next write, and what was
+    /// committed before the error is still there.
+    #[test]
+    fn the_store_reopens_itself_after_an_io_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("exsec.redb");
+        let failing = Arc::new(AtomicBool::new(false));
+        let flag = failing.clone();
+        let mut store = Store {
+            path: path.clone(),
+            options: options(),
+            db: RwLock::new(None),
+            writer: Mutex::new(()),
+            reopen_needed: AtomicBool::new(false),
+            opener: Some(Box::new(move |builder, path| {
+                let file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(path)?;
+                let inner = FileBackend::new(file)?;
+                builder.create_with_backend(FlakyDisk {
+                    inner,
+                    failing: flag.clone(),
+                })
+            })),
+        };
+        store.open_database().unwrap();
+        let acme = TenantId::parse("acme").unwrap();
+        let id = acme.clone();
+        store.write(move |w| w.put_tenant(&id, "admin")).unwrap();
+
+        failing.store(true, Ordering::SeqCst);
+        let broken = TenantId::parse("broken").unwrap();
+        let error = store.write(move |w| w.put_tenant(&broken, "admin")).unwrap_err();
+        assert!(error.needs_reopen(), "{error:?}");
+        assert!(store.reopen_needed.load(Ordering::SeqCst));
+        // Reads keep working meanwhile.
+        let id = acme.clone();
+        assert!(store.read(move |r| r.tenant(&id)).unwrap().is_some());
+
+        failing.store(false, Ordering::SeqCst);
+        let healed = TenantId::parse("healed").unwrap();
+        store.write(move |w| w.put_tenant(&healed, "admin")).unwrap();
+        assert!(!store.reopen_needed.load(Ordering::SeqCst));
+        let names: Vec<String> = store
+            .read(|r| r.tenants())
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id.to_string())
+            .collect();
+        assert_eq!(names, ["acme", "healed"]);
+        let head = store.read(|r| r.audit_head()).unwrap();
+        assert_eq!(head.seq, 2);
+        store.opener = None;
+    }
+}

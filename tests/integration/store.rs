@@ -1,0 +1,302 @@
+//! The store against a real redb file: durability across reopen, the write
+//! rules, audit events committed with their change, and the lock error.
+
+use exsec::audit::{self, Anchor, event};
+use exsec::crypto::SecretLocation;
+use exsec::model::{EnvKey, Provider};
+use exsec::store::{AuditFilter, Store, StoreError};
+
+use crate::harness::*;
+
+/// Everything written through one handle reads back after reopening the
+/// file, including the audit chain, and values open to what was written.
+#[test]
+fn everything_survives_a_reopen() {
+    let test = TestStore::new();
+    let put_tenant = test.sealed(&tenant_scope("acme"), "openai", "OPENAI_API_KEY", "sk-tenant");
+    let put_app = test.sealed(&app_scope("web"), "openai", "OPENAI_API_KEY", "sk-app");
+    test.store
+        .write(move |w| {
+            w.put_tenant(&tenant("acme"), "admin")?;
+            w.put_app(&app("web"), &tenant("acme"), vec![], "admin")?;
+            w.put_secret(put_tenant, "admin")?;
+            w.put_secret(put_app, "admin")?;
+            Ok(())
+        })
+        .unwrap();
+    let path = test.path();
+    let TestStore { dir, store, keyring } = test;
+    drop(store);
+
+    let store = Store::open(&path, options()).unwrap();
+    let (tenant_records, app_records, events) = store
+        .read(|r| {
+            assert!(r.tenant(&tenant("acme"))?.is_some());
+            assert_eq!(r.app(&app("web"))?.unwrap().tenant_id, tenant("acme"));
+            let mut events = Vec::new();
+            r.for_each_audit_event(|e| {
+                events.push(e);
+                Ok(())
+            })?;
+            Ok((
+                r.secrets(&tenant_scope("acme"))?,
+                r.secrets(&app_scope("web"))?,
+                events,
+            ))
+        })
+        .unwrap();
+    let open = |record: &exsec::store::records::SecretRecord| {
+        let location = SecretLocation {
+            scope: &record.scope,
+            provider: &record.provider,
+            key: &record.key,
+        };
+        keyring
+            .open(&location, &record.sealed)
+            .unwrap()
+            .expose_secret()
+            .to_owned()
+    };
+    assert_eq!(open(&tenant_records[0]), "sk-tenant");
+    assert_eq!(open(&app_records[0]), "sk-app");
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            event::TENANT_CREATED,
+            event::APP_CREATED,
+            event::SECRET_CREATED,
+            event::SECRET_CREATED
+        ]
+    );
+    let head = audit::verify(Anchor::GENESIS, &events).unwrap();
+    assert_eq!(store.read(|r| r.audit_head()).unwrap(), head);
+    drop(dir);
+}
+
+/// A second open of a held file names the problem instead of panicking.
+#[test]
+fn a_held_file_gives_a_clear_error() {
+    let test = TestStore::new();
+    let error = Store::open(&test.path(), options()).err().expect("second open must fail");
+    assert!(matches!(error, StoreError::InUse { .. }), "{error:?}");
+    assert!(
+        error
+            .to_string()
+            .contains("is in use by another exsec process"),
+        "{error}"
+    );
+}
+
+/// A failing closure leaves nothing behind: not the change, not its event.
+#[test]
+fn a_failed_write_keeps_nothing() {
+    let test = TestStore::new();
+    let result: Result<(), StoreError> = test.store.write(|w| {
+        w.put_tenant(&tenant("acme"), "admin")?;
+        w.put_app(&app("web"), &tenant("nope"), vec![], "admin")?;
+        Ok(())
+    });
+    assert!(matches!(result, Err(StoreError::NotFound { kind: "tenant", .. })));
+    test.store
+        .read(|r| {
+            assert!(r.tenant(&tenant("acme"))?.is_none());
+            assert_eq!(r.audit_head()?, Anchor::GENESIS);
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn write_rules_are_enforced() {
+    let test = TestStore::new();
+    test.store
+        .write(|w| {
+            w.put_tenant(&tenant("acme"), "admin")?;
+            w.put_tenant(&tenant("other"), "admin")?;
+            w.put_app(&app("web"), &tenant("acme"), vec![], "admin")?;
+            Ok(())
+        })
+        .unwrap();
+
+    // An app cannot move to another tenant.
+    let moved = test
+        .store
+        .write(|w| w.put_app(&app("web"), &tenant("other"), vec![], "admin"));
+    assert!(matches!(moved, Err(StoreError::Conflict { code: "app_tenant_fixed", .. })));
+
+    // A second provider for an env var name in the same scope is refused;
+    // the same name in the other scope is fine.
+    let first = test.sealed(&tenant_scope("acme"), "openai", "API_KEY", "a");
+    let second = test.sealed(&tenant_scope("acme"), "azure", "API_KEY", "b");
+    let other_scope = test.sealed(&app_scope("web"), "azure", "API_KEY", "c");
+    test.store.write(move |w| w.put_secret(first, "admin")).unwrap();
+    let taken = test.store.write(move |w| w.put_secret(second, "admin"));
+    assert!(matches!(taken, Err(StoreError::Conflict { code: "env_name_taken", .. })));
+    test.store.write(move |w| w.put_secret(other_scope, "admin")).unwrap();
+
+    // A tenant with apps cannot be deleted.
+    let busy = test.store.write(|w| w.delete_tenant(&tenant("acme"), "admin"));
+    assert!(matches!(busy, Err(StoreError::Conflict { code: "tenant_has_apps", .. })));
+}
+
+#[test]
+fn versions_and_timestamps_follow_replacements() {
+    let test = TestStore::new();
+    test.store
+        .write(|w| w.put_tenant(&tenant("acme"), "admin").map(drop))
+        .unwrap();
+    let v1 = test.sealed(&tenant_scope("acme"), "openai", "K", "one");
+    let v2 = test.sealed(&tenant_scope("acme"), "openai", "K", "two");
+    let first = test.store.write(move |w| w.put_secret(v1, "admin")).unwrap();
+    let second = test.store.write(move |w| w.put_secret(v2, "admin")).unwrap();
+    assert!(first.created);
+    assert!(!second.created);
+    assert_eq!(first.record.version, 1);
+    assert_eq!(second.record.version, 2);
+    assert_eq!(second.record.created_at, first.record.created_at);
+    assert!(second.record.updated_at >= first.record.updated_at);
+    let usage = test.store.read(|r| r.key_usage()).unwrap();
+    assert_eq!(usage.get("k1"), Some(&1));
+}
+
+/// A tenant-wide write that would push one of its apps over 1 MiB is
+/// refused, naming the app.
+#[test]
+fn the_effective_set_size_limit_holds_for_every_app() {
+    let test = TestStore::new();
+    test.store
+        .write(|w| {
+            w.put_tenant(&tenant("acme"), "admin")?;
+            w.put_app(&app("small"), &tenant("acme"), vec![], "admin")?;
+            w.put_app(&app("big"), &tenant("acme"), vec![], "admin")?;
+            Ok(())
+        })
+        .unwrap();
+    let big_value = "x".repeat(60 * 1024);
+    // 17 app overrides of ~60 KiB each: just under 1 MiB for `big`.
+    for i in 0..17 {
+        let put = test.sealed(&app_scope("big"), "p", &format!("BIG_{i}"), &big_value);
+        test.store.write(move |w| w.put_secret(put, "admin")).unwrap();
+    }
+    let tenant_wide = test.sealed(&tenant_scope("acme"), "p", "SHARED", &big_value);
+    let refused = test.store.write(move |w| w.put_secret(tenant_wide, "admin"));
+    match refused {
+        Err(StoreError::EffectiveSetTooLarge { app_id, bytes }) => {
+            assert_eq!(app_id, "big");
+            assert!(bytes > 1024 * 1024);
+        }
+        other => panic!("expected effective_set_too_large, got {other:?}"),
+    }
+    // The app without overrides is unaffected by the refusal: nothing was written.
+    let shared = test
+        .store
+        .read(|r| r.secrets(&tenant_scope("acme")))
+        .unwrap();
+    assert!(shared.is_empty());
+}
+
+#[test]
+fn deleting_an_app_removes_its_secrets_but_not_its_audit_events() {
+    let test = TestStore::new();
+    let put = test.sealed(&app_scope("web"), "openai", "K", "v");
+    test.store
+        .write(move |w| {
+            w.put_tenant(&tenant("acme"), "admin")?;
+            w.put_app(&app("web"), &tenant("acme"), vec![], "admin")?;
+            w.put_secret(put, "admin")?;
+            Ok(())
+        })
+        .unwrap();
+    test.store.write(|w| w.delete_app(&app("web"), "admin")).unwrap();
+    test.store
+        .read(|r| {
+            assert!(r.app(&app("web"))?.is_none());
+            assert!(r.secrets(&app_scope("web"))?.is_empty());
+            assert!(r.key_usage()?.is_empty());
+            let page = r.audit_events(&AuditFilter {
+                app_id: Some("web".into()),
+                limit: 100,
+                ..AuditFilter::default()
+            })?;
+            let types: Vec<&str> = page.events.iter().map(|e| e.event_type.as_str()).collect();
+            assert_eq!(types, [event::APP_CREATED, event::SECRET_CREATED, event::APP_DELETED]);
+            Ok(())
+        })
+        .unwrap();
+    let missing = test.store.write(|w| {
+        w.delete_secret(
+            &app_scope("web"),
+            &Provider::parse("openai").unwrap(),
+            &EnvKey::parse("K").unwrap(),
+            "admin",
+        )
+    });
+    assert!(matches!(missing, Err(StoreError::NotFound { kind: "app", .. })));
+}
+
+#[test]
+fn audit_pages_are_filtered_and_continue_where_they_stopped() {
+    let test = TestStore::new();
+    test.store
+        .write(|w| {
+            for i in 0..7 {
+                w.put_tenant(&tenant(&format!("t{i}")), "admin")?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let mut after = 0;
+    let mut seen = Vec::new();
+    loop {
+        let page = test
+            .store
+            .read(|r| {
+                r.audit_events(&AuditFilter {
+                    event_type: Some(event::TENANT_CREATED.into()),
+                    after,
+                    limit: 3,
+                    ..AuditFilter::default()
+                })
+            })
+            .unwrap();
+        seen.extend(page.events.iter().map(|e| e.tenant_id.clone().unwrap()));
+        match page.next_after {
+            Some(next) => after = next,
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["t0", "t1", "t2", "t3", "t4", "t5", "t6"]);
+    let only_t3 = test
+        .store
+        .read(|r| {
+            r.audit_events(&AuditFilter {
+                tenant_id: Some("t3".into()),
+                limit: 10,
+                ..AuditFilter::default()
+            })
+        })
+        .unwrap();
+    assert_eq!(only_t3.events.len(), 1);
+    assert_eq!(only_t3.next_after, None);
+}
+
+/// A fingerprint differs for a key id that already sealed values: refused.
+#[test]
+fn a_changed_key_under_a_known_id_is_refused() {
+    let test = TestStore::new();
+    test.store
+        .write(|w| w.put_tenant(&tenant("acme"), "admin").map(drop))
+        .unwrap();
+    let put = test.sealed(&tenant_scope("acme"), "p", "A", "v");
+    test.store.write(move |w| w.put_secret(put, "admin")).unwrap();
+    let impostor = exsec::crypto::Keyring::from_keys([(
+        key_id("k1"),
+        exsec::crypto::MasterKey::generate().unwrap(),
+    )]);
+    let put = seal_with(&impostor, &tenant_scope("acme"), "p", "B", "v");
+    let refused = test.store.write(move |w| w.put_secret(put, "admin"));
+    assert!(matches!(refused, Err(StoreError::KeyFingerprintMismatch { .. })));
+    let known = test.store.read(|r| r.known_fingerprints()).unwrap();
+    assert_eq!(known.get(&key_id("k1")), test.keyring.fingerprint(&key_id("k1")).as_ref());
+}
