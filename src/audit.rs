@@ -249,7 +249,9 @@ pub enum ChainBreak {
     },
     /// The event does not follow the one before it: something between was
     /// removed, or events were reordered.
-    #[error("audit event {seq} does not follow event {expected_seq}: events were removed or reordered")]
+    #[error(
+        "audit event {seq} does not follow event {expected_seq}: events were removed or reordered"
+    )]
     Unlinked {
         /// The event that does not link.
         seq: u64,
@@ -257,7 +259,9 @@ pub enum ChainBreak {
         expected_seq: u64,
     },
     /// The chain ends before an anchor recorded earlier: its tail was cut off.
-    #[error("audit log ends at event {head_seq}, but an anchor recorded event {anchor_seq}: events were removed from the end")]
+    #[error(
+        "audit log ends at event {head_seq}, but an anchor recorded event {anchor_seq}: events were removed from the end"
+    )]
     Truncated {
         /// The last event present.
         head_seq: u64,
@@ -416,10 +420,25 @@ mod tests {
         assert_eq!(back, events);
         assert!(verify(Anchor::GENESIS, &back).is_ok());
         let first: Value = serde_json::from_str(&json).unwrap();
-        let keys: Vec<&str> = first[0].as_object().unwrap().keys().map(String::as_str).collect();
+        let keys: Vec<&str> = first[0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
         assert_eq!(
             keys,
-            ["actor", "app_id", "data", "hash", "prev_hash", "seq", "tenant_id", "time", "type"]
+            [
+                "actor",
+                "app_id",
+                "data",
+                "hash",
+                "prev_hash",
+                "seq",
+                "tenant_id",
+                "time",
+                "type"
+            ]
         );
     }
 
@@ -466,7 +485,10 @@ mod tests {
         events[1].hash = events[1].compute_hash();
         assert_eq!(
             verify(Anchor::GENESIS, &events),
-            Err(ChainBreak::Unlinked { seq: 3, expected_seq: 3 })
+            Err(ChainBreak::Unlinked {
+                seq: 3,
+                expected_seq: 3
+            })
         );
     }
 
@@ -485,7 +507,10 @@ mod tests {
         let anchor = events[5].anchor();
         assert_eq!(
             check_anchor(head, anchor, None),
-            Err(ChainBreak::Truncated { head_seq: 4, anchor_seq: 6 })
+            Err(ChainBreak::Truncated {
+                head_seq: 4,
+                anchor_seq: 6
+            })
         );
         let full = verify(Anchor::GENESIS, &events).unwrap();
         assert_eq!(check_anchor(full, anchor, Some(events[5].hash)), Ok(()));

@@ -417,7 +417,9 @@ mod tests {
     fn value_rules() {
         assert!(SecretValue::parse("x".into()).is_ok());
         assert!(SecretValue::parse("x".repeat(MAX_VALUE_LEN)).is_ok());
-        let too_big = SecretValue::parse("x".repeat(MAX_VALUE_LEN + 1)).err().unwrap();
+        let too_big = SecretValue::parse("x".repeat(MAX_VALUE_LEN + 1))
+            .err()
+            .unwrap();
         assert!(too_big.reason.contains("65536"));
         assert!(SecretValue::parse(String::new()).is_err());
         assert!(SecretValue::parse("a\0b".into()).is_err());

@@ -282,7 +282,17 @@ mod tests {
             record(&tenant(), "alpha", "API_KEY", 2),
         ];
         let merged = merge(&t, &[]);
-        assert_eq!(merged.entries.values().next().unwrap().record.provider.as_str(), "alpha");
+        assert_eq!(
+            merged
+                .entries
+                .values()
+                .next()
+                .unwrap()
+                .record
+                .provider
+                .as_str(),
+            "alpha"
+        );
         assert_eq!(merged.warnings.len(), 1);
         assert_eq!(merged.warnings[0].code, "env_name_conflict");
     }
@@ -306,7 +316,9 @@ mod tests {
         }
         by_key
             .into_iter()
-            .map(|(key, (provider, len))| record(scope, &format!("p{provider}"), &format!("K{key}"), len))
+            .map(|(key, (provider, len))| {
+                record(scope, &format!("p{provider}"), &format!("K{key}"), len)
+            })
             .collect()
     }
 

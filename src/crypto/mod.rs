@@ -1,15 +1,28 @@
-//! TEMPORARY STUB replaced by the crypto branch merge.
-#![allow(missing_docs, dead_code)]
-use serde::{Deserialize, Serialize};
-use crate::model::{EnvKey, KeyId, Provider, Scope, SecretValue};
+//! Master keys and sealing: key files, the key directory scan, the keyring
+//! snapshot that seals and opens secret values, and `exsec keys generate`.
+//!
+//! This module is the only importer of `chacha20poly1305`. It must not log
+//! key material or plaintext, must not hold either outside zeroizing
+//! wrappers, and does no I/O beyond the key directory (the store persists
+//! [`SealedValue`]s and known [`Fingerprint`]s; the watcher decides when to
+//! rescan and how to report [`KeyFileProblem`]s).
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SealedValue { pub key_id: KeyId, pub nonce: [u8; 24], pub ciphertext: Vec<u8> }
-impl SealedValue { pub fn plaintext_len(&self) -> usize { self.ciphertext.len().saturating_sub(16) } }
-pub struct SecretLocation<'a> { pub scope: &'a Scope, pub provider: &'a Provider, pub key: &'a EnvKey }
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fingerprint(pub [u8; 32]);
-#[derive(Debug, thiserror::Error)]
-pub enum CryptoError { #[error("missing {key_id}")] MissingKey { key_id: KeyId }, #[error("x")] Unopenable { key_id: KeyId } }
-pub struct Keyring;
-impl Keyring { pub fn open(&self, _l: &SecretLocation, s: &SealedValue) -> Result<SecretValue, CryptoError> { Err(CryptoError::MissingKey{key_id: s.key_id.clone()}) } }
+mod keyfile;
+mod keyring;
+mod seal;
+
+pub use keyfile::{GeneratedKey, KeyfileError, generate_key_file};
+pub use keyring::{
+    CryptoError, Fingerprint, KeyDirScan, KeyEncoding, KeyFileError, KeyFileProblem, Keyring,
+    KeyringError, MASTER_KEY_LEN, MAX_KEY_FILE_BYTES, MasterKey, parse_key_file, scan_dir,
+};
+pub use seal::{NONCE_LEN, SealedValue, SecretLocation, TAG_LEN, aad};
+
+/// Turns a `getrandom` failure into an `io::Error` (getrandom's own error
+/// type implements `std::error::Error` only with its `std` feature).
+fn random_error(error: getrandom::Error) -> std::io::Error {
+    match error.raw_os_error() {
+        Some(code) => std::io::Error::from_raw_os_error(code),
+        None => std::io::Error::other(error.to_string()),
+    }
+}

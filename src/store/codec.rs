@@ -137,7 +137,10 @@ mod tests {
     #[test]
     fn encoding_is_pinned() {
         // Varint: 300 takes 3 bytes (0xfb marker + u16), not 8.
-        assert_eq!(encode(&300u64).unwrap(), vec![FORMAT_VERSION, 0xfb, 0x2c, 0x01]);
+        assert_eq!(
+            encode(&300u64).unwrap(),
+            vec![FORMAT_VERSION, 0xfb, 0x2c, 0x01]
+        );
         assert_eq!(encode("ab").unwrap(), vec![FORMAT_VERSION, 2, b'a', b'b']);
     }
 }

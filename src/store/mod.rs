@@ -14,6 +14,7 @@
 //! commit can queue closures from many requests and run them in one
 //! transaction without changing any caller.
 
+mod audit_log;
 pub mod codec;
 mod meta;
 pub mod records;
@@ -22,7 +23,6 @@ mod secrets;
 pub mod tables;
 mod tenants;
 mod tokens;
-mod audit_log;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -115,7 +115,9 @@ pub enum StoreError {
         message: String,
     },
     /// The write would push an app's effective set past 1 MiB.
-    #[error("effective set of app {app_id} would be {bytes} bytes, above the 1 MiB a Kubernetes Secret holds")]
+    #[error(
+        "effective set of app {app_id} would be {bytes} bytes, above the 1 MiB a Kubernetes Secret holds"
+    )]
     EffectiveSetTooLarge {
         /// The app that would overflow.
         app_id: String,
@@ -158,7 +160,9 @@ pub struct Store {
     /// Set after an I/O error; the next write reopens first.
     reopen_needed: AtomicBool,
     #[cfg(test)]
-    opener: Option<Box<dyn Fn(&redb::Builder, &Path) -> Result<Database, redb::DatabaseError> + Send + Sync>>,
+    opener: Option<
+        Box<dyn Fn(&redb::Builder, &Path) -> Result<Database, redb::DatabaseError> + Send + Sync>,
+    >,
 }
 
 impl Store {
@@ -184,8 +188,14 @@ impl Store {
     }
 
     /// Runs `f` over one consistent read snapshot.
-    pub fn read<T>(&self, f: impl FnOnce(&Reader) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let guard = self.db.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&Reader) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let guard = self
+            .db
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let Some(db) = guard.as_ref() else {
             return Err(StoreError::Storage(redb::Error::DatabaseClosed));
         };
@@ -203,7 +213,10 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Writer) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let _serial = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _serial = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if self.reopen_needed.load(Ordering::Acquire) {
             self.reopen()?;
         }
@@ -221,7 +234,10 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Writer) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let guard = self.db.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let guard = self
+            .db
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let Some(db) = guard.as_ref() else {
             return Err(StoreError::Storage(redb::Error::DatabaseClosed));
         };
@@ -239,7 +255,10 @@ impl Store {
     /// lock held; reads wait only for the swap itself.
     fn reopen(&self) -> Result<(), StoreError> {
         {
-            let mut guard = self.db.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut guard = self
+                .db
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             // Close first: redb holds a lock on the file until dropped.
             guard.take();
         }
@@ -269,7 +288,10 @@ impl Store {
             },
         })?;
         schema::prepare(&db, &self.path)?;
-        *self.db.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(db);
+        *self
+            .db
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(db);
         Ok(())
     }
 }
@@ -323,7 +345,10 @@ impl Writer {
         audit_log::insert(self.txn(), &linked)?;
         self.audit_head = Some(linked.anchor());
         self.appended.push(linked);
-        Ok(self.appended.last().unwrap_or_else(|| unreachable!("just pushed")))
+        Ok(self
+            .appended
+            .last()
+            .unwrap_or_else(|| unreachable!("just pushed")))
     }
 
     fn finish(self) -> Result<Vec<AuditEvent>, StoreError> {
@@ -384,13 +409,19 @@ impl std::ops::Deref for Writer {
 }
 
 /// Decodes a stored value, naming the table on failure.
-fn decode<T: serde::de::DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+fn decode<T: serde::de::DeserializeOwned>(
+    table: &'static str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
     codec::decode(bytes).map_err(|source| StoreError::Corrupt { table, source })
 }
 
 /// Encodes a value for storage. Only our own types are encoded, so a
 /// failure means a record over the size limit.
-fn encode<T: serde::Serialize + ?Sized>(table: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
+fn encode<T: serde::Serialize + ?Sized>(
+    table: &'static str,
+    value: &T,
+) -> Result<Vec<u8>, StoreError> {
     codec::encode(value).map_err(|source| StoreError::Corrupt { table, source })
 }
 
@@ -438,7 +469,9 @@ mod tests {
             schema::force_version(guard.as_ref().unwrap(), schema::CURRENT + 1).unwrap();
         }
         let error = Store::open(&path, options()).err().unwrap();
-        assert!(matches!(error, StoreError::NewerSchema { found, .. } if found == schema::CURRENT + 1));
+        assert!(
+            matches!(error, StoreError::NewerSchema { found, .. } if found == schema::CURRENT + 1)
+        );
         assert!(error.to_string().contains("newer than this exsec supports"));
     }
 
@@ -499,13 +532,21 @@ mod tests {
         fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
             self.inner.lock_range(start, end)
         }
-        fn lock_shared_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
+        fn lock_shared_range(
+            &self,
+            start: Bound<u64>,
+            end: Bound<u64>,
+        ) -> Result<(), BackendError> {
             self.inner.lock_shared_range(start, end)
         }
         fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), BackendError> {
             self.inner.unlock_range(start, end)
         }
-        fn query_lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<bool, BackendError> {
+        fn query_lock_range(
+            &self,
+            start: Bound<u64>,
+            end: Bound<u64>,
+        ) -> Result<bool, BackendError> {
             self.inner.query_lock_range(start, end)
         }
     }
@@ -546,7 +587,9 @@ mod tests {
 
         failing.store(true, Ordering::SeqCst);
         let broken = TenantId::parse("broken").unwrap();
-        let error = store.write(move |w| w.put_tenant(&broken, "admin")).unwrap_err();
+        let error = store
+            .write(move |w| w.put_tenant(&broken, "admin"))
+            .unwrap_err();
         assert!(error.needs_reopen(), "{error:?}");
         assert!(store.reopen_needed.load(Ordering::SeqCst));
         // Reads keep working meanwhile.
@@ -555,7 +598,9 @@ mod tests {
 
         failing.store(false, Ordering::SeqCst);
         let healed = TenantId::parse("healed").unwrap();
-        store.write(move |w| w.put_tenant(&healed, "admin")).unwrap();
+        store
+            .write(move |w| w.put_tenant(&healed, "admin"))
+            .unwrap();
         assert!(!store.reopen_needed.load(Ordering::SeqCst));
         let names: Vec<String> = store
             .read(|r| r.tenants())

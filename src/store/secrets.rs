@@ -60,9 +60,16 @@ impl<T: Tables> Snapshot<T> {
         key: &EnvKey,
     ) -> Result<Option<SecretRecord>, StoreError> {
         let secrets = self.txn().table(tables::SECRETS)?;
-        let name = tables::secret_key(scope.kind().tag(), scope.owner(), provider.as_str(), key.as_str());
+        let name = tables::secret_key(
+            scope.kind().tag(),
+            scope.owner(),
+            provider.as_str(),
+            key.as_str(),
+        );
         let bytes = secrets.get(name.as_str())?;
-        bytes.map(|b| decode("external_secrets", b.value())).transpose()
+        bytes
+            .map(|b| decode("external_secrets", b.value()))
+            .transpose()
     }
 
     /// Every secret of one scope, ordered by provider then key.
@@ -163,10 +170,22 @@ impl Writer {
         let Some(record) = self.secret(scope, provider, key)? else {
             return Err(not_found("external secret", &format!("{provider}/{key}")));
         };
-        let name = tables::secret_key(scope.kind().tag(), scope.owner(), provider.as_str(), key.as_str());
-        self.txn().open_table(tables::SECRETS)?.remove(name.as_str())?;
+        let name = tables::secret_key(
+            scope.kind().tag(),
+            scope.owner(),
+            provider.as_str(),
+            key.as_str(),
+        );
+        self.txn()
+            .open_table(tables::SECRETS)?
+            .remove(name.as_str())?;
         self.adjust_usage(&record.sealed.key_id, -1)?;
-        self.audit(secret_event(event::SECRET_DELETED, actor, &tenant_id, &record))?;
+        self.audit(secret_event(
+            event::SECRET_DELETED,
+            actor,
+            &tenant_id,
+            &record,
+        ))?;
         Ok(record)
     }
 
@@ -186,7 +205,11 @@ impl Writer {
 
     /// Writes a record and moves its count in `key_usage` from the key that
     /// sealed the previous value (if any) to the key that sealed this one.
-    fn store_secret(&mut self, record: &SecretRecord, previous_key: Option<&KeyId>) -> Result<(), StoreError> {
+    fn store_secret(
+        &mut self,
+        record: &SecretRecord,
+        previous_key: Option<&KeyId>,
+    ) -> Result<(), StoreError> {
         let name = tables::secret_key(
             record.scope.kind().tag(),
             record.scope.owner(),
@@ -270,7 +293,11 @@ fn replace_or_push(mut records: Vec<SecretRecord>, record: &SecretRecord) -> Vec
     records
 }
 
-fn check_size(app_id: &AppId, tenant: &[SecretRecord], app: &[SecretRecord]) -> Result<(), StoreError> {
+fn check_size(
+    app_id: &AppId,
+    tenant: &[SecretRecord],
+    app: &[SecretRecord],
+) -> Result<(), StoreError> {
     let bytes = resolve::merge(tenant, app).size();
     if bytes > MAX_EFFECTIVE_SET_BYTES {
         return Err(StoreError::EffectiveSetTooLarge {
@@ -281,7 +308,12 @@ fn check_size(app_id: &AppId, tenant: &[SecretRecord], app: &[SecretRecord]) -> 
     Ok(())
 }
 
-fn secret_event(kind: &'static str, actor: &str, tenant_id: &TenantId, record: &SecretRecord) -> NewEvent {
+fn secret_event(
+    kind: &'static str,
+    actor: &str,
+    tenant_id: &TenantId,
+    record: &SecretRecord,
+) -> NewEvent {
     let mut event = NewEvent::new(kind, actor)
         .tenant(tenant_id.as_str())
         .with("scope", record.scope.kind().as_str())

@@ -66,7 +66,12 @@ impl<T: Tables> Snapshot<T> {
         let mut out = Vec::new();
         for entry in index.range(start.as_str()..end.as_str())? {
             let (key, _) = entry?;
-            let app = key.value().rsplit('/').next().unwrap_or_default().to_owned();
+            let app = key
+                .value()
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
             out.push(parse_id(&app)?);
         }
         Ok(out)
@@ -111,9 +116,12 @@ impl Writer {
                 ),
             });
         }
-        let removed_secrets = self.remove_scope_secrets(&crate::model::Scope::Tenant(id.clone()))?;
+        let removed_secrets =
+            self.remove_scope_secrets(&crate::model::Scope::Tenant(id.clone()))?;
         let removed_tokens = self.remove_tenant_tokens(id)?;
-        self.txn().open_table(tables::TENANTS)?.remove(id.as_str())?;
+        self.txn()
+            .open_table(tables::TENANTS)?
+            .remove(id.as_str())?;
         self.audit(
             NewEvent::new(event::TENANT_DELETED, actor)
                 .tenant(id.as_str())

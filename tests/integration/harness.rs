@@ -18,7 +18,11 @@ impl TestStore {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("exsec.redb"), options()).expect("open store");
         let keyring = Keyring::from_keys([(key_id("k1"), MasterKey::generate().expect("key"))]);
-        Self { dir, store, keyring }
+        Self {
+            dir,
+            store,
+            keyring,
+        }
     }
 
     pub fn path(&self) -> PathBuf {
@@ -31,7 +35,13 @@ impl TestStore {
     }
 }
 
-pub fn seal_with(keyring: &Keyring, scope: &Scope, provider: &str, key: &str, value: &str) -> PutSecret {
+pub fn seal_with(
+    keyring: &Keyring,
+    scope: &Scope,
+    provider: &str,
+    key: &str,
+    value: &str,
+) -> PutSecret {
     let provider = Provider::parse(provider).expect("provider");
     let key = EnvKey::parse(key).expect("key");
     let value = SecretValue::parse(value.to_owned()).expect("value");

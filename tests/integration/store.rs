@@ -13,7 +13,12 @@ use crate::harness::*;
 #[test]
 fn everything_survives_a_reopen() {
     let test = TestStore::new();
-    let put_tenant = test.sealed(&tenant_scope("acme"), "openai", "OPENAI_API_KEY", "sk-tenant");
+    let put_tenant = test.sealed(
+        &tenant_scope("acme"),
+        "openai",
+        "OPENAI_API_KEY",
+        "sk-tenant",
+    );
     let put_app = test.sealed(&app_scope("web"), "openai", "OPENAI_API_KEY", "sk-app");
     test.store
         .write(move |w| {
@@ -25,7 +30,11 @@ fn everything_survives_a_reopen() {
         })
         .unwrap();
     let path = test.path();
-    let TestStore { dir, store, keyring } = test;
+    let TestStore {
+        dir,
+        store,
+        keyring,
+    } = test;
     drop(store);
 
     let store = Store::open(&path, options()).unwrap();
@@ -78,7 +87,9 @@ fn everything_survives_a_reopen() {
 #[test]
 fn a_held_file_gives_a_clear_error() {
     let test = TestStore::new();
-    let error = Store::open(&test.path(), options()).err().expect("second open must fail");
+    let error = Store::open(&test.path(), options())
+        .err()
+        .expect("second open must fail");
     assert!(matches!(error, StoreError::InUse { .. }), "{error:?}");
     assert!(
         error
@@ -97,7 +108,10 @@ fn a_failed_write_keeps_nothing() {
         w.put_app(&app("web"), &tenant("nope"), vec![], "admin")?;
         Ok(())
     });
-    assert!(matches!(result, Err(StoreError::NotFound { kind: "tenant", .. })));
+    assert!(matches!(
+        result,
+        Err(StoreError::NotFound { kind: "tenant", .. })
+    ));
     test.store
         .read(|r| {
             assert!(r.tenant(&tenant("acme"))?.is_none());
@@ -123,21 +137,45 @@ fn write_rules_are_enforced() {
     let moved = test
         .store
         .write(|w| w.put_app(&app("web"), &tenant("other"), vec![], "admin"));
-    assert!(matches!(moved, Err(StoreError::Conflict { code: "app_tenant_fixed", .. })));
+    assert!(matches!(
+        moved,
+        Err(StoreError::Conflict {
+            code: "app_tenant_fixed",
+            ..
+        })
+    ));
 
     // A second provider for an env var name in the same scope is refused;
     // the same name in the other scope is fine.
     let first = test.sealed(&tenant_scope("acme"), "openai", "API_KEY", "a");
     let second = test.sealed(&tenant_scope("acme"), "azure", "API_KEY", "b");
     let other_scope = test.sealed(&app_scope("web"), "azure", "API_KEY", "c");
-    test.store.write(move |w| w.put_secret(first, "admin")).unwrap();
+    test.store
+        .write(move |w| w.put_secret(first, "admin"))
+        .unwrap();
     let taken = test.store.write(move |w| w.put_secret(second, "admin"));
-    assert!(matches!(taken, Err(StoreError::Conflict { code: "env_name_taken", .. })));
-    test.store.write(move |w| w.put_secret(other_scope, "admin")).unwrap();
+    assert!(matches!(
+        taken,
+        Err(StoreError::Conflict {
+            code: "env_name_taken",
+            ..
+        })
+    ));
+    test.store
+        .write(move |w| w.put_secret(other_scope, "admin"))
+        .unwrap();
 
     // A tenant with apps cannot be deleted.
-    let busy = test.store.write(|w| w.delete_tenant(&tenant("acme"), "admin"));
-    assert!(matches!(busy, Err(StoreError::Conflict { code: "tenant_has_apps", .. })));
+    let busy = test
+        .store
+        .write(|w| w.delete_tenant(&tenant("acme"), "admin"));
+    assert!(matches!(
+        busy,
+        Err(StoreError::Conflict {
+            code: "tenant_has_apps",
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -148,8 +186,14 @@ fn versions_and_timestamps_follow_replacements() {
         .unwrap();
     let v1 = test.sealed(&tenant_scope("acme"), "openai", "K", "one");
     let v2 = test.sealed(&tenant_scope("acme"), "openai", "K", "two");
-    let first = test.store.write(move |w| w.put_secret(v1, "admin")).unwrap();
-    let second = test.store.write(move |w| w.put_secret(v2, "admin")).unwrap();
+    let first = test
+        .store
+        .write(move |w| w.put_secret(v1, "admin"))
+        .unwrap();
+    let second = test
+        .store
+        .write(move |w| w.put_secret(v2, "admin"))
+        .unwrap();
     assert!(first.created);
     assert!(!second.created);
     assert_eq!(first.record.version, 1);
@@ -177,10 +221,14 @@ fn the_effective_set_size_limit_holds_for_every_app() {
     // 17 app overrides of ~60 KiB each: just under 1 MiB for `big`.
     for i in 0..17 {
         let put = test.sealed(&app_scope("big"), "p", &format!("BIG_{i}"), &big_value);
-        test.store.write(move |w| w.put_secret(put, "admin")).unwrap();
+        test.store
+            .write(move |w| w.put_secret(put, "admin"))
+            .unwrap();
     }
     let tenant_wide = test.sealed(&tenant_scope("acme"), "p", "SHARED", &big_value);
-    let refused = test.store.write(move |w| w.put_secret(tenant_wide, "admin"));
+    let refused = test
+        .store
+        .write(move |w| w.put_secret(tenant_wide, "admin"));
     match refused {
         Err(StoreError::EffectiveSetTooLarge { app_id, bytes }) => {
             assert_eq!(app_id, "big");
@@ -208,7 +256,9 @@ fn deleting_an_app_removes_its_secrets_but_not_its_audit_events() {
             Ok(())
         })
         .unwrap();
-    test.store.write(|w| w.delete_app(&app("web"), "admin")).unwrap();
+    test.store
+        .write(|w| w.delete_app(&app("web"), "admin"))
+        .unwrap();
     test.store
         .read(|r| {
             assert!(r.app(&app("web"))?.is_none());
@@ -220,7 +270,14 @@ fn deleting_an_app_removes_its_secrets_but_not_its_audit_events() {
                 ..AuditFilter::default()
             })?;
             let types: Vec<&str> = page.events.iter().map(|e| e.event_type.as_str()).collect();
-            assert_eq!(types, [event::APP_CREATED, event::SECRET_CREATED, event::APP_DELETED]);
+            assert_eq!(
+                types,
+                [
+                    event::APP_CREATED,
+                    event::SECRET_CREATED,
+                    event::APP_DELETED
+                ]
+            );
             Ok(())
         })
         .unwrap();
@@ -232,7 +289,10 @@ fn deleting_an_app_removes_its_secrets_but_not_its_audit_events() {
             "admin",
         )
     });
-    assert!(matches!(missing, Err(StoreError::NotFound { kind: "app", .. })));
+    assert!(matches!(
+        missing,
+        Err(StoreError::NotFound { kind: "app", .. })
+    ));
 }
 
 #[test]
@@ -289,14 +349,22 @@ fn a_changed_key_under_a_known_id_is_refused() {
         .write(|w| w.put_tenant(&tenant("acme"), "admin").map(drop))
         .unwrap();
     let put = test.sealed(&tenant_scope("acme"), "p", "A", "v");
-    test.store.write(move |w| w.put_secret(put, "admin")).unwrap();
+    test.store
+        .write(move |w| w.put_secret(put, "admin"))
+        .unwrap();
     let impostor = exsec::crypto::Keyring::from_keys([(
         key_id("k1"),
         exsec::crypto::MasterKey::generate().unwrap(),
     )]);
     let put = seal_with(&impostor, &tenant_scope("acme"), "p", "B", "v");
     let refused = test.store.write(move |w| w.put_secret(put, "admin"));
-    assert!(matches!(refused, Err(StoreError::KeyFingerprintMismatch { .. })));
+    assert!(matches!(
+        refused,
+        Err(StoreError::KeyFingerprintMismatch { .. })
+    ));
     let known = test.store.read(|r| r.known_fingerprints()).unwrap();
-    assert_eq!(known.get(&key_id("k1")), test.keyring.fingerprint(&key_id("k1")).as_ref());
+    assert_eq!(
+        known.get(&key_id("k1")),
+        test.keyring.fingerprint(&key_id("k1")).as_ref()
+    );
 }

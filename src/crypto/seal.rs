@@ -1,0 +1,410 @@
+//! Sealing and opening one secret value with XChaCha20-Poly1305.
+//!
+//! This file exists so that the AEAD construction and the AAD encoding live
+//! in exactly one place: a sealed value is bound to its scope kind, owner,
+//! provider and key, so a record copied anywhere else fails to open. It is
+//! the only file in exsec that touches `chacha20poly1305`.
+//!
+//! It must not choose keys (the keyring does), must not log, and must never
+//! hold plaintext outside a zeroizing buffer.
+
+use std::fmt;
+
+use chacha20poly1305::aead::AeadInOut;
+use chacha20poly1305::{Key, KeyInit, Tag, XChaCha20Poly1305, XNonce};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::CryptoError;
+use crate::model::{EnvKey, KeyId, Provider, Scope};
+
+/// Length of the random XChaCha20 nonce stored beside each ciphertext.
+pub const NONCE_LEN: usize = 24;
+/// Length of the Poly1305 tag at the end of every ciphertext.
+pub const TAG_LEN: usize = 16;
+/// First bytes of every AAD; bump the version if the encoding ever changes.
+const AAD_DOMAIN: &[u8] = b"exsec/secret/v1";
+
+/// A secret value as it is stored: the id of the master key that sealed it,
+/// the nonce, and the ciphertext with its 16-byte tag at the end.
+///
+/// Stored by the store through bincode, so it keeps plain fields only.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedValue {
+    /// The master key this value was sealed under.
+    pub key_id: KeyId,
+    /// The random nonce used for this seal; never reused under one key.
+    pub nonce: [u8; NONCE_LEN],
+    /// Ciphertext followed by the Poly1305 tag (`plaintext length + 16`).
+    pub ciphertext: Vec<u8>,
+}
+
+impl SealedValue {
+    /// Length of the sealed plaintext in bytes (not secret: the ciphertext
+    /// shows it). Lets callers check size limits without opening.
+    pub fn plaintext_len(&self) -> usize {
+        self.ciphertext.len().saturating_sub(TAG_LEN)
+    }
+}
+
+impl fmt::Debug for SealedValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Ciphertext is not secret, but dumping it helps nobody and bloats logs.
+        f.debug_struct("SealedValue")
+            .field("key_id", &self.key_id)
+            .field("nonce_len", &self.nonce.len())
+            .field("ciphertext_len", &self.ciphertext.len())
+            .finish()
+    }
+}
+
+/// Where a secret lives; everything here is bound into the AAD.
+#[derive(Debug, Clone, Copy)]
+pub struct SecretLocation<'a> {
+    /// Tenant default or app override, with its owner id.
+    pub scope: &'a Scope,
+    /// The provider, e.g. `openai`.
+    pub provider: &'a Provider,
+    /// The environment variable name.
+    pub key: &'a EnvKey,
+}
+
+/// The associated data for a secret at `location`.
+///
+/// Layout: `exsec/secret/v1`, one scope-kind byte (`t` or `a`), then owner
+/// id, provider and key, each as a big-endian `u32` length followed by its
+/// bytes. The length prefixes make the encoding injective: `t1`+`openai`
+/// and `t1o`+`penai` give different bytes.
+pub fn aad(location: &SecretLocation<'_>) -> Vec<u8> {
+    let fields = [
+        location.scope.owner().as_bytes(),
+        location.provider.as_str().as_bytes(),
+        location.key.as_str().as_bytes(),
+    ];
+    let capacity = AAD_DOMAIN.len() + 1 + fields.iter().map(|f| 4 + f.len()).sum::<usize>();
+    let mut out = Vec::with_capacity(capacity);
+    out.extend_from_slice(AAD_DOMAIN);
+    out.push(location.scope.kind().tag());
+    for field in fields {
+        // Model types cap these at 253 bytes, so the length always fits.
+        let len = u32::try_from(field.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(field);
+    }
+    out
+}
+
+/// Seals `plaintext` under `key` with a fresh random nonce.
+///
+/// The cipher is built from the key on every call: it is a 32-byte copy and
+/// no precomputation, far cheaper than the store write that follows.
+pub(crate) fn seal(
+    key_id: &KeyId,
+    key: &[u8; 32],
+    location: &SecretLocation<'_>,
+    plaintext: &[u8],
+) -> Result<SealedValue, CryptoError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    getrandom::fill(&mut nonce).map_err(|source| CryptoError::Random {
+        source: super::random_error(source),
+    })?;
+    let cipher = XChaCha20Poly1305::new(Key::cast_from_core(key));
+
+    // Reserve room for the tag up front so pushing it never reallocates and
+    // leaves a copy of the plaintext behind in freed memory.
+    let mut buffer = Zeroizing::new(Vec::with_capacity(plaintext.len() + TAG_LEN));
+    buffer.extend_from_slice(plaintext);
+    let tag = cipher
+        .encrypt_inout_detached(
+            XNonce::cast_from_core(&nonce),
+            &aad(location),
+            buffer.as_mut_slice().into(),
+        )
+        .map_err(|_| CryptoError::SealFailed {
+            key_id: key_id.clone(),
+        })?;
+    buffer.extend_from_slice(tag.as_slice());
+    // The buffer now holds ciphertext only; take it out of the zeroizing wrapper.
+    let ciphertext = std::mem::take(&mut *buffer);
+    Ok(SealedValue {
+        key_id: key_id.clone(),
+        nonce,
+        ciphertext,
+    })
+}
+
+/// Opens `sealed` with `key`, checking it belongs at `location`.
+///
+/// Every failure (wrong key, any tampered byte, wrong location, truncated
+/// record) is the same [`CryptoError::Unopenable`]: no oracle detail.
+pub(crate) fn open(
+    key: &[u8; 32],
+    location: &SecretLocation<'_>,
+    sealed: &SealedValue,
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    let unopenable = || CryptoError::Unopenable {
+        key_id: sealed.key_id.clone(),
+    };
+    let Some(body_len) = sealed.ciphertext.len().checked_sub(TAG_LEN) else {
+        return Err(unopenable());
+    };
+    let (body, tag) = sealed.ciphertext.split_at(body_len);
+    let tag = Tag::try_from(tag).map_err(|_| unopenable())?;
+    let cipher = XChaCha20Poly1305::new(Key::cast_from_core(key));
+
+    let mut plaintext = Zeroizing::new(body.to_vec());
+    cipher
+        .decrypt_inout_detached(
+            XNonce::cast_from_core(&sealed.nonce),
+            &aad(location),
+            plaintext.as_mut_slice().into(),
+            &tag,
+        )
+        .map_err(|_| unopenable())?;
+    Ok(plaintext)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::model::{AppId, TenantId};
+
+    const KEY: [u8; 32] = [7; 32];
+    const OTHER_KEY: [u8; 32] = [8; 32];
+
+    fn key_id(raw: &str) -> KeyId {
+        KeyId::parse(raw).unwrap()
+    }
+
+    #[derive(Debug)]
+    struct Owned {
+        scope: Scope,
+        provider: Provider,
+        key: EnvKey,
+    }
+
+    impl Owned {
+        fn tenant(owner: &str, provider: &str, key: &str) -> Self {
+            Self {
+                scope: Scope::Tenant(TenantId::parse(owner).unwrap()),
+                provider: Provider::parse(provider).unwrap(),
+                key: EnvKey::parse(key).unwrap(),
+            }
+        }
+
+        fn app(owner: &str, provider: &str, key: &str) -> Self {
+            Self {
+                scope: Scope::App(AppId::parse(owner).unwrap()),
+                ..Self::tenant(owner, provider, key)
+            }
+        }
+
+        fn location(&self) -> SecretLocation<'_> {
+            SecretLocation {
+                scope: &self.scope,
+                provider: &self.provider,
+                key: &self.key,
+            }
+        }
+    }
+
+    fn sealed_at(owned: &Owned, plaintext: &[u8]) -> SealedValue {
+        seal(&key_id("k1"), &KEY, &owned.location(), plaintext).unwrap()
+    }
+
+    #[test]
+    fn aad_layout_is_domain_kind_then_length_prefixed_fields() {
+        let owned = Owned::tenant("t1", "openai", "OPENAI_API_KEY");
+        let mut expected = b"exsec/secret/v1t".to_vec();
+        expected.extend_from_slice(&[0, 0, 0, 2]);
+        expected.extend_from_slice(b"t1");
+        expected.extend_from_slice(&[0, 0, 0, 6]);
+        expected.extend_from_slice(b"openai");
+        expected.extend_from_slice(&[0, 0, 0, 14]);
+        expected.extend_from_slice(b"OPENAI_API_KEY");
+        assert_eq!(aad(&owned.location()), expected);
+        let app = Owned::app("t1", "openai", "OPENAI_API_KEY");
+        assert_eq!(aad(&app.location())[15], b'a');
+    }
+
+    #[test]
+    fn round_trip_and_layout() {
+        let owned = Owned::tenant("t1", "openai", "OPENAI_API_KEY");
+        let sealed = sealed_at(&owned, b"sk-123");
+        assert_eq!(sealed.ciphertext.len(), 6 + TAG_LEN);
+        assert_eq!(sealed.plaintext_len(), 6);
+        assert_eq!(sealed.key_id, key_id("k1"));
+        let opened = open(&KEY, &owned.location(), &sealed).unwrap();
+        assert_eq!(opened.as_slice(), b"sk-123");
+    }
+
+    #[test]
+    fn every_seal_uses_a_fresh_nonce() {
+        let owned = Owned::tenant("t1", "openai", "K");
+        let first = sealed_at(&owned, b"same");
+        let second = sealed_at(&owned, b"same");
+        assert_ne!(first.nonce, second.nonce);
+        assert_ne!(first.ciphertext, second.ciphertext);
+    }
+
+    #[test]
+    fn boundary_shifts_do_not_open() {
+        // Each pair concatenates to the same bytes without length prefixes.
+        let pairs = [
+            (
+                Owned::tenant("t1", "openai", "K"),
+                Owned::tenant("t1o", "penai", "K"),
+            ),
+            (
+                Owned::tenant("t1", "openai", "KEY"),
+                Owned::tenant("t", "1openai", "KEY"),
+            ),
+            (
+                Owned::tenant("t1", "openai_", "KEY"),
+                Owned::tenant("t1", "openai", "_KEY"),
+            ),
+            (Owned::app("a1", "p", "KEY"), Owned::app("a", "1p", "KEY")),
+        ];
+        for (sealed_at_loc, other) in &pairs {
+            assert_ne!(aad(&sealed_at_loc.location()), aad(&other.location()));
+            let sealed = sealed_at(sealed_at_loc, b"value");
+            let err = open(&KEY, &other.location(), &sealed).unwrap_err();
+            assert!(matches!(err, CryptoError::Unopenable { .. }), "{err}");
+        }
+    }
+
+    #[test]
+    fn truncated_records_are_unopenable() {
+        let owned = Owned::tenant("t1", "openai", "K");
+        let mut sealed = sealed_at(&owned, b"v");
+        for len in [0, 1, TAG_LEN - 1, TAG_LEN] {
+            sealed.ciphertext.truncate(len);
+            let err = open(&KEY, &owned.location(), &sealed).unwrap_err();
+            assert!(matches!(err, CryptoError::Unopenable { .. }));
+        }
+    }
+
+    #[test]
+    fn debug_shows_lengths_only() {
+        let owned = Owned::tenant("t1", "openai", "K");
+        let sealed = sealed_at(&owned, b"value");
+        let shown = format!("{sealed:?}");
+        assert!(shown.contains("\"k1\"") && shown.contains("ciphertext_len: 21"));
+        assert!(!shown.contains(&format!("{:?}", sealed.nonce)));
+    }
+
+    fn label() -> impl Strategy<Value = String> {
+        "[a-z0-9]([a-z0-9-]{0,6}[a-z0-9])?"
+    }
+
+    fn provider() -> impl Strategy<Value = String> {
+        "[a-z0-9][a-z0-9._-]{0,8}"
+    }
+
+    fn env_key() -> impl Strategy<Value = String> {
+        "[A-Za-z_][A-Za-z0-9_]{0,8}"
+    }
+
+    fn owned() -> impl Strategy<Value = Owned> {
+        (any::<bool>(), label(), provider(), env_key()).prop_map(|(app, o, p, k)| {
+            if app {
+                Owned::app(&o, &p, &k)
+            } else {
+                Owned::tenant(&o, &p, &k)
+            }
+        })
+    }
+
+    fn same_place(a: &Owned, b: &Owned) -> bool {
+        a.scope == b.scope && a.provider == b.provider && a.key == b.key
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips_any_value(value in proptest::collection::vec(any::<u8>(), 1..2048), at in owned()) {
+            let sealed = sealed_at(&at, &value);
+            prop_assert_eq!(sealed.ciphertext.len(), value.len() + TAG_LEN);
+            let opened = open(&KEY, &at.location(), &sealed).unwrap();
+            prop_assert_eq!(opened.as_slice(), value.as_slice());
+        }
+
+        #[test]
+        fn any_flipped_byte_fails(value in proptest::collection::vec(any::<u8>(), 1..64), index in any::<prop::sample::Index>(), mask in 1u8..=255) {
+            let at = Owned::tenant("t1", "openai", "K");
+            let sealed = sealed_at(&at, &value);
+            let total = NONCE_LEN + sealed.ciphertext.len();
+            let position = index.index(total);
+            let mut tampered = sealed.clone();
+            if position < NONCE_LEN {
+                tampered.nonce[position] ^= mask;
+            } else {
+                tampered.ciphertext[position - NONCE_LEN] ^= mask;
+            }
+            let err = open(&KEY, &at.location(), &tampered).unwrap_err();
+            prop_assert!(matches!(err, CryptoError::Unopenable { .. }), "{}", err);
+        }
+
+        #[test]
+        fn moved_records_fail(value in "[ -~]{1,32}", from in owned(), to in owned()) {
+            prop_assume!(!same_place(&from, &to));
+            let sealed = sealed_at(&from, value.as_bytes());
+            let err = open(&KEY, &to.location(), &sealed).unwrap_err();
+            prop_assert!(matches!(err, CryptoError::Unopenable { .. }), "{}", err);
+        }
+
+        #[test]
+        fn each_field_is_bound(value in "[ -~]{1,32}", at in owned(), other in owned()) {
+            // Change one component at a time: kind, owner, provider, key.
+            let sealed = sealed_at(&at, value.as_bytes());
+            let flipped_kind = match &at.scope {
+                Scope::Tenant(t) => Scope::App(AppId::parse(t.as_str()).unwrap()),
+                Scope::App(a) => Scope::Tenant(TenantId::parse(a.as_str()).unwrap()),
+            };
+            let mut variants = vec![Owned { scope: flipped_kind, provider: at.provider.clone(), key: at.key.clone() }];
+            if other.scope.owner() != at.scope.owner() {
+                let scope = match &at.scope {
+                    Scope::Tenant(_) => Scope::Tenant(TenantId::parse(other.scope.owner()).unwrap()),
+                    Scope::App(_) => Scope::App(AppId::parse(other.scope.owner()).unwrap()),
+                };
+                variants.push(Owned { scope, provider: at.provider.clone(), key: at.key.clone() });
+            }
+            if other.provider != at.provider {
+                variants.push(Owned { scope: at.scope.clone(), provider: other.provider.clone(), key: at.key.clone() });
+            }
+            if other.key != at.key {
+                variants.push(Owned { scope: at.scope.clone(), provider: at.provider.clone(), key: other.key.clone() });
+            }
+            for moved in &variants {
+                let err = open(&KEY, &moved.location(), &sealed).unwrap_err();
+                prop_assert!(matches!(err, CryptoError::Unopenable { .. }), "{}", err);
+            }
+        }
+
+        #[test]
+        fn wrong_key_fails(value in proptest::collection::vec(any::<u8>(), 1..64), at in owned()) {
+            let sealed = sealed_at(&at, &value);
+            let err = open(&OTHER_KEY, &at.location(), &sealed).unwrap_err();
+            prop_assert!(matches!(err, CryptoError::Unopenable { .. }), "{}", err);
+        }
+
+        #[test]
+        fn aad_is_injective(a in owned(), b in owned()) {
+            prop_assert_eq!(same_place(&a, &b), aad(&a.location()) == aad(&b.location()));
+        }
+
+        #[test]
+        fn aad_is_injective_on_split_strings(whole in "[a-z0-9]{2,12}", cut in any::<prop::sample::Index>()) {
+            // Moving the boundary between owner and provider never collides.
+            let cut = 1 + cut.index(whole.len() - 1);
+            let (owner, provider) = whole.split_at(cut);
+            let left = Owned::tenant(owner, provider, "K");
+            let shifted = 1 + (cut % (whole.len() - 1));
+            prop_assume!(shifted != cut);
+            let (owner2, provider2) = whole.split_at(shifted);
+            let right = Owned::tenant(owner2, provider2, "K");
+            prop_assert_ne!(aad(&left.location()), aad(&right.location()));
+        }
+    }
+}
