@@ -299,7 +299,10 @@ mod tests {
 
     /// A layout: tenant and app records over a small alphabet of providers
     /// and keys, so that collisions are frequent.
-    fn layout() -> impl Strategy<Value = (Vec<(u8, u8, usize)>, Vec<(u8, u8, usize)>)> {
+    /// `(provider index, key index, value length)`.
+    type RawRecord = (u8, u8, usize);
+
+    fn layout() -> impl Strategy<Value = (Vec<RawRecord>, Vec<RawRecord>)> {
         let entry = (0u8..3, 0u8..4, 1usize..50);
         (
             proptest::collection::vec(entry.clone(), 0..8),

@@ -362,7 +362,7 @@ fn parse_hex(body: &[u8]) -> Result<MasterKey, KeyFileError> {
             chars,
         });
     }
-    if chars % 2 != 0 {
+    if !chars.is_multiple_of(2) {
         return Err(KeyFileError::BadEncoding {
             reason: "odd number of hex digits",
             chars,

@@ -21,7 +21,7 @@ pub struct AuditFilter {
     pub app_id: Option<String>,
     /// Only events with a greater sequence number.
     pub after: u64,
-    /// At most this many (capped at [`MAX_PAGE`]).
+    /// At most this many (capped at [`super::MAX_AUDIT_PAGE`]).
     pub limit: usize,
 }
 

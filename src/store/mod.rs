@@ -36,7 +36,7 @@ use redb::{
 use crate::audit::{Anchor, AuditEvent, NewEvent};
 use crate::model::Timestamp;
 
-pub use audit_log::{AuditFilter, AuditPage};
+pub use audit_log::{AuditFilter, AuditPage, MAX_PAGE as MAX_AUDIT_PAGE};
 pub use secrets::{PutSecret, SecretWrite};
 
 /// How the store is opened.
@@ -148,6 +148,10 @@ impl StoreError {
     }
 }
 
+/// How tests open the file through a fault-injecting backend.
+#[cfg(test)]
+type Opener = dyn Fn(&redb::Builder, &Path) -> Result<Database, redb::DatabaseError> + Send + Sync;
+
 /// The store handle, shared by every request (`Arc<Store>`).
 pub struct Store {
     path: PathBuf,
@@ -160,9 +164,7 @@ pub struct Store {
     /// Set after an I/O error; the next write reopens first.
     reopen_needed: AtomicBool,
     #[cfg(test)]
-    opener: Option<
-        Box<dyn Fn(&redb::Builder, &Path) -> Result<Database, redb::DatabaseError> + Send + Sync>,
-    >,
+    opener: Option<Box<Opener>>,
 }
 
 impl Store {

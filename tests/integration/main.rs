@@ -1,5 +1,9 @@
 //! The one integration-test binary (one link of the whole crate instead of
 //! one per file). Each module is a topic; `harness` holds shared helpers.
+#![allow(clippy::unwrap_used, reason = "tests report failures by panicking")]
 
+mod canary;
+mod cli;
 mod harness;
+mod resolve;
 mod store;

@@ -1,0 +1,91 @@
+//! A store session with a canary value: the canary must appear in no log
+//! line (at any level) and nowhere in the redb file.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use exsec::model::{EnvKey, Provider};
+use exsec::resolve;
+use tracing_subscriber::fmt::MakeWriter;
+
+use crate::harness::*;
+
+const CANARY: &str = "CANARY-7d1f0c2a-do-not-log";
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Capture {
+        self.clone()
+    }
+}
+
+#[test]
+fn a_canary_value_reaches_no_log_and_not_the_file() {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(capture.clone())
+        .finish();
+    let test = TestStore::new();
+    tracing::subscriber::with_default(subscriber, || {
+        let put = test.sealed(&tenant_scope("acme"), "openai", "OPENAI_API_KEY", CANARY);
+        let clash = test.sealed(&tenant_scope("acme"), "azure", "OPENAI_API_KEY", CANARY);
+        let over = test.sealed(&app_scope("web"), "openai", "OPENAI_API_KEY", CANARY);
+        test.store
+            .write(move |w| {
+                w.put_tenant(&tenant("acme"), "admin")?;
+                w.put_app(&app("web"), &tenant("acme"), vec![], "admin")?;
+                w.put_secret(put, "admin")?;
+                w.put_secret(over, "admin")?;
+                Ok(())
+            })
+            .unwrap();
+        let refused = test.store.write(move |w| w.put_secret(clash, "admin"));
+        tracing::error!(error = ?refused.err(), "refused write");
+        let layout = test
+            .store
+            .read(|r| r.secret_layout(&app("web")))
+            .unwrap()
+            .unwrap();
+        let set = resolve::resolve(&layout.tenant, &layout.app, &test.keyring);
+        assert_eq!(set.values[0].value.expose_secret(), CANARY);
+        tracing::info!(records = ?layout.app, keyring = ?test.keyring, "debug output of records");
+        test.store
+            .write(|w| {
+                w.delete_secret(
+                    &app_scope("web"),
+                    &Provider::parse("openai").unwrap(),
+                    &EnvKey::parse("OPENAI_API_KEY").unwrap(),
+                    "admin",
+                )
+            })
+            .unwrap();
+    });
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("audit event"),
+        "the session logged nothing: {logs}"
+    );
+    assert!(!logs.contains(CANARY), "canary in logs:\n{logs}");
+
+    let path = test.path();
+    drop(test.store);
+    let file = std::fs::read(path).unwrap();
+    assert!(
+        !file.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()),
+        "canary in the redb file"
+    );
+}
