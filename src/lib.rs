@@ -8,10 +8,15 @@
 //! - [`audit`]: the audit log's hash chain: canonical form, hashing, verification.
 //! - [`resolve`]: the effective set of an app (pure over stored records).
 //! - [`cli`]: the command line (the only importer of clap).
+pub mod api;
+pub mod app;
 pub mod audit;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod crypto;
+pub mod deploy;
+pub mod keywatch;
 pub mod model;
 pub mod resolve;
 pub mod store;

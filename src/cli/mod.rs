@@ -32,6 +32,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the daemon: HTTP API, deploys, audit log.
+    Serve {
+        /// The configuration file (see config.example.toml).
+        #[arg(long, short, value_name = "FILE", env = "EXSEC_CONFIG")]
+        config: PathBuf,
+    },
     /// Manage master keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -77,10 +83,30 @@ pub enum CliError {
     /// Key generation failed.
     #[error("cannot generate a master key")]
     KeyGenerate(#[source] crypto::KeyfileError),
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The daemon could not start.
+    #[error("exsec could not start")]
+    Start(#[source] crate::app::StartError),
+    /// The async runtime could not start.
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] std::io::Error),
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
+        Command::Serve { config } => {
+            let config = crate::config::Config::load(&config)?;
+            init_logging(config.log.format);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(CliError::Runtime)?;
+            runtime
+                .block_on(crate::app::serve(&config))
+                .map_err(CliError::Start)
+        }
         Command::Keys(KeysCommand::Generate { dir }) => {
             let generated = crypto::generate_key_file(&dir, std::time::SystemTime::now())
                 .map_err(CliError::KeyGenerate)?;
@@ -92,4 +118,23 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// Logs to stderr (journald picks it up), human or JSON; `EXSEC_LOG` or
+/// `RUST_LOG` set the filter (default `info`).
+fn init_logging(format: crate::config::LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("EXSEC_LOG")
+        .ok()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        crate::config::LogFormat::Json => builder.json().try_init(),
+        crate::config::LogFormat::Human => builder.try_init(),
+    };
 }

@@ -37,12 +37,6 @@ pub struct GeneratedKey {
 /// Why a key file could not be generated.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyfileError {
-    /// Neither the key directory nor its parent exists.
-    #[error("key directory {path} does not exist, nor does its parent")]
-    DirMissing {
-        /// The key directory.
-        path: PathBuf,
-    },
     /// The key directory path names something else.
     #[error("{path} is not a directory")]
     NotADirectory {
@@ -121,7 +115,7 @@ pub enum KeyfileError {
 /// - An existing file is never overwritten: the key is written to a
 ///   temporary dotfile (mode 0600, owned by the directory's owner, synced)
 ///   and hard-linked to its name, which fails if the name exists.
-/// - A missing `dir` is created with mode 0700 when its parent exists.
+/// - A missing `dir` (and missing parents) is created with mode 0700.
 ///
 /// The content is standard padded base64 and a newline.
 pub fn generate_key_file(dir: &Path, now: SystemTime) -> Result<GeneratedKey, KeyfileError> {
@@ -199,16 +193,11 @@ fn ensure_dir(dir: &Path) -> Result<fs::Metadata, KeyfileError> {
         Err(error) if error.kind() == io::ErrorKind::NotFound => {}
         Err(error) => return Err(dir_error(error)),
     }
-    match DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => {}
-        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            return Err(KeyfileError::DirMissing {
-                path: dir.to_path_buf(),
-            });
-        }
-        Err(error) => return Err(dir_error(error)),
-    }
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(dir_error)?;
     fs::metadata(dir).map_err(dir_error)
 }
 
@@ -400,16 +389,21 @@ mod tests {
     }
 
     #[test]
-    fn creates_a_missing_directory_only_under_an_existing_parent() {
+    fn creates_missing_directories_private() {
         let parent = tempfile::tempdir().unwrap();
         let dir = parent.path().join("keys.d");
         generate_key_file(&dir, at(0)).unwrap();
         let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
 
-        let orphan = parent.path().join("missing/keys.d");
-        let error = generate_key_file(&orphan, at(0)).unwrap_err();
-        assert!(matches!(error, KeyfileError::DirMissing { .. }), "{error}");
+        let nested = parent.path().join("var/keys.d");
+        generate_key_file(&nested, at(0)).unwrap();
+        for dir in [parent.path().join("var"), nested] {
+            assert_eq!(
+                fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+                0o700
+            );
+        }
 
         let file = parent.path().join("file");
         fs::write(&file, "").unwrap();

@@ -16,6 +16,7 @@
 
 mod audit_log;
 pub mod codec;
+pub mod deploys;
 mod meta;
 pub mod records;
 mod schema;
@@ -26,7 +27,7 @@ mod tokens;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use redb::{
     Database, Durability, Key, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
@@ -87,6 +88,9 @@ pub enum StoreError {
         #[source]
         source: codec::CodecError,
     },
+    /// The blocking task running a store call panicked or was cancelled.
+    #[error("storage task was interrupted")]
+    Interrupted,
     /// A table key does not parse (corruption or a foreign file).
     #[error("stored key {key:?} in table {table} is malformed")]
     CorruptKey {
@@ -250,6 +254,28 @@ impl Store {
             log_audit_event(event);
         }
         Ok(value)
+    }
+
+    /// [`Store::read`] on the blocking thread pool, for async callers.
+    pub async fn read_async<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Reader) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.read(f))
+            .await
+            .map_err(|_| StoreError::Interrupted)?
+    }
+
+    /// [`Store::write`] on the blocking thread pool, for async callers.
+    pub async fn write_async<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Writer) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.write(f))
+            .await
+            .map_err(|_| StoreError::Interrupted)?
     }
 
     /// Drops the current redb handle and opens the file again: after an

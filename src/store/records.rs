@@ -115,3 +115,94 @@ impl StoredAuditEvent {
         }
     }
 }
+
+/// One deploy of an app, as recorded after it ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployRecord {
+    /// `dep_{seq}`, unique in this store.
+    pub deploy_id: String,
+    /// The app deployed.
+    pub app_id: crate::model::AppId,
+    /// Its tenant.
+    pub tenant_id: TenantId,
+    /// The image rolled out.
+    pub image_ref: String,
+    /// Replicas asked for, if any.
+    pub replicas: Option<i32>,
+    /// Container port asked for, if any.
+    pub port: Option<u16>,
+    /// `succeeded` or `failed` (the Deployment apply failed).
+    pub status: String,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// When it started.
+    pub created_at: Timestamp,
+    /// What happened to the external secrets.
+    pub injection: InjectionRecord,
+    /// Warnings returned to the caller.
+    pub warnings: Vec<WarningRecord>,
+}
+
+/// The injection outcome of a deploy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InjectionRecord {
+    /// `injected`, `skipped` or `failed`.
+    pub status: String,
+    /// Why it was skipped or failed.
+    pub reason: Option<String>,
+    /// `app-{app_id}-external-secrets`.
+    pub secret_name: String,
+    /// What was injected, per env var (empty unless injected).
+    pub injected: Vec<InjectedKey>,
+    /// Env var names whose value could not be opened (when failed).
+    pub undecryptable: Vec<String>,
+    /// Warnings of the injection step.
+    pub warnings: Vec<WarningRecord>,
+}
+
+impl InjectionRecord {
+    /// Whether the deploy left the cluster's Secret matching the effective
+    /// set: injected, or skipped because the set was empty (the Secret was
+    /// removed).
+    pub fn synced(&self) -> bool {
+        self.status == "injected" || self.reason.as_deref() == Some("no_secrets")
+    }
+}
+
+/// One env var as injected: enough to tell later whether the stored
+/// secret changed since (source, provider, version and time all compared).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InjectedKey {
+    /// Env var name.
+    pub key: String,
+    /// `app` or `tenant`.
+    pub source: crate::model::ScopeKind,
+    /// Provider of the injected record.
+    pub provider: String,
+    /// Version of the injected record.
+    pub version: u64,
+    /// `updated_at` of the injected record.
+    pub updated_at: Timestamp,
+}
+
+/// A stored `{code, message}` warning.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WarningRecord {
+    /// Stable code.
+    pub code: String,
+    /// Message.
+    pub message: String,
+}
+
+/// What an `Idempotency-Key` replays: the hash of the request it came with
+/// and the deploy it produced (answers are rendered from the deploy record,
+/// so a replay is the same answer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    /// SHA-256 of the request body (canonical JSON) and query.
+    pub request_sha256: [u8; 32],
+    /// The deploy it produced; the replay answers from its record.
+    pub deploy_id: String,
+    /// When it was stored; kept 24 h.
+    pub created_at: Timestamp,
+}

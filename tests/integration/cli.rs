@@ -55,11 +55,13 @@ fn keys_generate_writes_a_private_loadable_key_and_prints_its_id() {
 }
 
 #[test]
-fn keys_generate_explains_a_missing_parent() {
+fn keys_generate_explains_a_bad_directory() {
     let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, "").unwrap();
     let out = exsec()
         .args(["keys", "generate", "--dir"])
-        .arg(dir.path().join("no/such/dir"))
+        .arg(&file)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

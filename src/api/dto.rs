@@ -1,0 +1,300 @@
+//! Wire types: what the API reads and writes as JSON. Domain and stored
+//! types never go on the wire directly; these do, and only these carry
+//! `Serialize`/`Deserialize` for HTTP. Request bodies deny unknown fields.
+//! No type here can hold a secret value except the request bodies that
+//! carry one in (and those are parsed into `SecretValue` at once).
+
+use serde::{Deserialize, Serialize};
+
+use crate::resolve::Warning;
+use crate::store::records::{
+    AppRecord, DeployRecord, SecretRecord, TenantRecord, TokenRecord, WarningRecord,
+};
+
+/// `PUT /v1/tenants/{id}` (body optional, no fields yet).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutTenantBody {}
+
+/// `POST /v1/tenants/{id}/tokens` (body optional, no fields yet).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MintTokenBody {}
+
+/// `PUT /v1/apps/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutAppBody {
+    /// The owning tenant (fixed once set).
+    pub tenant_id: String,
+    /// Env var names the app needs.
+    #[serde(default)]
+    pub required_env: Vec<String>,
+}
+
+/// `PUT …/external-secrets/{provider}/{key}` and `…/verify`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValueBody {
+    /// The plaintext; moved into a `SecretValue` at once.
+    pub value: String,
+}
+
+/// `POST /v1/apps/{id}/deploys`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeployBody {
+    /// Must be the app's tenant; empty or missing is inferred (warning).
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    /// If present, must equal the path.
+    #[serde(default)]
+    pub app_id: Option<String>,
+    /// The image to roll out.
+    pub image_ref: String,
+    /// Replicas; omitted leaves ownership to an autoscaler.
+    #[serde(default)]
+    pub replicas: Option<i32>,
+    /// Container port.
+    #[serde(default)]
+    pub port: Option<u16>,
+}
+
+/// `{code, message}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WarningDto {
+    /// Stable code.
+    pub code: String,
+    /// What it means.
+    pub message: String,
+}
+
+impl From<&Warning> for WarningDto {
+    fn from(w: &Warning) -> Self {
+        Self {
+            code: w.code.to_owned(),
+            message: w.message.clone(),
+        }
+    }
+}
+
+impl From<&WarningRecord> for WarningDto {
+    fn from(w: &WarningRecord) -> Self {
+        Self {
+            code: w.code.clone(),
+            message: w.message.clone(),
+        }
+    }
+}
+
+/// A tenant.
+#[derive(Debug, Serialize)]
+pub struct TenantDto {
+    /// Id.
+    pub tenant_id: String,
+    /// Creation time.
+    pub created_at: String,
+}
+
+impl TenantDto {
+    /// From the stored record.
+    pub fn new(tenant_id: &str, record: &TenantRecord) -> Self {
+        Self {
+            tenant_id: tenant_id.to_owned(),
+            created_at: record.created_at.to_rfc3339(),
+        }
+    }
+}
+
+/// An app.
+#[derive(Debug, Serialize)]
+pub struct AppDto {
+    /// Id.
+    pub app_id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Env var names the app needs.
+    pub required_env: Vec<String>,
+    /// Registration time.
+    pub created_at: String,
+    /// Last change.
+    pub updated_at: String,
+}
+
+impl AppDto {
+    /// From the stored record.
+    pub fn new(app_id: &str, record: &AppRecord) -> Self {
+        Self {
+            app_id: app_id.to_owned(),
+            tenant_id: record.tenant_id.to_string(),
+            required_env: record
+                .required_env
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            created_at: record.created_at.to_rfc3339(),
+            updated_at: record.updated_at.to_rfc3339(),
+        }
+    }
+}
+
+/// Secret metadata — never a value.
+#[derive(Debug, Serialize)]
+pub struct SecretMetaDto {
+    /// Provider.
+    pub provider: String,
+    /// Env var name.
+    pub key: String,
+    /// `tenant` or `app`.
+    pub scope: &'static str,
+    /// First set.
+    pub created_at: String,
+    /// Last replaced.
+    pub updated_at: String,
+    /// Version, from 1.
+    pub version: u64,
+}
+
+impl From<&SecretRecord> for SecretMetaDto {
+    fn from(r: &SecretRecord) -> Self {
+        Self {
+            provider: r.provider.to_string(),
+            key: r.key.to_string(),
+            scope: r.scope.kind().as_str(),
+            created_at: r.created_at.to_rfc3339(),
+            updated_at: r.updated_at.to_rfc3339(),
+            version: r.version,
+        }
+    }
+}
+
+/// A token as listed: id and time only.
+#[derive(Debug, Serialize)]
+pub struct TokenDto {
+    /// Id.
+    pub token_id: String,
+    /// Tenant.
+    pub tenant_id: String,
+    /// Mint time.
+    pub created_at: String,
+}
+
+impl TokenDto {
+    /// From the stored record.
+    pub fn new(token_id: &str, record: &TokenRecord) -> Self {
+        Self {
+            token_id: token_id.to_owned(),
+            tenant_id: record.tenant_id.to_string(),
+            created_at: record.created_at.to_rfc3339(),
+        }
+    }
+}
+
+/// The injection outcome in a deploy answer.
+#[derive(Debug, Serialize)]
+pub struct InjectionDto {
+    /// `injected`, `skipped` or `failed`.
+    pub status: String,
+    /// Why skipped or failed (`null` when injected).
+    pub reason: Option<String>,
+    /// `app-{app_id}-external-secrets`.
+    pub secret_name: String,
+    /// Number of keys injected.
+    pub key_count: usize,
+    /// Names injected.
+    pub keys: Vec<String>,
+    /// Names whose value could not be opened.
+    pub undecryptable: Vec<String>,
+    /// Notes.
+    pub warnings: Vec<WarningDto>,
+}
+
+/// A deploy.
+#[derive(Debug, Serialize)]
+pub struct DeployDto {
+    /// Id.
+    pub deploy_id: String,
+    /// App.
+    pub app_id: String,
+    /// Tenant.
+    pub tenant_id: String,
+    /// Image.
+    pub image_ref: String,
+    /// Replicas asked for.
+    pub replicas: Option<i32>,
+    /// Port asked for.
+    pub port: Option<u16>,
+    /// `succeeded` or `failed`.
+    pub status: String,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Start time.
+    pub created_at: String,
+    /// Notes.
+    pub warnings: Vec<WarningDto>,
+    /// What happened to the external secrets.
+    pub external_secrets: InjectionDto,
+}
+
+impl From<&DeployRecord> for DeployDto {
+    fn from(r: &DeployRecord) -> Self {
+        let keys: Vec<String> = r.injection.injected.iter().map(|k| k.key.clone()).collect();
+        Self {
+            deploy_id: r.deploy_id.clone(),
+            app_id: r.app_id.to_string(),
+            tenant_id: r.tenant_id.to_string(),
+            image_ref: r.image_ref.clone(),
+            replicas: r.replicas,
+            port: r.port,
+            status: r.status.clone(),
+            error: r.error.clone(),
+            created_at: r.created_at.to_rfc3339(),
+            warnings: r.warnings.iter().map(WarningDto::from).collect(),
+            external_secrets: InjectionDto {
+                status: r.injection.status.clone(),
+                reason: r.injection.reason.clone(),
+                secret_name: r.injection.secret_name.clone(),
+                key_count: keys.len(),
+                keys,
+                undecryptable: r.injection.undecryptable.clone(),
+                warnings: r.injection.warnings.iter().map(WarningDto::from).collect(),
+            },
+        }
+    }
+}
+
+/// One env var of the effective set, without its value.
+#[derive(Debug, Serialize)]
+pub struct EffectiveEntryDto {
+    /// Env var name.
+    pub key: String,
+    /// Provider of the winning record.
+    pub provider: String,
+    /// `app` or `tenant`.
+    pub source: &'static str,
+    /// Whether an app override hides a tenant default.
+    pub overrides_tenant: bool,
+    /// Changed since the last deploy that synced the Secret.
+    pub redeploy_needed: bool,
+    /// Version of the winning record.
+    pub version: u64,
+    /// When its value last changed.
+    pub updated_at: String,
+}
+
+/// `GET /v1/apps/{id}/external-secrets/effective`.
+#[derive(Debug, Serialize)]
+pub struct EffectiveDto {
+    /// App.
+    pub app_id: String,
+    /// Tenant.
+    pub tenant_id: String,
+    /// The merged set, by env var name.
+    pub keys: Vec<EffectiveEntryDto>,
+    /// Names injected by the last synced deploy that are no longer in the set.
+    pub removed_since_deploy: Vec<String>,
+    /// The last deploy that synced the Secret, if any.
+    pub last_synced_deploy_id: Option<String>,
+    /// Notes (`missing_required_env`, `env_name_conflict`).
+    pub warnings: Vec<WarningDto>,
+}

@@ -1,0 +1,84 @@
+//! Apps: registered and deleted by the admin; each belongs to one tenant
+//! forever.
+
+use hyper::StatusCode;
+use serde_json::json;
+
+use crate::api::dto::{AppDto, PutAppBody};
+use crate::api::problem::ApiError;
+use crate::api::{Call, Reply};
+use crate::model::{AppId, EnvKey, TenantId};
+
+pub async fn list(call: Call) -> Result<Reply, ApiError> {
+    let principal = call.principal()?.clone();
+    let asked = match call.query_param("tenant_id").filter(|t| !t.is_empty()) {
+        Some(raw) => Some(TenantId::parse(&raw)?),
+        None => None,
+    };
+    let tenant = match (principal.tenant(), asked) {
+        (Some(own), Some(asked)) if *own != asked => {
+            return Err(ApiError::not_found(
+                "tenant_not_found",
+                format!("tenant {asked}"),
+            ));
+        }
+        (Some(own), _) => Some(own.clone()),
+        (None, asked) => asked,
+    };
+    let apps = call
+        .state
+        .store
+        .read_async(move |r| r.apps(tenant.as_ref()))
+        .await?;
+    let apps: Vec<AppDto> = apps
+        .iter()
+        .map(|(id, r)| AppDto::new(id.as_str(), r))
+        .collect();
+    Ok(Reply::ok(&json!({ "apps": apps })))
+}
+
+pub async fn put(call: Call) -> Result<Reply, ApiError> {
+    let app_id = AppId::parse(call.params.get("app_id"))?;
+    let body: PutAppBody = call.json()?;
+    let tenant = TenantId::parse(&body.tenant_id)?;
+    let required_env = body
+        .required_env
+        .iter()
+        .map(|name| EnvKey::parse(name))
+        .collect::<Result<Vec<_>, _>>()?;
+    let actor = call.actor();
+    let id = app_id.clone();
+    let (record, created) = call
+        .state
+        .store
+        .write_async(move |w| w.put_app(&id, &tenant, required_env, &actor))
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(Reply::json(status, &AppDto::new(app_id.as_str(), &record)))
+}
+
+pub fn get(call: Call) -> Result<Reply, ApiError> {
+    let (app_id, record) = call.app()?;
+    Ok(Reply::ok(&AppDto::new(app_id.as_str(), record)))
+}
+
+pub async fn delete(call: Call) -> Result<Reply, ApiError> {
+    let (app_id, _) = call.app()?.clone();
+    let actor = call.actor();
+    let id = app_id.clone();
+    call.state
+        .store
+        .write_async(move |w| w.delete_app(&id, &actor))
+        .await?;
+    // Best-effort: the store is the source of truth; a leftover object is
+    // logged, not an error for the caller.
+    let cluster = call.state.deployer.cluster().clone();
+    if let Err(error) = cluster.delete_app(&app_id).await {
+        tracing::warn!(app_id = %app_id, %error, "app deleted, but removing its cluster objects failed");
+    }
+    Ok(Reply::no_content())
+}

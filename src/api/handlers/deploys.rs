@@ -1,0 +1,169 @@
+//! Deploys: run one (the pipeline lives in `crate::deploy`), list the
+//! history, read one.
+
+use hyper::StatusCode;
+use serde_json::{Value, json};
+
+use crate::api::dto::{DeployBody, DeployDto};
+use crate::api::problem::ApiError;
+use crate::api::{Call, Reply, parse_json, to_value};
+use crate::deploy::{DeployError, DeployRequest, DeployResult, request_hash};
+
+/// Longest `Idempotency-Key` accepted.
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+/// Most deploys `GET …/deploys` returns.
+const MAX_HISTORY: usize = 500;
+
+pub async fn create(call: Call) -> Result<Reply, ApiError> {
+    let (app_id, app) = call.app()?.clone();
+    let dry_run = match call.query_param("dry_run").as_deref() {
+        None | Some("false" | "0") => false,
+        Some("true" | "1" | "") => true,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "dry_run must be true or false",
+            ));
+        }
+    };
+    let body: DeployBody = call.json()?;
+    let idempotency = match call.headers.get("idempotency-key") {
+        None => None,
+        Some(value) => {
+            let key = value
+                .to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY_LEN)
+                .filter(|k| k.bytes().all(|b| b.is_ascii_graphic()))
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_idempotency_key",
+                        format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"),
+                    )
+                })?;
+            // Hash the parsed body so that formatting differences do not count.
+            let canonical: Value = parse_json(&call.body)?;
+            Some((key.to_owned(), request_hash(&canonical, dry_run)))
+        }
+    };
+    let request = DeployRequest {
+        app_id: app_id.clone(),
+        app,
+        tenant_id: body.tenant_id,
+        body_app_id: body.app_id,
+        image_ref: body.image_ref,
+        replicas: body.replicas,
+        port: body.port,
+        dry_run,
+        idempotency,
+        actor: call.actor(),
+    };
+    let started = std::time::Instant::now();
+    let result = call
+        .state
+        .deployer
+        .deploy(request)
+        .await
+        .map_err(deploy_error)?;
+    match result {
+        DeployResult::DryRun(report) => Ok(Reply::ok(&report)),
+        DeployResult::Done(record) => {
+            call.state.metrics.deploy(
+                &record.status,
+                &record.injection.status,
+                record.injection.reason.as_deref().unwrap_or(""),
+                started.elapsed(),
+            );
+            let dto = DeployDto::from(record.as_ref());
+            if record.status == "succeeded" {
+                return Ok(Reply::json(StatusCode::CREATED, &dto));
+            }
+            let mut error = ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "deployment_apply_failed",
+                record
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| "the Deployment could not be applied".to_owned()),
+            );
+            if let Value::Object(members) = to_value(&dto) {
+                for name in [
+                    "deploy_id",
+                    "app_id",
+                    "tenant_id",
+                    "status",
+                    "warnings",
+                    "external_secrets",
+                ] {
+                    if let Some(value) = members.get(name) {
+                        error = error.with(name, value.clone());
+                    }
+                }
+            }
+            Err(error)
+        }
+    }
+}
+
+fn deploy_error(error: DeployError) -> ApiError {
+    let unprocessable = |code, error: &DeployError| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, error.to_string())
+    };
+    match &error {
+        DeployError::Invalid(invalid) => {
+            let code = match invalid.field {
+                "image_ref" => "invalid_image_ref",
+                "replicas" => "invalid_replicas",
+                "port" => "invalid_port",
+                _ => return ApiError::from(invalid.clone()),
+            };
+            ApiError::bad_request(code, invalid.to_string())
+        }
+        DeployError::AppIdMismatch { .. } => unprocessable("app_id_mismatch", &error),
+        DeployError::TenantMismatch { .. } => unprocessable("tenant_mismatch", &error),
+        DeployError::IdempotencyKeyReused { .. } => unprocessable("idempotency_key_reused", &error),
+        DeployError::InProgress { .. } => ApiError::new(
+            StatusCode::CONFLICT,
+            "deploy_in_progress",
+            error.to_string(),
+        ),
+        DeployError::Store(_) => match error {
+            DeployError::Store(store) => ApiError::from(store),
+            _ => unreachable!("matched above"),
+        },
+    }
+}
+
+pub async fn list(call: Call) -> Result<Reply, ApiError> {
+    let (app_id, _) = call.app()?.clone();
+    let limit = match call.query_param("limit") {
+        None => 50,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_HISTORY).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request("invalid_query", format!("limit must be 1 to {MAX_HISTORY}"))
+            })?,
+    };
+    let records = call
+        .state
+        .store
+        .read_async(move |r| r.deploys(&app_id, limit))
+        .await?;
+    let deploys: Vec<DeployDto> = records.iter().map(DeployDto::from).collect();
+    Ok(Reply::ok(&json!({ "deploys": deploys })))
+}
+
+pub async fn get(call: Call) -> Result<Reply, ApiError> {
+    let (app_id, _) = call.app()?.clone();
+    let deploy_id = call.params.get("deploy_id").to_owned();
+    let lookup = deploy_id.clone();
+    let record = call
+        .state
+        .store
+        .read_async(move |r| r.deploy(&app_id, &lookup))
+        .await?
+        .ok_or_else(|| ApiError::not_found("deploy_not_found", format!("deploy {deploy_id}")))?;
+    Ok(Reply::ok(&DeployDto::from(&record)))
+}

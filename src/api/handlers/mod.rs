@@ -1,0 +1,45 @@
+//! Handlers by resource. [`dispatch`] is the one place a route id meets
+//! its handler.
+
+mod apps;
+mod audit;
+mod deploys;
+mod secrets;
+mod system;
+mod tenants;
+mod tokens;
+
+use super::routes::RouteId;
+use super::{Call, Reply};
+use crate::api::problem::ApiError;
+
+/// Runs the handler of the call's route.
+pub async fn dispatch(call: Call) -> Result<Reply, ApiError> {
+    match call.route.id {
+        RouteId::Healthz => system::healthz(),
+        RouteId::Readyz => system::readyz(call).await,
+        RouteId::Metrics => system::metrics(call).await,
+        RouteId::OpenApi => system::openapi(),
+        RouteId::Keys => system::keys(call).await,
+        RouteId::ListTenants => tenants::list(call).await,
+        RouteId::PutTenant => tenants::put(call).await,
+        RouteId::GetTenant => tenants::get(call).await,
+        RouteId::DeleteTenant => tenants::delete(call).await,
+        RouteId::MintToken => tokens::mint(call).await,
+        RouteId::ListTokens => tokens::list(call).await,
+        RouteId::RevokeToken => tokens::revoke(call).await,
+        RouteId::ListApps => apps::list(call).await,
+        RouteId::PutApp => apps::put(call).await,
+        RouteId::GetApp => apps::get(call),
+        RouteId::DeleteApp => apps::delete(call).await,
+        RouteId::ListTenantSecrets | RouteId::ListAppSecrets => secrets::list(call).await,
+        RouteId::PutTenantSecret | RouteId::PutAppSecret => secrets::put(call).await,
+        RouteId::DeleteTenantSecret | RouteId::DeleteAppSecret => secrets::delete(call).await,
+        RouteId::VerifyTenantSecret | RouteId::VerifyAppSecret => secrets::verify(call).await,
+        RouteId::Effective => secrets::effective(call).await,
+        RouteId::Deploy => deploys::create(call).await,
+        RouteId::ListDeploys => deploys::list(call).await,
+        RouteId::GetDeploy => deploys::get(call).await,
+        RouteId::ListAuditEvents => audit::list(call).await,
+    }
+}

@@ -1,0 +1,273 @@
+//! External secrets in both scopes: set, list (metadata only), delete,
+//! verify a candidate, and the effective set of an app without values.
+
+use hyper::StatusCode;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::api::dto::{EffectiveDto, EffectiveEntryDto, SecretMetaDto, ValueBody, WarningDto};
+use crate::api::problem::ApiError;
+use crate::api::routes::RouteId;
+use crate::api::{Call, Reply};
+use crate::audit::{NewEvent, event};
+use crate::crypto::{CryptoError, SecretLocation};
+use crate::model::{AppId, EnvKey, Provider, Scope, SecretValue};
+use crate::resolve;
+use crate::store::PutSecret;
+
+/// The scope of the route: `{tenant_id}` or `{app_id}`.
+fn scope(call: &Call) -> Result<Scope, ApiError> {
+    if call.params.has("app_id") {
+        Ok(Scope::App(call.app()?.0.clone()))
+    } else {
+        Ok(Scope::Tenant(call.tenant_param()?))
+    }
+}
+
+/// `{provider}` and `{key}`.
+fn name(call: &Call) -> Result<(Provider, EnvKey), ApiError> {
+    Ok((
+        Provider::parse(call.params.get("provider"))?,
+        EnvKey::parse(call.params.get("key"))?,
+    ))
+}
+
+fn master_key_unavailable(detail: impl Into<String>) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "master_key_unavailable",
+        detail,
+    )
+}
+
+pub async fn list(call: Call) -> Result<Reply, ApiError> {
+    let scope = scope(&call)?;
+    let owner = scope.clone();
+    let (exists, records) = call
+        .state
+        .store
+        .read_async(move |r| {
+            let exists = match &owner {
+                Scope::Tenant(id) => r.tenant(id)?.is_some(),
+                Scope::App(_) => true,
+            };
+            Ok((exists, r.secrets(&owner)?))
+        })
+        .await?;
+    if !exists {
+        return Err(ApiError::not_found(
+            "tenant_not_found",
+            format!("tenant {}", scope.owner()),
+        ));
+    }
+    let secrets: Vec<SecretMetaDto> = records.iter().map(SecretMetaDto::from).collect();
+    Ok(Reply::ok(&json!({ "secrets": secrets })))
+}
+
+pub async fn put(call: Call) -> Result<Reply, ApiError> {
+    let scope = scope(&call)?;
+    let (provider, key) = name(&call)?;
+    let body: ValueBody = call.json()?;
+    let value = SecretValue::parse(body.value)?;
+    let keyring = call.state.keyring.snapshot();
+    let sealed = keyring
+        .seal(
+            &SecretLocation {
+                scope: &scope,
+                provider: &provider,
+                key: &key,
+            },
+            &value,
+        )
+        .map_err(|error| match error {
+            CryptoError::NoActiveKey => master_key_unavailable(
+                "no master key is loaded; add a key file to the key directory (exsec keys generate)",
+            ),
+            other => ApiError::internal("sealing failed", &other),
+        })?;
+    drop(value);
+    let fingerprint = keyring
+        .fingerprint(&sealed.key_id)
+        .ok_or_else(|| master_key_unavailable("the active master key was unloaded; retry"))?;
+    let put = PutSecret {
+        scope,
+        provider,
+        key,
+        sealed,
+        fingerprint,
+    };
+    let actor = call.actor();
+    let written = call
+        .state
+        .store
+        .write_async(move |w| w.put_secret(put, &actor))
+        .await?;
+    let status = if written.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(Reply::json(status, &SecretMetaDto::from(&written.record)))
+}
+
+pub async fn delete(call: Call) -> Result<Reply, ApiError> {
+    let scope = scope(&call)?;
+    let (provider, key) = name(&call)?;
+    let actor = call.actor();
+    call.state
+        .store
+        .write_async(move |w| w.delete_secret(&scope, &provider, &key, &actor))
+        .await?;
+    Ok(Reply::no_content())
+}
+
+/// Compares a candidate with the stored value in constant time, audited,
+/// rate-limited per caller. Answers only `{"match": bool}`.
+pub async fn verify(call: Call) -> Result<Reply, ApiError> {
+    let scope = scope(&call)?;
+    let (provider, key) = name(&call)?;
+    let actor = call.actor();
+    if let Err(retry_after) = call.state.verify_limiter.check(&actor) {
+        let mut error = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many verify calls; retry in {retry_after}s"),
+        );
+        error.headers.push(("retry-after", retry_after.to_string()));
+        return Err(error);
+    }
+    let body: ValueBody = call.json()?;
+    let candidate = SecretValue::parse(body.value)?;
+    let (lookup_scope, lookup_provider, lookup_key) =
+        (scope.clone(), provider.clone(), key.clone());
+    let record = call
+        .state
+        .store
+        .read_async(move |r| r.secret(&lookup_scope, &lookup_provider, &lookup_key))
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "secret_not_found",
+                format!("external secret {provider}/{key}"),
+            )
+        })?;
+    let keyring = call.state.keyring.snapshot();
+    let stored = keyring
+        .open(
+            &SecretLocation {
+                scope: &scope,
+                provider: &provider,
+                key: &key,
+            },
+            &record.sealed,
+        )
+        .map_err(|error| match error {
+            CryptoError::MissingKey { key_id } => master_key_unavailable(format!(
+                "the value is sealed under master key {key_id}, which is not loaded; put its key file back"
+            )),
+            other => ApiError::internal("opening a stored value failed", &other),
+        })?;
+    let matched = bool::from(
+        stored
+            .expose_secret()
+            .as_bytes()
+            .ct_eq(candidate.expose_secret().as_bytes()),
+    );
+    drop((stored, candidate));
+    let tenant_id = match &scope {
+        Scope::Tenant(id) => id.clone(),
+        Scope::App(_) => call.app()?.1.tenant_id.clone(),
+    };
+    let mut audit = NewEvent::new(event::SECRET_VERIFIED, actor)
+        .tenant(tenant_id.as_str())
+        .with("scope", scope.kind().as_str())
+        .with("provider", provider.as_str())
+        .with("key", key.as_str())
+        .with("match", matched);
+    if let Scope::App(app_id) = &scope {
+        audit = audit.app(app_id.as_str());
+    }
+    call.state
+        .store
+        .write_async(move |w| w.audit(audit).map(drop))
+        .await?;
+    Ok(Reply::ok(&json!({ "match": matched })))
+}
+
+/// The merged set of an app without values: source, override flag,
+/// whether a redeploy is needed, names removed since the last deploy.
+pub async fn effective(call: Call) -> Result<Reply, ApiError> {
+    debug_assert_eq!(call.route.id, RouteId::Effective);
+    let (app_id, app) = call.app()?.clone();
+    let lookup: AppId = app_id.clone();
+    let (layout, last) = call
+        .state
+        .store
+        .read_async(move |r| Ok((r.secret_layout(&lookup)?, r.last_injected_deploy(&lookup)?)))
+        .await?;
+    let layout =
+        layout.ok_or_else(|| ApiError::not_found("app_not_found", format!("app {app_id}")))?;
+    let merged = resolve::merge(&layout.tenant, &layout.app);
+    let keys: Vec<EffectiveEntryDto> = merged
+        .entries
+        .iter()
+        .map(|(name, entry)| {
+            let injected = last
+                .as_ref()
+                .and_then(|d| d.injection.injected.iter().find(|k| k.key == name.as_str()));
+            let current = (
+                entry.source,
+                entry.record.provider.as_str(),
+                entry.record.version,
+                entry.record.updated_at,
+            );
+            let redeploy_needed = injected.is_none_or(|k| {
+                (k.source, k.provider.as_str(), k.version, k.updated_at) != current
+            });
+            EffectiveEntryDto {
+                key: name.to_string(),
+                provider: entry.record.provider.to_string(),
+                source: entry.source.as_str(),
+                overrides_tenant: entry.overrides_tenant(),
+                redeploy_needed,
+                version: entry.record.version,
+                updated_at: entry.record.updated_at.to_rfc3339(),
+            }
+        })
+        .collect();
+    let removed_since_deploy: Vec<String> = last
+        .as_ref()
+        .map(|d| {
+            d.injection
+                .injected
+                .iter()
+                .filter(|k| !merged.entries.keys().any(|name| name.as_str() == k.key))
+                .map(|k| k.key.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut warnings: Vec<WarningDto> = merged.warnings.iter().map(WarningDto::from).collect();
+    let missing: Vec<&str> = app
+        .required_env
+        .iter()
+        .filter(|name| !merged.entries.contains_key(name))
+        .map(EnvKey::as_str)
+        .collect();
+    if !missing.is_empty() {
+        warnings.push(WarningDto {
+            code: "missing_required_env".to_owned(),
+            message: format!(
+                "the app requires {} but its effective set lacks them",
+                missing.join(", ")
+            ),
+        });
+    }
+    Ok(Reply::ok(&EffectiveDto {
+        app_id: app_id.to_string(),
+        tenant_id: layout.tenant_id.to_string(),
+        keys,
+        removed_since_deploy,
+        last_synced_deploy_id: last.map(|d| d.deploy_id),
+        warnings,
+    }))
+}

@@ -1,0 +1,119 @@
+//! Health, readiness, metrics, the OpenAPI document and the keyring status.
+
+use std::collections::BTreeSet;
+
+use hyper::StatusCode;
+use serde_json::json;
+
+use crate::api::metrics::Gauges;
+use crate::api::problem::ApiError;
+use crate::api::{Call, Reply, openapi};
+
+pub fn healthz() -> Result<Reply, ApiError> {
+    Ok(Reply::ok(&json!({ "status": "ok" })))
+}
+
+/// Ready when the database answers and the cluster target is reachable.
+/// No master key is a valid, degraded state: still ready.
+pub async fn readyz(call: Call) -> Result<Reply, ApiError> {
+    let database = call.state.store.read_async(|r| r.audit_head()).await;
+    let keyring = call.state.keyring.snapshot();
+    let cluster = call.state.deployer.cluster().clone();
+    let reachable = cluster.check().await;
+    let ready = database.is_ok() && reachable.is_ok();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok(Reply::json(
+        status,
+        &json!({
+            "status": if ready { "ready" } else { "not_ready" },
+            "database": if database.is_ok() { "ok" } else { "unavailable" },
+            "keyring": {
+                "active": keyring.active().map(ToString::to_string),
+                "keys": keyring.len(),
+                "degraded": keyring.is_empty(),
+            },
+            "cluster": {
+                "target": cluster.name(),
+                "reachable": reachable.is_ok(),
+                "error": reachable.err().map(|e| e.to_string()),
+            },
+        }),
+    ))
+}
+
+pub async fn metrics(call: Call) -> Result<Reply, ApiError> {
+    let usage = call.state.store.read_async(|r| r.key_usage()).await?;
+    let keyring = call.state.keyring.snapshot();
+    let active = keyring.active().map(ToString::to_string);
+    let rotation_remaining = usage
+        .iter()
+        .filter(|(id, _)| Some(*id) != active.as_ref())
+        .map(|(_, n)| n)
+        .sum();
+    let text = call.state.metrics.render(&Gauges {
+        records_per_key: usage,
+        rotation_remaining,
+    });
+    Ok(Reply::raw(
+        StatusCode::OK,
+        "text/plain; version=0.0.4",
+        text,
+    ))
+}
+
+pub fn openapi() -> Result<Reply, ApiError> {
+    Ok(Reply::ok(&openapi::document()))
+}
+
+/// The keyring: every key that is loaded or that records need.
+pub async fn keys(call: Call) -> Result<Reply, ApiError> {
+    let (usage, known) = call
+        .state
+        .store
+        .read_async(|r| Ok((r.key_usage()?, r.known_fingerprints()?)))
+        .await?;
+    let keyring = call.state.keyring.snapshot();
+    let active = keyring.active().map(ToString::to_string);
+    let ids: BTreeSet<String> = keyring
+        .ids()
+        .map(ToString::to_string)
+        .chain(usage.keys().cloned())
+        .chain(known.keys().map(ToString::to_string))
+        .collect();
+    let mut remaining = 0u64;
+    let mut blocked = false;
+    let keys: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let present = keyring.ids().any(|k| k.as_str() == id);
+            let records = usage.get(id).copied().unwrap_or(0);
+            if Some(id) != active.as_ref() {
+                remaining += records;
+                blocked |= records > 0 && !present;
+            }
+            json!({
+                "id": id,
+                "present": present,
+                "records": records,
+                "safe_to_remove": records == 0 && Some(id) != active.as_ref(),
+            })
+        })
+        .collect();
+    let state = if blocked {
+        "blocked_missing_key"
+    } else if remaining > 0 {
+        "running"
+    } else {
+        "idle"
+    };
+    Ok(Reply::ok(&json!({
+        "active": active,
+        "degraded": keyring.is_empty(),
+        "keys": keys,
+        "rotation": { "state": state, "remaining": remaining },
+    })))
+}

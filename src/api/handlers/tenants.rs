@@ -1,0 +1,62 @@
+//! Tenants: created and deleted by the admin; a tenant token sees its own.
+
+use hyper::StatusCode;
+use serde_json::json;
+
+use crate::api::dto::{PutTenantBody, TenantDto};
+use crate::api::problem::ApiError;
+use crate::api::{Call, Reply};
+
+pub async fn list(call: Call) -> Result<Reply, ApiError> {
+    let own = call.principal()?.tenant().cloned();
+    let tenants = call.state.store.read_async(|r| r.tenants()).await?;
+    let tenants: Vec<TenantDto> = tenants
+        .iter()
+        .filter(|(id, _)| own.as_ref().is_none_or(|own| own == id))
+        .map(|(id, record)| TenantDto::new(id.as_str(), record))
+        .collect();
+    Ok(Reply::ok(&json!({ "tenants": tenants })))
+}
+
+pub async fn put(call: Call) -> Result<Reply, ApiError> {
+    let tenant = call.tenant_param()?;
+    let _body: PutTenantBody = call.json()?;
+    let actor = call.actor();
+    let id = tenant.clone();
+    let (record, created) = call
+        .state
+        .store
+        .write_async(move |w| w.put_tenant(&id, &actor))
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(Reply::json(
+        status,
+        &TenantDto::new(tenant.as_str(), &record),
+    ))
+}
+
+pub async fn get(call: Call) -> Result<Reply, ApiError> {
+    let tenant = call.tenant_param()?;
+    let id = tenant.clone();
+    match call.state.store.read_async(move |r| r.tenant(&id)).await? {
+        Some(record) => Ok(Reply::ok(&TenantDto::new(tenant.as_str(), &record))),
+        None => Err(ApiError::not_found(
+            "tenant_not_found",
+            format!("tenant {tenant}"),
+        )),
+    }
+}
+
+pub async fn delete(call: Call) -> Result<Reply, ApiError> {
+    let tenant = call.tenant_param()?;
+    let actor = call.actor();
+    call.state
+        .store
+        .write_async(move |w| w.delete_tenant(&tenant, &actor))
+        .await?;
+    Ok(Reply::no_content())
+}

@@ -1,0 +1,164 @@
+//! API errors as RFC 9457 `application/problem+json`, each with a stable
+//! machine `code`.
+//!
+//! Client mistakes are 4xx with a `detail` that says what to fix; server
+//! faults are 5xx whose `detail` says only "internal error" while the cause
+//! chain goes to the log.
+
+use hyper::StatusCode;
+use serde_json::{Map, Value, json};
+
+use crate::model::ValidationError;
+use crate::store::StoreError;
+
+/// One API error.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable machine code.
+    pub code: &'static str,
+    /// What happened and how to fix it.
+    pub detail: String,
+    /// Extra members of the problem object (e.g. `deploy_id`).
+    pub extra: Map<String, Value>,
+    /// Extra headers (`WWW-Authenticate`, `Retry-After`).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl ApiError {
+    /// An error with a status, code and detail.
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            extra: Map::new(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// 400 with a code naming the problem.
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, detail)
+    }
+
+    /// 404 `{kind}_not_found`; the same answer whether the thing is absent
+    /// or belongs to another tenant.
+    pub fn not_found(code: &'static str, what: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, format!("{what} not found"))
+    }
+
+    /// 401 with `WWW-Authenticate: Bearer`.
+    pub fn unauthenticated() -> Self {
+        let mut error = Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "send a valid token as `Authorization: Bearer <token>`",
+        );
+        error
+            .headers
+            .push(("www-authenticate", "Bearer".to_owned()));
+        error
+    }
+
+    /// 500: logs the cause chain, tells the client nothing more.
+    pub fn internal(context: &str, error: &dyn std::error::Error) -> Self {
+        tracing::error!(error = %chain(error), "{context}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
+    }
+
+    /// Adds a member to the problem object.
+    pub fn with(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.extra.insert(name.to_owned(), value.into());
+        self
+    }
+
+    /// The problem+json body.
+    pub fn body(&self) -> Value {
+        let mut body = json!({
+            "type": format!("urn:exsec:problem:{}", self.code),
+            "title": self.status.canonical_reason().unwrap_or("Error"),
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+            "code": self.code,
+        });
+        if let Value::Object(map) = &mut body {
+            map.extend(self.extra.clone());
+        }
+        body
+    }
+}
+
+/// `invalid_{field}` for a parsing failure of user input.
+impl From<ValidationError> for ApiError {
+    fn from(error: ValidationError) -> Self {
+        let code = match error.field {
+            "tenant_id" => "invalid_tenant_id",
+            "app_id" => "invalid_app_id",
+            "provider" => "invalid_provider",
+            "key" => "invalid_key",
+            "value" => "invalid_value",
+            "key_id" => "invalid_key_id",
+            _ => "invalid_input",
+        };
+        ApiError::bad_request(code, error.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound { kind, id } => {
+                let code = match kind {
+                    "tenant" => "tenant_not_found",
+                    "app" => "app_not_found",
+                    "token" => "token_not_found",
+                    "deploy" => "deploy_not_found",
+                    _ => "secret_not_found",
+                };
+                ApiError::not_found(code, format!("{kind} {id}"))
+            }
+            StoreError::Conflict { code, message } => {
+                ApiError::new(StatusCode::CONFLICT, code, message)
+            }
+            error @ StoreError::EffectiveSetTooLarge { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "effective_set_too_large",
+                format!("{error}; remove or shorten other secrets first"),
+            ),
+            error @ StoreError::KeyFingerprintMismatch { .. } => {
+                tracing::error!(error = %error, "refusing to seal under a changed key");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "master_key_unavailable",
+                    "the active master key differs from the key of the same id that sealed stored values; see the server log",
+                )
+            }
+            error => {
+                tracing::error!(error = %chain(&error), "storage failure");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    "internal error: storage is unavailable, retry later",
+                )
+            }
+        }
+    }
+}
+
+/// An error and its causes on one line, for logs.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

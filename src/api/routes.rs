@@ -1,0 +1,464 @@
+//! The one list of endpoints. The router, the OpenAPI document's test and
+//! the tenant-isolation test all read [`ROUTES`], so a route cannot exist
+//! in one place and be forgotten in another.
+
+use hyper::Method;
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No token needed.
+    Public,
+    /// The admin token only; tenant tokens get 404 (no existence leak).
+    Admin,
+    /// The admin, or a tenant token of the tenant named by the path's
+    /// `{tenant_id}` or owning its `{app_id}`.
+    Tenant,
+    /// Any valid token; the handler narrows a tenant token to its tenant.
+    Authenticated,
+}
+
+/// Whether a route reads a JSON body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// No body is read.
+    None,
+    /// A JSON body may be sent (empty means `{}`).
+    Optional,
+    /// A JSON body is required.
+    Required,
+}
+
+/// Identifies the handler of a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(missing_docs, reason = "each variant is named after its route")]
+pub enum RouteId {
+    Healthz,
+    Readyz,
+    Metrics,
+    OpenApi,
+    ListTenants,
+    PutTenant,
+    GetTenant,
+    DeleteTenant,
+    MintToken,
+    ListTokens,
+    RevokeToken,
+    ListApps,
+    PutApp,
+    GetApp,
+    DeleteApp,
+    ListTenantSecrets,
+    PutTenantSecret,
+    DeleteTenantSecret,
+    VerifyTenantSecret,
+    ListAppSecrets,
+    PutAppSecret,
+    DeleteAppSecret,
+    VerifyAppSecret,
+    Effective,
+    Deploy,
+    ListDeploys,
+    GetDeploy,
+    ListAuditEvents,
+    Keys,
+}
+
+/// One endpoint.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Handler.
+    pub id: RouteId,
+    /// HTTP method.
+    pub method: Method,
+    /// Path pattern; `{name}` matches one segment.
+    pub path: &'static str,
+    /// Who may call it.
+    pub access: Access,
+    /// Whether it reads a body.
+    pub body: Body,
+    /// One line for logs, metrics and the OpenAPI summary.
+    pub summary: &'static str,
+}
+
+const fn route(
+    id: RouteId,
+    method: Method,
+    path: &'static str,
+    access: Access,
+    body: Body,
+    summary: &'static str,
+) -> Route {
+    Route {
+        id,
+        method,
+        path,
+        access,
+        body,
+        summary,
+    }
+}
+
+use Access::{Admin, Authenticated, Public, Tenant};
+use Body::{None as NoBody, Optional, Required};
+use RouteId as R;
+
+/// Every endpoint of the API (SPEC §4).
+pub const ROUTES: &[Route] = &[
+    route(
+        R::Healthz,
+        Method::GET,
+        "/healthz",
+        Public,
+        NoBody,
+        "liveness",
+    ),
+    route(
+        R::Readyz,
+        Method::GET,
+        "/readyz",
+        Public,
+        NoBody,
+        "readiness: database, keyring, cluster",
+    ),
+    route(
+        R::Metrics,
+        Method::GET,
+        "/metrics",
+        Admin,
+        NoBody,
+        "Prometheus metrics",
+    ),
+    route(
+        R::OpenApi,
+        Method::GET,
+        "/v1/openapi.json",
+        Public,
+        NoBody,
+        "this API as OpenAPI 3.1",
+    ),
+    route(
+        R::ListTenants,
+        Method::GET,
+        "/v1/tenants",
+        Authenticated,
+        NoBody,
+        "list tenants",
+    ),
+    route(
+        R::PutTenant,
+        Method::PUT,
+        "/v1/tenants/{tenant_id}",
+        Admin,
+        Optional,
+        "create a tenant",
+    ),
+    route(
+        R::GetTenant,
+        Method::GET,
+        "/v1/tenants/{tenant_id}",
+        Tenant,
+        NoBody,
+        "read a tenant",
+    ),
+    route(
+        R::DeleteTenant,
+        Method::DELETE,
+        "/v1/tenants/{tenant_id}",
+        Admin,
+        NoBody,
+        "delete a tenant without apps",
+    ),
+    route(
+        R::MintToken,
+        Method::POST,
+        "/v1/tenants/{tenant_id}/tokens",
+        Admin,
+        Optional,
+        "mint a tenant token (shown once)",
+    ),
+    route(
+        R::ListTokens,
+        Method::GET,
+        "/v1/tenants/{tenant_id}/tokens",
+        Tenant,
+        NoBody,
+        "list a tenant's tokens",
+    ),
+    route(
+        R::RevokeToken,
+        Method::DELETE,
+        "/v1/tenants/{tenant_id}/tokens/{token_id}",
+        Tenant,
+        NoBody,
+        "revoke a token",
+    ),
+    route(
+        R::ListApps,
+        Method::GET,
+        "/v1/apps",
+        Authenticated,
+        NoBody,
+        "list apps",
+    ),
+    route(
+        R::PutApp,
+        Method::PUT,
+        "/v1/apps/{app_id}",
+        Admin,
+        Required,
+        "register an app",
+    ),
+    route(
+        R::GetApp,
+        Method::GET,
+        "/v1/apps/{app_id}",
+        Tenant,
+        NoBody,
+        "read an app",
+    ),
+    route(
+        R::DeleteApp,
+        Method::DELETE,
+        "/v1/apps/{app_id}",
+        Admin,
+        NoBody,
+        "delete an app, its secrets and history",
+    ),
+    route(
+        R::ListTenantSecrets,
+        Method::GET,
+        "/v1/tenants/{tenant_id}/external-secrets",
+        Tenant,
+        NoBody,
+        "list tenant defaults (metadata only)",
+    ),
+    route(
+        R::PutTenantSecret,
+        Method::PUT,
+        "/v1/tenants/{tenant_id}/external-secrets/{provider}/{key}",
+        Tenant,
+        Required,
+        "set a tenant default",
+    ),
+    route(
+        R::DeleteTenantSecret,
+        Method::DELETE,
+        "/v1/tenants/{tenant_id}/external-secrets/{provider}/{key}",
+        Tenant,
+        NoBody,
+        "delete a tenant default",
+    ),
+    route(
+        R::VerifyTenantSecret,
+        Method::POST,
+        "/v1/tenants/{tenant_id}/external-secrets/{provider}/{key}/verify",
+        Tenant,
+        Required,
+        "check a candidate against a tenant default",
+    ),
+    route(
+        R::ListAppSecrets,
+        Method::GET,
+        "/v1/apps/{app_id}/external-secrets",
+        Tenant,
+        NoBody,
+        "list app overrides (metadata only)",
+    ),
+    route(
+        R::PutAppSecret,
+        Method::PUT,
+        "/v1/apps/{app_id}/external-secrets/{provider}/{key}",
+        Tenant,
+        Required,
+        "set an app override",
+    ),
+    route(
+        R::DeleteAppSecret,
+        Method::DELETE,
+        "/v1/apps/{app_id}/external-secrets/{provider}/{key}",
+        Tenant,
+        NoBody,
+        "delete an app override",
+    ),
+    route(
+        R::VerifyAppSecret,
+        Method::POST,
+        "/v1/apps/{app_id}/external-secrets/{provider}/{key}/verify",
+        Tenant,
+        Required,
+        "check a candidate against an app override",
+    ),
+    route(
+        R::Effective,
+        Method::GET,
+        "/v1/apps/{app_id}/external-secrets/effective",
+        Tenant,
+        NoBody,
+        "the merged set without values",
+    ),
+    route(
+        R::Deploy,
+        Method::POST,
+        "/v1/apps/{app_id}/deploys",
+        Tenant,
+        Required,
+        "deploy an app, injecting its secrets",
+    ),
+    route(
+        R::ListDeploys,
+        Method::GET,
+        "/v1/apps/{app_id}/deploys",
+        Tenant,
+        NoBody,
+        "deploy history, newest first",
+    ),
+    route(
+        R::GetDeploy,
+        Method::GET,
+        "/v1/apps/{app_id}/deploys/{deploy_id}",
+        Tenant,
+        NoBody,
+        "one deploy",
+    ),
+    route(
+        R::ListAuditEvents,
+        Method::GET,
+        "/v1/audit-events",
+        Authenticated,
+        NoBody,
+        "audit log, oldest first",
+    ),
+    route(
+        R::Keys,
+        Method::GET,
+        "/v1/keys",
+        Admin,
+        NoBody,
+        "keyring status",
+    ),
+];
+
+/// Path parameters captured by a match, by name.
+#[derive(Debug, Clone, Default)]
+pub struct Params(Vec<(&'static str, String)>);
+
+impl Params {
+    /// The value of `{name}`; empty when the route has no such parameter.
+    pub fn get(&self, name: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    /// Whether the route has `{name}`.
+    pub fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|(n, _)| *n == name)
+    }
+}
+
+/// The result of routing a request.
+#[derive(Debug)]
+pub enum Found {
+    /// A route and its parameters.
+    Route(&'static Route, Params),
+    /// The path exists with other methods.
+    MethodNotAllowed(Vec<Method>),
+    /// No route has this path.
+    NotFound,
+}
+
+/// Finds the route of `method` and `path`.
+pub fn find(method: &Method, path: &str) -> Found {
+    let mut allowed = Vec::new();
+    for route in ROUTES {
+        let Some(params) = match_path(route.path, path) else {
+            continue;
+        };
+        if route.method == *method {
+            return Found::Route(route, params);
+        }
+        allowed.push(route.method.clone());
+    }
+    if allowed.is_empty() {
+        Found::NotFound
+    } else {
+        Found::MethodNotAllowed(allowed)
+    }
+}
+
+/// Matches `path` against `pattern`, capturing `{name}` segments.
+pub fn match_path(pattern: &'static str, path: &str) -> Option<Params> {
+    let mut params = Vec::new();
+    let mut pattern_segments = pattern.split('/');
+    let mut path_segments = path.split('/');
+    loop {
+        match (pattern_segments.next(), path_segments.next()) {
+            (None, None) => return Some(Params(params)),
+            (Some(want), Some(have)) => {
+                if let Some(name) = want.strip_prefix('{').and_then(|w| w.strip_suffix('}')) {
+                    if have.is_empty() {
+                        return None;
+                    }
+                    params.push((name, have.to_owned()));
+                } else if want != have {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_pattern_is_unique_per_method_and_found_by_itself() {
+        for route in ROUTES {
+            let sample: String = route
+                .path
+                .split('/')
+                .map(|s| if s.starts_with('{') { "x1" } else { s })
+                .collect::<Vec<_>>()
+                .join("/");
+            match find(&route.method, &sample) {
+                Found::Route(found, _) => assert_eq!(found.id, route.id, "{}", route.path),
+                other => panic!("{} not found: {other:?}", route.path),
+            }
+        }
+    }
+
+    #[test]
+    fn parameters_are_captured_and_methods_reported() {
+        let Found::Route(route, params) = find(
+            &Method::PUT,
+            "/v1/apps/web/external-secrets/openai/OPENAI_API_KEY",
+        ) else {
+            panic!("no route");
+        };
+        assert_eq!(route.id, RouteId::PutAppSecret);
+        assert_eq!(params.get("app_id"), "web");
+        assert_eq!(params.get("provider"), "openai");
+        assert_eq!(params.get("key"), "OPENAI_API_KEY");
+        let Found::Route(route, _) = find(&Method::GET, "/v1/apps/web/external-secrets/effective")
+        else {
+            panic!("no route");
+        };
+        assert_eq!(route.id, RouteId::Effective);
+        assert!(
+            matches!(find(&Method::PATCH, "/v1/tenants/t1"), Found::MethodNotAllowed(m) if m.len() == 3)
+        );
+        assert!(matches!(find(&Method::GET, "/v1/nope"), Found::NotFound));
+        assert!(matches!(
+            find(&Method::GET, "/v1/tenants/"),
+            Found::NotFound
+        ));
+        assert!(matches!(
+            find(&Method::GET, "/v1/tenants/t1/"),
+            Found::NotFound
+        ));
+    }
+}

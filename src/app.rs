@@ -1,0 +1,282 @@
+//! The composition root: the only place that creates directories, opens
+//! the store, loads the keyring, builds the cluster target and binds the
+//! listener. Everything else receives what it needs from here.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::api::auth::{AdminToken, AdminTokenError};
+use crate::api::metrics::{Metrics, RateLimiter};
+use crate::api::problem::chain;
+use crate::api::{ApiState, server};
+use crate::cluster::ClusterTarget;
+use crate::cluster::manifests::ManifestsTarget;
+use crate::config::{ClusterTarget as TargetKind, Config};
+use crate::deploy::{DeploySettings, Deployer};
+use crate::keywatch::{self, SharedKeyring};
+use crate::store::{Store, StoreError, StoreOptions};
+
+/// Verify calls allowed per token per minute.
+const VERIFY_PER_MINUTE: u32 = 30;
+
+/// Why the server could not start; each names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A directory could not be created.
+    #[error("cannot create directory {path}")]
+    Directory {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The admin token file is unusable.
+    #[error(transparent)]
+    AdminToken(#[from] AdminTokenError),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The cluster target cannot be built.
+    #[error("cluster target {target}: {message}")]
+    Cluster {
+        /// Which target.
+        target: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+/// A running server.
+pub struct Server {
+    addr: SocketAddr,
+    admin_token_file: PathBuf,
+    state: Arc<ApiState>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The admin token file.
+    pub fn admin_token_file(&self) -> &Path {
+        &self.admin_token_file
+    }
+
+    /// Re-reads the admin token file (SIGHUP).
+    pub fn reload_admin_token(&self) -> Result<(), AdminTokenError> {
+        self.state.admin.reload()
+    }
+
+    /// Stops accepting, drains in-flight requests, and returns when done.
+    pub async fn shutdown(mut self) {
+        if let Some(signal) = self.shutdown.take() {
+            let _ = signal.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    /// Waits until the server stops by itself (it does not, unless it panics).
+    pub async fn wait(&mut self) {
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// Starts the daemon from a config. `listener` overrides
+/// `server.listen` (tests pass a listener bound to port 0).
+pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Server, StartError> {
+    if let Some(parent) = config.storage.path.parent() {
+        create_private_dir(parent)?;
+    }
+    if let Some(parent) = config.auth.admin_token_file.parent() {
+        create_private_dir(parent)?;
+    }
+    let (admin, created) = AdminToken::load_or_create(&config.auth.admin_token_file)?;
+    if created {
+        tracing::info!(path = %config.auth.admin_token_file.display(), "created a new admin token file");
+    }
+
+    let store_path = config.storage.path.clone();
+    let options = StoreOptions {
+        cache_size: usize::try_from(config.storage.cache_size).unwrap_or(usize::MAX),
+    };
+    let store = tokio::task::spawn_blocking(move || Store::open(&store_path, options))
+        .await
+        .map_err(|_| StoreError::Interrupted)??;
+    let store = Arc::new(store);
+
+    let known = store.read_async(|r| r.known_fingerprints()).await?;
+    let (keyring, problems) = keywatch::load(
+        &config.keys.dir,
+        config.keys.allow_group_readable,
+        &known,
+        None,
+    );
+    for problem in &problems {
+        tracing::error!(problem = %problem, "refused a master key file");
+    }
+    match keyring.active() {
+        Some(active) => tracing::info!(active = %active, keys = keyring.len(), "keyring loaded"),
+        None => tracing::warn!(
+            dir = %config.keys.dir.display(),
+            "no master key loaded: serving degraded (secret writes answer 503, deploys skip injection); add one with `exsec keys generate --dir {}`",
+            config.keys.dir.display()
+        ),
+    }
+    let keyring = Arc::new(SharedKeyring::new(keyring));
+
+    let cluster = cluster_target(config)?;
+    let settings = DeploySettings {
+        namespace: config.cluster.namespace.as_str().to_owned(),
+        timeout: config.deploy.timeout,
+        queue_timeout: config.deploy.queue_timeout,
+    };
+    let deployer = Deployer::new(store.clone(), keyring.clone(), cluster, settings)?;
+
+    let listener = match listener {
+        Some(listener) => listener,
+        None => TcpListener::bind(config.server.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.server.listen,
+                source,
+            })?,
+    };
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.server.listen,
+        source,
+    })?;
+    let state = Arc::new(ApiState {
+        store,
+        keyring,
+        deployer,
+        admin,
+        metrics: Metrics::default(),
+        verify_limiter: RateLimiter::new(VERIFY_PER_MINUTE, Duration::from_secs(60)),
+        keys_dir: config.keys.dir.clone(),
+        request_timeout: config.deploy.timeout
+            + config.deploy.queue_timeout
+            + Duration::from_secs(10),
+    });
+    let (shutdown, signal) = oneshot::channel::<()>();
+    let task = tokio::spawn(server::run(listener, state.clone(), async move {
+        let _ = signal.await;
+    }));
+    tracing::info!(%addr, "exsec listening");
+    Ok(Server {
+        addr,
+        admin_token_file: config.auth.admin_token_file.clone(),
+        state,
+        shutdown: Some(shutdown),
+        task,
+    })
+}
+
+/// Runs the daemon until SIGTERM or SIGINT; SIGHUP re-reads the admin token.
+pub async fn serve(config: &Config) -> Result<(), StartError> {
+    let server = start(config, None).await?;
+    notify_systemd("READY=1");
+    wait_for_signals(&server).await;
+    notify_systemd("STOPPING=1");
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signals(server: &Server) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stopping");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM received"); return; }
+            _ = int.recv() => { tracing::info!("SIGINT received"); return; }
+            _ = hup.recv() => match server.reload_admin_token() {
+                Ok(()) => tracing::info!(path = %server.admin_token_file().display(), "admin token reloaded"),
+                Err(error) => tracing::error!(error = %chain(&error), "admin token reload failed; keeping the previous token"),
+            },
+        }
+    }
+}
+
+fn cluster_target(config: &Config) -> Result<Arc<dyn ClusterTarget>, StartError> {
+    match config.cluster.target {
+        TargetKind::Manifests => {
+            create_private_dir(&config.manifests.dir)?;
+            Ok(Arc::new(ManifestsTarget::new(
+                config.manifests.dir.clone(),
+                config.manifests.include_values,
+            )))
+        }
+        TargetKind::Kubernetes => Err(StartError::Cluster {
+            target: "kubernetes",
+            message: "not available in this build yet; set cluster.target = \"manifests\""
+                .to_owned(),
+        }),
+    }
+}
+
+/// Creates a directory (and parents) with mode 0700 if missing.
+fn create_private_dir(dir: &Path) -> Result<(), StartError> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| StartError::Directory {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+/// Tells systemd about a state change when run with `Type=notify`.
+fn notify_systemd(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let socket = match std::os::unix::net::UnixDatagram::unbound() {
+        Ok(socket) => socket,
+        Err(error) => {
+            tracing::warn!(%error, "cannot notify systemd");
+            return;
+        }
+    };
+    let path = PathBuf::from(path);
+    let sent = if let Some(abstract_name) = path.to_str().and_then(|p| p.strip_prefix('@')) {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)
+            .and_then(|addr| socket.send_to_addr(state.as_bytes(), &addr))
+    } else {
+        socket.send_to(state.as_bytes(), &path)
+    };
+    if let Err(error) = sent {
+        tracing::warn!(%error, "cannot notify systemd");
+    }
+}

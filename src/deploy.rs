@@ -1,0 +1,765 @@
+//! The deploy pipeline (SPEC §4 deploy contract): check the request,
+//! resolve and open the app's effective set, inject it best-effort as
+//! `app-{app_id}-external-secrets`, apply the Deployment, record the deploy
+//! and its audit events in one transaction.
+//!
+//! Injection never fails a deploy: a missing master key or an unopenable
+//! value leaves the live Secret untouched (a partial apply would strip
+//! credentials from a running app); an empty set deletes a stale Secret;
+//! a Secret apply error is reported and the deploy goes on. Only the
+//! Deployment apply failing fails the deploy — and the answer still says
+//! what happened to the secrets.
+//!
+//! Deploys of one app are serialised; different apps run in parallel.
+//! Every cluster call is bounded by what is left of the deploy budget.
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::sync::OwnedMutexGuard;
+use tokio::time::Instant;
+
+use crate::audit::{NewEvent, event};
+use crate::cluster::objects::{self, DeploymentParams};
+use crate::cluster::{ClusterError, ClusterTarget};
+use crate::keywatch::SharedKeyring;
+use crate::model::{AppId, EnvKey, TenantId, Timestamp, ValidationError};
+use crate::resolve::{self, EffectiveSet, Warning};
+use crate::store::deploys::deploy_id;
+use crate::store::records::{
+    AppRecord, DeployRecord, IdempotencyRecord, InjectedKey, InjectionRecord, WarningRecord,
+};
+use crate::store::{Store, StoreError};
+
+/// Longest image reference accepted.
+pub const MAX_IMAGE_REF_LEN: usize = 512;
+/// Most replicas a deploy may ask for.
+pub const MAX_REPLICAS: i32 = 10_000;
+
+/// Deploy settings from the config.
+#[derive(Debug, Clone)]
+pub struct DeploySettings {
+    /// Namespace of the app objects.
+    pub namespace: String,
+    /// Budget of one deploy's cluster work.
+    pub timeout: Duration,
+    /// How long a deploy waits for another deploy of the same app.
+    pub queue_timeout: Duration,
+}
+
+/// A deploy as asked for, after authentication and authorization.
+#[derive(Debug, Clone)]
+pub struct DeployRequest {
+    /// The app of the path.
+    pub app_id: AppId,
+    /// Its record.
+    pub app: AppRecord,
+    /// `tenant_id` of the body, if any (empty counts as missing).
+    pub tenant_id: Option<String>,
+    /// `app_id` of the body, if any.
+    pub body_app_id: Option<String>,
+    /// Image to roll out.
+    pub image_ref: String,
+    /// Replicas, if given.
+    pub replicas: Option<i32>,
+    /// Container port, if given.
+    pub port: Option<u16>,
+    /// `?dry_run=true`.
+    pub dry_run: bool,
+    /// `Idempotency-Key` header and the hash of the request it came with.
+    pub idempotency: Option<(String, [u8; 32])>,
+    /// Audit actor.
+    pub actor: String,
+}
+
+/// Why a deploy was refused before anything was applied.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// A field of the body is invalid.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// `app_id` in the body differs from the path.
+    #[error("app_id {body} in the body differs from app {path} in the path")]
+    AppIdMismatch {
+        /// Body value.
+        body: String,
+        /// Path value.
+        path: String,
+    },
+    /// `tenant_id` is not the app's tenant.
+    #[error("app {app_id} does not belong to tenant {given}; send its tenant or omit tenant_id")]
+    TenantMismatch {
+        /// The app.
+        app_id: String,
+        /// The tenant sent.
+        given: String,
+    },
+    /// Another deploy of the app held it longer than the queue timeout.
+    #[error("another deploy of app {app_id} is still running; retry when it has finished")]
+    InProgress {
+        /// The app.
+        app_id: String,
+    },
+    /// The idempotency key was used with a different request.
+    #[error("Idempotency-Key {key} was already used for a different deploy request of this app")]
+    IdempotencyKeyReused {
+        /// The key.
+        key: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a deploy produced.
+pub enum DeployResult {
+    /// A deploy ran (or was replayed from its idempotency key).
+    Done(Box<DeployRecord>),
+    /// `dry_run`: what would change; nothing applied or recorded.
+    DryRun(DryRunReport),
+}
+
+/// The answer of a dry run: names only, never values.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DryRunReport {
+    /// App.
+    pub app_id: String,
+    /// Tenant.
+    pub tenant_id: String,
+    /// Always true.
+    pub dry_run: bool,
+    /// What injection would do.
+    pub external_secrets: DryRunInjection,
+    /// Notes.
+    pub warnings: Vec<crate::api::dto::WarningDto>,
+}
+
+/// The injection part of a dry run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DryRunInjection {
+    /// `injected`, `skipped` or `failed`: what a real deploy would report.
+    pub status: &'static str,
+    /// Why skipped or failed.
+    pub reason: Option<&'static str>,
+    /// The Secret's name.
+    pub secret_name: String,
+    /// Names that would be added to the cluster's Secret.
+    pub added: Vec<String>,
+    /// Names that would be removed from it.
+    pub removed: Vec<String>,
+    /// Names whose value would change.
+    pub changed: Vec<String>,
+    /// Names that would stay as they are.
+    pub unchanged: Vec<String>,
+}
+
+/// Runs deploys.
+pub struct Deployer {
+    store: Arc<Store>,
+    keyring: Arc<SharedKeyring>,
+    cluster: Arc<dyn ClusterTarget>,
+    settings: DeploySettings,
+    locks: AppLocks,
+    /// Last deploy sequence handed out (ids cost no commit of their own).
+    last_seq: AtomicU64,
+}
+
+impl Deployer {
+    /// A deployer continuing after the store's last deploy id.
+    pub fn new(
+        store: Arc<Store>,
+        keyring: Arc<SharedKeyring>,
+        cluster: Arc<dyn ClusterTarget>,
+        settings: DeploySettings,
+    ) -> Result<Self, StoreError> {
+        let last_seq = store.read(|r| r.last_deploy_seq())?;
+        Ok(Self {
+            store,
+            keyring,
+            cluster,
+            settings,
+            locks: AppLocks::default(),
+            last_seq: AtomicU64::new(last_seq),
+        })
+    }
+
+    /// The cluster target.
+    pub fn cluster(&self) -> &Arc<dyn ClusterTarget> {
+        &self.cluster
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &DeploySettings {
+        &self.settings
+    }
+
+    /// Runs one deploy request through the whole contract.
+    pub async fn deploy(&self, request: DeployRequest) -> Result<DeployResult, DeployError> {
+        let checked = check(&request)?;
+        let _serial = self
+            .locks
+            .acquire(&request.app_id, self.settings.queue_timeout)
+            .await
+            .ok_or_else(|| DeployError::InProgress {
+                app_id: request.app_id.to_string(),
+            })?;
+        let budget = Budget::new(self.settings.timeout);
+
+        if !request.dry_run
+            && let Some((key, hash)) = &request.idempotency
+            && let Some(replay) = self.replay(&request.app_id, key, hash).await?
+        {
+            return Ok(DeployResult::Done(Box::new(replay)));
+        }
+
+        let keyring = self.keyring.snapshot();
+        let app_id = request.app_id.clone();
+        let set = {
+            let keyring = keyring.clone();
+            self.store
+                .read_async(move |r| {
+                    let layout = r.secret_layout(&app_id)?;
+                    Ok(layout.map(|l| resolve::resolve(&l.tenant, &l.app, &keyring)))
+                })
+                .await?
+                .unwrap_or_default()
+        };
+        let mut warnings = checked.warnings;
+        warnings.extend(set.warnings.iter().map(warning_record));
+        let missing = set.missing(&request.app.required_env);
+        if !missing.is_empty() {
+            warnings.push(missing_required_warning(&missing));
+        }
+        let keyless = keyring.is_empty();
+
+        if request.dry_run {
+            return Ok(DeployResult::DryRun(
+                self.dry_run(
+                    &request,
+                    &checked.tenant_id,
+                    &set,
+                    keyless,
+                    warnings,
+                    &budget,
+                )
+                .await,
+            ));
+        }
+
+        let seq = self.last_seq.fetch_add(1, Ordering::SeqCst) + 1;
+        let deploy_id = deploy_id(seq);
+        let created_at = Timestamp::now();
+        let secret_name = objects::secret_name(&request.app_id);
+        let (injection, injection_event) = self
+            .inject(
+                &request,
+                &checked.tenant_id,
+                &set,
+                keyless,
+                &deploy_id,
+                &budget,
+            )
+            .await;
+
+        let deployment = objects::deployment(&DeploymentParams {
+            app_id: &request.app_id,
+            tenant_id: &checked.tenant_id,
+            namespace: &self.settings.namespace,
+            image_ref: &request.image_ref,
+            replicas: request.replicas,
+            port: request.port,
+            deploy_id: &deploy_id,
+        });
+        let applied = budget
+            .run(
+                format!("apply Deployment {}", request.app_id),
+                self.cluster.apply_deployment(&request.app_id, &deployment),
+            )
+            .await;
+        let error = applied.err().map(|e| e.to_string());
+
+        let record = DeployRecord {
+            deploy_id: deploy_id.clone(),
+            app_id: request.app_id.clone(),
+            tenant_id: checked.tenant_id.clone(),
+            image_ref: request.image_ref.clone(),
+            replicas: request.replicas,
+            port: request.port,
+            status: if error.is_none() {
+                "succeeded"
+            } else {
+                "failed"
+            }
+            .to_owned(),
+            error: error.clone(),
+            created_at,
+            injection: InjectionRecord {
+                secret_name,
+                ..injection
+            },
+            warnings,
+        };
+        let mut events = vec![
+            NewEvent::new(event::DEPLOY_CREATED, &request.actor)
+                .tenant(checked.tenant_id.as_str())
+                .app(request.app_id.as_str())
+                .with("deploy_id", deploy_id.as_str())
+                .with("image_ref", request.image_ref.as_str()),
+            injection_event
+                .tenant(checked.tenant_id.as_str())
+                .app(request.app_id.as_str()),
+        ];
+        if let Some(error) = &error {
+            events.push(
+                NewEvent::new(event::DEPLOY_FAILED, &request.actor)
+                    .tenant(checked.tenant_id.as_str())
+                    .app(request.app_id.as_str())
+                    .with("deploy_id", deploy_id.as_str())
+                    .with("error", error.as_str()),
+            );
+        }
+        let idempotency = request.idempotency.clone().map(|(key, hash)| {
+            (
+                key,
+                IdempotencyRecord {
+                    request_sha256: hash,
+                    deploy_id: deploy_id.clone(),
+                    created_at,
+                },
+            )
+        });
+        let stored = record.clone();
+        self.store
+            .write_async(move |w| {
+                w.record_deploy(
+                    &stored,
+                    events,
+                    idempotency
+                        .as_ref()
+                        .map(|(key, replay)| (key.as_str(), replay.clone())),
+                )
+            })
+            .await?;
+        tracing::info!(
+            app_id = %record.app_id,
+            deploy_id = %record.deploy_id,
+            status = %record.status,
+            injection = %record.injection.status,
+            reason = record.injection.reason.as_deref().unwrap_or(""),
+            keys = record.injection.injected.len(),
+            "deploy finished"
+        );
+        Ok(DeployResult::Done(Box::new(record)))
+    }
+
+    /// The deploy recorded for an idempotency key, if the request matches.
+    async fn replay(
+        &self,
+        app_id: &AppId,
+        key: &str,
+        hash: &[u8; 32],
+    ) -> Result<Option<DeployRecord>, DeployError> {
+        let app = app_id.clone();
+        let key_owned = key.to_owned();
+        let found = self
+            .store
+            .read_async(move |r| {
+                let Some(record) = r.idempotency(&app, &key_owned, Timestamp::now())? else {
+                    return Ok(None);
+                };
+                let deploy = r.deploy(&app, &record.deploy_id)?;
+                Ok(deploy.map(|d| (record, d)))
+            })
+            .await?;
+        match found {
+            None => Ok(None),
+            Some((record, deploy)) if bool::from(record.request_sha256.ct_eq(hash)) => {
+                Ok(Some(deploy))
+            }
+            Some(_) => Err(DeployError::IdempotencyKeyReused {
+                key: key.to_owned(),
+            }),
+        }
+    }
+
+    /// Step 3 of the contract: best-effort injection. Returns the outcome
+    /// and its audit event (without tenant/app, added by the caller).
+    async fn inject(
+        &self,
+        request: &DeployRequest,
+        tenant_id: &TenantId,
+        set: &EffectiveSet,
+        keyless: bool,
+        deploy_id: &str,
+        budget: &Budget,
+    ) -> (InjectionRecord, NewEvent) {
+        let app_id = &request.app_id;
+        let secret_name = objects::secret_name(app_id);
+        let outcome = |status: &str, reason: Option<&str>| InjectionRecord {
+            status: status.to_owned(),
+            reason: reason.map(str::to_owned),
+            secret_name: secret_name.clone(),
+            injected: Vec::new(),
+            undecryptable: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let base_event = |kind: &'static str| {
+            NewEvent::new(kind, &request.actor)
+                .with("deploy_id", deploy_id)
+                .with("secret_name", secret_name.as_str())
+        };
+        if keyless {
+            return (
+                outcome("skipped", Some("master_key_unavailable")),
+                base_event(event::SECRET_SKIPPED).with("reason", "master_key_unavailable"),
+            );
+        }
+        if !set.undecryptable.is_empty() {
+            let names: Vec<String> = set
+                .undecryptable
+                .iter()
+                .map(|u| u.key.to_string())
+                .collect();
+            let mut record = outcome("failed", Some("undecryptable_values"));
+            record.undecryptable = names.clone();
+            let missing_keys: BTreeSet<String> = set
+                .undecryptable
+                .iter()
+                .filter(|u| u.key_missing)
+                .map(|u| u.key_id.to_string())
+                .collect();
+            record.warnings.push(WarningRecord {
+                code: "undecryptable_values".to_owned(),
+                message: format!(
+                    "{} value(s) cannot be opened ({}); the live Secret was left untouched{}",
+                    names.len(),
+                    names.join(", "),
+                    if missing_keys.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "; put back master key file(s) {} in the key directory",
+                            missing_keys.into_iter().collect::<Vec<_>>().join(", ")
+                        )
+                    }
+                ),
+            });
+            return (
+                record,
+                base_event(event::SECRET_INJECTION_FAILED)
+                    .with("reason", "undecryptable_values")
+                    .with("keys", names),
+            );
+        }
+        if set.values.is_empty() {
+            let deleted = budget
+                .run(
+                    format!("delete Secret {secret_name}"),
+                    self.cluster.delete_secret(app_id),
+                )
+                .await;
+            let mut record = outcome("skipped", Some("no_secrets"));
+            return match deleted {
+                Ok(true) => (
+                    record,
+                    base_event(event::SECRET_REMOVED).with("reason", "no_secrets"),
+                ),
+                Ok(false) => (
+                    record,
+                    base_event(event::SECRET_SKIPPED).with("reason", "no_secrets"),
+                ),
+                Err(error) => {
+                    record.warnings.push(WarningRecord {
+                        code: "stale_secret_not_removed".to_owned(),
+                        message: format!(
+                            "the app has no secrets, but removing {secret_name} failed: {error}"
+                        ),
+                    });
+                    (
+                        record,
+                        base_event(event::SECRET_SKIPPED)
+                            .with("reason", "no_secrets")
+                            .with("error", error.to_string()),
+                    )
+                }
+            };
+        }
+        let secret = objects::secret(app_id, tenant_id, &self.settings.namespace, &set.values);
+        let applied = budget
+            .run(
+                format!("apply Secret {secret_name}"),
+                self.cluster.apply_secret(app_id, &secret),
+            )
+            .await;
+        drop(secret);
+        match applied {
+            Ok(()) => {
+                let mut record = outcome("injected", None);
+                record.injected = set
+                    .values
+                    .iter()
+                    .map(|v| InjectedKey {
+                        key: v.key.to_string(),
+                        source: v.source,
+                        provider: v.provider.to_string(),
+                        version: v.version,
+                        updated_at: v.updated_at,
+                    })
+                    .collect();
+                let names: Vec<&str> = set.values.iter().map(|v| v.key.as_str()).collect();
+                let event = base_event(event::SECRET_INJECTED)
+                    .with("key_count", set.values.len())
+                    .with("keys", names);
+                (record, event)
+            }
+            Err(error) => {
+                let mut record = outcome("failed", Some("secret_apply_failed"));
+                record.warnings.push(WarningRecord {
+                    code: "secret_apply_failed".to_owned(),
+                    message: error.to_string(),
+                });
+                (
+                    record,
+                    base_event(event::SECRET_INJECTION_FAILED)
+                        .with("reason", "secret_apply_failed")
+                        .with("error", error.to_string()),
+                )
+            }
+        }
+    }
+
+    /// `?dry_run=true`: compares the effective set with the cluster's Secret.
+    async fn dry_run(
+        &self,
+        request: &DeployRequest,
+        tenant_id: &TenantId,
+        set: &EffectiveSet,
+        keyless: bool,
+        mut warnings: Vec<WarningRecord>,
+        budget: &Budget,
+    ) -> DryRunReport {
+        let secret_name = objects::secret_name(&request.app_id);
+        let live = budget
+            .run(
+                format!("read Secret {secret_name}"),
+                self.cluster.secret_data(&request.app_id),
+            )
+            .await;
+        let live = match live {
+            Ok(data) => data.unwrap_or_default(),
+            Err(error) => {
+                warnings.push(WarningRecord {
+                    code: "cluster_unreadable".to_owned(),
+                    message: format!("compared against an empty Secret: {error}"),
+                });
+                Default::default()
+            }
+        };
+        let (status, reason) = if keyless {
+            ("skipped", Some("master_key_unavailable"))
+        } else if !set.undecryptable.is_empty() {
+            ("failed", Some("undecryptable_values"))
+        } else if set.values.is_empty() {
+            ("skipped", Some("no_secrets"))
+        } else {
+            ("injected", None)
+        };
+        let mut injection = DryRunInjection {
+            status,
+            reason,
+            secret_name,
+            added: Vec::new(),
+            removed: Vec::new(),
+            changed: Vec::new(),
+            unchanged: Vec::new(),
+        };
+        // Only an apply or a delete changes the Secret.
+        if status == "injected" || reason == Some("no_secrets") {
+            for value in &set.values {
+                match live.get(value.key.as_str()) {
+                    None => injection.added.push(value.key.to_string()),
+                    Some(Some(bytes))
+                        if bool::from(
+                            bytes
+                                .as_slice()
+                                .ct_eq(value.value.expose_secret().as_bytes()),
+                        ) =>
+                    {
+                        injection.unchanged.push(value.key.to_string());
+                    }
+                    Some(_) => injection.changed.push(value.key.to_string()),
+                }
+            }
+            injection.removed = live
+                .keys()
+                .filter(|name| !set.values.iter().any(|v| v.key.as_str() == name.as_str()))
+                .cloned()
+                .collect();
+        }
+        DryRunReport {
+            app_id: request.app_id.to_string(),
+            tenant_id: tenant_id.to_string(),
+            dry_run: true,
+            external_secrets: injection,
+            warnings: warnings
+                .iter()
+                .map(crate::api::dto::WarningDto::from)
+                .collect(),
+        }
+    }
+}
+
+/// What the request check established.
+struct Checked {
+    tenant_id: TenantId,
+    warnings: Vec<WarningRecord>,
+}
+
+/// Steps 1–2 of the contract, plus field checks.
+fn check(request: &DeployRequest) -> Result<Checked, DeployError> {
+    if let Some(body_app) = request.body_app_id.as_deref().filter(|a| !a.is_empty())
+        && body_app != request.app_id.as_str()
+    {
+        return Err(DeployError::AppIdMismatch {
+            body: body_app.to_owned(),
+            path: request.app_id.to_string(),
+        });
+    }
+    let mut warnings = Vec::new();
+    let tenant_id = match request.tenant_id.as_deref().filter(|t| !t.is_empty()) {
+        None => {
+            warnings.push(WarningRecord {
+                code: "tenant_id_inferred".to_owned(),
+                message: format!(
+                    "the request had no tenant_id; used the app's tenant {}",
+                    request.app.tenant_id
+                ),
+            });
+            request.app.tenant_id.clone()
+        }
+        Some(given) => {
+            let parsed = TenantId::parse(given)?;
+            if parsed != request.app.tenant_id {
+                return Err(DeployError::TenantMismatch {
+                    app_id: request.app_id.to_string(),
+                    given: given.to_owned(),
+                });
+            }
+            parsed
+        }
+    };
+    let image = request.image_ref.as_str();
+    if image.is_empty()
+        || image.len() > MAX_IMAGE_REF_LEN
+        || image.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(ValidationError {
+            field: "image_ref",
+            reason: format!(
+                "must be 1 to {MAX_IMAGE_REF_LEN} characters without spaces, e.g. registry.example/app:1.2"
+            ),
+        }
+        .into());
+    }
+    if let Some(replicas) = request.replicas
+        && !(0..=MAX_REPLICAS).contains(&replicas)
+    {
+        return Err(ValidationError {
+            field: "replicas",
+            reason: format!("must be between 0 and {MAX_REPLICAS}"),
+        }
+        .into());
+    }
+    if request.port == Some(0) {
+        return Err(ValidationError {
+            field: "port",
+            reason: "must be between 1 and 65535".to_owned(),
+        }
+        .into());
+    }
+    Ok(Checked {
+        tenant_id,
+        warnings,
+    })
+}
+
+/// The hash an idempotency key is bound to: the deploy body as canonical
+/// JSON plus the query.
+pub fn request_hash(body: &serde_json::Value, dry_run: bool) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(body.to_string().as_bytes());
+    hasher.update([u8::from(dry_run)]);
+    hasher.finalize().into()
+}
+
+fn warning_record(warning: &Warning) -> WarningRecord {
+    WarningRecord {
+        code: warning.code.to_owned(),
+        message: warning.message.clone(),
+    }
+}
+
+fn missing_required_warning(missing: &[&EnvKey]) -> WarningRecord {
+    let names: Vec<&str> = missing.iter().map(|k| k.as_str()).collect();
+    WarningRecord {
+        code: "missing_required_env".to_owned(),
+        message: format!(
+            "the app requires {} but its effective set lacks them; set them as tenant defaults or app overrides and redeploy",
+            names.join(", ")
+        ),
+    }
+}
+
+/// What is left of one deploy's time.
+struct Budget {
+    deadline: Instant,
+    total: Duration,
+}
+
+impl Budget {
+    fn new(total: Duration) -> Self {
+        Self {
+            deadline: Instant::now() + total,
+            total,
+        }
+    }
+
+    /// Runs one cluster call within the remaining budget.
+    async fn run<T>(
+        &self,
+        operation: String,
+        call: impl Future<Output = Result<T, ClusterError>>,
+    ) -> Result<T, ClusterError> {
+        match tokio::time::timeout_at(self.deadline, call).await {
+            Ok(result) => result,
+            Err(_) => Err(ClusterError::Timeout {
+                operation,
+                seconds: self.total.as_secs_f64(),
+            }),
+        }
+    }
+}
+
+/// One async mutex per app.
+#[derive(Default)]
+struct AppLocks {
+    locks: Mutex<HashMap<AppId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl AppLocks {
+    async fn acquire(&self, app_id: &AppId, wait: Duration) -> Option<OwnedMutexGuard<()>> {
+        let lock = self
+            .locks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(app_id.clone())
+            .or_default()
+            .clone();
+        tokio::time::timeout(wait, lock.lock_owned()).await.ok()
+    }
+}

@@ -1,0 +1,164 @@
+//! Deploy history and idempotency records.
+//!
+//! Deploy ids are `dep_{seq}` with a zero-padded store-wide sequence, so an
+//! id finds its record directly and sorts in time order.
+
+use redb::ReadableTable;
+
+use super::records::{DeployRecord, IdempotencyRecord};
+use super::{Snapshot, StoreError, Tables, Writer, decode, encode, tables};
+use crate::audit::NewEvent;
+use crate::model::{AppId, Timestamp};
+
+/// Meta key of the last deploy sequence number.
+const META_DEPLOY_SEQ: &str = "deploy_seq";
+/// How long an idempotency key replays its answer.
+pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// `dep_{seq}`.
+pub fn deploy_id(seq: u64) -> String {
+    format!("dep_{seq:012}")
+}
+
+/// The sequence number inside a deploy id.
+pub fn deploy_seq(deploy_id: &str) -> Option<u64> {
+    let digits = deploy_id.strip_prefix("dep_")?;
+    if digits.len() != 12 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+impl<T: Tables> Snapshot<T> {
+    /// The highest deploy sequence number ever recorded (0 if none). The
+    /// deploy pipeline hands out ids from memory after it, so a deploy id
+    /// costs no commit of its own.
+    pub fn last_deploy_seq(&self) -> Result<u64, StoreError> {
+        let meta = self.txn().table(tables::META)?;
+        match meta.get(META_DEPLOY_SEQ)? {
+            Some(bytes) => decode("meta", bytes.value()),
+            None => Ok(0),
+        }
+    }
+
+    /// The newest deploys of an app, newest first.
+    pub fn deploys(&self, app_id: &AppId, limit: usize) -> Result<Vec<DeployRecord>, StoreError> {
+        let deploys = self.txn().table(tables::DEPLOYS)?;
+        let range = deploys.range((app_id.as_str(), 0)..=(app_id.as_str(), u64::MAX))?;
+        let mut out = Vec::new();
+        for entry in range.rev().take(limit) {
+            out.push(decode("deploys", entry?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    /// One deploy of an app.
+    pub fn deploy(
+        &self,
+        app_id: &AppId,
+        deploy_id: &str,
+    ) -> Result<Option<DeployRecord>, StoreError> {
+        let Some(seq) = deploy_seq(deploy_id) else {
+            return Ok(None);
+        };
+        let deploys = self.txn().table(tables::DEPLOYS)?;
+        let bytes = deploys.get((app_id.as_str(), seq))?;
+        bytes.map(|b| decode("deploys", b.value())).transpose()
+    }
+
+    /// The newest deploy of an app that left the cluster's Secret matching
+    /// the store (see [`super::records::InjectionRecord::synced`]).
+    pub fn last_injected_deploy(&self, app_id: &AppId) -> Result<Option<DeployRecord>, StoreError> {
+        let deploys = self.txn().table(tables::DEPLOYS)?;
+        let range = deploys.range((app_id.as_str(), 0)..=(app_id.as_str(), u64::MAX))?;
+        for entry in range.rev() {
+            let record: DeployRecord = decode("deploys", entry?.1.value())?;
+            if record.injection.synced() {
+                return Ok(Some(record));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A live (under 24 h old) idempotency record.
+    pub fn idempotency(
+        &self,
+        app_id: &AppId,
+        key: &str,
+        now: Timestamp,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let records = self.txn().table(tables::IDEMPOTENCY)?;
+        let name = format!("{app_id}/{key}");
+        let Some(bytes) = records.get(name.as_str())? else {
+            return Ok(None);
+        };
+        let record: IdempotencyRecord = decode("idempotency_keys", bytes.value())?;
+        Ok((now.0 - record.created_at.0 < IDEMPOTENCY_TTL_MS).then_some(record))
+    }
+}
+
+impl Writer {
+    /// Records a deploy with its audit events (in order) and, if given,
+    /// the idempotency record that replays it.
+    pub fn record_deploy(
+        &mut self,
+        record: &DeployRecord,
+        events: Vec<NewEvent>,
+        idempotency: Option<(&str, IdempotencyRecord)>,
+    ) -> Result<(), StoreError> {
+        let seq = deploy_seq(&record.deploy_id).ok_or_else(|| StoreError::CorruptKey {
+            table: "deploys",
+            key: record.deploy_id.clone(),
+        })?;
+        let encoded = encode("deploys", record)?;
+        self.txn()
+            .open_table(tables::DEPLOYS)?
+            .insert((record.app_id.as_str(), seq), encoded.as_slice())?;
+        if seq > self.last_deploy_seq()? {
+            let encoded = encode("meta", &seq)?;
+            self.txn()
+                .open_table(tables::META)?
+                .insert(META_DEPLOY_SEQ, encoded.as_slice())?;
+        }
+        if let Some((key, replay)) = idempotency {
+            let name = format!("{}/{key}", record.app_id);
+            let encoded = encode("idempotency_keys", &replay)?;
+            self.txn()
+                .open_table(tables::IDEMPOTENCY)?
+                .insert(name.as_str(), encoded.as_slice())?;
+        }
+        for event in events {
+            self.audit(event)?;
+        }
+        Ok(())
+    }
+
+    /// Drops idempotency records older than 24 h; returns how many.
+    pub fn prune_idempotency(&mut self, now: Timestamp) -> Result<u64, StoreError> {
+        let mut records = self.txn().open_table(tables::IDEMPOTENCY)?;
+        let mut removed = 0;
+        records.retain(|_, bytes| {
+            let keep = decode::<IdempotencyRecord>("idempotency_keys", bytes)
+                .map(|r| now.0 - r.created_at.0 < IDEMPOTENCY_TTL_MS)
+                .unwrap_or(false);
+            removed += u64::from(!keep);
+            keep
+        })?;
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deploy_ids_round_trip_and_sort() {
+        assert_eq!(deploy_id(7), "dep_000000000007");
+        assert_eq!(deploy_seq(&deploy_id(123_456)), Some(123_456));
+        assert!(deploy_id(9) < deploy_id(10));
+        for bad in ["dep_1", "x_000000000001", "dep_00000000000a", ""] {
+            assert_eq!(deploy_seq(bad), None, "{bad}");
+        }
+    }
+}
