@@ -6,4 +6,5 @@ mod canary;
 mod cli;
 mod harness;
 mod resolve;
+mod server;
 mod store;

@@ -1,0 +1,301 @@
+//! A real exsec server for tests: temp directories, a config file, port 0,
+//! and a small HTTP client speaking to it over loopback.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use exsec::app::Server;
+use exsec::config::Config;
+use http_body_util::{BodyExt, Full};
+use hyper::{HeaderMap, Method, Request};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::net::{TcpListener, TcpStream};
+
+/// How to start a test server.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Generate a master key before starting.
+    pub with_key: bool,
+    /// `manifests.include_values`.
+    pub include_values: bool,
+    /// Extra TOML appended to the config.
+    pub extra_config: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            with_key: true,
+            include_values: true,
+            extra_config: String::new(),
+        }
+    }
+}
+
+/// A running server with its directories.
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    pub server: Option<Server>,
+    pub admin_token: String,
+    pub addr: std::net::SocketAddr,
+}
+
+/// One answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    /// The body as JSON (panics with the body text if it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The problem `code` of an error answer.
+    pub fn code(&self) -> String {
+        self.json()["code"].as_str().unwrap_or_default().to_owned()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        if options.with_key {
+            exsec::crypto::generate_key_file(
+                &dir.path().join("keys.d"),
+                std::time::SystemTime::now(),
+            )
+            .unwrap();
+        }
+        let config_path = dir.path().join("config.toml");
+        std::fs::write(
+            &config_path,
+            format!(
+                r#"[server]
+listen = "127.0.0.1:0"
+[storage]
+path = "exsec.redb"
+cache_size = "4MiB"
+[keys]
+dir = "keys.d"
+[auth]
+admin_token_file = "admin.token"
+[cluster]
+target = "manifests"
+[manifests]
+dir = "manifests"
+include_values = {}
+[deploy]
+timeout = "5s"
+queue_timeout = "2s"
+{}"#,
+                options.include_values, options.extra_config
+            ),
+        )
+        .unwrap();
+        Self::start_config(dir, &config_path).await
+    }
+
+    pub async fn start_config(dir: tempfile::TempDir, config_path: &Path) -> Self {
+        let config = Config::load(config_path).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = exsec::app::start(&config, Some(listener)).await.unwrap();
+        let admin_token = std::fs::read_to_string(server.admin_token_file())
+            .unwrap()
+            .trim()
+            .to_owned();
+        let addr = server.addr();
+        Self {
+            dir,
+            server: Some(server),
+            admin_token,
+            addr,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Sends one request; `body` is sent as JSON text when given.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> Answer {
+        self.call_with(method, path, token, body, &[]).await
+    }
+
+    pub async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let stream = TcpStream::connect(self.addr).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let mut request = Request::builder()
+            .method(Method::from_bytes(method.as_bytes()).unwrap())
+            .uri(path)
+            .header("host", "127.0.0.1");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body.unwrap_or_default().to_owned())))
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// A request with the admin token.
+    pub async fn admin(&self, method: &str, path: &str, body: Option<&str>) -> Answer {
+        let token = self.admin_token.clone();
+        self.call(method, path, Some(&token), body).await
+    }
+
+    /// Creates tenants and apps: `("acme", &["web", "api"])`.
+    pub async fn seed(&self, tenant: &str, apps: &[&str]) {
+        let answer = self
+            .admin("PUT", &format!("/v1/tenants/{tenant}"), None)
+            .await;
+        assert!(
+            answer.status == 201 || answer.status == 200,
+            "{}",
+            answer.text()
+        );
+        for app in apps {
+            let body = format!(r#"{{"tenant_id":"{tenant}"}}"#);
+            let answer = self
+                .admin("PUT", &format!("/v1/apps/{app}"), Some(&body))
+                .await;
+            assert_eq!(answer.status, 201, "{}", answer.text());
+        }
+    }
+
+    /// Sets a secret with the admin token.
+    pub async fn set_secret(
+        &self,
+        scope_path: &str,
+        provider: &str,
+        key: &str,
+        value: &str,
+    ) -> Answer {
+        let body = serde_json::json!({ "value": value }).to_string();
+        self.admin(
+            "PUT",
+            &format!("{scope_path}/external-secrets/{provider}/{key}"),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// Mints a tenant token.
+    pub async fn mint(&self, tenant: &str) -> String {
+        let answer = self
+            .admin("POST", &format!("/v1/tenants/{tenant}/tokens"), None)
+            .await;
+        assert_eq!(answer.status, 201, "{}", answer.text());
+        answer.json()["token"].as_str().unwrap().to_owned()
+    }
+
+    /// The documents of an app's manifest file, if it exists.
+    pub fn manifest(&self, app: &str) -> Option<Vec<Value>> {
+        let text =
+            std::fs::read_to_string(self.path("manifests").join(format!("{app}.yaml"))).ok()?;
+        Some(
+            text.split("\n---\n")
+                .map(|d| d.trim().trim_start_matches("---").trim())
+                .filter(|d| d.starts_with('{'))
+                .map(|d| serde_json::from_str(d).unwrap())
+                .collect(),
+        )
+    }
+
+    /// The Secret document of an app's manifest, if any.
+    pub fn manifest_secret(&self, app: &str) -> Option<Value> {
+        self.manifest(app)?
+            .into_iter()
+            .find(|d| d["kind"] == "Secret")
+    }
+
+    /// Decoded values of the manifest Secret.
+    pub fn manifest_values(&self, app: &str) -> Option<std::collections::BTreeMap<String, String>> {
+        use base64::Engine as _;
+        let secret = self.manifest_secret(app)?;
+        Some(
+            secret["data"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| {
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(v.as_str().unwrap())
+                        .unwrap();
+                    (k.clone(), String::from_utf8(bytes).unwrap())
+                })
+                .collect(),
+        )
+    }
+
+    /// The audit head sequence number (to assert "nothing changed").
+    pub async fn audit_seq(&self) -> u64 {
+        let mut after = 0;
+        loop {
+            let page = self
+                .admin(
+                    "GET",
+                    &format!("/v1/audit-events?after={after}&limit=1000"),
+                    None,
+                )
+                .await
+                .json();
+            if let Some(last) = page["events"].as_array().and_then(|e| e.last()) {
+                after = last["seq"].as_u64().unwrap();
+            }
+            if page["next_after"].is_null() {
+                return after;
+            }
+        }
+    }
+
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+        self.dir
+    }
+}
