@@ -4,6 +4,7 @@
 
 mod canary;
 mod cli;
+mod deploy;
 mod harness;
 mod resolve;
 mod server;

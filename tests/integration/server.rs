@@ -109,6 +109,12 @@ queue_timeout = "2s"
         Self::start_config(dir, &config_path).await
     }
 
+    /// Starts again on the directory of a stopped server.
+    pub async fn restart(dir: tempfile::TempDir) -> Self {
+        let path = dir.path().join("config.toml");
+        Self::start_config(dir, &path).await
+    }
+
     pub async fn start_config(dir: tempfile::TempDir, config_path: &Path) -> Self {
         let config = Config::load(config_path).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
