@@ -16,6 +16,7 @@ use crate::api::metrics::{Metrics, RateLimiter};
 use crate::api::problem::chain;
 use crate::api::{ApiState, server};
 use crate::cluster::ClusterTarget;
+use crate::cluster::kubernetes::KubernetesTarget;
 use crate::cluster::manifests::ManifestsTarget;
 use crate::config::{ClusterTarget as TargetKind, Config};
 use crate::deploy::{DeploySettings, Deployer};
@@ -144,7 +145,7 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
     }
     let keyring = Arc::new(SharedKeyring::new(keyring));
 
-    let cluster = cluster_target(config)?;
+    let cluster = cluster_target(config).await?;
     let settings = DeploySettings {
         namespace: config.cluster.namespace.as_str().to_owned(),
         timeout: config.deploy.timeout,
@@ -223,7 +224,7 @@ async fn wait_for_signals(server: &Server) {
     }
 }
 
-fn cluster_target(config: &Config) -> Result<Arc<dyn ClusterTarget>, StartError> {
+async fn cluster_target(config: &Config) -> Result<Arc<dyn ClusterTarget>, StartError> {
     match config.cluster.target {
         TargetKind::Manifests => {
             create_private_dir(&config.manifests.dir)?;
@@ -232,11 +233,19 @@ fn cluster_target(config: &Config) -> Result<Arc<dyn ClusterTarget>, StartError>
                 config.manifests.include_values,
             )))
         }
-        TargetKind::Kubernetes => Err(StartError::Cluster {
-            target: "kubernetes",
-            message: "not available in this build yet; set cluster.target = \"manifests\""
-                .to_owned(),
-        }),
+        TargetKind::Kubernetes => {
+            let target = KubernetesTarget::connect(
+                config.cluster.kubeconfig.as_deref(),
+                config.cluster.namespace.as_str(),
+                config.cluster.create_namespace,
+            )
+            .await
+            .map_err(|error| StartError::Cluster {
+                target: "kubernetes",
+                message: error.to_string(),
+            })?;
+            Ok(Arc::new(target))
+        }
     }
 }
 

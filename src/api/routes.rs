@@ -60,6 +60,7 @@ pub enum RouteId {
     Deploy,
     ListDeploys,
     GetDeploy,
+    AppCluster,
     ListAuditEvents,
     Keys,
 }

@@ -20,7 +20,7 @@ use k8s_openapi::api::core::v1::Secret;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use super::{BoxFuture, ClusterError, ClusterTarget, SecretData};
+use super::{AppObjects, BoxFuture, ClusterError, ClusterTarget, DeploymentState, SecretData};
 use crate::model::AppId;
 
 /// Annotation marking a Secret written without its values.
@@ -174,6 +174,25 @@ impl ClusterTarget for ManifestsTarget {
                 }
             };
             Ok(file.secret.map(|secret| secret_data_of(&secret)))
+        })
+    }
+
+    fn app_objects<'a>(&'a self, app_id: &'a AppId) -> BoxFuture<'a, Result<AppObjects, ClusterError>> {
+        let path = self.path(app_id);
+        Box::pin(async move {
+            let operation = format!("read {}", path.display());
+            let file = match tokio::task::spawn_blocking(move || read_app_file(&path)).await {
+                Ok(Ok(file)) => file,
+                Ok(Err(error)) => return Err(ClusterError::Failed { operation, message: error.to_string() }),
+                Err(join) => return Err(ClusterError::Failed { operation, message: join.to_string() }),
+            };
+            let deployment = file
+                .deployment
+                .and_then(|value| serde_json::from_value::<Deployment>(value).ok());
+            Ok(AppObjects {
+                secret_keys: file.secret.map(|s| secret_data_of(&s).into_keys().collect()),
+                deployment: deployment.as_ref().map(DeploymentState::of),
+            })
         })
     }
 

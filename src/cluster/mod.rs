@@ -6,6 +6,7 @@
 //! `kubernetes` (kube-rs server-side apply) next. The deploy pipeline only
 //! sees [`ClusterTarget`].
 
+pub mod kubernetes;
 pub mod manifests;
 pub mod objects;
 
@@ -15,6 +16,7 @@ use std::pin::Pin;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
+use serde::Serialize;
 use zeroize::Zeroizing;
 
 use crate::model::AppId;
@@ -75,9 +77,120 @@ pub trait ClusterTarget: Send + Sync {
         app_id: &'a AppId,
     ) -> BoxFuture<'a, Result<Option<SecretData>, ClusterError>>;
 
+    /// What the cluster holds for the app: Secret key names (never
+    /// values), the Deployment's `envFrom` and rollout.
+    fn app_objects<'a>(&'a self, app_id: &'a AppId) -> BoxFuture<'a, Result<AppObjects, ClusterError>>;
+
     /// Removes everything of the app (app deletion), best-effort.
     fn delete_app<'a>(&'a self, app_id: &'a AppId) -> BoxFuture<'a, Result<(), ClusterError>>;
 
     /// Whether the target answers (readiness).
     fn check(&self) -> BoxFuture<'_, Result<(), ClusterError>>;
+}
+
+/// What the cluster holds for one app.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AppObjects {
+    /// Key names of `app-{app_id}-external-secrets`, if it exists.
+    pub secret_keys: Option<Vec<String>>,
+    /// The app's Deployment, if it exists.
+    pub deployment: Option<DeploymentState>,
+}
+
+/// The parts of a Deployment that matter for injection.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeploymentState {
+    /// Image of the `app` container.
+    pub image: Option<String>,
+    /// Secrets the `app` container reads through `envFrom`.
+    pub env_from: Vec<EnvFromSecret>,
+    /// The `exsec.io/deploy-id` of the pod template.
+    pub deploy_id: Option<String>,
+    /// Rollout progress as the cluster reports it.
+    pub rollout: Rollout,
+}
+
+/// One `envFrom` Secret reference.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct EnvFromSecret {
+    /// Secret name.
+    pub secret_name: String,
+    /// Whether a missing Secret is tolerated.
+    pub optional: bool,
+}
+
+/// Rollout status of a Deployment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rollout {
+    /// `complete`, `progressing`, or `unknown` (a target that cannot tell).
+    pub status: &'static str,
+    /// Desired replicas.
+    pub replicas: Option<i32>,
+    /// Replicas running the current template.
+    pub updated_replicas: Option<i32>,
+    /// Ready replicas.
+    pub ready_replicas: Option<i32>,
+    /// Available replicas.
+    pub available_replicas: Option<i32>,
+}
+
+impl DeploymentState {
+    /// Reads the state of a Deployment object.
+    pub fn of(deployment: &Deployment) -> Self {
+        let spec = deployment.spec.as_ref();
+        let template = spec.map(|s| &s.template);
+        let container = template
+            .and_then(|t| t.spec.as_ref())
+            .and_then(|p| p.containers.iter().find(|c| c.name == objects::CONTAINER_NAME));
+        let env_from = container
+            .and_then(|c| c.env_from.as_ref())
+            .map(|sources| {
+                sources
+                    .iter()
+                    .filter_map(|s| s.secret_ref.as_ref())
+                    .map(|r| EnvFromSecret {
+                        secret_name: r.name.clone(),
+                        optional: r.optional.unwrap_or(false),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let deploy_id = template
+            .and_then(|t| t.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(objects::DEPLOY_ID_ANNOTATION))
+            .cloned();
+        let status = deployment.status.as_ref();
+        let desired = spec.and_then(|s| s.replicas).unwrap_or(1);
+        let rollout = match status {
+            None => Rollout {
+                status: "unknown",
+                replicas: spec.and_then(|s| s.replicas),
+                updated_replicas: None,
+                ready_replicas: None,
+                available_replicas: None,
+            },
+            Some(status) => {
+                let generation = deployment.metadata.generation.unwrap_or(0);
+                let observed = status.observed_generation.unwrap_or(0) >= generation;
+                let updated = status.updated_replicas.unwrap_or(0);
+                let available = status.available_replicas.unwrap_or(0);
+                let total = status.replicas.unwrap_or(0);
+                let complete = observed && updated >= desired && available >= desired && total <= updated;
+                Rollout {
+                    status: if complete { "complete" } else { "progressing" },
+                    replicas: Some(desired),
+                    updated_replicas: status.updated_replicas,
+                    ready_replicas: status.ready_replicas,
+                    available_replicas: status.available_replicas,
+                }
+            }
+        };
+        Self {
+            image: container.and_then(|c| c.image.clone()),
+            env_from,
+            deploy_id,
+            rollout,
+        }
+    }
 }

@@ -165,5 +165,60 @@ pub async fn get(call: Call) -> Result<Reply, ApiError> {
         .read_async(move |r| r.deploy(&app_id, &lookup))
         .await?
         .ok_or_else(|| ApiError::not_found("deploy_not_found", format!("deploy {deploy_id}")))?;
-    Ok(Reply::ok(&DeployDto::from(&record)))
+    let mut body = to_value(&DeployDto::from(&record));
+    // The rollout of this deploy, when the cluster answers and still runs it.
+    let cluster = call.state.deployer.cluster().clone();
+    let budget = call.state.deployer.settings().timeout;
+    let rollout = match tokio::time::timeout(budget, cluster.app_objects(&record.app_id)).await {
+        Ok(Ok(objects)) => match objects.deployment {
+            Some(state) if state.deploy_id.as_deref() == Some(record.deploy_id.as_str()) => {
+                to_value(&state.rollout)
+            }
+            Some(_) => json!({ "status": "superseded" }),
+            None => json!({ "status": "absent" }),
+        },
+        Ok(Err(error)) => json!({ "status": "unknown", "error": error.to_string() }),
+        Err(_) => json!({ "status": "unknown", "error": "the cluster did not answer in time" }),
+    };
+    if let Value::Object(members) = &mut body {
+        members.insert("rollout".to_owned(), rollout);
+    }
+    Ok(Reply::ok(&body))
+}
+
+/// `GET /v1/apps/{id}/cluster`: what the cluster holds — key names, never
+/// values.
+pub async fn cluster(call: Call) -> Result<Reply, ApiError> {
+    let (app_id, app) = call.app()?.clone();
+    let cluster = call.state.deployer.cluster().clone();
+    let budget = call.state.deployer.settings().timeout;
+    let objects = match tokio::time::timeout(budget, cluster.app_objects(&app_id)).await {
+        Ok(Ok(objects)) => objects,
+        Ok(Err(error)) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "cluster_unreachable",
+                error.to_string(),
+            ));
+        }
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "cluster_timeout",
+                format!("the cluster did not answer within {}s", budget.as_secs()),
+            ));
+        }
+    };
+    Ok(Reply::ok(&json!({
+        "app_id": app_id.as_str(),
+        "tenant_id": app.tenant_id.as_str(),
+        "target": cluster.name(),
+        "namespace": call.state.deployer.settings().namespace,
+        "secret": {
+            "name": crate::cluster::objects::secret_name(&app_id),
+            "exists": objects.secret_keys.is_some(),
+            "keys": objects.secret_keys.unwrap_or_default(),
+        },
+        "deployment": objects.deployment,
+    })))
 }

@@ -40,6 +40,7 @@ pub async fn dispatch(call: Call) -> Result<Reply, ApiError> {
         RouteId::Deploy => deploys::create(call).await,
         RouteId::ListDeploys => deploys::list(call).await,
         RouteId::GetDeploy => deploys::get(call).await,
+        RouteId::AppCluster => deploys::cluster(call).await,
         RouteId::ListAuditEvents => audit::list(call).await,
     }
 }
