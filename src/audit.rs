@@ -46,6 +46,7 @@ pub mod event {
     pub const ROTATION_STARTED: &str = "master_key.rotation_started";
     pub const ROTATION_COMPLETED: &str = "master_key.rotation_completed";
     pub const KEY_RELOAD_FAILED: &str = "master_key.reload_failed";
+    pub const AUDIT_PRUNED: &str = "audit.pruned";
 }
 
 /// A SHA-256 link of the chain; hex on the wire.
@@ -325,6 +326,82 @@ pub fn check_anchor(
     }
 }
 
+/// Verifies a chain one event at a time (pages of the API, a table scan)
+/// and remembers what an anchor check needs: the head reached, how many
+/// events were seen, and the hash of the event an anchor names.
+#[derive(Debug, Clone)]
+pub struct ChainVerifier {
+    head: Anchor,
+    events: u64,
+    watch_seq: Option<u64>,
+    watched: Option<ChainHash>,
+}
+
+impl ChainVerifier {
+    /// Starts after `start` (genesis, or the checkpoint left by pruning);
+    /// `anchor` is the anchor the head will be checked against, if any.
+    pub fn new(start: Anchor, anchor: Option<Anchor>) -> Self {
+        Self {
+            head: start,
+            events: 0,
+            watch_seq: anchor.map(|a| a.seq),
+            watched: anchor.filter(|a| a.seq == start.seq).map(|_| start.hash),
+        }
+    }
+
+    /// Verifies the next event; the first error names the broken event.
+    pub fn push(&mut self, event: &AuditEvent) -> Result<(), ChainBreak> {
+        self.head = verify_next(self.head, event)?;
+        self.events += 1;
+        if self.watch_seq == Some(event.seq) {
+            self.watched = Some(event.hash);
+        }
+        Ok(())
+    }
+
+    /// The head reached so far.
+    pub fn head(&self) -> Anchor {
+        self.head
+    }
+
+    /// How many events verified.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// Ends verification: checks the head against `anchor`, if given.
+    pub fn finish(self, anchor: Option<Anchor>) -> Result<Anchor, ChainBreak> {
+        if let Some(anchor) = anchor {
+            check_anchor(self.head, anchor, self.watched)?;
+        }
+        Ok(self.head)
+    }
+}
+
+impl std::str::FromStr for Anchor {
+    type Err = String;
+
+    /// Parses `SEQ:HASH`, as logged by the daemon (`seq=… hash=…`).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (seq, hash) = text
+            .split_once(':')
+            .ok_or_else(|| "expected SEQ:HASH (e.g. 1042:9f86d0…)".to_owned())?;
+        let seq = seq
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| format!("{seq:?} is not a sequence number"))?;
+        let hash = ChainHash::from_hex(hash.trim())
+            .ok_or_else(|| "the hash must be 64 hex characters".to_owned())?;
+        Ok(Anchor { seq, hash })
+    }
+}
+
+impl fmt::Display for Anchor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.seq, self.hash.to_hex())
+    }
+}
+
 /// Recursively sorts object keys. serde_json's `Map` is a `BTreeMap` in this
 /// build, so this is a clone; it stays explicit so that a dependency turning
 /// on `preserve_order` cannot silently change the canonical form.
@@ -499,6 +576,36 @@ mod tests {
         let checkpoint = events[2].anchor();
         assert!(verify(checkpoint, &events[3..]).is_ok());
         assert!(verify(Anchor::GENESIS, &events[3..]).is_err());
+    }
+
+    #[test]
+    fn the_streaming_verifier_checks_anchors() {
+        let events = chain(6);
+        let anchor = events[3].anchor();
+        let mut verifier = ChainVerifier::new(Anchor::GENESIS, Some(anchor));
+        for event in &events {
+            verifier.push(event).unwrap();
+        }
+        assert_eq!(verifier.events(), 6);
+        assert_eq!(verifier.finish(Some(anchor)), Ok(events[5].anchor()));
+
+        let forged = Anchor {
+            seq: 4,
+            hash: events[2].hash,
+        };
+        let mut verifier = ChainVerifier::new(Anchor::GENESIS, Some(forged));
+        for event in &events {
+            verifier.push(event).unwrap();
+        }
+        assert_eq!(
+            verifier.finish(Some(forged)),
+            Err(ChainBreak::AnchorMismatch { seq: 4 })
+        );
+
+        let text = anchor.to_string();
+        assert_eq!(text.parse::<Anchor>(), Ok(anchor));
+        assert!("12".parse::<Anchor>().is_err());
+        assert!("x:00".parse::<Anchor>().is_err());
     }
 
     #[test]
