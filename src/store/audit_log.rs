@@ -4,8 +4,9 @@
 use redb::{ReadableTable, WriteTransaction};
 
 use super::records::StoredAuditEvent;
-use super::{Snapshot, StoreError, Tables, decode, encode, tables};
-use crate::audit::{Anchor, AuditEvent, ChainHash};
+use super::{Snapshot, StoreError, Tables, Writer, decode, encode, tables};
+use crate::audit::{Anchor, AuditEvent, ChainBreak, ChainHash, ChainVerifier, NewEvent, event};
+use crate::model::Timestamp;
 
 /// Largest page a caller may ask for.
 pub const MAX_PAGE: usize = 1000;
@@ -92,6 +93,95 @@ impl<T: Tables> Snapshot<T> {
             visit(stored.into_event(seq.value()))?;
         }
         Ok(())
+    }
+}
+
+/// The outcome of verifying the stored chain from its checkpoint.
+#[derive(Debug, Clone)]
+pub struct ChainCheck {
+    /// Where verification started (genesis, or the pruning checkpoint).
+    pub checkpoint: Anchor,
+    /// Events verified before the end or the first break.
+    pub events: u64,
+    /// The head reached, or the first broken event.
+    pub outcome: Result<Anchor, ChainBreak>,
+}
+
+impl<T: Tables> Snapshot<T> {
+    /// Verifies every stored event from the checkpoint on, and the head
+    /// against `anchor` when given. Stops at the first break.
+    pub fn verify_audit_chain(&self, anchor: Option<Anchor>) -> Result<ChainCheck, StoreError> {
+        let checkpoint = self.audit_checkpoint()?;
+        let mut verifier = ChainVerifier::new(checkpoint, anchor);
+        let mut broken = None;
+        self.for_each_audit_event(|event| {
+            if broken.is_none()
+                && let Err(error) = verifier.push(&event)
+            {
+                broken = Some(error);
+            }
+            Ok(())
+        })?;
+        let events = verifier.events();
+        let outcome = match broken {
+            Some(error) => Err(error),
+            None => verifier.finish(anchor),
+        };
+        Ok(ChainCheck {
+            checkpoint,
+            events,
+            outcome,
+        })
+    }
+}
+
+impl Writer {
+    /// Deletes at most `max` of the oldest events stamped before `cutoff`
+    /// and records the last one deleted as the checkpoint, in this
+    /// transaction, so the chain still verifies from there. Appends an
+    /// `audit.pruned` event naming what went. Returns how many were pruned.
+    pub fn prune_audit_events(&mut self, cutoff: Timestamp, max: usize) -> Result<u64, StoreError> {
+        let mut last = None;
+        let mut doomed = Vec::new();
+        {
+            let audit = self.txn().open_table(tables::AUDIT)?;
+            for entry in audit.iter()? {
+                if doomed.len() >= max {
+                    break;
+                }
+                let (seq, bytes) = entry?;
+                let stored: StoredAuditEvent = decode("paas_audit_events", bytes.value())?;
+                if stored.time >= cutoff {
+                    break;
+                }
+                doomed.push(seq.value());
+                last = Some(Anchor {
+                    seq: seq.value(),
+                    hash: ChainHash(stored.hash),
+                });
+            }
+        }
+        let Some(checkpoint) = last else {
+            return Ok(0);
+        };
+        {
+            let mut audit = self.txn().open_table(tables::AUDIT)?;
+            for seq in &doomed {
+                audit.remove(seq)?;
+            }
+            let encoded = encode("meta", &checkpoint)?;
+            self.txn()
+                .open_table(tables::META)?
+                .insert(tables::META_AUDIT_CHECKPOINT, encoded.as_slice())?;
+        }
+        let count = doomed.len() as u64;
+        self.audit(
+            NewEvent::new(event::AUDIT_PRUNED, "system")
+                .with("count", count)
+                .with("checkpoint_seq", checkpoint.seq)
+                .with("checkpoint_hash", checkpoint.hash.to_hex()),
+        )?;
+        Ok(count)
     }
 }
 

@@ -15,6 +15,7 @@
 //! transaction without changing any caller.
 
 mod audit_log;
+pub mod backup;
 pub mod codec;
 pub mod deploys;
 mod meta;
@@ -23,6 +24,8 @@ mod schema;
 mod secrets;
 pub mod tables;
 mod tenants;
+#[doc(hidden)]
+pub mod testing;
 mod tokens;
 
 use std::path::{Path, PathBuf};
@@ -37,7 +40,7 @@ use redb::{
 use crate::audit::{Anchor, AuditEvent, NewEvent};
 use crate::model::Timestamp;
 
-pub use audit_log::{AuditFilter, AuditPage, MAX_PAGE as MAX_AUDIT_PAGE};
+pub use audit_log::{AuditFilter, AuditPage, ChainCheck, MAX_PAGE as MAX_AUDIT_PAGE};
 pub use secrets::{PutSecret, SecretWrite};
 
 /// How the store is opened.
