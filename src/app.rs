@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::auth::{AdminToken, AdminTokenError};
@@ -68,8 +68,11 @@ pub struct Server {
     addr: SocketAddr,
     admin_token_file: PathBuf,
     state: Arc<ApiState>,
-    shutdown: Option<oneshot::Sender<()>>,
+    /// Dropping or sending stops the server and the audit upkeep.
+    shutdown: Option<watch::Sender<bool>>,
     task: JoinHandle<()>,
+    /// Audit anchors and retention ([`crate::audit_maintenance`]).
+    maintenance: JoinHandle<()>,
 }
 
 impl Server {
@@ -91,9 +94,10 @@ impl Server {
     /// Stops accepting, drains in-flight requests, and returns when done.
     pub async fn shutdown(mut self) {
         if let Some(signal) = self.shutdown.take() {
-            let _ = signal.send(());
+            let _ = signal.send(true);
         }
         let _ = (&mut self.task).await;
+        let _ = (&mut self.maintenance).await;
     }
 
     /// Waits until the server stops by itself (it does not, unless it panics).
@@ -178,10 +182,17 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
             + config.deploy.queue_timeout
             + Duration::from_secs(10),
     });
-    let (shutdown, signal) = oneshot::channel::<()>();
-    let task = tokio::spawn(server::run(listener, state.clone(), async move {
-        let _ = signal.await;
-    }));
+    let (shutdown, signal) = watch::channel(false);
+    let task = tokio::spawn(server::run(
+        listener,
+        state.clone(),
+        stopped(signal.clone()),
+    ));
+    let maintenance = tokio::spawn(crate::audit_maintenance::run(
+        state.store.clone(),
+        config.audit.clone(),
+        stopped(signal),
+    ));
     tracing::info!(%addr, "exsec listening");
     Ok(Server {
         addr,
@@ -189,7 +200,13 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
         state,
         shutdown: Some(shutdown),
         task,
+        maintenance,
     })
+}
+
+/// Resolves once shutdown is signalled (or its sender is gone).
+async fn stopped(mut signal: watch::Receiver<bool>) {
+    let _ = signal.wait_for(|stop| *stop).await;
 }
 
 /// Runs the daemon until SIGTERM or SIGINT; SIGHUP re-reads the admin token.

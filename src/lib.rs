@@ -6,11 +6,13 @@
 //! - [`crypto`]: master keys, the keyring, sealing and opening values.
 //! - [`store`]: the redb file: tables, codec, schema, durable writes with their audit events.
 //! - [`audit`]: the audit log's hash chain: canonical form, hashing, verification.
+//! - [`audit_maintenance`]: the daemon's audit anchors and retention pruning.
 //! - [`resolve`]: the effective set of an app (pure over stored records).
 //! - [`cli`]: the command line (the only importer of clap).
 pub mod api;
 pub mod app;
 pub mod audit;
+pub mod audit_maintenance;
 pub mod cli;
 pub mod cluster;
 pub mod config;
