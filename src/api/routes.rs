@@ -63,6 +63,7 @@ pub enum RouteId {
     AppCluster,
     ListAuditEvents,
     Keys,
+    Backup,
 }
 
 /// One endpoint.
@@ -337,6 +338,22 @@ pub const ROUTES: &[Route] = &[
         Admin,
         NoBody,
         "keyring status",
+    ),
+    route(
+        R::AppCluster,
+        Method::GET,
+        "/v1/apps/{app_id}/cluster",
+        Tenant,
+        NoBody,
+        "what the cluster holds for an app (key names, envFrom, rollout)",
+    ),
+    route(
+        R::Backup,
+        Method::GET,
+        "/v1/backup",
+        Admin,
+        NoBody,
+        "a consistent snapshot of the store (values stay sealed)",
     ),
 ];
 

@@ -3,6 +3,7 @@
 
 mod apps;
 mod audit;
+mod backup;
 mod deploys;
 mod secrets;
 mod system;
@@ -21,6 +22,7 @@ pub async fn dispatch(call: Call) -> Result<Reply, ApiError> {
         RouteId::Metrics => system::metrics(call).await,
         RouteId::OpenApi => system::openapi(),
         RouteId::Keys => system::keys(call).await,
+        RouteId::Backup => backup::download(call).await,
         RouteId::ListTenants => tenants::list(call).await,
         RouteId::PutTenant => tenants::put(call).await,
         RouteId::GetTenant => tenants::get(call).await,
