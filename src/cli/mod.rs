@@ -1,46 +1,413 @@
-//! The command line: clap definitions and the commands behind them.
+//! The command line: clap definitions and the dispatch to commands.
 //!
-//! This is the only importer of clap. Commands return errors; [`main`]
-//! prints the error with its chain of causes and turns it into an exit code.
+//! This is the only importer of clap. The commands live by topic in the
+//! submodules; each returns a [`CliError`], which [`main`] prints with its
+//! causes and a hint, and turns into a stable exit code ([`exit`]). The
+//! help, the man page (`exsec man`) and the shell completions (`exsec
+//! completions SHELL`) are all generated from the definitions below.
+//!
+//! Secret values never come from arguments (they would show in `ps` and
+//! shell history): only from standard input or a no-echo prompt.
+
+mod admin;
+mod audit;
+mod backup;
+pub mod client;
+mod deploy;
+mod doctor;
+pub mod dotenv;
+mod error;
+mod keys;
+pub mod output;
+pub mod problems;
+mod secrets;
 
 use std::error::Error as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
-use crate::crypto;
+use crate::audit::Anchor;
+use client::{Client, DEFAULT_URL};
+pub use error::{CliError, exit};
+use output::{Format, Output};
 
-/// Exit codes, stable for scripts.
-pub mod exit {
-    /// The command did what was asked.
-    pub const OK: u8 = 0;
-    /// The command failed; the message says why.
-    pub const FAILURE: u8 = 1;
-    /// The command line was wrong (clap uses 2 as well).
-    pub const USAGE: u8 = 2;
-}
-
-/// exsec keeps external secrets sealed and injects them into Kubernetes
-/// apps at deploy time.
+/// exsec keeps external secrets (provider credentials such as
+/// OPENAI_API_KEY) sealed in one database and injects them into
+/// Kubernetes apps when they are deployed.
+///
+/// Client commands talk to the daemon over HTTP: point them at it with
+/// --url (or EXSEC_URL) and give a token with --token-file (or the token
+/// text in EXSEC_TOKEN). `serve`, `keys generate`, `audit verify --db` and
+/// `restore` work offline on files.
 #[derive(Debug, Parser)]
-#[command(name = "exsec", version, about, long_about = None)]
+#[command(
+    name = "exsec",
+    version,
+    about,
+    long_about,
+    after_help = exit::TABLE,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
+    #[command(flatten)]
+    global: Global,
     #[command(subcommand)]
     command: Command,
 }
 
+/// Options of every client command.
+#[derive(Debug, Args)]
+struct Global {
+    /// The daemon's URL.
+    #[arg(long, global = true, env = "EXSEC_URL", default_value = DEFAULT_URL, value_name = "URL")]
+    url: String,
+    /// A file holding the token (admin token file, or a minted tenant
+    /// token). Without it, the token text is read from EXSEC_TOKEN. There
+    /// is no --token: arguments are visible to every user.
+    #[arg(long, global = true, env = "EXSEC_TOKEN_FILE", value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// CA certificate for an https:// daemon URL. Accepted for forward
+    /// compatibility: TLS is not supported by this version, and an
+    /// https:// URL is refused.
+    #[arg(long, global = true, env = "EXSEC_CACERT", value_name = "FILE")]
+    cacert: Option<PathBuf>,
+    /// Output format: aligned tables for people, or JSON for scripts.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Format::Human)]
+    output: Format,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the daemon: HTTP API, deploys, audit log.
+    /// Run the daemon: HTTP API, deploys, audit log (offline: needs the config).
     Serve {
         /// The configuration file (see config.example.toml).
         #[arg(long, short, value_name = "FILE", env = "EXSEC_CONFIG")]
         config: PathBuf,
     },
-    /// Manage master keys.
+    /// Tenants: owners of apps (admin creates and deletes).
+    #[command(subcommand)]
+    Tenants(TenantsCommand),
+    /// Apps: each belongs to one tenant forever (admin registers and deletes).
+    #[command(subcommand)]
+    Apps(AppsCommand),
+    /// Tenant tokens: mint (shown once), list, revoke.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+    /// External secrets: tenant defaults (--tenant) and app overrides (--app).
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+    /// Deploy an app: inject its secrets as a Kubernetes Secret and roll
+    /// out its Deployment.
+    ///
+    /// The answer always says what happened to the secrets: injected (with
+    /// the key names), skipped (no secrets, or no master key) or failed (a
+    /// value could not be opened); injection never fails the deploy.
+    Deploy(DeployArgs),
+    /// Deploy history of an app, newest first, or one deploy with its rollout.
+    Deploys {
+        /// The app.
+        app: String,
+        /// One deploy (e.g. dep_000000000007).
+        deploy_id: Option<String>,
+        /// Most deploys listed.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Check why an app does not get the secrets it should.
+    ///
+    /// Runs the troubleshooting table as checks, each printed ok, warning,
+    /// problem or skipped, with the fix: secrets exist; master key loaded
+    /// and nothing waits for a missing key (admin token); redeploy needed
+    /// after a change; the Secret in the cluster holds the expected keys;
+    /// the Deployment reads it through envFrom; an app override shadows a
+    /// tenant default; required env vars missing; rollout status. Exits
+    /// with 6 when a problem is found.
+    Doctor {
+        /// The app.
+        app: String,
+    },
+    /// The audit log: list events, verify the hash chain.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Master keys: status, retire an old key, generate a new one.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Download a consistent backup of the daemon's store (admin).
+    ///
+    /// Values stay sealed: a backup is useless without the key directory,
+    /// so back that up too, separately. The file is written atomically with
+    /// mode 0600 and checked (checksum, every record) before it is kept.
+    Backup {
+        /// Where to write the backup.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Restore a backup into a data directory (offline: stop the daemon).
+    ///
+    /// Refuses a damaged backup, one from a newer exsec, and an existing
+    /// database unless --force (the old file is then kept beside the new
+    /// one). Verifies the restored audit chain and that it ends at the
+    /// backup's anchor before putting the file in place.
+    Restore {
+        /// The backup file.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// The daemon's data directory; the database is DIR/exsec.redb
+        /// (the directory of storage.path).
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// Replace an existing database.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// e.g. `exsec completions bash > /etc/bash_completion.d/exsec`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `exsec man | man -l -`.
+    Man,
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantsCommand {
+    /// List tenants (a tenant token sees its own).
+    List,
+    /// Create a tenant (admin; creating an existing one is a no-op).
+    Create {
+        /// Tenant id: a DNS label of 1-42 characters.
+        tenant: String,
+    },
+    /// Show a tenant.
+    Get {
+        /// The tenant.
+        tenant: String,
+    },
+    /// Delete a tenant without apps (admin; also revokes its tokens).
+    Delete {
+        /// The tenant.
+        tenant: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AppsCommand {
+    /// List apps (a tenant token sees its own).
+    List {
+        /// Only the apps of this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Register an app under a tenant (admin), or update its required env.
+    Register {
+        /// App id: a DNS label of 1-42 characters.
+        app: String,
+        /// The owning tenant (fixed forever).
+        #[arg(long)]
+        tenant: String,
+        /// An env var name the app needs (repeatable): a deploy lacking one warns.
+        #[arg(long = "require-env", value_name = "NAME")]
+        require_env: Vec<String>,
+    },
+    /// Show an app.
+    Get {
+        /// The app.
+        app: String,
+    },
+    /// Delete an app with its app-level secrets and deploy history (admin).
+    ///
+    /// Its cluster objects are removed best-effort; its audit events stay.
+    Delete {
+        /// The app.
+        app: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokensCommand {
+    /// Mint a tenant token (admin). The token is printed once, on
+    /// standard output: `exsec tokens mint acme > acme.token`.
+    Mint {
+        /// The tenant.
+        tenant: String,
+    },
+    /// List a tenant's tokens (ids and times, never the tokens).
+    List {
+        /// The tenant.
+        tenant: String,
+    },
+    /// Revoke a token.
+    Revoke {
+        /// The tenant.
+        tenant: String,
+        /// The token id (the part after `exs_`, as listed).
+        token_id: String,
+    },
+}
+
+/// Which scope a secret command acts on.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+struct ScopeArgs {
+    /// A tenant-wide default, inherited by every app of the tenant.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// An app-specific override: wins over the tenant default.
+    #[arg(long)]
+    app: Option<String>,
+}
+
+/// Words after the last expected argument, and `--value`: only there to
+/// refuse a secret value on the command line with an explanation instead
+/// of clap's error (which would echo the value).
+#[derive(Debug, Args)]
+struct RefusedValue {
+    #[arg(hide = true, num_args = 0.., allow_hyphen_values = true, trailing_var_arg = true)]
+    rest: Vec<String>,
+    #[arg(long = "value", hide = true, allow_hyphen_values = true)]
+    value: Option<String>,
+}
+
+impl RefusedValue {
+    fn given(&self) -> bool {
+        !self.rest.is_empty() || self.value.is_some()
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum SecretsCommand {
+    /// Set a value: from standard input, or a no-echo prompt in a terminal.
+    ///
+    /// Never from an argument. One trailing newline of standard input is
+    /// dropped: `printf %s "$V" | exsec secrets set ...` and `exsec secrets
+    /// set ... < file` both work.
+    Set {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Provider, e.g. openai.
+        provider: String,
+        /// Env var name, e.g. OPENAI_API_KEY.
+        key: String,
+        #[command(flatten)]
+        refused: RefusedValue,
+    },
+    /// List a scope's secrets: names, versions and times, never values.
+    List {
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Remove a secret (the next deploy removes it from the cluster).
+    Rm {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Provider.
+        provider: String,
+        /// Env var name.
+        key: String,
+    },
+    /// The merged set an app gets: per env var its source, whether an app
+    /// override wins over a tenant default, and whether a redeploy is due.
+    Effective {
+        /// The app.
+        #[arg(long)]
+        app: String,
+    },
+    /// Check a candidate value against the stored one without reading it
+    /// back (standard input or prompt; audited, rate-limited). Exits 6 on
+    /// no match.
+    Verify {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Provider.
+        provider: String,
+        /// Env var name.
+        key: String,
+        #[command(flatten)]
+        refused: RefusedValue,
+    },
+    /// Set every KEY=VALUE of a dotenv file under one provider.
+    ///
+    /// Accepts `export ` prefixes, comments, blank lines, single quotes
+    /// (literal) and double quotes (\n \t \" \\ \$ escapes). The whole file
+    /// is checked first; a malformed line is named by number, never
+    /// printed. `-` reads standard input.
+    Import {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// The provider of every key, e.g. openai.
+        #[arg(long)]
+        provider: String,
+        /// The dotenv file.
+        #[arg(long, value_name = "FILE")]
+        from_env_file: PathBuf,
+    },
+}
+
+/// `exsec deploy`.
+#[derive(Debug, Args)]
+struct DeployArgs {
+    /// The app.
+    app: String,
+    /// The image to roll out, e.g. registry.example/web:1.4.2.
+    #[arg(long, value_name = "REF")]
+    image: String,
+    /// The app's tenant; inferred when left out (with a warning).
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Replicas; left out, an autoscaler keeps ownership.
+    #[arg(long, value_name = "N")]
+    replicas: Option<i32>,
+    /// Container port.
+    #[arg(long, value_name = "P")]
+    port: Option<u16>,
+    /// Report which env vars would be added, removed or changed; apply nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Makes a retry after a lost answer return the original deploy (24 h).
+    #[arg(long, value_name = "K")]
+    idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// List events, oldest first.
+    List {
+        /// Only this event type, e.g. external_secret.injected.
+        #[arg(long = "type", value_name = "TYPE")]
+        event_type: Option<String>,
+        /// Only this tenant's events.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only this app's events.
+        #[arg(long)]
+        app: Option<String>,
+        /// Only events after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Most events listed (1-1000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Verify the hash chain and name the first broken event.
+    ///
+    /// Online through the daemon (admin token), or offline on the database
+    /// file with --db (stop the daemon first, or use a copy). --anchor
+    /// checks the head against an anchor logged earlier by the daemon
+    /// (`exsec::audit::anchor` lines) or stored in a backup, which catches
+    /// events cut from the end.
+    Verify {
+        /// Verify this redb file instead of asking the daemon.
+        #[arg(long, value_name = "FILE")]
+        db: Option<PathBuf>,
+        /// An anchor recorded earlier, as SEQ:HASH.
+        #[arg(long, value_name = "SEQ:HASH")]
+        anchor: Option<Anchor>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -57,45 +424,84 @@ enum KeysCommand {
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
     },
+    /// The keyring: active key, keys present or missing, records per key,
+    /// rotation progress (admin). Exits 5 when degraded (no key) or
+    /// records wait for a missing key.
+    Status,
+    /// Retire an old master key once no record needs it (admin).
+    ///
+    /// Refuses while the key is active or records are still sealed under
+    /// it. With --dir, moves DIR/ID.key to DIR/ID.key.retired (the daemon
+    /// ignores it); archive that file with your backups, which may still
+    /// need it.
+    Retire {
+        /// The key id (its file name without .key).
+        id: String,
+        /// The key directory on this host; without it, only the check runs.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// What a client command gets: the daemon client and the output format.
+struct Context {
+    client: Client,
+    output: Output,
 }
 
 /// Parses the command line, runs the command, prints any error, and
 /// returns the exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let output = Output::new(cli.global.output);
     match run(cli) {
         Ok(()) => ExitCode::from(exit::OK),
+        Err(CliError::Stdout(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::from(exit::OK)
+        }
         Err(error) => {
-            eprintln!("error: {error}");
-            let mut source = error.source();
-            while let Some(cause) = source {
-                eprintln!("  caused by: {cause}");
-                source = cause.source();
-            }
-            ExitCode::from(exit::FAILURE)
+            report(&error, output);
+            ExitCode::from(error.exit_code())
         }
     }
 }
 
-/// Errors of the command line, each naming what failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    /// Key generation failed.
-    #[error("cannot generate a master key")]
-    KeyGenerate(#[source] crypto::KeyfileError),
-    /// The configuration is unusable.
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
-    /// The daemon could not start.
-    #[error("exsec could not start")]
-    Start(#[source] crate::app::StartError),
-    /// The async runtime could not start.
-    #[error("cannot start the async runtime")]
-    Runtime(#[source] std::io::Error),
+/// Prints an error with its causes and hint to standard error (as JSON
+/// with `--output json`).
+fn report(error: &CliError, output: Output) {
+    let mut causes = Vec::new();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        causes.push(cause.to_string());
+        source = cause.source();
+    }
+    let hint = error.hint();
+    if output.json() {
+        let mut body = serde_json::json!({
+            "error": error.to_string(),
+            "causes": causes,
+            "hint": hint,
+            "exit_code": error.exit_code(),
+        });
+        if let CliError::Client(client::ClientError::Problem(problem)) = error {
+            body["problem"] = problem.body.clone();
+        }
+        eprintln!("{body}");
+        return;
+    }
+    eprintln!("error: {error}");
+    for cause in causes {
+        eprintln!("  caused by: {cause}");
+    }
+    if let Some(hint) = hint {
+        eprintln!("  hint: {hint}");
+    }
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
-    match cli.command {
+    let Cli { global, command } = cli;
+    let output = Output::new(global.output);
+    match command {
         Command::Serve { config } => {
             let config = crate::config::Config::load(&config)?;
             init_logging(config.log.format);
@@ -107,17 +513,158 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 .block_on(crate::app::serve(&config))
                 .map_err(CliError::Start)
         }
-        Command::Keys(KeysCommand::Generate { dir }) => {
-            let generated = crypto::generate_key_file(&dir, std::time::SystemTime::now())
-                .map_err(CliError::KeyGenerate)?;
-            println!("{}", generated.key_id);
-            eprintln!(
-                "wrote {} (mode 0600); back it up: values sealed under it cannot be opened without it",
-                generated.path.display()
-            );
+        Command::Keys(KeysCommand::Generate { dir }) => keys::generate(&dir, output),
+        Command::Audit(AuditCommand::Verify {
+            db: Some(db),
+            anchor,
+        }) => audit::verify_offline(&db, anchor, output),
+        Command::Restore {
+            from,
+            data_dir,
+            force,
+        } => backup::restore(&from, &data_dir, force, output),
+        Command::Completions { shell } => {
+            let mut stdout = std::io::stdout().lock();
+            clap_complete::generate(shell, &mut Cli::command(), "exsec", &mut stdout);
             Ok(())
         }
+        Command::Man => {
+            let mut stdout = std::io::stdout().lock();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut stdout)
+                .map_err(CliError::Stdout)
+        }
+        command => {
+            if global.cacert.is_some() && !global.url.starts_with("https://") {
+                output::note("note: --cacert is ignored for an http:// URL");
+            }
+            let client = Client::new(&global.url, global.token_file.as_deref())?;
+            let context = Context { client, output };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(CliError::Runtime)?;
+            runtime.block_on(dispatch(&context, command))
+        }
     }
+}
+
+/// Runs a client command (one that talks to the daemon).
+async fn dispatch(context: &Context, command: Command) -> Result<(), CliError> {
+    match command {
+        Command::Tenants(command) => match command {
+            TenantsCommand::List => admin::tenants_list(context).await,
+            TenantsCommand::Create { tenant } => admin::tenant_create(context, &tenant).await,
+            TenantsCommand::Get { tenant } => admin::tenant_get(context, &tenant).await,
+            TenantsCommand::Delete { tenant } => admin::tenant_delete(context, &tenant).await,
+        },
+        Command::Apps(command) => match command {
+            AppsCommand::List { tenant } => admin::apps_list(context, tenant.as_deref()).await,
+            AppsCommand::Register {
+                app,
+                tenant,
+                require_env,
+            } => admin::app_register(context, &app, &tenant, &require_env).await,
+            AppsCommand::Get { app } => admin::app_get(context, &app).await,
+            AppsCommand::Delete { app } => admin::app_delete(context, &app).await,
+        },
+        Command::Tokens(command) => match command {
+            TokensCommand::Mint { tenant } => admin::token_mint(context, &tenant).await,
+            TokensCommand::List { tenant } => admin::tokens_list(context, &tenant).await,
+            TokensCommand::Revoke { tenant, token_id } => {
+                admin::token_revoke(context, &tenant, &token_id).await
+            }
+        },
+        Command::Secrets(command) => match command {
+            SecretsCommand::Set {
+                scope,
+                provider,
+                key,
+                refused,
+            } => {
+                refuse_value(&refused)?;
+                secrets::set(context, &scope.parse()?, &provider, &key).await
+            }
+            SecretsCommand::List { scope } => secrets::list(context, &scope.parse()?).await,
+            SecretsCommand::Rm {
+                scope,
+                provider,
+                key,
+            } => secrets::remove(context, &scope.parse()?, &provider, &key).await,
+            SecretsCommand::Effective { app } => secrets::effective(context, &app).await,
+            SecretsCommand::Verify {
+                scope,
+                provider,
+                key,
+                refused,
+            } => {
+                refuse_value(&refused)?;
+                secrets::verify(context, &scope.parse()?, &provider, &key).await
+            }
+            SecretsCommand::Import {
+                scope,
+                provider,
+                from_env_file,
+            } => secrets::import(context, &scope.parse()?, &provider, &from_env_file).await,
+        },
+        Command::Deploy(args) => {
+            let request = deploy::Request {
+                app: args.app,
+                image: args.image,
+                tenant: args.tenant,
+                replicas: args.replicas,
+                port: args.port,
+                dry_run: args.dry_run,
+                idempotency_key: args.idempotency_key,
+            };
+            deploy::deploy(context, request).await
+        }
+        Command::Deploys {
+            app,
+            deploy_id,
+            limit,
+        } => deploy::history(context, &app, deploy_id.as_deref(), limit).await,
+        Command::Doctor { app } => doctor::doctor(context, &app).await,
+        Command::Audit(AuditCommand::List {
+            event_type,
+            tenant,
+            app,
+            after,
+            limit,
+        }) => {
+            let filter = audit::ListFilter {
+                event_type,
+                tenant,
+                app,
+                after,
+                limit,
+            };
+            audit::list(context, &filter).await
+        }
+        Command::Audit(AuditCommand::Verify { db: _, anchor }) => {
+            audit::verify_online(context, anchor).await
+        }
+        Command::Keys(KeysCommand::Status) => keys::status(context).await,
+        Command::Keys(KeysCommand::Retire { id, dir }) => {
+            keys::retire(context, &id, dir.as_deref()).await
+        }
+        Command::Backup { out } => backup::backup(context, &out).await,
+        Command::Serve { .. }
+        | Command::Keys(KeysCommand::Generate { .. })
+        | Command::Restore { .. }
+        | Command::Completions { .. }
+        | Command::Man => Err(CliError::Usage(
+            "this command runs offline, not through the daemon".to_owned(),
+        )),
+    }
+}
+
+/// Refuses a secret value given as an argument, before anything is sent.
+fn refuse_value(refused: &RefusedValue) -> Result<(), CliError> {
+    if refused.given() {
+        return Err(CliError::ValueOnArgv);
+    }
+    Ok(())
 }
 
 /// Logs to stderr (journald picks it up), human or JSON; `EXSEC_LOG` or
@@ -137,4 +684,48 @@ fn init_logging(format: crate::config::LogFormat) {
         crate::config::LogFormat::Json => builder.json().try_init(),
         crate::config::LogFormat::Human => builder.try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_value_after_the_key_is_caught_not_echoed_by_clap() {
+        let cli = Cli::try_parse_from([
+            "exsec",
+            "secrets",
+            "set",
+            "--app",
+            "web",
+            "openai",
+            "OPENAI_API_KEY",
+            "--not-a-flag-sk-123",
+        ])
+        .unwrap();
+        let Command::Secrets(SecretsCommand::Set { refused, .. }) = cli.command else {
+            panic!("parsed as another command");
+        };
+        assert!(refused.given());
+        let cli = Cli::try_parse_from([
+            "exsec",
+            "secrets",
+            "verify",
+            "--tenant",
+            "acme",
+            "openai",
+            "K",
+            "--value=sk-123",
+        ])
+        .unwrap();
+        let Command::Secrets(SecretsCommand::Verify { refused, .. }) = cli.command else {
+            panic!("parsed as another command");
+        };
+        assert!(refused.given());
+    }
 }

@@ -1,0 +1,231 @@
+//! `exsec tenants …`, `exsec apps …` and `exsec tokens …`: the records the
+//! admin creates. A minted token is the one secret these print: once, on
+//! standard output, alone, so it can be redirected into a file.
+
+use bytes::Bytes;
+use hyper::Method;
+use serde_json::{Value, json};
+
+use super::client::encode_query;
+use super::output::{items, line, note, table, text};
+use super::{CliError, Context};
+use crate::model::{AppId, EnvKey, TenantId};
+
+pub async fn tenants_list(context: &Context) -> Result<(), CliError> {
+    let body = context.client.get("/v1/tenants").await?;
+    if context.output.json() {
+        return context.output.value(&body);
+    }
+    let tenants = items(&body, "tenants");
+    if tenants.is_empty() {
+        return line("no tenants yet; create one with `exsec tenants create TENANT`");
+    }
+    let rows: Vec<Vec<String>> = tenants
+        .iter()
+        .map(|t| vec![text(&t["tenant_id"]), text(&t["created_at"])])
+        .collect();
+    line(&table(&["TENANT", "CREATED"], &rows))
+}
+
+pub async fn tenant_create(context: &Context, tenant: &str) -> Result<(), CliError> {
+    let tenant = TenantId::parse(tenant)?;
+    let answer = context
+        .client
+        .request(Method::PUT, &format!("/v1/tenants/{tenant}"), None, &[])
+        .await?;
+    if context.output.json() {
+        return context.output.value(&answer.body);
+    }
+    if answer.status == 201 {
+        line(&format!("created tenant {tenant}"))
+    } else {
+        line(&format!("tenant {tenant} already exists"))
+    }
+}
+
+pub async fn tenant_get(context: &Context, tenant: &str) -> Result<(), CliError> {
+    let tenant = TenantId::parse(tenant)?;
+    let body = context.client.get(&format!("/v1/tenants/{tenant}")).await?;
+    if context.output.json() {
+        return context.output.value(&body);
+    }
+    line(&table(
+        &["TENANT", "CREATED"],
+        &[vec![text(&body["tenant_id"]), text(&body["created_at"])]],
+    ))
+}
+
+pub async fn tenant_delete(context: &Context, tenant: &str) -> Result<(), CliError> {
+    let tenant = TenantId::parse(tenant)?;
+    context
+        .client
+        .request(Method::DELETE, &format!("/v1/tenants/{tenant}"), None, &[])
+        .await?;
+    done(
+        context,
+        json!({ "deleted": true, "tenant_id": tenant.as_str() }),
+        &format!("deleted tenant {tenant} and revoked its tokens"),
+    )
+}
+
+pub async fn apps_list(context: &Context, tenant: Option<&str>) -> Result<(), CliError> {
+    let path = match tenant {
+        Some(tenant) => {
+            let tenant = TenantId::parse(tenant)?;
+            format!("/v1/apps?tenant_id={}", encode_query(tenant.as_str()))
+        }
+        None => "/v1/apps".to_owned(),
+    };
+    let body = context.client.get(&path).await?;
+    if context.output.json() {
+        return context.output.value(&body);
+    }
+    let apps = items(&body, "apps");
+    if apps.is_empty() {
+        return line("no apps; register one with `exsec apps register APP --tenant TENANT`");
+    }
+    let rows: Vec<Vec<String>> = apps.iter().map(app_row).collect();
+    line(&table(&["APP", "TENANT", "REQUIRED_ENV", "CREATED"], &rows))
+}
+
+pub async fn app_register(
+    context: &Context,
+    app: &str,
+    tenant: &str,
+    require_env: &[String],
+) -> Result<(), CliError> {
+    let app = AppId::parse(app)?;
+    let tenant = TenantId::parse(tenant)?;
+    let required: Vec<String> = require_env
+        .iter()
+        .map(|name| EnvKey::parse(name).map(|k| k.to_string()))
+        .collect::<Result<_, _>>()?;
+    let body = json!({ "tenant_id": tenant.as_str(), "required_env": required });
+    let answer = context
+        .client
+        .request(
+            Method::PUT,
+            &format!("/v1/apps/{app}"),
+            Some(Bytes::from(body.to_string())),
+            &[],
+        )
+        .await?;
+    if context.output.json() {
+        return context.output.value(&answer.body);
+    }
+    let verb = if answer.status == 201 {
+        "registered"
+    } else {
+        "updated"
+    };
+    line(&format!("{verb} app {app} (tenant {tenant})"))
+}
+
+pub async fn app_get(context: &Context, app: &str) -> Result<(), CliError> {
+    let app = AppId::parse(app)?;
+    let body = context.client.get(&format!("/v1/apps/{app}")).await?;
+    if context.output.json() {
+        return context.output.value(&body);
+    }
+    line(&table(
+        &["APP", "TENANT", "REQUIRED_ENV", "CREATED"],
+        &[app_row(&body)],
+    ))
+}
+
+pub async fn app_delete(context: &Context, app: &str) -> Result<(), CliError> {
+    let app = AppId::parse(app)?;
+    context
+        .client
+        .request(Method::DELETE, &format!("/v1/apps/{app}"), None, &[])
+        .await?;
+    done(
+        context,
+        json!({ "deleted": true, "app_id": app.as_str() }),
+        &format!("deleted app {app}, its app-level secrets and deploy history (audit events stay)"),
+    )
+}
+
+pub async fn token_mint(context: &Context, tenant: &str) -> Result<(), CliError> {
+    let tenant = TenantId::parse(tenant)?;
+    let answer = context
+        .client
+        .request(
+            Method::POST,
+            &format!("/v1/tenants/{tenant}/tokens"),
+            None,
+            &[],
+        )
+        .await?;
+    if context.output.json() {
+        return context.output.value(&answer.body);
+    }
+    let token = answer.body["token"]
+        .as_str()
+        .ok_or_else(|| CliError::Unexpected("the mint answer has no token".to_owned()))?;
+    note(&format!(
+        "minted token {} for tenant {tenant}; it is shown once, store it now",
+        text(&answer.body["token_id"])
+    ));
+    line(token)
+}
+
+pub async fn tokens_list(context: &Context, tenant: &str) -> Result<(), CliError> {
+    let tenant = TenantId::parse(tenant)?;
+    let body = context
+        .client
+        .get(&format!("/v1/tenants/{tenant}/tokens"))
+        .await?;
+    if context.output.json() {
+        return context.output.value(&body);
+    }
+    let tokens = items(&body, "tokens");
+    if tokens.is_empty() {
+        return line(&format!("tenant {tenant} has no tokens"));
+    }
+    let rows: Vec<Vec<String>> = tokens
+        .iter()
+        .map(|t| vec![text(&t["token_id"]), text(&t["created_at"])])
+        .collect();
+    line(&table(&["TOKEN_ID", "CREATED"], &rows))
+}
+
+pub async fn token_revoke(context: &Context, tenant: &str, token_id: &str) -> Result<(), CliError> {
+    let tenant = TenantId::parse(tenant)?;
+    if token_id.is_empty() || !token_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(CliError::Usage(
+            "a token id is letters and digits, as `exsec tokens list` shows".to_owned(),
+        ));
+    }
+    context
+        .client
+        .request(
+            Method::DELETE,
+            &format!("/v1/tenants/{tenant}/tokens/{token_id}"),
+            None,
+            &[],
+        )
+        .await?;
+    done(
+        context,
+        json!({ "revoked": true, "tenant_id": tenant.as_str(), "token_id": token_id }),
+        &format!("revoked token {token_id} of tenant {tenant}"),
+    )
+}
+
+fn app_row(app: &Value) -> Vec<String> {
+    vec![
+        text(&app["app_id"]),
+        text(&app["tenant_id"]),
+        super::output::names(items(app, "required_env")),
+        text(&app["created_at"]),
+    ]
+}
+
+/// Prints the outcome of a command whose answer is empty.
+fn done(context: &Context, json: Value, human: &str) -> Result<(), CliError> {
+    if context.output.json() {
+        return context.output.value(&json);
+    }
+    line(human)
+}

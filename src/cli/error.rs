@@ -1,0 +1,215 @@
+//! What a command can fail with, the exit code of each failure, and the
+//! hint printed under the error. The exit codes are a contract for
+//! scripts: documented in `exsec --help` and README.md, never renumbered.
+
+use std::io;
+use std::path::PathBuf;
+
+use super::client::ClientError;
+use super::dotenv::DotenvError;
+use super::problems;
+use crate::store::StoreError;
+use crate::store::backup::BackupError;
+
+/// Exit codes, stable for scripts.
+pub mod exit {
+    /// The command did what was asked.
+    pub const OK: u8 = 0;
+    /// It failed (I/O, an internal error of the daemon, anything else).
+    pub const FAILURE: u8 = 1;
+    /// The command line or an input file was wrong (clap uses 2 as well).
+    pub const USAGE: u8 = 2;
+    /// What was named does not exist (or belongs to another tenant).
+    pub const NOT_FOUND: u8 = 3;
+    /// Refused: a conflict, a rule, a token without the right, or
+    /// something that would be overwritten without `--force`.
+    pub const REFUSED: u8 = 4;
+    /// The daemon, its storage, its master key or the cluster is
+    /// unreachable or degraded; retrying later may work.
+    pub const UNAVAILABLE: u8 = 5;
+    /// A check found a problem: `doctor`, `audit verify`, `secrets verify`
+    /// (no match), a damaged backup.
+    pub const CHECK_FAILED: u8 = 6;
+
+    /// The table printed by `exsec --help` and copied into README.md.
+    pub const TABLE: &str = "\
+Exit codes:
+  0  ok
+  1  failure (I/O, an internal error of the daemon)
+  2  usage: a wrong command line or input file; a secret value given as an argument
+  3  not found (or it belongs to another tenant)
+  4  refused: conflict, rule, missing right, or --force needed
+  5  unavailable or degraded: daemon, storage, master key or cluster
+  6  a check found a problem: doctor, audit verify, secrets verify, a damaged backup";
+}
+
+/// Errors of the command line, each naming what failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The command line or an input was wrong.
+    #[error("{0}")]
+    Usage(String),
+    /// An id, provider or key on the command line is not valid.
+    #[error(transparent)]
+    Invalid(#[from] crate::model::ValidationError),
+    /// A secret value was given on the command line.
+    #[error(
+        "secret values are never taken from the command line: arguments are visible to every user through `ps` and /proc, and end up in shell history"
+    )]
+    ValueOnArgv,
+    /// A dotenv file is malformed.
+    #[error(transparent)]
+    Dotenv(#[from] DotenvError),
+    /// Talking to the daemon failed.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// A file could not be read or written.
+    #[error("{action} {path}")]
+    Io {
+        /// What was attempted.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Standard output went away (a closed pipe is not an error).
+    #[error("cannot write to standard output")]
+    Stdout(#[source] io::Error),
+    /// What was named does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// Refused by a rule of the CLI.
+    #[error("{0}")]
+    Refused(String),
+    /// Degraded or unreachable; retrying later may work.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A check found a problem; the report was printed already.
+    #[error("{0}")]
+    CheckFailed(String),
+    /// The daemon answered something the CLI cannot use.
+    #[error("unexpected answer from the daemon: {0}")]
+    Unexpected(String),
+    /// The store failed (offline commands).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A backup could not be taken, checked or restored.
+    #[error(transparent)]
+    Backup(#[from] BackupError),
+    /// Key generation failed.
+    #[error("cannot generate a master key")]
+    KeyGenerate(#[source] crate::crypto::KeyfileError),
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The daemon could not start.
+    #[error("exsec could not start")]
+    Start(#[source] crate::app::StartError),
+    /// The async runtime could not start.
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] io::Error),
+}
+
+impl CliError {
+    /// The exit code of this failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_)
+            | CliError::Invalid(_)
+            | CliError::ValueOnArgv
+            | CliError::Dotenv(_) => exit::USAGE,
+            CliError::NotFound(_) => exit::NOT_FOUND,
+            CliError::Refused(_) => exit::REFUSED,
+            CliError::Unavailable(_) => exit::UNAVAILABLE,
+            CliError::CheckFailed(_) => exit::CHECK_FAILED,
+            CliError::Client(error) => client_exit_code(error),
+            CliError::Store(error) => store_exit_code(error),
+            CliError::Backup(error) => match error {
+                BackupError::Exists { .. }
+                | BackupError::NewerSchema { .. }
+                | BackupError::UnsupportedFormat { .. } => exit::REFUSED,
+                BackupError::NotABackup { .. }
+                | BackupError::Checksum
+                | BackupError::Malformed { .. }
+                | BackupError::Chain(_)
+                | BackupError::HeadMismatch { .. } => exit::CHECK_FAILED,
+                BackupError::Store(error) => store_exit_code(error),
+                BackupError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                    exit::NOT_FOUND
+                }
+                BackupError::Io { .. } | BackupError::Stream(_) => exit::FAILURE,
+            },
+            CliError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                exit::NOT_FOUND
+            }
+            CliError::Io { .. }
+            | CliError::Stdout(_)
+            | CliError::Unexpected(_)
+            | CliError::KeyGenerate(_)
+            | CliError::Config(_)
+            | CliError::Start(_)
+            | CliError::Runtime(_) => exit::FAILURE,
+        }
+    }
+
+    /// A sentence that says how to fix it, when there is more to say than
+    /// the message.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            CliError::ValueOnArgv => Some(
+                "Pipe the value on standard input, e.g. `printf %s \"$VALUE\" | exsec secrets set --app web openai OPENAI_API_KEY`, or run the command in a terminal without a value to be prompted (nothing is echoed). Many values at once: `exsec secrets import --from-env-file FILE`."
+                    .to_owned(),
+            ),
+            CliError::Client(ClientError::Problem(problem)) => {
+                let mut hint = problems::explain(&problem.code).map(str::to_owned);
+                if problem.status == 401 {
+                    hint = hint.map(|h| format!("{h} (Tokens are read from --token-file, else EXSEC_TOKEN.)"));
+                }
+                hint
+            }
+            CliError::Client(ClientError::Connect { .. }) => Some(
+                "Is the daemon running (`systemctl status exsec`, or `exsec serve --config FILE`)? Point the CLI at it with --url or EXSEC_URL.".to_owned(),
+            ),
+            CliError::Store(StoreError::InUse { .. })
+            | CliError::Backup(BackupError::Store(StoreError::InUse { .. })) => Some(
+                "Stop the daemon first (`systemctl stop exsec`), or work on a copy of the file; online checks go through the daemon (`exsec audit verify` without --db).".to_owned(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// An API problem's exit code, by status.
+fn client_exit_code(error: &ClientError) -> u8 {
+    match error {
+        ClientError::Problem(problem) => match problem.status {
+            400 | 405 | 413 | 415 => exit::USAGE,
+            404 => exit::NOT_FOUND,
+            401 | 403 | 409 | 422 => exit::REFUSED,
+            429 | 502..=504 => exit::UNAVAILABLE,
+            _ => exit::FAILURE,
+        },
+        ClientError::InvalidUrl { .. } | ClientError::TlsUnsupported { .. } => exit::USAGE,
+        ClientError::TokenFile { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+            exit::NOT_FOUND
+        }
+        ClientError::Connect { .. } | ClientError::Timeout { .. } | ClientError::Http(_) => {
+            exit::UNAVAILABLE
+        }
+        ClientError::TokenFile { .. } | ClientError::Decode { .. } | ClientError::Sink(_) => {
+            exit::FAILURE
+        }
+    }
+}
+
+fn store_exit_code(error: &StoreError) -> u8 {
+    match error {
+        StoreError::InUse { .. } => exit::UNAVAILABLE,
+        StoreError::NewerSchema { .. } => exit::REFUSED,
+        StoreError::NotFound { .. } => exit::NOT_FOUND,
+        StoreError::Corrupt { .. } | StoreError::CorruptKey { .. } => exit::CHECK_FAILED,
+        _ => exit::FAILURE,
+    }
+}

@@ -1,0 +1,405 @@
+//! `exsec secrets set|list|rm|effective|verify|import`, in both scopes.
+//!
+//! Values come only from standard input or a no-echo prompt (when standard
+//! input is a terminal), are held in zeroizing buffers, go into the request
+//! body and nowhere else: never printed, never in an error. The copy hyper
+//! holds while the request is in flight is out of reach and not claimed.
+
+use std::io::{self, IsTerminal, Read};
+use std::path::Path;
+
+use bytes::Bytes;
+use hyper::Method;
+use serde::Serialize;
+use serde_json::Value;
+use zeroize::Zeroizing;
+
+use super::output::{self, items, line, note, table, text, yes_no};
+use super::{CliError, Context, ScopeArgs, dotenv};
+use crate::model::{AppId, EnvKey, MAX_VALUE_LEN, Provider, Scope, TenantId};
+
+impl ScopeArgs {
+    /// The scope named by `--tenant` or `--app` (clap makes them exclusive).
+    pub(super) fn parse(&self) -> Result<Scope, CliError> {
+        match (&self.tenant, &self.app) {
+            (Some(tenant), None) => Ok(Scope::Tenant(TenantId::parse(tenant)?)),
+            (None, Some(app)) => Ok(Scope::App(AppId::parse(app)?)),
+            _ => Err(CliError::Usage(
+                "give exactly one of --tenant TENANT or --app APP".to_owned(),
+            )),
+        }
+    }
+}
+
+/// `/v1/tenants/{id}` or `/v1/apps/{id}`.
+pub fn scope_path(scope: &Scope) -> String {
+    match scope {
+        Scope::Tenant(id) => format!("/v1/tenants/{id}"),
+        Scope::App(id) => format!("/v1/apps/{id}"),
+    }
+}
+
+/// `tenant acme` or `app web`.
+fn scope_label(scope: &Scope) -> String {
+    format!("{} {}", scope.kind().as_str(), scope.owner())
+}
+
+pub async fn set(
+    context: &Context,
+    scope: &Scope,
+    provider: &str,
+    key: &str,
+) -> Result<(), CliError> {
+    let provider = Provider::parse(provider)?;
+    let key = EnvKey::parse(key)?;
+    let value = read_value(&key)?;
+    let answer = put(context, scope, &provider, &key, &value).await?;
+    drop(value);
+    if context.output.json() {
+        return context.output.value(&answer.body);
+    }
+    line(&format!(
+        "{} {provider}/{key} for {} (version {})",
+        if answer.status == 201 {
+            "created"
+        } else {
+            "replaced"
+        },
+        scope_label(scope),
+        text(&answer.body["version"]),
+    ))
+}
+
+pub async fn list(context: &Context, scope: &Scope) -> Result<(), CliError> {
+    let body = context
+        .client
+        .get(&format!("{}/external-secrets", scope_path(scope)))
+        .await?;
+    if context.output.json() {
+        return context.output.value(&body);
+    }
+    let secrets = items(&body, "secrets");
+    if secrets.is_empty() {
+        return line(&format!("no external secrets for {}", scope_label(scope)));
+    }
+    let rows: Vec<Vec<String>> = secrets
+        .iter()
+        .map(|s| {
+            vec![
+                text(&s["provider"]),
+                text(&s["key"]),
+                text(&s["version"]),
+                text(&s["updated_at"]),
+            ]
+        })
+        .collect();
+    line(&table(&["PROVIDER", "KEY", "VERSION", "UPDATED"], &rows))
+}
+
+pub async fn remove(
+    context: &Context,
+    scope: &Scope,
+    provider: &str,
+    key: &str,
+) -> Result<(), CliError> {
+    let provider = Provider::parse(provider)?;
+    let key = EnvKey::parse(key)?;
+    context
+        .client
+        .request(
+            Method::DELETE,
+            &format!("{}/external-secrets/{provider}/{key}", scope_path(scope)),
+            None,
+            &[],
+        )
+        .await?;
+    if context.output.json() {
+        return context.output.value(&serde_json::json!({
+            "removed": true, "provider": provider.as_str(), "key": key.as_str(),
+            "scope": scope.kind().as_str(), "owner": scope.owner(),
+        }));
+    }
+    line(&format!(
+        "removed {provider}/{key} from {}; the next deploy removes it from the cluster",
+        scope_label(scope)
+    ))
+}
+
+pub async fn effective(context: &Context, app: &str) -> Result<(), CliError> {
+    let app = AppId::parse(app)?;
+    let body = context
+        .client
+        .get(&format!("/v1/apps/{app}/external-secrets/effective"))
+        .await?;
+    if context.output.json() {
+        return context.output.value(&body);
+    }
+    let keys = items(&body, "keys");
+    let mut lines = Vec::new();
+    if keys.is_empty() {
+        lines.push(format!(
+            "app {app} (tenant {}) has no external secrets",
+            text(&body["tenant_id"])
+        ));
+    } else {
+        let rows: Vec<Vec<String>> = keys
+            .iter()
+            .map(|k| {
+                vec![
+                    text(&k["key"]),
+                    text(&k["provider"]),
+                    text(&k["source"]),
+                    yes_no(&k["overrides_tenant"]),
+                    yes_no(&k["redeploy_needed"]),
+                    text(&k["version"]),
+                ]
+            })
+            .collect();
+        lines.push(table(
+            &[
+                "KEY",
+                "PROVIDER",
+                "SOURCE",
+                "OVERRIDES_TENANT",
+                "REDEPLOY_NEEDED",
+                "VERSION",
+            ],
+            &rows,
+        ));
+    }
+    let removed = items(&body, "removed_since_deploy");
+    if !removed.is_empty() {
+        lines.push(format!(
+            "removed since the last deploy (still in the cluster until the next one): {}",
+            output::names(removed)
+        ));
+    }
+    for warning in items(&body, "warnings") {
+        lines.push(format!(
+            "warning: {} ({})",
+            text(&warning["message"]),
+            text(&warning["code"])
+        ));
+    }
+    line(&lines.join("\n"))
+}
+
+pub async fn verify(
+    context: &Context,
+    scope: &Scope,
+    provider: &str,
+    key: &str,
+) -> Result<(), CliError> {
+    let provider = Provider::parse(provider)?;
+    let key = EnvKey::parse(key)?;
+    let value = read_value(&key)?;
+    let body = value_body(&value)?;
+    drop(value);
+    let answer = context
+        .client
+        .request(
+            Method::POST,
+            &format!(
+                "{}/external-secrets/{provider}/{key}/verify",
+                scope_path(scope)
+            ),
+            Some(body),
+            &[],
+        )
+        .await?;
+    let matched = answer.body["match"].as_bool().ok_or_else(|| {
+        CliError::Unexpected("the verify answer has no boolean `match`".to_owned())
+    })?;
+    if context.output.json() {
+        context.output.value(&answer.body)?;
+    } else if matched {
+        line(&format!(
+            "match: the value given equals the stored {provider}/{key} of {}",
+            scope_label(scope)
+        ))?;
+    }
+    if !matched {
+        return Err(CliError::CheckFailed(format!(
+            "no match: the value given differs from the stored {provider}/{key} of {}",
+            scope_label(scope)
+        )));
+    }
+    Ok(())
+}
+
+pub async fn import(
+    context: &Context,
+    scope: &Scope,
+    provider: &str,
+    file: &Path,
+) -> Result<(), CliError> {
+    let provider = Provider::parse(provider)?;
+    let text = read_env_file(file)?;
+    let entries = dotenv::parse(&text)?;
+    drop(text);
+    if entries.is_empty() {
+        return Err(CliError::Usage(format!(
+            "{} holds no KEY=VALUE lines",
+            file.display()
+        )));
+    }
+    let mut results = Vec::new();
+    for entry in &entries {
+        let written = put(context, scope, &provider, &entry.key, &entry.value).await;
+        let answer = match written {
+            Ok(answer) => answer,
+            Err(error) => {
+                if !results.is_empty() {
+                    note(&format!(
+                        "imported {} of {} before line {} failed; the rest were not sent",
+                        results.len(),
+                        entries.len(),
+                        entry.line
+                    ));
+                }
+                return Err(error);
+            }
+        };
+        let outcome = if answer.status == 201 {
+            "created"
+        } else {
+            "replaced"
+        };
+        results.push((entry.key.to_string(), outcome, answer.body));
+    }
+    if context.output.json() {
+        let imported: Vec<Value> = results
+            .iter()
+            .map(|(key, outcome, body)| {
+                serde_json::json!({ "key": key, "outcome": outcome, "version": body["version"] })
+            })
+            .collect();
+        return context.output.value(&serde_json::json!({
+            "provider": provider.as_str(),
+            "scope": scope.kind().as_str(),
+            "owner": scope.owner(),
+            "imported": imported,
+        }));
+    }
+    let rows: Vec<Vec<String>> = results
+        .iter()
+        .map(|(key, outcome, body)| {
+            vec![
+                format!("{provider}/{key}"),
+                (*outcome).to_owned(),
+                output::text(&body["version"]),
+            ]
+        })
+        .collect();
+    line(&format!(
+        "{}\nimported {} keys into {}",
+        table(&["SECRET", "OUTCOME", "VERSION"], &rows),
+        results.len(),
+        scope_label(scope)
+    ))
+}
+
+/// `PUT …/external-secrets/{provider}/{key}` with the value.
+async fn put(
+    context: &Context,
+    scope: &Scope,
+    provider: &Provider,
+    key: &EnvKey,
+    value: &str,
+) -> Result<super::client::Answer, CliError> {
+    let body = value_body(value)?;
+    Ok(context
+        .client
+        .request(
+            Method::PUT,
+            &format!("{}/external-secrets/{provider}/{key}", scope_path(scope)),
+            Some(body),
+            &[],
+        )
+        .await?)
+}
+
+/// `{"value": …}`, built without an intermediate `serde_json::Value`.
+fn value_body(value: &str) -> Result<Bytes, CliError> {
+    #[derive(Serialize)]
+    struct ValueBody<'a> {
+        value: &'a str,
+    }
+    let encoded = Zeroizing::new(
+        serde_json::to_vec(&ValueBody { value })
+            .map_err(|_| CliError::Usage("the value cannot be encoded as JSON".to_owned()))?,
+    );
+    Ok(Bytes::copy_from_slice(&encoded))
+}
+
+/// Reads a value from a no-echo prompt when standard input is a
+/// terminal, else from standard input (one trailing newline dropped).
+fn read_value(key: &EnvKey) -> Result<Zeroizing<String>, CliError> {
+    let stdin = io::stdin();
+    if stdin.is_terminal() {
+        let value = rpassword::prompt_password(format!("value for {key} (not echoed): "))
+            .map(Zeroizing::new)
+            .map_err(|source| CliError::Io {
+                action: "cannot read the value from",
+                path: "the terminal".into(),
+                source,
+            })?;
+        if value.is_empty() {
+            return Err(CliError::Usage("no value entered".to_owned()));
+        }
+        return Ok(value);
+    }
+    let mut bytes = Zeroizing::new(Vec::new());
+    let limit = u64::try_from(MAX_VALUE_LEN).unwrap_or(u64::MAX) + 2;
+    stdin
+        .lock()
+        .take(limit)
+        .read_to_end(&mut bytes)
+        .map_err(|source| CliError::Io {
+            action: "cannot read the value from",
+            path: "standard input".into(),
+            source,
+        })?;
+    if bytes.ends_with(b"\n") {
+        bytes.pop();
+        if bytes.ends_with(b"\r") {
+            bytes.pop();
+        }
+    }
+    if bytes.is_empty() {
+        return Err(CliError::Usage(format!(
+            "no value on standard input for {key}: pipe it, e.g. `printf %s \"$VALUE\" | exsec secrets set ...`, or run in a terminal to be prompted"
+        )));
+    }
+    if bytes.len() > MAX_VALUE_LEN {
+        return Err(CliError::Usage(format!(
+            "the value on standard input is larger than {} KiB",
+            MAX_VALUE_LEN / 1024
+        )));
+    }
+    match String::from_utf8(std::mem::take(&mut *bytes)) {
+        Ok(text) => Ok(Zeroizing::new(text)),
+        Err(error) => {
+            drop(Zeroizing::new(error.into_bytes()));
+            Err(CliError::Usage(
+                "the value on standard input is not UTF-8".to_owned(),
+            ))
+        }
+    }
+}
+
+/// The dotenv file as text (`-` is standard input), wiped when dropped.
+fn read_env_file(file: &Path) -> Result<Zeroizing<String>, CliError> {
+    let mut text = Zeroizing::new(String::new());
+    let read = if file == Path::new("-") {
+        io::stdin().lock().read_to_string(&mut text)
+    } else {
+        std::fs::File::open(file).and_then(|mut f| f.read_to_string(&mut text))
+    };
+    read.map_err(|source| CliError::Io {
+        action: "cannot read the env file",
+        path: file.to_owned(),
+        source,
+    })?;
+    Ok(text)
+}
