@@ -62,20 +62,32 @@ pub struct Cli {
 #[derive(Debug, Args)]
 struct Global {
     /// The daemon's URL.
-    #[arg(long, global = true, env = "EXSEC_URL", default_value = DEFAULT_URL, value_name = "URL")]
+    #[arg(help_heading = "Global options", long, global = true, env = "EXSEC_URL", default_value = DEFAULT_URL, value_name = "URL")]
     url: String,
     /// A file holding the token (admin token file, or a minted tenant
     /// token). Without it, the token text is read from EXSEC_TOKEN. There
     /// is no --token: arguments are visible to every user.
-    #[arg(long, global = true, env = "EXSEC_TOKEN_FILE", value_name = "FILE")]
+    #[arg(
+        help_heading = "Global options",
+        long,
+        global = true,
+        env = "EXSEC_TOKEN_FILE",
+        value_name = "FILE"
+    )]
     token_file: Option<PathBuf>,
     /// CA certificate for an https:// daemon URL. Accepted for forward
     /// compatibility: TLS is not supported by this version, and an
     /// https:// URL is refused.
-    #[arg(long, global = true, env = "EXSEC_CACERT", value_name = "FILE")]
+    #[arg(
+        help_heading = "Global options",
+        long,
+        global = true,
+        env = "EXSEC_CACERT",
+        value_name = "FILE"
+    )]
     cacert: Option<PathBuf>,
     /// Output format: aligned tables for people, or JSON for scripts.
-    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Format::Human)]
+    #[arg(help_heading = "Global options", long, short = 'o', global = true, value_enum, default_value_t = Format::Human)]
     output: Format,
 }
 

@@ -10,6 +10,8 @@ mod system;
 mod tenants;
 mod tokens;
 
+pub use backup::CONTENT_TYPE as BACKUP_CONTENT_TYPE;
+
 use super::routes::RouteId;
 use super::{Call, Reply};
 use crate::api::problem::ApiError;

@@ -1,0 +1,304 @@
+//! `exsec audit verify`: online through the daemon, offline on the redb
+//! file; an edited event is named, a cut tail is caught against an anchor,
+//! the live file is refused; retention prunes and the chain still verifies;
+//! the daemon logs anchors.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{admin, exsec, seed_acme_web};
+use crate::server::{Options, TestServer};
+
+async fn activity(server: &TestServer) {
+    seed_acme_web(server).await;
+    for (key, value) in [("A_KEY", "sk-a"), ("B_KEY", "sk-b"), ("C_KEY", "sk-c")] {
+        server
+            .set_secret("/v1/apps/web", "openai", key, value)
+            .await;
+    }
+    admin(server, &["deploy", "web", "--image", "nginx"], None)
+        .await
+        .expect(0);
+}
+
+#[tokio::test]
+async fn an_edited_event_is_named_and_a_cut_tail_is_caught_by_its_anchor() {
+    let server = TestServer::start().await;
+    activity(&server).await;
+
+    // Online: the whole chain, and the head as an anchor to keep.
+    let online = admin(&server, &["audit", "verify", "-o", "json"], None).await;
+    let report = online.expect(0).json();
+    assert_eq!(report["ok"], true);
+    let head = report["head"].clone();
+    let head_seq = head["seq"].as_u64().unwrap();
+    assert_eq!(report["events"], head_seq);
+    let anchor = format!("{}:{}", head_seq, head["hash"].as_str().unwrap());
+    admin(&server, &["audit", "verify", "--anchor", &anchor], None)
+        .await
+        .expect(0);
+    let forged = format!("{}:{}", head_seq, "0".repeat(64));
+    let mismatch = admin(&server, &["audit", "verify", "--anchor", &forged], None).await;
+    mismatch.expect(6);
+    assert!(
+        mismatch
+            .stderr
+            .contains(&format!("audit event {head_seq} differs from the anchor")),
+        "{}",
+        mismatch.stderr
+    );
+    let token = server.mint("acme").await;
+    exsec(
+        Some(&server),
+        Some(token.trim()),
+        &["audit", "verify"],
+        None,
+    )
+    .await
+    .expect(4);
+
+    // Offline on the live file: refused while the daemon holds it.
+    let live = server.path("exsec.redb");
+    let busy = exsec(
+        None,
+        None,
+        &["audit", "verify", "--db", live.to_str().unwrap()],
+        None,
+    )
+    .await;
+    busy.expect(5);
+    assert!(
+        busy.stderr.contains("is in use by another exsec process"),
+        "{}",
+        busy.stderr
+    );
+
+    let dir = server.stop().await;
+    let original = dir.path().join("exsec.redb");
+    let clean = exsec(
+        None,
+        None,
+        &[
+            "audit",
+            "verify",
+            "--db",
+            original.to_str().unwrap(),
+            "--anchor",
+            &anchor,
+        ],
+        None,
+    )
+    .await;
+    assert!(
+        clean.expect(0).stdout.starts_with("audit log verified"),
+        "{}",
+        clean.stdout
+    );
+
+    // One event edited in a copy: verification fails and names it.
+    let edited = dir.path().join("edited.redb");
+    std::fs::copy(&original, &edited).unwrap();
+    let found = exsec::store::testing::tamper_audit_event(&edited, 4, |event| {
+        event.actor = "intruder".to_owned();
+    })
+    .unwrap();
+    assert!(found);
+    let broken = exsec(
+        None,
+        None,
+        &["audit", "verify", "--db", edited.to_str().unwrap()],
+        None,
+    )
+    .await;
+    broken.expect(6);
+    assert!(
+        broken
+            .stderr
+            .contains("audit event 4 was altered: its content does not match its hash"),
+        "{}",
+        broken.stderr
+    );
+    let json = exsec(
+        None,
+        None,
+        &[
+            "audit",
+            "verify",
+            "--db",
+            edited.to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(json.expect(6).json()["broken_seq"], 4);
+
+    // The tail cut off a copy: the chain alone still verifies, the anchor
+    // does not.
+    let cut = dir.path().join("cut.redb");
+    std::fs::copy(&original, &cut).unwrap();
+    // Events after the anchor (the token minted above) go too.
+    let removed = exsec::store::testing::truncate_audit_log(&cut, head_seq - 2).unwrap();
+    assert!(removed >= 2, "{removed}");
+    exsec(
+        None,
+        None,
+        &["audit", "verify", "--db", cut.to_str().unwrap()],
+        None,
+    )
+    .await
+    .expect(0);
+    let truncated = exsec(
+        None,
+        None,
+        &[
+            "audit",
+            "verify",
+            "--db",
+            cut.to_str().unwrap(),
+            "--anchor",
+            &anchor,
+        ],
+        None,
+    )
+    .await;
+    truncated.expect(6);
+    assert!(
+        truncated.stderr.contains(&format!(
+            "audit log ends at event {}, but an anchor recorded event {head_seq}",
+            head_seq - 2
+        )),
+        "{}",
+        truncated.stderr
+    );
+
+    let missing = exsec(
+        None,
+        None,
+        &[
+            "audit",
+            "verify",
+            "--db",
+            dir.path().join("nope.redb").to_str().unwrap(),
+        ],
+        None,
+    )
+    .await;
+    missing.expect(3);
+    assert!(
+        !dir.path().join("nope.redb").exists(),
+        "verify must not create a database"
+    );
+}
+
+#[tokio::test]
+async fn retention_prunes_old_events_and_the_chain_still_verifies() {
+    let server = TestServer::start_with(Options {
+        extra_config: "[audit]\nanchor_interval = \"1s\"\nretention = \"1s\"\n".to_owned(),
+        ..Options::default()
+    })
+    .await;
+    activity(&server).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let pruned = admin(
+            &server,
+            &["audit", "list", "--type", "audit.pruned", "-o", "json"],
+            None,
+        )
+        .await
+        .json();
+        if pruned["events"].as_array().is_some_and(|e| !e.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "nothing was pruned");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let first = admin(
+        &server,
+        &["audit", "list", "--limit", "1", "-o", "json"],
+        None,
+    )
+    .await
+    .json();
+    assert!(
+        first["events"][0]["seq"].as_u64().unwrap() > 1,
+        "old events are gone"
+    );
+    let online = admin(&server, &["audit", "verify"], None).await;
+    assert!(
+        online
+            .expect(0)
+            .stdout
+            .contains("from the checkpoint at seq"),
+        "{}",
+        online.stdout
+    );
+    let dir = server.stop().await;
+    let offline = exsec(
+        None,
+        None,
+        &[
+            "audit",
+            "verify",
+            "--db",
+            dir.path().join("exsec.redb").to_str().unwrap(),
+        ],
+        None,
+    )
+    .await;
+    assert!(
+        offline
+            .expect(0)
+            .stdout
+            .contains("from the checkpoint at seq"),
+        "{}",
+        offline.stdout
+    );
+}
+
+/// The daemon run as a user would (`exsec serve`) logs an anchor at start.
+#[test]
+fn the_daemon_logs_an_anchor_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = \"exsec.redb\"\ncache_size = \"4MiB\"\n[keys]\ndir = \"keys.d\"\n[auth]\nadmin_token_file = \"admin.token\"\n[cluster]\ntarget = \"manifests\"\n[manifests]\ndir = \"manifests\"\n[log]\nformat = \"json\"\n",
+    )
+    .unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_exsec"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("EXSEC_") || name == "RUST_LOG" {
+            command.env_remove(name);
+        }
+    }
+    let mut child = command
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("exsec::audit::anchor") {
+                let _ = sender.send(line);
+                break;
+            }
+        }
+    });
+    let line = receiver.recv_timeout(Duration::from_secs(30));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let line = line.expect("no anchor was logged within 30 s");
+    let logged: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(logged["fields"]["seq"], 0);
+    assert_eq!(logged["fields"]["hash"], "0".repeat(64));
+    assert_eq!(logged["target"], "exsec::audit::anchor");
+}

@@ -1,0 +1,543 @@
+//! The client commands end to end: values only from standard input, lists
+//! without values, the override winning, the deploy's injection outcome,
+//! JSON output, tokens, and the documented exit codes with their hints.
+
+use super::{admin, exsec, seed_acme_web};
+use crate::server::TestServer;
+
+#[tokio::test]
+async fn a_secret_set_from_stdin_is_listed_without_its_value_and_the_override_wins() {
+    let server = TestServer::start().await;
+    admin(&server, &["tenants", "create", "acme"], None)
+        .await
+        .expect(0);
+    let registered = admin(
+        &server,
+        &[
+            "apps",
+            "register",
+            "web",
+            "--tenant",
+            "acme",
+            "--require-env",
+            "OPENAI_API_KEY",
+        ],
+        None,
+    )
+    .await;
+    registered.expect(0);
+    assert_eq!(registered.stdout.trim(), "registered app web (tenant acme)");
+
+    let set = admin(
+        &server,
+        &[
+            "secrets",
+            "set",
+            "--tenant",
+            "acme",
+            "openai",
+            "OPENAI_API_KEY",
+        ],
+        Some("sk-tenant-default\n"),
+    )
+    .await;
+    set.expect(0);
+    assert_eq!(
+        set.stdout.trim(),
+        "created openai/OPENAI_API_KEY for tenant acme (version 1)"
+    );
+    admin(
+        &server,
+        &["secrets", "set", "--app", "web", "openai", "OPENAI_API_KEY"],
+        Some("sk-app-override"),
+    )
+    .await
+    .expect(0);
+    let replaced = admin(
+        &server,
+        &["secrets", "set", "--app", "web", "openai", "OPENAI_API_KEY"],
+        Some("sk-app-override-2\r\n"),
+    )
+    .await;
+    assert_eq!(
+        replaced.expect(0).stdout.trim(),
+        "replaced openai/OPENAI_API_KEY for app web (version 2)"
+    );
+
+    let listed = admin(&server, &["secrets", "list", "--app", "web"], None).await;
+    listed.expect(0);
+    let lines: Vec<&str> = listed.stdout.lines().collect();
+    assert!(lines[0].starts_with("PROVIDER  KEY"), "{}", listed.stdout);
+    assert!(
+        lines[1].starts_with("openai    OPENAI_API_KEY  2"),
+        "{}",
+        listed.stdout
+    );
+    let listed_json = admin(
+        &server,
+        &["secrets", "list", "--tenant", "acme", "--output", "json"],
+        None,
+    )
+    .await;
+    let secrets = listed_json.expect(0).json();
+    assert_eq!(secrets["secrets"][0]["key"], "OPENAI_API_KEY");
+    assert!(secrets["secrets"][0].get("value").is_none());
+    for run in [&set, &listed, &listed_json] {
+        assert!(!run.all().contains("sk-"), "a value was printed: {run:?}");
+    }
+
+    let effective = admin(&server, &["secrets", "effective", "--app", "web"], None).await;
+    effective.expect(0);
+    let row = effective
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("OPENAI_API_KEY"))
+        .unwrap();
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        cells,
+        ["OPENAI_API_KEY", "openai", "app", "yes", "yes", "2"]
+    );
+    let effective = admin(
+        &server,
+        &["secrets", "effective", "--app", "web", "-o", "json"],
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(effective["keys"][0]["source"], "app");
+    assert_eq!(effective["keys"][0]["overrides_tenant"], true);
+
+    let deployed = admin(&server, &["deploy", "web", "--image", "nginx:1.27"], None).await;
+    deployed.expect(0);
+    assert!(
+        deployed.stdout.contains(
+            "external secrets: injected 1 keys into Secret app-web-external-secrets: OPENAI_API_KEY"
+        ),
+        "{}",
+        deployed.stdout
+    );
+    assert!(
+        deployed.stdout.contains("warning:"),
+        "tenant inferred: {}",
+        deployed.stdout
+    );
+    let values = server.manifest_values("web").unwrap();
+    assert_eq!(values["OPENAI_API_KEY"], "sk-app-override-2");
+
+    let again = admin(
+        &server,
+        &[
+            "deploy",
+            "web",
+            "--image",
+            "nginx:1.28",
+            "--tenant",
+            "acme",
+            "--replicas",
+            "2",
+            "--output",
+            "json",
+        ],
+        None,
+    )
+    .await
+    .expect(0)
+    .json();
+    assert_eq!(again["external_secrets"]["status"], "injected");
+    assert_eq!(again["replicas"], 2);
+    let deploy_id = again["deploy_id"].as_str().unwrap().to_owned();
+
+    let dry = admin(
+        &server,
+        &["deploy", "web", "--image", "nginx:1.28", "--dry-run"],
+        None,
+    )
+    .await;
+    assert!(
+        dry.expect(0).stdout.contains("unchanged: OPENAI_API_KEY"),
+        "{}",
+        dry.stdout
+    );
+
+    let history = admin(&server, &["deploys", "web"], None).await;
+    history.expect(0);
+    assert_eq!(history.stdout.lines().count(), 3, "{}", history.stdout);
+    assert!(
+        history
+            .stdout
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with(&deploy_id)
+    );
+    let one = admin(&server, &["deploys", "web", &deploy_id], None).await;
+    assert!(
+        one.expect(0).stdout.contains("image: nginx:1.28"),
+        "{}",
+        one.stdout
+    );
+
+    let injected = admin(
+        &server,
+        &[
+            "audit",
+            "list",
+            "--type",
+            "external_secret.injected",
+            "--output",
+            "json",
+        ],
+        None,
+    )
+    .await
+    .expect(0)
+    .json();
+    let events = injected["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["data"]["key_count"], 1);
+
+    let matched = admin(
+        &server,
+        &[
+            "secrets",
+            "verify",
+            "--app",
+            "web",
+            "openai",
+            "OPENAI_API_KEY",
+        ],
+        Some("sk-app-override-2"),
+    )
+    .await;
+    assert!(matched.expect(0).stdout.starts_with("match:"));
+    let mismatch = admin(
+        &server,
+        &[
+            "secrets",
+            "verify",
+            "--app",
+            "web",
+            "openai",
+            "OPENAI_API_KEY",
+        ],
+        Some("sk-tenant-default"),
+    )
+    .await;
+    mismatch.expect(6);
+    assert!(mismatch.stderr.contains("no match"), "{}", mismatch.stderr);
+    assert!(!mismatch.all().contains("sk-"));
+
+    let removed = admin(
+        &server,
+        &["secrets", "rm", "--app", "web", "openai", "OPENAI_API_KEY"],
+        None,
+    )
+    .await;
+    removed.expect(0);
+    let effective = admin(
+        &server,
+        &["secrets", "effective", "--app", "web", "-o", "json"],
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(effective["keys"][0]["source"], "tenant");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_value_on_the_command_line_is_refused_and_never_echoed() {
+    let server = TestServer::start().await;
+    seed_acme_web(&server).await;
+    for args in [
+        &[
+            "secrets",
+            "set",
+            "--app",
+            "web",
+            "openai",
+            "OPENAI_API_KEY",
+            "sk-live-abc",
+        ][..],
+        &[
+            "secrets",
+            "set",
+            "--app",
+            "web",
+            "openai",
+            "OPENAI_API_KEY",
+            "--value",
+            "sk-live-abc",
+        ],
+        &[
+            "secrets",
+            "set",
+            "--app",
+            "web",
+            "openai",
+            "OPENAI_API_KEY",
+            "--value=sk-live-abc",
+        ],
+        &[
+            "secrets",
+            "verify",
+            "--app",
+            "web",
+            "openai",
+            "OPENAI_API_KEY",
+            "--sk-live-abc",
+        ],
+    ] {
+        let refused = admin(&server, args, Some("")).await;
+        refused.expect(2);
+        assert!(
+            refused
+                .stderr
+                .contains("secret values are never taken from the command line"),
+            "{}",
+            refused.stderr
+        );
+        assert!(
+            refused.stderr.contains("hint: Pipe the value"),
+            "{}",
+            refused.stderr
+        );
+        assert!(!refused.all().contains("sk-live-abc"), "{refused:?}");
+    }
+    let empty = admin(
+        &server,
+        &["secrets", "set", "--app", "web", "openai", "OPENAI_API_KEY"],
+        None,
+    )
+    .await;
+    empty.expect(2);
+    assert!(
+        empty.stderr.contains("no value on standard input"),
+        "{}",
+        empty.stderr
+    );
+    let listed = admin(
+        &server,
+        &["secrets", "list", "--app", "web", "-o", "json"],
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(listed["secrets"], serde_json::json!([]));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn import_reads_a_dotenv_file_and_names_a_bad_line() {
+    let server = TestServer::start().await;
+    seed_acme_web(&server).await;
+    let file = server.path("app.env");
+    std::fs::write(
+        &file,
+        "# keys for web\nexport OPENAI_API_KEY='sk-one'\n\nSTRIPE_KEY=\"sk-two\\n\" # test\nPLAIN=sk-three\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap().to_owned();
+    let imported = admin(
+        &server,
+        &[
+            "secrets",
+            "import",
+            "--app",
+            "web",
+            "--provider",
+            "vendor",
+            "--from-env-file",
+            &file,
+        ],
+        None,
+    )
+    .await;
+    imported.expect(0);
+    assert!(
+        imported.stdout.contains("imported 3 keys into app web"),
+        "{}",
+        imported.stdout
+    );
+    assert!(!imported.all().contains("sk-"));
+    admin(&server, &["deploy", "web", "--image", "nginx"], None)
+        .await
+        .expect(0);
+    let values = server.manifest_values("web").unwrap();
+    assert_eq!(values["OPENAI_API_KEY"], "sk-one");
+    assert_eq!(values["STRIPE_KEY"], "sk-two\n");
+    assert_eq!(values["PLAIN"], "sk-three");
+
+    let bad = server.path("bad.env");
+    std::fs::write(&bad, "GOOD=sk-fine\nsk-live-leaked-line\n").unwrap();
+    let refused = admin(
+        &server,
+        &[
+            "secrets",
+            "import",
+            "--tenant",
+            "acme",
+            "--provider",
+            "vendor",
+            "--from-env-file",
+            bad.to_str().unwrap(),
+        ],
+        None,
+    )
+    .await;
+    refused.expect(2);
+    assert!(
+        refused
+            .stderr
+            .contains("line 2 of the env file: expected KEY=VALUE"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!refused.all().contains("sk-"), "{refused:?}");
+    // Nothing of a malformed file is written.
+    let listed = admin(
+        &server,
+        &["secrets", "list", "--tenant", "acme", "-o", "json"],
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(listed["secrets"], serde_json::json!([]));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn tokens_and_errors_map_to_documented_exit_codes() {
+    let server = TestServer::start().await;
+    seed_acme_web(&server).await;
+    admin(&server, &["tenants", "create", "globex"], None)
+        .await
+        .expect(0);
+    admin(
+        &server,
+        &["apps", "register", "shop", "--tenant", "globex"],
+        None,
+    )
+    .await
+    .expect(0);
+
+    let minted = admin(&server, &["tokens", "mint", "acme"], None).await;
+    minted.expect(0);
+    let token = minted.stdout.trim().to_owned();
+    assert!(
+        token.starts_with("exs_"),
+        "only the token on stdout: {minted:?}"
+    );
+    assert!(minted.stderr.contains("shown once"));
+    let token_id = token.split('_').nth(1).unwrap().to_owned();
+
+    // A tenant token sees its own tenant only; others are "not found".
+    let tenants = exsec(Some(&server), Some(&token), &["tenants", "list"], None).await;
+    assert_eq!(
+        tenants.expect(0).stdout.lines().count(),
+        2,
+        "{}",
+        tenants.stdout
+    );
+    let other = exsec(Some(&server), Some(&token), &["apps", "get", "shop"], None).await;
+    other.expect(3);
+    assert!(other.stderr.contains("app_not_found"), "{}", other.stderr);
+    assert!(
+        other.stderr.contains("hint: The app does not exist"),
+        "{}",
+        other.stderr
+    );
+    let keys = exsec(Some(&server), Some(&token), &["keys", "status"], None).await;
+    keys.expect(3);
+    assert!(
+        keys.stderr.contains("needs the admin token"),
+        "{}",
+        keys.stderr
+    );
+
+    let listed = admin(&server, &["tokens", "list", "acme", "-o", "json"], None)
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(listed["tokens"][0]["token_id"], token_id.as_str());
+    admin(&server, &["tokens", "revoke", "acme", &token_id], None)
+        .await
+        .expect(0);
+    let revoked = exsec(Some(&server), Some(&token), &["tenants", "list"], None).await;
+    revoked.expect(4);
+    assert!(
+        revoked.stderr.contains("unauthenticated"),
+        "{}",
+        revoked.stderr
+    );
+    assert!(
+        revoked.stderr.contains("--token-file"),
+        "{}",
+        revoked.stderr
+    );
+
+    let conflict = admin(&server, &["tenants", "delete", "acme"], None).await;
+    conflict.expect(4);
+    assert!(
+        conflict.stderr.contains("Delete its apps first"),
+        "{}",
+        conflict.stderr
+    );
+    let invalid = admin(&server, &["tenants", "create", "Not_A_Label"], None).await;
+    invalid.expect(2);
+    let json_error = admin(&server, &["apps", "get", "nope", "-o", "json"], None).await;
+    json_error.expect(3);
+    let error: serde_json::Value = serde_json::from_str(json_error.stderr.trim()).unwrap();
+    assert_eq!(error["exit_code"], 3);
+    assert_eq!(error["problem"]["code"], "app_not_found");
+
+    let status = admin(&server, &["keys", "status"], None).await;
+    status.expect(0);
+    assert!(
+        status.stdout.contains("rotation: idle"),
+        "{}",
+        status.stdout
+    );
+
+    let dir = server.stop().await;
+    let unreachable = exsec(
+        None,
+        None,
+        &["--url", "http://127.0.0.1:9", "tenants", "list"],
+        None,
+    )
+    .await;
+    unreachable.expect(5);
+    assert!(unreachable.stderr.contains("cannot reach the exsec daemon"));
+    let https = exsec(
+        None,
+        None,
+        &["--url", "https://127.0.0.1:7780", "tenants", "list"],
+        None,
+    )
+    .await;
+    https.expect(2);
+    assert!(
+        https.stderr.contains("does not support yet"),
+        "{}",
+        https.stderr
+    );
+    drop(dir);
+}
+
+#[tokio::test]
+async fn completions_and_the_man_page_come_from_the_same_definitions() {
+    let bash = exsec(None, None, &["completions", "bash"], None).await;
+    assert!(bash.expect(0).stdout.contains("doctor"));
+    let man = exsec(None, None, &["man"], None).await;
+    man.expect(0);
+    assert!(
+        man.stdout.starts_with(".ie") || man.stdout.contains(".TH exsec"),
+        "{}",
+        &man.stdout[..200.min(man.stdout.len())]
+    );
+    assert!(man.stdout.contains("doctor"));
+    let help = exsec(None, None, &["--help"], None).await;
+    assert!(help.expect(0).stdout.contains("6  a check found a problem"));
+}

@@ -1,0 +1,332 @@
+//! `exsec doctor APP`: all ok on a healthy app, and each troubleshooting
+//! row reported in a scenario built to trigger it.
+
+use serde_json::Value;
+
+use super::{admin, edit_manifest, exsec, seed_acme_web};
+use crate::server::{Options, TestServer};
+
+/// `exsec doctor APP -o json` as the admin: the checks by name.
+async fn doctor(server: &TestServer, app: &str) -> (i32, Vec<(String, String, String)>) {
+    let run = admin(server, &["doctor", app, "-o", "json"], None).await;
+    let report = run.json();
+    let checks = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["check"].as_str().unwrap().to_owned(),
+                c["status"].as_str().unwrap().to_owned(),
+                c["detail"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    (run.code, checks)
+}
+
+fn row<'a>(checks: &'a [(String, String, String)], name: &str) -> (&'a str, &'a str) {
+    checks
+        .iter()
+        .find(|(n, _, _)| n == name)
+        .map(|(_, status, detail)| (status.as_str(), detail.as_str()))
+        .unwrap_or_else(|| panic!("no check {name}: {checks:?}"))
+}
+
+async fn set(server: &TestServer, scope: &[&str], key: &str, value: &str) {
+    let mut args = vec!["secrets", "set"];
+    args.extend_from_slice(scope);
+    args.extend_from_slice(&["openai", key]);
+    admin(server, &args, Some(value)).await.expect(0);
+}
+
+async fn deploy(server: &TestServer) {
+    admin(server, &["deploy", "web", "--image", "nginx:1.27"], None)
+        .await
+        .expect(0);
+}
+
+#[tokio::test]
+async fn a_healthy_app_passes_every_check() {
+    let server = TestServer::start().await;
+    seed_acme_web(&server).await;
+    set(&server, &["--tenant", "acme"], "OPENAI_API_KEY", "sk-1").await;
+    deploy(&server).await;
+
+    let human = admin(&server, &["doctor", "web"], None).await;
+    human.expect(0);
+    assert!(
+        human.stdout.starts_with("doctor: app web (tenant acme)"),
+        "{}",
+        human.stdout
+    );
+    assert!(
+        human.stdout.trim_end().ends_with("all checks passed"),
+        "{}",
+        human.stdout
+    );
+    let (code, checks) = doctor(&server, "web").await;
+    assert_eq!(code, 0);
+    for (name, status, detail) in &checks {
+        // The manifests target cannot report rollouts.
+        let expected = if name == "rollout" { "skipped" } else { "ok" };
+        assert_eq!(status, expected, "{name}: {detail}");
+    }
+    assert_eq!(checks.len(), 9);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn no_secrets_and_never_deployed_are_problems() {
+    let server = TestServer::start().await;
+    seed_acme_web(&server).await;
+    let (code, checks) = doctor(&server, "web").await;
+    assert_eq!(code, 6);
+    assert_eq!(row(&checks, "secrets").0, "problem");
+    assert_eq!(row(&checks, "envFrom").0, "problem", "no Deployment yet");
+    let human = admin(&server, &["doctor", "web"], None).await;
+    human.expect(6);
+    assert!(
+        human
+            .stdout
+            .contains("fix: exsec secrets set --tenant acme PROVIDER KEY"),
+        "{}",
+        human.stdout
+    );
+    assert!(human.stderr.contains("doctor found"), "{}", human.stderr);
+
+    set(&server, &["--tenant", "acme"], "OPENAI_API_KEY", "sk-1").await;
+    let (_, checks) = doctor(&server, "web").await;
+    assert_eq!(row(&checks, "secrets").0, "ok");
+    assert_eq!(
+        row(&checks, "redeploy"),
+        ("problem", "no deploy has injected the app's secrets yet")
+    );
+    assert_eq!(row(&checks, "cluster secret").0, "problem");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_change_after_the_last_deploy_asks_for_a_redeploy() {
+    let server = TestServer::start().await;
+    seed_acme_web(&server).await;
+    set(&server, &["--tenant", "acme"], "OPENAI_API_KEY", "sk-1").await;
+    set(&server, &["--tenant", "acme"], "OLD_KEY", "sk-old").await;
+    deploy(&server).await;
+    set(&server, &["--tenant", "acme"], "OPENAI_API_KEY", "sk-2").await;
+    admin(
+        &server,
+        &["secrets", "rm", "--tenant", "acme", "openai", "OLD_KEY"],
+        None,
+    )
+    .await
+    .expect(0);
+
+    let (code, checks) = doctor(&server, "web").await;
+    assert_eq!(code, 6);
+    let (status, detail) = row(&checks, "redeploy");
+    assert_eq!(status, "problem");
+    assert!(
+        detail.contains("OPENAI_API_KEY changed after deploy"),
+        "{detail}"
+    );
+    assert!(detail.contains("OLD_KEY removed after deploy"), "{detail}");
+    let (status, detail) = row(&checks, "cluster secret");
+    assert_eq!(status, "problem");
+    assert!(
+        detail.contains("holds OLD_KEY which the app no longer has"),
+        "{detail}"
+    );
+    let human = admin(&server, &["doctor", "web"], None).await;
+    assert!(
+        human
+            .stdout
+            .contains("fix: exsec deploy web --image nginx:1.27"),
+        "{}",
+        human.stdout
+    );
+
+    deploy(&server).await;
+    let (code, _) = doctor(&server, "web").await;
+    assert_eq!(code, 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_secret_missing_keys_or_an_unreferenced_secret_in_the_cluster_is_found() {
+    let server = TestServer::start().await;
+    seed_acme_web(&server).await;
+    set(&server, &["--tenant", "acme"], "OPENAI_API_KEY", "sk-1").await;
+    set(&server, &["--tenant", "acme"], "OTHER_KEY", "sk-2").await;
+    deploy(&server).await;
+
+    // Someone edits the Secret by hand and drops a key.
+    edit_manifest(&server, "web", |documents| {
+        let secret = documents
+            .iter_mut()
+            .find(|d| d["kind"] == "Secret")
+            .unwrap();
+        secret["data"].as_object_mut().unwrap().remove("OTHER_KEY");
+    });
+    let (code, checks) = doctor(&server, "web").await;
+    assert_eq!(code, 6);
+    let (status, detail) = row(&checks, "cluster secret");
+    assert_eq!(status, "problem");
+    assert!(detail.contains("lacks OTHER_KEY"), "{detail}");
+    assert_eq!(row(&checks, "envFrom").0, "ok");
+
+    // The Secret disappears, and the Deployment no longer reads it.
+    edit_manifest(&server, "web", |documents| {
+        documents.retain(|d| d["kind"] != "Secret");
+        let deployment = &mut documents[0];
+        deployment["spec"]["template"]["spec"]["containers"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("envFrom");
+    });
+    let (_, checks) = doctor(&server, "web").await;
+    let (status, detail) = row(&checks, "cluster secret");
+    assert_eq!(status, "problem");
+    assert!(detail.contains("does not exist in the cluster"), "{detail}");
+    let (status, detail) = row(&checks, "envFrom");
+    assert_eq!(status, "problem");
+    assert!(
+        detail.contains("does not read Secret app-web-external-secrets"),
+        "{detail}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_app_override_shadowing_a_tenant_default_is_reported() {
+    let server = TestServer::start().await;
+    seed_acme_web(&server).await;
+    set(
+        &server,
+        &["--tenant", "acme"],
+        "OPENAI_API_KEY",
+        "sk-tenant",
+    )
+    .await;
+    set(&server, &["--app", "web"], "OPENAI_API_KEY", "sk-app").await;
+    deploy(&server).await;
+    let (code, checks) = doctor(&server, "web").await;
+    // A warning, not a failure: overrides are often intended.
+    assert_eq!(code, 0);
+    let (status, detail) = row(&checks, "overrides");
+    assert_eq!(status, "warning");
+    assert!(
+        detail.contains("the app's own value of OPENAI_API_KEY wins over tenant acme's default"),
+        "{detail}"
+    );
+    let human = admin(&server, &["doctor", "web"], None).await;
+    assert!(
+        human
+            .stdout
+            .contains("exsec secrets verify --app web openai OPENAI_API_KEY"),
+        "{}",
+        human.stdout
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_missing_required_env_var_is_a_problem() {
+    let server = TestServer::start().await;
+    admin(&server, &["tenants", "create", "acme"], None)
+        .await
+        .expect(0);
+    admin(
+        &server,
+        &[
+            "apps",
+            "register",
+            "web",
+            "--tenant",
+            "acme",
+            "--require-env",
+            "OPENAI_API_KEY",
+            "--require-env",
+            "DATABASE_URL",
+        ],
+        None,
+    )
+    .await
+    .expect(0);
+    set(&server, &["--app", "web"], "OPENAI_API_KEY", "sk-1").await;
+    deploy(&server).await;
+    let (code, checks) = doctor(&server, "web").await;
+    assert_eq!(code, 6);
+    let (status, detail) = row(&checks, "required env");
+    assert_eq!(status, "problem");
+    assert!(detail.contains("requires DATABASE_URL"), "{detail}");
+    assert!(detail.contains("missing_required_env"), "{detail}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn master_key_problems_and_a_tenant_token_are_reported() {
+    // No key at all: degraded.
+    let server = TestServer::start_with(Options {
+        with_key: false,
+        ..Options::default()
+    })
+    .await;
+    seed_acme_web(&server).await;
+    let (code, checks) = doctor(&server, "web").await;
+    assert_eq!(code, 6);
+    let (status, detail) = row(&checks, "master key");
+    assert_eq!(status, "problem");
+    assert!(detail.contains("no master key is loaded"), "{detail}");
+    let token = server.mint("acme").await;
+    let as_tenant = exsec(
+        Some(&server),
+        Some(token.trim()),
+        &["doctor", "web", "-o", "json"],
+        None,
+    )
+    .await;
+    let report: Value = as_tenant.json();
+    let master = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "master key")
+        .unwrap();
+    assert_eq!(master["status"], "skipped");
+    assert!(master["detail"].as_str().unwrap().contains("admin token"));
+    let dir = server.stop().await;
+
+    // A key that sealed records goes missing: records wait for it.
+    exsec::crypto::generate_key_file(&dir.path().join("keys.d"), std::time::SystemTime::now())
+        .unwrap();
+    let server = TestServer::restart(dir).await;
+    set(&server, &["--tenant", "acme"], "OPENAI_API_KEY", "sk-1").await;
+    deploy(&server).await;
+    let keys = server.path("keys.d");
+    let old: Vec<_> = std::fs::read_dir(&keys)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let dir = server.stop().await;
+    for path in old {
+        std::fs::remove_file(path).unwrap();
+    }
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+    // A later time: a new key under the lost key's id would be refused.
+    exsec::crypto::generate_key_file(&dir.path().join("keys.d"), later).unwrap();
+    let server = TestServer::restart(dir).await;
+    deploy(&server).await;
+    let (code, checks) = doctor(&server, "web").await;
+    assert_eq!(code, 6);
+    let (status, detail) = row(&checks, "master key");
+    assert_eq!(status, "problem");
+    assert!(
+        detail.contains("records are sealed under keys that are not loaded"),
+        "{detail}"
+    );
+    let (status, detail) = row(&checks, "last deploy");
+    assert_eq!(status, "problem");
+    assert!(detail.contains("undecryptable_values"), "{detail}");
+    server.stop().await;
+}
