@@ -425,6 +425,12 @@ fn data_error(message: &str) -> ApiError {
             format!("unknown field {field} in the body"),
         );
     }
+    if let Some(rest) = message.strip_prefix("duplicate field ") {
+        return ApiError::bad_request(
+            "duplicate_field",
+            format!("field {rest} appears more than once in the body"),
+        );
+    }
     if let Some(rest) = message.strip_prefix("missing field ") {
         return ApiError::bad_request("missing_field", format!("missing field {rest} in the body"));
     }
@@ -530,6 +536,9 @@ mod tests {
         assert!(!error.detail.contains("sk-secret"), "{}", error.detail);
         let error = parse_json::<Body>(br#"{"name": "x", "sk-secret": 1}"#).unwrap_err();
         assert_eq!(error.code, "unknown_field");
+        let error = parse_json::<Body>(br#"{"name": "x", "name": "sk-secret"}"#).unwrap_err();
+        assert_eq!(error.code, "duplicate_field");
+        assert!(!error.detail.contains("sk-secret"), "{}", error.detail);
         let error = parse_json::<Body>(br#"{}"#).unwrap_err();
         assert_eq!(error.code, "missing_field");
         assert!(error.detail.contains("name"));
