@@ -110,13 +110,22 @@ impl Call {
     /// The body parsed as `T`; an empty body counts as `{}` when the route
     /// takes an optional body.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
-        if self.body.iter().all(u8::is_ascii_whitespace) {
+        let Some(first) = self.body.iter().find(|b| !b.is_ascii_whitespace()) else {
             if self.route.body == routes::Body::Optional {
                 return parse_json(b"{}");
             }
             return Err(ApiError::bad_request(
                 "missing_body",
                 "this request needs a JSON body",
+            ));
+        };
+        // serde also reads a struct from a JSON array, by field position;
+        // every body is an object, so an array is the wrong type.
+        if *first == b'[' {
+            parse_json::<serde::de::IgnoredAny>(&self.body)?;
+            return Err(ApiError::bad_request(
+                "wrong_type",
+                "the body must be a JSON object",
             ));
         }
         parse_json(&self.body)
