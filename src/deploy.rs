@@ -83,21 +83,21 @@ pub enum DeployError {
     /// A field of the body is invalid.
     #[error(transparent)]
     Invalid(#[from] ValidationError),
-    /// `app_id` in the body differs from the path.
-    #[error("app_id {body} in the body differs from app {path} in the path")]
+    /// `app_id` in the body differs from the path. Neither this error nor
+    /// the next keeps the value sent: an error message never repeats a
+    /// body field, which may be a misplaced secret.
+    #[error("app_id in the body differs from app {path} in the path; send {path} or omit app_id")]
     AppIdMismatch {
-        /// Body value.
-        body: String,
         /// Path value.
         path: String,
     },
     /// `tenant_id` is not the app's tenant.
-    #[error("app {app_id} does not belong to tenant {given}; send its tenant or omit tenant_id")]
+    #[error(
+        "tenant_id in the body is not the tenant of app {app_id}; send its tenant or omit tenant_id"
+    )]
     TenantMismatch {
         /// The app.
         app_id: String,
-        /// The tenant sent.
-        given: String,
     },
     /// Another deploy of the app held it longer than the queue timeout.
     #[error("another deploy of app {app_id} is still running; retry when it has finished")]
@@ -626,7 +626,6 @@ fn check(request: &DeployRequest) -> Result<Checked, DeployError> {
         && body_app != request.app_id.as_str()
     {
         return Err(DeployError::AppIdMismatch {
-            body: body_app.to_owned(),
             path: request.app_id.to_string(),
         });
     }
@@ -647,7 +646,6 @@ fn check(request: &DeployRequest) -> Result<Checked, DeployError> {
             if parsed != request.app.tenant_id {
                 return Err(DeployError::TenantMismatch {
                     app_id: request.app_id.to_string(),
-                    given: given.to_owned(),
                 });
             }
             parsed
