@@ -65,10 +65,10 @@ pub struct DeployRequest {
     pub body_app_id: Option<String>,
     /// Image to roll out.
     pub image_ref: String,
-    /// Replicas, if given.
-    pub replicas: Option<i32>,
-    /// Container port, if given.
-    pub port: Option<u16>,
+    /// Replicas, if given, as sent (checked into `i32` by the pipeline).
+    pub replicas: Option<i64>,
+    /// Container port, if given, as sent (checked into `u16` by the pipeline).
+    pub port: Option<i64>,
     /// `?dry_run=true`.
     pub dry_run: bool,
     /// `Idempotency-Key` header and the hash of the request it came with.
@@ -271,8 +271,8 @@ impl Deployer {
             tenant_id: &checked.tenant_id,
             namespace: &self.settings.namespace,
             image_ref: &request.image_ref,
-            replicas: request.replicas,
-            port: request.port,
+            replicas: checked.replicas,
+            port: checked.port,
             deploy_id: &deploy_id,
         });
         let applied = budget
@@ -288,8 +288,8 @@ impl Deployer {
             app_id: request.app_id.clone(),
             tenant_id: checked.tenant_id.clone(),
             image_ref: request.image_ref.clone(),
-            replicas: request.replicas,
-            port: request.port,
+            replicas: checked.replicas,
+            port: checked.port,
             status: if error.is_none() {
                 "succeeded"
             } else {
@@ -617,6 +617,8 @@ impl Deployer {
 /// What the request check established.
 struct Checked {
     tenant_id: TenantId,
+    replicas: Option<i32>,
+    port: Option<u16>,
     warnings: Vec<WarningRecord>,
 }
 
@@ -664,24 +666,34 @@ fn check(request: &DeployRequest) -> Result<Checked, DeployError> {
         }
         .into());
     }
-    if let Some(replicas) = request.replicas
-        && !(0..=MAX_REPLICAS).contains(&replicas)
-    {
-        return Err(ValidationError {
-            field: "replicas",
-            reason: format!("must be between 0 and {MAX_REPLICAS}"),
-        }
-        .into());
-    }
-    if request.port == Some(0) {
-        return Err(ValidationError {
-            field: "port",
-            reason: "must be between 1 and 65535".to_owned(),
-        }
-        .into());
-    }
+    let replicas = request
+        .replicas
+        .map(|replicas| {
+            i32::try_from(replicas)
+                .ok()
+                .filter(|r| (0..=MAX_REPLICAS).contains(r))
+                .ok_or_else(|| ValidationError {
+                    field: "replicas",
+                    reason: format!("must be between 0 and {MAX_REPLICAS}"),
+                })
+        })
+        .transpose()?;
+    let port = request
+        .port
+        .map(|port| {
+            u16::try_from(port)
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| ValidationError {
+                    field: "port",
+                    reason: "must be between 1 and 65535".to_owned(),
+                })
+        })
+        .transpose()?;
     Ok(Checked {
         tenant_id,
+        replicas,
+        port,
         warnings,
     })
 }
