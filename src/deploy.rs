@@ -121,7 +121,7 @@ pub enum DeployResult {
     /// A deploy ran (or was replayed from its idempotency key).
     Done(Box<DeployRecord>),
     /// `dry_run`: what would change; nothing applied or recorded.
-    DryRun(DryRunReport),
+    DryRun(Box<DryRunReport>),
 }
 
 /// The answer of a dry run: names only, never values.
@@ -238,7 +238,7 @@ impl Deployer {
         let keyless = keyring.is_empty();
 
         if request.dry_run {
-            return Ok(DeployResult::DryRun(
+            return Ok(DeployResult::DryRun(Box::new(
                 self.dry_run(
                     &request,
                     &checked.tenant_id,
@@ -248,7 +248,7 @@ impl Deployer {
                     &budget,
                 )
                 .await,
-            ));
+            )));
         }
 
         let seq = self.last_seq.fetch_add(1, Ordering::SeqCst) + 1;
