@@ -88,12 +88,13 @@ pub async fn create(call: Call) -> Result<Reply, ApiError> {
                     .clone()
                     .unwrap_or_else(|| "the Deployment could not be applied".to_owned()),
             );
+            // Not the deploy's `status`: a problem's `status` is its HTTP
+            // status (RFC 9457), and 502 already says the deploy failed.
             if let Value::Object(members) = to_value(&dto) {
                 for name in [
                     "deploy_id",
                     "app_id",
                     "tenant_id",
-                    "status",
                     "warnings",
                     "external_secrets",
                 ] {
