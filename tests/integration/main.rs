@@ -5,6 +5,7 @@
 mod canary;
 mod cli;
 mod harness;
+mod openapi;
 mod resolve;
 mod server;
 mod store;
