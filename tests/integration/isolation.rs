@@ -187,6 +187,7 @@ fn body_of(route: &Route) -> Option<&'static str> {
         | RouteId::Effective
         | RouteId::ListDeploys
         | RouteId::GetDeploy
+        | RouteId::AppCluster
         | RouteId::ListAuditEvents
         | RouteId::Keys => None,
     };
