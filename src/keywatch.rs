@@ -125,12 +125,15 @@ impl KeyWatch {
         let mut tick = tokio::time::interval(self.rescan_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
+        // Files may have changed between the start-up load and the watch.
+        self.rescan().await;
         loop {
             tokio::select! {
                 _ = tick.tick() => {
                     if watcher.is_none() {
                         watcher = install_watcher(&self.dir, &events);
                     }
+                    // and rescan below: the fallback for missed events.
                 }
                 Some(()) = wakeups.recv() => {
                     // Debounce: wait until no event arrived for DEBOUNCE.
@@ -231,7 +234,9 @@ fn install_watcher(dir: &Path, events: &mpsc::Sender<()>) -> Option<RecommendedW
     use notify::Watcher as _;
     let sender = events.clone();
     let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
-        if result.is_ok() {
+        // Reading the directory (our own rescans) produces access events;
+        // only changes matter, or every rescan would trigger the next.
+        if result.is_ok_and(|event| !event.kind.is_access()) {
             // Full channel: a rescan is pending anyway.
             let _ = sender.try_send(());
         }

@@ -46,6 +46,8 @@ pub struct ApiState {
     pub store: Arc<Store>,
     /// The current keyring.
     pub keyring: Arc<SharedKeyring>,
+    /// The re-sealing job.
+    pub rotation: Arc<crate::rotation::Rotation>,
     /// The deploy pipeline (and through it the cluster target).
     pub deployer: Deployer,
     /// The admin token.

@@ -11,5 +11,6 @@ mod harness;
 mod isolation;
 mod openapi;
 mod resolve;
+mod rotation;
 mod server;
 mod store;

@@ -104,6 +104,9 @@ impl TestServer {
                 std::time::SystemTime::now(),
             )
             .unwrap();
+        } else {
+            // An empty key directory, as the packaging creates it.
+            std::fs::create_dir(dir.path().join("keys.d")).unwrap();
         }
         let config_path = dir.path().join("config.toml");
         std::fs::write(
