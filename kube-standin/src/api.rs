@@ -174,7 +174,14 @@ fn list(
         Kind::Secret => &["metadata.name", "metadata.namespace", "type"],
         _ => &["metadata.name", "metadata.namespace"],
     };
-    let fields = Selector::fields(value_of("fieldSelector").unwrap_or_default(), allowed)?;
+    // Events are always an empty list, so any selector kubectl sends (involvedObject.*)
+    // selects nothing without being checked.
+    let field_selector = if kind.writable() {
+        value_of("fieldSelector").unwrap_or_default()
+    } else {
+        ""
+    };
+    let fields = Selector::fields(field_selector, allowed)?;
     let keep = |object: &Value| {
         labels.matches_labels(object)
             && fields.matches(|field| match field {

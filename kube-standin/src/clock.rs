@@ -31,11 +31,11 @@ fn human_duration(elapsed: Duration) -> String {
     let days = hours / 24;
     match () {
         () if seconds < 120 => format!("{seconds}s"),
-        () if minutes < 10 && seconds % 60 != 0 => format!("{minutes}m{}s", seconds % 60),
+        () if minutes < 10 && !seconds.is_multiple_of(60) => format!("{minutes}m{}s", seconds % 60),
         () if minutes < 180 => format!("{minutes}m"),
-        () if hours < 8 && minutes % 60 != 0 => format!("{hours}h{}m", minutes % 60),
+        () if hours < 8 && !minutes.is_multiple_of(60) => format!("{hours}h{}m", minutes % 60),
         () if hours < 48 => format!("{hours}h"),
-        () if hours < 24 * 8 && hours % 24 != 0 => format!("{days}d{}h", hours % 24),
+        () if hours < 24 * 8 && !hours.is_multiple_of(24) => format!("{days}d{}h", hours % 24),
         () => format!("{days}d"),
     }
 }
