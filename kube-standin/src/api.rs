@@ -7,6 +7,7 @@
 //! caller before this runs.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use hyper::Method;
 use serde_json::{Value, json};
@@ -47,18 +48,18 @@ pub struct ApiRequest<'a> {
 pub struct Answer {
     /// The HTTP status.
     pub code: u16,
-    /// The JSON body.
-    pub body: Value,
+    /// The JSON body (shared with the store when it is a stored object).
+    pub body: Arc<Value>,
     /// Seconds for `Retry-After`.
     pub retry_after_seconds: Option<u64>,
 }
 
 impl Answer {
     /// A 200 with `body`.
-    pub fn ok(body: Value) -> Answer {
+    pub fn ok(body: impl Into<Arc<Value>>) -> Answer {
         Answer {
             code: 200,
-            body,
+            body: body.into(),
             retry_after_seconds: None,
         }
     }
@@ -68,7 +69,7 @@ impl From<ApiError> for Answer {
     fn from(error: ApiError) -> Answer {
         Answer {
             code: error.code,
-            body: error.to_json(),
+            body: Arc::new(error.to_json()),
             retry_after_seconds: error.retry_after_seconds,
         }
     }
@@ -202,7 +203,8 @@ fn list(
     }
     let items: Vec<Value> = items
         .into_iter()
-        .map(|mut item| {
+        .map(|item| {
+            let mut item = Value::clone(&item);
             // The real server leaves kind and apiVersion out of typed list items.
             if let Some(map) = item.as_object_mut() {
                 map.remove("kind");
@@ -257,7 +259,7 @@ fn patch(store: &Store, request: &ApiRequest<'_>, target: Target<'_>) -> Result<
         "application/apply-patch+yaml" => {
             let options = write_options(request, true)?;
             let config = parse_body(request)?;
-            let written = store.apply(target, &config, &options)?;
+            let written = store.apply(target, config, &options)?;
             let code = if written.created { 201 } else { 200 };
             Ok(Answer {
                 code,

@@ -19,19 +19,30 @@
 //! `stringData` trap reproducible.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::fields::{self, FieldSet};
+use crate::fields::{self, FieldPath, FieldSet};
 use crate::managed::{Managers, Operation};
 use crate::status::ApiError;
 
-/// A stored object and its managers.
+/// A stored object and its managers. The object is shared so reads and answers do not
+/// copy it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Live {
-    /// The object as stored (without `managedFields`, which are rendered from `managers`).
-    pub object: Value,
+    /// The object as stored, `managedFields` included (rendered from `managers`).
+    pub object: Arc<Value>,
     /// Who owns which fields.
+    pub managers: Managers,
+}
+
+/// The result of a write before the kind's strategy and the store have finished it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Draft {
+    /// The new object.
+    pub object: Value,
+    /// The new ownership.
     pub managers: Managers,
 }
 
@@ -51,14 +62,14 @@ pub struct Writer<'a> {
 pub fn server_side_apply(
     live: Option<&Live>,
     skeleton: Value,
-    config: &Value,
+    config: Value,
     writer: Writer<'_>,
     force: bool,
-) -> Result<Live, ApiError> {
+) -> Result<Draft, ApiError> {
     let view = managed_view(config);
     let applied = FieldSet::leaves_of(&view);
     let (mut object, mut managers) = match live {
-        Some(live) => (live.object.clone(), live.managers.clone()),
+        Some(live) => (Value::clone(&live.object), live.managers.clone()),
         None => (skeleton, Managers::default()),
     };
 
@@ -90,11 +101,7 @@ pub fn server_side_apply(
             applied.contains(ancestor) || managers.owned_exactly(ancestor)
         });
     }
-    for path in applied.iter() {
-        if let Some(value) = fields::get(&view, path) {
-            fields::set(&mut object, path, value.clone());
-        }
-    }
+    fields::merge(&mut object, view);
     managers.set(
         writer.manager,
         Operation::Apply,
@@ -102,16 +109,18 @@ pub fn server_side_apply(
         writer.time,
         applied,
     );
-    Ok(Live { object, managers })
+    Ok(Draft { object, managers })
 }
 
 /// Records an ordinary write (create, replace, merge patch) that turned `before` into
 /// `after`: the writer takes every field it changed or added, other managers lose those and
 /// every removed field.
 pub fn record_update(before: Option<&Live>, after: &Value, writer: Writer<'_>) -> Managers {
-    let empty = Value::Object(Map::new());
-    let old_view = managed_view(before.map_or(&empty, |live| &live.object));
-    let new_view = managed_view(after);
+    let old_view = before.map_or_else(
+        || Value::Object(Map::new()),
+        |live| managed_view(Value::clone(&live.object)),
+    );
+    let new_view = managed_view(after.clone());
     let mut managers = before.map(|live| live.managers.clone()).unwrap_or_default();
     let mut owned = managers.fields_of(writer.manager, Operation::Update);
 
@@ -140,7 +149,7 @@ pub fn record_update(before: Option<&Live>, after: &Value, writer: Writer<'_>) -
 /// The part of an object that managers can own: everything except `apiVersion`, `kind`,
 /// `status` and the identity and server-set fields of `metadata`. Nulls are dropped (a
 /// typed client's `null` means "not set").
-pub fn managed_view(object: &Value) -> Value {
+pub fn managed_view(object: Value) -> Value {
     const SERVER_METADATA: [&str; 10] = [
         "name",
         "namespace",
@@ -153,7 +162,7 @@ pub fn managed_view(object: &Value) -> Value {
         "deletionTimestamp",
         "deletionGracePeriodSeconds",
     ];
-    let mut view = object.clone();
+    let mut view = object;
     fields::strip_nulls(&mut view);
     if let Value::Object(map) = &mut view {
         map.remove("apiVersion");
@@ -177,8 +186,8 @@ fn conflicts(
     manager: &str,
     view: &Value,
     applied: &FieldSet,
-) -> BTreeMap<String, Vec<Vec<String>>> {
-    let mut found: BTreeMap<String, Vec<Vec<String>>> = BTreeMap::new();
+) -> BTreeMap<String, Vec<FieldPath>> {
+    let mut found: BTreeMap<String, Vec<FieldPath>> = BTreeMap::new();
     for path in applied.iter() {
         let wanted = fields::get(view, path);
         let current = fields::get(object, path);
@@ -189,9 +198,9 @@ fn conflicts(
             continue;
         }
         for entry in managers.others(manager) {
-            if entry.fields.overlaps(path) {
+            if entry.fields().overlaps(path) {
                 found
-                    .entry(entry.manager.clone())
+                    .entry(entry.manager().to_owned())
                     .or_default()
                     .push(path.clone());
             }
@@ -225,82 +234,46 @@ mod tests {
         json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": data})
     }
 
+    fn apply(
+        live: Option<&Live>,
+        data: Value,
+        writer: Writer<'_>,
+        force: bool,
+    ) -> Result<Live, ApiError> {
+        let draft = server_side_apply(live, skeleton(), secret(data), writer, force)?;
+        Ok(Live {
+            object: Arc::new(draft.object),
+            managers: draft.managers,
+        })
+    }
+
     #[test]
     fn dropped_keys_disappear() {
-        let first = server_side_apply(
-            None,
-            skeleton(),
-            &secret(json!({"A": "YQ==", "B": "Yg=="})),
-            EXSEC,
-            true,
-        )
-        .expect("create");
-        let second = server_side_apply(
-            Some(&first),
-            skeleton(),
-            &secret(json!({"A": "YQ=="})),
-            EXSEC,
-            true,
-        )
-        .expect("update");
+        let first = apply(None, json!({"A": "YQ==", "B": "Yg=="}), EXSEC, true).expect("create");
+        let second = apply(Some(&first), json!({"A": "YQ=="}), EXSEC, true).expect("update");
         assert_eq!(second.object["data"], json!({"A": "YQ=="}));
         assert_eq!(second.object["metadata"]["namespace"], "n");
     }
 
     #[test]
     fn fields_shared_with_another_manager_survive() {
-        let first = server_side_apply(
-            None,
-            skeleton(),
-            &secret(json!({"A": "YQ==", "B": "Yg=="})),
-            EXSEC,
-            true,
-        )
-        .expect("create");
-        let shared = server_side_apply(
-            Some(&first),
-            skeleton(),
-            &secret(json!({"B": "Yg=="})),
-            OTHER,
-            false,
-        )
-        .expect("same value is no conflict");
-        let dropped = server_side_apply(
-            Some(&shared),
-            skeleton(),
-            &secret(json!({"A": "YQ=="})),
-            EXSEC,
-            true,
-        )
-        .expect("update");
+        let first = apply(None, json!({"A": "YQ==", "B": "Yg=="}), EXSEC, true).expect("create");
+        let shared = apply(Some(&first), json!({"B": "Yg=="}), OTHER, false)
+            .expect("same value is no conflict");
+        let dropped = apply(Some(&shared), json!({"A": "YQ=="}), EXSEC, true).expect("update");
         assert_eq!(dropped.object["data"], json!({"A": "YQ==", "B": "Yg=="}));
     }
 
     #[test]
     fn conflicts_need_force() {
-        let first = server_side_apply(None, skeleton(), &secret(json!({"A": "YQ=="})), EXSEC, true)
-            .expect("create");
-        let error = server_side_apply(
-            Some(&first),
-            skeleton(),
-            &secret(json!({"A": "Yg=="})),
-            OTHER,
-            false,
-        )
-        .expect_err("conflict");
+        let first = apply(None, json!({"A": "YQ=="}), EXSEC, true).expect("create");
+        let error = apply(Some(&first), json!({"A": "Yg=="}), OTHER, false).expect_err("conflict");
         assert_eq!(error.code, 409);
         assert_eq!(
             error.message,
             "Apply failed with 1 conflict: conflict with \"exsec\": .data.A"
         );
-        let forced = server_side_apply(
-            Some(&first),
-            skeleton(),
-            &secret(json!({"A": "Yg=="})),
-            OTHER,
-            true,
-        )
-        .expect("forced");
+        let forced = apply(Some(&first), json!({"A": "Yg=="}), OTHER, true).expect("forced");
         assert_eq!(forced.object["data"]["A"], "Yg==");
         assert!(
             forced
@@ -312,9 +285,8 @@ mod tests {
 
     #[test]
     fn updates_take_changed_fields() {
-        let first = server_side_apply(None, skeleton(), &secret(json!({"A": "YQ=="})), EXSEC, true)
-            .expect("create");
-        let mut patched = first.object.clone();
+        let first = apply(None, json!({"A": "YQ=="}), EXSEC, true).expect("create");
+        let mut patched = Value::clone(&first.object);
         patched["data"]["A"] = json!("Yg==");
         let managers = record_update(Some(&first), &patched, OTHER);
         assert!(managers.fields_of("exsec", Operation::Apply).is_empty());
@@ -323,7 +295,7 @@ mod tests {
 
     #[test]
     fn identity_and_status_are_not_owned() {
-        let view = managed_view(&json!({
+        let view = managed_view(json!({
             "apiVersion": "apps/v1", "kind": "Deployment", "status": {"replicas": 1},
             "metadata": {"name": "d", "namespace": "n", "labels": {"a": "b"}, "uid": "u"},
             "spec": {"replicas": null}

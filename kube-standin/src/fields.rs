@@ -6,56 +6,100 @@
 //! map. A [`FieldSet`] is the set of leaves a manager owns, rendered as the real
 //! `fieldsV1` format (`{"f:data": {"f:KEY": {}}}`) for `managedFields`.
 
+use std::borrow::Borrow;
 use std::collections::BTreeSet;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-/// A path of map keys from the object root, e.g. `["data", "API_KEY"]`.
-pub type FieldPath = Vec<String>;
+/// Joins the keys of a path. No Kubernetes field name or map key contains a NUL, and it
+/// sorts before every other character, so a path's descendants sort right after it.
+const SEPARATOR: char = '\0';
 
-/// A set of leaf field paths.
+/// A path of map keys from the object root, e.g. `data` → `API_KEY`, stored as one string
+/// so that building and copying paths costs one allocation.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FieldPath(String);
+
+impl FieldPath {
+    /// The path through `keys`.
+    pub fn new<'a>(keys: impl IntoIterator<Item = &'a str>) -> FieldPath {
+        let mut path = String::new();
+        for key in keys {
+            if !path.is_empty() {
+                path.push(SEPARATOR);
+            }
+            path.push_str(key);
+        }
+        FieldPath(path)
+    }
+
+    /// The keys, from the root.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.split(SEPARATOR)
+    }
+
+    /// The proper ancestors, nearest the root first, as raw paths.
+    fn ancestors(&self) -> impl Iterator<Item = &str> {
+        self.0
+            .match_indices(SEPARATOR)
+            .map(|(index, _)| &self.0[..index])
+    }
+}
+
+impl Borrow<str> for FieldPath {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A set of leaf field paths; shared, because most writes leave most sets unchanged.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FieldSet(BTreeSet<FieldPath>);
+pub struct FieldSet(Arc<BTreeSet<FieldPath>>);
 
 impl FieldSet {
     /// The leaves of `value`: every path that ends at a scalar, a list or an empty map.
     pub fn leaves_of(value: &Value) -> FieldSet {
-        let mut set = FieldSet::default();
+        let mut leaves = BTreeSet::new();
         if let Value::Object(map) = value {
-            let mut prefix = Vec::new();
-            collect_leaves(map, &mut prefix, &mut set.0);
+            collect_leaves(map, &mut String::new(), &mut leaves);
         }
-        set
+        FieldSet(Arc::new(leaves))
     }
 
     /// Whether `path` is in the set exactly.
-    pub fn contains(&self, path: &[String]) -> bool {
+    pub fn contains(&self, path: &FieldPath) -> bool {
         self.0.contains(path)
     }
 
     /// Whether the set holds `path`, an ancestor of it, or a descendant of it: the fields
     /// that would be touched by changing `path`.
-    pub fn overlaps(&self, path: &[String]) -> bool {
-        (1..=path.len()).any(|end| self.0.contains(&path[..end]))
+    pub fn overlaps(&self, path: &FieldPath) -> bool {
+        self.0.contains(path)
+            || path.ancestors().any(|ancestor| self.0.contains(ancestor))
             || self.first_descendant(path).is_some()
     }
 
     /// Removes `path`, its ancestors and its descendants; returns whether anything went.
-    pub fn remove_overlapping(&mut self, path: &[String]) -> bool {
-        let before = self.0.len();
-        for end in 1..=path.len() {
-            self.0.remove(&path[..end]);
+    pub fn remove_overlapping(&mut self, path: &FieldPath) -> bool {
+        if !self.overlaps(path) {
+            return false;
         }
-        while let Some(descendant) = self.first_descendant(path) {
-            self.0.remove(&descendant);
+        let set = Arc::make_mut(&mut self.0);
+        set.remove(path);
+        for ancestor in path.ancestors() {
+            set.remove(ancestor);
         }
-        self.0.len() != before
+        while let Some(descendant) = first_descendant(set, path) {
+            set.remove(&descendant);
+        }
+        true
     }
 
     /// Adds `path`.
     pub fn insert(&mut self, path: FieldPath) {
-        self.0.insert(path);
+        Arc::make_mut(&mut self.0).insert(path);
     }
 
     /// The paths in order.
@@ -77,80 +121,84 @@ impl FieldSet {
     /// a path is owned both as a leaf and as the parent of other owned paths.
     pub fn to_fields_v1(&self) -> Value {
         let mut root = Map::new();
-        for path in &self.0 {
+        for path in self.0.iter() {
             let mut node = &mut root;
-            for key in path {
+            for key in path.keys() {
                 let child = node
                     .entry(format!("f:{key}"))
                     .or_insert_with(|| Value::Object(Map::new()));
-                if !child.is_object() {
-                    *child = Value::Object(Map::new());
-                }
-                let Value::Object(child) = child else {
-                    unreachable!("replaced by an object just above");
-                };
-                node = child;
+                node = ensure_object(child);
+            }
+            if self.first_descendant(path).is_some() {
+                node.insert(".".to_owned(), Value::Object(Map::new()));
             }
         }
-        mark_owned_parents(&mut root, &self.0, &mut Vec::new());
         Value::Object(root)
     }
 
-    fn first_descendant(&self, path: &[String]) -> Option<FieldPath> {
-        self.0
-            .range::<[String], _>((Bound::Excluded(path), Bound::Unbounded))
-            .next()
-            .filter(|candidate| candidate.starts_with(path))
-            .cloned()
+    fn first_descendant(&self, path: &FieldPath) -> Option<FieldPath> {
+        first_descendant(&self.0, path)
     }
+}
+
+/// The first path below `path` in `set`: all of them sort right after `path` itself.
+fn first_descendant(set: &BTreeSet<FieldPath>, path: &FieldPath) -> Option<FieldPath> {
+    set.range::<str, _>((Bound::Excluded(path.0.as_str()), Bound::Unbounded))
+        .next()
+        .filter(|candidate| {
+            candidate.0.len() > path.0.len()
+                && candidate.0.starts_with(path.0.as_str())
+                && candidate.0[path.0.len()..].starts_with(SEPARATOR)
+        })
+        .cloned()
 }
 
 /// The value at `path` in `value`, if every step is a map holding the key.
-pub fn get<'a>(value: &'a Value, path: &[String]) -> Option<&'a Value> {
-    path.iter()
+pub fn get<'a>(value: &'a Value, path: &FieldPath) -> Option<&'a Value> {
+    path.keys()
         .try_fold(value, |node, key| node.as_object()?.get(key))
 }
 
-/// Sets `path` in `value` to `new`, creating (or replacing non-map) parents as maps. An
-/// empty map only ensures a map exists, so applying `labels: {}` never wipes labels that
-/// other managers set.
-pub fn set(value: &mut Value, path: &[String], new: Value) {
-    let Some((last, parents)) = path.split_last() else {
+/// Deep-merges `source` into `target`, moving values: maps merge key by key, anything
+/// else replaces what was there, and an empty map only ensures a map exists, so applying
+/// `labels: {}` never wipes labels that other managers set.
+pub fn merge(target: &mut Value, source: Value) {
+    let Value::Object(source) = source else {
+        *target = source;
         return;
     };
-    let mut node = value;
-    for key in parents {
-        node = ensure_object(node)
-            .entry(key.clone())
-            .or_insert_with(|| Value::Object(Map::new()));
+    let map = ensure_object(target);
+    for (key, value) in source {
+        match map.get_mut(&key) {
+            Some(existing) if value.is_object() && existing.is_object() => merge(existing, value),
+            _ => {
+                map.insert(key, value);
+            }
+        }
     }
-    let map = ensure_object(node);
-    if new.as_object().is_some_and(Map::is_empty) && map.get(last).is_some_and(Value::is_object) {
-        return;
-    }
-    map.insert(last.clone(), new);
 }
 
 /// Removes `path` from `value`, then removes ancestors left empty unless `keep` says an
 /// ancestor is itself an owned (empty-map) field. Top-level fields stay.
-pub fn remove(value: &mut Value, path: &[String], keep: impl Fn(&[String]) -> bool) {
-    let Some((last, parents)) = path.split_last() else {
+pub fn remove(value: &mut Value, path: &FieldPath, keep: impl Fn(&FieldPath) -> bool) {
+    let keys: Vec<&str> = path.keys().collect();
+    let Some((last, parents)) = keys.split_last() else {
         return;
     };
     let Some(Value::Object(map)) = get_mut(value, parents) else {
         return;
     };
-    if map.remove(last).is_none() {
+    if map.remove(*last).is_none() {
         return;
     }
     for end in (1..parents.len()).rev() {
-        let ancestor = &parents[..end + 1];
-        let empty = matches!(get(value, ancestor), Some(Value::Object(map)) if map.is_empty());
-        if !empty || keep(ancestor) {
+        let ancestor = &parents[..=end];
+        let empty = matches!(get_mut(value, ancestor), Some(Value::Object(map)) if map.is_empty());
+        if !empty || keep(&FieldPath::new(ancestor.iter().copied())) {
             return;
         }
         if let Some(Value::Object(parent)) = get_mut(value, &parents[..end]) {
-            parent.remove(&ancestor[end]);
+            parent.remove(ancestor[end]);
         }
     }
 }
@@ -168,13 +216,13 @@ pub fn strip_nulls(value: &mut Value) {
 }
 
 /// Renders a path as the real server prints it in conflicts: `.spec.replicas`.
-pub fn display(path: &[String]) -> String {
-    path.iter().map(|key| format!(".{key}")).collect()
+pub fn display(path: &FieldPath) -> String {
+    path.keys().map(|key| format!(".{key}")).collect()
 }
 
-fn get_mut<'a>(value: &'a mut Value, path: &[String]) -> Option<&'a mut Value> {
-    path.iter()
-        .try_fold(value, |node, key| node.as_object_mut()?.get_mut(key))
+fn get_mut<'a>(value: &'a mut Value, keys: &[&str]) -> Option<&'a mut Value> {
+    keys.iter()
+        .try_fold(value, |node, key| node.as_object_mut()?.get_mut(*key))
 }
 
 fn ensure_object(value: &mut Value) -> &mut Map<String, Value> {
@@ -187,39 +235,20 @@ fn ensure_object(value: &mut Value) -> &mut Map<String, Value> {
     }
 }
 
-fn collect_leaves(map: &Map<String, Value>, prefix: &mut FieldPath, out: &mut BTreeSet<FieldPath>) {
+fn collect_leaves(map: &Map<String, Value>, prefix: &mut String, out: &mut BTreeSet<FieldPath>) {
     for (key, child) in map {
-        prefix.push(key.clone());
+        let length = prefix.len();
+        if length > 0 {
+            prefix.push(SEPARATOR);
+        }
+        prefix.push_str(key);
         match child {
             Value::Object(inner) if !inner.is_empty() => collect_leaves(inner, prefix, out),
             _ => {
-                out.insert(prefix.clone());
+                out.insert(FieldPath(prefix.clone()));
             }
         }
-        prefix.pop();
-    }
-}
-
-/// Adds `"."` to nodes that are owned leaves *and* parents (possible when an update recorded
-/// a map and later its children).
-fn mark_owned_parents(
-    node: &mut Map<String, Value>,
-    owned: &BTreeSet<FieldPath>,
-    prefix: &mut FieldPath,
-) {
-    for (key, child) in node.iter_mut() {
-        let Some(name) = key.strip_prefix("f:") else {
-            continue;
-        };
-        let Value::Object(child) = child else {
-            continue;
-        };
-        prefix.push(name.to_owned());
-        if !child.is_empty() && owned.contains(prefix.as_slice()) {
-            child.insert(".".to_owned(), Value::Object(Map::new()));
-        }
-        mark_owned_parents(child, owned, prefix);
-        prefix.pop();
+        prefix.truncate(length);
     }
 }
 
@@ -230,7 +259,7 @@ mod tests {
     use super::*;
 
     fn path(text: &str) -> FieldPath {
-        text.split('.').map(str::to_owned).collect()
+        FieldPath::new(text.split('.'))
     }
 
     #[test]
@@ -264,6 +293,17 @@ mod tests {
     }
 
     #[test]
+    fn descendants_are_told_from_siblings_sharing_a_prefix() {
+        let mut set = FieldSet::default();
+        set.insert(path("specx"));
+        assert!(!set.overlaps(&path("spec")));
+        set.insert(path("spec.x"));
+        assert!(set.overlaps(&path("spec")));
+        assert!(set.remove_overlapping(&path("spec")));
+        assert_eq!(set.iter().collect::<Vec<_>>(), vec![&path("specx")]);
+    }
+
+    #[test]
     fn fields_v1_matches_the_real_format() {
         let set = FieldSet::leaves_of(&json!({"data": {"K": "dg=="}, "type": "Opaque"}));
         assert_eq!(
@@ -280,12 +320,17 @@ mod tests {
     }
 
     #[test]
-    fn set_keeps_existing_maps_for_empty_values() {
-        let mut value = json!({"metadata": {"labels": {"a": "1"}}});
-        set(&mut value, &path("metadata.labels"), json!({}));
-        assert_eq!(value["metadata"]["labels"]["a"], "1");
-        set(&mut value, &path("spec.replicas"), json!(3));
-        assert_eq!(value["spec"]["replicas"], 3);
+    fn merge_moves_leaves_and_keeps_maps() {
+        let mut value =
+            json!({"metadata": {"name": "x", "labels": {"a": "1"}}, "spec": {"list": [1]}});
+        merge(
+            &mut value,
+            json!({"metadata": {"labels": {}}, "spec": {"list": [2], "n": 1}}),
+        );
+        assert_eq!(
+            value,
+            json!({"metadata": {"name": "x", "labels": {"a": "1"}}, "spec": {"list": [2], "n": 1}})
+        );
     }
 
     #[test]
@@ -298,7 +343,7 @@ mod tests {
         assert_eq!(value["data"], json!({}));
         let mut kept = json!({"metadata": {"labels": {"a": "1"}}});
         remove(&mut kept, &path("metadata.labels.a"), |ancestor| {
-            ancestor == path("metadata.labels").as_slice()
+            *ancestor == path("metadata.labels")
         });
         assert_eq!(kept["metadata"]["labels"], json!({}));
     }

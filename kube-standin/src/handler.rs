@@ -96,7 +96,7 @@ pub async fn handle(
 
 /// Serialises an answer as JSON with the status code and `Retry-After`.
 fn render(answer: Answer) -> Response<Full<Bytes>> {
-    let body = serde_json::to_vec(&answer.body).unwrap_or_default();
+    let body = serde_json::to_vec(answer.body.as_ref()).unwrap_or_default();
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() =
         StatusCode::from_u16(answer.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

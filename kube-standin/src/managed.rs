@@ -3,11 +3,15 @@
 //! Each entry is keyed by manager name and operation (`Apply` for server-side apply,
 //! `Update` for create, replace and merge patch), as in the real server, and renders in the
 //! real wire format so `kubectl get -o yaml --show-managed-fields` and client code that
-//! inspects ownership read what they would read from a kube-apiserver.
+//! inspects ownership read what they would read from a kube-apiserver. Each entry keeps
+//! its `fieldsV1` rendering and refreshes it only when its field set changes, because
+//! every write answers with `managedFields` and rebuilding them dominated apply time.
+
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::fields::FieldSet;
+use crate::fields::{FieldPath, FieldSet};
 
 /// How a manager came to own its fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,16 +34,30 @@ impl Operation {
 /// One `managedFields` entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
+    manager: String,
+    operation: Operation,
+    api_version: String,
+    time: String,
+    fields: FieldSet,
+    /// Invariant: always `fields.to_fields_v1()`.
+    rendered: Arc<Value>,
+}
+
+impl Entry {
     /// The field manager (`exsec`, `kubectl`, …).
-    pub manager: String,
-    /// How it wrote.
-    pub operation: Operation,
-    /// The `apiVersion` it wrote with.
-    pub api_version: String,
-    /// When it last changed its set (RFC 3339).
-    pub time: String,
+    pub fn manager(&self) -> &str {
+        &self.manager
+    }
+
     /// The leaves it owns.
-    pub fields: FieldSet,
+    pub fn fields(&self) -> &FieldSet {
+        &self.fields
+    }
+
+    fn set_fields(&mut self, fields: FieldSet) {
+        self.rendered = Arc::new(fields.to_fields_v1());
+        self.fields = fields;
+    }
 }
 
 /// All managers of one object, in the order they first wrote.
@@ -49,7 +67,9 @@ pub struct Managers(Vec<Entry>);
 impl Managers {
     /// The fields `manager` owns through `operation` (empty if it owns none).
     pub fn fields_of(&self, manager: &str, operation: Operation) -> FieldSet {
-        self.entry(manager, operation)
+        self.0
+            .iter()
+            .find(|entry| entry.manager == manager && entry.operation == operation)
             .map(|entry| entry.fields.clone())
             .unwrap_or_default()
     }
@@ -60,21 +80,26 @@ impl Managers {
     }
 
     /// Whether any manager other than `manager` owns a field overlapping `path`.
-    pub fn owned_by_others(&self, manager: &str, path: &[String]) -> bool {
+    pub fn owned_by_others(&self, manager: &str, path: &FieldPath) -> bool {
         self.others(manager)
             .any(|entry| entry.fields.overlaps(path))
     }
 
     /// Whether any entry owns `path` exactly.
-    pub fn owned_exactly(&self, path: &[String]) -> bool {
+    pub fn owned_exactly(&self, path: &FieldPath) -> bool {
         self.0.iter().any(|entry| entry.fields.contains(path))
     }
 
     /// Takes `path` (and overlapping fields) away from every manager other than `manager`.
-    pub fn take_from_others(&mut self, manager: &str, path: &[String]) {
+    pub fn take_from_others(&mut self, manager: &str, path: &FieldPath) {
         for entry in self.0.iter_mut().filter(|entry| entry.manager != manager) {
-            entry.fields.remove_overlapping(path);
+            if entry.fields.overlaps(path) {
+                let mut fields = entry.fields.clone();
+                fields.remove_overlapping(path);
+                entry.set_fields(fields);
+            }
         }
+        self.0.retain(|entry| !entry.fields.is_empty());
     }
 
     /// Replaces the set of `manager`/`operation` with `fields`, stamping `time` when the set
@@ -87,23 +112,24 @@ impl Managers {
         time: &str,
         fields: FieldSet,
     ) {
-        match self
+        let existing = self
             .0
             .iter_mut()
-            .find(|entry| entry.manager == manager && entry.operation == operation)
-        {
+            .find(|entry| entry.manager == manager && entry.operation == operation);
+        match existing {
             Some(entry) => {
                 if entry.fields != fields || entry.api_version != api_version {
-                    entry.time = time.to_owned();
+                    time.clone_into(&mut entry.time);
+                    api_version.clone_into(&mut entry.api_version);
+                    entry.set_fields(fields);
                 }
-                entry.fields = fields;
-                api_version.clone_into(&mut entry.api_version);
             }
             None => self.0.push(Entry {
                 manager: manager.to_owned(),
                 operation,
                 api_version: api_version.to_owned(),
                 time: time.to_owned(),
+                rendered: Arc::new(fields.to_fields_v1()),
                 fields,
             }),
         }
@@ -133,15 +159,49 @@ impl Managers {
                     "apiVersion": entry.api_version,
                     "time": entry.time,
                     "fieldsType": "FieldsV1",
-                    "fieldsV1": entry.fields.to_fields_v1(),
+                    "fieldsV1": Value::clone(&entry.rendered),
                 })
             })
             .collect()
     }
+}
 
-    fn entry(&self, manager: &str, operation: Operation) -> Option<&Entry> {
-        self.0
-            .iter()
-            .find(|entry| entry.manager == manager && entry.operation == operation)
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn set_of(value: Value) -> FieldSet {
+        FieldSet::leaves_of(&value)
+    }
+
+    #[test]
+    fn renderings_follow_field_changes() {
+        let mut managers = Managers::default();
+        managers.set(
+            "a",
+            Operation::Apply,
+            "v1",
+            "t1",
+            set_of(json!({"data": {"X": 1, "Y": 1}})),
+        );
+        managers.set(
+            "b",
+            Operation::Update,
+            "v1",
+            "t1",
+            set_of(json!({"data": {"Y": 1}})),
+        );
+        managers.take_from_others("b", &FieldPath::new(["data", "Y"]));
+        let rendered = managers.to_json();
+        assert_eq!(rendered[0]["fieldsV1"], json!({"f:data": {"f:X": {}}}));
+        assert_eq!(rendered[1]["operation"], "Update");
+        managers.set("b", Operation::Update, "v1", "t2", FieldSet::default());
+        assert_eq!(
+            managers.to_json().as_array().map(Vec::len),
+            Some(1),
+            "empty entries go"
+        );
     }
 }

@@ -139,16 +139,21 @@ impl StandIn {
                 name,
             })
             .ok()
+            .map(|object| Value::clone(&object))
     }
 
     /// Every stored object of `kind` in `namespace` (all namespaces when `None`).
     pub fn objects(&self, kind: Kind, namespace: Option<&str>) -> Vec<Value> {
-        self.shared.store.list(kind, namespace, &|_| true).0
+        let (objects, _) = self.shared.store.list(kind, namespace, &|_| true);
+        objects.iter().map(|object| Value::clone(object)).collect()
     }
 
     /// Creates namespace `name` (no-op if it exists) and returns it.
     pub fn create_namespace(&self, name: &str) -> Result<Value, ApiError> {
-        self.shared.store.create_namespace(name)
+        self.shared
+            .store
+            .create_namespace(name)
+            .map(|namespace| Value::clone(&namespace))
     }
 
     /// Stops the server and waits until the listener is closed. Open connections are cut.

@@ -10,15 +10,15 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde_json::{Value, json};
 
-use crate::apply::{self, Live, Writer};
+use crate::apply::{self, Draft, Live, Writer};
 use crate::clock;
 use crate::controller;
 use crate::kind::Kind;
-use crate::status::{self, ApiError};
+use crate::status::{self, ApiError, Cause};
 use crate::strategy;
 
 /// The store shared by every connection.
@@ -53,7 +53,7 @@ pub struct WriteOptions {
 #[derive(Debug, Clone)]
 pub struct Written {
     /// The object as stored (or as it would be, on a dry run).
-    pub object: Value,
+    pub object: Arc<Value>,
     /// Whether the write created it (201 rather than 200).
     pub created: bool,
 }
@@ -96,33 +96,33 @@ impl Store {
     }
 
     /// Creates namespace `name` unless it exists; returns it.
-    pub fn create_namespace(&self, name: &str) -> Result<Value, ApiError> {
-        let mut state = self.lock();
+    pub fn create_namespace(&self, name: &str) -> Result<Arc<Value>, ApiError> {
         let target = Target {
             kind: Kind::Namespace,
             namespace: "",
             name,
         };
+        let mut state = self.lock();
         if let Some(live) = state.objects.get(&Key::of(target)) {
-            return Ok(live.object.clone());
+            return Ok(Arc::clone(&live.object));
         }
         let object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-        let writer = WriteOptions {
+        let options = WriteOptions {
             manager: "kube-standin".to_owned(),
             force: false,
             dry_run: false,
         };
         state
-            .create(target, object, &writer)
+            .create(target, object, &options)
             .map(|written| written.object)
     }
 
     /// The object `target`, or 404.
-    pub fn get(&self, target: Target<'_>) -> Result<Value, ApiError> {
+    pub fn get(&self, target: Target<'_>) -> Result<Arc<Value>, ApiError> {
         self.lock()
             .objects
             .get(&Key::of(target))
-            .map(|live| live.object.clone())
+            .map(|live| Arc::clone(&live.object))
             .ok_or_else(|| ApiError::not_found(target.kind, target.name))
     }
 
@@ -133,7 +133,7 @@ impl Store {
         kind: Kind,
         namespace: Option<&str>,
         keep: &dyn Fn(&Value) -> bool,
-    ) -> (Vec<Value>, u64) {
+    ) -> (Vec<Arc<Value>>, u64) {
         let state = self.lock();
         let start = Key {
             kind,
@@ -157,10 +157,10 @@ impl Store {
     pub fn apply(
         &self,
         target: Target<'_>,
-        config: &Value,
+        config: Value,
         options: &WriteOptions,
     ) -> Result<Written, ApiError> {
-        check_identity(target, config)?;
+        check_identity(target, &config)?;
         if config
             .pointer("/metadata/managedFields")
             .is_some_and(|fields| !fields.is_null())
@@ -169,17 +169,15 @@ impl Store {
         }
         let mut state = self.lock();
         state.check_namespace(target)?;
-        let old = state.objects.get(&Key::of(target)).cloned();
-        check_resource_version(target, old.as_ref(), config)?;
-        let time = clock::now_rfc3339();
-        let writer = Writer {
-            manager: &options.manager,
-            api_version: target.kind.api_version(),
-            time: &time,
-        };
-        let skeleton = skeleton(target);
-        let new = apply::server_side_apply(old.as_ref(), skeleton, config, writer, options.force)?;
-        state.commit(target, old.as_ref(), new, options.dry_run, &time)
+        state.write(target, options.dry_run, |old, time| {
+            check_resource_version(target, old, &config)?;
+            let writer = Writer {
+                manager: &options.manager,
+                api_version: target.kind.api_version(),
+                time,
+            };
+            apply::server_side_apply(old, skeleton(target), config, writer, options.force)
+        })
     }
 
     /// Creates `object` (POST to a collection); its name comes from the body.
@@ -200,7 +198,7 @@ impl Store {
             {
                 Some(prefix) if !prefix.is_empty() => format!("{prefix}{}", state.uids.suffix()),
                 _ => {
-                    let cause = crate::status::Cause {
+                    let cause = Cause {
                         reason: "FieldValueRequired",
                         field: "metadata.name".to_owned(),
                         message: "Required value: name or generateName is required".to_owned(),
@@ -229,14 +227,11 @@ impl Store {
         options: &WriteOptions,
     ) -> Result<Written, ApiError> {
         check_identity(target, &object)?;
-        let mut state = self.lock();
-        let old = state
-            .objects
-            .get(&Key::of(target))
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(target.kind, target.name))?;
-        check_resource_version(target, Some(&old), &object)?;
-        state.update(target, old, object, options)
+        self.lock().write(target, options.dry_run, |old, time| {
+            let old = old.ok_or_else(|| ApiError::not_found(target.kind, target.name))?;
+            check_resource_version(target, Some(old), &object)?;
+            Ok(update(target, old, object, &options.manager, time))
+        })
     }
 
     /// Applies a JSON merge patch (RFC 7386) to `target`.
@@ -246,17 +241,14 @@ impl Store {
         patch: &Value,
         options: &WriteOptions,
     ) -> Result<Written, ApiError> {
-        let mut state = self.lock();
-        let old = state
-            .objects
-            .get(&Key::of(target))
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(target.kind, target.name))?;
-        check_resource_version(target, Some(&old), patch)?;
-        let mut object = old.object.clone();
-        merge_patch(&mut object, patch);
-        check_identity(target, &object)?;
-        state.update(target, old, object, options)
+        self.lock().write(target, options.dry_run, |old, time| {
+            let old = old.ok_or_else(|| ApiError::not_found(target.kind, target.name))?;
+            check_resource_version(target, Some(old), patch)?;
+            let mut object = Value::clone(&old.object);
+            merge_patch(&mut object, patch);
+            check_identity(target, &object)?;
+            Ok(update(target, old, object, &options.manager, time))
+        })
     }
 
     /// Deletes `target` (and, for a namespace, everything in it); answers the real
@@ -297,12 +289,9 @@ impl Store {
         for (key, live) in state.objects.iter_mut() {
             if key.kind == Kind::Deployment && !controller::rolled_out(&live.object) {
                 version += 1;
-                controller::complete_rollout(&mut live.object, &time);
-                set_metadata(
-                    &mut live.object,
-                    "resourceVersion",
-                    json!(version.to_string()),
-                );
+                let object = Arc::make_mut(&mut live.object);
+                controller::complete_rollout(object, &time);
+                set_metadata(object, "resourceVersion", json!(version.to_string()));
             }
         }
         state.resource_version = version;
@@ -349,109 +338,141 @@ impl State {
             return Err(ApiError::already_exists(target.kind, target.name));
         }
         fill_identity(target, &mut object);
-        let time = clock::now_rfc3339();
-        let writer = Writer {
-            manager: &options.manager,
-            api_version: target.kind.api_version(),
-            time: &time,
-        };
-        let managers = apply::record_update(None, &object, writer);
-        self.commit(
-            target,
-            None,
-            Live { object, managers },
-            options.dry_run,
-            &time,
-        )
+        self.write(target, options.dry_run, |_, time| {
+            let writer = Writer {
+                manager: &options.manager,
+                api_version: target.kind.api_version(),
+                time,
+            };
+            let managers = apply::record_update(None, &object, writer);
+            Ok(Draft { object, managers })
+        })
     }
 
-    fn update(
+    /// Runs one write of `target`: `change` turns the stored object (if any) into a draft,
+    /// then the kind's strategy runs, no-op writes are skipped, the controller and the
+    /// server-set metadata finish the object, and it is stored unless `dry_run`.
+    ///
+    /// The stored object is taken out of the map for the duration instead of copied, and
+    /// put back whenever the write does not replace it.
+    fn write(
         &mut self,
         target: Target<'_>,
-        old: Live,
-        mut object: Value,
-        options: &WriteOptions,
+        dry_run: bool,
+        change: impl FnOnce(Option<&Live>, &str) -> Result<Draft, ApiError>,
     ) -> Result<Written, ApiError> {
-        fill_identity(target, &mut object);
-        for field in [
-            "uid",
-            "creationTimestamp",
-            "generation",
-            "managedFields",
-            "resourceVersion",
-        ] {
-            match old.object.pointer(&format!("/metadata/{field}")) {
-                Some(value) => set_metadata(&mut object, field, value.clone()),
-                None => remove_metadata(&mut object, field),
-            }
-        }
-        if let Some(status) = old.object.get("status") {
-            object["status"] = status.clone();
-        }
+        let key = Key::of(target);
+        let old = self.objects.remove(&key);
         let time = clock::now_rfc3339();
-        let writer = Writer {
-            manager: &options.manager,
-            api_version: target.kind.api_version(),
-            time: &time,
+        let result = change(old.as_ref(), &time)
+            .and_then(|draft| self.finish(target, old.as_ref(), draft, &time));
+        let (keep, answer) = match result {
+            Ok(Some(new)) => {
+                let written = Written {
+                    object: Arc::clone(&new.object),
+                    created: old.is_none(),
+                };
+                if dry_run {
+                    (old, written)
+                } else {
+                    self.resource_version += 1;
+                    (Some(new), written)
+                }
+            }
+            Ok(None) => {
+                let unchanged = old
+                    .as_ref()
+                    .map(|live| Arc::clone(&live.object))
+                    .unwrap_or_default();
+                (
+                    old,
+                    Written {
+                        object: unchanged,
+                        created: false,
+                    },
+                )
+            }
+            Err(error) => {
+                if let Some(old) = old {
+                    self.objects.insert(key, old);
+                }
+                return Err(error);
+            }
         };
-        let managers = apply::record_update(Some(&old), &object, writer);
-        self.commit(
-            target,
-            Some(&old),
-            Live { object, managers },
-            options.dry_run,
-            &time,
-        )
+        if let Some(live) = keep {
+            self.objects.insert(key, live);
+        }
+        Ok(answer)
     }
 
-    /// Validates and stores `new` as the next version of `target`.
-    fn commit(
+    /// Validates and completes `draft` as the next version of `target`; `None` when it
+    /// changes nothing.
+    fn finish(
         &mut self,
         target: Target<'_>,
         old: Option<&Live>,
-        mut new: Live,
-        dry_run: bool,
+        draft: Draft,
         time: &str,
-    ) -> Result<Written, ApiError> {
+    ) -> Result<Option<Live>, ApiError> {
+        let Draft {
+            mut object,
+            managers,
+        } = draft;
         strategy::prepare(
             target.kind,
             target.name,
-            old.map(|live| &live.object),
-            &mut new.object,
+            old.map(|live| live.object.as_ref()),
+            &mut object,
         )?;
         if let Some(old) = old
-            && old.object == new.object
-            && old.managers.same_ownership(&new.managers)
+            && *old.object == object
+            && old.managers.same_ownership(&managers)
         {
-            return Ok(Written {
-                object: old.object.clone(),
-                created: false,
-            });
+            return Ok(None);
         }
         if target.kind == Kind::Deployment && !self.rollouts_stalled {
-            controller::complete_rollout(&mut new.object, time);
+            controller::complete_rollout(&mut object, time);
         }
         if old.is_none() {
-            set_metadata(&mut new.object, "uid", json!(self.uids.next()));
-            set_metadata(&mut new.object, "creationTimestamp", json!(time));
+            set_metadata(&mut object, "uid", json!(self.uids.next()));
+            set_metadata(&mut object, "creationTimestamp", json!(time));
         }
         let version = self.resource_version + 1;
-        set_metadata(
-            &mut new.object,
-            "resourceVersion",
-            json!(version.to_string()),
-        );
-        set_metadata(&mut new.object, "managedFields", new.managers.to_json());
-        let written = Written {
-            object: new.object.clone(),
-            created: old.is_none(),
-        };
-        if !dry_run {
-            self.resource_version = version;
-            self.objects.insert(Key::of(target), new);
-        }
-        Ok(written)
+        set_metadata(&mut object, "resourceVersion", json!(version.to_string()));
+        set_metadata(&mut object, "managedFields", managers.to_json());
+        Ok(Some(Live {
+            object: Arc::new(object),
+            managers,
+        }))
     }
+}
+
+/// The draft of a replace or merge patch that turns `old` into `object`: server-set
+/// metadata and status are carried over, the writer takes the fields it changed.
+fn update(target: Target<'_>, old: &Live, mut object: Value, manager: &str, time: &str) -> Draft {
+    fill_identity(target, &mut object);
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "generation",
+        "managedFields",
+        "resourceVersion",
+    ] {
+        match old.object.pointer(&format!("/metadata/{field}")) {
+            Some(value) => set_metadata(&mut object, field, value.clone()),
+            None => remove_metadata(&mut object, field),
+        }
+    }
+    if let Some(status) = old.object.get("status") {
+        object["status"] = status.clone();
+    }
+    let writer = Writer {
+        manager,
+        api_version: target.kind.api_version(),
+        time,
+    };
+    let managers = apply::record_update(Some(old), &object, writer);
+    Draft { object, managers }
 }
 
 impl Key {
@@ -666,19 +687,11 @@ mod tests {
             name: "s",
         };
         let first = store
-            .apply(
-                target,
-                &secret("s", json!({"A": "YQ=="})),
-                &options("exsec"),
-            )
+            .apply(target, secret("s", json!({"A": "YQ=="})), &options("exsec"))
             .expect("create");
         assert!(first.created);
         let again = store
-            .apply(
-                target,
-                &secret("s", json!({"A": "YQ=="})),
-                &options("exsec"),
-            )
+            .apply(target, secret("s", json!({"A": "YQ=="})), &options("exsec"))
             .expect("no-op");
         assert!(!again.created);
         assert_eq!(
@@ -686,11 +699,7 @@ mod tests {
             again.object["metadata"]["resourceVersion"]
         );
         let changed = store
-            .apply(
-                target,
-                &secret("s", json!({"A": "Yg=="})),
-                &options("exsec"),
-            )
+            .apply(target, secret("s", json!({"A": "Yg=="})), &options("exsec"))
             .expect("update");
         assert_ne!(
             first.object["metadata"]["resourceVersion"],
@@ -711,7 +720,7 @@ mod tests {
             name: "s",
         };
         let error = store
-            .apply(target, &secret("s", json!({})), &options("exsec"))
+            .apply(target, secret("s", json!({})), &options("exsec"))
             .expect_err("no namespace");
         assert_eq!(error.message, "namespaces \"nope\" not found");
         let target = Target {
@@ -720,7 +729,7 @@ mod tests {
             name: "other",
         };
         let error = store
-            .apply(target, &secret("s", json!({})), &options("exsec"))
+            .apply(target, secret("s", json!({})), &options("exsec"))
             .expect_err("name");
         assert_eq!(error.code, 400);
     }
@@ -735,7 +744,7 @@ mod tests {
             name: "s",
         };
         store
-            .apply(target, &secret("s", json!({})), &options("exsec"))
+            .apply(target, secret("s", json!({})), &options("exsec"))
             .expect("create");
         store
             .delete(

@@ -5,6 +5,8 @@
 //! TYPE DATA AGE` for Secrets, `NAME READY UP-TO-DATE AVAILABLE AGE` for Deployments), so
 //! table output looks like it does against a cluster.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use crate::clock;
@@ -16,7 +18,7 @@ pub fn wanted(accept: Option<&str>) -> bool {
 }
 
 /// The Table of `objects` of `kind`, at `resource_version`.
-pub fn render(kind: Kind, objects: &[Value], resource_version: u64) -> Value {
+pub fn render(kind: Kind, objects: &[Arc<Value>], resource_version: u64) -> Value {
     let columns: Vec<Value> = columns(kind)
         .iter()
         .map(|(name, kind, priority, description)| {
@@ -208,7 +210,7 @@ mod tests {
     fn secret_rows_count_keys() {
         let secret = json!({"metadata": {"name": "s", "creationTimestamp": clock::now_rfc3339(), "managedFields": []},
                             "type": "Opaque", "data": {"A": "", "B": ""}});
-        let table = render(Kind::Secret, &[secret], 7);
+        let table = render(Kind::Secret, &[Arc::new(secret)], 7);
         assert_eq!(table["rows"][0]["cells"][0], "s");
         assert_eq!(table["rows"][0]["cells"][2], 2);
         assert!(

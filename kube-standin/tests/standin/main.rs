@@ -6,7 +6,11 @@
 //! - `faults`: every fault knob, what kube 5's retry layer does with it, the binary.
 //! - `kubectl`: real kubectl against the stand-in (skipped loudly when not on PATH).
 
-#![allow(clippy::expect_used, clippy::unwrap_used, reason = "tests: a failed expectation is the assertion")]
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "tests: a failed expectation is the assertion"
+)]
 
 mod faults;
 mod harness;
