@@ -425,7 +425,7 @@ impl State {
             &mut object,
         )?;
         if let Some(old) = old
-            && *old.object == object
+            && apply::same_object(&old.object, &object)
             && old.managers.same_ownership(&managers)
         {
             return Ok(None);

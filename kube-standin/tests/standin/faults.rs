@@ -353,3 +353,15 @@ async fn http(
         .expect("a status code");
     (code, serde_json::from_str(body).unwrap_or(Value::Null))
 }
+
+#[tokio::test]
+async fn shutdown_closes_the_listener() {
+    let cluster = Cluster::start().await;
+    let address = cluster.standin.addr();
+    TcpStream::connect(address).await.expect("listening");
+    cluster.standin.shutdown().await;
+    assert!(
+        TcpStream::connect(address).await.is_err(),
+        "nothing listens after shutdown"
+    );
+}
