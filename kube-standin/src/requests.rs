@@ -3,7 +3,7 @@
 //!
 //! Requests are recorded when they arrive, before any fault acts on them, so a dropped or
 //! hung request is in the log too. The log keeps the newest [`CAPACITY`] entries so a
-//! benchmark cannot grow it without bound; [`RequestLog::total`] counts all of them.
+//! benchmark cannot grow it without bound; `StandIn::requests_total` counts all of them.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard, PoisonError};
