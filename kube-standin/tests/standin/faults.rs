@@ -172,11 +172,9 @@ async fn a_hang_holds_requests_until_cleared() {
     let seen = cluster.standin.requests_total();
     let pending = tokio::spawn(async move { secrets.get_opt("s").await });
     cluster.standin.wait_for_requests(seen + 1).await;
-    let timed_out = tokio::time::timeout(
-        Duration::from_millis(100),
-        cluster.deployments().get_opt("s"),
-    )
-    .await;
+    // A generous bound: this only shows other requests are not held.
+    let timed_out =
+        tokio::time::timeout(Duration::from_secs(10), cluster.deployments().get_opt("s")).await;
     assert!(
         timed_out.is_ok(),
         "requests the rule does not match are answered"

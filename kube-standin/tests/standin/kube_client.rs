@@ -575,3 +575,77 @@ async fn namespaces_can_be_created_through_the_api() {
         .await
         .expect("apply into the new namespace");
 }
+
+/// An ordinary write (merge patch, as `kubectl patch --type merge` sends) is recorded as an
+/// `Update` manager that owns what it changed; exsec's forced apply takes a field back only
+/// when it sends it.
+#[tokio::test]
+async fn merge_patches_are_update_managers() {
+    let cluster = Cluster::start().await;
+    let deployments = cluster.deployments();
+    deployments
+        .patch(
+            "web",
+            &exsec(),
+            &Patch::Apply(deployment("web", "img:1", None)),
+        )
+        .await
+        .expect("apply");
+    let patched = deployments
+        .patch(
+            "web",
+            &PatchParams {
+                field_manager: Some("operator".to_owned()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(json!({"spec": {"replicas": 5}})),
+        )
+        .await
+        .expect("merge patch");
+    let managed = patched.metadata.managed_fields.expect("managedFields");
+    let operator = managed
+        .iter()
+        .find(|entry| entry.manager.as_deref() == Some("operator"))
+        .expect("entry");
+    assert_eq!(operator.operation.as_deref(), Some("Update"));
+    assert_eq!(
+        operator.fields_v1.as_ref().expect("fieldsV1").0,
+        json!({"f:spec": {"f:replicas": {}}})
+    );
+
+    let redeployed = deployments
+        .patch(
+            "web",
+            &exsec(),
+            &Patch::Apply(deployment("web", "img:2", None)),
+        )
+        .await
+        .expect("apply without replicas");
+    assert_eq!(redeployed.spec.and_then(|spec| spec.replicas), Some(5));
+    let status = api_error(
+        deployments
+            .patch(
+                "web",
+                &PatchParams::apply("exsec"),
+                &Patch::Apply(deployment("web", "img:2", Some(2))),
+            )
+            .await
+            .expect_err("conflict with the operator"),
+    );
+    assert!(
+        status
+            .message
+            .contains("conflict with \"operator\": .spec.replicas"),
+        "{}",
+        status.message
+    );
+    let forced = deployments
+        .patch(
+            "web",
+            &exsec(),
+            &Patch::Apply(deployment("web", "img:2", Some(2))),
+        )
+        .await
+        .expect("forced");
+    assert_eq!(forced.spec.and_then(|spec| spec.replicas), Some(2));
+}
