@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::api::auth::{AdminToken, AdminTokenError};
@@ -20,7 +20,8 @@ use crate::cluster::kubernetes::KubernetesTarget;
 use crate::cluster::manifests::ManifestsTarget;
 use crate::config::{ClusterTarget as TargetKind, Config};
 use crate::deploy::{DeploySettings, Deployer};
-use crate::keywatch::{self, SharedKeyring};
+use crate::keywatch::{self, KeyWatch, SharedKeyring};
+use crate::rotation::Rotation;
 use crate::store::{Store, StoreError, StoreOptions};
 
 /// Verify calls allowed per token per minute.
@@ -68,11 +69,11 @@ pub struct Server {
     addr: SocketAddr,
     admin_token_file: PathBuf,
     state: Arc<ApiState>,
-    /// Dropping or sending stops the server and the audit upkeep.
-    shutdown: Option<watch::Sender<bool>>,
+    shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
-    /// Audit anchors and retention ([`crate::audit_maintenance`]).
-    maintenance: JoinHandle<()>,
+    /// Stops the key watcher, the re-sealing job and the audit upkeep.
+    background_stop: watch::Sender<bool>,
+    background: Vec<JoinHandle<()>>,
 }
 
 impl Server {
@@ -94,10 +95,18 @@ impl Server {
     /// Stops accepting, drains in-flight requests, and returns when done.
     pub async fn shutdown(mut self) {
         if let Some(signal) = self.shutdown.take() {
-            let _ = signal.send(true);
+            let _ = signal.send(());
         }
         let _ = (&mut self.task).await;
-        let _ = (&mut self.maintenance).await;
+        let _ = self.background_stop.send(true);
+        for task in self.background.drain(..) {
+            let _ = task.await;
+        }
+    }
+
+    /// The re-sealing job (for status and tests).
+    pub fn rotation(&self) -> &Arc<Rotation> {
+        &self.state.rotation
     }
 
     /// Waits until the server stops by itself (it does not, unless it panics).
@@ -148,6 +157,34 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
         ),
     }
     let keyring = Arc::new(SharedKeyring::new(keyring));
+    let rotation = Arc::new(Rotation::default());
+    let (background_stop, stopped) = watch::channel(false);
+    let watcher = KeyWatch::new(
+        config.keys.dir.clone(),
+        config.keys.allow_group_readable,
+        config.keys.rescan_interval,
+        store.clone(),
+        keyring.clone(),
+        rotation.clone(),
+    );
+    let mut audit_stopped = stopped.clone();
+    let background = vec![
+        tokio::spawn(watcher.run(stopped.clone())),
+        // Audit anchors and retention (`crate::audit_maintenance`).
+        tokio::spawn(crate::audit_maintenance::run(
+            store.clone(),
+            config.audit.clone(),
+            async move {
+                let _ = audit_stopped.wait_for(|stop| *stop).await;
+            },
+        )),
+        // Resumable: the first pass picks up whatever a crash left behind.
+        tokio::spawn(
+            rotation
+                .clone()
+                .run(store.clone(), keyring.clone(), stopped),
+        ),
+    ];
 
     let cluster = cluster_target(config).await?;
     let settings = DeploySettings {
@@ -173,6 +210,7 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
     let state = Arc::new(ApiState {
         store,
         keyring,
+        rotation,
         deployer,
         admin,
         metrics: Metrics::default(),
@@ -182,17 +220,10 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
             + config.deploy.queue_timeout
             + Duration::from_secs(10),
     });
-    let (shutdown, signal) = watch::channel(false);
-    let task = tokio::spawn(server::run(
-        listener,
-        state.clone(),
-        stopped(signal.clone()),
-    ));
-    let maintenance = tokio::spawn(crate::audit_maintenance::run(
-        state.store.clone(),
-        config.audit.clone(),
-        stopped(signal),
-    ));
+    let (shutdown, signal) = oneshot::channel::<()>();
+    let task = tokio::spawn(server::run(listener, state.clone(), async move {
+        let _ = signal.await;
+    }));
     tracing::info!(%addr, "exsec listening");
     Ok(Server {
         addr,
@@ -200,13 +231,9 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
         state,
         shutdown: Some(shutdown),
         task,
-        maintenance,
+        background_stop,
+        background,
     })
-}
-
-/// Resolves once shutdown is signalled (or its sender is gone).
-async fn stopped(mut signal: watch::Receiver<bool>) {
-    let _ = signal.wait_for(|stop| *stop).await;
 }
 
 /// Runs the daemon until SIGTERM or SIGINT; SIGHUP re-reads the admin token.

@@ -21,4 +21,5 @@ pub mod deploy;
 pub mod keywatch;
 pub mod model;
 pub mod resolve;
+pub mod rotation;
 pub mod store;

@@ -177,20 +177,35 @@ impl ClusterTarget for ManifestsTarget {
         })
     }
 
-    fn app_objects<'a>(&'a self, app_id: &'a AppId) -> BoxFuture<'a, Result<AppObjects, ClusterError>> {
+    fn app_objects<'a>(
+        &'a self,
+        app_id: &'a AppId,
+    ) -> BoxFuture<'a, Result<AppObjects, ClusterError>> {
         let path = self.path(app_id);
         Box::pin(async move {
             let operation = format!("read {}", path.display());
             let file = match tokio::task::spawn_blocking(move || read_app_file(&path)).await {
                 Ok(Ok(file)) => file,
-                Ok(Err(error)) => return Err(ClusterError::Failed { operation, message: error.to_string() }),
-                Err(join) => return Err(ClusterError::Failed { operation, message: join.to_string() }),
+                Ok(Err(error)) => {
+                    return Err(ClusterError::Failed {
+                        operation,
+                        message: error.to_string(),
+                    });
+                }
+                Err(join) => {
+                    return Err(ClusterError::Failed {
+                        operation,
+                        message: join.to_string(),
+                    });
+                }
             };
             let deployment = file
                 .deployment
                 .and_then(|value| serde_json::from_value::<Deployment>(value).ok());
             Ok(AppObjects {
-                secret_keys: file.secret.map(|s| secret_data_of(&s).into_keys().collect()),
+                secret_keys: file
+                    .secret
+                    .map(|s| secret_data_of(&s).into_keys().collect()),
                 deployment: deployment.as_ref().map(DeploymentState::of),
             })
         })

@@ -2,11 +2,16 @@
 //! one per file). Each module is a topic; `harness` holds shared helpers.
 #![allow(clippy::unwrap_used, reason = "tests report failures by panicking")]
 
+mod api_canary;
+mod bad_input;
 mod canary;
 mod cli;
 mod deploy;
 mod harness;
+mod isolation;
+mod openapi;
 mod operator;
 mod resolve;
+mod rotation;
 mod server;
 mod store;

@@ -64,6 +64,31 @@ impl Answer {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+
+    /// Asserts an RFC 9457 problem answer with this status and `code`, and
+    /// returns the problem object.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, code: &str) -> Value {
+        assert_eq!(self.status, status, "{}", self.text());
+        assert_eq!(
+            self.headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some("application/problem+json"),
+            "{}",
+            self.text()
+        );
+        let problem = self.json();
+        for member in ["type", "title", "detail", "code"] {
+            assert!(
+                problem[member].as_str().is_some_and(|m| !m.is_empty()),
+                "member {member} missing: {problem}"
+            );
+        }
+        assert_eq!(problem["status"], status, "{problem}");
+        assert_eq!(problem["code"], code, "{problem}");
+        problem
+    }
 }
 
 impl TestServer {
@@ -79,6 +104,9 @@ impl TestServer {
                 std::time::SystemTime::now(),
             )
             .unwrap();
+        } else {
+            // An empty key directory, as the packaging creates it.
+            std::fs::create_dir(dir.path().join("keys.d")).unwrap();
         }
         let config_path = dir.path().join("config.toml");
         std::fs::write(
@@ -155,6 +183,21 @@ queue_timeout = "2s"
         body: Option<&str>,
         headers: &[(&str, &str)],
     ) -> Answer {
+        let body = body.map(|b| Bytes::from(b.to_owned()));
+        self.call_bytes(method, path, token, body, headers).await
+    }
+
+    /// Like [`TestServer::call_with`] with a body of arbitrary bytes. A
+    /// body is labelled `application/json` unless `headers` name a
+    /// content type.
+    pub async fn call_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Bytes>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
         let stream = TcpStream::connect(self.addr).await.unwrap();
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
@@ -167,15 +210,16 @@ queue_timeout = "2s"
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
-        if body.is_some() {
+        let typed = headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+        if body.is_some() && !typed {
             request = request.header("content-type", "application/json");
         }
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let request = request
-            .body(Full::new(Bytes::from(body.unwrap_or_default().to_owned())))
-            .unwrap();
+        let request = request.body(Full::new(body.unwrap_or_default())).unwrap();
         let response = sender.send_request(request).await.unwrap();
         let status = response.status().as_u16();
         let headers = response.headers().clone();
