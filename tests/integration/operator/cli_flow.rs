@@ -541,3 +541,87 @@ async fn completions_and_the_man_page_come_from_the_same_definitions() {
     let help = exsec(None, None, &["--help"], None).await;
     assert!(help.expect(0).stdout.contains("6  a check found a problem"));
 }
+
+/// Rotation as an operator runs it: a new key, `keys status` until the old
+/// key is safe to remove, then `keys retire` moves its file aside; the
+/// active key and a key still sealing records are refused.
+#[tokio::test]
+async fn keys_status_and_retire_follow_a_rotation() {
+    let server = TestServer::start().await;
+    seed_acme_web(&server).await;
+    server
+        .set_secret("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-1")
+        .await;
+    let status = admin(&server, &["keys", "status", "-o", "json"], None)
+        .await
+        .expect(0)
+        .json();
+    let old = status["active"].as_str().unwrap().to_owned();
+    let keys_dir = server.path("keys.d");
+    let dir_arg = keys_dir.to_str().unwrap().to_owned();
+    let active = admin(&server, &["keys", "retire", &old, "--dir", &dir_arg], None).await;
+    active.expect(4);
+    assert!(
+        active.stderr.contains("is the active key"),
+        "{}",
+        active.stderr
+    );
+    admin(&server, &["keys", "retire", "nope"], None)
+        .await
+        .expect(3);
+
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+    let new = exsec::crypto::generate_key_file(&keys_dir, later)
+        .unwrap()
+        .key_id
+        .to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let status = admin(&server, &["keys", "status", "-o", "json"], None)
+            .await
+            .json();
+        let old_entry = status["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["id"] == old.as_str())
+            .cloned();
+        if status["active"] == new.as_str()
+            && old_entry.is_some_and(|k| k["safe_to_remove"] == true)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rotation did not finish: {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let human = admin(&server, &["keys", "status"], None).await;
+    assert!(
+        human.expect(0).stdout.contains("rotation: idle"),
+        "{}",
+        human.stdout
+    );
+
+    let retired = admin(&server, &["keys", "retire", &old, "--dir", &dir_arg], None).await;
+    retired.expect(0);
+    assert!(
+        retired.stdout.starts_with(&format!("retired {old}")),
+        "{}",
+        retired.stdout
+    );
+    assert!(!keys_dir.join(format!("{old}.key")).exists());
+    assert!(keys_dir.join(format!("{old}.key.retired")).exists());
+    let retired_again = admin(&server, &["keys", "retire", &new], None).await;
+    retired_again.expect(4);
+    // Values still open under the new key.
+    admin(&server, &["deploy", "web", "--image", "nginx"], None)
+        .await
+        .expect(0);
+    assert_eq!(
+        server.manifest_values("web").unwrap()["OPENAI_API_KEY"],
+        "sk-1"
+    );
+    server.stop().await;
+}
