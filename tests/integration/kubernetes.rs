@@ -18,16 +18,6 @@ fn kubernetes() -> Options {
     }
 }
 
-async fn deploy(server: &TestServer, app: &str, body: Value) -> crate::server::Answer {
-    server
-        .admin(
-            "POST",
-            &format!("/v1/apps/{app}/deploys"),
-            Some(&body.to_string()),
-        )
-        .await
-}
-
 fn cluster(server: &TestServer) -> &kube_standin::StandIn {
     server.cluster.as_ref().expect("a kubernetes test server")
 }
@@ -80,12 +70,12 @@ async fn seeded() -> TestServer {
 #[tokio::test]
 async fn the_seed_flow_applies_through_server_side_apply() {
     let server = seeded().await;
-    let answer = deploy(
-        &server,
-        "web",
-        json!({"tenant_id": "acme", "app_id": "web", "image_ref": "nginx:1.27"}),
-    )
-    .await;
+    let answer = server
+        .deploy(
+            "web",
+            json!({"tenant_id": "acme", "app_id": "web", "image_ref": "nginx:1.27"}),
+        )
+        .await;
     assert_eq!(answer.status, 201, "{}", answer.text());
     assert_eq!(answer.json()["external_secrets"]["status"], "injected");
     let values = secret_values(&server, "web").unwrap();
@@ -147,7 +137,8 @@ async fn the_seed_flow_applies_through_server_side_apply() {
 async fn removed_keys_disappear_and_other_managers_keep_their_fields() {
     let server = seeded().await;
     assert_eq!(
-        deploy(&server, "web", json!({"image_ref": "nginx"}))
+        server
+            .deploy("web", json!({"image_ref": "nginx"}))
             .await
             .status,
         201
@@ -160,7 +151,8 @@ async fn removed_keys_disappear_and_other_managers_keep_their_fields() {
         )
         .await;
     assert_eq!(
-        deploy(&server, "web", json!({"image_ref": "nginx"}))
+        server
+            .deploy("web", json!({"image_ref": "nginx"}))
             .await
             .status,
         201
@@ -178,7 +170,8 @@ async fn removed_keys_disappear_and_other_managers_keep_their_fields() {
     .await;
     assert!(scaled < 300, "{scaled}");
     assert_eq!(
-        deploy(&server, "web", json!({"image_ref": "nginx:2"}))
+        server
+            .deploy("web", json!({"image_ref": "nginx:2"}))
             .await
             .status,
         201
@@ -204,7 +197,8 @@ async fn removed_keys_disappear_and_other_managers_keep_their_fields() {
             None,
         )
         .await;
-    let answer = deploy(&server, "web", json!({"image_ref": "nginx:2"}))
+    let answer = server
+        .deploy("web", json!({"image_ref": "nginx:2"}))
         .await
         .json();
     assert_eq!(answer["external_secrets"]["reason"], "no_secrets");
@@ -234,11 +228,11 @@ async fn string_data_leaves_a_removed_key_behind_but_data_does_not() {
     server.seed("acme", &["web"]).await;
     server.set_secret("/v1/apps/web", "p", "A", "1").await;
     server.set_secret("/v1/apps/web", "p", "B", "2").await;
-    deploy(&server, "web", json!({"image_ref": "nginx"})).await;
+    server.deploy("web", json!({"image_ref": "nginx"})).await;
     server
         .admin("DELETE", "/v1/apps/web/external-secrets/p/B", None)
         .await;
-    deploy(&server, "web", json!({"image_ref": "nginx"})).await;
+    server.deploy("web", json!({"image_ref": "nginx"})).await;
     assert_eq!(
         secret_values(&server, "web")
             .unwrap()
@@ -258,7 +252,7 @@ async fn cluster_faults_are_reported_and_never_a_false_success() {
     let faults = cluster(&server).faults();
 
     faults.fail(FailRule::new(500).times(1).path_contains("/secrets/"));
-    let answer = deploy(&server, "web", json!({"image_ref": "nginx"})).await;
+    let answer = server.deploy("web", json!({"image_ref": "nginx"})).await;
     assert_eq!(answer.status, 201, "{}", answer.text());
     let body = answer.json();
     assert_eq!(body["external_secrets"]["status"], "failed");
@@ -266,7 +260,7 @@ async fn cluster_faults_are_reported_and_never_a_false_success() {
     assert!(deployment(&server, "web").is_some());
 
     faults.fail(FailRule::new(500).times(1).path_contains("/deployments/"));
-    let answer = deploy(&server, "web", json!({"image_ref": "nginx:2"})).await;
+    let answer = server.deploy("web", json!({"image_ref": "nginx:2"})).await;
     assert_eq!(answer.status, 502, "{}", answer.text());
     let problem = answer.json();
     assert_eq!(problem["code"], "deployment_apply_failed");
@@ -286,7 +280,7 @@ async fn cluster_faults_are_reported_and_never_a_false_success() {
             .path_contains("/deployments/"),
     );
     let started = Instant::now();
-    let answer = deploy(&server, "web", json!({"image_ref": "nginx:3"})).await;
+    let answer = server.deploy("web", json!({"image_ref": "nginx:3"})).await;
     assert_eq!(answer.status, 201, "{}", answer.text());
     assert!(
         started.elapsed() >= Duration::from_millis(900),
@@ -294,7 +288,7 @@ async fn cluster_faults_are_reported_and_never_a_false_success() {
     );
 
     faults.drop_connections(DropRule::next(1).path_contains("/deployments/"));
-    let answer = deploy(&server, "web", json!({"image_ref": "nginx:4"})).await;
+    let answer = server.deploy("web", json!({"image_ref": "nginx:4"})).await;
     assert_eq!(answer.status, 502, "{}", answer.text());
 }
 
@@ -312,7 +306,7 @@ async fn a_hung_cluster_cannot_hold_a_deploy_past_its_budget() {
         .faults()
         .hang(HangRule::all().path_contains("/paas-apps/"));
     let started = Instant::now();
-    let answer = deploy(&server, "web", json!({"image_ref": "nginx"})).await;
+    let answer = server.deploy("web", json!({"image_ref": "nginx"})).await;
     let elapsed = started.elapsed();
     assert_eq!(answer.status, 502, "{}", answer.text());
     assert!(
@@ -338,13 +332,10 @@ async fn kubectl_sees_what_the_seed_document_says() {
     };
     let server = seeded().await;
     assert_eq!(
-        deploy(
-            &server,
-            "web",
-            json!({"tenant_id": "acme", "image_ref": "nginx"})
-        )
-        .await
-        .status,
+        server
+            .deploy("web", json!({"tenant_id": "acme", "image_ref": "nginx"}))
+            .await
+            .status,
         201
     );
     let kubeconfig = server.path("kubeconfig.yaml");

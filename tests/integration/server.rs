@@ -307,6 +307,16 @@ queue_timeout = "2s"
         .await
     }
 
+    /// Deploys an app with the admin token.
+    pub async fn deploy(&self, app: &str, body: serde_json::Value) -> Answer {
+        self.admin(
+            "POST",
+            &format!("/v1/apps/{app}/deploys"),
+            Some(&body.to_string()),
+        )
+        .await
+    }
+
     /// Mints a tenant token.
     pub async fn mint(&self, tenant: &str) -> String {
         let answer = self
