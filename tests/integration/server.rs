@@ -159,7 +159,7 @@ queue_timeout = "2s"
             let cluster = kube_standin::StandIn::start().await.unwrap();
             cluster.create_namespace("paas-apps").unwrap();
             cluster
-                .write_kubeconfig(&dir.path().join("kubeconfig.yaml"), "paas-apps")
+                .write_kubeconfig(dir.path().join("kubeconfig.yaml"), "paas-apps")
                 .unwrap();
             Some(cluster)
         } else {
