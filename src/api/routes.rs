@@ -324,6 +324,14 @@ pub const ROUTES: &[Route] = &[
         "one deploy",
     ),
     route(
+        R::AppCluster,
+        Method::GET,
+        "/v1/apps/{app_id}/cluster",
+        Tenant,
+        NoBody,
+        "what the cluster holds for the app: Secret key names, envFrom, rollout",
+    ),
+    route(
         R::ListAuditEvents,
         Method::GET,
         "/v1/audit-events",
@@ -338,14 +346,6 @@ pub const ROUTES: &[Route] = &[
         Admin,
         NoBody,
         "keyring status",
-    ),
-    route(
-        R::AppCluster,
-        Method::GET,
-        "/v1/apps/{app_id}/cluster",
-        Tenant,
-        NoBody,
-        "what the cluster holds for an app (key names, envFrom, rollout)",
     ),
     route(
         R::Backup,

@@ -5,16 +5,6 @@ use serde_json::{Value, json};
 
 use crate::server::{Options, TestServer};
 
-async fn deploy(server: &TestServer, app: &str, body: Value) -> crate::server::Answer {
-    server
-        .admin(
-            "POST",
-            &format!("/v1/apps/{app}/deploys"),
-            Some(&body.to_string()),
-        )
-        .await
-}
-
 async fn events(server: &TestServer, kind: &str) -> Vec<Value> {
     let page = server
         .admin(
@@ -67,7 +57,7 @@ async fn the_seed_flow_injects_the_merged_set_with_the_app_winning() {
         201
     );
 
-    let answer = deploy(&server, "web", json!({"tenant_id": "acme", "app_id": "web", "image_ref": "nginx:1.27", "replicas": 2, "port": 8080})).await;
+    let answer = server.deploy("web", json!({"tenant_id": "acme", "app_id": "web", "image_ref": "nginx:1.27", "replicas": 2, "port": 8080})).await;
     assert_eq!(answer.status, 201, "{}", answer.text());
     let body = answer.json();
     assert_eq!(body["status"], "succeeded");
@@ -155,7 +145,7 @@ async fn a_missing_tenant_id_is_inferred_with_a_warning() {
         json!({"image_ref": "nginx"}),
         json!({"image_ref": "nginx", "tenant_id": ""}),
     ] {
-        let answer = deploy(&server, "web", body).await;
+        let answer = server.deploy("web", body).await;
         assert_eq!(answer.status, 201, "{}", answer.text());
         let body = answer.json();
         assert_eq!(body["tenant_id"], "acme");
@@ -175,12 +165,9 @@ async fn another_tenants_id_is_refused_and_nothing_is_applied() {
         .set_secret("/v1/tenants/evil", "openai", "OPENAI_API_KEY", "sk-evil")
         .await;
     let before = server.audit_seq().await;
-    let answer = deploy(
-        &server,
-        "web",
-        json!({"tenant_id": "evil", "image_ref": "nginx"}),
-    )
-    .await;
+    let answer = server
+        .deploy("web", json!({"tenant_id": "evil", "image_ref": "nginx"}))
+        .await;
     assert_eq!(answer.status, 422);
     assert_eq!(answer.code(), "tenant_mismatch");
     assert!(server.manifest("web").is_none());
@@ -203,7 +190,8 @@ async fn without_a_master_key_deploys_skip_injection_and_keep_the_secret() {
         .set_secret("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-live")
         .await;
     assert_eq!(
-        deploy(&server, "web", json!({"image_ref": "nginx"}))
+        server
+            .deploy("web", json!({"image_ref": "nginx"}))
             .await
             .status,
         201
@@ -222,7 +210,7 @@ async fn without_a_master_key_deploys_skip_injection_and_keep_the_secret() {
     assert_eq!(write.status, 503);
     assert_eq!(write.code(), "master_key_unavailable");
 
-    let answer = deploy(&server, "web", json!({"image_ref": "nginx:2"})).await;
+    let answer = server.deploy("web", json!({"image_ref": "nginx:2"})).await;
     assert_eq!(answer.status, 201, "{}", answer.text());
     let body = answer.json();
     assert_eq!(body["external_secrets"]["status"], "skipped");
@@ -272,7 +260,8 @@ async fn unopenable_values_fail_injection_and_keep_the_secret() {
         .set_secret("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-live")
         .await;
     assert_eq!(
-        deploy(&server, "web", json!({"image_ref": "nginx"}))
+        server
+            .deploy("web", json!({"image_ref": "nginx"}))
             .await
             .status,
         201
@@ -287,7 +276,7 @@ async fn unopenable_values_fail_injection_and_keep_the_secret() {
     let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
     exsec::crypto::generate_key_file(&keys, later).unwrap();
     let server = TestServer::restart(dir).await;
-    let answer = deploy(&server, "web", json!({"image_ref": "nginx:2"})).await;
+    let answer = server.deploy("web", json!({"image_ref": "nginx:2"})).await;
     assert_eq!(answer.status, 201, "{}", answer.text());
     let injection = &answer.json()["external_secrets"];
     assert_eq!(injection["status"], "failed");
@@ -313,7 +302,8 @@ async fn removed_keys_and_an_empty_set_are_removed_from_the_cluster() {
         .set_secret("/v1/apps/web", "stripe", "STRIPE_KEY", "rk-1")
         .await;
     assert_eq!(
-        deploy(&server, "web", json!({"image_ref": "nginx"}))
+        server
+            .deploy("web", json!({"image_ref": "nginx"}))
             .await
             .status,
         201
@@ -334,7 +324,8 @@ async fn removed_keys_and_an_empty_set_are_removed_from_the_cluster() {
         .json();
     assert_eq!(effective["removed_since_deploy"], json!(["STRIPE_KEY"]));
     assert_eq!(
-        deploy(&server, "web", json!({"image_ref": "nginx"}))
+        server
+            .deploy("web", json!({"image_ref": "nginx"}))
             .await
             .status,
         201
@@ -349,7 +340,7 @@ async fn removed_keys_and_an_empty_set_are_removed_from_the_cluster() {
             None,
         )
         .await;
-    let answer = deploy(&server, "web", json!({"image_ref": "nginx"})).await;
+    let answer = server.deploy("web", json!({"image_ref": "nginx"})).await;
     let body = answer.json();
     assert_eq!(body["external_secrets"]["status"], "skipped");
     assert_eq!(body["external_secrets"]["reason"], "no_secrets");
@@ -366,7 +357,7 @@ async fn removed_keys_and_an_empty_set_are_removed_from_the_cluster() {
     );
     assert_eq!(events(&server, "external_secret.removed").await.len(), 1);
     // Nothing left to remove: skipped, not removed again.
-    deploy(&server, "web", json!({"image_ref": "nginx"})).await;
+    server.deploy("web", json!({"image_ref": "nginx"})).await;
     assert_eq!(events(&server, "external_secret.removed").await.len(), 1);
     server.stop().await;
 }
@@ -383,7 +374,8 @@ async fn a_dry_run_reports_changes_and_changes_nothing() {
         .await;
     server.set_secret("/v1/apps/web", "c", "DROP", "x").await;
     assert_eq!(
-        deploy(&server, "web", json!({"image_ref": "nginx"}))
+        server
+            .deploy("web", json!({"image_ref": "nginx"}))
             .await
             .status,
         201
@@ -444,13 +436,10 @@ async fn missing_required_env_is_a_warning() {
     server
         .set_secret("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk")
         .await;
-    let body = deploy(
-        &server,
-        "web",
-        json!({"tenant_id": "acme", "image_ref": "nginx"}),
-    )
-    .await
-    .json();
+    let body = server
+        .deploy("web", json!({"tenant_id": "acme", "image_ref": "nginx"}))
+        .await
+        .json();
     assert_eq!(warning_codes(&body), ["missing_required_env"]);
     assert!(
         body["warnings"][0]["message"]
@@ -535,7 +524,9 @@ async fn concurrent_deploys_of_one_app_are_serialised() {
     for i in 0..8 {
         let server = server.clone();
         tasks.push(tokio::spawn(async move {
-            deploy(&server, "web", json!({"image_ref": format!("nginx:{i}")})).await
+            server
+                .deploy("web", json!({"image_ref": format!("nginx:{i}")}))
+                .await
         }));
     }
     let mut ids = Vec::new();

@@ -9,6 +9,7 @@ mod cli;
 mod deploy;
 mod harness;
 mod isolation;
+mod kubernetes;
 mod openapi;
 mod operator;
 mod resolve;

@@ -335,6 +335,8 @@ async fn every_route_answers_as_documented() {
         .await;
     let one = format!("/v1/apps/web/deploys/{}", deploy_ids[0]);
     api.expect(200, "GET", &one, None).await;
+    let held = api.expect(200, "GET", "/v1/apps/web/cluster", None).await;
+    assert_eq!(held["secret"]["exists"], true);
 
     let stripe = "/v1/apps/web/external-secrets/stripe/STRIPE_KEY";
     assert_eq!(api.call("DELETE", stripe, token, None).await.status, 204);
@@ -362,7 +364,6 @@ async fn every_route_answers_as_documented() {
     );
     api.expect(200, "GET", "/v1/keys", None).await;
     api.expect(200, "GET", "/metrics", None).await;
-    api.expect(200, "GET", "/v1/apps/web/cluster", None).await;
     api.expect(200, "GET", "/v1/backup", None).await;
 
     assert_eq!(

@@ -21,6 +21,10 @@ pub struct Options {
     pub include_values: bool,
     /// Extra TOML appended to the config.
     pub extra_config: String,
+    /// Use the `kubernetes` target against a Kubernetes API stand-in.
+    pub kubernetes: bool,
+    /// `deploy.timeout`.
+    pub deploy_timeout: &'static str,
 }
 
 impl Default for Options {
@@ -29,12 +33,16 @@ impl Default for Options {
             with_key: true,
             include_values: true,
             extra_config: String::new(),
+            kubernetes: false,
+            deploy_timeout: "5s",
         }
     }
 }
 
 /// A running server with its directories.
 pub struct TestServer {
+    /// The Kubernetes API stand-in, when the kubernetes target is used.
+    pub cluster: Option<kube_standin::StandIn>,
     pub dir: tempfile::TempDir,
     pub server: Option<Server>,
     pub admin_token: String,
@@ -122,19 +130,44 @@ dir = "keys.d"
 [auth]
 admin_token_file = "admin.token"
 [cluster]
-target = "manifests"
+target = "{target}"
+{kubeconfig}
 [manifests]
 dir = "manifests"
 include_values = {}
 [deploy]
-timeout = "5s"
+timeout = "{}"
 queue_timeout = "2s"
 {}"#,
-                options.include_values, options.extra_config
+                options.include_values,
+                options.deploy_timeout,
+                options.extra_config,
+                target = if options.kubernetes {
+                    "kubernetes"
+                } else {
+                    "manifests"
+                },
+                kubeconfig = if options.kubernetes {
+                    "kubeconfig = \"kubeconfig.yaml\""
+                } else {
+                    ""
+                },
             ),
         )
         .unwrap();
-        Self::start_config(dir, &config_path).await
+        let cluster = if options.kubernetes {
+            let cluster = kube_standin::StandIn::start().await.unwrap();
+            cluster.create_namespace("paas-apps").unwrap();
+            cluster
+                .write_kubeconfig(dir.path().join("kubeconfig.yaml"), "paas-apps")
+                .unwrap();
+            Some(cluster)
+        } else {
+            None
+        };
+        let mut server = Self::start_config(dir, &config_path).await;
+        server.cluster = cluster;
+        server
     }
 
     /// Starts again on the directory of a stopped server.
@@ -153,6 +186,7 @@ queue_timeout = "2s"
             .to_owned();
         let addr = server.addr();
         Self {
+            cluster: None,
             dir,
             server: Some(server),
             admin_token,
@@ -269,6 +303,16 @@ queue_timeout = "2s"
             "PUT",
             &format!("{scope_path}/external-secrets/{provider}/{key}"),
             Some(&body),
+        )
+        .await
+    }
+
+    /// Deploys an app with the admin token.
+    pub async fn deploy(&self, app: &str, body: serde_json::Value) -> Answer {
+        self.admin(
+            "POST",
+            &format!("/v1/apps/{app}/deploys"),
+            Some(&body.to_string()),
         )
         .await
     }
