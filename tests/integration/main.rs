@@ -9,3 +9,4 @@ mod harness;
 mod resolve;
 mod server;
 mod store;
+mod systemd;
