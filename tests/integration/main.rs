@@ -6,6 +6,7 @@ mod canary;
 mod cli;
 mod deploy;
 mod harness;
+mod packaging;
 mod resolve;
 mod server;
 mod store;
