@@ -40,7 +40,7 @@ trap 'rm -rf "$work"' EXIT
 
 # ---------------------------------------------------------------------------
 step "build the .deb (cargo deb, reusing the release build)"
-cargo deb --locked --fast --output "$work/deb" >"$work/cargo-deb.log" 2>&1 ||
+cargo deb --package exsec --locked --fast --output "$work/deb" >"$work/cargo-deb.log" 2>&1 ||
   {
     cat "$work/cargo-deb.log" >&2
     fail "cargo deb"
@@ -200,7 +200,7 @@ grep -q 'edited by the operator' "$root/etc/exsec/config.toml" || fail "reinstal
   fail "reinstall changed the exsec user"
 ok "reinstall: keys and admin token byte-identical, no new key, config edit kept"
 
-cargo deb --no-build --locked --fast --deb-version "${version%-*}-99" --output "$work/upgrade" \
+cargo deb --package exsec --no-build --locked --fast --deb-version "${version%-*}-99" --output "$work/upgrade" \
   >>"$work/cargo-deb.log" 2>&1 || fail "cargo deb (upgrade package)"
 dpkg_root -i "$work"/upgrade/exsec_*.deb
 [ "$(fingerprint)" = "$before" ] || fail "upgrade changed keys or the admin token"

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::api::auth::{AdminToken, AdminTokenError};
@@ -20,7 +20,8 @@ use crate::cluster::kubernetes::KubernetesTarget;
 use crate::cluster::manifests::ManifestsTarget;
 use crate::config::{ClusterTarget as TargetKind, Config};
 use crate::deploy::{DeploySettings, Deployer};
-use crate::keywatch::{self, SharedKeyring};
+use crate::keywatch::{self, KeyWatch, SharedKeyring};
+use crate::rotation::Rotation;
 use crate::store::{Store, StoreError, StoreOptions};
 
 /// Verify calls allowed per token per minute.
@@ -70,6 +71,9 @@ pub struct Server {
     state: Arc<ApiState>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
+    /// Stops the key watcher and the re-sealing job.
+    background_stop: watch::Sender<bool>,
+    background: Vec<JoinHandle<()>>,
 }
 
 impl Server {
@@ -94,6 +98,15 @@ impl Server {
             let _ = signal.send(());
         }
         let _ = (&mut self.task).await;
+        let _ = self.background_stop.send(true);
+        for task in self.background.drain(..) {
+            let _ = task.await;
+        }
+    }
+
+    /// The re-sealing job (for status and tests).
+    pub fn rotation(&self) -> &Arc<Rotation> {
+        &self.state.rotation
     }
 
     /// Waits until the server stops by itself (it does not, unless it panics).
@@ -144,6 +157,25 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
         ),
     }
     let keyring = Arc::new(SharedKeyring::new(keyring));
+    let rotation = Arc::new(Rotation::default());
+    let (background_stop, stopped) = watch::channel(false);
+    let watcher = KeyWatch::new(
+        config.keys.dir.clone(),
+        config.keys.allow_group_readable,
+        config.keys.rescan_interval,
+        store.clone(),
+        keyring.clone(),
+        rotation.clone(),
+    );
+    let background = vec![
+        tokio::spawn(watcher.run(stopped.clone())),
+        // Resumable: the first pass picks up whatever a crash left behind.
+        tokio::spawn(
+            rotation
+                .clone()
+                .run(store.clone(), keyring.clone(), stopped),
+        ),
+    ];
 
     let cluster = cluster_target(config).await?;
     let settings = DeploySettings {
@@ -169,6 +201,7 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
     let state = Arc::new(ApiState {
         store,
         keyring,
+        rotation,
         deployer,
         admin,
         metrics: Metrics::default(),
@@ -199,6 +232,8 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
         state,
         shutdown: Some(shutdown),
         task,
+        background_stop,
+        background,
     })
 }
 

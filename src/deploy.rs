@@ -65,10 +65,10 @@ pub struct DeployRequest {
     pub body_app_id: Option<String>,
     /// Image to roll out.
     pub image_ref: String,
-    /// Replicas, if given.
-    pub replicas: Option<i32>,
-    /// Container port, if given.
-    pub port: Option<u16>,
+    /// Replicas, if given, as sent (checked into `i32` by the pipeline).
+    pub replicas: Option<i64>,
+    /// Container port, if given, as sent (checked into `u16` by the pipeline).
+    pub port: Option<i64>,
     /// `?dry_run=true`.
     pub dry_run: bool,
     /// `Idempotency-Key` header and the hash of the request it came with.
@@ -83,21 +83,21 @@ pub enum DeployError {
     /// A field of the body is invalid.
     #[error(transparent)]
     Invalid(#[from] ValidationError),
-    /// `app_id` in the body differs from the path.
-    #[error("app_id {body} in the body differs from app {path} in the path")]
+    /// `app_id` in the body differs from the path. Neither this error nor
+    /// the next keeps the value sent: an error message never repeats a
+    /// body field, which may be a misplaced secret.
+    #[error("app_id in the body differs from app {path} in the path; send {path} or omit app_id")]
     AppIdMismatch {
-        /// Body value.
-        body: String,
         /// Path value.
         path: String,
     },
     /// `tenant_id` is not the app's tenant.
-    #[error("app {app_id} does not belong to tenant {given}; send its tenant or omit tenant_id")]
+    #[error(
+        "tenant_id in the body is not the tenant of app {app_id}; send its tenant or omit tenant_id"
+    )]
     TenantMismatch {
         /// The app.
         app_id: String,
-        /// The tenant sent.
-        given: String,
     },
     /// Another deploy of the app held it longer than the queue timeout.
     #[error("another deploy of app {app_id} is still running; retry when it has finished")]
@@ -121,7 +121,7 @@ pub enum DeployResult {
     /// A deploy ran (or was replayed from its idempotency key).
     Done(Box<DeployRecord>),
     /// `dry_run`: what would change; nothing applied or recorded.
-    DryRun(DryRunReport),
+    DryRun(Box<DryRunReport>),
 }
 
 /// The answer of a dry run: names only, never values.
@@ -238,7 +238,7 @@ impl Deployer {
         let keyless = keyring.is_empty();
 
         if request.dry_run {
-            return Ok(DeployResult::DryRun(
+            return Ok(DeployResult::DryRun(Box::new(
                 self.dry_run(
                     &request,
                     &checked.tenant_id,
@@ -248,7 +248,7 @@ impl Deployer {
                     &budget,
                 )
                 .await,
-            ));
+            )));
         }
 
         let seq = self.last_seq.fetch_add(1, Ordering::SeqCst) + 1;
@@ -271,8 +271,8 @@ impl Deployer {
             tenant_id: &checked.tenant_id,
             namespace: &self.settings.namespace,
             image_ref: &request.image_ref,
-            replicas: request.replicas,
-            port: request.port,
+            replicas: checked.replicas,
+            port: checked.port,
             deploy_id: &deploy_id,
         });
         let applied = budget
@@ -288,8 +288,8 @@ impl Deployer {
             app_id: request.app_id.clone(),
             tenant_id: checked.tenant_id.clone(),
             image_ref: request.image_ref.clone(),
-            replicas: request.replicas,
-            port: request.port,
+            replicas: checked.replicas,
+            port: checked.port,
             status: if error.is_none() {
                 "succeeded"
             } else {
@@ -617,6 +617,8 @@ impl Deployer {
 /// What the request check established.
 struct Checked {
     tenant_id: TenantId,
+    replicas: Option<i32>,
+    port: Option<u16>,
     warnings: Vec<WarningRecord>,
 }
 
@@ -626,7 +628,6 @@ fn check(request: &DeployRequest) -> Result<Checked, DeployError> {
         && body_app != request.app_id.as_str()
     {
         return Err(DeployError::AppIdMismatch {
-            body: body_app.to_owned(),
             path: request.app_id.to_string(),
         });
     }
@@ -647,7 +648,6 @@ fn check(request: &DeployRequest) -> Result<Checked, DeployError> {
             if parsed != request.app.tenant_id {
                 return Err(DeployError::TenantMismatch {
                     app_id: request.app_id.to_string(),
-                    given: given.to_owned(),
                 });
             }
             parsed
@@ -666,24 +666,34 @@ fn check(request: &DeployRequest) -> Result<Checked, DeployError> {
         }
         .into());
     }
-    if let Some(replicas) = request.replicas
-        && !(0..=MAX_REPLICAS).contains(&replicas)
-    {
-        return Err(ValidationError {
-            field: "replicas",
-            reason: format!("must be between 0 and {MAX_REPLICAS}"),
-        }
-        .into());
-    }
-    if request.port == Some(0) {
-        return Err(ValidationError {
-            field: "port",
-            reason: "must be between 1 and 65535".to_owned(),
-        }
-        .into());
-    }
+    let replicas = request
+        .replicas
+        .map(|replicas| {
+            i32::try_from(replicas)
+                .ok()
+                .filter(|r| (0..=MAX_REPLICAS).contains(r))
+                .ok_or_else(|| ValidationError {
+                    field: "replicas",
+                    reason: format!("must be between 0 and {MAX_REPLICAS}"),
+                })
+        })
+        .transpose()?;
+    let port = request
+        .port
+        .map(|port| {
+            u16::try_from(port)
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| ValidationError {
+                    field: "port",
+                    reason: "must be between 1 and 65535".to_owned(),
+                })
+        })
+        .transpose()?;
     Ok(Checked {
         tenant_id,
+        replicas,
+        port,
         warnings,
     })
 }

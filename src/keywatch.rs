@@ -1,13 +1,28 @@
-//! The running keyring: one snapshot shared by every request and swapped
-//! whole when the key directory changes, so a request never sees half a
-//! reload. (The directory watcher and periodic rescan come with rotation.)
+//! The running keyring and the watcher that keeps it current: one snapshot
+//! shared by every request and swapped whole when the key directory
+//! changes, so a request never sees half a reload. This is the only
+//! importer of notify.
+//!
+//! Any event in the directory (a new file, an edit, a removal, the
+//! kubelet swapping the `..data` link of a Secret volume) triggers a
+//! debounced rescan of the whole directory; a periodic rescan covers missed
+//! events. A half-written or bad file never replaces a good key: files are
+//! read, validated, then swapped in (see `Keyring::assemble`).
 
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
+use notify::RecommendedWatcher;
+use tokio::sync::{mpsc, watch};
+
+use crate::api::problem::chain;
+use crate::audit::{NewEvent, event};
 use crate::crypto::{Fingerprint, KeyFileProblem, Keyring, KeyringError, scan_dir};
 use crate::model::KeyId;
+use crate::rotation::Rotation;
+use crate::store::Store;
 
 /// The current keyring snapshot.
 pub struct SharedKeyring {
@@ -52,8 +67,187 @@ pub fn load(
         Ok(scan) => Keyring::assemble(scan, known, previous),
         Err(KeyringError::DirNotFound { .. }) => (Keyring::empty(), Vec::new()),
         Err(error) => {
-            tracing::error!(dir = %dir.display(), error = %crate::api::problem::chain(&error), "cannot read the key directory");
+            tracing::error!(dir = %dir.display(), error = %chain(&error), "cannot read the key directory");
             (Keyring::empty(), Vec::new())
+        }
+    }
+}
+
+/// How long the directory must be quiet after an event before a rescan:
+/// writers (and the kubelet's `..data` swap) touch several entries.
+pub const DEBOUNCE: Duration = Duration::from_millis(150);
+
+/// Watches the key directory and swaps in new keyrings.
+pub struct KeyWatch {
+    /// The key directory.
+    pub dir: PathBuf,
+    /// `keys.allow_group_readable`.
+    pub allow_group_readable: bool,
+    /// `keys.rescan_interval`: the fallback when events are missed.
+    pub rescan_interval: Duration,
+    /// Where fingerprints live and reload failures are audited.
+    pub store: Arc<Store>,
+    /// The running keyring.
+    pub keyring: Arc<SharedKeyring>,
+    /// Told when the keyring changed.
+    pub rotation: Arc<Rotation>,
+    /// Bad contents already reported (path + digest or error).
+    reported: Mutex<HashSet<(PathBuf, String)>>,
+}
+
+impl KeyWatch {
+    /// A watcher over `dir`.
+    pub fn new(
+        dir: PathBuf,
+        allow_group_readable: bool,
+        rescan_interval: Duration,
+        store: Arc<Store>,
+        keyring: Arc<SharedKeyring>,
+        rotation: Arc<Rotation>,
+    ) -> Self {
+        Self {
+            dir,
+            allow_group_readable,
+            rescan_interval,
+            store,
+            keyring,
+            rotation,
+            reported: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Watches until `shutdown` flips: any event in the directory → wait
+    /// for quiet → rescan the whole directory; and a rescan every
+    /// `rescan_interval` regardless.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let (events, mut wakeups) = mpsc::channel::<()>(16);
+        let mut watcher = install_watcher(&self.dir, &events);
+        let mut tick = tokio::time::interval(self.rescan_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        // Files may have changed between the start-up load and the watch.
+        self.rescan().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    if watcher.is_none() {
+                        watcher = install_watcher(&self.dir, &events);
+                    }
+                    // and rescan below: the fallback for missed events.
+                }
+                Some(()) = wakeups.recv() => {
+                    // Debounce: wait until no event arrived for DEBOUNCE.
+                    while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, wakeups.recv()).await {}
+                }
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            self.rescan().await;
+        }
+    }
+
+    /// Reads the directory and swaps in the result if it differs. A bad
+    /// file never takes a good key away (see `Keyring::assemble`). Returns
+    /// whether the keyring changed.
+    pub async fn rescan(&self) -> bool {
+        let known = match self.store.read_async(|r| r.known_fingerprints()).await {
+            Ok(known) => known,
+            Err(error) => {
+                tracing::error!(error = %chain(&error), "cannot read key fingerprints; keeping the current keyring");
+                return false;
+            }
+        };
+        let previous = self.keyring.snapshot();
+        let (dir, allow) = (self.dir.clone(), self.allow_group_readable);
+        let prior = previous.clone();
+        let loaded =
+            tokio::task::spawn_blocking(move || load(&dir, allow, &known, Some(&prior))).await;
+        let Ok((next, problems)) = loaded else {
+            return false;
+        };
+        self.report(problems).await;
+        if same_keys(&previous, &next) {
+            return false;
+        }
+        tracing::info!(
+            before = ?previous.ids().map(ToString::to_string).collect::<Vec<_>>(),
+            after = ?next.ids().map(ToString::to_string).collect::<Vec<_>>(),
+            active = next.active().map(ToString::to_string).as_deref().unwrap_or("none"),
+            "keyring reloaded"
+        );
+        self.keyring.replace(next);
+        self.rotation.trigger();
+        true
+    }
+
+    /// Logs each problem and audits `master_key.reload_failed` once per
+    /// distinct bad content.
+    async fn report(&self, problems: Vec<KeyFileProblem>) {
+        for problem in problems {
+            let identity = problem
+                .content_digest
+                .map(hex::encode)
+                .unwrap_or_else(|| problem.error.to_string());
+            let fresh = self
+                .reported
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert((problem.path.clone(), identity));
+            if !fresh {
+                continue;
+            }
+            tracing::error!(problem = %problem, "refused a master key file");
+            let file = problem
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let mut event = NewEvent::new(event::KEY_RELOAD_FAILED, "system")
+                .with("file", file)
+                .with("reason", problem.error.to_string());
+            if let Some(key_id) = &problem.key_id {
+                event = event.with("key_id", key_id.as_str());
+            }
+            if let Err(error) = self
+                .store
+                .write_async(move |w| w.audit(event).map(drop))
+                .await
+            {
+                tracing::error!(error = %chain(&error), "cannot audit a key reload failure");
+            }
+        }
+    }
+}
+
+/// Whether two keyrings hold the same keys (ids and fingerprints).
+fn same_keys(a: &Keyring, b: &Keyring) -> bool {
+    a.len() == b.len()
+        && a.ids()
+            .all(|id| b.fingerprint(id).is_some() && b.fingerprint(id) == a.fingerprint(id))
+}
+
+/// A notify watcher on `dir` that sends a wake-up per event (any kind:
+/// the whole directory is rescanned). `None` while the directory is missing.
+fn install_watcher(dir: &Path, events: &mpsc::Sender<()>) -> Option<RecommendedWatcher> {
+    use notify::Watcher as _;
+    let sender = events.clone();
+    let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
+        // Reading the directory (our own rescans) produces access events;
+        // only changes matter, or every rescan would trigger the next.
+        if result.is_ok_and(|event| !event.kind.is_access()) {
+            // Full channel: a rescan is pending anyway.
+            let _ = sender.try_send(());
+        }
+    })
+    .map_err(|error| tracing::warn!(%error, "cannot start the key directory watcher; relying on periodic rescans"))
+    .ok()?;
+    match watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
+        Ok(()) => Some(watcher),
+        Err(error) => {
+            tracing::debug!(dir = %dir.display(), %error, "not watching the key directory yet");
+            None
         }
     }
 }

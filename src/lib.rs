@@ -19,4 +19,5 @@ pub mod deploy;
 pub mod keywatch;
 pub mod model;
 pub mod resolve;
+pub mod rotation;
 pub mod store;

@@ -52,12 +52,14 @@ pub struct DeployBody {
     pub app_id: Option<String>,
     /// The image to roll out.
     pub image_ref: String,
-    /// Replicas; omitted leaves ownership to an autoscaler.
+    /// Replicas; omitted leaves ownership to an autoscaler. Wider than
+    /// its range so that an out-of-range number is `invalid_replicas`,
+    /// not a type error.
     #[serde(default)]
-    pub replicas: Option<i32>,
-    /// Container port.
+    pub replicas: Option<i64>,
+    /// Container port; wide for the same reason (`invalid_port`).
     #[serde(default)]
-    pub port: Option<u16>,
+    pub port: Option<i64>,
 }
 
 /// `{code, message}`.

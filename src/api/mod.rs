@@ -46,6 +46,8 @@ pub struct ApiState {
     pub store: Arc<Store>,
     /// The current keyring.
     pub keyring: Arc<SharedKeyring>,
+    /// The re-sealing job.
+    pub rotation: Arc<crate::rotation::Rotation>,
     /// The deploy pipeline (and through it the cluster target).
     pub deployer: Deployer,
     /// The admin token.
@@ -110,13 +112,22 @@ impl Call {
     /// The body parsed as `T`; an empty body counts as `{}` when the route
     /// takes an optional body.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
-        if self.body.iter().all(u8::is_ascii_whitespace) {
+        let Some(first) = self.body.iter().find(|b| !b.is_ascii_whitespace()) else {
             if self.route.body == routes::Body::Optional {
                 return parse_json(b"{}");
             }
             return Err(ApiError::bad_request(
                 "missing_body",
                 "this request needs a JSON body",
+            ));
+        };
+        // serde also reads a struct from a JSON array, by field position;
+        // every body is an object, so an array is the wrong type.
+        if *first == b'[' {
+            parse_json::<serde::de::IgnoredAny>(&self.body)?;
+            return Err(ApiError::bad_request(
+                "wrong_type",
+                "the body must be a JSON object",
             ));
         }
         parse_json(&self.body)
@@ -413,8 +424,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 /// Turns serde's data error into a code and a message without the value.
+/// serde puts the input first and its own words last (`invalid type:
+/// string "…", expected u16 at line 1 column 9`), and the input may itself
+/// contain ", expected " or " at line ", so the message is cut from the end.
 fn data_error(message: &str) -> ApiError {
-    let message = message.split(" at line ").next().unwrap_or(message);
+    let message = message.rsplit_once(" at line ").map_or(message, |(m, _)| m);
     if let Some(rest) = message.strip_prefix("unknown field ") {
         let field = rest.split(',').next().unwrap_or(rest);
         return ApiError::bad_request(
@@ -422,13 +436,18 @@ fn data_error(message: &str) -> ApiError {
             format!("unknown field {field} in the body"),
         );
     }
+    if let Some(rest) = message.strip_prefix("duplicate field ") {
+        return ApiError::bad_request(
+            "duplicate_field",
+            format!("field {rest} appears more than once in the body"),
+        );
+    }
     if let Some(rest) = message.strip_prefix("missing field ") {
         return ApiError::bad_request("missing_field", format!("missing field {rest} in the body"));
     }
     let expected = message
-        .split(", expected ")
-        .nth(1)
-        .map_or_else(String::new, |e| format!(": expected {e}"));
+        .rsplit_once(", expected ")
+        .map_or_else(String::new, |(_, e)| format!(": expected {e}"));
     ApiError::bad_request(
         "wrong_type",
         format!("a field of the body has the wrong type{expected}"),
@@ -528,11 +547,24 @@ mod tests {
         assert!(!error.detail.contains("sk-secret"), "{}", error.detail);
         let error = parse_json::<Body>(br#"{"name": "x", "sk-secret": 1}"#).unwrap_err();
         assert_eq!(error.code, "unknown_field");
+        let error = parse_json::<Body>(br#"{"name": "x", "name": "sk-secret"}"#).unwrap_err();
+        assert_eq!(error.code, "duplicate_field");
+        assert!(!error.detail.contains("sk-secret"), "{}", error.detail);
         let error = parse_json::<Body>(br#"{}"#).unwrap_err();
         assert_eq!(error.code, "missing_field");
         assert!(error.detail.contains("name"));
         let error = parse_json::<Body>(br#"{"name": "#).unwrap_err();
         assert_eq!(error.code, "malformed_json");
+        // serde's message starts with the input; only its end is ours.
+        for crafted in [
+            br#"{"port": "x, expected sk-secret", "name": "x"}"#.as_slice(),
+            br#"{"port": "x, expected sk-secret at line 1 column 1", "name": "x"}"#,
+        ] {
+            let error = parse_json::<Body>(crafted).unwrap_err();
+            assert_eq!(error.code, "wrong_type");
+            assert!(!error.detail.contains("sk-secret"), "{}", error.detail);
+            assert!(error.detail.ends_with("expected u16"), "{}", error.detail);
+        }
     }
 
     #[test]

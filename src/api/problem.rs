@@ -78,7 +78,8 @@ impl ApiError {
         self
     }
 
-    /// The problem+json body.
+    /// The problem+json body. Extra members never replace the five
+    /// standard ones.
     pub fn body(&self) -> Value {
         let mut body = json!({
             "type": format!("urn:exsec:problem:{}", self.code),
@@ -88,7 +89,9 @@ impl ApiError {
             "code": self.code,
         });
         if let Value::Object(map) = &mut body {
-            map.extend(self.extra.clone());
+            for (name, value) in &self.extra {
+                map.entry(name.as_str()).or_insert_with(|| value.clone());
+            }
         }
         body
     }
@@ -161,4 +164,20 @@ pub fn chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_members_never_replace_the_standard_ones() {
+        let body = ApiError::new(StatusCode::BAD_GATEWAY, "deployment_apply_failed", "x")
+            .with("status", "failed")
+            .with("deploy_id", "dep_000000000001")
+            .body();
+        assert_eq!(body["status"], 502);
+        assert_eq!(body["code"], "deployment_apply_failed");
+        assert_eq!(body["deploy_id"], "dep_000000000001");
+    }
 }

@@ -323,6 +323,14 @@ pub const ROUTES: &[Route] = &[
         "one deploy",
     ),
     route(
+        R::AppCluster,
+        Method::GET,
+        "/v1/apps/{app_id}/cluster",
+        Tenant,
+        NoBody,
+        "what the cluster holds for the app: Secret key names, envFrom, rollout",
+    ),
+    route(
         R::ListAuditEvents,
         Method::GET,
         "/v1/audit-events",

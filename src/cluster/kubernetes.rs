@@ -117,7 +117,11 @@ impl ClusterTarget for KubernetesTarget {
         "kubernetes"
     }
 
-    fn apply_secret<'a>(&'a self, app_id: &'a AppId, secret: &'a Secret) -> BoxFuture<'a, Result<(), ClusterError>> {
+    fn apply_secret<'a>(
+        &'a self,
+        app_id: &'a AppId,
+        secret: &'a Secret,
+    ) -> BoxFuture<'a, Result<(), ClusterError>> {
         Box::pin(async move {
             self.ensure_namespace().await?;
             let name = objects::secret_name(app_id);
@@ -155,7 +159,10 @@ impl ClusterTarget for KubernetesTarget {
         })
     }
 
-    fn secret_data<'a>(&'a self, app_id: &'a AppId) -> BoxFuture<'a, Result<Option<SecretData>, ClusterError>> {
+    fn secret_data<'a>(
+        &'a self,
+        app_id: &'a AppId,
+    ) -> BoxFuture<'a, Result<Option<SecretData>, ClusterError>> {
         Box::pin(async move {
             let name = objects::secret_name(app_id);
             let secret = self
@@ -174,7 +181,10 @@ impl ClusterTarget for KubernetesTarget {
         })
     }
 
-    fn app_objects<'a>(&'a self, app_id: &'a AppId) -> BoxFuture<'a, Result<AppObjects, ClusterError>> {
+    fn app_objects<'a>(
+        &'a self,
+        app_id: &'a AppId,
+    ) -> BoxFuture<'a, Result<AppObjects, ClusterError>> {
         Box::pin(async move {
             let name = objects::secret_name(app_id);
             let secret = self
@@ -233,7 +243,11 @@ fn api_error(operation: String, error: kube::Error) -> ClusterError {
             "{} ({} {})",
             status.message,
             status.code,
-            if status.reason.is_empty() { "error" } else { status.reason.as_str() }
+            if status.reason.is_empty() {
+                "error"
+            } else {
+                status.reason.as_str()
+            }
         ),
         other => crate::api::problem::chain(other),
     };

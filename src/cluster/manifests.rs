@@ -54,6 +54,29 @@ impl ManifestsTarget {
         self.dir.join(format!("{app_id}.yaml"))
     }
 
+    /// Puts one object into the app's file (`place` says where).
+    fn write_document<'a, T: serde::Serialize>(
+        &'a self,
+        app_id: &'a AppId,
+        kind: &str,
+        object: &T,
+        place: fn(&mut AppFile, Value),
+    ) -> BoxFuture<'a, Result<(), ClusterError>> {
+        let operation = format!(
+            "write {kind} of app {app_id} to {}",
+            self.path(app_id).display()
+        );
+        match serde_json::to_value(object) {
+            Ok(value) => self.update(app_id, operation, move |file| place(file, value)),
+            Err(error) => Box::pin(async move {
+                Err(ClusterError::Failed {
+                    operation,
+                    message: error.to_string(),
+                })
+            }),
+        }
+    }
+
     /// Runs a read-modify-write of one app's file off the async threads.
     /// Deploys of one app are serialised by the deploy pipeline, so two
     /// updates of one file never race.
@@ -107,18 +130,8 @@ impl ClusterTarget for ManifestsTarget {
                 .get_or_insert_with(Default::default)
                 .insert(VALUES_OMITTED_ANNOTATION.to_owned(), "true".to_owned());
         }
-        let value = to_value(&secret);
-        let operation = format!(
-            "write Secret of app {app_id} to {}",
-            self.path(app_id).display()
-        );
-        Box::pin(async move {
-            let value = value.map_err(|message| ClusterError::Failed {
-                operation: operation.clone(),
-                message,
-            })?;
-            self.update(app_id, operation, move |file| file.secret = Some(value))
-                .await
+        self.write_document(app_id, "Secret", &secret, |file, value| {
+            file.secret = Some(value);
         })
     }
 
@@ -135,18 +148,8 @@ impl ClusterTarget for ManifestsTarget {
         app_id: &'a AppId,
         deployment: &'a Deployment,
     ) -> BoxFuture<'a, Result<(), ClusterError>> {
-        let value = to_value(deployment);
-        let operation = format!(
-            "write Deployment of app {app_id} to {}",
-            self.path(app_id).display()
-        );
-        Box::pin(async move {
-            let value = value.map_err(|message| ClusterError::Failed {
-                operation: operation.clone(),
-                message,
-            })?;
-            self.update(app_id, operation, move |file| file.deployment = Some(value))
-                .await
+        self.write_document(app_id, "Deployment", deployment, |file, value| {
+            file.deployment = Some(value);
         })
     }
 
@@ -177,20 +180,35 @@ impl ClusterTarget for ManifestsTarget {
         })
     }
 
-    fn app_objects<'a>(&'a self, app_id: &'a AppId) -> BoxFuture<'a, Result<AppObjects, ClusterError>> {
+    fn app_objects<'a>(
+        &'a self,
+        app_id: &'a AppId,
+    ) -> BoxFuture<'a, Result<AppObjects, ClusterError>> {
         let path = self.path(app_id);
         Box::pin(async move {
             let operation = format!("read {}", path.display());
             let file = match tokio::task::spawn_blocking(move || read_app_file(&path)).await {
                 Ok(Ok(file)) => file,
-                Ok(Err(error)) => return Err(ClusterError::Failed { operation, message: error.to_string() }),
-                Err(join) => return Err(ClusterError::Failed { operation, message: join.to_string() }),
+                Ok(Err(error)) => {
+                    return Err(ClusterError::Failed {
+                        operation,
+                        message: error.to_string(),
+                    });
+                }
+                Err(join) => {
+                    return Err(ClusterError::Failed {
+                        operation,
+                        message: join.to_string(),
+                    });
+                }
             };
             let deployment = file
                 .deployment
                 .and_then(|value| serde_json::from_value::<Deployment>(value).ok());
             Ok(AppObjects {
-                secret_keys: file.secret.map(|s| secret_data_of(&s).into_keys().collect()),
+                secret_keys: file
+                    .secret
+                    .map(|s| secret_data_of(&s).into_keys().collect()),
                 deployment: deployment.as_ref().map(DeploymentState::of),
             })
         })
@@ -217,10 +235,6 @@ impl ClusterTarget for ManifestsTarget {
             }
         })
     }
-}
-
-fn to_value<T: serde::Serialize>(object: &T) -> Result<Value, String> {
-    serde_json::to_value(object).map_err(|e| e.to_string())
 }
 
 /// Key → value of a Secret document; `None` values when they were omitted.

@@ -79,7 +79,10 @@ pub trait ClusterTarget: Send + Sync {
 
     /// What the cluster holds for the app: Secret key names (never
     /// values), the Deployment's `envFrom` and rollout.
-    fn app_objects<'a>(&'a self, app_id: &'a AppId) -> BoxFuture<'a, Result<AppObjects, ClusterError>>;
+    fn app_objects<'a>(
+        &'a self,
+        app_id: &'a AppId,
+    ) -> BoxFuture<'a, Result<AppObjects, ClusterError>>;
 
     /// Removes everything of the app (app deletion), best-effort.
     fn delete_app<'a>(&'a self, app_id: &'a AppId) -> BoxFuture<'a, Result<(), ClusterError>>;
@@ -139,9 +142,11 @@ impl DeploymentState {
     pub fn of(deployment: &Deployment) -> Self {
         let spec = deployment.spec.as_ref();
         let template = spec.map(|s| &s.template);
-        let container = template
-            .and_then(|t| t.spec.as_ref())
-            .and_then(|p| p.containers.iter().find(|c| c.name == objects::CONTAINER_NAME));
+        let container = template.and_then(|t| t.spec.as_ref()).and_then(|p| {
+            p.containers
+                .iter()
+                .find(|c| c.name == objects::CONTAINER_NAME)
+        });
         let env_from = container
             .and_then(|c| c.env_from.as_ref())
             .map(|sources| {
@@ -176,7 +181,8 @@ impl DeploymentState {
                 let updated = status.updated_replicas.unwrap_or(0);
                 let available = status.available_replicas.unwrap_or(0);
                 let total = status.replicas.unwrap_or(0);
-                let complete = observed && updated >= desired && available >= desired && total <= updated;
+                let complete =
+                    observed && updated >= desired && available >= desired && total <= updated;
                 Rollout {
                     status: if complete { "complete" } else { "progressing" },
                     replicas: Some(desired),

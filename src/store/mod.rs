@@ -19,6 +19,7 @@ pub mod codec;
 pub mod deploys;
 mod meta;
 pub mod records;
+pub mod reseal;
 mod schema;
 mod secrets;
 pub mod tables;

@@ -205,7 +205,7 @@ impl Writer {
 
     /// Writes a record and moves its count in `key_usage` from the key that
     /// sealed the previous value (if any) to the key that sealed this one.
-    fn store_secret(
+    pub(super) fn store_secret(
         &mut self,
         record: &SecretRecord,
         previous_key: Option<&KeyId>,

@@ -5,15 +5,13 @@ use serde_json::{Value, json};
 
 use crate::server::{Options, TestServer};
 
-async fn deploy(server: &TestServer, app: &str, body: Value) -> crate::server::Answer {
-    server
-        .admin("POST", &format!("/v1/apps/{app}/deploys"), Some(&body.to_string()))
-        .await
-}
-
 async fn events(server: &TestServer, kind: &str) -> Vec<Value> {
     let page = server
-        .admin("GET", &format!("/v1/audit-events?type={kind}&limit=1000"), None)
+        .admin(
+            "GET",
+            &format!("/v1/audit-events?type={kind}&limit=1000"),
+            None,
+        )
         .await
         .json();
     page["events"].as_array().unwrap().clone()
@@ -37,28 +35,61 @@ fn warning_codes(body: &Value) -> Vec<String> {
 async fn the_seed_flow_injects_the_merged_set_with_the_app_winning() {
     let server = TestServer::start().await;
     server.seed("acme", &["web"]).await;
-    assert_eq!(server.set_secret("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-tenant").await.status, 201);
-    assert_eq!(server.set_secret("/v1/tenants/acme", "stripe", "STRIPE_KEY", "rk-tenant").await.status, 201);
-    assert_eq!(server.set_secret("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-app").await.status, 201);
+    assert_eq!(
+        server
+            .set_secret("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-tenant")
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        server
+            .set_secret("/v1/tenants/acme", "stripe", "STRIPE_KEY", "rk-tenant")
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        server
+            .set_secret("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-app")
+            .await
+            .status,
+        201
+    );
 
-    let answer = deploy(&server, "web", json!({"tenant_id": "acme", "app_id": "web", "image_ref": "nginx:1.27", "replicas": 2, "port": 8080})).await;
+    let answer = server.deploy("web", json!({"tenant_id": "acme", "app_id": "web", "image_ref": "nginx:1.27", "replicas": 2, "port": 8080})).await;
     assert_eq!(answer.status, 201, "{}", answer.text());
     let body = answer.json();
     assert_eq!(body["status"], "succeeded");
     assert_eq!(body["external_secrets"]["status"], "injected");
-    assert_eq!(body["external_secrets"]["secret_name"], "app-web-external-secrets");
+    assert_eq!(
+        body["external_secrets"]["secret_name"],
+        "app-web-external-secrets"
+    );
     assert_eq!(body["external_secrets"]["key_count"], 2);
-    assert_eq!(body["external_secrets"]["keys"], json!(["OPENAI_API_KEY", "STRIPE_KEY"]));
+    assert_eq!(
+        body["external_secrets"]["keys"],
+        json!(["OPENAI_API_KEY", "STRIPE_KEY"])
+    );
     assert!(warning_codes(&body).is_empty(), "{body}");
 
     let values = server.manifest_values("web").unwrap();
-    assert_eq!(values.get("OPENAI_API_KEY").map(String::as_str), Some("sk-app"));
-    assert_eq!(values.get("STRIPE_KEY").map(String::as_str), Some("rk-tenant"));
+    assert_eq!(
+        values.get("OPENAI_API_KEY").map(String::as_str),
+        Some("sk-app")
+    );
+    assert_eq!(
+        values.get("STRIPE_KEY").map(String::as_str),
+        Some("rk-tenant")
+    );
     assert_eq!(values.len(), 2);
     let secret = server.manifest_secret("web").unwrap();
     assert_eq!(secret["type"], "Opaque");
     assert!(secret.get("stringData").is_none());
-    assert_eq!(secret["metadata"]["labels"]["app.kubernetes.io/managed-by"], "exsec");
+    assert_eq!(
+        secret["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "exsec"
+    );
     assert_eq!(secret["metadata"]["labels"]["exsec.io/tenant-id"], "acme");
 
     let deployment = server
@@ -69,7 +100,10 @@ async fn the_seed_flow_injects_the_merged_set_with_the_app_winning() {
         .unwrap();
     let spec = &deployment["spec"];
     assert_eq!(spec["replicas"], 2);
-    assert_eq!(spec["selector"]["matchLabels"], json!({"app.kubernetes.io/name": "web"}));
+    assert_eq!(
+        spec["selector"]["matchLabels"],
+        json!({"app.kubernetes.io/name": "web"})
+    );
     let pod = &spec["template"]["spec"];
     assert_eq!(pod["automountServiceAccountToken"], false);
     let container = &pod["containers"][0];
@@ -90,7 +124,10 @@ async fn the_seed_flow_injects_the_merged_set_with_the_app_winning() {
     assert_eq!(injected[0]["app_id"], "web");
     assert_eq!(injected[0]["tenant_id"], "acme");
     assert_eq!(injected[0]["data"]["key_count"], 2);
-    assert_eq!(injected[0]["data"]["secret_name"], "app-web-external-secrets");
+    assert_eq!(
+        injected[0]["data"]["secret_name"],
+        "app-web-external-secrets"
+    );
     assert_eq!(injected[0]["data"]["deploy_id"], body["deploy_id"]);
     assert_eq!(events(&server, "deploy.created").await.len(), 1);
     server.stop().await;
@@ -101,9 +138,14 @@ async fn the_seed_flow_injects_the_merged_set_with_the_app_winning() {
 async fn a_missing_tenant_id_is_inferred_with_a_warning() {
     let server = TestServer::start().await;
     server.seed("acme", &["web"]).await;
-    server.set_secret("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-1").await;
-    for body in [json!({"image_ref": "nginx"}), json!({"image_ref": "nginx", "tenant_id": ""})] {
-        let answer = deploy(&server, "web", body).await;
+    server
+        .set_secret("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-1")
+        .await;
+    for body in [
+        json!({"image_ref": "nginx"}),
+        json!({"image_ref": "nginx", "tenant_id": ""}),
+    ] {
+        let answer = server.deploy("web", body).await;
         assert_eq!(answer.status, 201, "{}", answer.text());
         let body = answer.json();
         assert_eq!(body["tenant_id"], "acme");
@@ -119,14 +161,21 @@ async fn another_tenants_id_is_refused_and_nothing_is_applied() {
     let server = TestServer::start().await;
     server.seed("acme", &["web"]).await;
     server.seed("evil", &[]).await;
-    server.set_secret("/v1/tenants/evil", "openai", "OPENAI_API_KEY", "sk-evil").await;
+    server
+        .set_secret("/v1/tenants/evil", "openai", "OPENAI_API_KEY", "sk-evil")
+        .await;
     let before = server.audit_seq().await;
-    let answer = deploy(&server, "web", json!({"tenant_id": "evil", "image_ref": "nginx"})).await;
+    let answer = server
+        .deploy("web", json!({"tenant_id": "evil", "image_ref": "nginx"}))
+        .await;
     assert_eq!(answer.status, 422);
     assert_eq!(answer.code(), "tenant_mismatch");
     assert!(server.manifest("web").is_none());
     assert_eq!(server.audit_seq().await, before);
-    let history = server.admin("GET", "/v1/apps/web/deploys", None).await.json();
+    let history = server
+        .admin("GET", "/v1/apps/web/deploys", None)
+        .await
+        .json();
     assert_eq!(history["deploys"], json!([]));
     server.stop().await;
 }
@@ -137,8 +186,16 @@ async fn another_tenants_id_is_refused_and_nothing_is_applied() {
 async fn without_a_master_key_deploys_skip_injection_and_keep_the_secret() {
     let server = TestServer::start().await;
     server.seed("acme", &["web"]).await;
-    server.set_secret("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-live").await;
-    assert_eq!(deploy(&server, "web", json!({"image_ref": "nginx"})).await.status, 201);
+    server
+        .set_secret("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-live")
+        .await;
+    assert_eq!(
+        server
+            .deploy("web", json!({"image_ref": "nginx"}))
+            .await
+            .status,
+        201
+    );
     let before = std::fs::read(server.path("manifests/web.yaml")).unwrap();
 
     let dir = server.stop().await;
@@ -147,21 +204,30 @@ async fn without_a_master_key_deploys_skip_injection_and_keep_the_secret() {
     let ready = server.call("GET", "/readyz", None, None).await;
     assert_eq!(ready.status, 200);
     assert_eq!(ready.json()["keyring"]["degraded"], true);
-    let write = server.set_secret("/v1/tenants/acme", "openai", "OTHER", "x").await;
+    let write = server
+        .set_secret("/v1/tenants/acme", "openai", "OTHER", "x")
+        .await;
     assert_eq!(write.status, 503);
     assert_eq!(write.code(), "master_key_unavailable");
 
-    let answer = deploy(&server, "web", json!({"image_ref": "nginx:2"})).await;
+    let answer = server.deploy("web", json!({"image_ref": "nginx:2"})).await;
     assert_eq!(answer.status, 201, "{}", answer.text());
     let body = answer.json();
     assert_eq!(body["external_secrets"]["status"], "skipped");
     assert_eq!(body["external_secrets"]["reason"], "master_key_unavailable");
     let after = std::fs::read_to_string(server.path("manifests/web.yaml")).unwrap();
     let secret_before = secret_document(&String::from_utf8(before).unwrap());
-    assert_eq!(secret_document(&after), secret_before, "the Secret must be untouched");
+    assert_eq!(
+        secret_document(&after),
+        secret_before,
+        "the Secret must be untouched"
+    );
     assert!(after.contains("nginx:2"), "the Deployment is still applied");
     let skipped = events(&server, "external_secret.skipped").await;
-    assert_eq!(skipped.last().unwrap()["data"]["reason"], "master_key_unavailable");
+    assert_eq!(
+        skipped.last().unwrap()["data"]["reason"],
+        "master_key_unavailable"
+    );
     server.stop().await;
 }
 
@@ -175,7 +241,10 @@ async fn a_daemon_without_keys_starts_degraded() {
     .await;
     let ready = server.call("GET", "/readyz", None, None).await;
     assert_eq!(ready.status, 200);
-    assert_eq!(ready.json()["keyring"], json!({"active": null, "keys": 0, "degraded": true}));
+    assert_eq!(
+        ready.json()["keyring"],
+        json!({"active": null, "keys": 0, "degraded": true})
+    );
     let keys = server.admin("GET", "/v1/keys", None).await.json();
     assert_eq!(keys["degraded"], true);
     server.stop().await;
@@ -187,8 +256,16 @@ async fn a_daemon_without_keys_starts_degraded() {
 async fn unopenable_values_fail_injection_and_keep_the_secret() {
     let server = TestServer::start().await;
     server.seed("acme", &["web"]).await;
-    server.set_secret("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-live").await;
-    assert_eq!(deploy(&server, "web", json!({"image_ref": "nginx"})).await.status, 201);
+    server
+        .set_secret("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-live")
+        .await;
+    assert_eq!(
+        server
+            .deploy("web", json!({"image_ref": "nginx"}))
+            .await
+            .status,
+        201
+    );
     let before = std::fs::read_to_string(server.path("manifests/web.yaml")).unwrap();
 
     let dir = server.stop().await;
@@ -199,7 +276,7 @@ async fn unopenable_values_fail_injection_and_keep_the_secret() {
     let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
     exsec::crypto::generate_key_file(&keys, later).unwrap();
     let server = TestServer::restart(dir).await;
-    let answer = deploy(&server, "web", json!({"image_ref": "nginx:2"})).await;
+    let answer = server.deploy("web", json!({"image_ref": "nginx:2"})).await;
     assert_eq!(answer.status, 201, "{}", answer.text());
     let injection = &answer.json()["external_secrets"];
     assert_eq!(injection["status"], "failed");
@@ -218,29 +295,69 @@ async fn unopenable_values_fail_injection_and_keep_the_secret() {
 async fn removed_keys_and_an_empty_set_are_removed_from_the_cluster() {
     let server = TestServer::start().await;
     server.seed("acme", &["web"]).await;
-    server.set_secret("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-1").await;
-    server.set_secret("/v1/apps/web", "stripe", "STRIPE_KEY", "rk-1").await;
-    assert_eq!(deploy(&server, "web", json!({"image_ref": "nginx"})).await.status, 201);
+    server
+        .set_secret("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-1")
+        .await;
+    server
+        .set_secret("/v1/apps/web", "stripe", "STRIPE_KEY", "rk-1")
+        .await;
+    assert_eq!(
+        server
+            .deploy("web", json!({"image_ref": "nginx"}))
+            .await
+            .status,
+        201
+    );
     assert_eq!(server.manifest_values("web").unwrap().len(), 2);
 
-    let gone = server.admin("DELETE", "/v1/apps/web/external-secrets/stripe/STRIPE_KEY", None).await;
+    let gone = server
+        .admin(
+            "DELETE",
+            "/v1/apps/web/external-secrets/stripe/STRIPE_KEY",
+            None,
+        )
+        .await;
     assert_eq!(gone.status, 204);
-    let effective = server.admin("GET", "/v1/apps/web/external-secrets/effective", None).await.json();
+    let effective = server
+        .admin("GET", "/v1/apps/web/external-secrets/effective", None)
+        .await
+        .json();
     assert_eq!(effective["removed_since_deploy"], json!(["STRIPE_KEY"]));
-    assert_eq!(deploy(&server, "web", json!({"image_ref": "nginx"})).await.status, 201);
+    assert_eq!(
+        server
+            .deploy("web", json!({"image_ref": "nginx"}))
+            .await
+            .status,
+        201
+    );
     let values = server.manifest_values("web").unwrap();
     assert_eq!(values.keys().collect::<Vec<_>>(), ["OPENAI_API_KEY"]);
 
-    server.admin("DELETE", "/v1/apps/web/external-secrets/openai/OPENAI_API_KEY", None).await;
-    let answer = deploy(&server, "web", json!({"image_ref": "nginx"})).await;
+    server
+        .admin(
+            "DELETE",
+            "/v1/apps/web/external-secrets/openai/OPENAI_API_KEY",
+            None,
+        )
+        .await;
+    let answer = server.deploy("web", json!({"image_ref": "nginx"})).await;
     let body = answer.json();
     assert_eq!(body["external_secrets"]["status"], "skipped");
     assert_eq!(body["external_secrets"]["reason"], "no_secrets");
-    assert!(server.manifest_secret("web").is_none(), "the stale Secret must be deleted");
-    assert!(server.manifest("web").unwrap().iter().any(|d| d["kind"] == "Deployment"));
+    assert!(
+        server.manifest_secret("web").is_none(),
+        "the stale Secret must be deleted"
+    );
+    assert!(
+        server
+            .manifest("web")
+            .unwrap()
+            .iter()
+            .any(|d| d["kind"] == "Deployment")
+    );
     assert_eq!(events(&server, "external_secret.removed").await.len(), 1);
     // Nothing left to remove: skipped, not removed again.
-    deploy(&server, "web", json!({"image_ref": "nginx"})).await;
+    server.deploy("web", json!({"image_ref": "nginx"})).await;
     assert_eq!(events(&server, "external_secret.removed").await.len(), 1);
     server.stop().await;
 }
@@ -252,17 +369,33 @@ async fn a_dry_run_reports_changes_and_changes_nothing() {
     let server = TestServer::start().await;
     server.seed("acme", &["web"]).await;
     server.set_secret("/v1/apps/web", "a", "KEEP", "same").await;
-    server.set_secret("/v1/apps/web", "b", "CHANGE", "old").await;
+    server
+        .set_secret("/v1/apps/web", "b", "CHANGE", "old")
+        .await;
     server.set_secret("/v1/apps/web", "c", "DROP", "x").await;
-    assert_eq!(deploy(&server, "web", json!({"image_ref": "nginx"})).await.status, 201);
-    server.set_secret("/v1/apps/web", "b", "CHANGE", "new").await;
-    server.admin("DELETE", "/v1/apps/web/external-secrets/c/DROP", None).await;
+    assert_eq!(
+        server
+            .deploy("web", json!({"image_ref": "nginx"}))
+            .await
+            .status,
+        201
+    );
+    server
+        .set_secret("/v1/apps/web", "b", "CHANGE", "new")
+        .await;
+    server
+        .admin("DELETE", "/v1/apps/web/external-secrets/c/DROP", None)
+        .await;
     server.set_secret("/v1/apps/web", "d", "ADD", "y").await;
     let file_before = std::fs::read(server.path("manifests/web.yaml")).unwrap();
     let seq_before = server.audit_seq().await;
 
     let answer = server
-        .admin("POST", "/v1/apps/web/deploys?dry_run=true", Some(&json!({"image_ref": "nginx:2"}).to_string()))
+        .admin(
+            "POST",
+            "/v1/apps/web/deploys?dry_run=true",
+            Some(&json!({"image_ref": "nginx:2"}).to_string()),
+        )
         .await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     let body = answer.json();
@@ -274,9 +407,15 @@ async fn a_dry_run_reports_changes_and_changes_nothing() {
     assert_eq!(injection["changed"], json!(["CHANGE"]));
     assert_eq!(injection["unchanged"], json!(["KEEP"]));
     assert!(!answer.text().contains("new") && !answer.text().contains("old"));
-    assert_eq!(std::fs::read(server.path("manifests/web.yaml")).unwrap(), file_before);
+    assert_eq!(
+        std::fs::read(server.path("manifests/web.yaml")).unwrap(),
+        file_before
+    );
     assert_eq!(server.audit_seq().await, seq_before);
-    let history = server.admin("GET", "/v1/apps/web/deploys", None).await.json();
+    let history = server
+        .admin("GET", "/v1/apps/web/deploys", None)
+        .await
+        .json();
     assert_eq!(history["deploys"].as_array().unwrap().len(), 1);
     server.stop().await;
 }
@@ -287,14 +426,33 @@ async fn missing_required_env_is_a_warning() {
     let server = TestServer::start().await;
     server.seed("acme", &[]).await;
     let app = server
-        .admin("PUT", "/v1/apps/web", Some(r#"{"tenant_id":"acme","required_env":["DATABASE_URL","OPENAI_API_KEY"]}"#))
+        .admin(
+            "PUT",
+            "/v1/apps/web",
+            Some(r#"{"tenant_id":"acme","required_env":["DATABASE_URL","OPENAI_API_KEY"]}"#),
+        )
         .await;
     assert_eq!(app.status, 201);
-    server.set_secret("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk").await;
-    let body = deploy(&server, "web", json!({"tenant_id": "acme", "image_ref": "nginx"})).await.json();
+    server
+        .set_secret("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk")
+        .await;
+    let body = server
+        .deploy("web", json!({"tenant_id": "acme", "image_ref": "nginx"}))
+        .await
+        .json();
     assert_eq!(warning_codes(&body), ["missing_required_env"]);
-    assert!(body["warnings"][0]["message"].as_str().unwrap().contains("DATABASE_URL"));
-    assert!(!body["warnings"][0]["message"].as_str().unwrap().contains("OPENAI_API_KEY"));
+    assert!(
+        body["warnings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("DATABASE_URL")
+    );
+    assert!(
+        !body["warnings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("OPENAI_API_KEY")
+    );
     server.stop().await;
 }
 
@@ -304,26 +462,49 @@ async fn missing_required_env_is_a_warning() {
 async fn an_idempotency_key_replays_the_original_deploy() {
     let server = TestServer::start().await;
     server.seed("acme", &["web"]).await;
-    server.set_secret("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk").await;
+    server
+        .set_secret("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk")
+        .await;
     let body = json!({"image_ref": "nginx:1"}).to_string();
     let headers = [("idempotency-key", "retry-42")];
     let first = server
-        .call_with("POST", "/v1/apps/web/deploys", Some(&server.admin_token), Some(&body), &headers)
+        .call_with(
+            "POST",
+            "/v1/apps/web/deploys",
+            Some(&server.admin_token),
+            Some(&body),
+            &headers,
+        )
         .await;
     assert_eq!(first.status, 201);
     let spaced = serde_json::to_string_pretty(&json!({ "image_ref": "nginx:1" })).unwrap();
     let again = server
-        .call_with("POST", "/v1/apps/web/deploys", Some(&server.admin_token), Some(&spaced), &headers)
+        .call_with(
+            "POST",
+            "/v1/apps/web/deploys",
+            Some(&server.admin_token),
+            Some(&spaced),
+            &headers,
+        )
         .await;
     assert_eq!(again.status, 201);
     assert_eq!(again.json(), first.json());
-    let history = server.admin("GET", "/v1/apps/web/deploys", None).await.json();
+    let history = server
+        .admin("GET", "/v1/apps/web/deploys", None)
+        .await
+        .json();
     assert_eq!(history["deploys"].as_array().unwrap().len(), 1);
     assert_eq!(events(&server, "deploy.created").await.len(), 1);
 
     let other = json!({"image_ref": "nginx:2"}).to_string();
     let reused = server
-        .call_with("POST", "/v1/apps/web/deploys", Some(&server.admin_token), Some(&other), &headers)
+        .call_with(
+            "POST",
+            "/v1/apps/web/deploys",
+            Some(&server.admin_token),
+            Some(&other),
+            &headers,
+        )
         .await;
     assert_eq!(reused.status, 422);
     assert_eq!(reused.code(), "idempotency_key_reused");
@@ -336,12 +517,16 @@ async fn an_idempotency_key_replays_the_original_deploy() {
 async fn concurrent_deploys_of_one_app_are_serialised() {
     let server = std::sync::Arc::new(TestServer::start().await);
     server.seed("acme", &["web"]).await;
-    server.set_secret("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk").await;
+    server
+        .set_secret("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk")
+        .await;
     let mut tasks = Vec::new();
     for i in 0..8 {
         let server = server.clone();
         tasks.push(tokio::spawn(async move {
-            deploy(&server, "web", json!({"image_ref": format!("nginx:{i}")})).await
+            server
+                .deploy("web", json!({"image_ref": format!("nginx:{i}")}))
+                .await
         }));
     }
     let mut ids = Vec::new();
@@ -353,8 +538,14 @@ async fn concurrent_deploys_of_one_app_are_serialised() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 8);
-    let history = server.admin("GET", "/v1/apps/web/deploys", None).await.json();
-    let newest = history["deploys"][0]["deploy_id"].as_str().unwrap().to_owned();
+    let history = server
+        .admin("GET", "/v1/apps/web/deploys", None)
+        .await
+        .json();
+    let newest = history["deploys"][0]["deploy_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(history["deploys"].as_array().unwrap().len(), 8);
     let deployment = server
         .manifest("web")
@@ -362,7 +553,10 @@ async fn concurrent_deploys_of_one_app_are_serialised() {
         .into_iter()
         .find(|d| d["kind"] == "Deployment")
         .unwrap();
-    assert_eq!(deployment["spec"]["template"]["metadata"]["annotations"]["exsec.io/deploy-id"], newest);
+    assert_eq!(
+        deployment["spec"]["template"]["metadata"]["annotations"]["exsec.io/deploy-id"],
+        newest
+    );
 }
 
 /// The Secret document of a manifest file's text.

@@ -2,12 +2,18 @@
 //! one per file). Each module is a topic; `harness` holds shared helpers.
 #![allow(clippy::unwrap_used, reason = "tests report failures by panicking")]
 
+mod api_canary;
+mod bad_input;
 mod canary;
 mod cli;
 mod deploy;
 mod harness;
+mod isolation;
+mod kubernetes;
+mod openapi;
 mod packaging;
 mod resolve;
+mod rotation;
 mod server;
 mod store;
 mod systemd;

@@ -21,6 +21,10 @@ pub struct Options {
     pub include_values: bool,
     /// Extra TOML appended to the config.
     pub extra_config: String,
+    /// Use the `kubernetes` target against a Kubernetes API stand-in.
+    pub kubernetes: bool,
+    /// `deploy.timeout`.
+    pub deploy_timeout: &'static str,
 }
 
 impl Default for Options {
@@ -29,12 +33,16 @@ impl Default for Options {
             with_key: true,
             include_values: true,
             extra_config: String::new(),
+            kubernetes: false,
+            deploy_timeout: "5s",
         }
     }
 }
 
 /// A running server with its directories.
 pub struct TestServer {
+    /// The Kubernetes API stand-in, when the kubernetes target is used.
+    pub cluster: Option<kube_standin::StandIn>,
     pub dir: tempfile::TempDir,
     pub server: Option<Server>,
     pub admin_token: String,
@@ -64,6 +72,31 @@ impl Answer {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+
+    /// Asserts an RFC 9457 problem answer with this status and `code`, and
+    /// returns the problem object.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, code: &str) -> Value {
+        assert_eq!(self.status, status, "{}", self.text());
+        assert_eq!(
+            self.headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some("application/problem+json"),
+            "{}",
+            self.text()
+        );
+        let problem = self.json();
+        for member in ["type", "title", "detail", "code"] {
+            assert!(
+                problem[member].as_str().is_some_and(|m| !m.is_empty()),
+                "member {member} missing: {problem}"
+            );
+        }
+        assert_eq!(problem["status"], status, "{problem}");
+        assert_eq!(problem["code"], code, "{problem}");
+        problem
+    }
 }
 
 impl TestServer {
@@ -79,6 +112,9 @@ impl TestServer {
                 std::time::SystemTime::now(),
             )
             .unwrap();
+        } else {
+            // An empty key directory, as the packaging creates it.
+            std::fs::create_dir(dir.path().join("keys.d")).unwrap();
         }
         let config_path = dir.path().join("config.toml");
         std::fs::write(
@@ -94,19 +130,44 @@ dir = "keys.d"
 [auth]
 admin_token_file = "admin.token"
 [cluster]
-target = "manifests"
+target = "{target}"
+{kubeconfig}
 [manifests]
 dir = "manifests"
 include_values = {}
 [deploy]
-timeout = "5s"
+timeout = "{}"
 queue_timeout = "2s"
 {}"#,
-                options.include_values, options.extra_config
+                options.include_values,
+                options.deploy_timeout,
+                options.extra_config,
+                target = if options.kubernetes {
+                    "kubernetes"
+                } else {
+                    "manifests"
+                },
+                kubeconfig = if options.kubernetes {
+                    "kubeconfig = \"kubeconfig.yaml\""
+                } else {
+                    ""
+                },
             ),
         )
         .unwrap();
-        Self::start_config(dir, &config_path).await
+        let cluster = if options.kubernetes {
+            let cluster = kube_standin::StandIn::start().await.unwrap();
+            cluster.create_namespace("paas-apps").unwrap();
+            cluster
+                .write_kubeconfig(dir.path().join("kubeconfig.yaml"), "paas-apps")
+                .unwrap();
+            Some(cluster)
+        } else {
+            None
+        };
+        let mut server = Self::start_config(dir, &config_path).await;
+        server.cluster = cluster;
+        server
     }
 
     /// Starts again on the directory of a stopped server.
@@ -125,6 +186,7 @@ queue_timeout = "2s"
             .to_owned();
         let addr = server.addr();
         Self {
+            cluster: None,
             dir,
             server: Some(server),
             admin_token,
@@ -155,6 +217,21 @@ queue_timeout = "2s"
         body: Option<&str>,
         headers: &[(&str, &str)],
     ) -> Answer {
+        let body = body.map(|b| Bytes::from(b.to_owned()));
+        self.call_bytes(method, path, token, body, headers).await
+    }
+
+    /// Like [`TestServer::call_with`] with a body of arbitrary bytes. A
+    /// body is labelled `application/json` unless `headers` name a
+    /// content type.
+    pub async fn call_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Bytes>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
         let stream = TcpStream::connect(self.addr).await.unwrap();
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
@@ -167,15 +244,16 @@ queue_timeout = "2s"
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
-        if body.is_some() {
+        let typed = headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+        if body.is_some() && !typed {
             request = request.header("content-type", "application/json");
         }
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let request = request
-            .body(Full::new(Bytes::from(body.unwrap_or_default().to_owned())))
-            .unwrap();
+        let request = request.body(Full::new(body.unwrap_or_default())).unwrap();
         let response = sender.send_request(request).await.unwrap();
         let status = response.status().as_u16();
         let headers = response.headers().clone();
@@ -225,6 +303,16 @@ queue_timeout = "2s"
             "PUT",
             &format!("{scope_path}/external-secrets/{provider}/{key}"),
             Some(&body),
+        )
+        .await
+    }
+
+    /// Deploys an app with the admin token.
+    pub async fn deploy(&self, app: &str, body: serde_json::Value) -> Answer {
+        self.admin(
+            "POST",
+            &format!("/v1/apps/{app}/deploys"),
+            Some(&body.to_string()),
         )
         .await
     }

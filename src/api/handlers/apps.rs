@@ -8,6 +8,7 @@ use crate::api::dto::{AppDto, PutAppBody};
 use crate::api::problem::ApiError;
 use crate::api::{Call, Reply};
 use crate::model::{AppId, EnvKey, TenantId};
+use crate::store::StoreError;
 
 pub async fn list(call: Call) -> Result<Reply, ApiError> {
     let principal = call.principal()?.clone();
@@ -52,7 +53,16 @@ pub async fn put(call: Call) -> Result<Reply, ApiError> {
         .state
         .store
         .write_async(move |w| w.put_app(&id, &tenant, required_env, &actor))
-        .await?;
+        .await
+        .map_err(|error| match error {
+            // The id came from the body: name the field, not what it held.
+            StoreError::NotFound { kind: "tenant", .. } => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "tenant_not_found",
+                "the tenant named by tenant_id does not exist; create it first",
+            ),
+            error => ApiError::from(error),
+        })?;
     let status = if created {
         StatusCode::CREATED
     } else {

@@ -8,6 +8,9 @@ use crate::api::{Call, Reply};
 use crate::model::{AppId, TenantId};
 use crate::store::{AuditFilter, MAX_AUDIT_PAGE};
 
+/// Events `GET /v1/audit-events` returns without `limit`.
+pub const DEFAULT_AUDIT_PAGE: usize = 100;
+
 pub async fn list(call: Call) -> Result<Reply, ApiError> {
     let principal = call.principal()?.clone();
     let invalid = |detail: String| ApiError::bad_request("invalid_query", detail);
@@ -36,7 +39,7 @@ pub async fn list(call: Call) -> Result<Reply, ApiError> {
             .map_err(|_| invalid("after must be a sequence number".to_owned()))?,
     };
     let limit = match call.query_param("limit") {
-        None => 100,
+        None => DEFAULT_AUDIT_PAGE,
         Some(raw) => raw
             .parse::<usize>()
             .ok()

@@ -10,9 +10,11 @@ use crate::api::{Call, Reply, parse_json, to_value};
 use crate::deploy::{DeployError, DeployRequest, DeployResult, request_hash};
 
 /// Longest `Idempotency-Key` accepted.
-const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 /// Most deploys `GET …/deploys` returns.
-const MAX_HISTORY: usize = 500;
+pub const MAX_HISTORY: usize = 500;
+/// Deploys `GET …/deploys` returns without `limit`.
+pub const DEFAULT_HISTORY: usize = 50;
 
 pub async fn create(call: Call) -> Result<Reply, ApiError> {
     let (app_id, app) = call.app()?.clone();
@@ -86,12 +88,13 @@ pub async fn create(call: Call) -> Result<Reply, ApiError> {
                     .clone()
                     .unwrap_or_else(|| "the Deployment could not be applied".to_owned()),
             );
+            // Not the deploy's `status`: a problem's `status` is its HTTP
+            // status (RFC 9457), and 502 already says the deploy failed.
             if let Value::Object(members) = to_value(&dto) {
                 for name in [
                     "deploy_id",
                     "app_id",
                     "tenant_id",
-                    "status",
                     "warnings",
                     "external_secrets",
                 ] {
@@ -137,7 +140,7 @@ fn deploy_error(error: DeployError) -> ApiError {
 pub async fn list(call: Call) -> Result<Reply, ApiError> {
     let (app_id, _) = call.app()?.clone();
     let limit = match call.query_param("limit") {
-        None => 50,
+        None => DEFAULT_HISTORY,
         Some(raw) => raw
             .parse::<usize>()
             .ok()

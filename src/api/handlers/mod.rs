@@ -9,6 +9,9 @@ mod system;
 mod tenants;
 mod tokens;
 
+pub use audit::DEFAULT_AUDIT_PAGE;
+pub use deploys::{DEFAULT_HISTORY, MAX_HISTORY, MAX_IDEMPOTENCY_KEY_LEN};
+
 use super::routes::RouteId;
 use super::{Call, Reply};
 use crate::api::problem::ApiError;

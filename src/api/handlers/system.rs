@@ -103,12 +103,14 @@ pub async fn keys(call: Call) -> Result<Reply, ApiError> {
             })
         })
         .collect();
-    let state = if blocked {
-        "blocked_missing_key"
-    } else if remaining > 0 {
-        "running"
-    } else {
+    let state = if remaining == 0 {
         "idle"
+    } else if blocked
+        || call.state.rotation.status().state == crate::rotation::RotationState::BlockedMissingKey
+    {
+        "blocked_missing_key"
+    } else {
+        "running"
     };
     Ok(Reply::ok(&json!({
         "active": active,

@@ -1,0 +1,384 @@
+//! Master-key rotation without a restart (SPEC §3): a new key file is
+//! picked up by the directory watcher, every record is re-sealed under it
+//! while clients keep writing and deploying, and bad key files never take
+//! a good key away.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+
+use crate::server::{Options, TestServer};
+
+/// The harness keeps the default `rescan_interval` (30 s), far beyond
+/// these tests' waits: only filesystem events can explain a reload.
+fn watch_only() -> Options {
+    Options::default()
+}
+
+async fn keys(server: &TestServer) -> Value {
+    server.admin("GET", "/v1/keys", None).await.json()
+}
+
+/// Polls `/v1/keys` (the operator's view) until `done` holds, for at most
+/// `limit`.
+async fn wait_for_keys(
+    server: &TestServer,
+    limit: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let status = keys(server).await;
+        if done(&status) {
+            return status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out; last status {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn later_key(server: &TestServer, hours: u64) -> String {
+    let generated = exsec::crypto::generate_key_file(
+        &server.path("keys.d"),
+        SystemTime::now() + Duration::from_secs(hours * 3600),
+    )
+    .unwrap();
+    generated.key_id.to_string()
+}
+
+/// Thousands of records across tenants and apps; a new key is dropped in;
+/// without a restart every record ends under it, while a concurrent client
+/// keeps writing and deploying with zero failures and zero stale values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_key_reseals_everything_under_live_traffic() {
+    let server = std::sync::Arc::new(TestServer::start_with(watch_only()).await);
+    let tenants = 10;
+    let apps_per_tenant = 5;
+    let mut writers = Vec::new();
+    for t in 0..tenants {
+        let server = server.clone();
+        writers.push(tokio::spawn(async move {
+            let tenant = format!("t{t}");
+            let apps: Vec<String> = (0..apps_per_tenant)
+                .map(|a| format!("t{t}-app{a}"))
+                .collect();
+            let refs: Vec<&str> = apps.iter().map(String::as_str).collect();
+            server.seed(&tenant, &refs).await;
+            for k in 0..100 {
+                let answer = server
+                    .set_secret(
+                        &format!("/v1/tenants/{tenant}"),
+                        "p",
+                        &format!("TENANT_{k}"),
+                        &format!("v1-{tenant}-{k}"),
+                    )
+                    .await;
+                assert_eq!(answer.status, 201, "{}", answer.text());
+            }
+            for app in &apps {
+                for k in 0..20 {
+                    let answer = server
+                        .set_secret(
+                            &format!("/v1/apps/{app}"),
+                            "p",
+                            &format!("APP_{k}"),
+                            &format!("v1-{app}-{k}"),
+                        )
+                        .await;
+                    assert_eq!(answer.status, 201, "{}", answer.text());
+                }
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let before = keys(&server).await;
+    let old = before["active"].as_str().unwrap().to_owned();
+    assert_eq!(before["keys"][0]["records"], 2000);
+
+    let new = later_key(&server, 1);
+    // Live traffic during the rotation: overwrite values and deploy.
+    let traffic = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            for round in 0..40 {
+                let t = round % tenants;
+                let app = format!("t{t}-app{}", round % apps_per_tenant);
+                let answer = server
+                    .set_secret(
+                        &format!("/v1/apps/{app}"),
+                        "p",
+                        "APP_0",
+                        &format!("v2-{app}-0"),
+                    )
+                    .await;
+                assert!(answer.status == 200, "{}", answer.text());
+                let answer = server
+                    .set_secret(
+                        &format!("/v1/tenants/t{t}"),
+                        "p",
+                        "TENANT_0",
+                        &format!("v2-t{t}-0"),
+                    )
+                    .await;
+                assert!(answer.status == 200, "{}", answer.text());
+                let deploy = server
+                    .admin(
+                        "POST",
+                        &format!("/v1/apps/{app}/deploys"),
+                        Some(r#"{"image_ref":"nginx"}"#),
+                    )
+                    .await;
+                assert_eq!(deploy.status, 201, "{}", deploy.text());
+                assert_eq!(
+                    deploy.json()["external_secrets"]["status"],
+                    "injected",
+                    "{}",
+                    deploy.text()
+                );
+            }
+        })
+    };
+    let status = wait_for_keys(&server, Duration::from_secs(60), |s| {
+        s["active"] == new.as_str()
+            && s["rotation"]["remaining"] == 0
+            && s["rotation"]["state"] == "idle"
+    })
+    .await;
+    traffic.await.unwrap();
+    let old_entry = status["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == old.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(old_entry["records"], 0);
+    assert_eq!(old_entry["safe_to_remove"], true);
+
+    // Every value opens to what was last written: deploy every app and read
+    // the injected values back.
+    for t in 0..tenants {
+        for a in 0..apps_per_tenant {
+            let app = format!("t{t}-app{a}");
+            let deploy = server
+                .admin(
+                    "POST",
+                    &format!("/v1/apps/{app}/deploys"),
+                    Some(r#"{"image_ref":"nginx"}"#),
+                )
+                .await;
+            assert_eq!(deploy.status, 201);
+            let values = server.manifest_values(&app).unwrap();
+            assert_eq!(values.len(), 120);
+            for k in 0..100 {
+                // The traffic rewrote TENANT_0 of every tenant (40 rounds over 10).
+                let expected = if k == 0 {
+                    format!("v2-t{t}-0")
+                } else {
+                    format!("v1-t{t}-{k}")
+                };
+                assert_eq!(values[&format!("TENANT_{k}")], expected, "{app} TENANT_{k}");
+            }
+            for k in 1..20 {
+                assert_eq!(values[&format!("APP_{k}")], format!("v1-{app}-{k}"));
+            }
+            // Round r rewrote APP_0 of app (r % 10, r % 5): app a of tenant t when a == t % 5.
+            let version = if a == t % apps_per_tenant { "v2" } else { "v1" };
+            assert_eq!(values["APP_0"], format!("{version}-{app}-0"));
+        }
+    }
+    let started = server
+        .admin(
+            "GET",
+            "/v1/audit-events?type=master_key.rotation_completed",
+            None,
+        )
+        .await
+        .json();
+    assert!(!started["events"].as_array().unwrap().is_empty());
+}
+
+/// Bad key files are refused with one audit event per distinct content and
+/// never replace a good key; the server keeps serving.
+#[tokio::test]
+async fn bad_key_files_never_take_a_good_key_away() {
+    let server = TestServer::start_with(watch_only()).await;
+    server.seed("acme", &["web"]).await;
+    assert_eq!(
+        server
+            .set_secret("/v1/apps/web", "p", "K", "v")
+            .await
+            .status,
+        201
+    );
+    let good = keys(&server).await["active"].as_str().unwrap().to_owned();
+    let dir = server.path("keys.d");
+    let write = |name: &str, content: &[u8], mode: u32| {
+        let path = dir.join(name);
+        std::fs::write(&path, content).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    // Names sort above the good key, so a wrongly accepted one would become active.
+    write("zz-short.key", b"c2hvcnQ=\n", 0o600);
+    write(
+        "zz-encoding.key",
+        b"not base64 or hex at all!!!!!!!!!!!!!!!!!!!!\n",
+        0o600,
+    );
+    write("zz-group.key", &key_text(), 0o640);
+    write(".zz-dotfile.key", &key_text(), 0o600);
+    std::fs::create_dir(dir.join("zz-dir.key")).unwrap();
+    write(&format!("{good}.key"), &key_text(), 0o600);
+    // Half-written: the first half of a valid key.
+    write("zz-half.key", &key_text()[..20], 0o600);
+
+    let failures = loop {
+        let page = server
+            .admin(
+                "GET",
+                "/v1/audit-events?type=master_key.reload_failed",
+                None,
+            )
+            .await
+            .json();
+        let events = page["events"].as_array().unwrap().clone();
+        if events.len() >= 6 {
+            break events;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let files: std::collections::BTreeSet<&str> = failures
+        .iter()
+        .map(|e| e["data"]["file"].as_str().unwrap())
+        .collect();
+    for file in [
+        "zz-short.key",
+        "zz-encoding.key",
+        "zz-group.key",
+        "zz-dir.key",
+        "zz-half.key",
+    ] {
+        assert!(files.contains(file), "{file} not reported: {files:?}");
+    }
+    assert!(
+        files.contains(format!("{good}.key").as_str()),
+        "changed content under a known id"
+    );
+    assert!(!files.contains(".zz-dotfile.key"));
+    let status = keys(&server).await;
+    assert_eq!(status["active"], good.as_str());
+    assert_eq!(status["degraded"], false);
+
+    // The good key (its last good copy) still opens the value and seals new ones.
+    let deploy = server
+        .admin(
+            "POST",
+            "/v1/apps/web/deploys",
+            Some(r#"{"image_ref":"nginx"}"#),
+        )
+        .await;
+    assert_eq!(deploy.json()["external_secrets"]["status"], "injected");
+    assert_eq!(
+        server
+            .set_secret("/v1/apps/web", "p", "K2", "v2")
+            .await
+            .status,
+        201
+    );
+
+    // A rescan of unchanged bad files reports nothing new.
+    write("trigger-rescan", b"x", 0o600);
+    let count = failures.len();
+    let again = server
+        .admin(
+            "GET",
+            "/v1/audit-events?type=master_key.reload_failed",
+            None,
+        )
+        .await
+        .json();
+    assert!(again["events"].as_array().unwrap().len() <= count + 1);
+}
+
+/// The layout the kubelet builds for a Secret volume: the visible names
+/// are links into `..data`, which is swapped atomically on update.
+#[tokio::test]
+async fn a_kubernetes_secret_volume_swap_rotates_the_key() {
+    let server = TestServer::start_with(Options {
+        with_key: false,
+        ..Options::default()
+    })
+    .await;
+    let dir = server.path("keys.d");
+    let version = |name: &str, keys: &[(&str, Vec<u8>)]| {
+        let folder = dir.join(name);
+        std::fs::create_dir(&folder).unwrap();
+        for (id, content) in keys {
+            let path = folder.join(format!("{id}.key"));
+            std::fs::write(&path, content).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+    };
+    version("..2026_11_28_01", &[("a", key_text())]);
+    std::os::unix::fs::symlink("..2026_11_28_01", dir.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/a.key", dir.join("a.key")).unwrap();
+    std::os::unix::fs::symlink("..data/b.key", dir.join("b.key")).unwrap();
+    let status = wait_for_keys(&server, Duration::from_secs(10), |s| s["active"] == "a").await;
+    assert_eq!(status["degraded"], false);
+    server.seed("acme", &["web"]).await;
+    assert_eq!(
+        server
+            .set_secret("/v1/apps/web", "p", "K", "value")
+            .await
+            .status,
+        201
+    );
+
+    // The kubelet's update: new folder, temporary link, atomic rename over ..data.
+    version(
+        "..2026_11_28_02",
+        &[
+            ("a", std::fs::read(dir.join("a.key")).unwrap()),
+            ("b", key_text()),
+        ],
+    );
+    std::os::unix::fs::symlink("..2026_11_28_02", dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    let status = wait_for_keys(&server, Duration::from_secs(10), |s| {
+        s["active"] == "b" && s["rotation"]["remaining"] == 0
+    })
+    .await;
+    let a = status["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == "a")
+        .unwrap();
+    assert_eq!(a["records"], 0);
+    let deploy = server
+        .admin(
+            "POST",
+            "/v1/apps/web/deploys",
+            Some(r#"{"image_ref":"nginx"}"#),
+        )
+        .await;
+    assert_eq!(deploy.json()["external_secrets"]["status"], "injected");
+    assert_eq!(server.manifest_values("web").unwrap()["K"], "value");
+}
+
+fn key_text() -> Vec<u8> {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).unwrap();
+    format!(
+        "{}\n",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+    .into_bytes()
+}
