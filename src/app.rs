@@ -221,9 +221,19 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
             + Duration::from_secs(10),
     });
     let (shutdown, signal) = oneshot::channel::<()>();
-    let task = tokio::spawn(server::run(listener, state.clone(), async move {
+    let (accepting, accept_loop_entered) = oneshot::channel::<()>();
+    let run = server::run(listener, state.clone(), async move {
         let _ = signal.await;
-    }));
+    });
+    let task = tokio::spawn(async move {
+        // The accept loop registers with the listener in this same poll.
+        let _ = accepting.send(());
+        run.await;
+    });
+    // `start` returns (and `serve` sends READY=1) only once the socket is
+    // bound, listening and the accept loop is running: a client that
+    // connects as soon as systemd reports the unit started is served.
+    let _ = accept_loop_entered.await;
     tracing::info!(%addr, "exsec listening");
     Ok(Server {
         addr,
@@ -237,6 +247,10 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
 }
 
 /// Runs the daemon until SIGTERM or SIGINT; SIGHUP re-reads the admin token.
+///
+/// With systemd `Type=notify` (`NOTIFY_SOCKET` set) it sends `READY=1` once
+/// the store is open and the listener accepts, and `STOPPING=1` when a
+/// stop signal arrives, before draining.
 pub async fn serve(config: &Config) -> Result<(), StartError> {
     let server = start(config, None).await?;
     notify_systemd("READY=1");
