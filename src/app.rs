@@ -54,6 +54,11 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// TLS was configured, but this build serves plain HTTP only.
+    #[error(
+        "server.tls_cert/tls_key are set, but this exsec does not serve TLS yet; remove them and listen on loopback, or terminate TLS in front of exsec (with server.allow_plaintext_remote = true on a trusted link)"
+    )]
+    TlsUnsupported,
     /// The cluster target cannot be built.
     #[error("cluster target {target}: {message}")]
     Cluster {
@@ -118,6 +123,10 @@ impl Server {
 /// Starts the daemon from a config. `listener` overrides
 /// `server.listen` (tests pass a listener bound to port 0).
 pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Server, StartError> {
+    // Never fall back to plaintext when the operator asked for TLS.
+    if config.server.tls_cert.is_some() || config.server.tls_key.is_some() {
+        return Err(StartError::TlsUnsupported);
+    }
     if let Some(parent) = config.storage.path.parent() {
         create_private_dir(parent)?;
     }
