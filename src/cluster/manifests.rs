@@ -159,23 +159,7 @@ impl ClusterTarget for ManifestsTarget {
     ) -> BoxFuture<'a, Result<Option<SecretData>, ClusterError>> {
         let path = self.path(app_id);
         Box::pin(async move {
-            let operation = format!("read {}", path.display());
-            let read = tokio::task::spawn_blocking(move || read_app_file(&path)).await;
-            let file = match read {
-                Ok(Ok(file)) => file,
-                Ok(Err(error)) => {
-                    return Err(ClusterError::Failed {
-                        operation,
-                        message: error.to_string(),
-                    });
-                }
-                Err(join) => {
-                    return Err(ClusterError::Failed {
-                        operation,
-                        message: join.to_string(),
-                    });
-                }
-            };
+            let file = read_off_thread(path).await?;
             Ok(file.secret.map(|secret| secret_data_of(&secret)))
         })
     }
@@ -186,22 +170,7 @@ impl ClusterTarget for ManifestsTarget {
     ) -> BoxFuture<'a, Result<AppObjects, ClusterError>> {
         let path = self.path(app_id);
         Box::pin(async move {
-            let operation = format!("read {}", path.display());
-            let file = match tokio::task::spawn_blocking(move || read_app_file(&path)).await {
-                Ok(Ok(file)) => file,
-                Ok(Err(error)) => {
-                    return Err(ClusterError::Failed {
-                        operation,
-                        message: error.to_string(),
-                    });
-                }
-                Err(join) => {
-                    return Err(ClusterError::Failed {
-                        operation,
-                        message: join.to_string(),
-                    });
-                }
-            };
+            let file = read_off_thread(path).await?;
             let deployment = file
                 .deployment
                 .and_then(|value| serde_json::from_value::<Deployment>(value).ok());
@@ -238,6 +207,20 @@ impl ClusterTarget for ManifestsTarget {
 }
 
 /// Key → value of a Secret document; `None` values when they were omitted.
+/// Reads an app's file on the blocking pool.
+async fn read_off_thread(path: PathBuf) -> Result<AppFile, ClusterError> {
+    let operation = format!("read {}", path.display());
+    let failed = |message: String| ClusterError::Failed {
+        operation: operation.clone(),
+        message,
+    };
+    match tokio::task::spawn_blocking(move || read_app_file(&path)).await {
+        Ok(Ok(file)) => Ok(file),
+        Ok(Err(error)) => Err(failed(error.to_string())),
+        Err(join) => Err(failed(join.to_string())),
+    }
+}
+
 fn secret_data_of(secret: &Value) -> SecretData {
     use base64::Engine as _;
     let omitted = secret

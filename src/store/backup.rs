@@ -385,22 +385,6 @@ fn write_and_verify(
         .map_err(|source| io_error("cannot sync", source))
 }
 
-/// Names of every table, in dump order.
-fn table_names() -> [&'static str; 10] {
-    [
-        tables::META.name(),
-        tables::TENANTS.name(),
-        tables::APPS.name(),
-        tables::TENANT_APPS.name(),
-        tables::SECRETS.name(),
-        tables::KEY_USAGE.name(),
-        tables::TOKENS.name(),
-        tables::DEPLOYS.name(),
-        tables::IDEMPOTENCY.name(),
-        tables::AUDIT.name(),
-    ]
-}
-
 fn count_table<K: Field + Key, V: Field>(
     definition: TableDefinition<K, V>,
     txn: &ReadTransaction,
@@ -518,7 +502,7 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<CheckedBackup, BackupError> {
             version: header.exsec_version,
         });
     }
-    let names = table_names();
+    let names = tables::names();
     let mut records = Vec::new();
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     loop {

@@ -34,19 +34,7 @@ pub(super) fn prepare(db: &Database, path: &Path) -> Result<(), StoreError> {
             supported: CURRENT,
         });
     }
-    let all_tables = [
-        tables::META.name(),
-        tables::TENANTS.name(),
-        tables::APPS.name(),
-        tables::TENANT_APPS.name(),
-        tables::SECRETS.name(),
-        tables::KEY_USAGE.name(),
-        tables::TOKENS.name(),
-        tables::DEPLOYS.name(),
-        tables::IDEMPOTENCY.name(),
-        tables::AUDIT.name(),
-    ];
-    let complete = all_tables
+    let complete = tables::names()
         .iter()
         .all(|name| present.iter().any(|p| p == name));
     if complete && version == Some(CURRENT) {

@@ -30,6 +30,24 @@ pub const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idem
 /// `seq → StoredAuditEvent`: the append-only, hash-chained audit log.
 pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("paas_audit_events");
 
+/// Names of every table, in a fixed order (schema preparation checks they
+/// all exist; backups dump them in this order).
+pub fn names() -> [&'static str; 10] {
+    use redb::TableHandle;
+    [
+        META.name(),
+        TENANTS.name(),
+        APPS.name(),
+        TENANT_APPS.name(),
+        SECRETS.name(),
+        KEY_USAGE.name(),
+        TOKENS.name(),
+        DEPLOYS.name(),
+        IDEMPOTENCY.name(),
+        AUDIT.name(),
+    ]
+}
+
 /// Meta key of the schema version (`u32`).
 pub const META_SCHEMA_VERSION: &str = "schema_version";
 /// Meta key of the audit checkpoint left by pruning (`Anchor`).
