@@ -85,9 +85,7 @@ mod tests {
         let store = Arc::new(
             Store::open(
                 &dir.path().join("exsec.redb"),
-                StoreOptions {
-                    cache_size: 1024 * 1024,
-                },
+                StoreOptions::with_cache_size(1024 * 1024),
             )
             .unwrap(),
         );

@@ -338,7 +338,7 @@ impl Deployer {
             .write_async(move |w| {
                 w.record_deploy(
                     &stored,
-                    events,
+                    events.clone(),
                     idempotency
                         .as_ref()
                         .map(|(key, replay)| (key.as_str(), replay.clone())),

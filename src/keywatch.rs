@@ -212,7 +212,7 @@ impl KeyWatch {
             }
             if let Err(error) = self
                 .store
-                .write_async(move |w| w.audit(event).map(drop))
+                .write_async(move |w| w.audit(event.clone()).map(drop))
                 .await
             {
                 tracing::error!(error = %chain(&error), "cannot audit a key reload failure");

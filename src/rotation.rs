@@ -140,7 +140,7 @@ impl Rotation {
             .with("key_id", active.as_str())
             .with("remaining", remaining);
         store
-            .write_async(move |w| w.audit(started).map(drop))
+            .write_async(move |w| w.audit(started.clone()).map(drop))
             .await?;
 
         let mut cursor: Option<String> = None;
@@ -169,8 +169,8 @@ impl Rotation {
             let written = store
                 .write_async(move |w| {
                     let mut written = 0u64;
-                    for (candidate, value) in sealed {
-                        written += u64::from(w.reseal(&candidate, value, fingerprint)?);
+                    for (candidate, value) in &sealed {
+                        written += u64::from(w.reseal(candidate, value.clone(), fingerprint)?);
                     }
                     Ok(written)
                 })
@@ -201,7 +201,7 @@ impl Rotation {
             .with("key_id", active.as_str())
             .with("count", resealed);
         store
-            .write_async(move |w| w.audit(completed).map(drop))
+            .write_async(move |w| w.audit(completed.clone()).map(drop))
             .await?;
         tracing::info!(active = %active, count = resealed, remaining, "re-sealing completed");
         self.set(RotationStatus {

@@ -32,6 +32,8 @@ pub struct Gauges {
     pub records_per_key: BTreeMap<String, u64>,
     /// Records not yet under the active key.
     pub rotation_remaining: u64,
+    /// Durable commits and the writes they held (group commit).
+    pub commits: crate::store::CommitStats,
 }
 
 impl Metrics {
@@ -127,6 +129,14 @@ impl Metrics {
             "exsec_rotation_remaining {}",
             gauges.rotation_remaining
         );
+        out.push_str("# HELP exsec_store_commits_total Durable write transactions committed.\n");
+        out.push_str("# TYPE exsec_store_commits_total counter\n");
+        let _ = writeln!(out, "exsec_store_commits_total {}", gauges.commits.commits);
+        out.push_str(
+            "# HELP exsec_store_writes_total Writes acknowledged; several share a commit under load.\n",
+        );
+        out.push_str("# TYPE exsec_store_writes_total counter\n");
+        let _ = writeln!(out, "exsec_store_writes_total {}", gauges.commits.writes);
         out
     }
 }

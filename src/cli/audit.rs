@@ -148,12 +148,7 @@ pub fn verify_offline(db: &Path, anchor: Option<Anchor>, output: Output) -> Resu
             db.display()
         )));
     }
-    let store = Store::open(
-        db,
-        StoreOptions {
-            cache_size: 16 * 1024 * 1024,
-        },
-    )?;
+    let store = Store::open(db, StoreOptions::with_cache_size(16 * 1024 * 1024))?;
     let check = store.read(|r| r.verify_audit_chain(anchor))?;
     drop(store);
     report(

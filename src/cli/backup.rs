@@ -81,9 +81,7 @@ async fn download(
 
 pub fn restore(from: &Path, data_dir: &Path, force: bool, output: Output) -> Result<(), CliError> {
     let target = data_dir.join(DATABASE_FILE);
-    let options = StoreOptions {
-        cache_size: 32 * 1024 * 1024,
-    };
+    let options = StoreOptions::with_cache_size(32 * 1024 * 1024);
     let restored = backup::restore(from, &target, force, &options)?;
     if let Some(replaced) = &restored.replaced {
         super::output::note(&format!(

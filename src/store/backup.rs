@@ -694,9 +694,7 @@ mod tests {
     use crate::model::TenantId;
 
     fn options() -> StoreOptions {
-        StoreOptions {
-            cache_size: 1024 * 1024,
-        }
+        StoreOptions::with_cache_size(1024 * 1024)
     }
 
     fn store_with_data(dir: &Path) -> Store {

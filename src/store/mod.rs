@@ -10,13 +10,15 @@
 //! - **Plaintext never lands here.** Values arrive sealed
 //!   ([`crate::crypto::SealedValue`]); this module never sees a key.
 //!
-//! Writes take a closure that is `Send + 'static` so that a later group
-//! commit can queue closures from many requests and run them in one
-//! transaction without changing any caller.
+//! Writes that arrive while a commit is in flight share the next commit
+//! (group commit, see [`commit`]): a write is a closure that is
+//! `Fn + Send + 'static` so that it can be queued, run by whichever caller
+//! leads the batch, and run again if a neighbour in its batch fails.
 
 mod audit_log;
 pub mod backup;
 pub mod codec;
+mod commit;
 pub mod deploys;
 mod meta;
 pub mod records;
@@ -31,7 +33,7 @@ mod tokens;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use redb::{
     Database, Durability, Key, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
@@ -42,6 +44,7 @@ use crate::audit::{Anchor, AuditEvent, NewEvent};
 use crate::model::Timestamp;
 
 pub use audit_log::{AuditFilter, AuditPage, ChainCheck, MAX_PAGE as MAX_AUDIT_PAGE};
+pub use commit::{CommitStats, MAX_BATCH};
 pub use secrets::{PutSecret, SecretWrite};
 
 /// How the store is opened.
@@ -50,6 +53,20 @@ pub struct StoreOptions {
     /// redb page cache in bytes. redb's default is 1 GiB; edge boxes are
     /// small, so the config default is 32 MiB.
     pub cache_size: usize,
+    /// Most writes one durable commit holds (group commit). 1 commits every
+    /// write on its own, which benchmarks use as the baseline.
+    pub max_batch: usize,
+}
+
+impl StoreOptions {
+    /// The options exsec runs with, with a page cache of `cache_size`
+    /// bytes.
+    pub fn with_cache_size(cache_size: usize) -> StoreOptions {
+        StoreOptions {
+            cache_size,
+            max_batch: MAX_BATCH,
+        }
+    }
 }
 
 /// Everything that can go wrong in the store, with what the caller needs
@@ -106,6 +123,10 @@ pub enum StoreError {
     /// redb failed: I/O, corruption, or writes refused after an I/O error.
     #[error("storage error")]
     Storage(#[source] redb::Error),
+    /// The commit shared by a group of writes failed; every write of the
+    /// group gets this one error.
+    #[error("storage error in a group commit")]
+    Batch(#[source] Arc<StoreError>),
     /// The thing named does not exist.
     #[error("{kind} {id} not found")]
     NotFound {
@@ -149,10 +170,11 @@ impl<E: Into<redb::Error>> From<E> for StoreError {
 impl StoreError {
     /// Whether redb now refuses writes until the database is reopened.
     fn needs_reopen(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Storage(redb::Error::Io(_) | redb::Error::PreviousIo)
-        )
+        match self {
+            StoreError::Storage(redb::Error::Io(_) | redb::Error::PreviousIo) => true,
+            StoreError::Batch(shared) => shared.needs_reopen(),
+            _ => false,
+        }
     }
 }
 
@@ -166,9 +188,9 @@ pub struct Store {
     options: StoreOptions,
     /// `None` only while a reopen is in progress and the new open failed.
     db: RwLock<Option<Database>>,
-    /// Serialises write transactions (redb has one writer anyway) and
-    /// reopens.
-    writer: Mutex<()>,
+    /// Queued writes and the one batch being committed; whoever leads a
+    /// batch is the only writer (redb has one anyway) and does reopens.
+    commits: commit::GroupCommit,
     /// Set after an I/O error; the next write reopens first.
     reopen_needed: AtomicBool,
     #[cfg(test)]
@@ -183,7 +205,7 @@ impl Store {
             path: path.to_owned(),
             options,
             db: RwLock::new(None),
-            writer: Mutex::new(()),
+            commits: commit::GroupCommit::default(),
             reopen_needed: AtomicBool::new(false),
             #[cfg(test)]
             opener: None,
@@ -215,49 +237,18 @@ impl Store {
         f(&reader)
     }
 
-    /// Runs `f` in one write transaction and commits it durably (two-phase
-    /// commit, immediate durability) before returning. If `f` fails,
-    /// nothing it did is kept. Audit events appended by `f` are logged
-    /// through `tracing` once the commit succeeded.
+    /// Runs `f` in a write transaction and returns once that transaction
+    /// is durable (two-phase commit, immediate durability). If `f` fails,
+    /// nothing it did is kept. Writes from concurrent callers may share the
+    /// transaction (group commit); `f` may run more than once if another
+    /// write of its batch fails, and only its last run is kept. Audit events
+    /// appended by `f` are logged through `tracing` once the commit
+    /// succeeded.
     pub fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Writer) -> Result<T, StoreError> + Send + 'static,
+        f: impl Fn(&mut Writer) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let _serial = self
-            .writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if self.reopen_needed.load(Ordering::Acquire) {
-            self.reopen()?;
-        }
-        let result = self.write_locked(f);
-        if let Err(error) = &result
-            && error.needs_reopen()
-        {
-            tracing::error!(path = %self.path.display(), error = %error, "storage I/O error; reopening the database before the next write");
-            self.reopen_needed.store(true, Ordering::Release);
-        }
-        result
-    }
-
-    fn write_locked<T>(
-        &self,
-        f: impl FnOnce(&mut Writer) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let guard = self
-            .db
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let Some(db) = guard.as_ref() else {
-            return Err(StoreError::Storage(redb::Error::DatabaseClosed));
-        };
-        let mut writer = Writer::begin(db)?;
-        let value = f(&mut writer)?;
-        let appended = writer.finish()?;
-        for event in &appended {
-            log_audit_event(event);
-        }
-        Ok(value)
+        self.commit_grouped(f)
     }
 
     /// [`Store::read`] on the blocking thread pool, for async callers.
@@ -274,7 +265,7 @@ impl Store {
     /// [`Store::write`] on the blocking thread pool, for async callers.
     pub async fn write_async<T: Send + 'static>(
         self: &Arc<Self>,
-        f: impl FnOnce(&mut Writer) -> Result<T, StoreError> + Send + 'static,
+        f: impl Fn(&mut Writer) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let store = self.clone();
         tokio::task::spawn_blocking(move || store.write(f))
@@ -283,8 +274,8 @@ impl Store {
     }
 
     /// Drops the current redb handle and opens the file again: after an
-    /// I/O error redb refuses writes until then. Called with the writer
-    /// lock held; reads wait only for the swap itself.
+    /// I/O error redb refuses writes until then. Called by the leader of a
+    /// group commit (the only writer); reads wait only for the swap itself.
     fn reopen(&self) -> Result<(), StoreError> {
         {
             let mut guard = self
@@ -387,6 +378,14 @@ impl Writer {
         self.snapshot.txn.commit()?;
         Ok(self.appended)
     }
+
+    /// Rolls everything back. An abort that fails leaves nothing to undo
+    /// (redb drops the transaction either way), so its error is logged only.
+    fn abort(self) {
+        if let Err(error) = self.snapshot.txn.abort() {
+            tracing::warn!(error = %error, "aborting a write transaction failed");
+        }
+    }
 }
 
 /// Read access shared by [`Reader`] and [`Writer`], so every query is
@@ -485,10 +484,8 @@ mod tests {
     use super::*;
     use crate::model::TenantId;
 
-    fn options() -> StoreOptions {
-        StoreOptions {
-            cache_size: 1024 * 1024,
-        }
+    pub(super) fn options() -> StoreOptions {
+        StoreOptions::with_cache_size(1024 * 1024)
     }
 
     #[test]
@@ -509,7 +506,7 @@ mod tests {
 
     /// A file backend whose writes and syncs fail while `failing` is set,
     /// standing in for a disk that returns EIO.
-    struct FlakyDisk {
+    pub(super) struct FlakyDisk {
         inner: FileBackend,
         failing: Arc<AtomicBool>,
     }
@@ -586,17 +583,15 @@ mod tests {
     /// After an I/O error redb refuses writes until reopened: the store
     /// reads on meanwhile, reopens itself at the next write, and what was
     /// committed before the error is still there.
-    #[test]
-    fn the_store_reopens_itself_after_an_io_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("exsec.redb");
+    /// A store on [`FlakyDisk`]: its writes fail while the flag is set.
+    pub(super) fn flaky_store(path: &Path) -> (Store, Arc<AtomicBool>) {
         let failing = Arc::new(AtomicBool::new(false));
         let flag = failing.clone();
-        let mut store = Store {
-            path: path.clone(),
+        let store = Store {
+            path: path.to_owned(),
             options: options(),
             db: RwLock::new(None),
-            writer: Mutex::new(()),
+            commits: commit::GroupCommit::default(),
             reopen_needed: AtomicBool::new(false),
             opener: Some(Box::new(move |builder, path| {
                 let file = std::fs::OpenOptions::new()
@@ -613,6 +608,14 @@ mod tests {
             })),
         };
         store.open_database().unwrap();
+        (store, failing)
+    }
+
+    #[test]
+    fn the_store_reopens_itself_after_an_io_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("exsec.redb");
+        let (mut store, failing) = flaky_store(&path);
         let acme = TenantId::parse("acme").unwrap();
         let id = acme.clone();
         store.write(move |w| w.put_tenant(&id, "admin")).unwrap();

@@ -18,6 +18,7 @@ use crate::resolve;
 
 /// A secret write: the value already sealed (with the fingerprint of the
 /// key that sealed it, remembered on first use).
+#[derive(Clone)]
 pub struct PutSecret {
     /// Tenant default or app override.
     pub scope: Scope,

@@ -69,9 +69,7 @@ fn open(path: &Path) -> Result<Database, StoreError> {
     // Through the store first: the same lock error and schema checks.
     drop(Store::open(
         path,
-        super::StoreOptions {
-            cache_size: 1024 * 1024,
-        },
+        super::StoreOptions::with_cache_size(1024 * 1024),
     )?);
     Database::open(path).map_err(|source| StoreError::Open {
         path: path.to_owned(),

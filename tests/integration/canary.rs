@@ -48,12 +48,14 @@ fn a_canary_value_reaches_no_log_and_not_the_file() {
             .write(move |w| {
                 w.put_tenant(&tenant("acme"), "admin")?;
                 w.put_app(&app("web"), &tenant("acme"), vec![], "admin")?;
-                w.put_secret(put, "admin")?;
-                w.put_secret(over, "admin")?;
+                w.put_secret(put.clone(), "admin")?;
+                w.put_secret(over.clone(), "admin")?;
                 Ok(())
             })
             .unwrap();
-        let refused = test.store.write(move |w| w.put_secret(clash, "admin"));
+        let refused = test
+            .store
+            .write(move |w| w.put_secret(clash.clone(), "admin"));
         tracing::error!(error = ?refused.err(), "refused write");
         let layout = test
             .store

@@ -62,9 +62,7 @@ pub fn seal_with(
 }
 
 pub fn options() -> StoreOptions {
-    StoreOptions {
-        cache_size: 4 * 1024 * 1024,
-    }
+    StoreOptions::with_cache_size(4 * 1024 * 1024)
 }
 
 pub fn tenant(id: &str) -> TenantId {

@@ -23,7 +23,7 @@ fn seeded() -> TestStore {
         .write(move |w| {
             w.put_tenant(&tenant("acme"), "admin")?;
             w.put_app(&app("web"), &tenant("acme"), vec![], "admin")?;
-            for put in puts {
+            for put in puts.clone() {
                 w.put_secret(put, "admin")?;
             }
             Ok(())

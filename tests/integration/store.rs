@@ -24,8 +24,8 @@ fn everything_survives_a_reopen() {
         .write(move |w| {
             w.put_tenant(&tenant("acme"), "admin")?;
             w.put_app(&app("web"), &tenant("acme"), vec![], "admin")?;
-            w.put_secret(put_tenant, "admin")?;
-            w.put_secret(put_app, "admin")?;
+            w.put_secret(put_tenant.clone(), "admin")?;
+            w.put_secret(put_app.clone(), "admin")?;
             Ok(())
         })
         .unwrap();
@@ -151,9 +151,11 @@ fn write_rules_are_enforced() {
     let second = test.sealed(&tenant_scope("acme"), "azure", "API_KEY", "b");
     let other_scope = test.sealed(&app_scope("web"), "azure", "API_KEY", "c");
     test.store
-        .write(move |w| w.put_secret(first, "admin"))
+        .write(move |w| w.put_secret(first.clone(), "admin"))
         .unwrap();
-    let taken = test.store.write(move |w| w.put_secret(second, "admin"));
+    let taken = test
+        .store
+        .write(move |w| w.put_secret(second.clone(), "admin"));
     assert!(matches!(
         taken,
         Err(StoreError::Conflict {
@@ -162,7 +164,7 @@ fn write_rules_are_enforced() {
         })
     ));
     test.store
-        .write(move |w| w.put_secret(other_scope, "admin"))
+        .write(move |w| w.put_secret(other_scope.clone(), "admin"))
         .unwrap();
 
     // A tenant with apps cannot be deleted.
@@ -188,11 +190,11 @@ fn versions_and_timestamps_follow_replacements() {
     let v2 = test.sealed(&tenant_scope("acme"), "openai", "K", "two");
     let first = test
         .store
-        .write(move |w| w.put_secret(v1, "admin"))
+        .write(move |w| w.put_secret(v1.clone(), "admin"))
         .unwrap();
     let second = test
         .store
-        .write(move |w| w.put_secret(v2, "admin"))
+        .write(move |w| w.put_secret(v2.clone(), "admin"))
         .unwrap();
     assert!(first.created);
     assert!(!second.created);
@@ -222,13 +224,13 @@ fn the_effective_set_size_limit_holds_for_every_app() {
     for i in 0..17 {
         let put = test.sealed(&app_scope("big"), "p", &format!("BIG_{i}"), &big_value);
         test.store
-            .write(move |w| w.put_secret(put, "admin"))
+            .write(move |w| w.put_secret(put.clone(), "admin"))
             .unwrap();
     }
     let tenant_wide = test.sealed(&tenant_scope("acme"), "p", "SHARED", &big_value);
     let refused = test
         .store
-        .write(move |w| w.put_secret(tenant_wide, "admin"));
+        .write(move |w| w.put_secret(tenant_wide.clone(), "admin"));
     match refused {
         Err(StoreError::EffectiveSetTooLarge { app_id, bytes }) => {
             assert_eq!(app_id, "big");
@@ -252,7 +254,7 @@ fn deleting_an_app_removes_its_secrets_but_not_its_audit_events() {
         .write(move |w| {
             w.put_tenant(&tenant("acme"), "admin")?;
             w.put_app(&app("web"), &tenant("acme"), vec![], "admin")?;
-            w.put_secret(put, "admin")?;
+            w.put_secret(put.clone(), "admin")?;
             Ok(())
         })
         .unwrap();
@@ -350,14 +352,16 @@ fn a_changed_key_under_a_known_id_is_refused() {
         .unwrap();
     let put = test.sealed(&tenant_scope("acme"), "p", "A", "v");
     test.store
-        .write(move |w| w.put_secret(put, "admin"))
+        .write(move |w| w.put_secret(put.clone(), "admin"))
         .unwrap();
     let impostor = exsec::crypto::Keyring::from_keys([(
         key_id("k1"),
         exsec::crypto::MasterKey::generate().unwrap(),
     )]);
     let put = seal_with(&impostor, &tenant_scope("acme"), "p", "B", "v");
-    let refused = test.store.write(move |w| w.put_secret(put, "admin"));
+    let refused = test
+        .store
+        .write(move |w| w.put_secret(put.clone(), "admin"));
     assert!(matches!(
         refused,
         Err(StoreError::KeyFingerprintMismatch { .. })

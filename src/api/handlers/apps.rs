@@ -52,7 +52,7 @@ pub async fn put(call: Call) -> Result<Reply, ApiError> {
     let (record, created) = call
         .state
         .store
-        .write_async(move |w| w.put_app(&id, &tenant, required_env, &actor))
+        .write_async(move |w| w.put_app(&id, &tenant, required_env.clone(), &actor))
         .await
         .map_err(|error| match error {
             // The id came from the body: name the field, not what it held.

@@ -100,7 +100,7 @@ pub async fn put(call: Call) -> Result<Reply, ApiError> {
     let written = call
         .state
         .store
-        .write_async(move |w| w.put_secret(put, &actor))
+        .write_async(move |w| w.put_secret(put.clone(), &actor))
         .await?;
     let status = if written.created {
         StatusCode::CREATED
@@ -189,7 +189,7 @@ pub async fn verify(call: Call) -> Result<Reply, ApiError> {
     }
     call.state
         .store
-        .write_async(move |w| w.audit(audit).map(drop))
+        .write_async(move |w| w.audit(audit.clone()).map(drop))
         .await?;
     Ok(Reply::ok(&json!({ "match": matched })))
 }

@@ -57,6 +57,7 @@ pub async fn metrics(call: Call) -> Result<Reply, ApiError> {
     let text = call.state.metrics.render(&Gauges {
         records_per_key: usage,
         rotation_remaining,
+        commits: call.state.store.commit_stats(),
     });
     Ok(Reply::raw(
         StatusCode::OK,

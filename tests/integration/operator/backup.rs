@@ -22,9 +22,7 @@ fn value_of(key: &str) -> String {
 }
 
 fn options() -> StoreOptions {
-    StoreOptions {
-        cache_size: 4 * 1024 * 1024,
-    }
+    StoreOptions::with_cache_size(4 * 1024 * 1024)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

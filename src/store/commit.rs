@@ -1,0 +1,480 @@
+//! Group commit: writes that arrive while a commit is in flight share the
+//! next durable commit.
+//!
+//! A durable redb commit (two-phase, immediate durability) costs one or two
+//! `fsync`s whatever it holds, so one commit per request caps durable
+//! writes at a few thousand a second however many clients wait. Here the
+//! caller that finds no commit running becomes the *leader*: it takes every
+//! queued write (its own and those queued behind it, up to [`MAX_BATCH`]),
+//! runs them in order in one write transaction, commits once, and hands
+//! each caller its own result. Callers that arrive meanwhile queue and wait;
+//! when the leader is done, one of them leads the next batch. With no
+//! contention a write runs on its caller's thread exactly as before.
+//!
+//! The contract each caller sees is unchanged:
+//! - **Durable before acknowledged**: a result is handed out only after the
+//!   commit that holds the write returned.
+//! - **Fails alone**: redb savepoints cannot be taken inside a transaction
+//!   that already holds writes, so a write that fails cannot be undone on
+//!   its own. The leader instead aborts the transaction, answers that write
+//!   with its error, and runs the rest again in a fresh transaction (write
+//!   closures are `Fn` for this reason). A failed write is rare (a
+//!   conflict, a missing tenant), so the re-run is cheap on average.
+//! - **Never a false success**: if the commit itself fails, every write in
+//!   the batch is answered with the storage error.
+//! - **Ordered audit chain**: writes run one after another in queue order
+//!   in the same transaction, each appending to the chain after the last.
+
+use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use super::{Store, StoreError, Writer, log_audit_event};
+
+/// Most writes one commit holds. Bounds how long the last caller of a
+/// batch waits behind the others and the work lost to a re-run.
+pub const MAX_BATCH: usize = 128;
+
+/// One queued write, type-erased so writes returning different types share
+/// a batch.
+trait Pending: Send {
+    /// Runs the write in `writer`, keeping its value until the commit
+    /// decides. May run more than once if a neighbour fails.
+    fn run(&mut self, writer: &mut Writer) -> Result<(), StoreError>;
+    /// Hands the caller its value: the commit holding it is durable.
+    fn succeed(self: Box<Self>);
+    /// Hands the caller an error; nothing it wrote was kept.
+    fn fail(self: Box<Self>, error: StoreError);
+}
+
+/// Where a caller's result is left by whoever commits its write.
+type Reply<T> = Arc<Mutex<Option<Result<T, StoreError>>>>;
+
+struct Job<T, F> {
+    work: F,
+    value: Option<T>,
+    /// Taken when the job is answered; a job dropped unanswered (a panic
+    /// in the leader) answers `Interrupted` so its caller never hangs.
+    reply: Option<Reply<T>>,
+}
+
+impl<T, F> Job<T, F> {
+    fn answer(&mut self, result: Result<T, StoreError>) {
+        if let Some(reply) = self.reply.take() {
+            *lock(&reply) = Some(result);
+        }
+    }
+}
+
+impl<T, F> Drop for Job<T, F> {
+    fn drop(&mut self) {
+        self.answer(Err(StoreError::Interrupted));
+    }
+}
+
+impl<T, F> Pending for Job<T, F>
+where
+    T: Send,
+    F: Fn(&mut Writer) -> Result<T, StoreError> + Send,
+{
+    fn run(&mut self, writer: &mut Writer) -> Result<(), StoreError> {
+        self.value = Some((self.work)(writer)?);
+        Ok(())
+    }
+
+    fn succeed(mut self: Box<Self>) {
+        let result = self.value.take().ok_or(StoreError::Interrupted);
+        self.answer(result);
+    }
+
+    fn fail(mut self: Box<Self>, error: StoreError) {
+        self.answer(Err(error));
+    }
+}
+
+/// The queue of writes waiting for a commit, and whether one is running.
+#[derive(Default)]
+pub(super) struct GroupCommit {
+    queue: Mutex<Queue>,
+    /// Signalled when a leader finishes a batch.
+    done: Condvar,
+    /// Durable commits made, and the writes they held.
+    commits: AtomicU64,
+    writes: AtomicU64,
+}
+
+/// How well writes are being grouped (`GET /metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Durable commits of writes since the store was opened.
+    pub commits: u64,
+    /// Successful writes those commits held.
+    pub writes: u64,
+}
+
+#[derive(Default)]
+struct Queue {
+    waiting: VecDeque<Box<dyn Pending>>,
+    leading: bool,
+}
+
+impl Store {
+    /// Commits made and the writes they held, since the store was opened.
+    pub fn commit_stats(&self) -> CommitStats {
+        CommitStats {
+            commits: self.commits.commits.load(Ordering::Relaxed),
+            writes: self.commits.writes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Queues `work` and returns once a durable commit holds it (or it
+    /// failed). The calling thread may lead batches of other callers' writes
+    /// meanwhile.
+    pub(super) fn commit_grouped<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(&mut Writer) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (job, reply) = queued(work);
+        let group = &self.commits;
+        let mut queue = lock(&group.queue);
+        queue.waiting.push_back(job);
+        loop {
+            // Checked under the queue lock: a leader fills replies before it
+            // takes that lock to signal, so no wake-up is lost.
+            if let Some(result) = lock(&reply).take() {
+                return result;
+            }
+            if queue.leading {
+                queue = group
+                    .done
+                    .wait(queue)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                continue;
+            }
+            queue.leading = true;
+            let take = queue.waiting.len().min(self.options.max_batch.max(1));
+            let batch: Vec<Box<dyn Pending>> = queue.waiting.drain(..take).collect();
+            drop(queue);
+            let lead = Lead(group);
+            self.commit_batch(batch);
+            drop(lead);
+            queue = lock(&group.queue);
+        }
+    }
+
+    /// Runs `batch` in one write transaction and answers every write in it.
+    fn commit_batch(&self, mut batch: Vec<Box<dyn Pending>>) {
+        while !batch.is_empty() {
+            if self.reopen_needed.load(Ordering::Acquire)
+                && let Err(error) = self.reopen()
+            {
+                return fail_all(batch, error);
+            }
+            match self.attempt(&mut batch) {
+                Attempt::Committed => {
+                    self.commits.commits.fetch_add(1, Ordering::Relaxed);
+                    self.commits
+                        .writes
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    for job in batch {
+                        job.succeed();
+                    }
+                    return;
+                }
+                Attempt::OneFailed(index, error) => {
+                    self.note_failure(&error);
+                    batch.remove(index).fail(error);
+                }
+                Attempt::AllFailed(error) => {
+                    self.note_failure(&error);
+                    return fail_all(batch, error);
+                }
+            }
+        }
+    }
+
+    /// One transaction over the whole batch. A failing write aborts it, so
+    /// the caller can answer that write and run the others again.
+    fn attempt(&self, batch: &mut [Box<dyn Pending>]) -> Attempt {
+        let guard = self
+            .db
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(db) = guard.as_ref() else {
+            return Attempt::AllFailed(StoreError::Storage(redb::Error::DatabaseClosed));
+        };
+        let mut writer = match Writer::begin(db) {
+            Ok(writer) => writer,
+            Err(error) => return Attempt::AllFailed(error),
+        };
+        for (index, job) in batch.iter_mut().enumerate() {
+            let ran = catch_unwind(AssertUnwindSafe(|| job.run(&mut writer)));
+            let error = match ran {
+                Ok(Ok(())) => continue,
+                Ok(Err(error)) => error,
+                Err(_) => {
+                    tracing::error!("a storage write panicked; it was rolled back");
+                    StoreError::Interrupted
+                }
+            };
+            writer.abort();
+            return Attempt::OneFailed(index, error);
+        }
+        match writer.finish() {
+            Ok(appended) => {
+                for event in &appended {
+                    log_audit_event(event);
+                }
+                Attempt::Committed
+            }
+            Err(error) => Attempt::AllFailed(error),
+        }
+    }
+
+    /// After an I/O error redb refuses writes until the file is reopened.
+    fn note_failure(&self, error: &StoreError) {
+        if error.needs_reopen() {
+            tracing::error!(path = %self.path.display(), error = %error, "storage I/O error; reopening the database before the next write");
+            self.reopen_needed.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// A write ready to queue, and where its result will be left.
+fn queued<T, F>(work: F) -> (Box<dyn Pending>, Reply<T>)
+where
+    T: Send + 'static,
+    F: Fn(&mut Writer) -> Result<T, StoreError> + Send + 'static,
+{
+    let reply: Reply<T> = Arc::new(Mutex::new(None));
+    let job = Box::new(Job {
+        work,
+        value: None,
+        reply: Some(reply.clone()),
+    });
+    (job, reply)
+}
+
+/// The leader's turn: ends (and wakes the waiting callers) however the
+/// batch ends, a panic included.
+struct Lead<'a>(&'a GroupCommit);
+
+impl Drop for Lead<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.queue).leading = false;
+        self.0.done.notify_all();
+    }
+}
+
+/// How one transaction over a batch ended.
+enum Attempt {
+    /// Durable; every write in the batch succeeded.
+    Committed,
+    /// The write at this index failed; the transaction was aborted.
+    OneFailed(usize, StoreError),
+    /// The transaction could not begin or commit; nothing was kept.
+    AllFailed(StoreError),
+}
+
+/// Answers every write of `batch` with `error` (shared when there are
+/// several, as a storage error cannot be copied).
+fn fail_all(mut batch: Vec<Box<dyn Pending>>, error: StoreError) {
+    if batch.len() == 1 {
+        if let Some(job) = batch.pop() {
+            job.fail(error);
+        }
+        return;
+    }
+    let shared = Arc::new(error);
+    for job in batch {
+        job.fail(StoreError::Batch(shared.clone()));
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::thread;
+
+    use super::*;
+    use crate::model::TenantId;
+    use crate::store::tests::{flaky_store, options};
+
+    fn tenant(id: &str) -> TenantId {
+        TenantId::parse(id).unwrap()
+    }
+
+    fn put_tenant(id: &'static str) -> (Box<dyn Pending>, Reply<()>) {
+        queued(move |w| w.put_tenant(&tenant(id), "admin").map(drop))
+    }
+
+    fn answer<T>(reply: &Reply<T>) -> Result<T, StoreError> {
+        lock(reply)
+            .take()
+            .expect("every write of a batch is answered")
+    }
+
+    fn tenant_ids(store: &Store) -> Vec<String> {
+        store
+            .read(|r| r.tenants())
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id.to_string())
+            .collect()
+    }
+
+    fn open_store(dir: &tempfile::TempDir) -> Store {
+        Store::open(&dir.path().join("exsec.redb"), options()).unwrap()
+    }
+
+    /// The write in the middle writes, then fails: it is rolled back alone,
+    /// its neighbours commit, and the audit chain has exactly their events
+    /// in queue order.
+    #[test]
+    fn a_failing_write_fails_alone_and_its_neighbours_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(&dir);
+        let (first, first_reply) = put_tenant("first");
+        let (bad, bad_reply) = queued(|w: &mut Writer| -> Result<(), StoreError> {
+            w.put_tenant(&tenant("half"), "admin")?;
+            Err(StoreError::Conflict {
+                code: "test_conflict",
+                message: "refused after writing".into(),
+            })
+        });
+        let (panics, panic_reply) =
+            queued(|_: &mut Writer| -> Result<(), StoreError> { panic!("a bug in a write") });
+        let (last, last_reply) = put_tenant("last");
+
+        store.commit_batch(vec![first, bad, panics, last]);
+
+        answer(&first_reply).unwrap();
+        assert!(matches!(
+            answer(&bad_reply),
+            Err(StoreError::Conflict {
+                code: "test_conflict",
+                ..
+            })
+        ));
+        assert!(matches!(answer(&panic_reply), Err(StoreError::Interrupted)));
+        answer(&last_reply).unwrap();
+        assert_eq!(tenant_ids(&store), ["first", "last"]);
+        let check = store.read(|r| r.verify_audit_chain(None)).unwrap();
+        let head = check.outcome.expect("the chain verifies");
+        assert_eq!((check.events, head.seq), (2, 2));
+        assert_eq!(
+            store.commit_stats(),
+            CommitStats {
+                commits: 1,
+                writes: 2
+            }
+        );
+    }
+
+    /// A commit that fails (the disk returns EIO) answers every write of
+    /// the batch with a storage error, never a success, and the next write
+    /// reopens the file and succeeds.
+    #[test]
+    fn a_failed_commit_answers_every_write_with_the_storage_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, failing) = flaky_store(&dir.path().join("exsec.redb"));
+        let (a, a_reply) = put_tenant("a");
+        let (b, b_reply) = put_tenant("b");
+        failing.store(true, Ordering::SeqCst);
+        store.commit_batch(vec![a, b]);
+        for reply in [&a_reply, &b_reply] {
+            let error = answer(reply).unwrap_err();
+            assert!(error.needs_reopen(), "{error:?}");
+        }
+        failing.store(false, Ordering::SeqCst);
+        store
+            .write(|w| w.put_tenant(&tenant("c"), "admin").map(drop))
+            .unwrap();
+        assert_eq!(tenant_ids(&store), ["c"]);
+    }
+
+    /// Writes queued while a commit is in flight share the next commit,
+    /// and each caller gets its own answer.
+    #[test]
+    fn writes_queued_behind_a_commit_share_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(open_store(&dir));
+        let (entered_tx, entered) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let released = Mutex::new(released);
+        let leader = {
+            let store = store.clone();
+            thread::spawn(move || {
+                store.write(move |w| {
+                    entered_tx.send(()).unwrap();
+                    lock(&released).recv().unwrap();
+                    w.put_tenant(&tenant("leader"), "admin").map(drop)
+                })
+            })
+        };
+        entered.recv().unwrap();
+        let followers: Vec<_> = ["f1", "f2", "f3", "f4"]
+            .into_iter()
+            .map(|id| {
+                let store = store.clone();
+                thread::spawn(move || store.write(move |w| w.put_tenant(&tenant(id), "admin")))
+            })
+            .collect();
+        // Readiness: all four are queued behind the leader's open commit.
+        while lock(&store.commits.queue).waiting.len() < 4 {
+            thread::yield_now();
+        }
+        release.send(()).unwrap();
+        leader.join().unwrap().unwrap();
+        for follower in followers {
+            let (record, created) = follower.join().unwrap().unwrap();
+            assert!(created, "{record:?}");
+        }
+        assert_eq!(
+            store.commit_stats(),
+            CommitStats {
+                commits: 2,
+                writes: 5
+            }
+        );
+        assert_eq!(tenant_ids(&store), ["f1", "f2", "f3", "f4", "leader"]);
+        let head = store.read(|r| r.audit_head()).unwrap();
+        assert_eq!(head.seq, 5);
+    }
+
+    /// Many writers at once: every write lands once and the chain is
+    /// whole.
+    #[test]
+    fn concurrent_writers_all_land_in_an_unbroken_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(open_store(&dir));
+        let writers: Vec<_> = (0..16)
+            .map(|t| {
+                let store = store.clone();
+                thread::spawn(move || {
+                    for i in 0..20 {
+                        let id = format!("t{t:02}-{i:02}");
+                        store
+                            .write(move |w| w.put_tenant(&tenant(&id), "admin"))
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        assert_eq!(tenant_ids(&store).len(), 320);
+        let check = store.read(|r| r.verify_audit_chain(None)).unwrap();
+        assert_eq!(check.outcome.unwrap().seq, 320);
+        assert_eq!(store.commit_stats().writes, 320);
+    }
+}
