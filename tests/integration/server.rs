@@ -12,6 +12,8 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::daemon::Daemon;
+
 /// How to start a test server.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -44,7 +46,10 @@ pub struct TestServer {
     /// The Kubernetes API stand-in, when the kubernetes target is used.
     pub cluster: Option<kube_standin::StandIn>,
     pub dir: tempfile::TempDir,
+    /// The server, when it runs in this process.
     pub server: Option<Server>,
+    /// The `exsec serve` child, when it runs as its own process.
+    pub process: Option<Daemon>,
     pub admin_token: String,
     pub addr: std::net::SocketAddr,
 }
@@ -105,6 +110,54 @@ impl TestServer {
     }
 
     pub async fn start_with(options: Options) -> Self {
+        let (dir, config_path, cluster) = Self::prepare(options).await;
+        let mut server = Self::start_config(dir, &config_path).await;
+        server.cluster = cluster;
+        server
+    }
+
+    /// Like [`TestServer::start_with`], with the server as an `exsec serve`
+    /// child process (for signals: SIGKILL in the middle of work).
+    pub async fn spawn_with(options: Options) -> Self {
+        let (dir, _, cluster) = Self::prepare(options).await;
+        let mut server = Self::respawn(dir).await;
+        server.cluster = cluster;
+        server
+    }
+
+    /// Starts `exsec serve` again on the directory of a killed server.
+    pub async fn respawn(dir: tempfile::TempDir) -> Self {
+        let daemon = Daemon::start(&dir.path().join("config.toml"), &[]);
+        let addr = daemon.listen_addr();
+        let admin_token = std::fs::read_to_string(dir.path().join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        Self {
+            cluster: None,
+            dir,
+            server: None,
+            process: Some(daemon),
+            admin_token,
+            addr,
+        }
+    }
+
+    /// SIGKILLs the child process (see [`TestServer::spawn_with`]) and
+    /// returns its directory, as a power cut would leave it.
+    pub fn kill(mut self) -> tempfile::TempDir {
+        self.process
+            .take()
+            .expect("kill needs a server started by spawn_with")
+            .kill();
+        self.dir
+    }
+
+    /// A temp directory with a config file (and key, and stand-in) for
+    /// `options`.
+    async fn prepare(
+        options: Options,
+    ) -> (tempfile::TempDir, PathBuf, Option<kube_standin::StandIn>) {
         let dir = tempfile::tempdir().unwrap();
         if options.with_key {
             exsec::crypto::generate_key_file(
@@ -138,6 +191,8 @@ include_values = {}
 [deploy]
 timeout = "{}"
 queue_timeout = "2s"
+[log]
+format = "json"
 {}"#,
                 options.include_values,
                 options.deploy_timeout,
@@ -165,9 +220,7 @@ queue_timeout = "2s"
         } else {
             None
         };
-        let mut server = Self::start_config(dir, &config_path).await;
-        server.cluster = cluster;
-        server
+        (dir, config_path, cluster)
     }
 
     /// Starts again on the directory of a stopped server.
@@ -189,6 +242,7 @@ queue_timeout = "2s"
             cluster: None,
             dir,
             server: Some(server),
+            process: None,
             admin_token,
             addr,
         }
@@ -232,10 +286,27 @@ queue_timeout = "2s"
         body: Option<Bytes>,
         headers: &[(&str, &str)],
     ) -> Answer {
-        let stream = TcpStream::connect(self.addr).await.unwrap();
+        self.try_call_bytes(method, path, token, body, headers)
+            .await
+            .unwrap_or_else(|error| panic!("{method} {path}: {error}"))
+    }
+
+    /// Like [`TestServer::call_bytes`], with a failed connection or
+    /// exchange (the server was killed) as an error instead of a panic.
+    pub async fn try_call_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Bytes>,
+        headers: &[(&str, &str)],
+    ) -> Result<Answer, String> {
+        let stream = TcpStream::connect(self.addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .unwrap();
+            .map_err(|e| format!("handshake: {e}"))?;
         tokio::spawn(connection);
         let mut request = Request::builder()
             .method(Method::from_bytes(method.as_bytes()).unwrap())
@@ -254,15 +325,23 @@ queue_timeout = "2s"
             request = request.header(*name, *value);
         }
         let request = request.body(Full::new(body.unwrap_or_default())).unwrap();
-        let response = sender.send_request(request).await.unwrap();
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("exchange: {e}"))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        Answer {
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("body: {e}"))?
+            .to_bytes();
+        Ok(Answer {
             status,
             headers,
             body,
-        }
+        })
     }
 
     /// A request with the admin token.

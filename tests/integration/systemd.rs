@@ -4,46 +4,43 @@
 //! accepts connections, and `STOPPING=1` on SIGTERM; SIGHUP (the unit's
 //! `ExecReload=`) re-reads the admin token.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Child, ChildStderr, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Upper bound for the daemon to start, stop or react to a signal; generous
-/// because CI shares two cores with the build.
-const PATIENCE: Duration = Duration::from_secs(30);
+use crate::daemon::{Daemon, PATIENCE};
 
 #[test]
 fn ready_is_sent_once_the_listener_accepts_and_stopping_on_sigterm() {
-    let mut daemon = Daemon::start();
+    let mut unit = Notified::start();
 
-    let ready = daemon.next_notification();
+    let ready = unit.next_notification();
     assert_eq!(ready, "READY=1");
     // No retry: the first connection after READY=1 must be served.
-    let addr = daemon.listen_addr();
+    let addr = unit.daemon.listen_addr();
     let answer = http_get(addr, "/healthz", None);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
-    daemon.signal("TERM");
-    assert_eq!(daemon.next_notification(), "STOPPING=1");
-    let status = daemon.wait();
+    unit.daemon.signal("TERM");
+    assert_eq!(unit.next_notification(), "STOPPING=1");
+    let status = unit.daemon.wait();
     assert!(status.success(), "exsec exited with {status}");
 }
 
 #[test]
 fn sighup_rereads_the_admin_token() {
-    let mut daemon = Daemon::start();
-    assert_eq!(daemon.next_notification(), "READY=1");
-    let addr = daemon.listen_addr();
-    let token_file = daemon.dir.path().join("admin.token");
+    let mut unit = Notified::start();
+    assert_eq!(unit.next_notification(), "READY=1");
+    let addr = unit.daemon.listen_addr();
+    let token_file = unit.dir.path().join("admin.token");
     let old_token = std::fs::read_to_string(&token_file).unwrap();
     let old_token = old_token.trim();
     assert!(http_get(addr, "/v1/tenants", Some(old_token)).starts_with("HTTP/1.1 200"));
 
     std::fs::write(&token_file, "a-new-admin-token-for-the-test\n").unwrap();
-    daemon.signal("HUP");
+    unit.daemon.signal("HUP");
     let deadline = Instant::now() + PATIENCE;
     loop {
         let answer = http_get(addr, "/v1/tenants", Some("a-new-admin-token-for-the-test"));
@@ -56,49 +53,33 @@ fn sighup_rereads_the_admin_token() {
     let answer = http_get(addr, "/v1/tenants", Some(old_token));
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
 
-    daemon.signal("TERM");
-    assert_eq!(daemon.next_notification(), "STOPPING=1");
-    assert!(daemon.wait().success());
+    unit.daemon.signal("TERM");
+    assert_eq!(unit.next_notification(), "STOPPING=1");
+    assert!(unit.daemon.wait().success());
 }
 
 /// An `exsec serve` child with its directory and notify socket.
-struct Daemon {
+struct Notified {
     dir: tempfile::TempDir,
     notify: UnixDatagram,
-    child: Child,
-    stderr: BufReader<ChildStderr>,
+    daemon: Daemon,
 }
 
-impl Daemon {
+impl Notified {
     fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         write_config(dir.path());
         let socket_path = dir.path().join("notify.sock");
         let notify = UnixDatagram::bind(&socket_path).unwrap();
         notify.set_read_timeout(Some(PATIENCE)).unwrap();
-
-        let mut command = Command::new(env!("CARGO_BIN_EXE_exsec"));
-        for (name, _) in std::env::vars() {
-            if name.starts_with("EXSEC_") || name == "RUST_LOG" {
-                command.env_remove(name);
-            }
-        }
-        let mut child = command
-            .arg("serve")
-            .arg("--config")
-            .arg(dir.path().join("config.toml"))
-            .env("NOTIFY_SOCKET", &socket_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let daemon = Daemon::start(
+            &dir.path().join("config.toml"),
+            &[("NOTIFY_SOCKET", &socket_path)],
+        );
         Self {
             dir,
             notify,
-            child,
-            stderr,
+            daemon,
         }
     }
 
@@ -110,53 +91,6 @@ impl Daemon {
             .recv(&mut buffer)
             .unwrap_or_else(|e| panic!("no notification within {PATIENCE:?}: {e}"));
         String::from_utf8(buffer[..len].to_vec()).unwrap()
-    }
-
-    /// The bound address, from the JSON log line `start` writes before it
-    /// returns (so it is in the pipe once READY=1 has arrived).
-    fn listen_addr(&mut self) -> SocketAddr {
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let read = self.stderr.read_line(&mut line).unwrap();
-            assert!(read > 0, "exsec closed stderr before logging its address");
-            let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
-                continue;
-            };
-            if event["fields"]["message"] == "exsec listening" {
-                return event["fields"]["addr"].as_str().unwrap().parse().unwrap();
-            }
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn wait(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "exsec did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

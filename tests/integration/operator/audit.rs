@@ -3,11 +3,10 @@
 //! the live file is refused; retention prunes and the chain still verifies;
 //! the daemon logs anchors.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{admin, exsec, seed_acme_web};
+use crate::daemon::Daemon;
 use crate::server::{Options, TestServer};
 
 async fn activity(server: &TestServer) {
@@ -269,34 +268,9 @@ fn the_daemon_logs_an_anchor_at_start() {
         "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = \"exsec.redb\"\ncache_size = \"4MiB\"\n[keys]\ndir = \"keys.d\"\n[auth]\nadmin_token_file = \"admin.token\"\n[cluster]\ntarget = \"manifests\"\n[manifests]\ndir = \"manifests\"\n[log]\nformat = \"json\"\n",
     )
     .unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_exsec"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("EXSEC_") || name == "RUST_LOG" {
-            command.env_remove(name);
-        }
-    }
-    let mut child = command
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if line.contains("exsec::audit::anchor") {
-                let _ = sender.send(line);
-                break;
-            }
-        }
-    });
-    let line = receiver.recv_timeout(Duration::from_secs(30));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let line = line.expect("no anchor was logged within 30 s");
+    let daemon = Daemon::start(&config, &[]);
+    let line = daemon.wait_for_line(|line| line.contains("exsec::audit::anchor"));
+    daemon.kill();
     let logged: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(logged["fields"]["seq"], 0);
     assert_eq!(logged["fields"]["hash"], "0".repeat(64));

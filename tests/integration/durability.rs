@@ -1,0 +1,186 @@
+//! Durable before acknowledged, under group commit: concurrent writers
+//! hammer a real `exsec serve` process, which is SIGKILLed at a random
+//! moment; after a restart every acknowledged write is there with its last
+//! acknowledged value, its version and its audit event, and the audit
+//! chain verifies.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use crate::operator::admin;
+use crate::server::{Options, TestServer};
+
+/// Concurrent writers, each writing its own key over and over.
+const WRITERS: usize = 16;
+
+fn key(writer: usize) -> String {
+    format!("KEY_{writer:02}")
+}
+
+fn value(writer: usize, n: u64) -> String {
+    format!("w{writer:02}-{n:06}")
+}
+
+/// Write number `n` of a value written by [`value`].
+fn number(value: &str) -> u64 {
+    value.rsplit('-').next().unwrap().parse().unwrap()
+}
+
+/// What one writer did before the kill: the last write the server
+/// acknowledged, and the last one it sent (which may or may not have
+/// committed).
+#[derive(Default)]
+struct Progress {
+    acked: AtomicU64,
+    sent: AtomicU64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_acknowledged_write_survives_a_sigkill() {
+    let server = Arc::new(TestServer::spawn_with(Options::default()).await);
+    server.seed("acme", &["web"]).await;
+    // A random moment, printed so a failure can be replayed.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let kill_after = 200 + u64::from(nanos % 600);
+    println!("SIGKILL after {kill_after} acknowledged writes");
+
+    let progress: Arc<Vec<Progress>> =
+        Arc::new((0..WRITERS).map(|_| Progress::default()).collect());
+    let acked_total = Arc::new(AtomicU64::new(0));
+    let enough = Arc::new(Notify::new());
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|writer| {
+            let (server, progress, acked_total, enough) = (
+                server.clone(),
+                progress.clone(),
+                acked_total.clone(),
+                enough.clone(),
+            );
+            tokio::spawn(async move {
+                let token = server.admin_token.clone();
+                let path = format!("/v1/apps/web/external-secrets/bench/{}", key(writer));
+                for n in 1.. {
+                    progress[writer].sent.store(n, Ordering::SeqCst);
+                    let body = Bytes::from(json!({ "value": value(writer, n) }).to_string());
+                    let Ok(answer) = server
+                        .try_call_bytes("PUT", &path, Some(&token), Some(body), &[])
+                        .await
+                    else {
+                        return; // the server is gone
+                    };
+                    assert!(
+                        answer.status == 200 || answer.status == 201,
+                        "write {n} of writer {writer}: {} {}",
+                        answer.status,
+                        answer.text()
+                    );
+                    progress[writer].acked.store(n, Ordering::SeqCst);
+                    if acked_total.fetch_add(1, Ordering::SeqCst) + 1 == kill_after {
+                        enough.notify_one();
+                    }
+                }
+            })
+        })
+        .collect();
+    enough.notified().await;
+    server.process.as_ref().unwrap().signal("KILL");
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let server = Arc::into_inner(server).expect("the writers are done");
+    let server = TestServer::respawn(server.kill()).await;
+
+    // Versions as stored: one per committed write of each key.
+    let listed = server
+        .admin("GET", "/v1/apps/web/external-secrets", None)
+        .await
+        .json();
+    let versions: BTreeMap<String, u64> = listed["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["key"].as_str().unwrap().to_owned(),
+                s["version"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    // Values as injected.
+    let deployed = server
+        .deploy("web", json!({ "image_ref": "nginx:1.27" }))
+        .await;
+    assert_eq!(deployed.status, 201, "{}", deployed.text());
+    let values = server.manifest_values("web").unwrap_or_default();
+    let events = secret_events(&server).await;
+
+    for (writer, progress) in progress.iter().enumerate() {
+        let (acked, sent) = (
+            progress.acked.load(Ordering::SeqCst),
+            progress.sent.load(Ordering::SeqCst),
+        );
+        let key = key(writer);
+        let Some(stored) = values.get(&key) else {
+            assert_eq!(acked, 0, "{key}: acknowledged write {acked} was lost");
+            continue;
+        };
+        let n = number(stored);
+        assert!(
+            n >= acked && n <= sent,
+            "{key}: stored write {n}, acknowledged {acked}, sent {sent}"
+        );
+        assert_eq!(stored, &value(writer, n));
+        assert_eq!(
+            versions.get(&key),
+            Some(&n),
+            "{key}: version is not the write count"
+        );
+        let audited: Vec<u64> = events
+            .iter()
+            .filter(|e| e["data"]["key"] == key.as_str())
+            .map(|e| e["data"]["version"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            audited,
+            (1..=n).collect::<Vec<_>>(),
+            "{key}: one audit event per committed write, in order"
+        );
+    }
+    admin(&server, &["audit", "verify"], None).await.expect(0);
+}
+
+/// Every external-secret audit event, oldest first.
+async fn secret_events(server: &TestServer) -> Vec<Value> {
+    let mut events = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = server
+            .admin(
+                "GET",
+                &format!("/v1/audit-events?after={after}&limit=1000"),
+                None,
+            )
+            .await
+            .json();
+        for event in page["events"].as_array().unwrap() {
+            after = event["seq"].as_u64().unwrap();
+            if event["type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("external_secret."))
+            {
+                events.push(event.clone());
+            }
+        }
+        if page["next_after"].is_null() {
+            return events;
+        }
+    }
+}
