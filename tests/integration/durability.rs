@@ -159,28 +159,11 @@ async fn every_acknowledged_write_survives_a_sigkill() {
 
 /// Every external-secret audit event, oldest first.
 async fn secret_events(server: &TestServer) -> Vec<Value> {
-    let mut events = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = server
-            .admin(
-                "GET",
-                &format!("/v1/audit-events?after={after}&limit=1000"),
-                None,
-            )
-            .await
-            .json();
-        for event in page["events"].as_array().unwrap() {
-            after = event["seq"].as_u64().unwrap();
-            if event["type"]
-                .as_str()
-                .is_some_and(|t| t.starts_with("external_secret."))
-            {
-                events.push(event.clone());
-            }
-        }
-        if page["next_after"].is_null() {
-            return events;
-        }
-    }
+    let mut events = server.audit_events().await;
+    events.retain(|event| {
+        event["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("external_secret."))
+    });
+    events
 }

@@ -446,8 +446,17 @@ format = "json"
 
     /// The audit head sequence number (to assert "nothing changed").
     pub async fn audit_seq(&self) -> u64 {
-        let mut after = 0;
+        self.audit_events()
+            .await
+            .last()
+            .map_or(0, |event| event["seq"].as_u64().unwrap())
+    }
+
+    /// Every audit event, oldest first, through the paged API.
+    pub async fn audit_events(&self) -> Vec<Value> {
+        let mut events: Vec<Value> = Vec::new();
         loop {
+            let after = events.last().map_or(0, |e| e["seq"].as_u64().unwrap());
             let page = self
                 .admin(
                     "GET",
@@ -456,11 +465,9 @@ format = "json"
                 )
                 .await
                 .json();
-            if let Some(last) = page["events"].as_array().and_then(|e| e.last()) {
-                after = last["seq"].as_u64().unwrap();
-            }
+            events.extend(page["events"].as_array().unwrap().iter().cloned());
             if page["next_after"].is_null() {
-                return after;
+                return events;
             }
         }
     }
