@@ -250,6 +250,7 @@ async fn respond(
         _ => Some(authenticate(&state, &parts.headers).await?),
     };
     let app = authorize(&state, route, &params, principal.as_ref()).await?;
+    check_query(route.id, parts.uri.query())?;
     let body = match route.body {
         routes::Body::None => Bytes::new(),
         _ => read_body(body, &parts.headers).await?,
@@ -265,6 +266,39 @@ async fn respond(
         app,
     };
     handlers::dispatch(call).await
+}
+
+/// Refuses query parameters the route does not declare in the OpenAPI
+/// document: a typo such as `limt=10` would otherwise be ignored without a
+/// word. The name is echoed only when it looks like a parameter name, so a
+/// value pasted into a URL never comes back.
+fn check_query(id: routes::RouteId, query: Option<&str>) -> Result<(), ApiError> {
+    let allowed = openapi::query_names(id);
+    let Some(unknown) = query
+        .into_iter()
+        .flat_map(query_pairs)
+        .map(|(name, _)| name)
+        .find(|name| !allowed.contains(name))
+    else {
+        return Ok(());
+    };
+    let shown = if !unknown.is_empty()
+        && unknown.len() <= 32
+        && unknown.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+    {
+        format!("`{unknown}`")
+    } else {
+        "a parameter".to_owned()
+    };
+    let takes = if allowed.is_empty() {
+        "this route takes none".to_owned()
+    } else {
+        format!("this route takes: {}", allowed.join(", "))
+    };
+    Err(ApiError::bad_request(
+        "invalid_query",
+        format!("unknown query parameter {shown}; {takes}"),
+    ))
 }
 
 /// Bearer token → principal, or 401.

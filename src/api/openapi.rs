@@ -15,7 +15,8 @@
 //! test `openapi` drives a real server through every route and validates
 //! each answer against this document.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::OnceLock;
 
 use hyper::StatusCode;
 use serde_json::{Map, Value, json};
@@ -138,6 +139,30 @@ fn operation(route: &Route) -> Value {
         });
     }
     operation
+}
+
+/// The query parameters `id` declares: the only ones it accepts (see
+/// `api::check_query`), so the document and the server agree by
+/// construction.
+pub fn query_names(id: RouteId) -> &'static [String] {
+    static NAMES: OnceLock<HashMap<RouteId, Vec<String>>> = OnceLock::new();
+    NAMES
+        .get_or_init(|| {
+            ROUTES
+                .iter()
+                .map(|route| {
+                    let names = answers(route.id)
+                        .parameters
+                        .iter()
+                        .filter(|p| p["in"] == "query")
+                        .filter_map(|p| p["name"].as_str().map(str::to_owned))
+                        .collect();
+                    (route.id, names)
+                })
+                .collect()
+        })
+        .get(&id)
+        .map_or(&[], Vec::as_slice)
 }
 
 /// `ListTenants` → `listTenants`.
@@ -509,6 +534,8 @@ fn problem_codes(
         add(400, "missing_body");
         add(400, "missing_field");
     }
+    // Any route refuses query parameters it does not declare.
+    add(400, "invalid_query");
     if route.access != Access::Public {
         add(401, "unauthenticated");
         // Authentication reads the token table.

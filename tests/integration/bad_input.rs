@@ -885,3 +885,47 @@ async fn error_answers_never_echo_a_submitted_value() {
     }
     assert_still_serving(&server).await;
 }
+
+/// A query parameter the route does not declare is refused, naming what the
+/// route takes; a name that could be a pasted value is not echoed.
+#[tokio::test]
+async fn unknown_query_parameters_are_refused() {
+    let server = server().await;
+    expect_all(
+        &server,
+        &[
+            ("GET", "/v1/audit-events?limt=5", None, 400, "invalid_query"),
+            ("GET", "/v1/tenants?x=1", None, 400, "invalid_query"),
+            (
+                "PUT",
+                "/v1/tenants/c?force=true",
+                None,
+                400,
+                "invalid_query",
+            ),
+        ],
+    )
+    .await;
+    let typo = server.admin("GET", "/v1/audit-events?limt=5", None).await;
+    let detail = typo.json()["detail"].as_str().unwrap().to_owned();
+    assert!(
+        detail.contains("`limt`") && detail.contains("limit"),
+        "{detail}"
+    );
+    let none = server.admin("GET", "/v1/tenants?x=1", None).await;
+    assert!(none.text().contains("takes none"), "{}", none.text());
+    let pasted = server
+        .admin("GET", "/v1/tenants?sk-live-0123456789=1", None)
+        .await;
+    pasted.assert_problem(400, "invalid_query");
+    assert!(!pasted.text().contains("sk-live"), "{}", pasted.text());
+    // Nothing was created by the refused PUT; declared parameters still work.
+    assert_eq!(server.admin("GET", "/v1/tenants/c", None).await.status, 404);
+    assert_eq!(
+        server
+            .admin("GET", "/v1/audit-events?limit=5&after=0", None)
+            .await
+            .status,
+        200
+    );
+}
