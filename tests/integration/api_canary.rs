@@ -24,13 +24,11 @@
 //! capture covers both.
 
 use std::cell::RefCell;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 
+use crate::harness::Capture;
 use base64::Engine as _;
 use tracing::Dispatch;
 use tracing::dispatcher::DefaultGuard;
-use tracing_subscriber::fmt::MakeWriter;
 
 use crate::server::{Answer, TestServer};
 
@@ -46,26 +44,6 @@ const APP_OLD: &str = "sk-cnry0d5e7c1b-app-old";
 const APP_LIVE: &str = "sk-cnry0d5e7c1b-app-live";
 
 const ALL: [&str; 4] = [TENANT_HIDDEN, TENANT_SHARED, APP_OLD, APP_LIVE];
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
 
 thread_local! {
     /// The subscriber of a blocking-pool thread of the test's runtime.
@@ -144,7 +122,7 @@ fn canary_values_reach_only_the_manifest() {
     // Joins the blocking threads, so their events are in the capture.
     drop(runtime);
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(
         logs.contains(" request ") && logs.contains("deploy finished"),
         "no async-task events captured:\n{logs}"

@@ -1,36 +1,12 @@
 //! A store session with a canary value: the canary must appear in no log
 //! line (at any level) and nowhere in the redb file.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use exsec::model::{EnvKey, Provider};
 use exsec::resolve;
-use tracing_subscriber::fmt::MakeWriter;
 
 use crate::harness::*;
 
 const CANARY: &str = "CANARY-7d1f0c2a-do-not-log";
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
 
 #[test]
 fn a_canary_value_reaches_no_log_and_not_the_file() {
@@ -76,7 +52,7 @@ fn a_canary_value_reaches_no_log_and_not_the_file() {
             })
             .unwrap();
     });
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(
         logs.contains("audit event"),
         "the session logged nothing: {logs}"

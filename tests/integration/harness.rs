@@ -1,10 +1,13 @@
 //! Shared test helpers: a temporary store with a keyring, and ids.
 
+use std::io::Write;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use exsec::crypto::{Keyring, MasterKey, SecretLocation};
 use exsec::model::{AppId, EnvKey, KeyId, Provider, Scope, SecretValue, TenantId};
 use exsec::store::{PutSecret, Store, StoreOptions};
+use tracing_subscriber::fmt::MakeWriter;
 
 /// A store in a temporary directory plus a one-key keyring.
 pub struct TestStore {
@@ -83,4 +86,33 @@ pub fn tenant_scope(id: &str) -> Scope {
 
 pub fn app_scope(id: &str) -> Scope {
     Scope::App(app(id))
+}
+
+/// Log output captured in memory: a `tracing` writer for tests that must
+/// search every line for what must never be logged.
+#[derive(Clone, Default)]
+pub struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Capture {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Capture {
+        self.clone()
+    }
 }
