@@ -28,7 +28,8 @@
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, Thread};
 
 use super::{Store, StoreError, Writer, log_audit_event};
 
@@ -46,6 +47,8 @@ trait Pending: Send {
     fn succeed(self: Box<Self>);
     /// Hands the caller an error; nothing it wrote was kept.
     fn fail(self: Box<Self>, error: StoreError);
+    /// Wakes the caller (to lead the next batch).
+    fn wake(&self);
 }
 
 /// Where a caller's result is left by whoever commits its write.
@@ -57,12 +60,15 @@ struct Job<T, F> {
     /// Taken when the job is answered; a job dropped unanswered (a panic
     /// in the leader) answers `Interrupted` so its caller never hangs.
     reply: Option<Reply<T>>,
+    /// The caller's thread, parked until answered or asked to lead.
+    waiter: Thread,
 }
 
 impl<T, F> Job<T, F> {
     fn answer(&mut self, result: Result<T, StoreError>) {
         if let Some(reply) = self.reply.take() {
             *lock(&reply) = Some(result);
+            self.waiter.unpark();
         }
     }
 }
@@ -91,14 +97,20 @@ where
     fn fail(mut self: Box<Self>, error: StoreError) {
         self.answer(Err(error));
     }
+
+    fn wake(&self) {
+        self.waiter.unpark();
+    }
 }
 
 /// The queue of writes waiting for a commit, and whether one is running.
+///
+/// Waiting callers park their threads: a leader wakes exactly the callers
+/// it answered, and the caller at the front of the queue to lead next —
+/// not every waiting thread at every commit.
 #[derive(Default)]
 pub(super) struct GroupCommit {
     queue: Mutex<Queue>,
-    /// Signalled when a leader finishes a batch.
-    done: Condvar,
     /// Durable commits made, and the writes they held.
     commits: AtomicU64,
     writes: AtomicU64,
@@ -141,16 +153,15 @@ impl Store {
         let mut queue = lock(&group.queue);
         queue.waiting.push_back(job);
         loop {
-            // Checked under the queue lock: a leader fills replies before it
-            // takes that lock to signal, so no wake-up is lost.
             if let Some(result) = lock(&reply).take() {
                 return result;
             }
             if queue.leading {
-                queue = group
-                    .done
-                    .wait(queue)
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                // An unpark that comes before the park is not lost: park
+                // returns at once. Spurious wake-ups just loop.
+                drop(queue);
+                thread::park();
+                queue = lock(&group.queue);
                 continue;
             }
             queue.leading = true;
@@ -253,18 +264,22 @@ where
         work,
         value: None,
         reply: Some(reply.clone()),
+        waiter: thread::current(),
     });
     (job, reply)
 }
 
-/// The leader's turn: ends (and wakes the waiting callers) however the
-/// batch ends, a panic included.
+/// The leader's turn: ends (and wakes the caller at the front of the
+/// queue to lead next) however the batch ends, a panic included.
 struct Lead<'a>(&'a GroupCommit);
 
 impl Drop for Lead<'_> {
     fn drop(&mut self) {
-        lock(&self.0.queue).leading = false;
-        self.0.done.notify_all();
+        let mut queue = lock(&self.0.queue);
+        queue.leading = false;
+        if let Some(next) = queue.waiting.front() {
+            next.wake();
+        }
     }
 }
 
