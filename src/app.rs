@@ -201,7 +201,7 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
         timeout: config.deploy.timeout,
         queue_timeout: config.deploy.queue_timeout,
     };
-    let deployer = Deployer::new(store.clone(), keyring.clone(), cluster, settings)?;
+    let deployer = Deployer::new(store.clone(), keyring.clone(), cluster, settings).await?;
 
     let listener = match listener {
         Some(listener) => listener,

@@ -165,19 +165,34 @@ pub struct Deployer {
     cluster: Arc<dyn ClusterTarget>,
     settings: DeploySettings,
     locks: AppLocks,
-    /// Last deploy sequence handed out (ids cost no commit of their own).
+    /// Last deploy sequence handed out.
     last_seq: AtomicU64,
 }
 
+/// The error of a deploy exsec stopped in the middle of (crash, kill, power
+/// cut), filed at the next start.
+pub const INTERRUPTED: &str = "interrupted: exsec stopped before this deploy finished; the cluster may hold part of it (check `exsec doctor`), deploy again";
+
 impl Deployer {
-    /// A deployer continuing after the store's last deploy id.
-    pub fn new(
+    /// A deployer continuing after the store's last deploy id, once the
+    /// deploys a stop interrupted are filed as failed.
+    pub async fn new(
         store: Arc<Store>,
         keyring: Arc<SharedKeyring>,
         cluster: Arc<dyn ClusterTarget>,
         settings: DeploySettings,
     ) -> Result<Self, StoreError> {
-        let last_seq = store.read(|r| r.last_deploy_seq())?;
+        for record in store
+            .write_async(|w| w.finish_interrupted_deploys())
+            .await?
+        {
+            tracing::warn!(
+                app_id = %record.app_id,
+                deploy_id = %record.deploy_id,
+                "a deploy was interrupted by a stop; it is recorded as failed"
+            );
+        }
+        let last_seq = store.read_async(|r| r.last_deploy_seq()).await?;
         Ok(Self {
             store,
             keyring,
@@ -255,6 +270,36 @@ impl Deployer {
         let deploy_id = deploy_id(seq);
         let created_at = Timestamp::now();
         let secret_name = objects::secret_name(&request.app_id);
+        let mut record = DeployRecord {
+            deploy_id: deploy_id.clone(),
+            app_id: request.app_id.clone(),
+            tenant_id: checked.tenant_id.clone(),
+            image_ref: request.image_ref.clone(),
+            replicas: checked.replicas,
+            port: checked.port,
+            status: "failed".to_owned(),
+            error: Some(INTERRUPTED.to_owned()),
+            created_at,
+            injection: InjectionRecord {
+                status: "failed".to_owned(),
+                reason: Some("interrupted".to_owned()),
+                secret_name: secret_name.clone(),
+                injected: Vec::new(),
+                undecryptable: Vec::new(),
+                warnings: Vec::new(),
+            },
+            warnings,
+        };
+        let created = NewEvent::new(event::DEPLOY_CREATED, &request.actor)
+            .tenant(checked.tenant_id.as_str())
+            .app(request.app_id.as_str())
+            .with("deploy_id", deploy_id.as_str())
+            .with("image_ref", request.image_ref.as_str());
+        let interrupted = record.clone();
+        self.store
+            .write_async(move |w| w.start_deploy(&interrupted, vec![created.clone()]))
+            .await?;
+
         let (injection, injection_event) = self
             .inject(
                 &request,
@@ -283,33 +328,18 @@ impl Deployer {
             .await;
         let error = applied.err().map(|e| e.to_string());
 
-        let record = DeployRecord {
-            deploy_id: deploy_id.clone(),
-            app_id: request.app_id.clone(),
-            tenant_id: checked.tenant_id.clone(),
-            image_ref: request.image_ref.clone(),
-            replicas: checked.replicas,
-            port: checked.port,
-            status: if error.is_none() {
-                "succeeded"
-            } else {
-                "failed"
-            }
-            .to_owned(),
-            error: error.clone(),
-            created_at,
-            injection: InjectionRecord {
-                secret_name,
-                ..injection
-            },
-            warnings,
+        record.status = if error.is_none() {
+            "succeeded"
+        } else {
+            "failed"
+        }
+        .to_owned();
+        record.error = error.clone();
+        record.injection = InjectionRecord {
+            secret_name,
+            ..injection
         };
         let mut events = vec![
-            NewEvent::new(event::DEPLOY_CREATED, &request.actor)
-                .tenant(checked.tenant_id.as_str())
-                .app(request.app_id.as_str())
-                .with("deploy_id", deploy_id.as_str())
-                .with("image_ref", request.image_ref.as_str()),
             injection_event
                 .tenant(checked.tenant_id.as_str())
                 .app(request.app_id.as_str()),

@@ -975,6 +975,7 @@ fn injection_reason() -> Value {
             "undecryptable_values",
             "no_secrets",
             "secret_apply_failed",
+            "interrupted",
             null,
         ],
         "description": "why skipped or failed; null when injected",

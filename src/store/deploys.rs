@@ -7,11 +7,14 @@ use redb::ReadableTable;
 
 use super::records::{DeployRecord, IdempotencyRecord};
 use super::{Snapshot, StoreError, Tables, Writer, decode, encode, tables};
-use crate::audit::NewEvent;
+use crate::audit::{NewEvent, event};
 use crate::model::{AppId, Timestamp};
 
 /// Meta key of the last deploy sequence number.
 const META_DEPLOY_SEQ: &str = "deploy_seq";
+/// `deploy_pending/{deploy_id}` → the record to file if exsec stops before
+/// the deploy finishes (see [`Writer::start_deploy`]).
+const META_PENDING_PREFIX: &str = "deploy_pending/";
 /// How long an idempotency key replays its answer.
 pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 60 * 60 * 1000;
 
@@ -98,28 +101,77 @@ impl<T: Tables> Snapshot<T> {
 }
 
 impl Writer {
+    /// Marks a deploy started, before any cluster call: its id is taken for
+    /// good (the next start never hands it out again), `events` are
+    /// audited now, and `interrupted` — the record as it must read if
+    /// exsec stops before [`Writer::record_deploy`] — is kept aside. A crash
+    /// in the middle of the cluster calls thus leaves an audit trail and,
+    /// after the restart, a failed deploy in the history, never a deploy
+    /// the cluster holds and exsec forgot.
+    pub fn start_deploy(
+        &mut self,
+        interrupted: &DeployRecord,
+        events: Vec<NewEvent>,
+    ) -> Result<(), StoreError> {
+        let seq = self.deploy_seq_of(interrupted)?;
+        self.raise_deploy_seq(seq)?;
+        let name = format!("{META_PENDING_PREFIX}{}", interrupted.deploy_id);
+        let encoded = encode("meta", interrupted)?;
+        self.txn()
+            .open_table(tables::META)?
+            .insert(name.as_str(), encoded.as_slice())?;
+        for event in events {
+            self.audit(event)?;
+        }
+        Ok(())
+    }
+
+    /// Files every deploy a stop left unfinished, as its `interrupted`
+    /// record, with a `deploy.failed` audit event each; returns them.
+    pub fn finish_interrupted_deploys(&mut self) -> Result<Vec<DeployRecord>, StoreError> {
+        let (start, end) = (
+            META_PENDING_PREFIX.to_owned(),
+            format!("{META_PENDING_PREFIX}\u{10ffff}"),
+        );
+        let pending: Vec<DeployRecord> = {
+            let meta = self.txn().open_table(tables::META)?;
+            meta.range(start.as_str()..end.as_str())?
+                .map(|entry| {
+                    let (_, bytes) = entry?;
+                    decode("meta", bytes.value())
+                })
+                .collect::<Result<_, StoreError>>()?
+        };
+        for record in &pending {
+            let failed = NewEvent::new(event::DEPLOY_FAILED, "system")
+                .tenant(record.tenant_id.as_str())
+                .app(record.app_id.as_str())
+                .with("deploy_id", record.deploy_id.as_str())
+                .with("error", record.error.as_deref().unwrap_or("interrupted"));
+            self.record_deploy(record, vec![failed], None)?;
+        }
+        Ok(pending)
+    }
+
     /// Records a deploy with its audit events (in order) and, if given,
-    /// the idempotency record that replays it.
+    /// the idempotency record that replays it; a deploy marked started is
+    /// no longer pending.
     pub fn record_deploy(
         &mut self,
         record: &DeployRecord,
         events: Vec<NewEvent>,
         idempotency: Option<(&str, IdempotencyRecord)>,
     ) -> Result<(), StoreError> {
-        let seq = deploy_seq(&record.deploy_id).ok_or_else(|| StoreError::CorruptKey {
-            table: "deploys",
-            key: record.deploy_id.clone(),
-        })?;
+        let seq = self.deploy_seq_of(record)?;
         let encoded = encode("deploys", record)?;
         self.txn()
             .open_table(tables::DEPLOYS)?
             .insert((record.app_id.as_str(), seq), encoded.as_slice())?;
-        if seq > self.last_deploy_seq()? {
-            let encoded = encode("meta", &seq)?;
-            self.txn()
-                .open_table(tables::META)?
-                .insert(META_DEPLOY_SEQ, encoded.as_slice())?;
-        }
+        self.raise_deploy_seq(seq)?;
+        let pending = format!("{META_PENDING_PREFIX}{}", record.deploy_id);
+        self.txn()
+            .open_table(tables::META)?
+            .remove(pending.as_str())?;
         if let Some((key, replay)) = idempotency {
             let name = format!("{}/{key}", record.app_id);
             let encoded = encode("idempotency_keys", &replay)?;
@@ -129,6 +181,24 @@ impl Writer {
         }
         for event in events {
             self.audit(event)?;
+        }
+        Ok(())
+    }
+
+    fn deploy_seq_of(&self, record: &DeployRecord) -> Result<u64, StoreError> {
+        deploy_seq(&record.deploy_id).ok_or_else(|| StoreError::CorruptKey {
+            table: "deploys",
+            key: record.deploy_id.clone(),
+        })
+    }
+
+    /// Remembers `seq` as handed out, so a restart continues after it.
+    fn raise_deploy_seq(&mut self, seq: u64) -> Result<(), StoreError> {
+        if seq > self.last_deploy_seq()? {
+            let encoded = encode("meta", &seq)?;
+            self.txn()
+                .open_table(tables::META)?
+                .insert(META_DEPLOY_SEQ, encoded.as_slice())?;
         }
         Ok(())
     }

@@ -1,8 +1,10 @@
-//! Durable before acknowledged, under group commit: concurrent writers
-//! hammer a real `exsec serve` process, which is SIGKILLed at a random
-//! moment; after a restart every acknowledged write is there with its last
-//! acknowledged value, its version and its audit event, and the audit
-//! chain verifies.
+//! Nothing lost on a crash. Durable before acknowledged, under group
+//! commit: concurrent writers hammer a real `exsec serve` process, which is
+//! SIGKILLed at a random moment; after a restart every acknowledged write
+//! is there with its last acknowledged value, its version and its audit
+//! event, and the audit chain verifies. A deploy killed in the middle of
+//! its cluster calls is in the history (failed, interrupted) and the audit
+//! log after the restart, and its id is never handed out again.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use tokio::sync::Notify;
 
 use crate::operator::admin;
 use crate::server::{Options, TestServer};
+use kube_standin::HangRule;
 
 /// Concurrent writers, each writing its own key over and over.
 const WRITERS: usize = 16;
@@ -96,7 +99,7 @@ async fn every_acknowledged_write_survives_a_sigkill() {
         writer.await.unwrap();
     }
     let server = Arc::into_inner(server).expect("the writers are done");
-    let server = TestServer::respawn(server.kill()).await;
+    let server = server.crash_and_restart().await;
 
     // Versions as stored: one per committed write of each key.
     let listed = server
@@ -166,4 +169,93 @@ async fn secret_events(server: &TestServer) -> Vec<Value> {
             .is_some_and(|t| t.starts_with("external_secret."))
     });
     events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_killed_mid_apply_is_filed_as_interrupted() {
+    let server = TestServer::spawn_with(Options {
+        kubernetes: true,
+        deploy_timeout: "60s",
+        ..Options::default()
+    })
+    .await;
+    server.seed("acme", &["web"]).await;
+    server
+        .set_secret("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-1")
+        .await;
+    server
+        .cluster
+        .as_ref()
+        .unwrap()
+        .faults()
+        .hang(HangRule::all().path_contains("/deployments/"));
+    let server = Arc::new(server);
+    let cluster = server.cluster.as_ref().unwrap();
+    let deploy = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            let body = Bytes::from(json!({ "image_ref": "nginx:1.27" }).to_string());
+            let token = server.admin_token.clone();
+            server
+                .try_call_bytes(
+                    "POST",
+                    "/v1/apps/web/deploys",
+                    Some(&token),
+                    Some(body),
+                    &[],
+                )
+                .await
+        })
+    };
+    // Readiness: the Deployment apply reached the (hung) cluster.
+    loop {
+        let seen = cluster.requests().len() as u64;
+        if cluster
+            .requests()
+            .iter()
+            .any(|r| r.method == "PATCH" && r.path.contains("/deployments/"))
+        {
+            break;
+        }
+        cluster.wait_for_requests(seen + 1).await;
+    }
+    server.process.as_ref().unwrap().signal("KILL");
+    assert!(deploy.await.unwrap().is_err(), "a killed server answered");
+    let server = Arc::into_inner(server).expect("the deploy task is done");
+    let server = server.crash_and_restart().await;
+    server.cluster.as_ref().unwrap().faults().clear();
+
+    let history = server
+        .admin("GET", "/v1/apps/web/deploys", None)
+        .await
+        .json();
+    let deploys = history["deploys"].as_array().unwrap();
+    assert_eq!(deploys.len(), 1, "{history}");
+    let interrupted = &deploys[0];
+    assert_eq!(interrupted["status"], "failed", "{interrupted}");
+    assert!(
+        interrupted["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("interrupted"),
+        "{interrupted}"
+    );
+    assert_eq!(interrupted["external_secrets"]["reason"], "interrupted");
+    let id = interrupted["deploy_id"].as_str().unwrap().to_owned();
+    let audited: Vec<String> = server
+        .audit_events()
+        .await
+        .into_iter()
+        .filter(|e| e["data"]["deploy_id"] == id.as_str())
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(audited, ["deploy.created", "deploy.failed"]);
+
+    let next = server
+        .deploy("web", json!({ "image_ref": "nginx:1.27" }))
+        .await;
+    assert_eq!(next.status, 201, "{}", next.text());
+    let next_id = next.json()["deploy_id"].as_str().unwrap().to_owned();
+    assert!(next_id > id, "{next_id} reuses or precedes {id}");
+    admin(&server, &["audit", "verify"], None).await.expect(0);
 }

@@ -125,8 +125,8 @@ impl TestServer {
         server
     }
 
-    /// Starts `exsec serve` again on the directory of a killed server.
-    pub async fn respawn(dir: tempfile::TempDir) -> Self {
+    /// Starts `exsec serve` on a prepared directory.
+    async fn respawn(dir: tempfile::TempDir) -> Self {
         let daemon = Daemon::start(&dir.path().join("config.toml"), &[]);
         let addr = daemon.listen_addr();
         let admin_token = std::fs::read_to_string(dir.path().join("admin.token"))
@@ -144,13 +144,17 @@ impl TestServer {
     }
 
     /// SIGKILLs the child process (see [`TestServer::spawn_with`]) and
-    /// returns its directory, as a power cut would leave it.
-    pub fn kill(mut self) -> tempfile::TempDir {
+    /// starts it again on what the kill left on disk; the cluster stand-in
+    /// lives on.
+    pub async fn crash_and_restart(mut self) -> Self {
         self.process
             .take()
-            .expect("kill needs a server started by spawn_with")
+            .expect("a crash needs a server started by spawn_with")
             .kill();
-        self.dir
+        let cluster = self.cluster.take();
+        let mut restarted = Self::respawn(self.dir).await;
+        restarted.cluster = cluster;
+        restarted
     }
 
     /// A temp directory with a config file (and key, and stand-in) for
