@@ -108,6 +108,28 @@ impl<T: Tables> Snapshot<T> {
         Ok(out)
     }
 
+    /// The `(provider, key)` names of one scope's records and their stored
+    /// size, read from the table without decoding a record.
+    fn scope_index(&self, scope: &Scope) -> Result<ScopeIndex, StoreError> {
+        let secrets = self.txn().table(tables::SECRETS)?;
+        let (start, end) = tables::secret_scope_range(scope.kind().tag(), scope.owner());
+        let mut index = ScopeIndex::default();
+        for entry in secrets.range(start.as_str()..end.as_str())? {
+            let (name, bytes) = entry?;
+            let name = name.value();
+            let (provider, key) = name
+                .strip_prefix(start.as_str())
+                .and_then(|rest| rest.split_once('/'))
+                .ok_or_else(|| StoreError::CorruptKey {
+                    table: "external_secrets",
+                    key: name.to_owned(),
+                })?;
+            index.names.push((provider.to_owned(), key.to_owned()));
+            index.bytes += name.len() + bytes.value().len();
+        }
+        Ok(index)
+    }
+
     /// Total number of secret records.
     pub fn secret_count(&self) -> Result<u64, StoreError> {
         use redb::ReadableTableMetadata;
@@ -121,17 +143,18 @@ impl Writer {
     pub fn put_secret(&mut self, put: PutSecret, actor: &str) -> Result<SecretWrite, StoreError> {
         let tenant_id = self.owner_tenant(&put.scope)?;
         let existing = self.secret(&put.scope, &put.provider, &put.key)?;
-        let siblings = self.secrets(&put.scope)?;
-        if let Some(taken) = siblings
+        let siblings = self.scope_index(&put.scope)?;
+        if let Some((taken, _)) = siblings
+            .names
             .iter()
-            .find(|s| s.key == put.key && s.provider != put.provider)
+            .find(|(provider, key)| key == put.key.as_str() && provider != put.provider.as_str())
         {
             return Err(StoreError::Conflict {
                 code: "env_name_taken",
                 message: format!(
                     "env var {} is already set by provider {} in this {} scope; delete that one first or choose another key",
                     put.key,
-                    taken.provider,
+                    taken,
                     put.scope.kind()
                 ),
             });
@@ -146,7 +169,7 @@ impl Writer {
             version: existing.as_ref().map_or(1, |e| e.version + 1),
             sealed: put.sealed,
         };
-        self.check_effective_sizes(&tenant_id, &record, siblings)?;
+        self.check_effective_sizes(&tenant_id, &record, siblings.bytes)?;
         self.remember_fingerprint(&record.sealed.key_id, put.fingerprint)?;
         self.store_secret(&record, existing.as_ref().map(|e| &e.sealed.key_id))?;
         let created = existing.is_none();
@@ -258,15 +281,50 @@ impl Writer {
 
     /// Refuses a write that would push any affected app's effective set
     /// above 1 MiB: the app itself for an override, every app of the
-    /// tenant for a tenant default. `siblings` are the current records of
-    /// the written scope.
+    /// tenant for a tenant default. `scope_bytes` is the stored size of the
+    /// written scope's records before the write.
+    ///
+    /// Decoding every record of both scopes on every write made a write
+    /// cost grow with the scope, so the exact merge runs only when an upper
+    /// bound says the limit could be reached: a record adds at most its
+    /// key and value to an effective set, and its stored form holds both
+    /// and more, so the stored sizes of both scopes plus the new record's
+    /// key and value bound the set from above.
     fn check_effective_sizes(
         &self,
         tenant_id: &TenantId,
         record: &SecretRecord,
-        siblings: Vec<SecretRecord>,
+        scope_bytes: usize,
     ) -> Result<(), StoreError> {
-        let with_record = replace_or_push(siblings, record);
+        let written = scope_bytes + record.key.as_str().len() + record.sealed.plaintext_len();
+        let bound_ok = |other: usize| written + other <= MAX_EFFECTIVE_SET_BYTES;
+        match &record.scope {
+            Scope::App(_) => {
+                let tenant = self.scope_index(&Scope::Tenant(tenant_id.clone()))?;
+                if bound_ok(tenant.bytes) {
+                    return Ok(());
+                }
+            }
+            Scope::Tenant(_) => {
+                let mut all_ok = true;
+                for app_id in self.app_ids_of(tenant_id)? {
+                    all_ok &= bound_ok(self.scope_index(&Scope::App(app_id))?.bytes);
+                }
+                if all_ok {
+                    return Ok(());
+                }
+            }
+        }
+        self.check_effective_sizes_exactly(tenant_id, record)
+    }
+
+    /// The exact check: merges the sets as resolve would.
+    fn check_effective_sizes_exactly(
+        &self,
+        tenant_id: &TenantId,
+        record: &SecretRecord,
+    ) -> Result<(), StoreError> {
+        let with_record = replace_or_push(self.secrets(&record.scope)?, record);
         match &record.scope {
             Scope::App(app_id) => {
                 let tenant = self.secrets(&Scope::Tenant(tenant_id.clone()))?;
@@ -281,6 +339,15 @@ impl Writer {
             }
         }
     }
+}
+
+/// What [`Snapshot::scope_index`] reads.
+#[derive(Default)]
+struct ScopeIndex {
+    /// `(provider, key)` of each record.
+    names: Vec<(String, String)>,
+    /// Stored bytes of the records (table keys and values).
+    bytes: usize,
 }
 
 fn replace_or_push(mut records: Vec<SecretRecord>, record: &SecretRecord) -> Vec<SecretRecord> {

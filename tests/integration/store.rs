@@ -3,7 +3,7 @@
 
 use exsec::audit::{self, Anchor, event};
 use exsec::crypto::SecretLocation;
-use exsec::model::{EnvKey, Provider};
+use exsec::model::{EnvKey, Provider, Scope};
 use exsec::store::{AuditFilter, Store, StoreError};
 
 use crate::harness::*;
@@ -244,6 +244,43 @@ fn the_effective_set_size_limit_holds_for_every_app() {
         .read(|r| r.secrets(&tenant_scope("acme")))
         .unwrap();
     assert!(shared.is_empty());
+}
+
+/// Overrides that shadow tenant defaults count once: the stored records
+/// of both scopes exceed 1 MiB (the quick bound fails), the exact merge
+/// stays under it and the writes are accepted; the write that really
+/// crosses the limit is refused.
+#[test]
+fn shadowed_defaults_count_once_toward_the_size_limit() {
+    let test = TestStore::new();
+    test.store
+        .write(|w| {
+            w.put_tenant(&tenant("acme"), "admin")?;
+            w.put_app(&app("web"), &tenant("acme"), vec![], "admin")?;
+            Ok(())
+        })
+        .unwrap();
+    let value = "x".repeat(60 * 1024);
+    let put = |scope: &Scope, key: String| {
+        let put = test.sealed(scope, "p", &key, &value);
+        test.store
+            .write(move |w| w.put_secret(put.clone(), "admin"))
+    };
+    for i in 0..9 {
+        put(&tenant_scope("acme"), format!("KEY_{i:02}")).unwrap();
+        put(&app_scope("web"), format!("KEY_{i:02}")).unwrap();
+    }
+    // 9 shadowed + 8 new keys: 17 × 60 KiB, just under 1 MiB.
+    for i in 9..17 {
+        put(&app_scope("web"), format!("KEY_{i:02}")).unwrap();
+    }
+    match put(&app_scope("web"), "KEY_17".to_owned()) {
+        Err(StoreError::EffectiveSetTooLarge { app_id, bytes }) => {
+            assert_eq!(app_id, "web");
+            assert!(bytes > 1024 * 1024, "{bytes}");
+        }
+        other => panic!("expected effective_set_too_large, got {other:?}"),
+    }
 }
 
 #[test]
