@@ -54,7 +54,7 @@ done
 touch "$stamp"
 for build in "${builds[@]}"; do
   echo "==> running: $build" >&2
-  cargo_for "$build" bench --bench core --locked -- ${filter:+"$filter"} >/dev/null
+  cargo_for "$build" bench --bench core --locked -- ${filter:+"$filter"} >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
 done
 
 echo "load average while measuring: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs))"
