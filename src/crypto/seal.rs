@@ -18,6 +18,24 @@ use zeroize::Zeroizing;
 use super::CryptoError;
 use crate::model::{EnvKey, KeyId, Provider, Scope};
 
+// A portable x86 build must hash with poly1305's portable backend, which
+// `.cargo/config.toml` selects: the crate's run-time-detected AVX2 backend
+// makes every seal and open ~3x slower in a build without AVX2 enabled
+// (docs/performance.md). RUSTFLAGS in the environment replaces that file's
+// flags; this turns the silent slowdown into a build warning.
+#[cfg(all(
+    any(target_arch = "x86", target_arch = "x86_64"),
+    not(target_feature = "avx2"),
+    not(poly1305_backend = "soft")
+))]
+const _: () = {
+    #[deprecated(
+        note = "poly1305 falls back to its slow run-time-detected AVX2 backend: build with --cfg 'poly1305_backend=\"soft\"' (see .cargo/config.toml and docs/performance.md)"
+    )]
+    const POLY1305_BACKEND_NOT_SET: () = ();
+    POLY1305_BACKEND_NOT_SET
+};
+
 /// Length of the random XChaCha20 nonce stored beside each ciphertext.
 pub const NONCE_LEN: usize = 24;
 /// Length of the Poly1305 tag at the end of every ciphertext.
