@@ -15,6 +15,7 @@ mod operator;
 mod packaging;
 mod resolve;
 mod rotation;
+mod rotation_crash;
 mod server;
 mod store;
 mod systemd;
