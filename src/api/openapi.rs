@@ -1168,6 +1168,15 @@ fn keyring() -> Value {
             record([
                 ("state", one_of(&["idle", "running", "blocked_missing_key"])),
                 ("remaining", count()),
+                (
+                    "waiting_for",
+                    json!({
+                        "type": "object",
+                        "propertyNames": reference("KeyId"),
+                        "additionalProperties": count(),
+                        "description": "per master key id that is not loaded, how many records wait for it (records that do not open under a loaded key are counted under that key); empty unless `state` is `blocked_missing_key`",
+                    }),
+                ),
             ]),
         ),
     ])

@@ -69,6 +69,14 @@ pub async fn status(context: &Context) -> Result<(), CliError> {
         if degraded {
             lines.push("degraded: no master key is loaded; secret writes answer 503 and deploys skip injection. Add one on the daemon's host: exsec keys generate --dir KEYS_DIR".to_owned());
         }
+        if let Some(waiting) = keyring["rotation"]["waiting_for"].as_object() {
+            for (id, records) in waiting {
+                lines.push(format!(
+                    "waiting for {id}: {} records cannot be opened or re-sealed until {id}.key is back in the key directory",
+                    text(records)
+                ));
+            }
+        }
         if blocked {
             lines.push("blocked: records are sealed under a key that is not loaded (PRESENT no, RECORDS > 0); put its key file back".to_owned());
         }
@@ -78,7 +86,16 @@ pub async fn status(context: &Context) -> Result<(), CliError> {
         return Err(CliError::Unavailable(if degraded {
             "the keyring is degraded: no master key is loaded".to_owned()
         } else {
-            "records wait for a master key that is not loaded".to_owned()
+            let waiting: Vec<String> = keyring["rotation"]["waiting_for"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(id, records)| format!("{id} ({} records)", text(records)))
+                .collect();
+            format!(
+                "records wait for master keys that are not loaded: {}",
+                waiting.join(", ")
+            )
         }));
     }
     Ok(())

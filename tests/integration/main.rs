@@ -17,6 +17,7 @@ mod operator;
 mod packaging;
 mod resolve;
 mod rotation;
+mod rotation_crash;
 mod server;
 mod store;
 mod systemd;

@@ -582,6 +582,28 @@ async fn a_keyless_server_answers_as_documented() {
     api.server.stop().await;
 }
 
+/// A keyring whose old key file is gone: `/v1/keys` names it in
+/// `rotation.waiting_for` with the records that wait for it.
+#[tokio::test]
+async fn a_missing_key_answers_as_documented() {
+    let server = TestServer::start().await;
+    server.seed("acme", &["web"]).await;
+    server.set_secret("/v1/apps/web", "p", "K", "v").await;
+    let keys_dir = server.path("keys.d");
+    let dir = server.stop().await;
+    for entry in std::fs::read_dir(&keys_dir).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+    exsec::crypto::generate_key_file(&keys_dir, later).unwrap();
+    let mut api = Checked::new(TestServer::restart(dir).await);
+    let keys = api.expect(200, "GET", "/v1/keys", None).await;
+    assert_eq!(keys["rotation"]["state"], "blocked_missing_key");
+    let waiting = keys["rotation"]["waiting_for"].as_object().unwrap();
+    assert_eq!(waiting.values().collect::<Vec<_>>(), [&json!(1)], "{keys}");
+    api.server.stop().await;
+}
+
 #[test]
 fn every_schema_in_the_document_compiles() {
     fn schemas<'a>(value: &'a Value, out: &mut Vec<&'a Value>) {

@@ -372,6 +372,115 @@ async fn a_kubernetes_secret_volume_swap_rotates_the_key() {
     assert_eq!(server.manifest_values("web").unwrap()["K"], "value");
 }
 
+/// SPEC §3: "status shows what waits for which key". Records sealed under
+/// two keys that both went missing are counted per key in
+/// `rotation.waiting_for` (API and `exsec keys status`); putting each file
+/// back re-seals its records and takes it off the list.
+#[tokio::test]
+async fn status_shows_how_many_records_wait_for_each_missing_key() {
+    let server = TestServer::start_with(watch_only()).await;
+    server.seed("acme", &["web"]).await;
+    for key in ["A", "B"] {
+        let answer = server.set_secret("/v1/apps/web", "p", key, key).await;
+        assert_eq!(answer.status, 201, "{}", answer.text());
+    }
+    let first = keys(&server).await["active"].as_str().unwrap().to_owned();
+    let keys_dir = server.path("keys.d");
+    let first_text = std::fs::read(keys_dir.join(format!("{first}.key"))).unwrap();
+
+    // The first key goes missing; three values are written under a second.
+    let dir = server.stop().await;
+    std::fs::remove_file(keys_dir.join(format!("{first}.key"))).unwrap();
+    let server = TestServer::restart(dir).await;
+    let second = later_key(&server, 1);
+    wait_for_keys(&server, Duration::from_secs(10), |s| {
+        s["active"] == second.as_str()
+    })
+    .await;
+    for key in ["C", "D", "E"] {
+        let answer = server.set_secret("/v1/tenants/acme", "p", key, key).await;
+        assert_eq!(answer.status, 201, "{}", answer.text());
+    }
+    let second_text = std::fs::read(keys_dir.join(format!("{second}.key"))).unwrap();
+
+    // The second goes missing too; a third is active.
+    let dir = server.stop().await;
+    std::fs::remove_file(keys_dir.join(format!("{second}.key"))).unwrap();
+    let server = TestServer::restart(dir).await;
+    let third = later_key(&server, 2);
+    let status = wait_for_keys(&server, Duration::from_secs(10), |s| {
+        s["active"] == third.as_str()
+    })
+    .await;
+    assert_eq!(
+        status["rotation"]["state"], "blocked_missing_key",
+        "{status}"
+    );
+    assert_eq!(status["rotation"]["remaining"], 5, "{status}");
+    assert_eq!(
+        status["rotation"]["waiting_for"],
+        serde_json::json!({ first.as_str(): 2, second.as_str(): 3 }),
+        "{status}"
+    );
+    let json = crate::operator::admin(&server, &["keys", "status", "-o", "json"], None).await;
+    assert_eq!(json.expect(5).json()["rotation"], status["rotation"]);
+    let human = crate::operator::admin(&server, &["keys", "status"], None).await;
+    human.expect(5);
+    for (id, count) in [(&first, 2), (&second, 3)] {
+        let line = format!("waiting for {id}: {count} records");
+        assert!(
+            human.stdout.contains(&line),
+            "{line} not in {}",
+            human.stdout
+        );
+        assert!(
+            human.stderr.contains(&format!("{id} ({count} records)")),
+            "{}",
+            human.stderr
+        );
+    }
+
+    // The first file comes back: its records move to the active key.
+    let restore = |id: &str, text: &[u8]| {
+        let path = keys_dir.join(format!("{id}.key"));
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    };
+    restore(&first, &first_text);
+    let status = wait_for_keys(&server, Duration::from_secs(10), |s| {
+        s["rotation"]["remaining"] == 3
+    })
+    .await;
+    assert_eq!(
+        status["rotation"]["waiting_for"],
+        serde_json::json!({ second.as_str(): 3 }),
+        "{status}"
+    );
+    assert_eq!(status["rotation"]["state"], "blocked_missing_key");
+    restore(&second, &second_text);
+    let status = wait_for_keys(&server, Duration::from_secs(10), |s| {
+        s["rotation"]["state"] == "idle"
+    })
+    .await;
+    assert_eq!(status["rotation"]["remaining"], 0);
+    assert_eq!(status["rotation"]["waiting_for"], serde_json::json!({}));
+    let human = crate::operator::admin(&server, &["keys", "status"], None).await;
+    assert!(
+        !human.expect(0).stdout.contains("waiting for"),
+        "{}",
+        human.stdout
+    );
+    let deploy = server
+        .deploy("web", serde_json::json!({ "image_ref": "nginx" }))
+        .await;
+    assert_eq!(deploy.json()["external_secrets"]["status"], "injected");
+    let values = server.manifest_values("web").unwrap();
+    for key in ["A", "B", "C", "D", "E"] {
+        assert_eq!(values[key], key);
+    }
+    server.stop().await;
+}
+
 fn key_text() -> Vec<u8> {
     use base64::Engine as _;
     let mut bytes = [0u8; 32];

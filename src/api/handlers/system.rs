@@ -1,6 +1,6 @@
 //! Health, readiness, metrics, the OpenAPI document and the keyring status.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use hyper::StatusCode;
 use serde_json::json;
@@ -8,6 +8,7 @@ use serde_json::json;
 use crate::api::metrics::Gauges;
 use crate::api::problem::ApiError;
 use crate::api::{Call, Reply, openapi};
+use crate::rotation::RotationState;
 
 pub fn healthz() -> Result<Reply, ApiError> {
     Ok(Reply::ok(&json!({ "status": "ok" })))
@@ -70,7 +71,10 @@ pub fn openapi() -> Result<Reply, ApiError> {
     Ok(Reply::ok(&openapi::document()))
 }
 
-/// The keyring: every key that is loaded or that records need.
+/// The keyring: every key that is loaded or that records need, and the
+/// rotation: its state, the records not yet under the active key, and per
+/// missing key how many records wait for it (`waiting_for`), so the
+/// operator knows which key file to put back.
 pub async fn keys(call: Call) -> Result<Reply, ApiError> {
     let (usage, known) = call
         .state
@@ -86,7 +90,7 @@ pub async fn keys(call: Call) -> Result<Reply, ApiError> {
         .chain(known.keys().map(ToString::to_string))
         .collect();
     let mut remaining = 0u64;
-    let mut blocked = false;
+    let mut waiting_for: BTreeMap<&str, u64> = BTreeMap::new();
     let keys: Vec<_> = ids
         .iter()
         .map(|id| {
@@ -94,7 +98,9 @@ pub async fn keys(call: Call) -> Result<Reply, ApiError> {
             let records = usage.get(id).copied().unwrap_or(0);
             if Some(id) != active.as_ref() {
                 remaining += records;
-                blocked |= records > 0 && !present;
+                if records > 0 && !present {
+                    waiting_for.insert(id, records);
+                }
             }
             json!({
                 "id": id,
@@ -104,11 +110,17 @@ pub async fn keys(call: Call) -> Result<Reply, ApiError> {
             })
         })
         .collect();
+    // The job also counts records that do not open under a key that is
+    // present (damaged values); it reports them under that key.
+    let job = call.state.rotation.status();
+    if remaining > 0 && job.state == RotationState::BlockedMissingKey {
+        for (id, records) in &job.waiting_for {
+            waiting_for.entry(id.as_str()).or_insert(*records);
+        }
+    }
     let state = if remaining == 0 {
         "idle"
-    } else if blocked
-        || call.state.rotation.status().state == crate::rotation::RotationState::BlockedMissingKey
-    {
+    } else if !waiting_for.is_empty() {
         "blocked_missing_key"
     } else {
         "running"
@@ -117,6 +129,6 @@ pub async fn keys(call: Call) -> Result<Reply, ApiError> {
         "active": active,
         "degraded": keyring.is_empty(),
         "keys": keys,
-        "rotation": { "state": state, "remaining": remaining },
+        "rotation": { "state": state, "remaining": remaining, "waiting_for": waiting_for },
     })))
 }
