@@ -127,6 +127,13 @@ impl Daemon {
         self.wait();
     }
 
+    /// SIGTERM, and a clean exit within [`PATIENCE`].
+    pub fn terminate(mut self) {
+        self.signal("TERM");
+        let status = self.wait();
+        assert!(status.success(), "{status}; log tail:\n{}", self.log_tail());
+    }
+
     /// Waits for the process to exit.
     pub fn wait(&mut self) -> std::process::ExitStatus {
         let deadline = Instant::now() + PATIENCE;
@@ -145,4 +152,29 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A minimal daemon config in `dir` (manifests target, JSON log to stderr,
+/// every path relative to `dir`): `dir/config.toml`.
+pub fn write_config(dir: &Path) -> std::path::PathBuf {
+    let config = r#"
+[server]
+listen = "127.0.0.1:0"
+[storage]
+path = "exsec.redb"
+cache_size = "4MiB"
+[keys]
+dir = "keys.d"
+[auth]
+admin_token_file = "admin.token"
+[cluster]
+target = "manifests"
+[manifests]
+dir = "manifests"
+[log]
+format = "json"
+"#;
+    let path = dir.join("config.toml");
+    std::fs::write(&path, config).unwrap();
+    path
 }

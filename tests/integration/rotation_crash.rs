@@ -6,10 +6,7 @@
 //! and the audit chain verifies.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, SystemTime};
 
 use exsec::crypto::{Keyring, SecretLocation};
@@ -17,6 +14,7 @@ use exsec::model::{AppId, KeyId, TenantId};
 use exsec::store::{PutSecret, Store};
 use serde_json::{Value, json};
 
+use crate::daemon::{Daemon, write_config};
 use crate::harness::{options, seal_with};
 use crate::server::TestServer;
 
@@ -45,15 +43,14 @@ async fn a_rotation_killed_mid_pass_resumes_and_loses_nothing() {
     let mut old = exsec::crypto::generate_key_file(&keys_dir, SystemTime::now())
         .unwrap()
         .key_id;
-    write_config(dir.path());
+    let config = write_config(dir.path());
     seed(dir.path(), &keys_dir);
 
     // Values rewritten through the API while a pass runs: the final check
     // expects these instead of the seeded ones.
     let mut rewritten = Rewritten::new();
     for attempt in 1..=ATTEMPTS {
-        let daemon = Daemon::start(dir.path());
-        let server = daemon.client(dir);
+        let mut server = TestServer::attached(dir, Daemon::start(&config, &[]));
         let new = exsec::crypto::generate_key_file(
             &keys_dir,
             SystemTime::now() + Duration::from_secs(3600 * attempt as u64),
@@ -81,7 +78,7 @@ async fn a_rotation_killed_mid_pass_resumes_and_loses_nothing() {
             s["rotation"]["remaining"].as_u64().unwrap_or(u64::MAX) < RECORDS - 2
         })
         .await;
-        daemon.kill();
+        server.process.take().unwrap().kill();
         dir = server.dir;
         let (left, completed) = after_the_kill(&dir.path().join("exsec.redb"), &old, &new);
         let seen = status["rotation"]["remaining"].as_u64().unwrap();
@@ -108,8 +105,8 @@ async fn resume(
     left: u64,
     rewritten: &Rewritten,
 ) {
-    let daemon = Daemon::start(dir.path());
-    let server = daemon.client(dir);
+    let config = dir.path().join("config.toml");
+    let mut server = TestServer::attached(dir, Daemon::start(&config, &[]));
     let status = wait_for_keys(&server, |s| {
         s["rotation"]["state"] == "idle" && s["rotation"]["remaining"] == 0
     })
@@ -163,7 +160,7 @@ async fn resume(
     // The audit chain verifies online, and offline after a clean stop.
     let verified = crate::operator::admin(&server, &["audit", "verify"], None).await;
     verified.expect(0);
-    daemon.terminate();
+    server.process.take().unwrap().terminate();
     let dir = server.dir;
     let database = dir.path().join("exsec.redb");
     let offline = crate::operator::exsec(
@@ -296,8 +293,8 @@ fn seed(dir: &Path, keys_dir: &Path) {
                 for app in &apps {
                     w.put_app(&AppId::parse(app).unwrap(), &tenant, Vec::new(), "admin")?;
                 }
-                for put in puts {
-                    w.put_secret(put, "admin")?;
+                for put in &puts {
+                    w.put_secret(put.clone(), "admin")?;
                 }
                 Ok(())
             })
@@ -343,127 +340,5 @@ async fn wait_for_keys(server: &TestServer, done: impl Fn(&Value) -> bool) -> Va
             "timed out; last status {status}"
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
-fn write_config(dir: &Path) {
-    let config = r#"
-[server]
-listen = "127.0.0.1:0"
-[storage]
-path = "exsec.redb"
-cache_size = "4MiB"
-[keys]
-dir = "keys.d"
-[auth]
-admin_token_file = "admin.token"
-[cluster]
-target = "manifests"
-[manifests]
-dir = "manifests"
-[log]
-format = "json"
-"#;
-    std::fs::write(dir.join("config.toml"), config).unwrap();
-}
-
-/// An `exsec serve` child process. Its log (stderr) is drained by a thread
-/// so the daemon never blocks on a full pipe; the address comes from the
-/// `exsec listening` line.
-struct Daemon {
-    child: Child,
-    addr: std::net::SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Daemon {
-    fn start(dir: &Path) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_exsec"));
-        for (name, _) in std::env::vars() {
-            if name.starts_with("EXSEC_") || name == "RUST_LOG" {
-                command.env_remove(name);
-            }
-        }
-        let mut child = command
-            .arg("serve")
-            .arg("--config")
-            .arg(dir.join("config.toml"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (listening, addr) = mpsc::channel();
-        let lines = log.clone();
-        std::thread::spawn(move || {
-            for line in stderr.lines() {
-                let Ok(line) = line else { return };
-                if let Ok(event) = serde_json::from_str::<Value>(&line)
-                    && event["fields"]["message"] == "exsec listening"
-                {
-                    let _ = listening.send(event["fields"]["addr"].as_str().unwrap().to_owned());
-                }
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let Ok(addr) = addr.recv_timeout(PATIENCE) else {
-            let _ = child.kill();
-            panic!("exsec did not listen: {:?}", log.lock().unwrap());
-        };
-        Self {
-            child,
-            addr: addr.parse().unwrap(),
-            log,
-        }
-    }
-
-    /// A client for this daemon over the harness (no in-process server).
-    fn client(&self, dir: tempfile::TempDir) -> TestServer {
-        let admin_token = std::fs::read_to_string(dir.path().join("admin.token"))
-            .unwrap()
-            .trim()
-            .to_owned();
-        TestServer {
-            cluster: None,
-            dir,
-            server: None,
-            admin_token,
-            addr: self.addr,
-        }
-    }
-
-    /// SIGKILL: no drain, no shutdown hook, possibly mid-commit.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        let status = self.child.wait().unwrap();
-        assert!(!status.success(), "{status}");
-    }
-
-    /// SIGTERM and wait for a clean exit.
-    fn terminate(mut self) {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = std::time::Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "{status}: {:?}", self.log.lock().unwrap());
-                return;
-            }
-            assert!(std::time::Instant::now() < deadline, "exsec did not stop");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

@@ -128,6 +128,11 @@ impl TestServer {
     /// Starts `exsec serve` on a prepared directory.
     async fn respawn(dir: tempfile::TempDir) -> Self {
         let daemon = Daemon::start(&dir.path().join("config.toml"), &[]);
+        Self::attached(dir, daemon)
+    }
+
+    /// A client of `daemon`, an `exsec serve` child started on `dir`.
+    pub fn attached(dir: tempfile::TempDir, daemon: Daemon) -> Self {
         let addr = daemon.listen_addr();
         let admin_token = std::fs::read_to_string(dir.path().join("admin.token"))
             .unwrap()

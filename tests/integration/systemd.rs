@@ -7,10 +7,9 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixDatagram;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::daemon::{Daemon, PATIENCE};
+use crate::daemon::{Daemon, PATIENCE, write_config};
 
 #[test]
 fn ready_is_sent_once_the_listener_accepts_and_stopping_on_sigterm() {
@@ -68,14 +67,11 @@ struct Notified {
 impl Notified {
     fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        write_config(dir.path());
+        let config = write_config(dir.path());
         let socket_path = dir.path().join("notify.sock");
         let notify = UnixDatagram::bind(&socket_path).unwrap();
         notify.set_read_timeout(Some(PATIENCE)).unwrap();
-        let daemon = Daemon::start(
-            &dir.path().join("config.toml"),
-            &[("NOTIFY_SOCKET", &socket_path)],
-        );
+        let daemon = Daemon::start(&config, &[("NOTIFY_SOCKET", &socket_path)]);
         Self {
             dir,
             notify,
@@ -92,26 +88,6 @@ impl Notified {
             .unwrap_or_else(|e| panic!("no notification within {PATIENCE:?}: {e}"));
         String::from_utf8(buffer[..len].to_vec()).unwrap()
     }
-}
-
-fn write_config(dir: &Path) {
-    let config = r#"
-[server]
-listen = "127.0.0.1:0"
-[storage]
-path = "exsec.redb"
-[keys]
-dir = "keys.d"
-[auth]
-admin_token_file = "admin.token"
-[cluster]
-target = "manifests"
-[manifests]
-dir = "manifests"
-[log]
-format = "json"
-"#;
-    std::fs::write(dir.join("config.toml"), config).unwrap();
 }
 
 /// One HTTP/1.1 GET on a fresh connection; the whole answer as text.

@@ -262,12 +262,7 @@ async fn retention_prunes_old_events_and_the_chain_still_verifies() {
 #[test]
 fn the_daemon_logs_an_anchor_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = \"exsec.redb\"\ncache_size = \"4MiB\"\n[keys]\ndir = \"keys.d\"\n[auth]\nadmin_token_file = \"admin.token\"\n[cluster]\ntarget = \"manifests\"\n[manifests]\ndir = \"manifests\"\n[log]\nformat = \"json\"\n",
-    )
-    .unwrap();
+    let config = crate::daemon::write_config(dir.path());
     let daemon = Daemon::start(&config, &[]);
     let line = daemon.wait_for_line(|line| line.contains("exsec::audit::anchor"));
     daemon.kill();
