@@ -11,7 +11,7 @@
 //!   ([`crate::crypto::SealedValue`]); this module never sees a key.
 //!
 //! Writes that arrive while a commit is in flight share the next commit
-//! (group commit, see [`commit`]): a write is a closure that is
+//! (group commit, see `store::commit`): a write is a closure that is
 //! `Fn + Send + 'static` so that it can be queued, run by whichever caller
 //! leads the batch, and run again if a neighbour in its batch fails.
 
