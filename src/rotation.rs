@@ -2,32 +2,47 @@
 //! sealed under another key is re-sealed under the active one, in bounded
 //! batches, without a restart.
 //!
-//! A batch is read in one read transaction, re-sealed outside any lock (on
-//! the blocking pool), and written in one write transaction that replaces a
-//! record only if it is still the one that was read — so a value written
-//! meanwhile is never overwritten, and deploys wait for at most one short
-//! commit. `version` and `updated_at` do not change; no per-record audit
-//! event is written. The job is resumable by construction: it looks for
-//! records not under the active key, so after a crash or restart it simply
-//! finds the rest. Records whose key is missing stay as they are and put
-//! the job in `blocked_missing_key` until the key file comes back.
+//! Three stages run side by side: pages of records are read (one read
+//! transaction each), re-sealed outside any lock on the blocking pool
+//! (split across both cores), and written by one write transaction at a
+//! time that replaces a record only if its stored bytes are still the ones
+//! that were read — so a value written meanwhile is never overwritten.
+//! While a write waits for the store's write lock and the disk, the next
+//! pages are re-sealed; the next write takes all of them (at most
+//! [`MAX_WRITE`]), so a busy store means fewer, larger transactions, and a
+//! deploy waits for at most one bounded commit. `version` and `updated_at`
+//! do not change; no per-record audit event is written. The job is
+//! resumable by construction: it looks for records not under the active
+//! key, so after a crash or restart it simply finds the rest. Records whose
+//! key is missing stay as they are and put the job in `blocked_missing_key`
+//! until the key file comes back.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
 use crate::audit::{NewEvent, event};
-use crate::crypto::{CryptoError, Keyring, SecretLocation};
+use crate::crypto::{CryptoError, Fingerprint, Keyring, SecretLocation};
 use crate::keywatch::SharedKeyring;
 use crate::model::KeyId;
 use crate::store::reseal::ResealCandidate;
 use crate::store::{Store, StoreError};
 
-/// Records per batch: small enough that one write transaction is short
-/// (deploy latency stays close to idle), large enough to amortise commits.
-pub const BATCH: usize = 512;
+/// Records read and re-sealed at a time.
+pub const PAGE: usize = 512;
+
+/// Most records one write transaction re-seals. Writes grow toward it only
+/// while the write lock is busy; it bounds how long a deploy can wait
+/// behind one (measured in `docs/performance.md`: 16,384 doubled deploy
+/// p99 during a rotation, 4,096 kept it within 1.4× of idle).
+pub const MAX_WRITE: usize = 4096;
+
+/// Threads that re-seal one page (AEAD) side by side: the two cores of the
+/// target machine.
+const AEAD_WORKERS: usize = 2;
 
 /// What the job is doing (`GET /v1/keys` → `rotation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -50,6 +65,22 @@ pub struct RotationStatus {
     pub remaining: u64,
     /// Records waiting for each missing key.
     pub waiting_for: BTreeMap<String, u64>,
+}
+
+/// What one pass did and where its time went (logged when it completes;
+/// the rotation benchmark prints it).
+#[derive(Debug, Clone, Default)]
+pub struct PassReport {
+    /// Records re-sealed and written.
+    pub resealed: u64,
+    /// Write transactions committed (one per batch).
+    pub batches: u64,
+    /// Time spent reading pages of records.
+    pub read: Duration,
+    /// Time spent opening and sealing again (AEAD).
+    pub reseal: Duration,
+    /// Time spent in write transactions, commits included.
+    pub write: Duration,
 }
 
 /// The job's shared handle: status for readers, a trigger for the watcher.
@@ -116,19 +147,20 @@ impl Rotation {
         store: &Arc<Store>,
         keyring: &SharedKeyring,
         shutdown: &watch::Receiver<bool>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<PassReport, StoreError> {
+        let mut report = PassReport::default();
         let snapshot = keyring.snapshot();
         let Some(active) = snapshot.active().cloned() else {
             self.set(idle());
-            return Ok(());
+            return Ok(report);
         };
         let remaining = remaining_records(store, &active).await?;
         if remaining == 0 {
             self.set(idle());
-            return Ok(());
+            return Ok(report);
         }
         let Some(fingerprint) = snapshot.fingerprint(&active) else {
-            return Ok(());
+            return Ok(report);
         };
         self.set(RotationStatus {
             state: RotationState::Running,
@@ -143,48 +175,56 @@ impl Rotation {
             .write_async(move |w| w.audit(started.clone()).map(drop))
             .await?;
 
-        let mut cursor: Option<String> = None;
         let mut resealed = 0u64;
         let mut waiting: BTreeMap<String, u64> = BTreeMap::new();
+        // Three stages run side by side: the next page is read while this
+        // one is re-sealed (on both cores) and while a write transaction
+        // waits for the write lock and the disk. When a write lands, the
+        // next one takes every re-sealed record ready (up to MAX_WRITE):
+        // a busy write lock means fewer, larger transactions rather than a
+        // stalled job.
+        let mut reading = Some(Reading::start(store, &active, None));
+        let mut ready: Resealed = Vec::new();
+        let mut writing: Option<Writing> = None;
         loop {
-            if *shutdown.borrow() {
-                return Ok(());
+            // On shutdown, or when a newer key arrived (the next pass
+            // targets it), the write in flight lands first.
+            if *shutdown.borrow() || keyring.snapshot().active() != Some(&active) {
+                if let Some(write) = writing.take() {
+                    resealed += write.land(&mut report).await?;
+                }
+                report.resealed = resealed;
+                return Ok(report);
             }
-            if keyring.snapshot().active() != Some(&active) {
-                // A newer key arrived: the next pass targets it.
-                return Ok(());
+            let must_wait = reading.is_none() || ready.len() >= MAX_WRITE;
+            if let Some(write) = writing.take_if(|w| must_wait || w.is_finished()) {
+                resealed += write.land(&mut report).await?;
+                self.set(RotationStatus {
+                    state: RotationState::Running,
+                    remaining: remaining.saturating_sub(resealed),
+                    waiting_for: waiting.clone(),
+                });
             }
-            let page_active = active.clone();
-            let after = cursor.clone();
-            let (page, next) = store
-                .read_async(move |r| r.reseal_page(&page_active, after.as_deref(), BATCH))
-                .await?;
-            let sealer = snapshot.clone();
-            let (sealed, missing) = tokio::task::spawn_blocking(move || reseal_all(&sealer, page))
-                .await
-                .map_err(|_| StoreError::Interrupted)?;
+            if writing.is_none() && !ready.is_empty() {
+                let batch: Resealed = ready.drain(..ready.len().min(MAX_WRITE)).collect();
+                writing = Some(Writing::start(store, batch, fingerprint));
+                continue;
+            }
+            let Some(read) = reading.take() else {
+                if writing.is_none() {
+                    break;
+                }
+                continue;
+            };
+            let (page, next) = read.land(&mut report).await?;
+            reading = next.map(|after| Reading::start(store, &active, Some(after)));
+            let begun = Instant::now();
+            let (sealed, missing) = reseal_parallel(&snapshot, page).await?;
+            report.reseal += begun.elapsed();
             for (key_id, count) in missing {
                 *waiting.entry(key_id).or_default() += count;
             }
-            let written = store
-                .write_async(move |w| {
-                    let mut written = 0u64;
-                    for (candidate, value) in &sealed {
-                        written += u64::from(w.reseal(candidate, value.clone(), fingerprint)?);
-                    }
-                    Ok(written)
-                })
-                .await?;
-            resealed += written;
-            self.set(RotationStatus {
-                state: RotationState::Running,
-                remaining: remaining.saturating_sub(resealed),
-                waiting_for: waiting.clone(),
-            });
-            cursor = next;
-            if cursor.is_none() {
-                break;
-            }
+            ready.extend(sealed);
         }
 
         let remaining = remaining_records(store, &active).await?;
@@ -195,7 +235,8 @@ impl Rotation {
                 remaining,
                 waiting_for: waiting,
             });
-            return Ok(());
+            report.resealed = resealed;
+            return Ok(report);
         }
         let completed = NewEvent::new(event::ROTATION_COMPLETED, "system")
             .with("key_id", active.as_str())
@@ -203,7 +244,17 @@ impl Rotation {
         store
             .write_async(move |w| w.audit(completed.clone()).map(drop))
             .await?;
-        tracing::info!(active = %active, count = resealed, remaining, "re-sealing completed");
+        report.resealed = resealed;
+        tracing::info!(
+            active = %active,
+            count = resealed,
+            remaining,
+            batches = report.batches,
+            read_ms = report.read.as_millis(),
+            reseal_ms = report.reseal.as_millis(),
+            write_ms = report.write.as_millis(),
+            "re-sealing completed"
+        );
         self.set(RotationStatus {
             state: if remaining == 0 {
                 RotationState::Idle
@@ -215,7 +266,7 @@ impl Rotation {
             remaining,
             waiting_for: BTreeMap::new(),
         });
-        Ok(())
+        Ok(report)
     }
 }
 
@@ -238,6 +289,86 @@ async fn remaining_records(store: &Arc<Store>, active: &KeyId) -> Result<u64, St
 }
 
 type Resealed = Vec<(ResealCandidate, crate::crypto::SealedValue)>;
+
+/// A page of records not under the active key, being read on the blocking
+/// pool.
+struct Reading(tokio::task::JoinHandle<(Result<Page, StoreError>, Duration)>);
+
+type Page = (Vec<ResealCandidate>, Option<String>);
+
+impl Reading {
+    /// Reads the page after `after` (the first page with `None`).
+    fn start(store: &Arc<Store>, active: &KeyId, after: Option<String>) -> Self {
+        let store = store.clone();
+        let active = active.clone();
+        Self(tokio::task::spawn_blocking(move || {
+            let begun = Instant::now();
+            let page = store.read(|r| r.reseal_page(&active, after.as_deref(), PAGE));
+            (page, begun.elapsed())
+        }))
+    }
+
+    /// Waits for the page: its records and the cursor of the next one.
+    async fn land(self, report: &mut PassReport) -> Result<Page, StoreError> {
+        let (page, took) = self.0.await.map_err(|_| StoreError::Interrupted)?;
+        report.read += took;
+        page
+    }
+}
+
+/// A batch's write transaction running on the blocking pool.
+struct Writing(tokio::task::JoinHandle<(Result<u64, StoreError>, Duration)>);
+
+impl Writing {
+    fn start(store: &Arc<Store>, batch: Resealed, fingerprint: Fingerprint) -> Self {
+        let store = store.clone();
+        Self(tokio::task::spawn_blocking(move || {
+            let begun = Instant::now();
+            let written = store.write(move |w| w.reseal_batch(&batch, fingerprint));
+            (written, begun.elapsed())
+        }))
+    }
+
+    fn is_finished(&self) -> bool {
+        self.0.is_finished()
+    }
+
+    /// Waits for the commit; returns how many records it re-sealed.
+    async fn land(self, report: &mut PassReport) -> Result<u64, StoreError> {
+        let (written, took) = self.0.await.map_err(|_| StoreError::Interrupted)?;
+        report.write += took;
+        report.batches += 1;
+        written
+    }
+}
+
+/// Re-seals a page on the blocking pool, split across [`AEAD_WORKERS`]
+/// threads; the order of the page is kept.
+async fn reseal_parallel(
+    keyring: &Arc<Keyring>,
+    mut page: Vec<ResealCandidate>,
+) -> Result<(Resealed, BTreeMap<String, u64>), StoreError> {
+    let chunk = page.len().div_ceil(AEAD_WORKERS).max(1);
+    let mut parts = Vec::new();
+    while !page.is_empty() {
+        let rest = page.split_off(chunk.min(page.len()));
+        let part = std::mem::replace(&mut page, rest);
+        let keyring = keyring.clone();
+        parts.push(tokio::task::spawn_blocking(move || {
+            reseal_all(&keyring, part)
+        }));
+    }
+    let mut sealed = Vec::new();
+    let mut missing: BTreeMap<String, u64> = BTreeMap::new();
+    for part in parts {
+        let (part_sealed, part_missing) = part.await.map_err(|_| StoreError::Interrupted)?;
+        sealed.extend(part_sealed);
+        for (key_id, count) in part_missing {
+            *missing.entry(key_id).or_default() += count;
+        }
+    }
+    Ok((sealed, missing))
+}
 
 /// Re-seals a page; returns the new values and, per missing key id, how
 /// many records could not be opened.

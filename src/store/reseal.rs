@@ -1,23 +1,30 @@
 //! Re-sealing support for key rotation: pages of records in key order, and
-//! a write that replaces a record's sealed value only if the record is
-//! still the one that was read (same version, same sealing key). `version`
-//! and `updated_at` stay as they are, and no per-record audit event is
-//! written: re-sealing changes no value.
+//! a batch write that replaces a record's sealed value only if the record
+//! is still exactly the one that was read. `version` and `updated_at` stay
+//! as they are, and no per-record audit event is written: re-sealing
+//! changes no value.
+
+use std::collections::BTreeMap;
 
 use redb::ReadableTable;
 
 use super::records::SecretRecord;
-use super::{Snapshot, StoreError, Tables, Writer, decode, tables};
+use super::{Snapshot, StoreError, Tables, Writer, decode, encode, tables};
 use crate::crypto::{Fingerprint, SealedValue};
 use crate::model::KeyId;
 
-/// One record read for re-sealing: its table key and content.
+/// One record read for re-sealing: its table key, its content, and the
+/// bytes it was stored as.
 #[derive(Debug, Clone)]
 pub struct ResealCandidate {
     /// The record's table key (also the page cursor).
     pub name: String,
     /// The record as read.
     pub record: SecretRecord,
+    /// The stored bytes as read. The write compares them instead of
+    /// decoding the record again: equal bytes mean nothing was written to
+    /// the record since (same value, version, `updated_at` and key).
+    stored: Vec<u8>,
 }
 
 impl<T: Tables> Snapshot<T> {
@@ -36,7 +43,7 @@ impl<T: Tables> Snapshot<T> {
                 .range::<&str>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))?,
             None => secrets.range::<&str>(..)?,
         };
-        let mut out: Vec<ResealCandidate> = Vec::new();
+        let mut out: Vec<ResealCandidate> = Vec::with_capacity(limit.min(4096));
         for entry in range {
             let (name, bytes) = entry?;
             let record: SecretRecord = decode("external_secrets", bytes.value())?;
@@ -44,6 +51,7 @@ impl<T: Tables> Snapshot<T> {
                 out.push(ResealCandidate {
                     name: name.value().to_owned(),
                     record,
+                    stored: bytes.value().to_vec(),
                 });
                 if out.len() == limit {
                     let cursor = out.last().map(|c| c.name.clone());
@@ -56,33 +64,57 @@ impl<T: Tables> Snapshot<T> {
 }
 
 impl Writer {
-    /// Replaces the sealed value of `candidate` with `sealed` if the stored
-    /// record is unchanged since it was read; returns whether it did.
-    pub fn reseal(
+    /// Replaces the sealed value of every candidate whose stored record is
+    /// unchanged since it was read, and moves the key-usage counts with
+    /// them; returns how many it replaced. Records changed or deleted
+    /// meanwhile are left as they are (a newer value is never
+    /// overwritten). `fingerprint` is that of the key that sealed the new
+    /// values.
+    pub fn reseal_batch(
         &mut self,
-        candidate: &ResealCandidate,
-        sealed: SealedValue,
+        batch: &[(ResealCandidate, SealedValue)],
         fingerprint: Fingerprint,
-    ) -> Result<bool, StoreError> {
-        let current = {
-            let secrets = self.txn().open_table(tables::SECRETS)?;
-            let bytes = secrets.get(candidate.name.as_str())?;
-            bytes
-                .map(|b| decode::<SecretRecord>("external_secrets", b.value()))
-                .transpose()?
+    ) -> Result<u64, StoreError> {
+        let Some((_, first)) = batch.first() else {
+            return Ok(0);
         };
-        let Some(current) = current else {
-            return Ok(false);
-        };
-        if current.version != candidate.record.version
-            || current.sealed.key_id != candidate.record.sealed.key_id
-            || current.updated_at != candidate.record.updated_at
+        self.remember_fingerprint(&first.key_id.clone(), fingerprint)?;
+        // key id → records that left it (negative) or joined it (positive).
+        let mut moved: BTreeMap<KeyId, i64> = BTreeMap::new();
+        let mut written = 0u64;
         {
-            return Ok(false);
+            let mut secrets = self.txn().open_table(tables::SECRETS)?;
+            for (candidate, sealed) in batch {
+                let unchanged = match secrets.get(candidate.name.as_str())? {
+                    Some(bytes) => bytes.value() == candidate.stored.as_slice(),
+                    None => false,
+                };
+                if !unchanged {
+                    continue;
+                }
+                *moved
+                    .entry(candidate.record.sealed.key_id.clone())
+                    .or_default() -= 1;
+                *moved.entry(sealed.key_id.clone()).or_default() += 1;
+                let record = SecretRecord {
+                    sealed: sealed.clone(),
+                    ..candidate.record.clone()
+                };
+                let encoded = encode("external_secrets", &record)?;
+                secrets.insert(candidate.name.as_str(), encoded.as_slice())?;
+                written += 1;
+            }
         }
-        self.remember_fingerprint(&sealed.key_id, fingerprint)?;
-        let record = SecretRecord { sealed, ..current };
-        self.store_secret(&record, Some(&candidate.record.sealed.key_id))?;
-        Ok(true)
+        let mut usage = self.txn().open_table(tables::KEY_USAGE)?;
+        for (key_id, delta) in moved {
+            let current = usage.get(key_id.as_str())?.map_or(0, |c| c.value());
+            let next = current.saturating_add_signed(delta);
+            if next == 0 {
+                usage.remove(key_id.as_str())?;
+            } else {
+                usage.insert(key_id.as_str(), next)?;
+            }
+        }
+        Ok(written)
     }
 }

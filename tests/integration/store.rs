@@ -409,3 +409,144 @@ fn a_changed_key_under_a_known_id_is_refused() {
         test.keyring.fingerprint(&key_id("k1")).as_ref()
     );
 }
+
+/// A re-seal batch replaces only records that are unchanged since their
+/// page was read: a value rewritten or deleted meanwhile stays as written,
+/// `version` and `updated_at` never move, and the key-usage counts follow
+/// what was actually written.
+#[test]
+fn a_reseal_batch_never_overwrites_a_newer_value() {
+    use exsec::crypto::{Keyring, MasterKey};
+
+    let test = TestStore::new();
+    let mut old_bytes = [0u8; 32];
+    let mut new_bytes = [0u8; 32];
+    getrandom::fill(&mut old_bytes).unwrap();
+    getrandom::fill(&mut new_bytes).unwrap();
+    let old = Keyring::from_keys([(key_id("k1"), MasterKey::from_bytes(old_bytes))]);
+    let rotated = Keyring::from_keys([
+        (key_id("k1"), MasterKey::from_bytes(old_bytes)),
+        (key_id("k2"), MasterKey::from_bytes(new_bytes)),
+    ]);
+    let scope = tenant_scope("acme");
+    let puts: Vec<_> = ["A", "B", "C"]
+        .into_iter()
+        .map(|key| seal_with(&old, &scope, "p", key, &format!("{key}-1")))
+        .collect();
+    test.store
+        .write(move |w| {
+            w.put_tenant(&tenant("acme"), "admin")?;
+            for put in puts.clone() {
+                w.put_secret(put, "admin")?;
+            }
+            Ok(())
+        })
+        .unwrap();
+
+    let page = |store: &Store| {
+        store
+            .read(|r| r.reseal_page(&key_id("k2"), None, 10))
+            .unwrap()
+    };
+    let (candidates, cursor) = page(&test.store);
+    assert_eq!(candidates.len(), 3);
+    assert_eq!(cursor, None);
+    let before: Vec<_> = candidates.iter().map(|c| c.record.clone()).collect();
+
+    // Meanwhile B gets a new value (still under k1) and C is deleted.
+    let rewrite = seal_with(&old, &scope, "p", "B", "B-2");
+    test.store
+        .write(move |w| {
+            w.put_secret(rewrite.clone(), "admin")?;
+            w.delete_secret(
+                &tenant_scope("acme"),
+                &Provider::parse("p").unwrap(),
+                &EnvKey::parse("C").unwrap(),
+                "admin",
+            )?;
+            Ok(())
+        })
+        .unwrap();
+
+    let reseal = |candidates: Vec<exsec::store::reseal::ResealCandidate>| {
+        candidates
+            .into_iter()
+            .map(|c| {
+                let location = SecretLocation {
+                    scope: &c.record.scope,
+                    provider: &c.record.provider,
+                    key: &c.record.key,
+                };
+                let sealed = rotated.reseal(&location, &c.record.sealed).unwrap();
+                (c, sealed)
+            })
+            .collect::<Vec<_>>()
+    };
+    let batch = reseal(candidates);
+    let fingerprint = rotated.fingerprint(&key_id("k2")).unwrap();
+    let written = test
+        .store
+        .write(move |w| w.reseal_batch(&batch, fingerprint))
+        .unwrap();
+    assert_eq!(written, 1, "only A was unchanged");
+
+    let opened = |store: &Store| {
+        let records = store.read(|r| r.secrets(&tenant_scope("acme"))).unwrap();
+        records
+            .into_iter()
+            .map(|record| {
+                let location = SecretLocation {
+                    scope: &record.scope,
+                    provider: &record.provider,
+                    key: &record.key,
+                };
+                let value = rotated.open(&location, &record.sealed).unwrap();
+                (
+                    record.key.to_string(),
+                    record.sealed.key_id.to_string(),
+                    record.version,
+                    value.expose_secret().to_owned(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        opened(&test.store),
+        [
+            ("A".to_owned(), "k2".to_owned(), 1, "A-1".to_owned()),
+            ("B".to_owned(), "k1".to_owned(), 2, "B-2".to_owned()),
+        ]
+    );
+    let a = test
+        .store
+        .read(|r| {
+            r.secret(
+                &tenant_scope("acme"),
+                &Provider::parse("p").unwrap(),
+                &EnvKey::parse("A").unwrap(),
+            )
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (a.created_at, a.updated_at, a.version),
+        (before[0].created_at, before[0].updated_at, 1)
+    );
+    let usage = |store: &Store| store.read(|r| r.key_usage()).unwrap();
+    assert_eq!(
+        usage(&test.store),
+        [("k1".to_owned(), 1), ("k2".to_owned(), 1)].into()
+    );
+
+    // The next pass finds B and finishes.
+    let (candidates, _) = page(&test.store);
+    assert_eq!(candidates.len(), 1);
+    let batch = reseal(candidates);
+    let written = test
+        .store
+        .write(move |w| w.reseal_batch(&batch, fingerprint))
+        .unwrap();
+    assert_eq!(written, 1);
+    assert_eq!(usage(&test.store), [("k2".to_owned(), 2)].into());
+    assert_eq!(opened(&test.store)[1].3, "B-2");
+}

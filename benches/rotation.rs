@@ -1,0 +1,522 @@
+//! Master-key rotation against SPEC §10: "re-seal 100k records on rotation
+//! ≤ 1 s, with deploy p99 during it ≤ 2× idle".
+//!
+//! Two measurements, printed as tables (nothing is asserted on time):
+//! 1. **Re-seal pass**: a store of 10k or 100k records under one key, a
+//!    second key becomes active, one [`Rotation::pass`] runs until every
+//!    record is under the new key. Timed from the call to its return, with
+//!    the job's own per-phase times (read, AEAD, write + commit).
+//! 2. **Deploy latency**: the real server (`exsec::app::start`) with the
+//!    `kubernetes` target against the Kubernetes API stand-in over loopback,
+//!    100 apps with 50 keys each among 100k records, 32 clients deploying.
+//!    p50/p99 idle, then while a 100k rotation runs (a new key file dropped
+//!    into the watched directory; deploys overlapping the pass are counted).
+//!
+//! Run: `cargo bench --bench rotation` (add `-- --quick` for 10k only and
+//! fewer deploys, `-- --reseal-only` or `-- --deploy-only` for one part). Bounded in count and time; nothing leaves 127.0.0.1.
+//! The stand-in, the server and the clients each get their own runtime.
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    missing_docs,
+    reason = "a measurement program: failing loudly is the point"
+)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use exsec::config::Config;
+use exsec::crypto::{Keyring, MasterKey, SecretLocation};
+use exsec::keywatch::SharedKeyring;
+use exsec::model::{AppId, EnvKey, KeyId, Provider, Scope, SecretValue, TenantId};
+use exsec::rotation::{PassReport, Rotation, RotationState};
+use exsec::store::{PutSecret, Store, StoreOptions};
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use tokio::runtime::Runtime;
+
+/// Deploying clients and apps (SPEC §10's deploy setting).
+const CLIENTS: usize = 32;
+const APPS: usize = 100;
+const KEYS_PER_APP: usize = 50;
+/// Records per bulk tenant (tenants without apps that fill the store).
+const BULK_KEYS: usize = 100;
+/// Re-seal passes per store size; the table shows the median and the best.
+const PASSES: usize = 3;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let flag = |name: &str| args.iter().any(|a| a == name);
+    let quick = flag("--quick");
+    let work = tempfile::tempdir().expect("tempdir");
+    println!(
+        "# exsec rotation benchmark ({} cores, load average at start: {})",
+        cores(),
+        std::fs::read_to_string("/proc/loadavg")
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    );
+    println!(
+        "command: cargo bench --bench rotation{}",
+        if quick { " -- --quick" } else { "" }
+    );
+    let sizes: &[usize] = if quick { &[10_000] } else { &[10_000, 100_000] };
+    if !flag("--deploy-only") {
+        reseal_passes(work.path(), sizes);
+    }
+    if !flag("--reseal-only") {
+        deploy_latency(work.path(), if quick { 10_000 } else { 100_000 }, quick);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 1. Re-seal pass
+
+fn reseal_passes(work: &Path, sizes: &[usize]) {
+    println!();
+    println!("## re-seal pass: every record to the new key (one Rotation::pass)");
+    println!();
+    println!(
+        "| records | pass (median of {PASSES}) | best | records/s | CPU | read | AEAD | write + commit | writes |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let runtime = runtime(2);
+    for &records in sizes {
+        let old = key("k1");
+        let template = work.join(format!("reseal-{records}.redb"));
+        build_store(&template, &old, 0, records);
+        let mut reports: Vec<(Duration, Duration, PassReport)> = Vec::new();
+        for pass in 0..PASSES {
+            let path = work.join(format!("reseal-{records}-{pass}.redb"));
+            std::fs::copy(&template, &path).expect("copy store");
+            let store = Arc::new(Store::open(&path, store_options()).expect("open"));
+            let new = key("k2");
+            let keyring = SharedKeyring::new(Keyring::from_keys([
+                (old.id.clone(), old.copy()),
+                (new.id.clone(), new.copy()),
+            ]));
+            let rotation = Rotation::default();
+            let (_stop, stopped) = tokio::sync::watch::channel(false);
+            let cpu_before = process_cpu();
+            let begun = Instant::now();
+            let report = runtime
+                .block_on(rotation.pass(&store, &keyring, &stopped))
+                .expect("pass");
+            let elapsed = begun.elapsed();
+            let cpu = process_cpu() - cpu_before;
+            let usage = store.read(|r| r.key_usage()).expect("usage");
+            assert_eq!(
+                usage,
+                BTreeMap::from([("k2".to_owned(), records as u64)]),
+                "every record under the new key"
+            );
+            assert_eq!(rotation.status().state, RotationState::Idle);
+            drop(store);
+            std::fs::remove_file(&path).expect("remove");
+            reports.push((elapsed, cpu, report));
+        }
+        reports.sort_by_key(|(elapsed, _, _)| *elapsed);
+        let (median, cpu, report) = &reports[PASSES / 2];
+        println!(
+            "| {records} | {} | {} | {:.0} | {} | {} | {} | {} | {} |",
+            ms(*median),
+            ms(reports[0].0),
+            records as f64 / median.as_secs_f64(),
+            ms(*cpu),
+            ms(report.read),
+            ms(report.reseal),
+            ms(report.write),
+            report.batches,
+        );
+    }
+    println!();
+    println!(
+        "CPU is the process's user + system time during the pass (both cores). read, AEAD and write + commit are the job's wall time per phase (PassReport); they overlap (the job pipelines), so they may add up to more than the pass."
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 2. Deploy latency, idle and during a rotation
+
+fn deploy_latency(work: &Path, records: usize, quick: bool) {
+    let deploys = if quick { 2_000 } else { 6_000 };
+    let rotations = if quick { 2 } else { 3 };
+    println!();
+    println!(
+        "## deploy latency: {CLIENTS} clients, {APPS} apps × {KEYS_PER_APP} keys, {records} records, kubernetes target → stand-in"
+    );
+    println!();
+
+    let dir = work.join("server");
+    std::fs::create_dir_all(dir.join("keys.d")).expect("dirs");
+    let first = exsec::crypto::generate_key_file(&dir.join("keys.d"), SystemTime::now())
+        .expect("key")
+        .key_id;
+    let scan = exsec::crypto::scan_dir(&dir.join("keys.d"), false).expect("scan");
+    let (keyring, _) = Keyring::assemble(scan, &BTreeMap::new(), None);
+    build_store_with(
+        &dir.join("exsec.redb"),
+        &keyring,
+        APPS,
+        records - APPS * KEYS_PER_APP,
+    );
+
+    let standin_runtime = runtime(1);
+    let standin = standin_runtime.block_on(async {
+        let standin = kube_standin::StandIn::start().await.expect("stand-in");
+        standin.create_namespace("paas-apps").expect("namespace");
+        standin
+    });
+    standin
+        .write_kubeconfig(dir.join("kubeconfig.yaml"), "paas-apps")
+        .expect("kubeconfig");
+    std::fs::write(
+        dir.join("config.toml"),
+        r#"[server]
+listen = "127.0.0.1:0"
+[storage]
+path = "exsec.redb"
+cache_size = "32MiB"
+[keys]
+dir = "keys.d"
+[auth]
+admin_token_file = "admin.token"
+[cluster]
+target = "kubernetes"
+kubeconfig = "kubeconfig.yaml"
+namespace = "paas-apps"
+"#,
+    )
+    .expect("config");
+    let config = Config::load(&dir.join("config.toml")).expect("config");
+    let server_runtime = runtime(2);
+    let server = server_runtime
+        .block_on(exsec::app::start(&config, None))
+        .expect("server");
+    let token = std::fs::read_to_string(dir.join("admin.token"))
+        .expect("token")
+        .trim()
+        .to_owned();
+    let addr = server.addr();
+    let clients = runtime(1);
+
+    // Warm-up: every app deployed once (objects exist, connections open).
+    clients.block_on(deploy_burst(addr, token.clone(), APPS, None));
+    let idle_started = Instant::now();
+    let idle = clients.block_on(deploy_burst(addr, token.clone(), deploys, None));
+    let idle_elapsed = idle_started.elapsed();
+
+    let mut during = Vec::new();
+    let mut passes = Vec::new();
+    let mut previous = first;
+    for round in 1..=rotations {
+        let stop = Arc::new(AtomicBool::new(false));
+        let load = clients.spawn(deploy_burst(
+            addr,
+            token.clone(),
+            usize::MAX,
+            Some(stop.clone()),
+        ));
+        // Deploys run before the key arrives, so the pass starts under load.
+        std::thread::sleep(Duration::from_millis(300));
+        let new = exsec::crypto::generate_key_file(
+            &dir.join("keys.d"),
+            SystemTime::now() + Duration::from_secs(3600 * round),
+        )
+        .expect("key")
+        .key_id;
+        let (started, finished) = watch_pass(&server);
+        stop.store(true, Ordering::SeqCst);
+        let samples = clients.block_on(load).expect("load");
+        passes.push(finished - started);
+        during.extend(
+            samples
+                .into_iter()
+                .filter(|s| s.begun < finished && s.begun + s.latency > started)
+                .map(|s| s.latency),
+        );
+        println!(
+            "rotation {round}: {previous} → {new} in {}",
+            ms(finished - started)
+        );
+        previous = new;
+    }
+
+    let idle_latencies: Vec<Duration> = idle.iter().map(|s| s.latency).collect();
+    println!();
+    println!("| phase | deploys | deploys/s | p50 | p99 | max |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    row(
+        "idle",
+        &idle_latencies,
+        Some(idle.len() as f64 / idle_elapsed.as_secs_f64()),
+    );
+    row(&format!("during {records}-record rotation"), &during, None);
+    println!();
+    passes.sort();
+    println!(
+        "re-seal pass under deploy load ({records} records): median {}, best {} (from the job going `running` to `idle`, polled every 1 ms)",
+        ms(passes[passes.len() / 2]),
+        ms(passes[0])
+    );
+
+    server_runtime.block_on(server.shutdown());
+    standin_runtime.block_on(standin.shutdown());
+}
+
+/// Waits for the job to start and finish a pass; returns when each was
+/// observed.
+fn watch_pass(server: &exsec::app::Server) -> (Instant, Instant) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let rotation = server.rotation();
+    let mut started = None;
+    loop {
+        let status = rotation.status();
+        if started.is_none() && status.state == RotationState::Running {
+            started = Some(Instant::now());
+        }
+        if let Some(started) = started
+            && status.state == RotationState::Idle
+        {
+            return (started, Instant::now());
+        }
+        assert!(Instant::now() < deadline, "rotation did not finish");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// One finished deploy.
+struct Sample {
+    begun: Instant,
+    latency: Duration,
+}
+
+/// `count` deploys spread over [`CLIENTS`] keep-alive connections, each
+/// client on its own apps (no per-app queueing); stops early when `stop`
+/// is set.
+async fn deploy_burst(
+    addr: std::net::SocketAddr,
+    token: String,
+    count: usize,
+    stop: Option<Arc<AtomicBool>>,
+) -> Vec<Sample> {
+    let mut workers = Vec::new();
+    for client in 0..CLIENTS {
+        let token = token.clone();
+        let stop = stop.clone();
+        workers.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            stream.set_nodelay(true).expect("nodelay");
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .expect("handshake");
+            tokio::spawn(connection);
+            let mut samples = Vec::new();
+            for (round, n) in (client..count).step_by(CLIENTS).enumerate() {
+                if stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
+                    break;
+                }
+                let app = app_name(n % APPS);
+                let body = format!(r#"{{"image_ref":"registry.example/{app}:{round}"}}"#);
+                let request = Request::post(format!("/v1/apps/{app}/deploys"))
+                    .header("host", "127.0.0.1")
+                    .header("authorization", format!("Bearer {token}"))
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(body)))
+                    .expect("request");
+                let begun = Instant::now();
+                sender.ready().await.expect("ready");
+                let response = sender.send_request(request).await.expect("send");
+                let status = response.status();
+                let body = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .expect("body")
+                    .to_bytes();
+                let latency = begun.elapsed();
+                assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+                let injected = br#""status":"injected""#;
+                assert!(
+                    body.windows(injected.len()).any(|w| w == injected),
+                    "{}",
+                    String::from_utf8_lossy(&body)
+                );
+                samples.push(Sample { begun, latency });
+            }
+            samples
+        }));
+    }
+    let mut samples = Vec::new();
+    for worker in workers {
+        samples.extend(worker.await.expect("client"));
+    }
+    samples
+}
+
+fn row(phase: &str, latencies: &[Duration], rate: Option<f64>) {
+    let mut sorted = latencies.to_vec();
+    sorted.sort();
+    let at = |q: f64| sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)];
+    println!(
+        "| {phase} | {} | {} | {} | {} | {} |",
+        sorted.len(),
+        rate.map_or("-".to_owned(), |r| format!("{r:.0}")),
+        ms(at(0.50)),
+        ms(at(0.99)),
+        ms(sorted[sorted.len() - 1]),
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Stores
+
+/// A key id with its key material (kept to build several keyrings).
+struct TestKey {
+    id: KeyId,
+    bytes: [u8; 32],
+}
+
+impl TestKey {
+    fn copy(&self) -> MasterKey {
+        MasterKey::from_bytes(self.bytes)
+    }
+}
+
+fn key(id: &str) -> TestKey {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("random");
+    TestKey {
+        id: KeyId::parse(id).expect("key id"),
+        bytes,
+    }
+}
+
+fn build_store(path: &Path, key: &TestKey, apps: usize, bulk: usize) {
+    let keyring = Keyring::from_keys([(key.id.clone(), key.copy())]);
+    build_store_with(path, &keyring, apps, bulk);
+}
+
+/// `apps` apps (10 per tenant) with [`KEYS_PER_APP`] overrides each, and
+/// `bulk` more records as tenant defaults of tenants without apps.
+fn build_store_with(path: &Path, keyring: &Keyring, apps: usize, bulk: usize) {
+    let store = Store::open(path, store_options()).expect("open");
+    let value = SecretValue::parse(format!("sk-{}", "x".repeat(61))).expect("value");
+    let seal = |scope: &Scope, key: &str| {
+        let provider = Provider::parse("openai").expect("provider");
+        let key = EnvKey::parse(key).expect("key");
+        let sealed = keyring
+            .seal(
+                &SecretLocation {
+                    scope,
+                    provider: &provider,
+                    key: &key,
+                },
+                &value,
+            )
+            .expect("seal");
+        let fingerprint = keyring.fingerprint(&sealed.key_id).expect("fingerprint");
+        PutSecret {
+            scope: scope.clone(),
+            provider,
+            key,
+            sealed,
+            fingerprint,
+        }
+    };
+    for tenant in 0..apps.div_ceil(10) {
+        let tenant_id = TenantId::parse(&format!("apps{tenant}")).expect("tenant");
+        let mut puts = Vec::new();
+        let mut app_ids = Vec::new();
+        for app in (tenant * 10..apps).take(10) {
+            let app_id = AppId::parse(&app_name(app)).expect("app");
+            let scope = Scope::App(app_id.clone());
+            puts.extend((0..KEYS_PER_APP).map(|k| seal(&scope, &format!("KEY_{k}"))));
+            app_ids.push(app_id);
+        }
+        store
+            .write(move |w| {
+                w.put_tenant(&tenant_id, "bench")?;
+                for app_id in &app_ids {
+                    w.put_app(app_id, &tenant_id, Vec::new(), "bench")?;
+                }
+                for put in &puts {
+                    w.put_secret(put.clone(), "bench")?;
+                }
+                Ok(())
+            })
+            .expect("seed apps");
+    }
+    let tenants: Vec<usize> = (0..bulk.div_ceil(BULK_KEYS)).collect();
+    for chunk in tenants.chunks(50) {
+        let mut writes = Vec::new();
+        for &tenant in chunk {
+            let tenant_id = TenantId::parse(&format!("bulk{tenant}")).expect("tenant");
+            let scope = Scope::Tenant(tenant_id.clone());
+            let keys = BULK_KEYS.min(bulk - tenant * BULK_KEYS);
+            let puts: Vec<PutSecret> = (0..keys)
+                .map(|k| seal(&scope, &format!("KEY_{k}")))
+                .collect();
+            writes.push((tenant_id, puts));
+        }
+        store
+            .write(move |w| {
+                for (tenant_id, puts) in &writes {
+                    w.put_tenant(tenant_id, "bench")?;
+                    for put in puts {
+                        w.put_secret(put.clone(), "bench")?;
+                    }
+                }
+                Ok(())
+            })
+            .expect("seed bulk");
+    }
+    let total: u64 = store.read(|r| r.key_usage()).expect("usage").values().sum();
+    assert_eq!(total as usize, apps * KEYS_PER_APP + bulk);
+}
+
+fn app_name(n: usize) -> String {
+    format!("app{n}")
+}
+
+fn store_options() -> StoreOptions {
+    StoreOptions::with_cache_size(32 * 1024 * 1024)
+}
+
+fn runtime(workers: usize) -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// User + system CPU time of this process so far (`/proc/self/stat`, in
+/// clock ticks of 10 ms).
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("stat");
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .expect("comm")
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    Duration::from_millis(ticks * 10)
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
