@@ -105,15 +105,8 @@ impl Writer {
                 written += 1;
             }
         }
-        let mut usage = self.txn().open_table(tables::KEY_USAGE)?;
         for (key_id, delta) in moved {
-            let current = usage.get(key_id.as_str())?.map_or(0, |c| c.value());
-            let next = current.saturating_add_signed(delta);
-            if next == 0 {
-                usage.remove(key_id.as_str())?;
-            } else {
-                usage.insert(key_id.as_str(), next)?;
-            }
+            self.adjust_usage(&key_id, delta)?;
         }
         Ok(written)
     }

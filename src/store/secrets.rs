@@ -253,7 +253,8 @@ impl Writer {
         Ok(())
     }
 
-    fn adjust_usage(&mut self, key_id: &KeyId, delta: i64) -> Result<(), StoreError> {
+    /// Moves the record count of `key_id` in `key_usage` by `delta`.
+    pub(super) fn adjust_usage(&mut self, key_id: &KeyId, delta: i64) -> Result<(), StoreError> {
         let mut usage = self.txn().open_table(tables::KEY_USAGE)?;
         let current = usage.get(key_id.as_str())?.map_or(0, |c| c.value());
         let next = current.saturating_add_signed(delta);
