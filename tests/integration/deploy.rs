@@ -5,18 +5,6 @@ use serde_json::{Value, json};
 
 use crate::server::{Options, TestServer};
 
-async fn events(server: &TestServer, kind: &str) -> Vec<Value> {
-    let page = server
-        .admin(
-            "GET",
-            &format!("/v1/audit-events?type={kind}&limit=1000"),
-            None,
-        )
-        .await
-        .json();
-    page["events"].as_array().unwrap().clone()
-}
-
 fn warning_codes(body: &Value) -> Vec<String> {
     body["warnings"]
         .as_array()
@@ -119,7 +107,7 @@ async fn the_seed_flow_injects_the_merged_set_with_the_app_winning() {
         body["deploy_id"]
     );
 
-    let injected = events(&server, "external_secret.injected").await;
+    let injected = server.audit_events_of("external_secret.injected").await;
     assert_eq!(injected.len(), 1);
     assert_eq!(injected[0]["app_id"], "web");
     assert_eq!(injected[0]["tenant_id"], "acme");
@@ -129,7 +117,7 @@ async fn the_seed_flow_injects_the_merged_set_with_the_app_winning() {
         "app-web-external-secrets"
     );
     assert_eq!(injected[0]["data"]["deploy_id"], body["deploy_id"]);
-    assert_eq!(events(&server, "deploy.created").await.len(), 1);
+    assert_eq!(server.audit_events_of("deploy.created").await.len(), 1);
     server.stop().await;
 }
 
@@ -223,7 +211,7 @@ async fn without_a_master_key_deploys_skip_injection_and_keep_the_secret() {
         "the Secret must be untouched"
     );
     assert!(after.contains("nginx:2"), "the Deployment is still applied");
-    let skipped = events(&server, "external_secret.skipped").await;
+    let skipped = server.audit_events_of("external_secret.skipped").await;
     assert_eq!(
         skipped.last().unwrap()["data"]["reason"],
         "master_key_unavailable"
@@ -284,7 +272,9 @@ async fn unopenable_values_fail_injection_and_keep_the_secret() {
     assert_eq!(injection["undecryptable"], json!(["OPENAI_API_KEY"]));
     let after = std::fs::read_to_string(server.path("manifests/web.yaml")).unwrap();
     assert_eq!(secret_document(&after), secret_document(&before));
-    let failed = events(&server, "external_secret.injection_failed").await;
+    let failed = server
+        .audit_events_of("external_secret.injection_failed")
+        .await;
     assert_eq!(failed[0]["data"]["keys"], json!(["OPENAI_API_KEY"]));
     server.stop().await;
 }
@@ -355,10 +345,22 @@ async fn removed_keys_and_an_empty_set_are_removed_from_the_cluster() {
             .iter()
             .any(|d| d["kind"] == "Deployment")
     );
-    assert_eq!(events(&server, "external_secret.removed").await.len(), 1);
+    assert_eq!(
+        server
+            .audit_events_of("external_secret.removed")
+            .await
+            .len(),
+        1
+    );
     // Nothing left to remove: skipped, not removed again.
     server.deploy("web", json!({"image_ref": "nginx"})).await;
-    assert_eq!(events(&server, "external_secret.removed").await.len(), 1);
+    assert_eq!(
+        server
+            .audit_events_of("external_secret.removed")
+            .await
+            .len(),
+        1
+    );
     server.stop().await;
 }
 
@@ -494,7 +496,7 @@ async fn an_idempotency_key_replays_the_original_deploy() {
         .await
         .json();
     assert_eq!(history["deploys"].as_array().unwrap().len(), 1);
-    assert_eq!(events(&server, "deploy.created").await.len(), 1);
+    assert_eq!(server.audit_events_of("deploy.created").await.len(), 1);
 
     let other = json!({"image_ref": "nginx:2"}).to_string();
     let reused = server

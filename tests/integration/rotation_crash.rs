@@ -123,8 +123,10 @@ async fn resume(
     assert_eq!(records(new), Some(RECORDS), "{status}");
 
     // The resumed pass re-sealed exactly what the kill left behind.
-    let started = events(&server, "master_key.rotation_started").await;
-    let completed = events(&server, "master_key.rotation_completed").await;
+    let started = server.audit_events_of("master_key.rotation_started").await;
+    let completed = server
+        .audit_events_of("master_key.rotation_completed")
+        .await;
     let last_started = started.last().unwrap();
     assert_eq!(last_started["data"]["key_id"], new.as_str());
     assert_eq!(last_started["data"]["remaining"], left);
@@ -315,16 +317,6 @@ fn app_name(t: usize, a: usize) -> String {
 /// The seeded value of `key` in the scope of `owner`.
 fn seeded(owner: &str, key: &str) -> String {
     format!("seeded-{owner}-{key}-{}", "x".repeat(32))
-}
-
-async fn events(server: &TestServer, kind: &str) -> Vec<Value> {
-    server
-        .admin("GET", &format!("/v1/audit-events?type={kind}"), None)
-        .await
-        .json()["events"]
-        .as_array()
-        .unwrap()
-        .clone()
 }
 
 /// Polls `/v1/keys` until `done` holds.

@@ -461,6 +461,13 @@ format = "json"
             .map_or(0, |event| event["seq"].as_u64().unwrap())
     }
 
+    /// Every audit event of type `kind`, oldest first.
+    pub async fn audit_events_of(&self, kind: &str) -> Vec<Value> {
+        let mut events = self.audit_events().await;
+        events.retain(|event| event["type"] == kind);
+        events
+    }
+
     /// Every audit event, oldest first, through the paged API.
     pub async fn audit_events(&self) -> Vec<Value> {
         let mut events: Vec<Value> = Vec::new();
