@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -27,6 +28,9 @@ use crate::store::Store;
 /// The current keyring snapshot.
 pub struct SharedKeyring {
     current: RwLock<Arc<Keyring>>,
+    /// Key files refused since start, once per distinct bad content (the
+    /// `exsec_key_reload_failures_total` metric).
+    reload_failures: AtomicU64,
 }
 
 impl SharedKeyring {
@@ -34,7 +38,13 @@ impl SharedKeyring {
     pub fn new(keyring: Keyring) -> Self {
         Self {
             current: RwLock::new(Arc::new(keyring)),
+            reload_failures: AtomicU64::new(0),
         }
+    }
+
+    /// Key files refused since start (each distinct bad content once).
+    pub fn reload_failures(&self) -> u64 {
+        self.reload_failures.load(Ordering::Relaxed)
     }
 
     /// The snapshot to use for one operation.
@@ -199,6 +209,7 @@ impl KeyWatch {
                 continue;
             }
             tracing::error!(problem = %problem, "refused a master key file");
+            self.keyring.reload_failures.fetch_add(1, Ordering::Relaxed);
             let file = problem
                 .path
                 .file_name()

@@ -184,58 +184,105 @@ impl Reply {
     }
 }
 
+/// Longest method name exsec answers 405 to; longer ones are malformed
+/// (400). Standard methods are at most 7 bytes.
+const MAX_METHOD_BYTES: usize = 16;
+
+/// Longest part of a request path echoed in an answer (a path may be tens
+/// of kilobytes).
+const MAX_ECHOED_PATH: usize = 128;
+
 /// Serves one request: never fails, every error becomes problem+json.
 pub async fn handle(state: Arc<ApiState>, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let started = std::time::Instant::now();
     let method = request.method().clone();
+    let method_label = metrics::method_label(&method);
     let path = request.uri().path().to_owned();
-    let (route_label, response) = match routes::find(&method, &path) {
-        Found::Route(route, params) => {
-            let timeout = state.request_timeout;
-            let answer =
-                tokio::time::timeout(timeout, respond(state.clone(), route, params, request)).await;
-            let response = match answer {
-                Ok(Ok(reply)) => reply_response(reply),
-                Ok(Err(error)) => problem_response(&error),
-                Err(_) => problem_response(&ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "request_timeout",
-                    format!("the request did not finish within {}s", timeout.as_secs()),
+    let found = if method_label == "other" {
+        Err(unsupported_method(&method))
+    } else {
+        Ok(routes::find(&method, &path))
+    };
+    let (route_label, response) = match found {
+        Err(error) => ("(unsupported method)", problem_response(&error)),
+        Ok(found) => match found {
+            Found::Route(route, params) => {
+                let timeout = state.request_timeout;
+                let answer =
+                    tokio::time::timeout(timeout, respond(state.clone(), route, params, request))
+                        .await;
+                let response = match answer {
+                    Ok(Ok(reply)) => reply_response(reply),
+                    Ok(Err(error)) => problem_response(&error),
+                    Err(_) => problem_response(&ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "request_timeout",
+                        format!("the request did not finish within {}s", timeout.as_secs()),
+                    )),
+                };
+                (route.path, response)
+            }
+            Found::MethodNotAllowed(allowed) => {
+                let names: Vec<&str> = allowed.iter().map(hyper::Method::as_str).collect();
+                let mut error = ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    format!("{method} is not allowed here; use {}", names.join(", ")),
+                );
+                error.headers.push(("allow", names.join(", ")));
+                ("(method not allowed)", problem_response(&error))
+            }
+            Found::NotFound => (
+                "(no route)",
+                problem_response(&ApiError::not_found(
+                    "route_not_found",
+                    format!("route {}", shorten(&path, MAX_ECHOED_PATH)),
                 )),
-            };
-            (route.path, response)
-        }
-        Found::MethodNotAllowed(allowed) => {
-            let names: Vec<&str> = allowed.iter().map(hyper::Method::as_str).collect();
-            let mut error = ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                format!("{method} is not allowed here; use {}", names.join(", ")),
-            );
-            error.headers.push(("allow", names.join(", ")));
-            ("(method not allowed)", problem_response(&error))
-        }
-        Found::NotFound => (
-            "(no route)",
-            problem_response(&ApiError::not_found(
-                "route_not_found",
-                format!("route {path}"),
-            )),
-        ),
+            ),
+        },
     };
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     state
         .metrics
-        .request(route_label, method.as_str(), status, elapsed);
+        .request(route_label, method_label, status, elapsed);
     tracing::info!(
-        method = %method,
+        method = method_label,
         route = route_label,
         status,
         ms = elapsed.as_secs_f64() * 1000.0,
         "request"
     );
     response
+}
+
+/// The answer to a method outside the standard set, decided before routing:
+/// 400 for a method too long to be one, else 405. Never echoes the method.
+fn unsupported_method(method: &hyper::Method) -> ApiError {
+    if method.as_str().len() > MAX_METHOD_BYTES {
+        return ApiError::bad_request(
+            "invalid_method",
+            format!("the request method is longer than {MAX_METHOD_BYTES} bytes"),
+        );
+    }
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "exsec answers GET, PUT, POST and DELETE only",
+    )
+}
+
+/// `text` cut to at most `max` bytes (on a character boundary), with `…`
+/// when cut.
+fn shorten(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let end = (0..=max)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    format!("{}…", &text[..end]).into()
 }
 
 async fn respond(

@@ -9,6 +9,7 @@ mod cli;
 mod daemon;
 mod deploy;
 mod durability;
+mod edges;
 mod harness;
 mod isolation;
 mod kubernetes;

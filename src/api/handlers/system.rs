@@ -59,6 +59,8 @@ pub async fn metrics(call: Call) -> Result<Reply, ApiError> {
         records_per_key: usage,
         rotation_remaining,
         commits: call.state.store.commit_stats(),
+        keyring_degraded: keyring.is_empty(),
+        key_reload_failures: call.state.keyring.reload_failures(),
     });
     Ok(Reply::raw(
         StatusCode::OK,
