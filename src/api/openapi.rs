@@ -483,6 +483,14 @@ fn responses(route: &Route, answers: &Answers) -> Map<String, Value> {
         .iter()
         .map(|(status, response)| (status.to_string(), response.clone()))
         .collect();
+    for (status, response) in &mut responses {
+        if status.starts_with('2') {
+            let links = links(route, status);
+            if !links.is_empty() {
+                response["links"] = Value::Object(links);
+            }
+        }
+    }
     for (status, codes) in problem_codes(route, answers.problems) {
         let component = match answers.extended_problem {
             Some((extended, component)) if extended == status => component,
@@ -502,6 +510,47 @@ fn responses(route: &Route, answers: &Answers) -> Map<String, Value> {
         }
     }
     responses
+}
+
+/// OpenAPI links from a write's success answer to every operation it makes
+/// reachable: each operation whose path parameters the write's own path
+/// (or the id a new deploy or token answers with) supplies. A client — or
+/// a stateful API tester — follows them from a created tenant, app, secret,
+/// deploy or token to what can be done with it.
+fn links(route: &Route, status: &str) -> Map<String, Value> {
+    let created = match route.id {
+        RouteId::Deploy => Some("deploy_id"),
+        RouteId::MintToken => Some("token_id"),
+        _ => None,
+    };
+    let writes = route.method == hyper::Method::PUT || (created.is_some() && status == "201");
+    if !writes {
+        return Map::new();
+    }
+    let mut known: BTreeMap<&str, String> = template_parameters(route.path)
+        .map(|name| (name, format!("$request.path.{name}")))
+        .collect();
+    if route.id == RouteId::PutApp {
+        known.insert("tenant_id", "$request.body#/tenant_id".to_owned());
+    }
+    if let Some(created) = created {
+        known.insert(created, format!("$response.body#/{created}"));
+    }
+    ROUTES
+        .iter()
+        .filter(|target| target.id != route.id)
+        .filter_map(|target| {
+            let mut names = template_parameters(target.path).peekable();
+            names.peek()?;
+            let parameters: Option<Map<String, Value>> = names
+                .map(|name| Some((name.to_owned(), Value::String(known.get(name)?.clone()))))
+                .collect();
+            Some((
+                operation_id(target.id),
+                json!({ "operationId": operation_id(target.id), "parameters": parameters? }),
+            ))
+        })
+        .collect()
 }
 
 /// The problem codes a route can answer, by status.
@@ -1057,7 +1106,7 @@ fn cluster_app() -> Value {
         (
             "secret",
             record([
-                ("name", reference("ResourceId")),
+                ("name", secret_name()),
                 ("exists", boolean()),
                 ("keys", array(reference("EnvKey"))),
             ]),
@@ -1219,6 +1268,63 @@ mod tests {
     use super::*;
 
     const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
+
+    /// Every link names an operation of the document and supplies exactly
+    /// its path parameters; creating an app, a deploy and a token leads to
+    /// what can be done with them.
+    #[test]
+    fn links_lead_to_operations_with_every_path_parameter() {
+        let document = document();
+        let all = operations(&document);
+        let by_id = |id: &str| {
+            all.iter()
+                .find(|(_, _, op)| op["operationId"] == id)
+                .unwrap_or_else(|| panic!("no operation {id}"))
+        };
+        let mut count = 0;
+        for (path, method, operation) in &all {
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                let Some(links) = response["links"].as_object() else {
+                    continue;
+                };
+                for (name, link) in links {
+                    count += 1;
+                    let (target, _, _) = by_id(link["operationId"].as_str().unwrap());
+                    let mut wanted: Vec<&str> = template_parameters(target).collect();
+                    let mut given: Vec<&str> = link["parameters"]
+                        .as_object()
+                        .unwrap()
+                        .keys()
+                        .map(String::as_str)
+                        .collect();
+                    wanted.sort_unstable();
+                    given.sort_unstable();
+                    assert_eq!(wanted, given, "{method} {path} {status} → {name}");
+                }
+            }
+        }
+        assert!(count > 50, "only {count} links");
+        let link = |source: &str, status: &str, target: &str| {
+            let (_, _, operation) = by_id(source);
+            operation["responses"][status]["links"][target]["parameters"].clone()
+        };
+        assert_eq!(
+            link("deploy", "201", "getDeploy"),
+            json!({"app_id": "$request.path.app_id", "deploy_id": "$response.body#/deploy_id"})
+        );
+        assert_eq!(
+            link("mintToken", "201", "revokeToken"),
+            json!({"tenant_id": "$request.path.tenant_id", "token_id": "$response.body#/token_id"})
+        );
+        assert_eq!(
+            link("putApp", "201", "getTenant"),
+            json!({"tenant_id": "$request.body#/tenant_id"})
+        );
+        assert!(
+            link("getApp", "200", "deleteApp").is_null(),
+            "reads link nowhere"
+        );
+    }
 
     /// `(path, method, operation)` of every operation in the document.
     fn operations(document: &Value) -> Vec<(String, String, Value)> {

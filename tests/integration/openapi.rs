@@ -719,3 +719,32 @@ fn operation_ids(document: &Value) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// Regression (found by the schema-driven run, scripts/api-schema.sh): the
+/// Secret of an app with a 42-character id is longer than an id, and
+/// `GET /v1/apps/{app_id}/cluster` declared it as one.
+#[tokio::test]
+async fn the_longest_app_id_answers_as_documented() {
+    let mut api = Checked::new(TestServer::start().await);
+    let app = "a".repeat(42);
+    api.server.seed("acme", &[app.as_str()]).await;
+    let secret = format!("/v1/apps/{app}/external-secrets/openai/OPENAI_API_KEY");
+    api.expect(201, "PUT", &secret, Some(&value_body("sk-long")))
+        .await;
+    let deploy = r#"{"image_ref":"registry.example/web:1"}"#;
+    let done = api
+        .expect(
+            201,
+            "POST",
+            &format!("/v1/apps/{app}/deploys"),
+            Some(deploy),
+        )
+        .await;
+    let name = format!("app-{app}-external-secrets");
+    assert_eq!(done["external_secrets"]["secret_name"], name.as_str());
+    let cluster = api
+        .expect(200, "GET", &format!("/v1/apps/{app}/cluster"), None)
+        .await;
+    assert_eq!(cluster["secret"]["name"], name.as_str());
+    api.server.stop().await;
+}

@@ -1,0 +1,44 @@
+"""Checks exsec adds to schemathesis's own (loaded with SCHEMATHESIS_HOOKS).
+
+A secret value must never come back: not the canary value the driver
+script seeded, and not a value the generated request itself carried (an
+error message echoing a misplaced value would leak it into logs and
+terminals).
+"""
+
+import json
+import os
+
+import schemathesis
+
+CANARY = os.environ["EXSEC_CANARY_VALUE"]
+# Values this short are too likely to appear by chance (ids, numbers).
+MIN_ECHO_LEN = 8
+
+
+def _sent_values(case):
+    body = case.body
+    if isinstance(body, dict):
+        value = body.get("value")
+        if isinstance(value, str):
+            yield value
+        for item in body.get("secrets", []) if isinstance(body.get("secrets"), list) else []:
+            if isinstance(item, dict) and isinstance(item.get("value"), str):
+                yield item["value"]
+
+
+@schemathesis.check
+def no_secret_value_in_answers(ctx, response, case):
+    # Bytes: a backup is binary (values sealed, so the canary cannot be in
+    # it either way).
+    raw = response.content or b""
+    text = raw.decode("utf-8", "replace")
+    if CANARY.encode() in raw:
+        raise AssertionError("the seeded secret value came back in an answer")
+    for value in _sent_values(case):
+        if len(value) >= MIN_ECHO_LEN and value in text:
+            # JSON-escaped forms count too.
+            raise AssertionError("a submitted secret value came back in the answer")
+        escaped = json.dumps(value)[1:-1]
+        if len(escaped) >= MIN_ECHO_LEN and escaped != value and escaped in text:
+            raise AssertionError("a submitted secret value came back (escaped) in the answer")
