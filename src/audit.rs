@@ -47,6 +47,7 @@ pub mod event {
     pub const ROTATION_COMPLETED: &str = "master_key.rotation_completed";
     pub const KEY_RELOAD_FAILED: &str = "master_key.reload_failed";
     pub const AUDIT_PRUNED: &str = "audit.pruned";
+    pub const CLEANUP_COMPLETED: &str = "cleanup.completed";
 }
 
 /// A SHA-256 link of the chain; hex on the wire.

@@ -49,8 +49,9 @@ pub struct ApiState {
     pub keyring: Arc<SharedKeyring>,
     /// The re-sealing job.
     pub rotation: Arc<crate::rotation::Rotation>,
-    /// The deploy pipeline (and through it the cluster target).
-    pub deployer: Deployer,
+    /// The deploy pipeline (and through it the cluster target); shared
+    /// with the task retrying removals.
+    pub deployer: Arc<Deployer>,
     /// The admin token.
     pub admin: AdminToken,
     /// Counters for `/metrics`.
