@@ -296,7 +296,7 @@ fn deleting_an_app_removes_its_secrets_but_not_its_audit_events() {
         })
         .unwrap();
     test.store
-        .write(|w| w.delete_app(&app("web"), "admin"))
+        .write(|w| w.delete_app(&app("web"), "admin", None))
         .unwrap();
     test.store
         .read(|r| {
