@@ -202,11 +202,10 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
         timeout: config.deploy.timeout,
         queue_timeout: config.deploy.queue_timeout,
     };
-    let deployer = Arc::new(Deployer::new(store.clone(), keyring.clone(), cluster, settings).await?);
+    let deployer =
+        Arc::new(Deployer::new(store.clone(), keyring.clone(), cluster, settings).await?);
     // Removes what could not be removed before (and after a restart).
-    background.push(tokio::spawn(
-        deployer.clone().run_cleanups(cleanup_stopped),
-    ));
+    background.push(tokio::spawn(deployer.clone().run_cleanups(cleanup_stopped)));
 
     let listener = match listener {
         Some(listener) => listener,

@@ -39,8 +39,8 @@ use crate::store::records::{
     AppRecord, CleanupKind, DeployRecord, IdempotencyRecord, InjectedKey, InjectionRecord,
     WarningRecord,
 };
-use cleanup::SecretOutcome;
 use crate::store::{Store, StoreError};
+use cleanup::SecretOutcome;
 
 /// Longest image reference accepted.
 pub const MAX_IMAGE_REF_LEN: usize = 512;

@@ -8,8 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::resolve::Warning;
 use crate::store::records::{
-    AppRecord, CleanupRecord, DeployRecord, SecretRecord, TenantRecord, TokenRecord,
-    WarningRecord,
+    AppRecord, CleanupRecord, DeployRecord, SecretRecord, TenantRecord, TokenRecord, WarningRecord,
 };
 
 /// `PUT /v1/tenants/{id}` (body optional, no fields yet).

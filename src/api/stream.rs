@@ -76,10 +76,7 @@ impl ChannelWriter {
             )),
             Err(_) => Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!(
-                    "the client read nothing for {}s",
-                    STALL_TIMEOUT.as_secs()
-                ),
+                format!("the client read nothing for {}s", STALL_TIMEOUT.as_secs()),
             )),
         }
     }
@@ -123,7 +120,9 @@ mod tests {
         let (body, mut writer) = channel();
         let writing = tokio::task::spawn_blocking(move || {
             for i in 0..200u32 {
-                writer.write_all(&[u8::try_from(i % 251).unwrap(); 1000]).unwrap();
+                writer
+                    .write_all(&[u8::try_from(i % 251).unwrap(); 1000])
+                    .unwrap();
             }
             writer.flush().unwrap();
         });
@@ -148,11 +147,9 @@ mod tests {
     async fn a_writer_stops_when_the_client_goes_away() {
         let (body, mut writer) = channel();
         drop(body);
-        let result = tokio::task::spawn_blocking(move || {
-            writer.write_all(&[0; CHUNK_BYTES])
-        })
-        .await
-        .unwrap();
+        let result = tokio::task::spawn_blocking(move || writer.write_all(&[0; CHUNK_BYTES]))
+            .await
+            .unwrap();
         assert_eq!(result.unwrap_err().kind(), io::ErrorKind::BrokenPipe);
     }
 }

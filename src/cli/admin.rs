@@ -141,9 +141,8 @@ pub async fn app_delete(context: &Context, app: &str) -> Result<(), CliError> {
         .await?;
     // 200 carries `cleanup_pending` when cluster objects are left to remove.
     let warnings = items(&answer.body, "warnings");
-    let mut human = format!(
-        "deleted app {app}, its app-level secrets and deploy history (audit events stay)"
-    );
+    let mut human =
+        format!("deleted app {app}, its app-level secrets and deploy history (audit events stay)");
     for warning in warnings {
         human.push_str(&format!(
             "\nwarning: {} ({})",

@@ -157,7 +157,10 @@ fn summarize(
         }));
     }
     let authenticated = match &header.key_id {
-        Some(key_id) => format!("format {}, authenticated with master key {key_id}", header.format),
+        Some(key_id) => format!(
+            "format {}, authenticated with master key {key_id}",
+            header.format
+        ),
         None => format!("format {}, unauthenticated", header.format),
     };
     let tables: Vec<String> = header

@@ -53,8 +53,8 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use redb::{
-    Database, Durability, Key, ReadTransaction, ReadableTableMetadata,
-    TableDefinition, TableHandle, Value, WriteTransaction,
+    Database, Durability, Key, ReadTransaction, ReadableTableMetadata, TableDefinition,
+    TableHandle, Value, WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -606,12 +606,12 @@ impl Verifier {
 impl Trust<'_> {
     fn verifier(&self) -> Result<Verifier, BackupError> {
         Ok(match self {
-            Trust::Mac(keyring, key_id) => {
-                Verifier::Mac(keyring.backup_mac(key_id).map_err(|_| BackupError::Forged {
+            Trust::Mac(keyring, key_id) => Verifier::Mac(keyring.backup_mac(key_id).map_err(
+                |_| BackupError::Forged {
                     key_id: key_id.clone(),
                     key_missing: true,
-                })?)
-            }
+                },
+            )?),
             Trust::Checksum => Verifier::Checksum(Sha256::new()),
             Trust::StructureOnly => Verifier::None,
         })
@@ -1224,7 +1224,13 @@ mod tests {
             force: true,
             ..restore_options(&keys)
         };
-        assert!(restore(&file, &target, &forced).unwrap().replaced.unwrap().exists());
+        assert!(
+            restore(&file, &target, &forced)
+                .unwrap()
+                .replaced
+                .unwrap()
+                .exists()
+        );
     }
 
     #[test]
@@ -1239,9 +1245,7 @@ mod tests {
             fs::write(&file, content).unwrap();
             restore(&file, &target, &restore_options(keyring)).unwrap_err()
         };
-        let forged = |error: &BackupError, missing: bool| {
-            matches!(error, BackupError::Forged { key_missing, .. } if *key_missing == missing)
-        };
+        let forged = |error: &BackupError, missing: bool| matches!(error, BackupError::Forged { key_missing, .. } if *key_missing == missing);
 
         for at in [20, bytes.len() / 2, bytes.len() - 40, bytes.len() - 1] {
             let mut flipped = bytes.clone();
@@ -1260,7 +1264,11 @@ mod tests {
         let resealed = assemble(&header, &records, &mut Verifier::Checksum(Sha256::new()));
         let error = refused(&resealed, &keys);
         assert!(forged(&error, false), "{error}");
-        assert!(error.to_string().contains("altered, or made with a key you don't have"));
+        assert!(
+            error
+                .to_string()
+                .contains("altered, or made with a key you don't have")
+        );
 
         assert!(forged(&refused(&bytes[..bytes.len() - 5], &keys), false));
         // Another key under the same id, and a key directory without it.

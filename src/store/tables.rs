@@ -32,8 +32,7 @@ pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("paas_audit_
 /// `app_id → CleanupRecord`: cluster objects holding plaintext (a manifests
 /// file, a Secret) that could not be removed yet; retried until they are
 /// (schema version 2).
-pub const PENDING_CLEANUPS: TableDefinition<&str, &[u8]> =
-    TableDefinition::new("pending_cleanups");
+pub const PENDING_CLEANUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("pending_cleanups");
 
 /// Names of every table, in a fixed order (schema preparation checks they
 /// all exist; backups dump them in this order).

@@ -30,7 +30,12 @@ impl ReadOnly {
                 .arg(dir)
                 .arg(dir)
                 .output()
-                .map(|out| (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned()))
+                .map(|out| {
+                    (
+                        out.status.success(),
+                        String::from_utf8_lossy(&out.stderr).into_owned(),
+                    )
+                })
         };
         match mount(&["--bind"]) {
             Ok((true, _)) => {}
@@ -73,7 +78,10 @@ impl Drop for ReadOnly {
 async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + PATIENCE;
     while !done().await {
-        assert!(Instant::now() < deadline, "{what} did not happen within {PATIENCE:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {PATIENCE:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -92,7 +100,11 @@ async fn a_manifest_left_by_a_delete_is_removed_once_the_dir_is_writable() {
     let answer = server.deploy("web", json!({"image_ref": "nginx"})).await;
     assert_eq!(answer.status, 201, "{}", answer.text());
     let file = server.path("manifests").join("web.yaml");
-    assert!(std::fs::read_to_string(&file).unwrap().contains(&base64("sk-left-behind")));
+    assert!(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .contains(&base64("sk-left-behind"))
+    );
 
     let Some(read_only) = ReadOnly::mount(&server.path("manifests")) else {
         return;
@@ -107,7 +119,13 @@ async fn a_manifest_left_by_a_delete_is_removed_once_the_dir_is_writable() {
     let deleted = server.audit_events_of("app.deleted").await;
     let data = &deleted.last().unwrap()["data"];
     assert_eq!(data["cleanup_pending"], true, "{data}");
-    assert!(data["cleanup_error"].as_str().unwrap().contains("Read-only"), "{data}");
+    assert!(
+        data["cleanup_error"]
+            .as_str()
+            .unwrap()
+            .contains("Read-only"),
+        "{data}"
+    );
 
     drop(read_only);
     eventually("removal of web.yaml", async || !file.exists()).await;
@@ -134,7 +152,10 @@ async fn a_stale_secret_the_cluster_refused_to_delete_is_deleted_later() {
         .set_secret("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-stale")
         .await;
     assert_eq!(
-        server.deploy("web", json!({"image_ref": "nginx"})).await.status,
+        server
+            .deploy("web", json!({"image_ref": "nginx"}))
+            .await
+            .status,
         201
     );
     let cluster = server.cluster.as_ref().unwrap();
@@ -149,17 +170,29 @@ async fn a_stale_secret_the_cluster_refused_to_delete_is_deleted_later() {
         .await;
     assert_eq!(removed.status, 204);
 
-    cluster
-        .faults()
-        .fail(FailRule::new(403).times(u64::MAX).method("DELETE").path_contains("/secrets/"));
+    cluster.faults().fail(
+        FailRule::new(403)
+            .times(u64::MAX)
+            .method("DELETE")
+            .path_contains("/secrets/"),
+    );
     let answer = server.deploy("web", json!({"image_ref": "nginx"})).await;
     assert_eq!(answer.status, 201, "{}", answer.text());
     let injection = &answer.json()["external_secrets"];
     assert_eq!(injection["reason"], "no_secrets", "{injection}");
-    assert_eq!(injection["warnings"][0]["code"], "cleanup_pending", "{injection}");
+    assert_eq!(
+        injection["warnings"][0]["code"], "cleanup_pending",
+        "{injection}"
+    );
     assert!(secret().is_some(), "the refused delete left the Secret");
-    let objects = server.admin("GET", "/v1/apps/web/cluster", None).await.json();
-    assert_eq!(objects["cleanup_pending"]["kind"], "stale_secret", "{objects}");
+    let objects = server
+        .admin("GET", "/v1/apps/web/cluster", None)
+        .await
+        .json();
+    assert_eq!(
+        objects["cleanup_pending"]["kind"], "stale_secret",
+        "{objects}"
+    );
     let doctor = admin(&server, &["doctor", "web"], None).await;
     doctor.expect(6);
     let row = doctor
@@ -172,7 +205,10 @@ async fn a_stale_secret_the_cluster_refused_to_delete_is_deleted_later() {
 
     cluster.faults().clear();
     eventually("deletion of the stale Secret", async || secret().is_none()).await;
-    let objects = server.admin("GET", "/v1/apps/web/cluster", None).await.json();
+    let objects = server
+        .admin("GET", "/v1/apps/web/cluster", None)
+        .await
+        .json();
     assert_eq!(objects["cleanup_pending"], Value::Null, "{objects}");
     let completed = server.audit_events_of("cleanup.completed").await;
     assert_eq!(completed.last().unwrap()["data"]["kind"], "stale_secret");

@@ -4,10 +4,10 @@
 use hyper::StatusCode;
 use serde_json::{Value, json};
 
+use crate::api::dto::CleanupDto;
 use crate::api::dto::{DeployBody, DeployDto};
 use crate::api::problem::ApiError;
 use crate::api::{Call, Reply, parse_json, to_value};
-use crate::api::dto::CleanupDto;
 use crate::deploy::{DeployError, DeployRequest, DeployResult, request_hash};
 
 /// Longest `Idempotency-Key` accepted.
@@ -62,12 +62,7 @@ pub async fn create(call: Call) -> Result<Reply, ApiError> {
         actor: call.actor(),
     };
     let started = std::time::Instant::now();
-    let result = call
-        .state
-        .deployer
-        .deploy(request)
-        .await
-        ?;
+    let result = call.state.deployer.deploy(request).await?;
     match result {
         DeployResult::DryRun(report) => Ok(Reply::ok(&report)),
         DeployResult::Done(record) => {
@@ -127,7 +122,9 @@ impl From<DeployError> for ApiError {
             }
             DeployError::AppIdMismatch { .. } => unprocessable("app_id_mismatch", &error),
             DeployError::TenantMismatch { .. } => unprocessable("tenant_mismatch", &error),
-            DeployError::IdempotencyKeyReused { .. } => unprocessable("idempotency_key_reused", &error),
+            DeployError::IdempotencyKeyReused { .. } => {
+                unprocessable("idempotency_key_reused", &error)
+            }
             DeployError::InProgress { .. } => ApiError::new(
                 StatusCode::CONFLICT,
                 "deploy_in_progress",

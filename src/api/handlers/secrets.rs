@@ -78,9 +78,9 @@ pub async fn put(call: Call) -> Result<Reply, ApiError> {
             other => ApiError::internal("sealing failed", &other),
         })?;
     drop(value);
-    let fingerprint = keyring
-        .fingerprint(&sealed.key_id)
-        .ok_or_else(|| ApiError::master_key_unavailable("the active master key was unloaded; retry"))?;
+    let fingerprint = keyring.fingerprint(&sealed.key_id).ok_or_else(|| {
+        ApiError::master_key_unavailable("the active master key was unloaded; retry")
+    })?;
     let put = PutSecret {
         scope,
         provider,

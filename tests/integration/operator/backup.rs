@@ -398,7 +398,11 @@ async fn a_forged_or_damaged_backup_is_refused() {
     // A missing output directory is an I/O failure: exit 1, not "not found".
     let missing = admin(
         &server,
-        &["backup", "--out", server.path("missing-dir/x").to_str().unwrap()],
+        &[
+            "backup",
+            "--out",
+            server.path("missing-dir/x").to_str().unwrap(),
+        ],
         None,
     )
     .await;
