@@ -54,18 +54,7 @@ fn everything_survives_a_reopen() {
             ))
         })
         .unwrap();
-    let open = |record: &exsec::store::records::SecretRecord| {
-        let location = SecretLocation {
-            scope: &record.scope,
-            provider: &record.provider,
-            key: &record.key,
-        };
-        keyring
-            .open(&location, &record.sealed)
-            .unwrap()
-            .expose_secret()
-            .to_owned()
-    };
+    let open = |record| crate::harness::open_record(&keyring, record);
     assert_eq!(open(&tenant_records[0]), "sk-tenant");
     assert_eq!(open(&app_records[0]), "sk-app");
     let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();

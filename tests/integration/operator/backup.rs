@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use exsec::audit::event;
-use exsec::crypto::{Keyring, SecretLocation, scan_dir};
+use exsec::crypto::{Keyring, scan_dir};
 use exsec::model::Scope;
 use exsec::store::{Store, StoreOptions};
 use serde_json::{Value, json};
@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Run, admin, exsec, seed_acme_web};
 use crate::daemon::PATIENCE;
+use crate::harness::open_record;
 use crate::server::{Options, TestServer};
 
 const WRITERS: usize = 4;
@@ -163,13 +164,7 @@ async fn a_backup_under_write_load_restores_to_a_consistent_verified_store() {
         "the snapshot is exactly the writes before its anchor"
     );
     for record in &records {
-        let location = SecretLocation {
-            scope: &record.scope,
-            provider: &record.provider,
-            key: &record.key,
-        };
-        let opened = keyring.open(&location, &record.sealed).unwrap();
-        assert_eq!(opened.expose_secret(), value_of(record.key.as_str()));
+        assert_eq!(open_record(&keyring, record), value_of(record.key.as_str()));
     }
     let head = check.outcome.unwrap();
     assert_eq!(head.seq, anchor_seq);
@@ -574,18 +569,7 @@ async fn a_format_1_backup_restores_only_when_accepted_unauthenticated() {
     assert_eq!(names, ["acme", "beta"]);
     let mut values: Vec<String> = records
         .iter()
-        .map(|record| {
-            let location = SecretLocation {
-                scope: &record.scope,
-                provider: &record.provider,
-                key: &record.key,
-            };
-            keyring
-                .open(&location, &record.sealed)
-                .unwrap()
-                .expose_secret()
-                .to_owned()
-        })
+        .map(|record| open_record(&keyring, record))
         .collect();
     values.sort();
     assert_eq!(
