@@ -177,7 +177,8 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
         rotation.clone(),
     );
     let mut audit_stopped = stopped.clone();
-    let background = vec![
+    let cleanup_stopped = stopped.clone();
+    let mut background = vec![
         tokio::spawn(watcher.run(stopped.clone())),
         // Audit anchors and retention (`crate::audit_maintenance`).
         tokio::spawn(crate::audit_maintenance::run(
@@ -201,7 +202,10 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
         timeout: config.deploy.timeout,
         queue_timeout: config.deploy.queue_timeout,
     };
-    let deployer = Deployer::new(store.clone(), keyring.clone(), cluster, settings).await?;
+    let deployer =
+        Arc::new(Deployer::new(store.clone(), keyring.clone(), cluster, settings).await?);
+    // Removes what could not be removed before (and after a restart).
+    background.push(tokio::spawn(deployer.clone().run_cleanups(cleanup_stopped)));
 
     let listener = match listener {
         Some(listener) => listener,

@@ -47,6 +47,7 @@ pub mod event {
     pub const ROTATION_COMPLETED: &str = "master_key.rotation_completed";
     pub const KEY_RELOAD_FAILED: &str = "master_key.reload_failed";
     pub const AUDIT_PRUNED: &str = "audit.pruned";
+    pub const CLEANUP_COMPLETED: &str = "cleanup.completed";
 }
 
 /// A SHA-256 link of the chain; hex on the wire.
@@ -248,16 +249,38 @@ pub enum ChainBreak {
         /// The edited event.
         seq: u64,
     },
-    /// The event does not follow the one before it: something between was
-    /// removed, or events were reordered.
+    /// Events are missing between two present ones (removed, or moved
+    /// elsewhere: a swap shows up here first).
     #[error(
-        "audit event {seq} does not follow event {expected_seq}: events were removed or reordered"
+        "audit {} missing or out of place: event {next} follows event {after}",
+        missing_events(*.after, *.next)
+    )]
+    Missing {
+        /// The last event that verified.
+        after: u64,
+        /// The event found next.
+        next: u64,
+    },
+    /// An event comes after one with a number at least as great: events
+    /// were reordered or duplicated.
+    #[error("audit event {seq} comes after event {after}: events were reordered or duplicated")]
+    OutOfOrder {
+        /// The event out of place.
+        seq: u64,
+        /// The event before it.
+        after: u64,
+    },
+    /// The event has the next number but does not link to the event before
+    /// it: that one was replaced (edited and rehashed), or events were
+    /// removed and the rest renumbered.
+    #[error(
+        "audit event {seq} does not link to event {previous} before it: event {previous} was replaced, or events were removed and renumbered"
     )]
     Unlinked {
         /// The event that does not link.
         seq: u64,
-        /// The sequence number that should have come next.
-        expected_seq: u64,
+        /// The event before it.
+        previous: u64,
     },
     /// The chain ends before an anchor recorded earlier: its tail was cut off.
     #[error(
@@ -277,6 +300,15 @@ pub enum ChainBreak {
     },
 }
 
+/// "event 4 is" or "events 4 to 6 are": the events between two present ones.
+fn missing_events(after: u64, next: u64) -> String {
+    if next == after + 2 {
+        format!("event {} is", after + 1)
+    } else {
+        format!("events {} to {} are", after + 1, next.saturating_sub(1))
+    }
+}
+
 /// Verifies events in order, starting after `start` (genesis, or the
 /// checkpoint left by pruning). Returns the head reached.
 pub fn verify<'a>(
@@ -293,10 +325,22 @@ pub fn verify<'a>(
 /// Verifies one event against the head before it; returns the new head.
 /// Streaming verifiers (pages of the API, table scans) call this per event.
 pub fn verify_next(head: Anchor, event: &AuditEvent) -> Result<Anchor, ChainBreak> {
-    if event.seq != head.seq + 1 || event.prev_hash != head.hash {
+    if event.seq > head.seq + 1 {
+        return Err(ChainBreak::Missing {
+            after: head.seq,
+            next: event.seq,
+        });
+    }
+    if event.seq <= head.seq {
+        return Err(ChainBreak::OutOfOrder {
+            seq: event.seq,
+            after: head.seq,
+        });
+    }
+    if event.prev_hash != head.hash {
         return Err(ChainBreak::Unlinked {
             seq: event.seq,
-            expected_seq: head.seq + 1,
+            previous: head.seq,
         });
     }
     if event.compute_hash() != event.hash {
@@ -542,8 +586,11 @@ mod tests {
             events.remove(i);
             prop_assert_eq!(
                 verify(Anchor::GENESIS, &events),
-                Err(ChainBreak::Unlinked { seq: i as u64 + 2, expected_seq: i as u64 + 1 })
+                Err(ChainBreak::Missing { after: i as u64, next: i as u64 + 2 })
             );
+            let message = verify(Anchor::GENESIS, &events).unwrap_err().to_string();
+            let expected = format!("audit event {} is missing or out of place", i + 1);
+            prop_assert!(message.starts_with(&expected), "{}", message);
         }
 
         #[test]
@@ -551,8 +598,11 @@ mod tests {
             let mut events = chain(n);
             let i = pick.index(n - 1);
             events.swap(i, i + 1);
-            let unlinked = matches!(verify(Anchor::GENESIS, &events), Err(ChainBreak::Unlinked { .. }));
-            prop_assert!(unlinked, "a swap must break the links");
+            // The first event out of place is named: i + 1 is not where it belongs.
+            prop_assert_eq!(
+                verify(Anchor::GENESIS, &events),
+                Err(ChainBreak::Missing { after: i as u64, next: i as u64 + 2 })
+            );
         }
     }
 
@@ -565,8 +615,12 @@ mod tests {
             verify(Anchor::GENESIS, &events),
             Err(ChainBreak::Unlinked {
                 seq: 3,
-                expected_seq: 3
+                previous: 2
             })
+        );
+        assert_eq!(
+            verify(Anchor::GENESIS, &events).unwrap_err().to_string(),
+            "audit event 3 does not link to event 2 before it: event 2 was replaced, or events were removed and renumbered"
         );
     }
 

@@ -12,6 +12,10 @@
 //!
 //! Deploys of one app are serialised; different apps run in parallel.
 //! Every cluster call is bounded by what is left of the deploy budget.
+//! Objects holding plaintext that could not be removed are recorded and
+//! removed later ([`cleanup`]).
+
+pub mod cleanup;
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -32,9 +36,11 @@ use crate::model::{AppId, EnvKey, TenantId, Timestamp, ValidationError};
 use crate::resolve::{self, EffectiveSet, Warning};
 use crate::store::deploys::deploy_id;
 use crate::store::records::{
-    AppRecord, DeployRecord, IdempotencyRecord, InjectedKey, InjectionRecord, WarningRecord,
+    AppRecord, CleanupKind, DeployRecord, IdempotencyRecord, InjectedKey, InjectionRecord,
+    WarningRecord,
 };
 use crate::store::{Store, StoreError};
+use cleanup::SecretOutcome;
 
 /// Longest image reference accepted.
 pub const MAX_IMAGE_REF_LEN: usize = 512;
@@ -167,6 +173,8 @@ pub struct Deployer {
     locks: AppLocks,
     /// Last deploy sequence handed out.
     last_seq: AtomicU64,
+    /// Wakes the task retrying removals ([`cleanup`]).
+    cleanup_wake: tokio::sync::Notify,
 }
 
 /// The error of a deploy exsec stopped in the middle of (crash, kill, power
@@ -200,6 +208,7 @@ impl Deployer {
             settings,
             locks: AppLocks::default(),
             last_seq: AtomicU64::new(last_seq),
+            cleanup_wake: tokio::sync::Notify::new(),
         })
     }
 
@@ -300,7 +309,7 @@ impl Deployer {
             .write_async(move |w| w.start_deploy(&interrupted, vec![created.clone()]))
             .await?;
 
-        let (injection, injection_event) = self
+        let (injection, injection_event, secret_outcome) = self
             .inject(
                 &request,
                 &checked.tenant_id,
@@ -364,6 +373,7 @@ impl Deployer {
             )
         });
         let stored = record.clone();
+        let app_id = request.app_id.clone();
         self.store
             .write_async(move |w| {
                 w.record_deploy(
@@ -372,9 +382,20 @@ impl Deployer {
                     idempotency
                         .as_ref()
                         .map(|(key, replay)| (key.as_str(), replay.clone())),
-                )
+                )?;
+                match &secret_outcome {
+                    SecretOutcome::Replaced => {
+                        w.cleanup_done(&app_id)?;
+                    }
+                    SecretOutcome::Stale(error) => {
+                        w.cleanup_failed(&app_id, CleanupKind::StaleSecret, error)?;
+                    }
+                    SecretOutcome::Untouched => {}
+                }
+                Ok(())
             })
             .await?;
+        self.wake_cleanup();
         tracing::info!(
             app_id = %record.app_id,
             deploy_id = %record.deploy_id,
@@ -417,8 +438,9 @@ impl Deployer {
         }
     }
 
-    /// Step 3 of the contract: best-effort injection. Returns the outcome
-    /// and its audit event (without tenant/app, added by the caller).
+    /// Step 3 of the contract: best-effort injection. Returns the outcome,
+    /// its audit event (without tenant/app, added by the caller) and what
+    /// became of the cluster's Secret.
     async fn inject(
         &self,
         request: &DeployRequest,
@@ -427,7 +449,7 @@ impl Deployer {
         keyless: bool,
         deploy_id: &str,
         budget: &Budget,
-    ) -> (InjectionRecord, NewEvent) {
+    ) -> (InjectionRecord, NewEvent, SecretOutcome) {
         let app_id = &request.app_id;
         let secret_name = objects::secret_name(app_id);
         let outcome = |status: &str, reason: Option<&str>| InjectionRecord {
@@ -447,6 +469,7 @@ impl Deployer {
             return (
                 outcome("skipped", Some("master_key_unavailable")),
                 base_event(event::SECRET_SKIPPED).with("reason", "master_key_unavailable"),
+                SecretOutcome::Untouched,
             );
         }
         if !set.undecryptable.is_empty() {
@@ -484,6 +507,7 @@ impl Deployer {
                 base_event(event::SECRET_INJECTION_FAILED)
                     .with("reason", "undecryptable_values")
                     .with("keys", names),
+                SecretOutcome::Untouched,
             );
         }
         if set.values.is_empty() {
@@ -498,23 +522,26 @@ impl Deployer {
                 Ok(true) => (
                     record,
                     base_event(event::SECRET_REMOVED).with("reason", "no_secrets"),
+                    SecretOutcome::Replaced,
                 ),
                 Ok(false) => (
                     record,
                     base_event(event::SECRET_SKIPPED).with("reason", "no_secrets"),
+                    SecretOutcome::Replaced,
                 ),
                 Err(error) => {
-                    record.warnings.push(WarningRecord {
-                        code: "stale_secret_not_removed".to_owned(),
-                        message: format!(
-                            "the app has no secrets, but removing {secret_name} failed: {error}"
-                        ),
-                    });
+                    let error = error.to_string();
+                    record.warnings.push(cleanup::pending_warning(
+                        &format!("the app has no secrets, but {secret_name}"),
+                        &error,
+                    ));
                     (
                         record,
                         base_event(event::SECRET_SKIPPED)
                             .with("reason", "no_secrets")
-                            .with("error", error.to_string()),
+                            .with("error", error.as_str())
+                            .with("cleanup_pending", true),
+                        SecretOutcome::Stale(error),
                     )
                 }
             };
@@ -545,7 +572,7 @@ impl Deployer {
                 let event = base_event(event::SECRET_INJECTED)
                     .with("key_count", set.values.len())
                     .with("keys", names);
-                (record, event)
+                (record, event, SecretOutcome::Replaced)
             }
             Err(error) => {
                 let mut record = outcome("failed", Some("secret_apply_failed"));
@@ -558,6 +585,7 @@ impl Deployer {
                     base_event(event::SECRET_INJECTION_FAILED)
                         .with("reason", "secret_apply_failed")
                         .with("error", error.to_string()),
+                    SecretOutcome::Untouched,
                 )
             }
         }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::resolve::Warning;
 use crate::store::records::{
-    AppRecord, DeployRecord, SecretRecord, TenantRecord, TokenRecord, WarningRecord,
+    AppRecord, CleanupRecord, DeployRecord, SecretRecord, TenantRecord, TokenRecord, WarningRecord,
 };
 
 /// `PUT /v1/tenants/{id}` (body optional, no fields yet).
@@ -85,6 +85,44 @@ impl From<&WarningRecord> for WarningDto {
         Self {
             code: w.code.clone(),
             message: w.message.clone(),
+        }
+    }
+}
+
+/// `DELETE /v1/apps/{id}` when objects of the app are left to remove.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AppDeletedDto {
+    /// The app.
+    pub app_id: String,
+    /// Always true: the app and its records are gone.
+    pub deleted: bool,
+    /// `cleanup_pending`: what is left and why.
+    pub warnings: Vec<WarningDto>,
+}
+
+/// Objects of an app that hold plaintext and wait for removal.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CleanupDto {
+    /// `app_objects` (a deleted app's) or `stale_secret`.
+    pub kind: String,
+    /// When removal first failed.
+    pub since: String,
+    /// Failed removals so far.
+    pub attempts: u32,
+    /// When removal last failed.
+    pub last_attempt: String,
+    /// What the cluster target said.
+    pub last_error: String,
+}
+
+impl From<&CleanupRecord> for CleanupDto {
+    fn from(record: &CleanupRecord) -> Self {
+        Self {
+            kind: record.kind.as_str().to_owned(),
+            since: record.since.to_rfc3339(),
+            attempts: record.attempts,
+            last_attempt: record.last_attempt.to_rfc3339(),
+            last_error: record.last_error.clone(),
         }
     }
 }

@@ -15,13 +15,14 @@ pub mod openapi;
 pub mod problem;
 pub mod routes;
 pub mod server;
+pub mod stream;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::{HeaderMap, Request, Response, StatusCode};
@@ -48,8 +49,9 @@ pub struct ApiState {
     pub keyring: Arc<SharedKeyring>,
     /// The re-sealing job.
     pub rotation: Arc<crate::rotation::Rotation>,
-    /// The deploy pipeline (and through it the cluster target).
-    pub deployer: Deployer,
+    /// The deploy pipeline (and through it the cluster target); shared
+    /// with the task retrying removals.
+    pub deployer: Arc<Deployer>,
     /// The admin token.
     pub admin: AdminToken,
     /// Counters for `/metrics`.
@@ -142,11 +144,15 @@ impl Call {
     }
 }
 
+/// The body of every answer: bytes in memory, or a stream fed by a
+/// blocking task ([`stream`]).
+pub type ResponseBody = Either<Full<Bytes>, stream::ChannelBody>;
+
 /// An answer: status plus JSON (or another content type).
 pub struct Reply {
     status: StatusCode,
     content_type: &'static str,
-    body: Bytes,
+    body: ResponseBody,
 }
 
 impl Reply {
@@ -156,7 +162,7 @@ impl Reply {
         Reply {
             status,
             content_type: "application/json",
-            body: Bytes::from(body),
+            body: Either::Left(Full::new(Bytes::from(body))),
         }
     }
 
@@ -170,7 +176,7 @@ impl Reply {
         Reply {
             status: StatusCode::NO_CONTENT,
             content_type: "application/json",
-            body: Bytes::new(),
+            body: Either::Left(Full::new(Bytes::new())),
         }
     }
 
@@ -179,7 +185,20 @@ impl Reply {
         Reply {
             status,
             content_type,
-            body: body.into(),
+            body: Either::Left(Full::new(body.into())),
+        }
+    }
+
+    /// A body streamed from a blocking task.
+    pub fn stream(
+        status: StatusCode,
+        content_type: &'static str,
+        body: stream::ChannelBody,
+    ) -> Reply {
+        Reply {
+            status,
+            content_type,
+            body: Either::Right(body),
         }
     }
 }
@@ -193,7 +212,7 @@ const MAX_METHOD_BYTES: usize = 16;
 const MAX_ECHOED_PATH: usize = 128;
 
 /// Serves one request: never fails, every error becomes problem+json.
-pub async fn handle(state: Arc<ApiState>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+pub async fn handle(state: Arc<ApiState>, request: Request<Incoming>) -> Response<ResponseBody> {
     let started = std::time::Instant::now();
     let method = request.method().clone();
     let method_label = metrics::method_label(&method);
@@ -576,8 +595,8 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn reply_response(reply: Reply) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(reply.body));
+fn reply_response(reply: Reply) -> Response<ResponseBody> {
+    let mut response = Response::new(reply.body);
     *response.status_mut() = reply.status;
     if reply.status != StatusCode::NO_CONTENT {
         response
@@ -588,9 +607,9 @@ fn reply_response(reply: Reply) -> Response<Full<Bytes>> {
 }
 
 /// The problem+json answer of an error.
-pub fn problem_response(error: &ApiError) -> Response<Full<Bytes>> {
+pub fn problem_response(error: &ApiError) -> Response<ResponseBody> {
     let body = serde_json::to_vec(&error.body()).unwrap_or_default();
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(Either::Left(Full::new(Bytes::from(body))));
     *response.status_mut() = error.status;
     let headers = response.headers_mut();
     headers.insert(

@@ -327,7 +327,17 @@ fn answers(id: RouteId) -> Answers {
             (409, "app_tenant_fixed"),
         ]),
         R::GetApp => Answers::ok(reference("App")),
-        R::DeleteApp => Answers::deleted(),
+        R::DeleteApp => Answers::deleted()
+            .and(
+                200,
+                json_response(
+                    "deleted, but objects of the app (which may hold secret values) could not be \
+                     removed from the cluster yet: the warning `cleanup_pending` says why; exsec \
+                     retries until they are gone",
+                    reference("AppDeleted"),
+                ),
+            )
+            .problems(&[(409, "deploy_in_progress")]),
         R::ListTenantSecrets | R::ListAppSecrets => Answers::ok(list_of("secrets", "SecretMeta")),
         R::PutTenantSecret | R::PutAppSecret => Answers::put("SecretMeta")
             .body("ValueRequest")
@@ -360,12 +370,15 @@ fn answers(id: RouteId) -> Answers {
         R::Backup => Answers::new(
             200,
             json!({
-                "description": "a consistent snapshot in the exsec backup format (values stay sealed; see src/store/backup.rs)",
+                "description": "a consistent snapshot in the exsec backup format 2, streamed, authenticated \
+                                with a key derived from the active master key (values stay sealed; see \
+                                src/store/backup.rs)",
                 "content": {
                     "application/vnd.exsec.backup": { "schema": { "type": "string", "contentMediaType": "application/octet-stream" } }
                 },
             }),
-        ),
+        )
+        .problems(&[(503, "master_key_unavailable")]),
     }
 }
 
@@ -727,6 +740,8 @@ fn schemas() -> Map<String, Value> {
         ("DeployDetail", deploy_detail()),
         ("Rollout", rollout()),
         ("ClusterApp", cluster_app()),
+        ("Cleanup", cleanup()),
+        ("AppDeleted", app_deleted()),
         ("DryRun", dry_run()),
         ("DryRunInjection", dry_run_injection()),
         ("Effective", effective()),
@@ -1102,6 +1117,10 @@ fn cluster_app() -> Value {
         ("app_id", reference("ResourceId")),
         ("tenant_id", reference("ResourceId")),
         ("target", one_of(&["manifests", "kubernetes"])),
+        (
+            "cleanup_pending",
+            json!({ "oneOf": [{ "type": "null" }, reference("Cleanup")] }),
+        ),
         ("namespace", string()),
         (
             "secret",
@@ -1128,6 +1147,26 @@ fn cluster_app() -> Value {
                 ]
             }),
         ),
+    ])
+}
+
+/// Objects of an app holding plaintext that wait for removal.
+fn cleanup() -> Value {
+    record([
+        ("kind", one_of(&["app_objects", "stale_secret"])),
+        ("since", reference("Timestamp")),
+        ("attempts", count()),
+        ("last_attempt", reference("Timestamp")),
+        ("last_error", string()),
+    ])
+}
+
+/// `DELETE /v1/apps/{app_id}` with objects left to remove.
+fn app_deleted() -> Value {
+    record([
+        ("app_id", reference("ResourceId")),
+        ("deleted", json!({ "const": true })),
+        ("warnings", warnings()),
     ])
 }
 

@@ -62,6 +62,15 @@ impl ApiError {
         error
     }
 
+    /// 503 `master_key_unavailable`: no key to seal (or authenticate) with.
+    pub fn master_key_unavailable(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "master_key_unavailable",
+            detail,
+        )
+    }
+
     /// 500: logs the cause chain, tells the client nothing more.
     pub fn internal(context: &str, error: &dyn std::error::Error) -> Self {
         tracing::error!(error = %chain(error), "{context}");
@@ -136,9 +145,7 @@ impl From<StoreError> for ApiError {
             ),
             error @ StoreError::KeyFingerprintMismatch { .. } => {
                 tracing::error!(error = %error, "refusing to seal under a changed key");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "master_key_unavailable",
+                ApiError::master_key_unavailable(
                     "the active master key differs from the key of the same id that sealed stored values; see the server log",
                 )
             }

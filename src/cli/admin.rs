@@ -135,14 +135,25 @@ pub async fn app_get(context: &Context, app: &str) -> Result<(), CliError> {
 
 pub async fn app_delete(context: &Context, app: &str) -> Result<(), CliError> {
     let app = AppId::parse(app)?;
-    context
+    let answer = context
         .client
         .request(Method::DELETE, &format!("/v1/apps/{app}"), None, &[])
         .await?;
+    // 200 carries `cleanup_pending` when cluster objects are left to remove.
+    let warnings = items(&answer.body, "warnings");
+    let mut human =
+        format!("deleted app {app}, its app-level secrets and deploy history (audit events stay)");
+    for warning in warnings {
+        human.push_str(&format!(
+            "\nwarning: {} ({})",
+            text(&warning["message"]),
+            text(&warning["code"])
+        ));
+    }
     done(
         context,
-        json!({ "deleted": true, "app_id": app.as_str() }),
-        &format!("deleted app {app}, its app-level secrets and deploy history (audit events stay)"),
+        json!({ "deleted": true, "app_id": app.as_str(), "warnings": warnings }),
+        &human,
     )
 }
 

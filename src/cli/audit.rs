@@ -217,7 +217,9 @@ fn broken_seq(error: &ChainBreak) -> u64 {
     match error {
         ChainBreak::Altered { seq }
         | ChainBreak::Unlinked { seq, .. }
+        | ChainBreak::OutOfOrder { seq, .. }
         | ChainBreak::AnchorMismatch { seq } => *seq,
+        ChainBreak::Missing { after, .. } => after + 1,
         ChainBreak::Truncated { head_seq, .. } => *head_seq,
     }
 }

@@ -1,9 +1,11 @@
 //! `exsec backup --out F` (through the daemon) and `exsec restore` (offline).
 //!
 //! A download is streamed into a temporary file beside `F` (mode 0600),
-//! synced, checked whole with [`crate::store::backup::check`], and only
-//! then renamed over `F`: a cut connection never leaves a half backup
-//! under the name. The format is documented in [`crate::store::backup`].
+//! synced, checked whole with [`crate::store::backup::inspect`] (every
+//! record and the counts; the MAC needs the master key, which `restore`
+//! has), and only then renamed over `F`: a cut connection never leaves a
+//! half backup under the name. The format is documented in
+//! [`crate::store::backup`].
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -14,8 +16,9 @@ use serde_json::json;
 
 use super::output::{Output, line};
 use super::{CliError, Context};
+use crate::crypto::{Keyring, scan_dir};
 use crate::store::StoreOptions;
-use crate::store::backup::{self, BackupHeader};
+use crate::store::backup::{self, BackupHeader, RestoreOptions};
 
 /// The database file name inside `--data-dir` (as in the default
 /// `storage.path`, `/var/lib/exsec/exsec.redb`).
@@ -76,13 +79,47 @@ async fn download(
         path: temporary.to_owned(),
         source,
     })?;
-    Ok(backup::check(temporary)?.header)
+    Ok(backup::inspect(temporary)?)
 }
 
-pub fn restore(from: &Path, data_dir: &Path, force: bool, output: Output) -> Result<(), CliError> {
-    let target = data_dir.join(DATABASE_FILE);
-    let options = StoreOptions::with_cache_size(32 * 1024 * 1024);
-    let restored = backup::restore(from, &target, force, &options)?;
+/// What `exsec restore` was asked.
+pub struct RestoreArgs {
+    /// `--from`.
+    pub from: PathBuf,
+    /// `--data-dir`.
+    pub data_dir: PathBuf,
+    /// `--keys-dir`.
+    pub keys_dir: PathBuf,
+    /// `--accept-unauthenticated`.
+    pub accept_unauthenticated: bool,
+    /// `--force`.
+    pub force: bool,
+}
+
+pub fn restore(args: &RestoreArgs, output: Output) -> Result<(), CliError> {
+    let target = args.data_dir.join(DATABASE_FILE);
+    // Only the MAC is checked with these keys; the daemon applies the
+    // key-file mode rule where it keeps them, so group-readable copies
+    // (a Kubernetes Secret volume) are read here too.
+    let scan = scan_dir(&args.keys_dir, true).map_err(CliError::KeyDir)?;
+    for problem in &scan.problems {
+        super::output::note(&format!("ignored a key file: {problem}"));
+    }
+    let keyring = Keyring::from_keys(scan.keys);
+    let options = RestoreOptions {
+        keyring: &keyring,
+        accept_unauthenticated: args.accept_unauthenticated,
+        force: args.force,
+        // redb's page cache; with the read buffers this keeps a restore of
+        // any size well under 64 MiB.
+        store: StoreOptions::with_cache_size(16 * 1024 * 1024),
+    };
+    let restored = backup::restore(&args.from, &target, &options)?;
+    if restored.header.key_id.is_none() {
+        super::output::note(
+            "restored an unauthenticated backup (format 1) as asked by --accept-unauthenticated; take a new backup now",
+        );
+    }
     if let Some(replaced) = &restored.replaced {
         super::output::note(&format!(
             "the previous database was kept as {}",
@@ -119,6 +156,13 @@ fn summarize(
             "header": header,
         }));
     }
+    let authenticated = match &header.key_id {
+        Some(key_id) => format!(
+            "format {}, authenticated with master key {key_id}",
+            header.format
+        ),
+        None => format!("format {}, unauthenticated", header.format),
+    };
     let tables: Vec<String> = header
         .tables
         .iter()
@@ -126,7 +170,7 @@ fn summarize(
         .map(|(name, n)| format!("{name} {n}"))
         .collect();
     line(&format!(
-        "{what}: {} ({size} bytes, taken {}, schema {})\naudit anchor: {} (keep it: `exsec audit verify --anchor {}` proves later that no event was cut)\nrecords: {}",
+        "{what}: {} ({size} bytes, taken {}, schema {}, {authenticated})\naudit anchor: {} (keep it: `exsec audit verify --anchor {}` proves later that no event was cut)\nrecords: {}",
         path.display(),
         header.created_at,
         header.schema_version,

@@ -558,6 +558,42 @@ pub fn diagnose(facts: &Facts) -> Vec<Check> {
             }
         }
     }
+    // 10. Nothing holding plaintext waits for removal.
+    match &facts.cluster {
+        Fetched::Got(cluster) => match cluster.get("cleanup_pending").filter(|c| !c.is_null()) {
+            None => check(
+                "cleanup",
+                Status::Ok,
+                "nothing left to remove".to_owned(),
+                None,
+            ),
+            Some(pending) => check(
+                "cleanup",
+                Status::Problem,
+                format!(
+                    "{} of app {app} could not be removed since {} ({} attempts): {}; exsec keeps retrying",
+                    if pending["kind"] == "stale_secret" {
+                        "a Secret holding values the app no longer has"
+                    } else {
+                        "objects of a deleted app"
+                    },
+                    text(&pending["since"]),
+                    text(&pending["attempts"]),
+                    text(&pending["last_error"]),
+                ),
+                Some(
+                    "fix what the error names (a read-only manifests directory, a missing `delete` right on secrets); the next retry removes it"
+                        .to_owned(),
+                ),
+            ),
+        },
+        Fetched::NotAdmin | Fetched::Failed(_) => check(
+            "cleanup",
+            Status::Skipped,
+            "the cluster could not be read".to_owned(),
+            None,
+        ),
+    }
     checks
 }
 
@@ -655,7 +691,23 @@ mod tests {
         for check in &checks {
             assert_eq!(check.status, Status::Ok, "{check:?}");
         }
-        assert_eq!(checks.len(), 9);
+        assert_eq!(checks.len(), 10);
+    }
+
+    #[test]
+    fn a_pending_cleanup_is_a_problem() {
+        let mut facts = healthy();
+        if let Fetched::Got(cluster) = &mut facts.cluster {
+            cluster["cleanup_pending"] = json!({"kind": "stale_secret", "since": "2026-11-30T00:00:00Z",
+                "attempts": 3, "last_attempt": "2026-11-30T00:01:00Z",
+                "last_error": "write app-web: Read-only file system"});
+        }
+        let checks = diagnose(&facts);
+        assert_eq!(status_of(&checks, "cleanup"), Status::Problem);
+        let row = checks.iter().find(|c| c.name == "cleanup").unwrap();
+        assert!(row.detail.contains("Read-only file system"), "{row:?}");
+        facts.cluster = Fetched::Failed("unreachable".into());
+        assert_eq!(status_of(&diagnose(&facts), "cleanup"), Status::Skipped);
     }
 
     #[test]

@@ -98,6 +98,9 @@ pub enum CliError {
     /// A backup could not be taken, checked or restored.
     #[error(transparent)]
     Backup(#[from] BackupError),
+    /// The key directory given on the command line cannot be read.
+    #[error(transparent)]
+    KeyDir(crate::crypto::KeyringError),
     /// Key generation failed.
     #[error("cannot generate a master key")]
     KeyGenerate(#[source] crate::crypto::KeyfileError),
@@ -129,22 +132,22 @@ impl CliError {
             CliError::Backup(error) => match error {
                 BackupError::Exists { .. }
                 | BackupError::NewerSchema { .. }
-                | BackupError::UnsupportedFormat { .. } => exit::REFUSED,
+                | BackupError::UnsupportedFormat { .. }
+                | BackupError::Unauthenticated => exit::REFUSED,
+                BackupError::NotRegular { .. } => exit::USAGE,
                 BackupError::NotABackup { .. }
+                | BackupError::Forged { .. }
                 | BackupError::Checksum
                 | BackupError::Malformed { .. }
                 | BackupError::Chain(_)
                 | BackupError::HeadMismatch { .. } => exit::CHECK_FAILED,
                 BackupError::Store(error) => store_exit_code(error),
-                BackupError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
-                    exit::NOT_FOUND
-                }
+                // A file the command reads or writes: an I/O failure, even
+                // when it is missing (3 is for what the daemon holds).
                 BackupError::Io { .. } | BackupError::Stream(_) => exit::FAILURE,
             },
-            CliError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
-                exit::NOT_FOUND
-            }
             CliError::Io { .. }
+            | CliError::KeyDir(_)
             | CliError::Stdout(_)
             | CliError::Unexpected(_)
             | CliError::KeyGenerate(_)
@@ -172,6 +175,12 @@ impl CliError {
             CliError::Client(ClientError::Connect { .. }) => Some(
                 "Is the daemon running (`systemctl status exsec`, or `exsec serve --config FILE`)? Point the CLI at it with --url or EXSEC_URL.".to_owned(),
             ),
+            CliError::Backup(BackupError::Unauthenticated) => Some(
+                "If you know the file was kept where no one else could change it, pass --accept-unauthenticated; then take a new backup with this exsec (it authenticates backups).".to_owned(),
+            ),
+            CliError::Backup(BackupError::Forged { key_id, key_missing: true }) => Some(format!(
+                "Point --keys-dir at the key directory as it was when the backup was taken: it needs {key_id}.key (a retired key is kept as {key_id}.key.retired; copy it back under its .key name)."
+            )),
             CliError::Store(StoreError::InUse { .. })
             | CliError::Backup(BackupError::Store(StoreError::InUse { .. })) => Some(
                 "Stop the daemon first (`systemctl stop exsec`), or work on a copy of the file; online checks go through the daemon (`exsec audit verify` without --db).".to_owned(),
@@ -192,9 +201,6 @@ fn client_exit_code(error: &ClientError) -> u8 {
             _ => exit::FAILURE,
         },
         ClientError::InvalidUrl { .. } | ClientError::TlsUnsupported { .. } => exit::USAGE,
-        ClientError::TokenFile { source, .. } if source.kind() == io::ErrorKind::NotFound => {
-            exit::NOT_FOUND
-        }
         ClientError::Connect { .. } | ClientError::Timeout { .. } | ClientError::Http(_) => {
             exit::UNAVAILABLE
         }

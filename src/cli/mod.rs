@@ -150,8 +150,10 @@ enum Command {
     /// Download a consistent backup of the daemon's store (admin).
     ///
     /// Values stay sealed: a backup is useless without the key directory,
-    /// so back that up too, separately. The file is written atomically with
-    /// mode 0600 and checked (checksum, every record) before it is kept.
+    /// so back that up too, separately. The backup is authenticated with a
+    /// key derived from the daemon's active master key (restore checks it).
+    /// The file is written atomically with mode 0600 and checked (every
+    /// record, the counts) before it is kept.
     Backup {
         /// Where to write the backup.
         #[arg(long, value_name = "FILE")]
@@ -159,18 +161,31 @@ enum Command {
     },
     /// Restore a backup into a data directory (offline: stop the daemon).
     ///
-    /// Refuses a damaged backup, one from a newer exsec, and an existing
-    /// database unless --force (the old file is then kept beside the new
-    /// one). Verifies the restored audit chain and that it ends at the
-    /// backup's anchor before putting the file in place.
+    /// Checks the backup's MAC with the master key it names (from
+    /// --keys-dir) before anything else, and refuses a backup that was
+    /// altered or made with a key you don't have, one from a newer exsec,
+    /// an unauthenticated backup of an older exsec unless
+    /// --accept-unauthenticated, and an existing database unless --force
+    /// (the old file is then kept beside the new one). Verifies the
+    /// restored audit chain and that it ends at the backup's anchor before
+    /// putting the file in place. Memory stays bounded whatever the size.
     Restore {
-        /// The backup file.
+        /// The backup file (a regular file).
         #[arg(long, value_name = "FILE")]
         from: PathBuf,
         /// The daemon's data directory; the database is DIR/exsec.redb
         /// (the directory of storage.path).
         #[arg(long, value_name = "DIR")]
         data_dir: PathBuf,
+        /// The key directory holding the master key that was active when
+        /// the backup was taken (the `keys.dir` of the config).
+        #[arg(long, value_name = "DIR")]
+        keys_dir: PathBuf,
+        /// Restore a backup made by an older exsec (format 1), which only
+        /// has a checksum: anyone able to edit the file could have changed
+        /// it. Only for a file you know was kept out of others' reach.
+        #[arg(long)]
+        accept_unauthenticated: bool,
         /// Replace an existing database.
         #[arg(long)]
         force: bool,
@@ -533,8 +548,19 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Restore {
             from,
             data_dir,
+            keys_dir,
+            accept_unauthenticated,
             force,
-        } => backup::restore(&from, &data_dir, force, output),
+        } => backup::restore(
+            &backup::RestoreArgs {
+                from,
+                data_dir,
+                keys_dir,
+                accept_unauthenticated,
+                force,
+            },
+            output,
+        ),
         Command::Completions { shell } => {
             let mut stdout = std::io::stdout().lock();
             clap_complete::generate(shell, &mut Cli::command(), "exsec", &mut stdout);

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
+use super::backup_mac::BackupMac;
 use super::seal::{self, SealedValue, SecretLocation};
 use crate::model::{KeyId, SecretValue, ValidationError};
 
@@ -654,6 +655,27 @@ impl Keyring {
             location,
             value.expose_secret().as_bytes(),
         )
+    }
+
+    /// The MAC that authenticates a backup, keyed from the active key;
+    /// returns that key's id too (the backup header names it).
+    pub fn active_backup_mac(&self) -> Result<(KeyId, BackupMac), CryptoError> {
+        let (key_id, entry) = self
+            .entries
+            .last_key_value()
+            .ok_or(CryptoError::NoActiveKey)?;
+        Ok((key_id.clone(), BackupMac::new(entry.key.expose_secret())))
+    }
+
+    /// The MAC of a backup made under `key_id`, to check one.
+    pub fn backup_mac(&self, key_id: &KeyId) -> Result<BackupMac, CryptoError> {
+        let entry = self
+            .entries
+            .get(key_id)
+            .ok_or_else(|| CryptoError::MissingKey {
+                key_id: key_id.clone(),
+            })?;
+        Ok(BackupMac::new(entry.key.expose_secret()))
     }
 
     /// Opens a record sealed for `location` with the key it names.

@@ -1,16 +1,19 @@
 //! Master keys and sealing: key files, the key directory scan, the keyring
-//! snapshot that seals and opens secret values, and `exsec keys generate`.
+//! snapshot that seals and opens secret values, the MAC that authenticates
+//! backups, and `exsec keys generate`.
 //!
-//! This module is the only importer of `chacha20poly1305`. It must not log
+//! This module is the only importer of `chacha20poly1305`, `hmac` and `hkdf`. It must not log
 //! key material or plaintext, must not hold either outside zeroizing
 //! wrappers, and does no I/O beyond the key directory (the store persists
 //! [`SealedValue`]s and known [`Fingerprint`]s; the watcher decides when to
 //! rescan and how to report [`KeyFileProblem`]s).
 
+mod backup_mac;
 mod keyfile;
 mod keyring;
 mod seal;
 
+pub use backup_mac::{BACKUP_MAC_LEN, BackupMac};
 pub use keyfile::{GeneratedKey, KeyfileError, generate_key_file};
 pub use keyring::{
     CryptoError, Fingerprint, KeyDirScan, KeyEncoding, KeyFileError, KeyFileProblem, Keyring,

@@ -17,6 +17,7 @@
 
 mod audit_log;
 pub mod backup;
+mod cleanups;
 pub mod codec;
 mod commit;
 pub mod deploys;

@@ -206,3 +206,39 @@ pub struct IdempotencyRecord {
     /// When it was stored; kept 24 h.
     pub created_at: Timestamp,
 }
+
+/// Cluster objects of an app that hold plaintext and could not be removed
+/// yet; the app id is the table key. Removal is retried until it succeeds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CleanupRecord {
+    /// What is left.
+    pub kind: CleanupKind,
+    /// When removal first failed.
+    pub since: Timestamp,
+    /// Failed removals so far.
+    pub attempts: u32,
+    /// When removal last failed.
+    pub last_attempt: Timestamp,
+    /// What the cluster target said then (never a value).
+    pub last_error: String,
+}
+
+/// What a pending cleanup removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CleanupKind {
+    /// Everything of a deleted app: its manifests file, or its Secret and
+    /// Deployment.
+    AppObjects,
+    /// The Secret of an app whose effective set became empty.
+    StaleSecret,
+}
+
+impl CleanupKind {
+    /// The name used on the wire and in audit events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CleanupKind::AppObjects => "app_objects",
+            CleanupKind::StaleSecret => "stale_secret",
+        }
+    }
+}

@@ -11,7 +11,10 @@ use redb::{Database, ReadableDatabase, TableHandle};
 use super::{StoreError, Tables, Writer, tables};
 
 /// The schema this build writes.
-pub const CURRENT: u32 = 1;
+///
+/// - 1: the first.
+/// - 2: adds `pending_cleanups`.
+pub const CURRENT: u32 = 2;
 
 /// Makes the file ready for this build: creates tables, records or checks
 /// the schema version, migrates forward. Writes only when something is
@@ -53,13 +56,25 @@ pub(super) fn prepare(db: &Database, path: &Path) -> Result<(), StoreError> {
         txn.open_table(tables::DEPLOYS)?;
         txn.open_table(tables::IDEMPOTENCY)?;
         txn.open_table(tables::AUDIT)?;
-        // Forward migrations go here, one step per version:
-        // `if from < 2 { migrate_1_to_2(txn)?; }`. There are none yet.
+        // Forward migrations, one step per version.
+        let from = version.unwrap_or(CURRENT);
+        if from < 2 {
+            migrate_1_to_2(txn)?;
+        }
+        txn.open_table(tables::PENDING_CLEANUPS)?;
         let encoded = super::encode("meta", &CURRENT)?;
         txn.open_table(tables::META)?
             .insert(tables::META_SCHEMA_VERSION, encoded.as_slice())?;
     }
     writer.finish()?;
+    Ok(())
+}
+
+/// Version 2 adds the `pending_cleanups` table; nothing is pending in a
+/// file from version 1 (it never recorded a failed removal).
+fn migrate_1_to_2(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(tables::PENDING_CLEANUPS)?;
+    tracing::info!("schema migrated from version 1 to 2 (pending_cleanups)");
     Ok(())
 }
 

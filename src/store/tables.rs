@@ -29,10 +29,14 @@ pub const DEPLOYS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("d
 pub const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency_keys");
 /// `seq → StoredAuditEvent`: the append-only, hash-chained audit log.
 pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("paas_audit_events");
+/// `app_id → CleanupRecord`: cluster objects holding plaintext (a manifests
+/// file, a Secret) that could not be removed yet; retried until they are
+/// (schema version 2).
+pub const PENDING_CLEANUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("pending_cleanups");
 
 /// Names of every table, in a fixed order (schema preparation checks they
 /// all exist; backups dump them in this order).
-pub fn names() -> [&'static str; 10] {
+pub fn names() -> [&'static str; 11] {
     use redb::TableHandle;
     [
         META.name(),
@@ -45,6 +49,7 @@ pub fn names() -> [&'static str; 10] {
         DEPLOYS.name(),
         IDEMPOTENCY.name(),
         AUDIT.name(),
+        PENDING_CLEANUPS.name(),
     ]
 }
 

@@ -6,7 +6,7 @@
 
 use redb::ReadableTable;
 
-use super::records::{AppRecord, TenantRecord};
+use super::records::{AppRecord, CleanupKind, TenantRecord};
 use super::{Snapshot, StoreError, Tables, Writer, decode, encode, tables};
 use crate::audit::{NewEvent, event};
 use crate::model::{AppId, EnvKey, TenantId};
@@ -190,8 +190,16 @@ impl Writer {
     }
 
     /// Deletes an app with its app-level secrets, deploy history and
-    /// idempotency records. Audit events stay. Returns the deleted record.
-    pub fn delete_app(&mut self, id: &AppId, actor: &str) -> Result<AppRecord, StoreError> {
+    /// idempotency records. Audit events stay. `cleanup_error` says why
+    /// removing its cluster objects failed (recorded for retry, and in
+    /// `app.deleted`); `None` means they are gone. Returns the deleted
+    /// record.
+    pub fn delete_app(
+        &mut self,
+        id: &AppId,
+        actor: &str,
+        cleanup_error: Option<&str>,
+    ) -> Result<AppRecord, StoreError> {
         let Some(record) = self.app(id)? else {
             return Err(not_found("app", id.as_str()));
         };
@@ -215,13 +223,22 @@ impl Writer {
             .open_table(tables::TENANT_APPS)?
             .remove(index_key.as_str())?;
         self.txn().open_table(tables::APPS)?.remove(id.as_str())?;
-        self.audit(
-            NewEvent::new(event::APP_DELETED, actor)
-                .tenant(record.tenant_id.as_str())
-                .app(id.as_str())
-                .with("secrets_removed", removed_secrets)
-                .with("deploys_removed", removed_deploys),
-        )?;
+        let mut deleted = NewEvent::new(event::APP_DELETED, actor)
+            .tenant(record.tenant_id.as_str())
+            .app(id.as_str())
+            .with("secrets_removed", removed_secrets)
+            .with("deploys_removed", removed_deploys)
+            .with("cleanup_pending", cleanup_error.is_some());
+        match cleanup_error {
+            Some(error) => {
+                self.cleanup_failed(id, CleanupKind::AppObjects, error)?;
+                deleted = deleted.with("cleanup_error", error);
+            }
+            None => {
+                self.cleanup_done(id)?;
+            }
+        }
+        self.audit(deleted)?;
         Ok(record)
     }
 }

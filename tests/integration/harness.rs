@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use exsec::crypto::{Keyring, MasterKey, SecretLocation};
 use exsec::model::{AppId, EnvKey, KeyId, Provider, Scope, SecretValue, TenantId};
+use exsec::store::records::SecretRecord;
 use exsec::store::{PutSecret, Store, StoreOptions};
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -62,6 +63,20 @@ pub fn seal_with(
         sealed,
         fingerprint,
     }
+}
+
+/// The plaintext of a stored record, opened with `keyring`.
+pub fn open_record(keyring: &Keyring, record: &SecretRecord) -> String {
+    let location = SecretLocation {
+        scope: &record.scope,
+        provider: &record.provider,
+        key: &record.key,
+    };
+    keyring
+        .open(&location, &record.sealed)
+        .expect("open")
+        .expose_secret()
+        .to_owned()
 }
 
 pub fn options() -> StoreOptions {

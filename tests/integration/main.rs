@@ -5,6 +5,7 @@
 mod api_canary;
 mod bad_input;
 mod canary;
+mod cleanup;
 mod cli;
 mod daemon;
 mod deploy;

@@ -54,18 +54,7 @@ fn everything_survives_a_reopen() {
             ))
         })
         .unwrap();
-    let open = |record: &exsec::store::records::SecretRecord| {
-        let location = SecretLocation {
-            scope: &record.scope,
-            provider: &record.provider,
-            key: &record.key,
-        };
-        keyring
-            .open(&location, &record.sealed)
-            .unwrap()
-            .expose_secret()
-            .to_owned()
-    };
+    let open = |record| crate::harness::open_record(&keyring, record);
     assert_eq!(open(&tenant_records[0]), "sk-tenant");
     assert_eq!(open(&app_records[0]), "sk-app");
     let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
@@ -296,7 +285,7 @@ fn deleting_an_app_removes_its_secrets_but_not_its_audit_events() {
         })
         .unwrap();
     test.store
-        .write(|w| w.delete_app(&app("web"), "admin"))
+        .write(|w| w.delete_app(&app("web"), "admin", None))
         .unwrap();
     test.store
         .read(|r| {

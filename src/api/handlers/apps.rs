@@ -4,7 +4,7 @@
 use hyper::StatusCode;
 use serde_json::json;
 
-use crate::api::dto::{AppDto, PutAppBody};
+use crate::api::dto::{AppDeletedDto, AppDto, PutAppBody, WarningDto};
 use crate::api::problem::ApiError;
 use crate::api::{Call, Reply};
 use crate::model::{AppId, EnvKey, TenantId};
@@ -76,19 +76,20 @@ pub fn get(call: Call) -> Result<Reply, ApiError> {
     Ok(Reply::ok(&AppDto::new(app_id.as_str(), record)))
 }
 
+/// 204 when the app and its cluster objects are gone; 200 with the
+/// warning `cleanup_pending` when objects (which may hold plaintext) could
+/// not be removed yet: the removal is recorded and retried.
 pub async fn delete(call: Call) -> Result<Reply, ApiError> {
     let (app_id, _) = call.app()?.clone();
     let actor = call.actor();
-    let id = app_id.clone();
-    call.state
-        .store
-        .write_async(move |w| w.delete_app(&id, &actor))
-        .await?;
-    // Best-effort: the store is the source of truth; a leftover object is
-    // logged, not an error for the caller.
-    let cluster = call.state.deployer.cluster().clone();
-    if let Err(error) = cluster.delete_app(&app_id).await {
-        tracing::warn!(app_id = %app_id, %error, "app deleted, but removing its cluster objects failed");
+    let warnings = call.state.deployer.delete_app(&app_id, &actor).await?;
+    if warnings.is_empty() {
+        return Ok(Reply::no_content());
     }
-    Ok(Reply::no_content())
+    let warnings: Vec<WarningDto> = warnings.iter().map(WarningDto::from).collect();
+    Ok(Reply::ok(&AppDeletedDto {
+        app_id: app_id.to_string(),
+        deleted: true,
+        warnings,
+    }))
 }

@@ -4,6 +4,7 @@
 use hyper::StatusCode;
 use serde_json::{Value, json};
 
+use crate::api::dto::CleanupDto;
 use crate::api::dto::{DeployBody, DeployDto};
 use crate::api::problem::ApiError;
 use crate::api::{Call, Reply, parse_json, to_value};
@@ -61,12 +62,7 @@ pub async fn create(call: Call) -> Result<Reply, ApiError> {
         actor: call.actor(),
     };
     let started = std::time::Instant::now();
-    let result = call
-        .state
-        .deployer
-        .deploy(request)
-        .await
-        .map_err(deploy_error)?;
+    let result = call.state.deployer.deploy(request).await?;
     match result {
         DeployResult::DryRun(report) => Ok(Reply::ok(&report)),
         DeployResult::Done(record) => {
@@ -108,32 +104,37 @@ pub async fn create(call: Call) -> Result<Reply, ApiError> {
     }
 }
 
-fn deploy_error(error: DeployError) -> ApiError {
-    let unprocessable = |code, error: &DeployError| {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, error.to_string())
-    };
-    match &error {
-        DeployError::Invalid(invalid) => {
-            let code = match invalid.field {
-                "image_ref" => "invalid_image_ref",
-                "replicas" => "invalid_replicas",
-                "port" => "invalid_port",
-                _ => return ApiError::from(invalid.clone()),
-            };
-            ApiError::bad_request(code, invalid.to_string())
+/// The API answer of a refused deploy (or app deletion).
+impl From<DeployError> for ApiError {
+    fn from(error: DeployError) -> Self {
+        let unprocessable = |code, error: &DeployError| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, error.to_string())
+        };
+        match &error {
+            DeployError::Invalid(invalid) => {
+                let code = match invalid.field {
+                    "image_ref" => "invalid_image_ref",
+                    "replicas" => "invalid_replicas",
+                    "port" => "invalid_port",
+                    _ => return ApiError::from(invalid.clone()),
+                };
+                ApiError::bad_request(code, invalid.to_string())
+            }
+            DeployError::AppIdMismatch { .. } => unprocessable("app_id_mismatch", &error),
+            DeployError::TenantMismatch { .. } => unprocessable("tenant_mismatch", &error),
+            DeployError::IdempotencyKeyReused { .. } => {
+                unprocessable("idempotency_key_reused", &error)
+            }
+            DeployError::InProgress { .. } => ApiError::new(
+                StatusCode::CONFLICT,
+                "deploy_in_progress",
+                error.to_string(),
+            ),
+            DeployError::Store(_) => match error {
+                DeployError::Store(store) => ApiError::from(store),
+                _ => unreachable!("matched above"),
+            },
         }
-        DeployError::AppIdMismatch { .. } => unprocessable("app_id_mismatch", &error),
-        DeployError::TenantMismatch { .. } => unprocessable("tenant_mismatch", &error),
-        DeployError::IdempotencyKeyReused { .. } => unprocessable("idempotency_key_reused", &error),
-        DeployError::InProgress { .. } => ApiError::new(
-            StatusCode::CONFLICT,
-            "deploy_in_progress",
-            error.to_string(),
-        ),
-        DeployError::Store(_) => match error {
-            DeployError::Store(store) => ApiError::from(store),
-            _ => unreachable!("matched above"),
-        },
     }
 }
 
@@ -212,10 +213,17 @@ pub async fn cluster(call: Call) -> Result<Reply, ApiError> {
             ));
         }
     };
+    let id = app_id.clone();
+    let cleanup = call
+        .state
+        .store
+        .read_async(move |r| r.pending_cleanup(&id))
+        .await?;
     Ok(Reply::ok(&json!({
         "app_id": app_id.as_str(),
         "tenant_id": app.tenant_id.as_str(),
         "target": cluster.name(),
+        "cleanup_pending": cleanup.as_ref().map(CleanupDto::from),
         "namespace": call.state.deployer.settings().namespace,
         "secret": {
             "name": crate::cluster::objects::secret_name(&app_id),

@@ -32,14 +32,6 @@ fn name(call: &Call) -> Result<(Provider, EnvKey), ApiError> {
     ))
 }
 
-fn master_key_unavailable(detail: impl Into<String>) -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "master_key_unavailable",
-        detail,
-    )
-}
-
 pub async fn list(call: Call) -> Result<Reply, ApiError> {
     let scope = scope(&call)?;
     let owner = scope.clone();
@@ -80,15 +72,15 @@ pub async fn put(call: Call) -> Result<Reply, ApiError> {
             &value,
         )
         .map_err(|error| match error {
-            CryptoError::NoActiveKey => master_key_unavailable(
+            CryptoError::NoActiveKey => ApiError::master_key_unavailable(
                 "no master key is loaded; add a key file to the key directory (exsec keys generate)",
             ),
             other => ApiError::internal("sealing failed", &other),
         })?;
     drop(value);
-    let fingerprint = keyring
-        .fingerprint(&sealed.key_id)
-        .ok_or_else(|| master_key_unavailable("the active master key was unloaded; retry"))?;
+    let fingerprint = keyring.fingerprint(&sealed.key_id).ok_or_else(|| {
+        ApiError::master_key_unavailable("the active master key was unloaded; retry")
+    })?;
     let put = PutSecret {
         scope,
         provider,
@@ -162,7 +154,7 @@ pub async fn verify(call: Call) -> Result<Reply, ApiError> {
             &record.sealed,
         )
         .map_err(|error| match error {
-            CryptoError::MissingKey { key_id } => master_key_unavailable(format!(
+            CryptoError::MissingKey { key_id } => ApiError::master_key_unavailable(format!(
                 "the value is sealed under master key {key_id}, which is not loaded; put its key file back"
             )),
             other => ApiError::internal("opening a stored value failed", &other),
