@@ -331,10 +331,39 @@ impl SecretValue {
 }
 
 /// Milliseconds since the Unix epoch: how every timestamp is stored.
+///
+/// Decoding refuses values outside [`Timestamp::MAX_MILLIS`] (RFC 3339
+/// cannot write them): a damaged or forged record is an error, never a
+/// panic when the time is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "i64")]
 pub struct Timestamp(pub i64);
 
+impl TryFrom<i64> for Timestamp {
+    type Error = ValidationError;
+
+    fn try_from(millis: i64) -> Result<Self, ValidationError> {
+        if (0..=Self::MAX_MILLIS).contains(&millis) {
+            Ok(Self(millis))
+        } else {
+            Err(ValidationError::new(
+                "timestamp",
+                "is outside 1970-01-01 to 9999-12-31",
+            ))
+        }
+    }
+}
+
+impl From<Timestamp> for i64 {
+    fn from(time: Timestamp) -> i64 {
+        time.0
+    }
+}
+
 impl Timestamp {
+    /// 9999-12-31T23:59:59.999Z, the last instant RFC 3339 can write.
+    pub const MAX_MILLIS: i64 = 253_402_300_799_999;
+
     /// The current wall-clock time.
     pub fn now() -> Self {
         let since = std::time::SystemTime::now()
@@ -354,7 +383,8 @@ impl Timestamp {
 
     /// RFC 3339 with milliseconds, UTC (`2026-11-28T06:15:42.123Z`).
     pub fn to_rfc3339(self) -> String {
-        let millis = u64::try_from(self.0).unwrap_or(0);
+        // Clamped: a time built in code past year 9999 prints as its end.
+        let millis = u64::try_from(self.0.clamp(0, Self::MAX_MILLIS)).unwrap_or(0);
         let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis);
         humantime::format_rfc3339_millis(time).to_string()
     }
@@ -369,6 +399,23 @@ impl fmt::Display for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fuzz_backup_reader_out_of_range_timestamps_are_refused_not_panicked() {
+        // Found by fuzz/fuzz_targets/backup_reader.rs: an audit event with
+        // a time past year 9999 in a restored file panicked the chain
+        // check (humantime cannot format it).
+        for bad in [-1, Timestamp::MAX_MILLIS + 1, i64::MAX, i64::MIN] {
+            assert!(serde_json::from_str::<Timestamp>(&bad.to_string()).is_err());
+            assert!(!Timestamp(bad).to_rfc3339().is_empty());
+        }
+        let last: Timestamp = serde_json::from_str(&Timestamp::MAX_MILLIS.to_string()).unwrap();
+        assert_eq!(last.to_rfc3339(), "9999-12-31T23:59:59.999Z");
+        assert_eq!(
+            serde_json::to_string(&last).unwrap(),
+            Timestamp::MAX_MILLIS.to_string()
+        );
+    }
 
     #[test]
     fn labels_follow_dns_1123() {
