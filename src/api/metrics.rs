@@ -34,6 +34,8 @@ pub struct Gauges {
     pub rotation_remaining: u64,
     /// Durable commits and the writes they held (group commit).
     pub commits: crate::store::CommitStats,
+    /// Connections served, the cap, and how many waited for a slot.
+    pub connections: super::server::ConnectionStats,
 }
 
 impl Metrics {
@@ -137,6 +139,32 @@ impl Metrics {
         );
         out.push_str("# TYPE exsec_store_writes_total counter\n");
         let _ = writeln!(out, "exsec_store_writes_total {}", gauges.commits.writes);
+        let connections = &gauges.connections;
+        for (name, kind, help, value) in [
+            (
+                "exsec_http_connections_open",
+                "gauge",
+                "Connections being served, over all listeners.",
+                connections.open,
+            ),
+            (
+                "exsec_http_connections_max",
+                "gauge",
+                "The cap on connections served at once (server.max_connections).",
+                connections.max,
+            ),
+            (
+                "exsec_http_connection_waits_total",
+                "counter",
+                "Connections accepted at the cap, which waited for another to close.",
+                connections.waited,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
         out
     }
 }

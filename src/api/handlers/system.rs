@@ -59,6 +59,7 @@ pub async fn metrics(call: Call) -> Result<Reply, ApiError> {
         records_per_key: usage,
         rotation_remaining,
         commits: call.state.store.commit_stats(),
+        connections: call.state.connections.stats(),
     });
     Ok(Reply::raw(
         StatusCode::OK,
