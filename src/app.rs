@@ -351,7 +351,7 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
         );
     }
     if let Some(socket) = &unix_socket {
-        tracing::info!(path = %socket.path.display(), "exsec listening on the Unix socket");
+        tracing::info!(path = %socket.path.display(), "serving the API on the Unix socket too");
     }
     Ok(Server {
         addr,

@@ -21,3 +21,4 @@ mod rotation_crash;
 mod server;
 mod store;
 mod systemd;
+mod tls;
