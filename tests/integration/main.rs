@@ -12,6 +12,7 @@ mod durability;
 mod harness;
 mod isolation;
 mod kubernetes;
+mod listeners;
 mod openapi;
 mod operator;
 mod packaging;
