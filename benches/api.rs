@@ -88,7 +88,11 @@ async fn start(tls: bool) -> Running {
         cacert,
     };
     let mut client = connect(&running).await;
-    let mut seed = vec![("PUT".to_owned(), "/v1/tenants/acme".to_owned(), String::new())];
+    let mut seed = vec![(
+        "PUT".to_owned(),
+        "/v1/tenants/acme".to_owned(),
+        String::new(),
+    )];
     for key in 0..5 {
         seed.push((
             "PUT".to_owned(),

@@ -132,7 +132,7 @@ pub fn certificate_problem(error: &io::Error) -> Option<CertificateProblem> {
         },
         CertificateError::NotValidForNameContext { presented, .. } => {
             CertificateProblem::NameMismatch {
-                presented: presented.clone(),
+                presented: presented.iter().map(|name| bare_name(name)).collect(),
             }
         }
         CertificateError::UnknownIssuer | CertificateError::BadSignature => {
@@ -149,7 +149,33 @@ pub fn certificate_problem(error: &io::Error) -> Option<CertificateProblem> {
     })
 }
 
+/// `exsec.internal` from rustls's `DnsName("exsec.internal")`, and
+/// `127.0.0.1` from `IpAddress(127.0.0.1)`.
+fn bare_name(presented: &str) -> String {
+    let inner = presented
+        .strip_prefix("DnsName(\"")
+        .and_then(|rest| rest.strip_suffix("\")"))
+        .or_else(|| {
+            presented
+                .strip_prefix("IpAddress(")
+                .and_then(|rest| rest.strip_suffix(')'))
+        });
+    inner.unwrap_or(presented).to_owned()
+}
+
 fn unix_time_text(time: UnixTime) -> String {
     let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(time.as_secs());
     humantime::format_rfc3339_seconds(at).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presented_names_are_shown_bare() {
+        assert_eq!(bare_name("DnsName(\"exsec.internal\")"), "exsec.internal");
+        assert_eq!(bare_name("IpAddress(127.0.0.1)"), "127.0.0.1");
+        assert_eq!(bare_name("something else"), "something else");
+    }
 }
