@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use exsec::tls::{CertificateInfo, GeneratedPair, Reload};
 use tokio::net::TcpStream;
