@@ -9,7 +9,7 @@
 //! the kernel drops their SYNs and clients retry), each served as soon as
 //! a connection closes. Nothing is read from a waiting connection, so a
 //! flood costs no memory here; idle connections are closed after
-//! [`HEADER_READ_TIMEOUT`], so the cap cannot be held forever.
+//! the header read timeout (10 s), so the cap cannot be held forever.
 
 use std::convert::Infallible;
 use std::future::Future;
