@@ -373,21 +373,45 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
 /// the store is open and the listener accepts, and `STOPPING=1` when a
 /// stop signal arrives, before draining.
 pub async fn serve(config: &Config) -> Result<(), StartError> {
+    // Before anything listens: a SIGHUP (`systemctl reload`) right after
+    // READY=1 must reach the handler, not end the process (its default).
+    let signals = Signals::install();
     let server = start(config, None).await?;
     notify_systemd("READY=1");
-    wait_for_signals(&server).await;
+    wait_for_signals(&server, signals).await;
     notify_systemd("STOPPING=1");
     server.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_signals(server: &Server) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
+/// The signals `serve` handles.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Option<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(term), Ok(int), Ok(hup)) => Some(Self { term, int, hup }),
+            _ => None,
+        }
+    }
+}
+
+async fn wait_for_signals(server: &Server, signals: Option<Signals>) {
+    let Some(Signals {
+        mut term,
+        mut int,
+        mut hup,
+    }) = signals
+    else {
         tracing::error!("cannot install signal handlers; stopping");
         return;
     };
