@@ -1,11 +1,20 @@
-//! Criterion benchmark of durable secret writes over HTTP (SPEC §10:
-//! ≥ 5,000/s with 32 concurrent clients): a real server on loopback, 32
-//! keep-alive clients each `PUT`ting app overrides as fast as answers come.
-//! Client and server share this machine's cores, so the figure is a floor.
+//! Criterion benchmark of the API over loopback, plain HTTP beside HTTPS
+//! (SPEC §10: ≥ 5,000 durable secret writes/s with 32 concurrent clients;
+//! TLS: deploys/s over HTTPS with keep-alive ≥ 0.9× plain HTTP).
 //!
-//! Run: `cargo bench --bench api`. Prints elements (writes) per second.
+//! A real server per scheme (HTTPS with a pair from `exsec tls generate`,
+//! ECDSA P-256), the kubernetes target against the Kubernetes API stand-in,
+//! 32 keep-alive clients each sending as fast as answers come: secret
+//! `PUT`s (app overrides), and deploys of 96 apps (each client on its own
+//! apps, so no deploy waits for another of the same app). Handshakes
+//! happen once per client and connection, outside the measured loop, as
+//! with any keep-alive client. Client, server and stand-in share this
+//! machine's cores, so the figures are floors.
+//!
+//! Run: `cargo bench --bench api`. Prints elements (writes, deploys) per
+//! second; docs/performance.md has the ratio.
 
-use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -14,31 +23,57 @@ use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 
 const CLIENTS: usize = 32;
 /// Keys each client writes in turn (the store stays one size).
 const KEYS: usize = 10;
+/// Apps deployed: three per client.
+const APPS: usize = 96;
 
 struct Running {
     _dir: tempfile::TempDir,
+    _cluster: kube_standin::StandIn,
     server: exsec::app::Server,
     token: String,
+    /// The certificate to trust, when the server serves HTTPS.
+    cacert: Option<std::path::PathBuf>,
 }
 
-async fn start() -> Running {
+async fn start(tls: bool) -> Running {
     let dir = tempfile::tempdir().expect("tempdir");
     exsec::crypto::generate_key_file(&dir.path().join("keys.d"), std::time::SystemTime::now())
         .expect("key");
+    let cluster = kube_standin::StandIn::start().await.expect("stand-in");
+    cluster.create_namespace("paas-apps").expect("namespace");
+    cluster
+        .write_kubeconfig(dir.path().join("kubeconfig.yaml"), "paas-apps")
+        .expect("kubeconfig");
+    let mut server_keys = String::new();
+    let cacert = if tls {
+        let pair = exsec::tls::generate_pair(
+            &dir.path().join("tls"),
+            &["127.0.0.1".to_owned()],
+            1,
+            std::time::SystemTime::now(),
+        )
+        .expect("certificate");
+        server_keys = "tls_cert = \"tls/tls.crt\"\ntls_key = \"tls/tls.key\"\n".to_owned();
+        Some(pair.cert)
+    } else {
+        None
+    };
     let config_path = dir.path().join("config.toml");
     std::fs::write(
         &config_path,
-        "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = \"exsec.redb\"\n[keys]\ndir = \"keys.d\"\n[auth]\nadmin_token_file = \"admin.token\"\n[cluster]\ntarget = \"manifests\"\n[manifests]\ndir = \"manifests\"\n",
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n{server_keys}[storage]\npath = \"exsec.redb\"\n[keys]\ndir = \"keys.d\"\n[auth]\nadmin_token_file = \"admin.token\"\n[cluster]\ntarget = \"kubernetes\"\nkubeconfig = \"kubeconfig.yaml\"\nnamespace = \"paas-apps\"\n"
+        ),
     )
     .expect("config");
     let config = exsec::config::Config::load(&config_path).expect("config loads");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let server = exsec::app::start(&config, Some(listener))
+    let server = exsec::app::start(&config, None)
         .await
         .expect("server starts");
     let token = std::fs::read_to_string(server.admin_token_file())
@@ -47,23 +82,60 @@ async fn start() -> Running {
         .to_owned();
     let running = Running {
         _dir: dir,
+        _cluster: cluster,
         server,
         token,
+        cacert,
     };
-    let mut client = connect(running.server.addr()).await;
-    for (method, path, body) in [
-        ("PUT", "/v1/tenants/acme", ""),
-        ("PUT", "/v1/apps/web", r#"{"tenant_id":"acme"}"#),
-    ] {
-        let status = send(&mut client, &running.token, method, path, body).await;
+    let mut client = connect(&running).await;
+    let mut seed = vec![(
+        "PUT".to_owned(),
+        "/v1/tenants/acme".to_owned(),
+        String::new(),
+    )];
+    for key in 0..5 {
+        seed.push((
+            "PUT".to_owned(),
+            format!("/v1/tenants/acme/external-secrets/bench/TENANT_{key}"),
+            r#"{"value":"sk-tenant-0123456789abcdef"}"#.to_owned(),
+        ));
+    }
+    for app in 0..APPS {
+        seed.push((
+            "PUT".to_owned(),
+            format!("/v1/apps/app-{app}"),
+            r#"{"tenant_id":"acme"}"#.to_owned(),
+        ));
+    }
+    for (method, path, body) in seed {
+        let status = send(&mut client, &running.token, &method, &path, &body).await;
         assert!(status == 200 || status == 201, "{method} {path}: {status}");
     }
     running
 }
 
-async fn connect(addr: SocketAddr) -> SendRequest<Full<Bytes>> {
-    let stream = TcpStream::connect(addr).await.expect("connect");
+/// One keep-alive connection, plain or TLS (the handshake happens here).
+async fn connect(running: &Running) -> SendRequest<Full<Bytes>> {
+    let stream = TcpStream::connect(running.server.addr())
+        .await
+        .expect("connect");
     stream.set_nodelay(true).expect("nodelay");
+    match &running.cacert {
+        None => handshake(stream).await,
+        Some(cacert) => {
+            let config = exsec::tls::client::client_config(Some(cacert)).expect("trust");
+            let stream = exsec::tls::client::connect(config, "127.0.0.1", stream)
+                .await
+                .expect("TLS handshake");
+            handshake(stream).await
+        }
+    }
+}
+
+async fn handshake<S>(stream: S) -> SendRequest<Full<Bytes>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .expect("handshake");
@@ -93,26 +165,53 @@ async fn send(
     status
 }
 
-/// `iters` writes over [`CLIENTS`] keep-alive connections; the time until
-/// the last answer.
-async fn writes(running: &Running, iters: u64) -> Duration {
+/// What each measured request is.
+#[derive(Clone, Copy)]
+enum Work {
+    SecretWrite,
+    Deploy,
+}
+
+impl Work {
+    /// The `i`-th request of client `c`: method, path, body, expected status.
+    fn request(self, c: usize, i: u64) -> (&'static str, String, String) {
+        match self {
+            Work::SecretWrite => (
+                "PUT",
+                format!(
+                    "/v1/apps/app-{c}/external-secrets/bench/KEY_{:02}",
+                    i as usize % KEYS
+                ),
+                r#"{"value":"sk-0123456789abcdef0123456789abcdef0123456789abcdef"}"#.to_owned(),
+            ),
+            Work::Deploy => (
+                "POST",
+                format!("/v1/apps/app-{}/deploys", c + CLIENTS * (i as usize % 3)),
+                format!(r#"{{"image_ref":"registry.example/web:{i}"}}"#),
+            ),
+        }
+    }
+}
+
+/// `iters` requests over [`CLIENTS`] keep-alive connections (opened, and
+/// handshaken, before the clock starts); the time until the last answer.
+async fn measure(running: &Arc<Running>, work: Work, iters: u64) -> Duration {
     let per_client = iters.div_ceil(CLIENTS as u64);
-    let addr = running.server.addr();
+    let mut connections = Vec::new();
+    for _ in 0..CLIENTS {
+        connections.push(connect(running).await);
+    }
     let start = Instant::now();
-    let clients: Vec<_> = (0..CLIENTS)
-        .map(|c| {
-            let token = running.token.clone();
+    let clients: Vec<_> = connections
+        .into_iter()
+        .enumerate()
+        .map(|(c, mut client)| {
+            let running = running.clone();
             tokio::spawn(async move {
-                let mut client = connect(addr).await;
-                let body = r#"{"value":"sk-0123456789abcdef0123456789abcdef0123456789abcdef"}"#;
                 for i in 0..per_client {
-                    let path = format!(
-                        "/v1/apps/web/external-secrets/bench/KEY_{:02}_{:02}",
-                        c,
-                        i as usize % KEYS
-                    );
-                    let status = send(&mut client, &token, "PUT", &path, body).await;
-                    assert!(status == 200 || status == 201, "PUT {path}: {status}");
+                    let (method, path, body) = work.request(c, i);
+                    let status = send(&mut client, &running.token, method, &path, &body).await;
+                    assert!(status == 200 || status == 201, "{method} {path}: {status}");
                 }
             })
         })
@@ -125,28 +224,37 @@ async fn writes(running: &Running, iters: u64) -> Duration {
         .mul_f64(iters as f64 / (per_client * CLIENTS as u64) as f64)
 }
 
-fn http_writes(c: &mut Criterion) {
+fn http_and_https(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let running = runtime.block_on(start());
-    let mut group = c.benchmark_group("http");
-    group
-        .sample_size(10)
-        .measurement_time(Duration::from_secs(8))
-        .throughput(Throughput::Elements(1));
-    group.bench_function(format!("durable secret PUT, {CLIENTS} clients"), |b| {
-        b.iter_custom(|iters| runtime.block_on(writes(&running, iters)))
-    });
-    group.finish();
-    runtime.block_on(running.server.shutdown());
+    for (scheme, tls) in [("http", false), ("https", true)] {
+        let running = Arc::new(runtime.block_on(start(tls)));
+        let mut group = c.benchmark_group(scheme);
+        group
+            .sample_size(10)
+            .measurement_time(Duration::from_secs(8))
+            .throughput(Throughput::Elements(1));
+        for (name, work) in [
+            ("durable secret PUT", Work::SecretWrite),
+            ("deploy", Work::Deploy),
+        ] {
+            group.bench_function(format!("{name}, {CLIENTS} clients"), |b| {
+                b.iter_custom(|iters| runtime.block_on(measure(&running, work, iters)))
+            });
+        }
+        group.finish();
+        if let Ok(running) = Arc::try_unwrap(running) {
+            runtime.block_on(running.server.shutdown());
+        }
+    }
 }
 
 #[allow(missing_docs, reason = "criterion generates the group function")]
 mod group {
     use super::*;
-    criterion_group!(benches, http_writes);
+    criterion_group!(benches, http_and_https);
 }
 use group::benches;
 criterion_main!(benches);

@@ -159,7 +159,7 @@ expect_stat() { # path mode uid gid
   [ "$actual" = "$2 $3 $4" ] || fail "$1 is '$actual', expected '$2 $3 $4'"
 }
 key_files() { find "$root/etc/exsec/keys.d" -type f -name '*.key' | sort; }
-fingerprint() { (cd "$root" && find etc/exsec/keys.d etc/exsec/admin.token -type f -print0 | sort -z | xargs -0 sha256sum); }
+fingerprint() { (cd "$root" && find etc/exsec/keys.d etc/exsec/admin.token etc/exsec/tls -type f -print0 | sort -z | xargs -0 sha256sum); }
 
 dpkg_root -i "$deb"
 uid=$(field passwd exsec 3)
@@ -180,6 +180,11 @@ first_key=$(key_files)
 expect_stat "${first_key#"$root"}" 600 "$uid" "$gid"
 "$root/usr/bin/exsec" --help >/dev/null
 ok "first key $(basename "$first_key") generated, 0600 exsec"
+expect_stat /etc/exsec/tls 755 "$uid" "$gid"
+expect_stat /etc/exsec/tls/tls.crt 644 "$uid" "$gid"
+expect_stat /etc/exsec/tls/tls.key 600 "$uid" "$gid"
+grep -q 'BEGIN CERTIFICATE' "$root/etc/exsec/tls/tls.crt" || fail "tls.crt holds no certificate"
+ok "self-signed TLS pair generated: tls.crt 0644, tls.key 0600, exsec (the packaged config serves it)"
 [ -L "$root/etc/systemd/system/multi-user.target.wants/exsec.service" ] ||
   fail "exsec.service is not enabled (no multi-user.target.wants link)"
 ok "exsec.service enabled"
@@ -198,7 +203,7 @@ expect_stat /etc/exsec/keys.d 700 "$uid" "$gid"
 grep -q 'edited by the operator' "$root/etc/exsec/config.toml" || fail "reinstall replaced the edited config"
 { [ "$(field passwd exsec 3)" = "$uid" ] && [ "$(grep -c '^exsec:' "$root/etc/passwd")" -eq 1 ]; } ||
   fail "reinstall changed the exsec user"
-ok "reinstall: keys and admin token byte-identical, no new key, config edit kept"
+ok "reinstall: keys, admin token and TLS pair byte-identical, no new key, config edit kept"
 
 cargo deb --package exsec --no-build --locked --fast --deb-version "${version%-*}-99" --output "$work/upgrade" \
   >>"$work/cargo-deb.log" 2>&1 || fail "cargo deb (upgrade package)"
@@ -271,15 +276,24 @@ assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] i
 assert sc["capabilities"] == {"drop": ["ALL"]} and sc["seccompProfile"] == {"type": "RuntimeDefault"}
 assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
 assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+    assert c[probe]["httpGet"]["scheme"] == "HTTPS", probe
 mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
 assert mounts["/var/lib/exsec"] == "data" and mounts["/etc/exsec/keys.d"] == "master-keys"
+assert mounts["/etc/exsec/tls"] == "tls"
+volumes = {v["name"]: v for v in pod["volumes"]}
+assert volumes["tls"]["secret"]["secretName"] == "exsec-tls"
+config = by_kind["ConfigMap"][0]["data"]["config.toml"]
+assert 'tls_cert = "/etc/exsec/tls/tls.crt"' in config and 'tls_key = "/etc/exsec/tls/tls.key"' in config
+for path in sys.argv[1:]:
+    assert "allow_plaintext_remote = true" not in open(path).read(), path
 assert sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
 svc, = by_kind["Service"]
 assert svc["spec"]["type"] == "ClusterIP"
 assert {ns["metadata"]["name"] for ns in by_kind["Namespace"]} == {"exsec-system", "paas-apps"}
 assert by_kind["NetworkPolicy"]
 PY
-ok "RBAC is exactly get,list,create,patch,delete on secrets and apps/deployments in paas-apps; pod hardening"
+ok "RBAC is exactly get,list,create,patch,delete on secrets and apps/deployments in paas-apps; pod hardening; HTTPS from the exsec-tls Secret, HTTPS probes, no plaintext"
 
 # ---------------------------------------------------------------------------
 step "system calls of the daemon against the unit's SystemCallFilter"
@@ -301,9 +315,13 @@ if command -v strace >/dev/null; then
   mkdir -p "$run_dir"
   exsec=$root/usr/bin/exsec
   "$exsec" keys generate --dir "$run_dir/keys.d" >/dev/null 2>&1
+  "$exsec" tls generate --host 127.0.0.1 --out-dir "$run_dir/tls" >/dev/null 2>&1
   cat >"$run_dir/config.toml" <<'TOML'
 [server]
 listen = "127.0.0.1:0"
+tls_cert = "tls/tls.crt"
+tls_key = "tls/tls.key"
+unix_socket = "run/exsec.sock"
 [storage]
 path = "exsec.redb"
 [keys]
@@ -331,14 +349,20 @@ TOML
     fail "daemon under strace did not start"
   }
   token=$(cat "$run_dir/admin.token")
-  api() { curl -fsS -o /dev/null -H "Authorization: Bearer $token" -H 'Content-Type: application/json' "$@"; }
-  api "http://$addr/healthz"
-  api "http://$addr/readyz"
-  api -X PUT "http://$addr/v1/tenants/acme"
-  api -X PUT "http://$addr/v1/apps/web" -d '{"tenant_id": "acme"}'
-  api -X PUT "http://$addr/v1/apps/web/external-secrets/openai/OPENAI_API_KEY" -d '{"value": "sk-test"}'
-  api -X POST "http://$addr/v1/apps/web/deploys" -d '{"image_ref": "nginx:1.27"}'
-  api "http://$addr/v1/keys"
+  api() { curl -fsS -o /dev/null --cacert "$run_dir/tls/tls.crt" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' "$@"; }
+  api "https://$addr/healthz"
+  api "https://$addr/readyz"
+  api -X PUT "https://$addr/v1/tenants/acme"
+  api -X PUT "https://$addr/v1/apps/web" -d '{"tenant_id": "acme"}'
+  api -X PUT "https://$addr/v1/apps/web/external-secrets/openai/OPENAI_API_KEY" -d '{"value": "sk-test"}'
+  api -X POST "https://$addr/v1/apps/web/deploys" -d '{"image_ref": "nginx:1.27"}'
+  api "https://$addr/v1/keys"
+  api --unix-socket "$run_dir/run/exsec.sock" "http://localhost/v1/tenants"
+  # A renewed certificate (the watcher reloads it).
+  mkdir -p "$run_dir/tls2"
+  "$exsec" tls generate --host 127.0.0.1 --out-dir "$run_dir/tls2" >/dev/null 2>&1
+  cp "$run_dir/tls2/tls.key" "$run_dir/tls/tls.key.new" && mv "$run_dir/tls/tls.key.new" "$run_dir/tls/tls.key"
+  cp "$run_dir/tls2/tls.crt" "$run_dir/tls/tls.crt.new" && mv "$run_dir/tls/tls.crt.new" "$run_dir/tls/tls.crt"
   "$exsec" keys generate --dir "$run_dir/keys.d" >/dev/null 2>&1 # a rotation
   sleep 2
   daemon=$(awk 'NR == 1 { print $1 }' "$run_dir/trace")
@@ -351,7 +375,7 @@ TOML
     sed -n 's/^[0-9]\+ \+\([a-z_0-9]\+\)(.*/\1/p' | sort -u >"$run_dir/used"
   denied=$(comm -23 "$run_dir/used" "$allowed")
   [ -z "$denied" ] || fail "the unit's SystemCallFilter would deny: $denied"
-  ok "all $(wc -l <"$run_dir/used") system calls used (start, API, deploy, rotation, SIGHUP, SIGTERM) are allowed"
+  ok "all $(wc -l <"$run_dir/used") system calls used (start, HTTPS and socket API, deploy, rotation, certificate reload, SIGHUP, SIGTERM) are allowed"
   families=$(sed -n 's/^[0-9]\+ \+socket(\(AF_[A-Z0-9]*\).*/\1/p' "$run_dir/trace" | sort -u | tr '\n' ' ' | sed 's/ $//')
   for family in $families; do
     case $family in

@@ -1,19 +1,22 @@
 //! The composition root: the only place that creates directories, opens
-//! the store, loads the keyring, builds the cluster target and binds the
-//! listener. Everything else receives what it needs from here.
+//! the store, loads the keyring and the TLS pair, builds the cluster target
+//! and binds the listeners. Everything else receives what it needs from
+//! here.
 
 use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::api::auth::{AdminToken, AdminTokenError};
 use crate::api::metrics::{Metrics, RateLimiter};
 use crate::api::problem::chain;
+use crate::api::server::{ConnectionLimit, Listeners};
 use crate::api::{ApiState, server};
 use crate::cluster::ClusterTarget;
 use crate::cluster::kubernetes::KubernetesTarget;
@@ -23,6 +26,8 @@ use crate::deploy::{DeploySettings, Deployer};
 use crate::keywatch::{self, KeyWatch, SharedKeyring};
 use crate::rotation::Rotation;
 use crate::store::{Store, StoreError, StoreOptions};
+use crate::tls::{PairError, PairFiles, Reload, ServerTls};
+use crate::tlswatch::TlsWatch;
 
 /// Verify calls allowed per token per minute.
 const VERIFY_PER_MINUTE: u32 = 30;
@@ -54,11 +59,36 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    /// TLS was configured, but this build serves plain HTTP only.
+    /// The TLS certificate or key cannot be served.
+    #[error("cannot serve TLS with server.tls_cert and server.tls_key")]
+    Tls(#[source] PairError),
+    /// The local socket cannot be created.
+    #[error("cannot listen on the Unix socket {}", path.display())]
+    UnixSocket {
+        /// `server.unix_socket`.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another process answers on the local socket.
     #[error(
-        "server.tls_cert/tls_key are set, but this exsec does not serve TLS yet; remove them and listen on loopback, or terminate TLS in front of exsec (with server.allow_plaintext_remote = true on a trusted link)"
+        "another process listens on the Unix socket {}; stop it (is exsec already running?) or set another server.unix_socket",
+        path.display()
     )]
-    TlsUnsupported,
+    UnixSocketInUse {
+        /// `server.unix_socket`.
+        path: PathBuf,
+    },
+    /// Something that is not a socket is where the socket should go.
+    #[error(
+        "{} exists and is not a socket; exsec replaces only a stale socket there: remove the file or set another server.unix_socket",
+        path.display()
+    )]
+    NotASocket {
+        /// `server.unix_socket`.
+        path: PathBuf,
+    },
     /// The cluster target cannot be built.
     #[error("cluster target {target}: {message}")]
     Cluster {
@@ -74,6 +104,10 @@ pub struct Server {
     addr: SocketAddr,
     admin_token_file: PathBuf,
     state: Arc<ApiState>,
+    /// The served certificate's watcher, when TLS is on.
+    tls: Option<Arc<TlsWatch>>,
+    /// The local socket, removed at shutdown.
+    unix_socket: Option<SocketFile>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
     /// Stops the key watcher, the re-sealing job and the audit upkeep.
@@ -97,12 +131,33 @@ impl Server {
         self.state.admin.reload()
     }
 
+    /// Re-reads the TLS certificate and key (SIGHUP; also done when the
+    /// files change). `None` without TLS.
+    pub async fn reload_tls(&self) -> Option<Reload> {
+        Some(self.tls.as_ref()?.reload().await)
+    }
+
+    /// The certificate served now, with TLS.
+    pub fn tls_certificate(&self) -> Option<crate::tls::CertificateInfo> {
+        self.tls.as_ref().map(|tls| tls.certificate())
+    }
+
+    /// The local socket, when one is configured.
+    pub fn unix_socket(&self) -> Option<&Path> {
+        self.unix_socket
+            .as_ref()
+            .map(|socket| socket.path.as_path())
+    }
+
     /// Stops accepting, drains in-flight requests, and returns when done.
     pub async fn shutdown(mut self) {
         if let Some(signal) = self.shutdown.take() {
             let _ = signal.send(());
         }
         let _ = (&mut self.task).await;
+        if let Some(socket) = self.unix_socket.take() {
+            socket.remove();
+        }
         let _ = self.background_stop.send(true);
         for task in self.background.drain(..) {
             let _ = task.await;
@@ -123,10 +178,23 @@ impl Server {
 /// Starts the daemon from a config. `listener` overrides
 /// `server.listen` (tests pass a listener bound to port 0).
 pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Server, StartError> {
-    // Never fall back to plaintext when the operator asked for TLS.
-    if config.server.tls_cert.is_some() || config.server.tls_key.is_some() {
-        return Err(StartError::TlsUnsupported);
-    }
+    crate::tls::install_provider();
+    // Checked before anything else: never fall back to plaintext when the
+    // operator asked for TLS.
+    let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+        (Some(cert), Some(key)) => {
+            let files = PairFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+            let tls = tokio::task::spawn_blocking(move || ServerTls::load(files))
+                .await
+                .map_err(|_| StoreError::Interrupted)?
+                .map_err(StartError::Tls)?;
+            Some(Arc::new(tls))
+        }
+        _ => None,
+    };
     if let Some(parent) = config.storage.path.parent() {
         create_private_dir(parent)?;
     }
@@ -178,6 +246,9 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
     );
     let mut audit_stopped = stopped.clone();
     let cleanup_stopped = stopped.clone();
+    let tls_watch = tls
+        .as_ref()
+        .map(|tls| Arc::new(TlsWatch::new(tls.clone(), store.clone())));
     let mut background = vec![
         tokio::spawn(watcher.run(stopped.clone())),
         // Audit anchors and retention (`crate::audit_maintenance`).
@@ -192,9 +263,12 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
         tokio::spawn(
             rotation
                 .clone()
-                .run(store.clone(), keyring.clone(), stopped),
+                .run(store.clone(), keyring.clone(), stopped.clone()),
         ),
     ];
+    if let Some(watch) = &tls_watch {
+        background.push(tokio::spawn(watch.clone().run(stopped)));
+    }
 
     let cluster = cluster_target(config).await?;
     let settings = DeploySettings {
@@ -220,6 +294,14 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
         addr: config.server.listen,
         source,
     })?;
+    let unix = match &config.server.unix_socket {
+        Some(path) => Some(bind_unix_socket(path)?),
+        None => None,
+    };
+    let (unix_listener, unix_socket) = match unix {
+        Some((listener, file)) => (Some(listener), Some(file)),
+        None => (None, None),
+    };
     let state = Arc::new(ApiState {
         store,
         keyring,
@@ -232,10 +314,16 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
         request_timeout: config.deploy.timeout
             + config.deploy.queue_timeout
             + Duration::from_secs(10),
+        connections: Arc::new(ConnectionLimit::new(config.server.max_connections)),
     });
     let (shutdown, signal) = oneshot::channel::<()>();
     let (accepting, accept_loop_entered) = oneshot::channel::<()>();
-    let run = server::run(listener, state.clone(), async move {
+    let listeners = Listeners {
+        tcp: listener,
+        tls: tls.clone(),
+        unix: unix_listener,
+    };
+    let run = server::run(listeners, state.clone(), async move {
         let _ = signal.await;
     });
     let task = tokio::spawn(async move {
@@ -247,11 +335,34 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
     // bound, listening and the accept loop is running: a client that
     // connects as soon as systemd reports the unit started is served.
     let _ = accept_loop_entered.await;
-    tracing::info!(%addr, "exsec listening");
+    match tls.as_ref().map(|tls| tls.certificate()) {
+        Some(certificate) => tracing::info!(
+            %addr,
+            scheme = "https",
+            serial = %certificate.serial,
+            not_after = %certificate.not_after_text(),
+            sha256 = %certificate.sha256,
+            "exsec listening"
+        ),
+        None => tracing::info!(%addr, scheme = "http", "exsec listening"),
+    }
+    if let Some(certificate) = tls.as_ref().map(|tls| tls.certificate())
+        && certificate.expired_at(std::time::SystemTime::now())
+    {
+        tracing::warn!(
+            not_after = %certificate.not_after_text(),
+            "the TLS certificate has expired: clients will refuse it; replace server.tls_cert and server.tls_key (no restart needed)"
+        );
+    }
+    if let Some(socket) = &unix_socket {
+        tracing::info!(path = %socket.path.display(), "serving the API on the Unix socket too");
+    }
     Ok(Server {
         addr,
         admin_token_file: config.auth.admin_token_file.clone(),
         state,
+        tls: tls_watch,
+        unix_socket,
         shutdown: Some(shutdown),
         task,
         background_stop,
@@ -259,27 +370,52 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
     })
 }
 
-/// Runs the daemon until SIGTERM or SIGINT; SIGHUP re-reads the admin token.
+/// Runs the daemon until SIGTERM or SIGINT; SIGHUP re-reads the admin
+/// token and the TLS certificate and key.
 ///
 /// With systemd `Type=notify` (`NOTIFY_SOCKET` set) it sends `READY=1` once
 /// the store is open and the listener accepts, and `STOPPING=1` when a
 /// stop signal arrives, before draining.
 pub async fn serve(config: &Config) -> Result<(), StartError> {
+    // Before anything listens: a SIGHUP (`systemctl reload`) right after
+    // READY=1 must reach the handler, not end the process (its default).
+    let signals = Signals::install();
     let server = start(config, None).await?;
     notify_systemd("READY=1");
-    wait_for_signals(&server).await;
+    wait_for_signals(&server, signals).await;
     notify_systemd("STOPPING=1");
     server.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_signals(server: &Server) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
+/// The signals `serve` handles.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Option<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(term), Ok(int), Ok(hup)) => Some(Self { term, int, hup }),
+            _ => None,
+        }
+    }
+}
+
+async fn wait_for_signals(server: &Server, signals: Option<Signals>) {
+    let Some(Signals {
+        mut term,
+        mut int,
+        mut hup,
+    }) = signals
+    else {
         tracing::error!("cannot install signal handlers; stopping");
         return;
     };
@@ -287,10 +423,16 @@ async fn wait_for_signals(server: &Server) {
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM received"); return; }
             _ = int.recv() => { tracing::info!("SIGINT received"); return; }
-            _ = hup.recv() => match server.reload_admin_token() {
-                Ok(()) => tracing::info!(path = %server.admin_token_file().display(), "admin token reloaded"),
-                Err(error) => tracing::error!(error = %chain(&error), "admin token reload failed; keeping the previous token"),
-            },
+            _ = hup.recv() => {
+                match server.reload_admin_token() {
+                    Ok(()) => tracing::info!(path = %server.admin_token_file().display(), "admin token reloaded"),
+                    Err(error) => tracing::error!(error = %chain(&error), "admin token reload failed; keeping the previous token"),
+                }
+                // Replacements and failures are logged by the watcher.
+                if let Some(Reload::Unchanged) = server.reload_tls().await {
+                    tracing::info!("TLS certificate unchanged");
+                }
+            }
         }
     }
 }
@@ -318,6 +460,80 @@ async fn cluster_target(config: &Config) -> Result<Arc<dyn ClusterTarget>, Start
             Ok(Arc::new(target))
         }
     }
+}
+
+/// The local socket's file, removed at shutdown if it is still ours.
+struct SocketFile {
+    path: PathBuf,
+    /// Device and inode of the socket bound, so that shutdown never
+    /// removes a socket another process put there since.
+    identity: (u64, u64),
+}
+
+impl SocketFile {
+    fn remove(self) {
+        let ours = std::fs::symlink_metadata(&self.path)
+            .is_ok_and(|metadata| (metadata.dev(), metadata.ino()) == self.identity);
+        if ours && let Err(error) = std::fs::remove_file(&self.path) {
+            tracing::warn!(path = %self.path.display(), %error, "cannot remove the Unix socket");
+        }
+    }
+}
+
+/// Binds the local socket with mode 0660. A socket file left by a process
+/// that is gone (nothing answers on it) is replaced; a live socket or any
+/// other file is refused. A missing parent directory is created (0750).
+fn bind_unix_socket(path: &Path) -> Result<(UnixListener, SocketFile), StartError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let socket_error = |source| StartError::UnixSocket {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+        && !parent.is_dir()
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(parent)
+            .map_err(|source| StartError::Directory {
+                path: parent.to_owned(),
+                source,
+            })?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(metadata) if metadata.file_type().is_socket() => {
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => {
+                    return Err(StartError::UnixSocketInUse {
+                        path: path.to_owned(),
+                    });
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    tracing::info!(path = %path.display(), "replacing a stale Unix socket");
+                    std::fs::remove_file(path).map_err(socket_error)?;
+                }
+                Err(error) => return Err(socket_error(error)),
+            }
+        }
+        Ok(_) => {
+            return Err(StartError::NotASocket {
+                path: path.to_owned(),
+            });
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(socket_error(error)),
+    }
+    let listener = UnixListener::bind(path).map_err(socket_error)?;
+    // Owner and group may connect; the token is still required.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(socket_error)?;
+    let metadata = std::fs::symlink_metadata(path).map_err(socket_error)?;
+    let file = SocketFile {
+        path: path.to_owned(),
+        identity: (metadata.dev(), metadata.ino()),
+    };
+    Ok((listener, file))
 }
 
 /// Creates a directory (and parents) with mode 0700 if missing.

@@ -46,6 +46,7 @@ pub mod event {
     pub const ROTATION_STARTED: &str = "master_key.rotation_started";
     pub const ROTATION_COMPLETED: &str = "master_key.rotation_completed";
     pub const KEY_RELOAD_FAILED: &str = "master_key.reload_failed";
+    pub const TLS_RELOAD_FAILED: &str = "tls.reload_failed";
     pub const AUDIT_PRUNED: &str = "audit.pruned";
     pub const CLEANUP_COMPLETED: &str = "cleanup.completed";
 }

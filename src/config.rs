@@ -20,6 +20,9 @@ use toml::de::DeTable;
 
 use crate::model::ValidationError;
 
+/// Longest Unix socket path Linux accepts (`sun_path` less its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
 /// The whole configuration file; every section may be omitted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -60,6 +63,13 @@ pub struct ServerConfig {
     /// trusted network; off because bearer tokens and secret values would
     /// otherwise cross the network in plaintext.
     pub allow_plaintext_remote: bool,
+    /// A second listener on a Unix socket (mode 0660, same routes and
+    /// bearer auth), for clients on the same host; none by default.
+    pub unix_socket: Option<PathBuf>,
+    /// Most connections served at once, over all listeners; more wait in
+    /// the kernel's accept queue until one closes. Bounds the memory and
+    /// file descriptors a flood of connections can take.
+    pub max_connections: u32,
 }
 
 /// `[storage]`: the embedded database (SPEC §2).
@@ -265,6 +275,7 @@ impl Config {
         let optional = [
             ("server.tls_cert", self.server.tls_cert.as_mut()),
             ("server.tls_key", self.server.tls_key.as_mut()),
+            ("server.unix_socket", self.server.unix_socket.as_mut()),
             ("cluster.kubeconfig", self.cluster.kubeconfig.as_mut()),
         ];
         let present = optional
@@ -299,6 +310,21 @@ impl Config {
                 return Err(invalid(path, "server.tls_cert", reason.to_owned()));
             }
             _ => {}
+        }
+        if server.max_connections == 0 {
+            let reason = "must be at least 1 (default 1024)".to_owned();
+            return Err(invalid(path, "server.max_connections", reason));
+        }
+        if let Some(socket) = &server.unix_socket {
+            // sun_path holds 108 bytes, the terminating NUL included.
+            if socket.as_os_str().len() > MAX_SOCKET_PATH {
+                let reason = format!(
+                    "{} is longer than the {MAX_SOCKET_PATH} bytes a Unix socket path may have; \
+                     use a shorter path such as /run/exsec/exsec.sock",
+                    socket.display()
+                );
+                return Err(invalid(path, "server.unix_socket", reason));
+            }
         }
         let tls = server.tls_cert.is_some();
         if !server.listen.ip().is_loopback() && !tls && !server.allow_plaintext_remote {
@@ -372,6 +398,8 @@ impl Default for ServerConfig {
             tls_cert: None,
             tls_key: None,
             allow_plaintext_remote: false,
+            unix_socket: None,
+            max_connections: 1024,
         }
     }
 }
@@ -636,6 +664,8 @@ mod tests {
             "tls_cert",
             "tls_key",
             "allow_plaintext_remote",
+            "unix_socket",
+            "max_connections",
             "path",
             "cache_size",
             "dir",
@@ -684,6 +714,8 @@ mod tests {
             listen = "[::1]:9000"
             tls_cert = "tls/cert.pem"
             tls_key = "/etc/tls/key.pem"
+            unix_socket = "run/exsec.sock"
+            max_connections = 64
             [storage]
             cache_size = "512KiB"
             [keys]
@@ -712,6 +744,11 @@ mod tests {
             Some("/srv/exsec/tls/cert.pem".into())
         );
         assert_eq!(config.server.tls_key, Some("/etc/tls/key.pem".into()));
+        assert_eq!(
+            config.server.unix_socket,
+            Some("/srv/exsec/run/exsec.sock".into())
+        );
+        assert_eq!(config.server.max_connections, 64);
         assert_eq!(config.storage.cache_size, 512 * 1024);
         assert!(config.keys.allow_group_readable);
         assert_eq!(config.keys.rescan_interval, Duration::from_secs(60));
@@ -907,6 +944,25 @@ mod tests {
         assert!(parse(tls).is_ok());
 
         assert!(parse("[server]\nlisten = \"[::1]:7780\"\n").is_ok());
+    }
+
+    #[test]
+    fn connection_cap_and_socket_path_are_checked() {
+        assert_eq!(ServerConfig::default().max_connections, 1024);
+        let message = error("[server]\nmax_connections = 0\n");
+        assert!(
+            message.contains("key `server.max_connections`"),
+            "{message}"
+        );
+        assert!(message.contains("at least 1"), "{message}");
+
+        let long = format!(
+            "[server]\nunix_socket = \"/run/{}.sock\"\n",
+            "s".repeat(100)
+        );
+        let message = error(&long);
+        assert!(message.contains("key `server.unix_socket`"), "{message}");
+        assert!(message.contains("107 bytes"), "{message}");
     }
 
     #[test]

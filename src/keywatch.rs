@@ -1,7 +1,7 @@
 //! The running keyring and the watcher that keeps it current: one snapshot
 //! shared by every request and swapped whole when the key directory
-//! changes, so a request never sees half a reload. This is the only
-//! importer of notify.
+//! changes, so a request never sees half a reload. Change events come from
+//! `crate::fswatch` (the one importer of notify).
 //!
 //! Any event in the directory (a new file, an edit, a removal, the
 //! kubelet swapping the `..data` link of a Secret volume) triggers a
@@ -15,12 +15,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use notify::RecommendedWatcher;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::api::problem::chain;
 use crate::audit::{NewEvent, event};
 use crate::crypto::{Fingerprint, KeyFileProblem, Keyring, KeyringError, scan_dir};
+use crate::fswatch::DirWatch;
 use crate::model::KeyId;
 use crate::rotation::Rotation;
 use crate::store::Store;
@@ -83,10 +83,6 @@ pub fn load(
     }
 }
 
-/// How long the directory must be quiet after an event before a rescan:
-/// writers (and the kubelet's `..data` swap) touch several entries.
-pub const DEBOUNCE: Duration = Duration::from_millis(150);
-
 /// Watches the key directory and swaps in new keyrings.
 pub struct KeyWatch {
     /// The key directory.
@@ -130,8 +126,7 @@ impl KeyWatch {
     /// for quiet → rescan the whole directory; and a rescan every
     /// `rescan_interval` regardless.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let (events, mut wakeups) = mpsc::channel::<()>(16);
-        let mut watcher = install_watcher(&self.dir, &events);
+        let mut changes = DirWatch::new("key directory", vec![self.dir.clone()]);
         let mut tick = tokio::time::interval(self.rescan_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
@@ -139,16 +134,9 @@ impl KeyWatch {
         self.rescan().await;
         loop {
             tokio::select! {
-                _ = tick.tick() => {
-                    if watcher.is_none() {
-                        watcher = install_watcher(&self.dir, &events);
-                    }
-                    // and rescan below: the fallback for missed events.
-                }
-                Some(()) = wakeups.recv() => {
-                    // Debounce: wait until no event arrived for DEBOUNCE.
-                    while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, wakeups.recv()).await {}
-                }
+                // The fallback for missed events: rescan below.
+                _ = tick.tick() => changes.retry(),
+                () = changes.changed() => {}
                 _ = shutdown.changed() => return,
             }
             if *shutdown.borrow() {
@@ -237,28 +225,4 @@ fn same_keys(a: &Keyring, b: &Keyring) -> bool {
     a.len() == b.len()
         && a.ids()
             .all(|id| b.fingerprint(id).is_some() && b.fingerprint(id) == a.fingerprint(id))
-}
-
-/// A notify watcher on `dir` that sends a wake-up per event (any kind:
-/// the whole directory is rescanned). `None` while the directory is missing.
-fn install_watcher(dir: &Path, events: &mpsc::Sender<()>) -> Option<RecommendedWatcher> {
-    use notify::Watcher as _;
-    let sender = events.clone();
-    let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
-        // Reading the directory (our own rescans) produces access events;
-        // only changes matter, or every rescan would trigger the next.
-        if result.is_ok_and(|event| !event.kind.is_access()) {
-            // Full channel: a rescan is pending anyway.
-            let _ = sender.try_send(());
-        }
-    })
-    .map_err(|error| tracing::warn!(%error, "cannot start the key directory watcher; relying on periodic rescans"))
-    .ok()?;
-    match watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
-        Ok(()) => Some(watcher),
-        Err(error) => {
-            tracing::debug!(dir = %dir.display(), %error, "not watching the key directory yet");
-            None
-        }
-    }
 }

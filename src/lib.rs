@@ -8,6 +8,10 @@
 //! - [`audit`]: the audit log's hash chain: canonical form, hashing, verification.
 //! - [`audit_maintenance`]: the daemon's audit anchors and retention pruning.
 //! - [`resolve`]: the effective set of an app (pure over stored records).
+//! - [`tls`]: TLS for the listener and the CLI; `exsec tls generate` (the only importer of rustls).
+//! - [`fswatch`]: debounced change events for a few directories (the only importer of notify).
+//! - [`keywatch`]: the running keyring, reloaded when the key directory changes.
+//! - [`tlswatch`]: the served certificate, reloaded when its files change or on SIGHUP.
 //! - [`cli`]: the command line (the only importer of clap).
 pub mod api;
 pub mod app;
@@ -18,8 +22,11 @@ pub mod cluster;
 pub mod config;
 pub mod crypto;
 pub mod deploy;
+pub mod fswatch;
 pub mod keywatch;
 pub mod model;
 pub mod resolve;
 pub mod rotation;
 pub mod store;
+pub mod tls;
+pub mod tlswatch;

@@ -81,6 +81,8 @@ pub struct Gauges {
     pub keyring_degraded: bool,
     /// Bad key files refused since start (one per distinct bad content).
     pub key_reload_failures: u64,
+    /// Connections served, the cap, and how many waited for a slot.
+    pub connections: super::server::ConnectionStats,
 }
 
 /// The methods a metric label or a log line may name; anything else is
@@ -234,6 +236,32 @@ impl Metrics {
         );
         out.push_str("# TYPE exsec_store_writes_total counter\n");
         let _ = writeln!(out, "exsec_store_writes_total {}", gauges.commits.writes);
+        let connections = &gauges.connections;
+        for (name, kind, help, value) in [
+            (
+                "exsec_http_connections_open",
+                "gauge",
+                "Connections being served, over all listeners.",
+                connections.open,
+            ),
+            (
+                "exsec_http_connections_max",
+                "gauge",
+                "The cap on connections served at once (server.max_connections).",
+                connections.max,
+            ),
+            (
+                "exsec_http_connection_waits_total",
+                "counter",
+                "Connections accepted at the cap, which waited for another to close.",
+                connections.waited,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
         out
     }
 }
@@ -283,6 +311,11 @@ mod tests {
             commits: crate::store::CommitStats::default(),
             keyring_degraded: true,
             key_reload_failures: 2,
+            connections: crate::api::server::ConnectionStats {
+                open: 1,
+                max: 1024,
+                waited: 0,
+            },
         }
     }
 

@@ -62,6 +62,8 @@ pub struct ApiState {
     pub keys_dir: PathBuf,
     /// Longest time one request may take before 503 `request_timeout`.
     pub request_timeout: Duration,
+    /// The cap on connections served at once (`server.max_connections`).
+    pub connections: Arc<server::ConnectionLimit>,
 }
 
 /// One authorized request, as a handler sees it.

@@ -39,7 +39,10 @@ pub fn document() -> Value {
             "description": DESCRIPTION,
             "license": { "name": "Apache-2.0", "identifier": "Apache-2.0" },
         },
-        "servers": [{ "url": "http://127.0.0.1:7780", "description": "the default listen address" }],
+        "servers": [
+            { "url": "http://127.0.0.1:7780", "description": "the default listen address (plain HTTP on loopback)" },
+            { "url": "https://{host}:{port}", "description": "with server.tls_cert and server.tls_key: HTTPS only (TLS 1.2 and 1.3); plain HTTP there answers 400 tls_required", "variables": { "host": { "default": "127.0.0.1" }, "port": { "default": "7780" } } },
+        ],
         "paths": paths(),
         "components": {
             "schemas": schemas(),

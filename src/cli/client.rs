@@ -1,15 +1,17 @@
 //! A small HTTP/1.1 client for the daemon's API, on hyper's client
 //! connection (one connection per request: the CLI makes a handful).
 //!
-//! It sends the bearer token, reads JSON answers, turns problem+json into
+//! It reaches the daemon over `http://`, `https://` (trusting `--cacert`,
+//! else the system's CA store; the TLS configuration is built only for
+//! such URLs) or a local socket (`unix:/run/exsec/exsec.sock`). It sends
+//! the bearer token, reads JSON answers, turns problem+json into
 //! [`Problem`], and streams large bodies (backups) to a sink. It never logs
-//! or prints a request body: secret values travel in them. TLS is not
-//! implemented (the daemon serves plain HTTP on loopback for now): an
-//! `https://` URL is refused with a clear message rather than sent in clear.
+//! or prints a request body: secret values travel in them.
 
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,8 +21,11 @@ use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, Response, Uri};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, UnixStream};
 use zeroize::Zeroizing;
+
+use crate::tls::client::{CertificateProblem, TrustError};
 
 /// Where the daemon listens unless `--url`/`EXSEC_URL` says otherwise.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:7780";
@@ -33,7 +38,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// Why a call to the daemon failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// `--url` is not an `http://host[:port]` URL.
+    /// `--url` is not an `http://`, `https://` or `unix:` URL.
     #[error("invalid daemon URL {url:?}: {reason}")]
     InvalidUrl {
         /// What was given.
@@ -41,13 +46,29 @@ pub enum ClientError {
         /// What is wrong.
         reason: &'static str,
     },
-    /// An `https://` URL: not supported by this client yet.
-    #[error(
-        "{url} uses https, which this exsec client does not support yet (the daemon serves plain HTTP on loopback); use http://127.0.0.1:7780 on the daemon's host, or an SSH tunnel"
-    )]
-    TlsUnsupported {
+    /// The CAs to trust for an `https://` URL cannot be loaded.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    /// The daemon's certificate was refused.
+    #[error("{}", certificate_message(url, host, problem))]
+    Certificate {
         /// The URL.
         url: String,
+        /// The host the certificate was checked against.
+        host: String,
+        /// What is wrong with it.
+        problem: CertificateProblem,
+        /// `--cacert`, when given.
+        cacert: Option<PathBuf>,
+    },
+    /// The TLS handshake failed for another reason.
+    #[error("the TLS handshake with the exsec daemon at {url} failed")]
+    Handshake {
+        /// The URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: io::Error,
     },
     /// The token file could not be read.
     #[error("cannot read the token file {path}")]
@@ -127,49 +148,91 @@ pub struct Answer {
     pub body: Value,
 }
 
+/// How the daemon is reached.
+enum Transport {
+    /// TCP to `host:port`, in clear.
+    Http { host: String, port: u16 },
+    /// TCP to `host:port`, TLS checked against `host`.
+    Https {
+        host: String,
+        port: u16,
+        config: Arc<rustls::ClientConfig>,
+        cacert: Option<PathBuf>,
+    },
+    /// A local socket.
+    Unix { path: PathBuf },
+}
+
 /// The daemon's address and the token to send.
 pub struct Client {
     url: String,
-    host: String,
-    port: u16,
+    transport: Transport,
     authority: String,
     base_path: String,
     token: Option<Zeroizing<String>>,
 }
 
+/// What `--url` accepts, for messages.
+const URL_FORMS: &str = "expected http://HOST[:PORT], https://HOST[:PORT] or unix:/PATH/TO/SOCKET";
+
 impl Client {
     /// Parses `url` and reads the token: `--token-file` first, then the
-    /// `EXSEC_TOKEN` environment variable, else none.
-    pub fn new(url: &str, token_file: Option<&Path>) -> Result<Self, ClientError> {
+    /// `EXSEC_TOKEN` environment variable, else none. An `https://` URL
+    /// trusts the certificates in `cacert`, else the system's store.
+    pub fn new(
+        url: &str,
+        token_file: Option<&Path>,
+        cacert: Option<&Path>,
+    ) -> Result<Self, ClientError> {
         let invalid = |reason| ClientError::InvalidUrl {
             url: url.to_owned(),
             reason,
         };
-        let uri: Uri = url
-            .parse()
-            .map_err(|_| invalid("expected http://HOST[:PORT]"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(ClientError::TlsUnsupported {
-                    url: url.to_owned(),
-                });
+        let (transport, authority, base_path) = if let Some(path) = url.strip_prefix("unix:") {
+            let path = path.trim_start_matches("//");
+            if path.is_empty() {
+                return Err(invalid(
+                    "the socket path is missing, e.g. unix:/run/exsec/exsec.sock",
+                ));
             }
-            _ => return Err(invalid("expected http://HOST[:PORT]")),
-        }
-        let authority = uri
-            .authority()
-            .ok_or_else(|| invalid("the host is missing"))?;
-        if authority.as_str().contains('@') {
-            return Err(invalid(
-                "credentials in the URL are not used; pass the token with --token-file or EXSEC_TOKEN",
-            ));
-        }
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
+            let transport = Transport::Unix {
+                path: PathBuf::from(path),
+            };
+            (transport, "localhost".to_owned(), String::new())
+        } else {
+            let uri: Uri = url.parse().map_err(|_| invalid(URL_FORMS))?;
+            let (tls, default_port) = match uri.scheme_str() {
+                Some("http") => (false, 80),
+                Some("https") => (true, 443),
+                _ => return Err(invalid(URL_FORMS)),
+            };
+            let authority = uri
+                .authority()
+                .ok_or_else(|| invalid("the host is missing"))?;
+            if authority.as_str().contains('@') {
+                return Err(invalid(
+                    "credentials in the URL are not used; pass the token with --token-file or EXSEC_TOKEN",
+                ));
+            }
+            let host = authority
+                .host()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
+            let port = authority.port_u16().unwrap_or(default_port);
+            let transport = if tls {
+                Transport::Https {
+                    host,
+                    port,
+                    config: crate::tls::client::client_config(cacert)?,
+                    cacert: cacert.map(Path::to_owned),
+                }
+            } else {
+                Transport::Http { host, port }
+            };
+            let base_path = uri.path().trim_end_matches('/').to_owned();
+            (transport, authority.as_str().to_owned(), base_path)
+        };
         let token = match token_file {
             Some(path) => {
                 let text =
@@ -186,10 +249,9 @@ impl Client {
         .filter(|t| !t.is_empty());
         Ok(Self {
             url: url.trim_end_matches('/').to_owned(),
-            host,
-            port: authority.port_u16().unwrap_or(80),
-            authority: authority.as_str().to_owned(),
-            base_path: uri.path().trim_end_matches('/').to_owned(),
+            transport,
+            authority,
+            base_path,
             token,
         })
     }
@@ -272,18 +334,49 @@ impl Client {
         body: Option<Bytes>,
         headers: &[(&str, &str)],
     ) -> Result<Response<Incoming>, ClientError> {
-        let connect = TcpStream::connect((self.host.as_str(), self.port));
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, connect)
-            .await
-            .map_err(|_| self.timeout())?
-            .map_err(|source| ClientError::Connect {
-                url: self.url.clone(),
-                source,
-            })?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(ClientError::Http)?;
-        tokio::spawn(connection);
+        let mut sender = match &self.transport {
+            Transport::Http { host, port } => {
+                let stream = self.connect_tcp(host, *port).await?;
+                self.handshake(stream).await?
+            }
+            Transport::Https {
+                host,
+                port,
+                config,
+                cacert,
+            } => {
+                let stream = self.connect_tcp(host, *port).await?;
+                let connect = crate::tls::client::connect(config.clone(), host, stream);
+                let stream = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+                    .await
+                    .map_err(|_| self.timeout())?
+                    .map_err(
+                        |source| match crate::tls::client::certificate_problem(&source) {
+                            Some(problem) => ClientError::Certificate {
+                                url: self.url.clone(),
+                                host: host.clone(),
+                                problem,
+                                cacert: cacert.clone(),
+                            },
+                            None => ClientError::Handshake {
+                                url: self.url.clone(),
+                                source,
+                            },
+                        },
+                    )?;
+                self.handshake(stream).await?
+            }
+            Transport::Unix { path } => {
+                let stream = tokio::time::timeout(CONNECT_TIMEOUT, UnixStream::connect(path))
+                    .await
+                    .map_err(|_| self.timeout())?
+                    .map_err(|source| ClientError::Connect {
+                        url: self.url.clone(),
+                        source,
+                    })?;
+                self.handshake(stream).await?
+            }
+        };
         let mut request = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base_path))
@@ -308,6 +401,32 @@ impl Client {
             .await
             .map_err(|_| self.timeout())?
             .map_err(ClientError::Http)
+    }
+
+    async fn connect_tcp(&self, host: &str, port: u16) -> Result<TcpStream, ClientError> {
+        tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, port)))
+            .await
+            .map_err(|_| self.timeout())?
+            .map_err(|source| ClientError::Connect {
+                url: self.url.clone(),
+                source,
+            })
+    }
+
+    /// HTTP/1.1 on an open connection; the connection is driven on its own
+    /// task.
+    async fn handshake<S>(
+        &self,
+        stream: S,
+    ) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, ClientError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(ClientError::Http)?;
+        tokio::spawn(connection);
+        Ok(sender)
     }
 
     async fn collect(&self, response: Response<Incoming>) -> Result<Bytes, ClientError> {
@@ -357,6 +476,34 @@ fn problem(status: u16, bytes: &[u8]) -> Problem {
     }
 }
 
+/// The first line of a certificate error: what is wrong, for which URL.
+fn certificate_message(url: &str, host: &str, problem: &CertificateProblem) -> String {
+    match problem {
+        CertificateProblem::NameMismatch { presented } if !presented.is_empty() => format!(
+            "the certificate of the exsec daemon at {url} is not valid for {host}: it names {}",
+            presented.join(", ")
+        ),
+        CertificateProblem::NameMismatch { .. } => {
+            format!("the certificate of the exsec daemon at {url} is not valid for {host}")
+        }
+        CertificateProblem::UnknownIssuer => format!(
+            "the certificate of the exsec daemon at {url} is not issued by a CA this client trusts"
+        ),
+        CertificateProblem::Expired {
+            not_after: Some(when),
+        } => format!("the certificate of the exsec daemon at {url} expired at {when}"),
+        CertificateProblem::Expired { not_after: None } => {
+            format!("the certificate of the exsec daemon at {url} has expired")
+        }
+        CertificateProblem::NotYetValid => {
+            format!("the certificate of the exsec daemon at {url} is not valid yet")
+        }
+        CertificateProblem::Other(reason) => {
+            format!("the certificate of the exsec daemon at {url} was refused: {reason}")
+        }
+    }
+}
+
 /// Percent-encodes a query value (everything but unreserved characters).
 pub fn encode_query(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
@@ -375,25 +522,69 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_are_parsed_and_https_is_refused_clearly() {
-        let client = Client::new("http://127.0.0.1:7780/", None).unwrap();
-        assert_eq!((client.host.as_str(), client.port), ("127.0.0.1", 7780));
+    fn urls_are_parsed() {
+        let tcp = |client: &Client| match &client.transport {
+            Transport::Http { host, port } => (host.clone(), *port),
+            _ => panic!("not plain TCP"),
+        };
+        let client = Client::new("http://127.0.0.1:7780/", None, None).unwrap();
+        assert_eq!(tcp(&client), ("127.0.0.1".to_owned(), 7780));
         assert_eq!(client.base_path, "");
-        let client = Client::new("http://[::1]/exsec", None).unwrap();
-        assert_eq!((client.host.as_str(), client.port), ("::1", 80));
+        let client = Client::new("http://[::1]/exsec", None, None).unwrap();
+        assert_eq!(tcp(&client), ("::1".to_owned(), 80));
         assert_eq!(client.base_path, "/exsec");
+        for url in ["unix:/run/exsec/exsec.sock", "unix:///run/exsec/exsec.sock"] {
+            let client = Client::new(url, None, None).unwrap();
+            let Transport::Unix { path } = &client.transport else {
+                panic!("not a socket: {url}");
+            };
+            assert_eq!(path, Path::new("/run/exsec/exsec.sock"));
+            assert_eq!(client.authority, "localhost");
+        }
+        for url in [
+            "127.0.0.1:7780",
+            "ftp://127.0.0.1",
+            "unix:",
+            "http://user:pw@127.0.0.1",
+        ] {
+            assert!(
+                matches!(
+                    Client::new(url, None, None),
+                    Err(ClientError::InvalidUrl { .. })
+                ),
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn https_reads_cacert_only_for_https_urls() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("absent.pem");
+        // An http:// URL never reads it.
+        assert!(Client::new("http://127.0.0.1:7780", None, Some(&missing)).is_ok());
         assert!(matches!(
-            Client::new("https://exsec.example:7780", None),
-            Err(ClientError::TlsUnsupported { .. })
+            Client::new("https://127.0.0.1:7780", None, Some(&missing)),
+            Err(ClientError::Trust(TrustError::Read { .. }))
         ));
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "no certificate here\n").unwrap();
         assert!(matches!(
-            Client::new("127.0.0.1:7780", None),
-            Err(ClientError::InvalidUrl { .. })
+            Client::new("https://127.0.0.1:7780", None, Some(&empty)),
+            Err(ClientError::Trust(TrustError::NoCertificate { .. }))
         ));
-        assert!(matches!(
-            Client::new("http://user:pw@127.0.0.1", None),
-            Err(ClientError::InvalidUrl { .. })
-        ));
+        let pair = crate::tls::generate_pair(
+            dir.path(),
+            &["exsec.internal".to_owned()],
+            1,
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+        let client = Client::new("https://exsec.internal:7780", None, Some(&pair.cert)).unwrap();
+        let Transport::Https { host, port, .. } = &client.transport else {
+            panic!("not https");
+        };
+        assert_eq!((host.as_str(), *port), ("exsec.internal", 7780));
     }
 
     #[test]

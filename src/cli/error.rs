@@ -3,13 +3,15 @@
 //! scripts: documented in `exsec --help` and README.md, never renumbered.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::client::ClientError;
 use super::dotenv::DotenvError;
 use super::problems;
 use crate::store::StoreError;
 use crate::store::backup::BackupError;
+use crate::tls::GenerateError;
+use crate::tls::client::{CertificateProblem, TrustError};
 
 /// Exit codes, stable for scripts.
 pub mod exit {
@@ -104,6 +106,9 @@ pub enum CliError {
     /// Key generation failed.
     #[error("cannot generate a master key")]
     KeyGenerate(#[source] crate::crypto::KeyfileError),
+    /// `tls generate` failed.
+    #[error("cannot generate a TLS certificate")]
+    TlsGenerate(#[source] crate::tls::GenerateError),
     /// The configuration is unusable.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
@@ -146,6 +151,14 @@ impl CliError {
                 // when it is missing (3 is for what the daemon holds).
                 BackupError::Io { .. } | BackupError::Stream(_) => exit::FAILURE,
             },
+            CliError::TlsGenerate(error) => match error {
+                GenerateError::NoHost
+                | GenerateError::InvalidHost(_)
+                | GenerateError::InvalidDays
+                | GenerateError::NotADirectory { .. } => exit::USAGE,
+                GenerateError::Exists { .. } => exit::REFUSED,
+                GenerateError::Io { .. } | GenerateError::Certificate(_) => exit::FAILURE,
+            },
             CliError::Io { .. }
             | CliError::KeyDir(_)
             | CliError::Stdout(_)
@@ -172,6 +185,19 @@ impl CliError {
                 }
                 hint
             }
+            CliError::Client(ClientError::Certificate {
+                host,
+                problem,
+                cacert,
+                ..
+            }) => Some(certificate_hint(host, problem, cacert.as_deref())),
+            CliError::Client(ClientError::Trust(TrustError::NoSystemRoots)) => None,
+            CliError::Client(ClientError::Trust(_)) => Some(
+                "Give --cacert (or EXSEC_CACERT) a PEM file holding the CA that issued the daemon's certificate, or the daemon's self-signed certificate (e.g. /etc/exsec/tls/tls.crt).".to_owned(),
+            ),
+            CliError::Client(ClientError::Handshake { .. }) => Some(
+                "Does the daemon serve TLS on this address (server.tls_cert)? Without it, use an http:// URL on loopback or the local socket (unix:/run/exsec/exsec.sock).".to_owned(),
+            ),
             CliError::Client(ClientError::Connect { .. }) => Some(
                 "Is the daemon running (`systemctl status exsec`, or `exsec serve --config FILE`)? Point the CLI at it with --url or EXSEC_URL.".to_owned(),
             ),
@@ -190,6 +216,27 @@ impl CliError {
     }
 }
 
+/// How to fix a refused certificate.
+fn certificate_hint(host: &str, problem: &CertificateProblem, cacert: Option<&Path>) -> String {
+    let trust = match cacert {
+        Some(path) => format!("the certificates in {} (--cacert)", path.display()),
+        None => "the system's CA store (no --cacert given)".to_owned(),
+    };
+    match problem {
+        CertificateProblem::NameMismatch { .. } => format!(
+            "Use a --url whose host is one the certificate names, or give the daemon a certificate for {host}: `exsec tls generate --host {host} --out-dir DIR` (or add it to the cert-manager Certificate's dnsNames/ipAddresses) and point server.tls_cert/tls_key at it; the daemon serves new files without a restart."
+        ),
+        CertificateProblem::UnknownIssuer => format!(
+            "This client trusts {trust}. Pass the CA that issued the daemon's certificate, or the daemon's self-signed certificate itself, with --cacert FILE or EXSEC_CACERT (a package install made /etc/exsec/tls/tls.crt)."
+        ),
+        CertificateProblem::Expired { .. } => "Renew the daemon's certificate: `exsec tls generate --host NAME --out-dir NEW_DIR` and move tls.crt and tls.key over server.tls_cert and server.tls_key, or let cert-manager renew it; the daemon serves new files without a restart. If it should still be valid, check this machine's clock.".to_owned(),
+        CertificateProblem::NotYetValid => "The certificate's validity starts in the future: check the clock of this machine and of the machine that made the certificate.".to_owned(),
+        CertificateProblem::Other(_) => format!(
+            "This client trusts {trust}; check that the daemon's server.tls_cert is the certificate you expect."
+        ),
+    }
+}
+
 /// An API problem's exit code, by status.
 fn client_exit_code(error: &ClientError) -> u8 {
     match error {
@@ -200,10 +247,12 @@ fn client_exit_code(error: &ClientError) -> u8 {
             429 | 502..=504 => exit::UNAVAILABLE,
             _ => exit::FAILURE,
         },
-        ClientError::InvalidUrl { .. } | ClientError::TlsUnsupported { .. } => exit::USAGE,
-        ClientError::Connect { .. } | ClientError::Timeout { .. } | ClientError::Http(_) => {
-            exit::UNAVAILABLE
-        }
+        ClientError::InvalidUrl { .. } | ClientError::Trust(_) => exit::USAGE,
+        ClientError::Connect { .. }
+        | ClientError::Timeout { .. }
+        | ClientError::Http(_)
+        | ClientError::Certificate { .. }
+        | ClientError::Handshake { .. } => exit::UNAVAILABLE,
         ClientError::TokenFile { .. } | ClientError::Decode { .. } | ClientError::Sink(_) => {
             exit::FAILURE
         }

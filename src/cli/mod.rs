@@ -21,6 +21,7 @@ mod keys;
 pub mod output;
 pub mod problems;
 mod secrets;
+mod tls;
 
 use std::error::Error as _;
 use std::path::PathBuf;
@@ -37,10 +38,12 @@ use output::{Format, Output};
 /// OPENAI_API_KEY) sealed in one database and injects them into
 /// Kubernetes apps when they are deployed.
 ///
-/// Client commands talk to the daemon over HTTP: point them at it with
-/// --url (or EXSEC_URL) and give a token with --token-file (or the token
-/// text in EXSEC_TOKEN). `serve`, `keys generate`, `audit verify --db` and
-/// `restore` work offline on files.
+/// Client commands talk to the daemon over HTTP, HTTPS or its local
+/// socket: point them at it with --url (or EXSEC_URL), trust its
+/// certificate with --cacert (or EXSEC_CACERT) and give a token with
+/// --token-file (or the token text in EXSEC_TOKEN). `serve`, `keys
+/// generate`, `tls generate`, `audit verify --db` and `restore` work
+/// offline on files.
 #[derive(Debug, Parser)]
 #[command(
     name = "exsec",
@@ -61,7 +64,8 @@ pub struct Cli {
 /// Options of every client command.
 #[derive(Debug, Args)]
 struct Global {
-    /// The daemon's URL.
+    /// The daemon's URL: http://HOST:PORT, https://HOST:PORT, or
+    /// unix:/PATH for its local socket (server.unix_socket).
     #[arg(help_heading = "Global options", long, global = true, env = "EXSEC_URL", default_value = DEFAULT_URL, value_name = "URL")]
     url: String,
     /// A file holding the token (admin token file, or a minted tenant
@@ -75,9 +79,10 @@ struct Global {
         value_name = "FILE"
     )]
     token_file: Option<PathBuf>,
-    /// CA certificate for an https:// daemon URL. Accepted for forward
-    /// compatibility: TLS is not supported by this version, and an
-    /// https:// URL is refused.
+    /// CA certificate(s) to trust for an https:// daemon URL (PEM): the
+    /// CA that issued the daemon's certificate, or a self-signed
+    /// certificate from `exsec tls generate` itself. Without it, the
+    /// system's CA store (/etc/ssl/certs) is used.
     #[arg(
         help_heading = "Global options",
         long,
@@ -147,6 +152,9 @@ enum Command {
     /// Master keys: status, retire an old key, generate a new one.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// TLS certificates for the daemon (offline).
+    #[command(subcommand)]
+    Tls(TlsCommand),
     /// Download a consistent backup of the daemon's store (admin).
     ///
     /// Values stay sealed: a backup is useless without the key directory,
@@ -470,6 +478,31 @@ enum KeysCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum TlsCommand {
+    /// Write a self-signed certificate and key for the daemon (offline).
+    ///
+    /// For sites without a CA: an ECDSA P-256 certificate naming every
+    /// --host (DNS names and IP addresses, as clients will write them in
+    /// --url), valid for --days, written as DIR/tls.crt (0644) and
+    /// DIR/tls.key (0600), both owned by the directory's owner. Existing
+    /// files are never overwritten. Point server.tls_cert and
+    /// server.tls_key at them, and give clients the certificate with
+    /// --cacert DIR/tls.crt.
+    Generate {
+        /// A name clients use to reach the daemon (repeatable), e.g.
+        /// --host exsec.internal --host 10.0.0.5 --host localhost.
+        #[arg(long = "host", value_name = "NAME", required = true)]
+        hosts: Vec<String>,
+        /// Where to write tls.crt and tls.key (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out_dir: PathBuf,
+        /// Days of validity (1-3650).
+        #[arg(long, value_name = "N", default_value_t = crate::tls::generate::DEFAULT_DAYS)]
+        days: u32,
+    },
+}
+
 /// What a client command gets: the daemon client and the output format.
 struct Context {
     client: Client,
@@ -541,6 +574,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 .map_err(CliError::Start)
         }
         Command::Keys(KeysCommand::Generate { dir }) => keys::generate(&dir, output),
+        Command::Tls(TlsCommand::Generate {
+            hosts,
+            out_dir,
+            days,
+        }) => tls::generate(&out_dir, &hosts, days, output),
         Command::Audit(AuditCommand::Verify {
             db: Some(db),
             anchor,
@@ -574,9 +612,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
         }
         command => {
             if global.cacert.is_some() && !global.url.starts_with("https://") {
-                output::note("note: --cacert is ignored for an http:// URL");
+                output::note("note: --cacert is used only with an https:// URL");
             }
-            let client = Client::new(&global.url, global.token_file.as_deref())?;
+            let client = Client::new(
+                &global.url,
+                global.token_file.as_deref(),
+                global.cacert.as_deref(),
+            )?;
             let context = Context { client, output };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -689,6 +731,7 @@ async fn dispatch(context: &Context, command: Command) -> Result<(), CliError> {
         Command::Backup { out } => backup::backup(context, &out).await,
         Command::Serve { .. }
         | Command::Keys(KeysCommand::Generate { .. })
+        | Command::Tls(_)
         | Command::Restore { .. }
         | Command::Completions { .. }
         | Command::Man => Err(CliError::Usage(

@@ -13,6 +13,10 @@ pub const EXPLANATIONS: &[(&str, &str)] = &[
         "The daemon did not accept the token. Pass one with --token-file FILE or EXSEC_TOKEN: the admin token is in the daemon's auth.admin_token_file (e.g. /etc/exsec/admin.token); tenant tokens come from `exsec tokens mint TENANT`.",
     ),
     (
+        "tls_required",
+        "The daemon serves HTTPS on this address. Use an https:// URL with --url or EXSEC_URL, and pass its CA (or its self-signed certificate) with --cacert FILE or EXSEC_CACERT.",
+    ),
+    (
         "not_found",
         "That needs the admin token; a tenant token cannot see it. Use --token-file with the admin token file.",
     ),
@@ -223,6 +227,7 @@ mod tests {
     fn the_daemons_codes_are_all_explained() {
         for code in [
             "unauthenticated",
+            "tls_required",
             "not_found",
             "route_not_found",
             "method_not_allowed",

@@ -162,9 +162,15 @@ impl Drop for Daemon {
 /// A minimal daemon config in `dir` (manifests target, JSON log to stderr,
 /// every path relative to `dir`): `dir/config.toml`.
 pub fn write_config(dir: &Path) -> std::path::PathBuf {
-    let config = r#"
+    write_config_with(dir, "listen = \"127.0.0.1:0\"")
+}
+
+/// Like [`write_config`], with `server` as the body of `[server]`.
+pub fn write_config_with(dir: &Path, server: &str) -> std::path::PathBuf {
+    let config = format!(
+        r#"
 [server]
-listen = "127.0.0.1:0"
+{server}
 [storage]
 path = "exsec.redb"
 cache_size = "4MiB"
@@ -178,7 +184,8 @@ target = "manifests"
 dir = "manifests"
 [log]
 format = "json"
-"#;
+"#
+    );
     let path = dir.join("config.toml");
     std::fs::write(&path, config).unwrap();
     path

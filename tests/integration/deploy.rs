@@ -568,26 +568,3 @@ fn secret_document(text: &str) -> String {
         .unwrap_or_default()
         .to_owned()
 }
-
-/// TLS is configured but not served by this build: refuse to start rather
-/// than serve plaintext to someone who asked for TLS.
-#[tokio::test]
-async fn configured_tls_is_refused_instead_of_served_as_plaintext() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.toml");
-    std::fs::write(
-        &path,
-        "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n[storage]\npath = \"exsec.redb\"\n[keys]\ndir = \"keys.d\"\n[auth]\nadmin_token_file = \"admin.token\"\n[cluster]\ntarget = \"manifests\"\n[manifests]\ndir = \"manifests\"\n",
-    )
-    .unwrap();
-    let config = exsec::config::Config::load(&path).unwrap();
-    let error = exsec::app::start(&config, None)
-        .await
-        .err()
-        .expect("must refuse");
-    assert!(
-        matches!(error, exsec::app::StartError::TlsUnsupported),
-        "{error}"
-    );
-    assert!(error.to_string().contains("does not serve TLS"));
-}

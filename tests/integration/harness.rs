@@ -131,3 +131,25 @@ impl<'a> MakeWriter<'a> for Capture {
         self.clone()
     }
 }
+
+/// Polls `probe` every 20 ms until it gives a value; fails the test after
+/// [`crate::daemon::PATIENCE`] with `what` and the last observation.
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + crate::daemon::PATIENCE;
+    loop {
+        let last = match probe().await {
+            Ok(value) => return value,
+            Err(last) => last,
+        };
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {:?}; last: {last}",
+            crate::daemon::PATIENCE
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

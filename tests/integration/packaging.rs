@@ -36,6 +36,21 @@ fn debian_config_loads_with_system_paths() {
         SocketAddr::from(([127, 0, 0, 1], 7780))
     );
     assert!(!config.server.allow_plaintext_remote);
+    // The pair postinst generates; the socket in the unit's RuntimeDirectory.
+    assert_eq!(
+        config.server.tls_cert.as_deref(),
+        Some(Path::new("/etc/exsec/tls/tls.crt"))
+    );
+    assert_eq!(
+        config.server.tls_key.as_deref(),
+        Some(Path::new("/etc/exsec/tls/tls.key"))
+    );
+    assert_eq!(
+        config.server.unix_socket.as_deref(),
+        Some(Path::new("/run/exsec/exsec.sock"))
+    );
+    let unit = std::fs::read_to_string(packaging("systemd/exsec.service")).unwrap();
+    assert!(unit.lines().any(|line| line == "RuntimeDirectory=exsec"));
 }
 
 #[test]
@@ -70,7 +85,16 @@ fn kubernetes_configmap_config_loads_for_the_statefulset() {
     );
     assert_eq!(config.cluster.namespace.as_str(), "paas-apps");
     assert_eq!(config.server.listen, SocketAddr::from(([0, 0, 0, 0], 7780)));
-    assert!(config.server.allow_plaintext_remote);
+    assert!(!config.server.allow_plaintext_remote, "HTTPS only");
+    assert_eq!(
+        config.server.tls_cert.as_deref(),
+        Some(Path::new("/etc/exsec/tls/tls.crt")),
+        "the exsec-tls Secret mount"
+    );
+    assert_eq!(
+        config.server.tls_key.as_deref(),
+        Some(Path::new("/etc/exsec/tls/tls.key"))
+    );
     assert!(
         config.keys.allow_group_readable,
         "Secret volumes with fsGroup are 0440"

@@ -23,6 +23,8 @@ pub struct Options {
     pub include_values: bool,
     /// Extra TOML appended to the config.
     pub extra_config: String,
+    /// Extra keys of the `[server]` table (TLS, the local socket, limits).
+    pub server_config: String,
     /// Use the `kubernetes` target against a Kubernetes API stand-in.
     pub kubernetes: bool,
     /// `deploy.timeout`.
@@ -35,6 +37,7 @@ impl Default for Options {
             with_key: true,
             include_values: true,
             extra_config: String::new(),
+            server_config: String::new(),
             kubernetes: false,
             deploy_timeout: "5s",
         }
@@ -52,6 +55,9 @@ pub struct TestServer {
     pub process: Option<Daemon>,
     pub admin_token: String,
     pub addr: std::net::SocketAddr,
+    /// With a TLS server: the certificate(s) to trust; requests then go
+    /// over HTTPS, checked against 127.0.0.1.
+    pub cacert: Option<PathBuf>,
 }
 
 /// One answer.
@@ -145,6 +151,7 @@ impl TestServer {
             process: Some(daemon),
             admin_token,
             addr,
+            cacert: None,
         }
     }
 
@@ -184,6 +191,7 @@ impl TestServer {
             format!(
                 r#"[server]
 listen = "127.0.0.1:0"
+{server}
 [storage]
 path = "exsec.redb"
 cache_size = "4MiB"
@@ -206,6 +214,7 @@ format = "json"
                 options.include_values,
                 options.deploy_timeout,
                 options.extra_config,
+                server = options.server_config,
                 target = if options.kubernetes {
                     "kubernetes"
                 } else {
@@ -254,6 +263,7 @@ format = "json"
             process: None,
             admin_token,
             addr,
+            cacert: None,
         }
     }
 
@@ -313,44 +323,14 @@ format = "json"
         let stream = TcpStream::connect(self.addr)
             .await
             .map_err(|e| format!("connect: {e}"))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        let Some(cacert) = &self.cacert else {
+            return exchange(stream, method, path, token, body, headers).await;
+        };
+        let config = exsec::tls::client::client_config(Some(cacert)).map_err(|e| e.to_string())?;
+        let stream = exsec::tls::client::connect(config, "127.0.0.1", stream)
             .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        tokio::spawn(connection);
-        let mut request = Request::builder()
-            .method(Method::from_bytes(method.as_bytes()).unwrap())
-            .uri(path)
-            .header("host", "127.0.0.1");
-        if let Some(token) = token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        let typed = headers
-            .iter()
-            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
-        if body.is_some() && !typed {
-            request = request.header("content-type", "application/json");
-        }
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let request = request.body(Full::new(body.unwrap_or_default())).unwrap();
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("exchange: {e}"))?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("body: {e}"))?
-            .to_bytes();
-        Ok(Answer {
-            status,
-            headers,
-            body,
-        })
+            .map_err(|e| format!("TLS handshake: {e}"))?;
+        exchange(stream, method, path, token, body, headers).await
     }
 
     /// A request with the admin token.
@@ -494,4 +474,57 @@ format = "json"
         }
         self.dir
     }
+}
+
+/// One request on an open connection (TCP, TLS or a local socket); the
+/// connection is driven on its own task.
+pub async fn exchange<S>(
+    stream: S,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Bytes>,
+    headers: &[(&str, &str)],
+) -> Result<Answer, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(connection);
+    let mut request = Request::builder()
+        .method(Method::from_bytes(method.as_bytes()).unwrap())
+        .uri(path)
+        .header("host", "127.0.0.1");
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let typed = headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+    if body.is_some() && !typed {
+        request = request.header("content-type", "application/json");
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Full::new(body.unwrap_or_default())).unwrap();
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("exchange: {e}"))?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("body: {e}"))?
+        .to_bytes();
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
 }

@@ -61,6 +61,7 @@ pub async fn metrics(call: Call) -> Result<Reply, ApiError> {
         commits: call.state.store.commit_stats(),
         keyring_degraded: keyring.is_empty(),
         key_reload_failures: call.state.keyring.reload_failures(),
+        connections: call.state.connections.stats(),
     });
     Ok(Reply::raw(
         StatusCode::OK,

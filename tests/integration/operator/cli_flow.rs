@@ -510,16 +510,26 @@ async fn tokens_and_errors_map_to_documented_exit_codes() {
     .await;
     unreachable.expect(5);
     assert!(unreachable.stderr.contains("cannot reach the exsec daemon"));
+    // An unreadable --cacert is a usage error, found before any connection.
     let https = exsec(
         None,
         None,
-        &["--url", "https://127.0.0.1:7780", "tenants", "list"],
+        &[
+            "--url",
+            "https://127.0.0.1:9",
+            "--cacert",
+            "/nonexistent/ca.pem",
+            "tenants",
+            "list",
+        ],
         None,
     )
     .await;
     https.expect(2);
     assert!(
-        https.stderr.contains("does not support yet"),
+        https
+            .stderr
+            .contains("cannot read the CA certificate file /nonexistent/ca.pem"),
         "{}",
         https.stderr
     );

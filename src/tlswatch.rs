@@ -1,0 +1,141 @@
+//! Keeps the served TLS certificate current: reloads the pair when either
+//! file changes (cert-manager and the kubelet replace them through
+//! symlinks; certbot and people edit them in place), every
+//! [`RESCAN_INTERVAL`] in case an event was missed, and on SIGHUP.
+//!
+//! A bad new pair keeps the served one; the problem is logged and audited
+//! `tls.reload_failed` once per distinct content (a mismatched key stays
+//! one event however many rescans see it).
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::api::problem::chain;
+use crate::audit::{NewEvent, event};
+use crate::fswatch::{DirWatch, parent_dir};
+use crate::store::Store;
+use crate::tls::{Reload, ServerTls};
+
+/// The fallback when file events are missed; certificates are renewed
+/// days before they expire, so a minute is plenty.
+pub const RESCAN_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The served pair, its files, and where reload failures are audited.
+pub struct TlsWatch {
+    tls: Arc<ServerTls>,
+    store: Arc<Store>,
+    /// Bad contents already reported.
+    reported: Mutex<HashSet<String>>,
+}
+
+impl TlsWatch {
+    /// A watcher of `tls`'s files.
+    pub fn new(tls: Arc<ServerTls>, store: Arc<Store>) -> Self {
+        Self {
+            tls,
+            store,
+            reported: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Reloads on changes and every [`RESCAN_INTERVAL`] until `shutdown`
+    /// flips.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut changes = DirWatch::new("TLS certificate directory", self.dirs());
+        let mut tick = tokio::time::interval(RESCAN_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = changes.changed() => {}
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            self.reload().await;
+            // A symlink may point elsewhere now.
+            changes.set_dirs(self.dirs());
+            changes.retry();
+        }
+    }
+
+    /// The certificate served now.
+    pub fn certificate(&self) -> crate::tls::CertificateInfo {
+        self.tls.certificate()
+    }
+
+    /// Reads the pair again and serves it if it changed and is good (also
+    /// what SIGHUP does). Logs and audits the outcome.
+    pub async fn reload(&self) -> Reload {
+        let tls = self.tls.clone();
+        let outcome = match tokio::task::spawn_blocking(move || tls.reload()).await {
+            Ok(outcome) => outcome,
+            Err(_) => return Reload::Unchanged,
+        };
+        match &outcome {
+            Reload::Unchanged => {}
+            Reload::Replaced { previous, current } => tracing::info!(
+                serial = %current.serial,
+                not_after = %current.not_after_text(),
+                sha256 = %current.sha256,
+                previous_serial = %previous.serial,
+                "TLS certificate reloaded; new connections get the new certificate"
+            ),
+            Reload::Failed { identity, error } => self.report(identity, error).await,
+        }
+        outcome
+    }
+
+    /// Logs and audits a bad pair, once per distinct content.
+    async fn report(&self, identity: &str, error: &crate::tls::PairError) {
+        let fresh = self
+            .reported
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(identity.to_owned());
+        if !fresh {
+            return;
+        }
+        let serving = self.tls.certificate();
+        tracing::error!(
+            error = %chain(error),
+            serial = %serving.serial,
+            "refused the new TLS certificate or key; still serving the previous certificate"
+        );
+        let files = self.tls.files();
+        let event = NewEvent::new(event::TLS_RELOAD_FAILED, "system")
+            .with("cert_file", files.cert.display().to_string())
+            .with("key_file", files.key.display().to_string())
+            .with("reason", chain(error))
+            .with("serving_serial", serving.serial);
+        if let Err(error) = self
+            .store
+            .write_async(move |w| w.audit(event.clone()).map(drop))
+            .await
+        {
+            tracing::error!(error = %chain(&error), "cannot audit a TLS reload failure");
+        }
+    }
+
+    /// The directories to watch: those holding the configured paths, and
+    /// those holding what they link to (certbot's `live/` links point into
+    /// `archive/`; a Secret volume's links into `..data`, in the same
+    /// directory).
+    fn dirs(&self) -> Vec<PathBuf> {
+        let files = self.tls.files();
+        let mut dirs = Vec::new();
+        for path in [&files.cert, &files.key] {
+            dirs.push(parent_dir(path));
+            if let Ok(target) = std::fs::canonicalize(path) {
+                dirs.push(parent_dir(&target));
+            }
+        }
+        dirs
+    }
+}
