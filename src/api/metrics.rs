@@ -192,52 +192,44 @@ impl Metrics {
         for (key_id, n) in &gauges.records_per_key {
             let _ = writeln!(out, "exsec_keyring_records{{key_id=\"{key_id}\"}} {n}");
         }
-        out.push_str(
-            "# HELP exsec_rotation_remaining Records not yet sealed under the active key.\n",
-        );
-        out.push_str("# TYPE exsec_rotation_remaining gauge\n");
-        let _ = writeln!(
-            out,
-            "exsec_rotation_remaining {}",
-            gauges.rotation_remaining
-        );
-        out.push_str(
-            "# HELP exsec_rotation_pending_records Records the re-sealing job still has to move to the active key.\n",
-        );
-        out.push_str("# TYPE exsec_rotation_pending_records gauge\n");
-        let _ = writeln!(
-            out,
-            "exsec_rotation_pending_records {}",
-            gauges.rotation_remaining
-        );
-        out.push_str(
-            "# HELP exsec_keyring_degraded 1 when no master key is loaded (values cannot be sealed or opened).\n",
-        );
-        out.push_str("# TYPE exsec_keyring_degraded gauge\n");
-        let _ = writeln!(
-            out,
-            "exsec_keyring_degraded {}",
-            u8::from(gauges.keyring_degraded)
-        );
-        out.push_str(
-            "# HELP exsec_key_reload_failures_total Key files refused since start, once per distinct bad content.\n",
-        );
-        out.push_str("# TYPE exsec_key_reload_failures_total counter\n");
-        let _ = writeln!(
-            out,
-            "exsec_key_reload_failures_total {}",
-            gauges.key_reload_failures
-        );
-        out.push_str("# HELP exsec_store_commits_total Durable write transactions committed.\n");
-        out.push_str("# TYPE exsec_store_commits_total counter\n");
-        let _ = writeln!(out, "exsec_store_commits_total {}", gauges.commits.commits);
-        out.push_str(
-            "# HELP exsec_store_writes_total Writes acknowledged; several share a commit under load.\n",
-        );
-        out.push_str("# TYPE exsec_store_writes_total counter\n");
-        let _ = writeln!(out, "exsec_store_writes_total {}", gauges.commits.writes);
         let connections = &gauges.connections;
         for (name, kind, help, value) in [
+            (
+                "exsec_rotation_remaining",
+                "gauge",
+                "Records not yet sealed under the active key.",
+                gauges.rotation_remaining,
+            ),
+            (
+                "exsec_rotation_pending_records",
+                "gauge",
+                "Records the re-sealing job still has to move to the active key.",
+                gauges.rotation_remaining,
+            ),
+            (
+                "exsec_keyring_degraded",
+                "gauge",
+                "1 when no master key is loaded (values cannot be sealed or opened).",
+                u64::from(gauges.keyring_degraded),
+            ),
+            (
+                "exsec_key_reload_failures_total",
+                "counter",
+                "Key files refused since start, once per distinct bad content.",
+                gauges.key_reload_failures,
+            ),
+            (
+                "exsec_store_commits_total",
+                "counter",
+                "Durable write transactions committed.",
+                gauges.commits.commits,
+            ),
+            (
+                "exsec_store_writes_total",
+                "counter",
+                "Writes acknowledged; several share a commit under load.",
+                gauges.commits.writes,
+            ),
             (
                 "exsec_http_connections_open",
                 "gauge",
