@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, Thread};
 
-use super::{Store, StoreError, Writer, log_audit_event};
+use super::{StorageHealth, Store, StoreError, Writer, log_audit_event};
 
 /// Most writes one commit holds. Bounds how long the last caller of a
 /// batch waits behind the others and the work lost to a re-run.
@@ -178,9 +178,7 @@ impl Store {
     /// Runs `batch` in one write transaction and answers every write in it.
     fn commit_batch(&self, mut batch: Vec<Box<dyn Pending>>) {
         while !batch.is_empty() {
-            if self.reopen_needed.load(Ordering::Acquire)
-                && let Err(error) = self.reopen()
-            {
+            if let Err(error) = self.reopen_if_needed() {
                 return fail_all(batch, error);
             }
             match self.attempt(&mut batch) {
@@ -189,17 +187,21 @@ impl Store {
                     self.commits
                         .writes
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    self.health.set(StorageHealth::Healthy, &self.path);
                     for job in batch {
                         job.succeed();
                     }
                     return;
                 }
+                // After a storage failure, reopen before answering: a caller
+                // that reads next finds a working handle. A failed reopen is
+                // logged and retried by the next read, write or probe.
                 Attempt::OneFailed(index, error) => {
-                    self.note_failure(&error);
+                    let _ = self.reopen_if_needed();
                     batch.remove(index).fail(error);
                 }
                 Attempt::AllFailed(error) => {
-                    self.note_failure(&error);
+                    let _ = self.reopen_if_needed();
                     return fail_all(batch, error);
                 }
             }
@@ -214,11 +216,18 @@ impl Store {
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let Some(db) = guard.as_ref() else {
-            return Attempt::AllFailed(StoreError::Storage(redb::Error::DatabaseClosed));
+            return Attempt::AllFailed(StoreError::Unavailable {
+                fault: self.health.fault(),
+            });
+        };
+        let generation = self.generation();
+        let failed = |error: StoreError| {
+            self.note_failure(&error, generation);
+            error
         };
         let mut writer = match Writer::begin(db) {
             Ok(writer) => writer,
-            Err(error) => return Attempt::AllFailed(error),
+            Err(error) => return Attempt::AllFailed(failed(error)),
         };
         for (index, job) in batch.iter_mut().enumerate() {
             let ran = catch_unwind(AssertUnwindSafe(|| job.run(&mut writer)));
@@ -231,7 +240,7 @@ impl Store {
                 }
             };
             writer.abort();
-            return Attempt::OneFailed(index, error);
+            return Attempt::OneFailed(index, failed(error));
         }
         match writer.finish() {
             Ok(appended) => {
@@ -240,15 +249,7 @@ impl Store {
                 }
                 Attempt::Committed
             }
-            Err(error) => Attempt::AllFailed(error),
-        }
-    }
-
-    /// After an I/O error redb refuses writes until the file is reopened.
-    fn note_failure(&self, error: &StoreError) {
-        if error.needs_reopen() {
-            tracing::error!(path = %self.path.display(), error = %error, "storage I/O error; reopening the database before the next write");
-            self.reopen_needed.store(true, Ordering::Release);
+            Err(error) => Attempt::AllFailed(failed(error)),
         }
     }
 }
@@ -321,7 +322,7 @@ mod tests {
 
     use super::*;
     use crate::model::TenantId;
-    use crate::store::tests::{flaky_store, options};
+    use crate::store::tests::{Failure, flaky_store, options};
 
     fn tenant(id: &str) -> TenantId {
         TenantId::parse(id).unwrap()
@@ -400,16 +401,16 @@ mod tests {
     #[test]
     fn a_failed_commit_answers_every_write_with_the_storage_error() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, failing) = flaky_store(&dir.path().join("exsec.redb"));
+        let (store, disk) = flaky_store(&dir.path().join("exsec.redb"));
         let (a, a_reply) = put_tenant("a");
         let (b, b_reply) = put_tenant("b");
-        failing.store(true, Ordering::SeqCst);
+        disk.set(Failure::Eio);
         store.commit_batch(vec![a, b]);
         for reply in [&a_reply, &b_reply] {
             let error = answer(reply).unwrap_err();
             assert!(error.needs_reopen(), "{error:?}");
         }
-        failing.store(false, Ordering::SeqCst);
+        disk.set(Failure::None);
         store
             .write(|w| w.put_tenant(&tenant("c"), "admin").map(drop))
             .unwrap();

@@ -1,5 +1,5 @@
-//! Small facts kept in the `meta` table: master key fingerprints and the
-//! audit checkpoint.
+//! Small facts kept in the `meta` table: master key fingerprints, the
+//! audit checkpoint, and the last storage probe.
 
 use std::collections::BTreeMap;
 
@@ -43,6 +43,17 @@ impl<T: Tables> Snapshot<T> {
 }
 
 impl Writer {
+    /// Stamps the time of a storage probe (`store::health`): a small
+    /// commit that proves writes reach the disk again. Not audited: it
+    /// changes nothing a user owns.
+    pub(super) fn record_storage_probe(&mut self) -> Result<(), StoreError> {
+        let encoded = encode("meta", &self.now())?;
+        self.txn()
+            .open_table(tables::META)?
+            .insert(tables::META_STORAGE_PROBE, encoded.as_slice())?;
+        Ok(())
+    }
+
     /// Records `fingerprint` for `key_id` the first time that key seals a
     /// value; refuses a different fingerprint under a known id.
     pub fn remember_fingerprint(
