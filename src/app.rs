@@ -15,6 +15,7 @@ use crate::api::auth::{AdminToken, AdminTokenError};
 use crate::api::metrics::{Metrics, RateLimiter};
 use crate::api::problem::chain;
 use crate::api::{ApiState, server};
+use crate::audit_maintenance::ChainStatus;
 use crate::cluster::ClusterTarget;
 use crate::cluster::kubernetes::KubernetesTarget;
 use crate::cluster::manifests::ManifestsTarget;
@@ -146,6 +147,9 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
         .await
         .map_err(|_| StoreError::Interrupted)??;
     let store = Arc::new(store);
+    // Before serving: a tampered log is reported from the first request on.
+    let audit_chain = Arc::new(ChainStatus::default());
+    crate::audit_maintenance::verify_new_events(&store, &audit_chain).await?;
 
     let known = store.read_async(|r| r.known_fingerprints()).await?;
     let (keyring, problems) = keywatch::load(
@@ -176,22 +180,25 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
         keyring.clone(),
         rotation.clone(),
     );
-    let mut audit_stopped = stopped.clone();
-    let background = vec![
+    let mut background = vec![
         tokio::spawn(watcher.run(stopped.clone())),
-        // Audit anchors and retention (`crate::audit_maintenance`).
+        // Audit verification, anchors and retention (`crate::audit_maintenance`).
         tokio::spawn(crate::audit_maintenance::run(
             store.clone(),
             config.audit.clone(),
-            async move {
-                let _ = audit_stopped.wait_for(|stop| *stop).await;
-            },
+            audit_chain.clone(),
+            stop_signal(&stopped),
+        )),
+        // Reopens and probes the store after a failed commit.
+        tokio::spawn(crate::store::health::run(
+            store.clone(),
+            stop_signal(&stopped),
         )),
         // Resumable: the first pass picks up whatever a crash left behind.
         tokio::spawn(
             rotation
                 .clone()
-                .run(store.clone(), keyring.clone(), stopped),
+                .run(store.clone(), keyring.clone(), stopped.clone()),
         ),
     ];
 
@@ -202,6 +209,13 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
         queue_timeout: config.deploy.queue_timeout,
     };
     let deployer = Deployer::new(store.clone(), keyring.clone(), cluster, settings).await?;
+    // Writes the final records a storage fault held back, once it heals.
+    background.push(tokio::spawn(
+        deployer
+            .pending()
+            .clone()
+            .run(store.clone(), stop_signal(&stopped)),
+    ));
 
     let listener = match listener {
         Some(listener) => listener,
@@ -228,6 +242,7 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
         request_timeout: config.deploy.timeout
             + config.deploy.queue_timeout
             + Duration::from_secs(10),
+        audit_chain,
     });
     let (shutdown, signal) = oneshot::channel::<()>();
     let (accepting, accept_loop_entered) = oneshot::channel::<()>();
@@ -253,6 +268,14 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
         background_stop,
         background,
     })
+}
+
+/// A future that resolves when the background tasks are told to stop.
+fn stop_signal(stopped: &watch::Receiver<bool>) -> impl Future<Output = ()> + use<> {
+    let mut stopped = stopped.clone();
+    async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    }
 }
 
 /// Runs the daemon until SIGTERM or SIGINT; SIGHUP re-reads the admin token.

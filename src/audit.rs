@@ -47,6 +47,9 @@ pub mod event {
     pub const ROTATION_COMPLETED: &str = "master_key.rotation_completed";
     pub const KEY_RELOAD_FAILED: &str = "master_key.reload_failed";
     pub const AUDIT_PRUNED: &str = "audit.pruned";
+    pub const AUDIT_VERIFY_FAILED: &str = "audit.verify_failed";
+    pub const KEY_UNAVAILABLE: &str = "master_key.unavailable";
+    pub const KEY_AVAILABLE: &str = "master_key.available";
 }
 
 /// A SHA-256 link of the chain; hex on the wire.

@@ -1,6 +1,12 @@
-//! The daemon's audit log upkeep: every `audit.anchor_interval` it prunes
-//! events older than `audit.retention` (when set) and logs the chain's
-//! head as an anchor.
+//! The daemon's audit log upkeep: at start and every
+//! `audit.anchor_interval` it verifies the events appended since the last
+//! verified position, prunes events older than `audit.retention` (when
+//! set) and logs the chain's head as an anchor.
+//!
+//! Verification goes on from the position it reached before (kept in the
+//! store's meta table), so start-up costs what was appended since, not the
+//! whole log. A break is logged, audited (`audit.verify_failed`) and shown
+//! by `/readyz` (degraded) and `exsec doctor`; the daemon keeps serving.
 //!
 //! An anchor is `(seq, hash)` logged at `target: "exsec::audit::anchor"`;
 //! kept by whatever collects the logs, it lets `exsec audit verify --anchor
@@ -11,10 +17,11 @@
 //! the executor: every store call runs on the blocking pool.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::api::problem::chain;
+use crate::audit::{NewEvent, event};
 use crate::config::AuditConfig;
 use crate::model::Timestamp;
 use crate::store::{Store, StoreError};
@@ -23,9 +30,84 @@ use crate::store::{Store, StoreError};
 /// holds the write lock for long.
 const PRUNE_BATCH: usize = 5_000;
 
+/// What verification found about the audit chain, for `/readyz`.
+#[derive(Debug, Default)]
+pub struct ChainStatus {
+    /// The first break found, worded for the operator.
+    broken: RwLock<Option<String>>,
+}
+
+impl ChainStatus {
+    /// The first break found since start, if any.
+    pub fn broken(&self) -> Option<String> {
+        self.broken
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Remembers the first break; returns whether it is new.
+    fn set_broken(&self, reason: String) -> bool {
+        let mut broken = self.broken.write().unwrap_or_else(|p| p.into_inner());
+        if broken.is_some() {
+            return false;
+        }
+        *broken = Some(reason);
+        true
+    }
+}
+
+/// Verifies the events appended since the last verified position and moves
+/// that position to the head. A break is logged and audited once per
+/// process (`audit.verify_failed`), remembered in `status`, and the position
+/// stays where it was, so the next start finds the break again.
+pub async fn verify_new_events(store: &Arc<Store>, status: &ChainStatus) -> Result<(), StoreError> {
+    if status.broken().is_some() {
+        return Ok(());
+    }
+    let check = store
+        .read_async(|r| r.verify_audit_since_verified())
+        .await?;
+    let from = check.checkpoint;
+    match check.outcome {
+        Ok(head) => {
+            if head != from {
+                store
+                    .write_async(move |w| w.record_audit_verified(head))
+                    .await?;
+            }
+            tracing::debug!(from = from.seq, to = head.seq, events = check.events, "audit chain verified");
+            Ok(())
+        }
+        Err(chain_break) => {
+            let reason = chain_break.to_string();
+            if !status.set_broken(reason.clone()) {
+                return Ok(());
+            }
+            tracing::error!(
+                verified_up_to = from.seq,
+                error = %reason,
+                "the audit log was tampered with after it was last verified; compare it with a backup or an anchor (`exsec audit verify --anchor`); exsec keeps serving"
+            );
+            let failed = NewEvent::new(event::AUDIT_VERIFY_FAILED, "system")
+                .with("verified_up_to", from.seq)
+                .with("reason", reason);
+            store
+                .write_async(move |w| w.audit(failed.clone()).map(drop))
+                .await
+        }
+    }
+}
+
 /// Runs until `shutdown` resolves: one round at start, then one per
-/// `anchor_interval`.
-pub async fn run(store: Arc<Store>, config: AuditConfig, shutdown: impl Future<Output = ()>) {
+/// `anchor_interval`. Each round verifies what was appended since the last
+/// one, so the next start has little left to verify.
+pub async fn run(
+    store: Arc<Store>,
+    config: AuditConfig,
+    status: Arc<ChainStatus>,
+    shutdown: impl Future<Output = ()>,
+) {
     let mut ticks = tokio::time::interval(config.anchor_interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
@@ -33,6 +115,9 @@ pub async fn run(store: Arc<Store>, config: AuditConfig, shutdown: impl Future<O
         tokio::select! {
             () = &mut shutdown => return,
             _ = ticks.tick() => {}
+        }
+        if let Err(error) = verify_new_events(&store, &status).await {
+            tracing::error!(error = %chain(&error), "cannot verify the audit log; retrying at the next interval");
         }
         if let Some(retention) = config.retention
             && let Err(error) = prune(&store, retention).await

@@ -12,6 +12,10 @@
 //!
 //! Deploys of one app are serialised; different apps run in parallel.
 //! Every cluster call is bounded by what is left of the deploy budget.
+//! A final record a storage fault kept off the disk waits in [`pending`]
+//! and is written as soon as the store heals.
+
+pub mod pending;
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -114,6 +118,20 @@ pub enum DeployError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The deploy ran, but its final record could not be written (a
+    /// storage fault); it is written as soon as the store heals.
+    #[error(
+        "deploy {} finished ({}), but storage is failing and its record is not saved yet; exsec saves it as soon as storage recovers",
+        .record.deploy_id,
+        .record.status
+    )]
+    RecordPending {
+        /// The deploy as it finished.
+        record: Box<DeployRecord>,
+        /// Why it could not be written.
+        #[source]
+        source: StoreError,
+    },
 }
 
 /// What a deploy produced.
@@ -167,6 +185,8 @@ pub struct Deployer {
     locks: AppLocks,
     /// Last deploy sequence handed out.
     last_seq: AtomicU64,
+    /// Final records waiting for the store to heal.
+    pending: Arc<pending::PendingRecords>,
 }
 
 /// The error of a deploy exsec stopped in the middle of (crash, kill, power
@@ -200,7 +220,14 @@ impl Deployer {
             settings,
             locks: AppLocks::default(),
             last_seq: AtomicU64::new(last_seq),
+            pending: Arc::default(),
         })
+    }
+
+    /// Final records waiting for the store to heal (run their writer task
+    /// with [`pending::PendingRecords::run`]).
+    pub fn pending(&self) -> &Arc<pending::PendingRecords> {
+        &self.pending
     }
 
     /// The cluster target.
@@ -363,18 +390,33 @@ impl Deployer {
                 },
             )
         });
-        let stored = record.clone();
-        self.store
-            .write_async(move |w| {
-                w.record_deploy(
-                    &stored,
-                    events.clone(),
-                    idempotency
-                        .as_ref()
-                        .map(|(key, replay)| (key.as_str(), replay.clone())),
-                )
-            })
-            .await?;
+        let final_record = Arc::new(pending::FinalRecord {
+            record: record.clone(),
+            events,
+            idempotency,
+        });
+        let written = final_record.clone();
+        if let Err(error) = self
+            .store
+            .write_async(move |w| written.write(w))
+            .await
+        {
+            if error.fault().is_none() {
+                return Err(error.into());
+            }
+            // The cluster holds this deploy: never lose its record.
+            self.pending.push(final_record);
+            tracing::warn!(
+                app_id = %record.app_id,
+                deploy_id = %record.deploy_id,
+                status = %record.status,
+                "deploy finished, but its record cannot be written yet; it is written as soon as storage recovers"
+            );
+            return Err(DeployError::RecordPending {
+                record: Box::new(record),
+                source: error,
+            });
+        }
         tracing::info!(
             app_id = %record.app_id,
             deploy_id = %record.deploy_id,

@@ -34,6 +34,8 @@ pub struct Gauges {
     pub rotation_remaining: u64,
     /// Durable commits and the writes they held (group commit).
     pub commits: crate::store::CommitStats,
+    /// Whether writes currently fail (a full or failing disk).
+    pub storage_degraded: bool,
 }
 
 impl Metrics {
@@ -137,6 +139,15 @@ impl Metrics {
         );
         out.push_str("# TYPE exsec_store_writes_total counter\n");
         let _ = writeln!(out, "exsec_store_writes_total {}", gauges.commits.writes);
+        out.push_str(
+            "# HELP exsec_storage_degraded 1 while writes fail (full or failing disk); reads are still answered.\n",
+        );
+        out.push_str("# TYPE exsec_storage_degraded gauge\n");
+        let _ = writeln!(
+            out,
+            "exsec_storage_degraded {}",
+            u8::from(gauges.storage_degraded)
+        );
         out
     }
 }

@@ -99,7 +99,8 @@ impl<T: Tables> Snapshot<T> {
 /// The outcome of verifying the stored chain from its checkpoint.
 #[derive(Debug, Clone)]
 pub struct ChainCheck {
-    /// Where verification started (genesis, or the pruning checkpoint).
+    /// Where verification started (genesis, the pruning checkpoint, or the
+    /// last verified position).
     pub checkpoint: Anchor,
     /// Events verified before the end or the first break.
     pub events: u64,
@@ -131,6 +132,55 @@ impl<T: Tables> Snapshot<T> {
             checkpoint,
             events,
             outcome,
+        })
+    }
+}
+
+impl<T: Tables> Snapshot<T> {
+    /// Verifies the events appended since the last verified position (see
+    /// [`Writer::record_audit_verified`]; the pruning checkpoint or genesis
+    /// if later or never verified), and that the event at that position
+    /// is still the one verified. Cost is proportional to the new events
+    /// only, which keeps start-up fast on a long log.
+    pub fn verify_audit_since_verified(&self) -> Result<ChainCheck, StoreError> {
+        let checkpoint = self.audit_checkpoint()?;
+        let from = match self.audit_verified()? {
+            Some(verified) if verified.seq > checkpoint.seq => verified,
+            _ => checkpoint,
+        };
+        let audit = self.txn().table(tables::AUDIT)?;
+        let mut verifier = ChainVerifier::new(from, None);
+        let mut broken = None;
+        if from.seq > checkpoint.seq {
+            broken = match audit.get(from.seq)? {
+                Some(bytes) => {
+                    let stored: StoredAuditEvent = decode("paas_audit_events", bytes.value())?;
+                    (ChainHash(stored.hash) != from.hash)
+                        .then_some(ChainBreak::AnchorMismatch { seq: from.seq })
+                }
+                None => Some(ChainBreak::Truncated {
+                    head_seq: audit.last()?.map_or(checkpoint.seq, |(seq, _)| seq.value()),
+                    anchor_seq: from.seq,
+                }),
+            };
+        }
+        if broken.is_none() {
+            for entry in audit.range(from.seq.saturating_add(1)..)? {
+                let (seq, bytes) = entry?;
+                let stored: StoredAuditEvent = decode("paas_audit_events", bytes.value())?;
+                if let Err(error) = verifier.push(&stored.into_event(seq.value())) {
+                    broken = Some(error);
+                    break;
+                }
+            }
+        }
+        Ok(ChainCheck {
+            checkpoint: from,
+            events: verifier.events(),
+            outcome: match broken {
+                Some(error) => Err(error),
+                None => Ok(verifier.head()),
+            },
         })
     }
 }

@@ -1,5 +1,5 @@
 //! Small facts kept in the `meta` table: master key fingerprints, the
-//! audit checkpoint, and the last storage probe.
+//! audit checkpoint and last verified position, and the last storage probe.
 
 use std::collections::BTreeMap;
 
@@ -40,6 +40,15 @@ impl<T: Tables> Snapshot<T> {
             None => Ok(Anchor::GENESIS),
         }
     }
+
+    /// The last audit position verified at start-up or by the daemon's
+    /// upkeep, if any.
+    pub fn audit_verified(&self) -> Result<Option<Anchor>, StoreError> {
+        let meta = self.txn().table(tables::META)?;
+        meta.get(tables::META_AUDIT_VERIFIED)?
+            .map(|bytes| decode("meta", bytes.value()))
+            .transpose()
+    }
 }
 
 impl Writer {
@@ -51,6 +60,15 @@ impl Writer {
         self.txn()
             .open_table(tables::META)?
             .insert(tables::META_STORAGE_PROBE, encoded.as_slice())?;
+        Ok(())
+    }
+
+    /// Records `anchor` as verified: the next verification starts there.
+    pub fn record_audit_verified(&mut self, anchor: Anchor) -> Result<(), StoreError> {
+        let encoded = encode("meta", &anchor)?;
+        self.txn()
+            .open_table(tables::META)?
+            .insert(tables::META_AUDIT_VERIFIED, encoded.as_slice())?;
         Ok(())
     }
 

@@ -271,9 +271,11 @@ impl Store {
             .db
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // No handle: the reopen failed and is being retried. Not a lack of
+        // space for this read, whatever failed the writes.
         let Some(db) = guard.as_ref() else {
             return Err(StoreError::Unavailable {
-                fault: self.health.fault(),
+                fault: StorageFault::Io,
             });
         };
         let result = db
