@@ -43,6 +43,9 @@ pub enum StartError {
     /// The admin token file is unusable.
     #[error(transparent)]
     AdminToken(#[from] AdminTokenError),
+    /// The process could not be hardened (umask, core dumps).
+    #[error(transparent)]
+    Harden(#[from] crate::process::HardenError),
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -134,7 +137,10 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
     if let Some(parent) = config.auth.admin_token_file.parent() {
         create_private_dir(parent)?;
     }
-    let (admin, created) = AdminToken::load_or_create(&config.auth.admin_token_file)?;
+    let (admin, created) = AdminToken::load_or_create(
+        &config.auth.admin_token_file,
+        config.keys.allow_group_readable,
+    )?;
     if created {
         tracing::info!(path = %config.auth.admin_token_file.display(), "created a new admin token file");
     }
@@ -279,11 +285,14 @@ fn stop_signal(stopped: &watch::Receiver<bool>) -> impl Future<Output = ()> + us
 }
 
 /// Runs the daemon until SIGTERM or SIGINT; SIGHUP re-reads the admin token.
+/// First of all the process is hardened ([`crate::process::harden`]):
+/// umask 0077, no core dumps.
 ///
 /// With systemd `Type=notify` (`NOTIFY_SOCKET` set) it sends `READY=1` once
 /// the store is open and the listener accepts, and `STOPPING=1` when a
 /// stop signal arrives, before draining.
 pub async fn serve(config: &Config) -> Result<(), StartError> {
+    crate::process::harden()?;
     let server = start(config, None).await?;
     notify_systemd("READY=1");
     wait_for_signals(&server).await;
