@@ -76,7 +76,12 @@ pub async fn verify_new_events(store: &Arc<Store>, status: &ChainStatus) -> Resu
                     .write_async(move |w| w.record_audit_verified(head))
                     .await?;
             }
-            tracing::debug!(from = from.seq, to = head.seq, events = check.events, "audit chain verified");
+            tracing::debug!(
+                from = from.seq,
+                to = head.seq,
+                events = check.events,
+                "audit chain verified"
+            );
             Ok(())
         }
         Err(chain_break) => {

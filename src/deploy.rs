@@ -396,11 +396,7 @@ impl Deployer {
             idempotency,
         });
         let written = final_record.clone();
-        if let Err(error) = self
-            .store
-            .write_async(move |w| written.write(w))
-            .await
-        {
+        if let Err(error) = self.store.write_async(move |w| written.write(w)).await {
             if error.fault().is_none() {
                 return Err(error.into());
             }

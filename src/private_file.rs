@@ -85,7 +85,10 @@ mod tests {
         assert_eq!(mode_check(0o400, false), Ok(()));
         for mode in [0o640, 0o604, 0o644, 0o660] {
             assert!(
-                matches!(mode_check(mode, false), Err(PrivateFileError::TooOpen { .. })),
+                matches!(
+                    mode_check(mode, false),
+                    Err(PrivateFileError::TooOpen { .. })
+                ),
                 "{mode:o}"
             );
         }
@@ -93,7 +96,10 @@ mod tests {
         assert_eq!(mode_check(0o440, true), Ok(()));
         assert!(mode_check(0o644, true).is_err());
         let message = mode_check(0o644, false).unwrap_err().to_string();
-        assert!(message.contains("0644") && message.contains("chmod 600"), "{message}");
+        assert!(
+            message.contains("0644") && message.contains("chmod 600"),
+            "{message}"
+        );
     }
 
     #[test]

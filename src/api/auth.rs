@@ -88,7 +88,9 @@ pub enum AdminTokenError {
         chars: usize,
     },
     /// The file is larger than any token.
-    #[error("admin token file {path} is larger than {MAX_ADMIN_TOKEN_FILE_BYTES} bytes; it must hold only the token")]
+    #[error(
+        "admin token file {path} is larger than {MAX_ADMIN_TOKEN_FILE_BYTES} bytes; it must hold only the token"
+    )]
     TooLarge {
         /// The file.
         path: PathBuf,
@@ -377,7 +379,10 @@ mod tests {
             }
         ));
         assert!(error.to_string().contains("chmod 600"), "{error}");
-        assert!(admin.matches(original.trim()), "refused reloads keep the old token");
+        assert!(
+            admin.matches(original.trim()),
+            "refused reloads keep the old token"
+        );
         assert!(matches!(
             AdminToken::load_or_create(&path, false),
             Err(AdminTokenError::Access { .. })

@@ -329,10 +329,7 @@ async fn authenticate(state: &Arc<ApiState>, headers: &HeaderMap) -> Result<Prin
             "send exactly one `Authorization: Bearer <token>` header",
         ));
     }
-    let Some(token) = first
-        .and_then(|v| v.to_str().ok())
-        .and_then(auth::bearer)
-    else {
+    let Some(token) = first.and_then(|v| v.to_str().ok()).and_then(auth::bearer) else {
         return Err(ApiError::unauthenticated());
     };
     if state.admin.matches(token) {

@@ -203,9 +203,9 @@ mod tests {
             StorageFault::Io
         );
         assert_eq!(StorageFault::of(&Error::other("EIO")), StorageFault::Io);
-        let batch = StoreError::Batch(Arc::new(StoreError::Storage(redb::Error::Io(
-            Error::from(ErrorKind::StorageFull),
-        ))));
+        let batch = StoreError::Batch(Arc::new(StoreError::Storage(redb::Error::Io(Error::from(
+            ErrorKind::StorageFull,
+        )))));
         assert_eq!(batch.fault(), Some(StorageFault::NoSpace));
         let conflict = StoreError::Conflict {
             code: "x",

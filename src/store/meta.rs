@@ -52,11 +52,14 @@ impl<T: Tables> Snapshot<T> {
 }
 
 impl Writer {
-    /// Stamps the time of a storage probe (`store::health`): a small
-    /// commit that proves writes reach the disk again. Not audited: it
-    /// changes nothing a user owns.
+    /// Writes a storage probe (`store::health`): the time, padded to the
+    /// size of the largest secret value, so that a probe that commits
+    /// proves room for any single write, not only for a tiny one (a full
+    /// disk often still takes a few bytes inside the file). Overwritten by
+    /// each probe. Not audited: it changes nothing a user owns.
     pub(super) fn record_storage_probe(&mut self) -> Result<(), StoreError> {
-        let encoded = encode("meta", &self.now())?;
+        let probe = (self.now(), vec![0u8; crate::model::MAX_VALUE_LEN]);
+        let encoded = encode("meta", &probe)?;
         self.txn()
             .open_table(tables::META)?
             .insert(tables::META_STORAGE_PROBE, encoded.as_slice())?;

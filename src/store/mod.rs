@@ -251,10 +251,7 @@ impl Store {
     /// handle failed (a commit failed meanwhile, or a read hit EIO) reopens
     /// the file and runs once more on the fresh handle, so reads keep being
     /// answered through a storage fault.
-    pub fn read<T>(
-        &self,
-        f: impl Fn(&Reader) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+    pub fn read<T>(&self, f: impl Fn(&Reader) -> Result<T, StoreError>) -> Result<T, StoreError> {
         match self.read_once(&f) {
             Err(error) if error.needs_reopen() && self.reopen_if_needed().is_ok() => {
                 self.read_once(&f)
@@ -263,10 +260,7 @@ impl Store {
         }
     }
 
-    fn read_once<T>(
-        &self,
-        f: &impl Fn(&Reader) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+    fn read_once<T>(&self, f: &impl Fn(&Reader) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let guard = self
             .db
             .read()
@@ -754,7 +748,9 @@ mod tests {
     fn a_full_disk_degrades_writes_only_and_the_store_heals_itself() {
         let dir = tempfile::tempdir().unwrap();
         let (store, disk) = flaky_store(&dir.path().join("exsec.redb"));
-        store.write(|w| w.put_tenant(&tenant("acme"), "admin")).unwrap();
+        store
+            .write(|w| w.put_tenant(&tenant("acme"), "admin"))
+            .unwrap();
 
         disk.set(Failure::Full);
         let error = grow(&store, "full").unwrap_err();
@@ -785,7 +781,9 @@ mod tests {
     fn after_eio_the_probe_reopens_and_heals() {
         let dir = tempfile::tempdir().unwrap();
         let (store, disk) = flaky_store(&dir.path().join("exsec.redb"));
-        store.write(|w| w.put_tenant(&tenant("acme"), "admin")).unwrap();
+        store
+            .write(|w| w.put_tenant(&tenant("acme"), "admin"))
+            .unwrap();
 
         disk.set(Failure::Eio);
         let error = store

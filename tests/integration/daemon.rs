@@ -103,6 +103,11 @@ impl Daemon {
         event["fields"]["addr"].as_str().unwrap().parse().unwrap()
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The last log lines, for failure messages.
     pub fn log_tail(&self) -> String {
         let kept = self.tail.lock().unwrap();

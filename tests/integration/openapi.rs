@@ -570,7 +570,12 @@ async fn a_keyless_server_answers_as_documented() {
     .await;
     let deploy = r#"{"image_ref":"registry.example/web:1"}"#;
     let dry = api
-        .expect(200, "POST", "/v1/apps/web/deploys?dry_run=true", Some(deploy))
+        .expect(
+            200,
+            "POST",
+            "/v1/apps/web/deploys?dry_run=true",
+            Some(deploy),
+        )
         .await;
     assert_eq!(dry["external_secrets"]["reason"], "master_key_unavailable");
     let done = api

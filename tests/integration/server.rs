@@ -27,6 +27,11 @@ pub struct Options {
     pub kubernetes: bool,
     /// `deploy.timeout`.
     pub deploy_timeout: &'static str,
+    /// `storage.path`, when not `exsec.redb` in the server's directory
+    /// (a size-limited file system for disk-full tests).
+    pub storage_path: Option<PathBuf>,
+    /// `keys.rescan_interval`.
+    pub rescan_interval: &'static str,
 }
 
 impl Default for Options {
@@ -37,6 +42,8 @@ impl Default for Options {
             extra_config: String::new(),
             kubernetes: false,
             deploy_timeout: "5s",
+            storage_path: None,
+            rescan_interval: "30s",
         }
     }
 }
@@ -185,10 +192,11 @@ impl TestServer {
                 r#"[server]
 listen = "127.0.0.1:0"
 [storage]
-path = "exsec.redb"
+path = {storage_path:?}
 cache_size = "4MiB"
 [keys]
 dir = "keys.d"
+rescan_interval = "{rescan_interval}"
 [auth]
 admin_token_file = "admin.token"
 [cluster]
@@ -216,6 +224,13 @@ format = "json"
                 } else {
                     ""
                 },
+                rescan_interval = options.rescan_interval,
+                storage_path = options
+                    .storage_path
+                    .as_deref()
+                    .unwrap_or(Path::new("exsec.redb"))
+                    .to_str()
+                    .unwrap(),
             ),
         )
         .unwrap();
