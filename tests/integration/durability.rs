@@ -207,18 +207,7 @@ async fn a_deploy_killed_mid_apply_is_filed_as_interrupted() {
                 .await
         })
     };
-    // Readiness: the Deployment apply reached the (hung) cluster.
-    loop {
-        let seen = cluster.requests().len() as u64;
-        if cluster
-            .requests()
-            .iter()
-            .any(|r| r.method == "PATCH" && r.path.contains("/deployments/"))
-        {
-            break;
-        }
-        cluster.wait_for_requests(seen + 1).await;
-    }
+    crate::server::deployment_apply_reached(cluster).await;
     server.process.as_ref().unwrap().signal("KILL");
     assert!(deploy.await.unwrap().is_err(), "a killed server answered");
     let server = Arc::into_inner(server).expect("the deploy task is done");

@@ -367,19 +367,9 @@ async fn a_deploy_record_held_back_by_a_full_disk_is_written_when_it_heals() {
                 .await
         })
     };
-    // Readiness: the deploy's start record is written and its Deployment
-    // apply reached the (hung) cluster.
-    loop {
-        let seen = cluster.requests().len() as u64;
-        if cluster
-            .requests()
-            .iter()
-            .any(|r| r.method == "PATCH" && r.path.contains("/deployments/"))
-        {
-            break;
-        }
-        cluster.wait_for_requests(seen + 1).await;
-    }
+    // Readiness: the deploy's start record is written (it comes before any
+    // cluster call) and its Deployment apply reached the (hung) cluster.
+    crate::server::deployment_apply_reached(cluster).await;
 
     // Fill the disk until small writes fail too.
     let filler = tmpfs.fill();

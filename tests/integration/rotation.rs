@@ -508,7 +508,8 @@ async fn a_vanished_key_directory_is_audited_and_so_is_its_return() {
     std::fs::rename(&dir, &away).unwrap();
     let status = wait_for_keys(&server, Duration::from_secs(30), |k| k["degraded"] == true).await;
     assert_eq!(status["active"], Value::Null);
-    let gone = server.audit_events_of("master_key.unavailable").await;
+    // Audited right after the keyring is swapped.
+    let gone = audit_events_soon(&server, "master_key.unavailable").await;
     assert_eq!(gone.len(), 1, "{gone:?}");
     assert_eq!(gone[0]["data"]["reason"], "the key directory is missing");
     let ready = server.call("GET", "/readyz", None, None).await.json();
@@ -517,7 +518,7 @@ async fn a_vanished_key_directory_is_audited_and_so_is_its_return() {
 
     std::fs::rename(&away, &dir).unwrap();
     wait_for_keys(&server, Duration::from_secs(30), |k| k["degraded"] == false).await;
-    let back = server.audit_events_of("master_key.available").await;
+    let back = audit_events_soon(&server, "master_key.available").await;
     assert_eq!(back.len(), 1, "{back:?}");
     assert_eq!(
         server.audit_events_of("master_key.unavailable").await.len(),
@@ -529,4 +530,17 @@ async fn a_vanished_key_directory_is_audited_and_so_is_its_return() {
         .await;
     assert_eq!(written.status, 201, "{}", written.text());
     server.stop().await;
+}
+
+/// The audit events of `kind`, once there is one (for at most 30 s).
+async fn audit_events_soon(server: &TestServer, kind: &str) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let events = server.audit_events_of(kind).await;
+        if !events.is_empty() {
+            return events;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no {kind} event");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

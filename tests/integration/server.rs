@@ -510,3 +510,19 @@ format = "json"
         self.dir
     }
 }
+
+/// Returns once a Deployment apply (a server-side apply `PATCH`) reached
+/// the stand-in: the readiness signal of tests that hold it there.
+pub async fn deployment_apply_reached(cluster: &kube_standin::StandIn) {
+    loop {
+        let seen = cluster.requests().len() as u64;
+        if cluster
+            .requests()
+            .iter()
+            .any(|r| r.method == "PATCH" && r.path.contains("/deployments/"))
+        {
+            return;
+        }
+        cluster.wait_for_requests(seen + 1).await;
+    }
+}
