@@ -23,6 +23,7 @@ use serde_json::json;
 use tokio::sync::Mutex;
 
 use crate::daemon::PATIENCE;
+use crate::openapi::Contract;
 use crate::operator::admin;
 use crate::server::{Options, TestServer};
 use kube_standin::HangRule;
@@ -254,8 +255,25 @@ async fn a_full_disk_degrades_writes_only_and_heals_without_help() {
     .await;
     let degraded = daemon.wait_for_line(|line| line.contains("storage degraded"));
     assert!(degraded.contains("no_space"), "{degraded}");
+    // The refusal as documented (a write that got through meanwhile is
+    // acknowledged like any other).
+    let mut contract = Contract::new();
+    for n in 900_000.. {
+        let path = format!("/v1/apps/app1/external-secrets/fill/K{n:05}");
+        let body = json!({ "value": value(1, n) }).to_string();
+        let answer = server
+            .call_with("PUT", &path, Some(&token), Some(&body), &[])
+            .await;
+        contract.check("PUT", &path, &answer);
+        if answer.status == 507 {
+            break;
+        }
+        assert!(n < 900_020, "the full disk kept taking writes");
+        tally.acked.lock().await.push((1, n));
+    }
     let ready = server.call("GET", "/readyz", None, None).await;
     assert_eq!(ready.status, 503, "{}", ready.text());
+    contract.check("GET", "/readyz", &ready);
     let ready = ready.json();
     assert_eq!(ready["storage"], "degraded", "{ready}");
     assert_eq!(ready["storage_fault"], "no_space", "{ready}");
@@ -292,6 +310,7 @@ async fn a_full_disk_degrades_writes_only_and_heals_without_help() {
     daemon.wait_for_line(|line| line.contains("storage healed"));
     let ready = server.call("GET", "/readyz", None, None).await;
     assert_eq!(ready.status, 200, "{}", ready.text());
+    contract.check("GET", "/readyz", &ready);
     assert_eq!(ready.json()["storage"], "ok");
 
     stop_reading.store(true, Ordering::SeqCst);
@@ -392,6 +411,7 @@ async fn a_deploy_record_held_back_by_a_full_disk_is_written_when_it_heals() {
     cluster.faults().clear();
     let answer = deploy.await.unwrap();
     let problem = answer.assert_problem(503, "deploy_record_pending");
+    Contract::new().check("POST", "/v1/apps/web/deploys", &answer);
     assert_eq!(problem["deploy_status"], "succeeded", "{problem}");
     assert_eq!(problem["app_id"], "web", "{problem}");
     let deploy_id = problem["deploy_id"].as_str().unwrap().to_owned();

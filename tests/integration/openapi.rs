@@ -16,13 +16,13 @@ use serde_json::{Value, json};
 use crate::server::{Answer, Options, TestServer};
 
 /// The document, and which `(operationId, status)` the answers covered.
-struct Contract {
+pub struct Contract {
     document: Value,
     seen: BTreeSet<(String, u16)>,
 }
 
 impl Contract {
-    fn new() -> Self {
+    pub fn new() -> Self {
         Self {
             document: openapi::document(),
             seen: BTreeSet::new(),
@@ -49,7 +49,7 @@ impl Contract {
     }
 
     /// Checks one answer to `method target` against the document.
-    fn check(&mut self, method: &str, target: &str, answer: &Answer) {
+    pub fn check(&mut self, method: &str, target: &str, answer: &Answer) {
         let at = format!("{method} {target} → {}", answer.status);
         let path = target.split('?').next().unwrap();
         let Found::Route(route, _) =
