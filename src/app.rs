@@ -155,7 +155,12 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
     let store = Arc::new(store);
     // Before serving: a tampered log is reported from the first request on.
     let audit_chain = Arc::new(ChainStatus::default());
-    crate::audit_maintenance::verify_new_events(&store, &audit_chain).await?;
+    crate::audit_maintenance::verify_new_events(
+        &store,
+        &audit_chain,
+        crate::audit_maintenance::VERIFY_STEP,
+    )
+    .await?;
 
     let known = store.read_async(|r| r.known_fingerprints()).await?;
     let (keyring, problems) = keywatch::load(

@@ -1259,8 +1259,8 @@ fn ready() -> Value {
                 (
                     "chain",
                     described(
-                        one_of(&["verified", "broken"]),
-                        "what verifying the events appended since the last verified position found (at start and every audit.anchor_interval)",
+                        one_of(&["verified", "verifying", "broken"]),
+                        "what verifying the events appended since the last verified position found (at start and every audit.anchor_interval); `verifying` while a long backlog is checked after start",
                     ),
                 ),
                 ("error", nullable_string()),

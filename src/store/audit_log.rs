@@ -106,6 +106,9 @@ pub struct ChainCheck {
     pub events: u64,
     /// The head reached, or the first broken event.
     pub outcome: Result<Anchor, ChainBreak>,
+    /// Whether verification reached the newest event (`false` when it
+    /// stopped at a limit with events left).
+    pub complete: bool,
 }
 
 impl<T: Tables> Snapshot<T> {
@@ -132,6 +135,7 @@ impl<T: Tables> Snapshot<T> {
             checkpoint,
             events,
             outcome,
+            complete: true,
         })
     }
 }
@@ -141,8 +145,9 @@ impl<T: Tables> Snapshot<T> {
     /// [`Writer::record_audit_verified`]; the pruning checkpoint or genesis
     /// if later or never verified), and that the event at that position
     /// is still the one verified. Cost is proportional to the new events
-    /// only, which keeps start-up fast on a long log.
-    pub fn verify_audit_since_verified(&self) -> Result<ChainCheck, StoreError> {
+    /// only, which keeps start-up fast on a long log; at most `max_events`
+    /// are verified (`complete` says whether that reached the head).
+    pub fn verify_audit_since_verified(&self, max_events: u64) -> Result<ChainCheck, StoreError> {
         let checkpoint = self.audit_checkpoint()?;
         let from = match self.audit_verified()? {
             Some(verified) if verified.seq > checkpoint.seq => verified,
@@ -164,8 +169,13 @@ impl<T: Tables> Snapshot<T> {
                 }),
             };
         }
+        let mut complete = true;
         if broken.is_none() {
             for entry in audit.range(from.seq.saturating_add(1)..)? {
+                if verifier.events() == max_events {
+                    complete = false;
+                    break;
+                }
                 let (seq, bytes) = entry?;
                 let stored: StoredAuditEvent = decode("paas_audit_events", bytes.value())?;
                 if let Err(error) = verifier.push(&stored.into_event(seq.value())) {
@@ -181,6 +191,7 @@ impl<T: Tables> Snapshot<T> {
                 Some(error) => Err(error),
                 None => Ok(verifier.head()),
             },
+            complete,
         })
     }
 }

@@ -37,7 +37,7 @@ pub mod testing;
 mod tokens;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use redb::{
@@ -214,6 +214,8 @@ pub struct Store {
     failed: AtomicU64,
     /// Whether writes currently succeed.
     health: health::HealthCell,
+    /// Whether the last reopen failed (logged once until one succeeds).
+    reopen_failing: AtomicBool,
     #[cfg(test)]
     opener: Option<Box<Opener>>,
 }
@@ -237,6 +239,7 @@ impl Store {
             generation: AtomicU64::new(1),
             failed: AtomicU64::new(0),
             health: health::HealthCell::default(),
+            reopen_failing: AtomicBool::new(false),
             #[cfg(test)]
             opener: None,
         }
@@ -343,7 +346,9 @@ impl Store {
             return;
         }
         if self.failed.swap(generation, Ordering::AcqRel) != generation {
-            tracing::warn!(path = %self.path.display(), error = ?error, "storage I/O error; reopening the database");
+            // The change of state is logged once by `store::health`; a
+            // full disk fails (and reopens) at every write.
+            tracing::debug!(path = %self.path.display(), error = ?error, "storage I/O error; reopening the database");
         }
         // `PreviousIo` repeats a failure already classified.
         if !matches!(error, StoreError::Storage(redb::Error::PreviousIo))
@@ -376,11 +381,16 @@ impl Store {
             Ok(db) => {
                 *guard = Some(db);
                 self.generation.store(generation + 1, Ordering::Release);
-                tracing::info!(path = %self.path.display(), "database reopened");
+                if self.reopen_failing.swap(false, Ordering::AcqRel) {
+                    tracing::info!(path = %self.path.display(), "database reopened: reads are answered again");
+                }
+                tracing::debug!(path = %self.path.display(), "database reopened");
                 Ok(())
             }
             Err(error) => {
-                tracing::error!(path = %self.path.display(), error = ?error, "cannot reopen the database; retrying");
+                if !self.reopen_failing.swap(true, Ordering::AcqRel) {
+                    tracing::error!(path = %self.path.display(), error = ?error, "cannot reopen the database: reads fail too until it can; retrying");
+                }
                 Err(StoreError::Unavailable {
                     fault: error.fault().unwrap_or_else(|| self.health.fault()),
                 })

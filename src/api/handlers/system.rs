@@ -23,6 +23,11 @@ pub async fn readyz(call: Call) -> Result<Reply, ApiError> {
     let storage = call.state.store.health();
     let keyring = call.state.keyring.snapshot();
     let chain_break = call.state.audit_chain.broken();
+    let chain = match (&chain_break, call.state.audit_chain.behind()) {
+        (Some(_), _) => "broken",
+        (None, true) => "verifying",
+        (None, false) => "verified",
+    };
     let cluster = call.state.deployer.cluster().clone();
     let reachable = cluster.check().await;
     let ready = database.is_ok() && storage == StorageHealth::Healthy && reachable.is_ok();
@@ -49,7 +54,7 @@ pub async fn readyz(call: Call) -> Result<Reply, ApiError> {
                 "degraded": keyring.is_empty(),
             },
             "audit": {
-                "chain": if chain_break.is_none() { "verified" } else { "broken" },
+                "chain": chain,
                 "error": chain_break,
             },
             "cluster": {
