@@ -81,7 +81,7 @@ impl ApiError {
             StorageFault::NoSpace => Self::new(
                 StatusCode::INSUFFICIENT_STORAGE,
                 "insufficient_storage",
-                "the daemon's disk is full: nothing was changed; reads still work, and writes resume by themselves once space is freed",
+                "the daemon's disk is full: the change was not saved; reads still work, and writes resume by themselves once space is freed",
             ),
             StorageFault::Io => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -20,8 +20,10 @@
 //!   with its error, and runs the rest again in a fresh transaction (write
 //!   closures are `Fn` for this reason). A failed write is rare (a
 //!   conflict, a missing tenant), so the re-run is cheap on average.
-//! - **Never a false success**: if the commit itself fails, every write in
-//!   the batch is answered with the storage error.
+//! - **Never a false success**: if the commit itself fails, the file is
+//!   reopened (redb refuses every transaction of a failed handle, reads
+//!   included) and every write in the batch is answered with the storage
+//!   error.
 //! - **Ordered audit chain**: writes run one after another in queue order
 //!   in the same transaction, each appending to the chain after the last.
 
