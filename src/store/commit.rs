@@ -33,6 +33,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, Thread};
 
+use redb::Database;
+
 use super::{StorageHealth, Store, StoreError, Writer, log_audit_event};
 
 /// Most writes one commit holds. Bounds how long the last caller of a
@@ -212,12 +214,33 @@ impl Store {
 
     /// One transaction over the whole batch. A failing write aborts it, so
     /// the caller can answer that write and run the others again.
+    ///
+    /// While the store is healthy, the transaction runs beside reads (the
+    /// shared side of the handle's lock). While it is degraded — the next
+    /// commit is likely to fail again, and a failed commit spoils every read
+    /// running on that handle — it takes the exclusive side and reopens the
+    /// file before letting go: reads wait a commit's time instead of failing.
     fn attempt(&self, batch: &mut [Box<dyn Pending>]) -> Attempt {
-        let guard = self
+        if self.health() == StorageHealth::Healthy {
+            let guard = self
+                .db
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            return self.attempt_on(guard.as_ref(), batch);
+        }
+        let mut guard = self
             .db
-            .read()
+            .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let Some(db) = guard.as_ref() else {
+        let attempt = self.attempt_on(guard.as_ref(), batch);
+        if !matches!(attempt, Attempt::Committed) {
+            let _ = self.reopen_locked(&mut guard);
+        }
+        attempt
+    }
+
+    fn attempt_on(&self, db: Option<&Database>, batch: &mut [Box<dyn Pending>]) -> Attempt {
+        let Some(db) = db else {
             return Attempt::AllFailed(StoreError::Unavailable {
                 fault: self.health.fault(),
             });

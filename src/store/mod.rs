@@ -191,6 +191,9 @@ impl StoreError {
     }
 }
 
+/// Runs of one read before its storage error is returned.
+const READ_ATTEMPTS: usize = 3;
+
 /// How tests open the file through a fault-injecting backend.
 #[cfg(test)]
 type Opener = dyn Fn(&redb::Builder, &Path) -> Result<Database, redb::DatabaseError> + Send + Sync;
@@ -255,12 +258,19 @@ impl Store {
     /// the file and runs once more on the fresh handle, so reads keep being
     /// answered through a storage fault.
     pub fn read<T>(&self, f: impl Fn(&Reader) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        match self.read_once(&f) {
-            Err(error) if error.needs_reopen() && self.reopen_if_needed().is_ok() => {
-                self.read_once(&f)
+        let mut result = self.read_once(&f);
+        // A failed commit spoils only the reads that overlapped it; once the
+        // store is degraded, commits exclude reads (`store::commit`), so a
+        // run on the reopened handle fails only if the disk fails reads.
+        for _ in 1..READ_ATTEMPTS {
+            match &result {
+                Err(error) if error.needs_reopen() && self.reopen_if_needed().is_ok() => {
+                    result = self.read_once(&f);
+                }
+                _ => break,
             }
-            result => result,
         }
+        result
     }
 
     fn read_once<T>(&self, f: &impl Fn(&Reader) -> Result<T, StoreError>) -> Result<T, StoreError> {
@@ -361,8 +371,8 @@ impl Store {
 
     /// Drops the failed redb handle and opens the file again, if the current
     /// handle failed. Holding the write side of `db` means no transaction is
-    /// open on the handle (every read and write holds the read side while
-    /// it runs); reads arriving meanwhile wait for the swap.
+    /// open on the handle (every read and write holds a side of the lock
+    /// while it runs); reads arriving meanwhile wait for the swap.
     fn reopen_if_needed(&self) -> Result<(), StoreError> {
         if self.failed.load(Ordering::Acquire) != self.generation() {
             return Ok(());
@@ -371,15 +381,20 @@ impl Store {
             .db
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.reopen_locked(&mut guard)
+    }
+
+    /// [`Store::reopen_if_needed`] with the write side of `db` already held.
+    fn reopen_locked(&self, db: &mut Option<Database>) -> Result<(), StoreError> {
         let generation = self.generation();
         if self.failed.load(Ordering::Acquire) != generation {
-            return Ok(()); // reopened by another thread meanwhile
+            return Ok(()); // not failed, or reopened by another thread meanwhile
         }
         // Close first: redb holds a lock on the file until dropped.
-        drop(guard.take());
+        drop(db.take());
         match self.open_database() {
-            Ok(db) => {
-                *guard = Some(db);
+            Ok(opened) => {
+                *db = Some(opened);
                 self.generation.store(generation + 1, Ordering::Release);
                 if self.reopen_failing.swap(false, Ordering::AcqRel) {
                     tracing::info!(path = %self.path.display(), "database reopened: reads are answered again");
