@@ -298,32 +298,48 @@ fn stop_signal(stopped: &watch::Receiver<bool>) -> impl Future<Output = ()> + us
 /// stop signal arrives, before draining.
 pub async fn serve(config: &Config) -> Result<(), StartError> {
     crate::process::harden()?;
+    // Before the listener exists: a SIGTERM right after `exsec listening`
+    // (or READY=1) must drain, not kill.
+    let signals = Signals::install();
     let server = start(config, None).await?;
     notify_systemd("READY=1");
-    wait_for_signals(&server).await;
+    match signals {
+        Ok(signals) => signals.wait(&server).await,
+        Err(error) => tracing::error!(%error, "cannot install signal handlers; stopping"),
+    }
     notify_systemd("STOPPING=1");
     server.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_signals(server: &Server) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stopping");
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = term.recv() => { tracing::info!("SIGTERM received"); return; }
-            _ = int.recv() => { tracing::info!("SIGINT received"); return; }
-            _ = hup.recv() => match server.reload_admin_token() {
-                Ok(()) => tracing::info!(path = %server.admin_token_file().display(), "admin token reloaded"),
-                Err(error) => tracing::error!(error = %chain(&error), "admin token reload failed; keeping the previous token"),
-            },
+/// SIGTERM, SIGINT and SIGHUP, caught from before the listener binds.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Returns at SIGTERM or SIGINT; SIGHUP re-reads the admin token.
+    async fn wait(mut self, server: &Server) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => { tracing::info!("SIGTERM received"); return; }
+                _ = self.int.recv() => { tracing::info!("SIGINT received"); return; }
+                _ = self.hup.recv() => match server.reload_admin_token() {
+                    Ok(()) => tracing::info!(path = %server.admin_token_file().display(), "admin token reloaded"),
+                    Err(error) => tracing::error!(error = %chain(&error), "admin token reload failed; keeping the previous token"),
+                },
+            }
         }
     }
 }
