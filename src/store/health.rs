@@ -153,8 +153,8 @@ impl StoreError {
 }
 
 /// Runs until `shutdown` resolves: while the store is degraded, commits a
-/// probe after [`FIRST_RETRY`], doubling the wait after each failure up to
-/// [`MAX_RETRY`]. A successful commit of any write marks the store healthy,
+/// probe after a second, doubling the wait after each failure up to eight
+/// seconds. A successful commit of any write marks the store healthy,
 /// so the probe stops as soon as a client write got through first.
 pub async fn run(store: Arc<Store>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);

@@ -16,7 +16,6 @@ use tokio::sync::Notify;
 
 use crate::operator::admin;
 use crate::server::{Options, TestServer};
-use kube_standin::HangRule;
 
 /// Concurrent writers, each writing its own key over and over.
 const WRITERS: usize = 16;
@@ -183,12 +182,7 @@ async fn a_deploy_killed_mid_apply_is_filed_as_interrupted() {
     server
         .set_secret("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-1")
         .await;
-    server
-        .cluster
-        .as_ref()
-        .unwrap()
-        .faults()
-        .hang(HangRule::all().path_contains("/deployments/"));
+    server.hold_deployment_applies();
     let server = Arc::new(server);
     let cluster = server.cluster.as_ref().unwrap();
     let deploy = {

@@ -26,7 +26,6 @@ use crate::daemon::PATIENCE;
 use crate::openapi::Contract;
 use crate::operator::admin;
 use crate::server::{Options, TestServer};
-use kube_standin::HangRule;
 
 /// Size of the data file system: room for a few thousand small secrets.
 const TMPFS_SIZE: &str = "8m";
@@ -370,12 +369,7 @@ async fn a_deploy_record_held_back_by_a_full_disk_is_written_when_it_heals() {
     server
         .set_secret("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-1")
         .await;
-    server
-        .cluster
-        .as_ref()
-        .unwrap()
-        .faults()
-        .hang(HangRule::all().path_contains("/deployments/"));
+    server.hold_deployment_applies();
     let server = Arc::new(server);
     let cluster = server.cluster.as_ref().unwrap();
     let deploy = {

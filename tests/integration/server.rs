@@ -368,6 +368,16 @@ format = "json"
         })
     }
 
+    /// Makes the Kubernetes stand-in hold every Deployment apply until its
+    /// faults are cleared (see [`deployment_apply_reached`]).
+    pub fn hold_deployment_applies(&self) {
+        self.cluster
+            .as_ref()
+            .expect("a server on the kubernetes target")
+            .faults()
+            .hang(kube_standin::HangRule::all().path_contains("/deployments/"));
+    }
+
     /// A request with the admin token.
     pub async fn admin(&self, method: &str, path: &str, body: Option<&str>) -> Answer {
         let token = self.admin_token.clone();
