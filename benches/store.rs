@@ -8,6 +8,11 @@
 //!   commit (`grouped`) and with every write committed alone (`serial`,
 //!   the behaviour before group commit) — same run, same disk.
 //! - `write/audit append` — one audit event appended durably.
+//! - `audit verify at start/…` — what start-up verification of the audit
+//!   chain costs with 100k events: everything (a log never verified, the
+//!   first start after an upgrade), nothing new since the last verified
+//!   position (every other start), 1k new events, and the one step of
+//!   `VERIFY_STEP` events start-up takes before serving.
 //!
 //! Run: `cargo bench --bench store`. Throughput benches print elements/s.
 
@@ -151,10 +156,68 @@ fn concurrent_writes(fixture: &Fixture, iters: u64) -> Duration {
         .mul_f64(iters as f64 / (per_writer * WRITERS as u64) as f64)
 }
 
+/// Events in the log of the start-up verification benches.
+const AUDIT_EVENTS: u64 = 100_000;
+
+fn startup_verification(c: &mut Criterion) {
+    let mut group = c.benchmark_group("audit verify at start");
+    group.sample_size(10);
+    let log = fixture(exsec::store::MAX_BATCH);
+    append_events(&log.store, AUDIT_EVENTS);
+    let verify = |store: &Store| {
+        let check = store
+            .read(|r| r.verify_audit_since_verified(u64::MAX))
+            .expect("read");
+        black_box(check.outcome.expect("an unbroken chain"))
+    };
+    group.bench_function("100k events, never verified", |b| {
+        b.iter(|| verify(&log.store))
+    });
+    let head = verify(&log.store);
+    log.store
+        .write(move |w| w.record_audit_verified(head))
+        .expect("record");
+    group.bench_function("100k events, none new", |b| b.iter(|| verify(&log.store)));
+    append_events(&log.store, 1_000);
+    group.bench_function("100k events, 1k new", |b| b.iter(|| verify(&log.store)));
+    // What start-up verifies before serving, whatever the backlog.
+    let step = exsec::audit_maintenance::VERIFY_STEP;
+    log.store
+        .write(|w| w.record_audit_verified(exsec::audit::Anchor::GENESIS))
+        .expect("reset");
+    group.bench_function("one start-up step (10k events)", |b| {
+        b.iter(|| {
+            let check = log
+                .store
+                .read(|r| r.verify_audit_since_verified(step))
+                .expect("read");
+            black_box(check.outcome.expect("an unbroken chain"))
+        })
+    });
+    group.finish();
+}
+
+/// Appends `count` audit events, 10k per transaction.
+fn append_events(store: &Store, count: u64) {
+    let mut left = count;
+    while left > 0 {
+        let batch = left.min(10_000);
+        store
+            .write(move |w| {
+                for n in 0..batch {
+                    w.audit(NewEvent::new("bench.event", "bench").with("n", n))?;
+                }
+                Ok(())
+            })
+            .expect("append");
+        left -= batch;
+    }
+}
+
 #[allow(missing_docs, reason = "criterion generates the group function")]
 mod group {
     use super::*;
-    criterion_group!(benches, durable_writes);
+    criterion_group!(benches, durable_writes, startup_verification);
 }
 use group::benches;
 criterion_main!(benches);

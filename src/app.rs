@@ -18,6 +18,7 @@ use crate::api::metrics::{Metrics, RateLimiter};
 use crate::api::problem::chain;
 use crate::api::server::{ConnectionLimit, Listeners};
 use crate::api::{ApiState, server};
+use crate::audit_maintenance::ChainStatus;
 use crate::cluster::ClusterTarget;
 use crate::cluster::kubernetes::KubernetesTarget;
 use crate::cluster::manifests::ManifestsTarget;
@@ -47,6 +48,9 @@ pub enum StartError {
     /// The admin token file is unusable.
     #[error(transparent)]
     AdminToken(#[from] AdminTokenError),
+    /// The process could not be hardened (umask, core dumps).
+    #[error(transparent)]
+    Harden(#[from] crate::process::HardenError),
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -201,7 +205,10 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
     if let Some(parent) = config.auth.admin_token_file.parent() {
         create_private_dir(parent)?;
     }
-    let (admin, created) = AdminToken::load_or_create(&config.auth.admin_token_file)?;
+    let (admin, created) = AdminToken::load_or_create(
+        &config.auth.admin_token_file,
+        config.keys.allow_group_readable,
+    )?;
     if created {
         tracing::info!(path = %config.auth.admin_token_file.display(), "created a new admin token file");
     }
@@ -214,6 +221,14 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
         .await
         .map_err(|_| StoreError::Interrupted)??;
     let store = Arc::new(store);
+    // Before serving: a tampered log is reported from the first request on.
+    let audit_chain = Arc::new(ChainStatus::default());
+    crate::audit_maintenance::verify_new_events(
+        &store,
+        &audit_chain,
+        crate::audit_maintenance::VERIFY_STEP,
+    )
+    .await?;
 
     let known = store.read_async(|r| r.known_fingerprints()).await?;
     let (keyring, problems) = keywatch::load(
@@ -244,20 +259,23 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
         keyring.clone(),
         rotation.clone(),
     );
-    let mut audit_stopped = stopped.clone();
     let cleanup_stopped = stopped.clone();
     let tls_watch = tls
         .as_ref()
         .map(|tls| Arc::new(TlsWatch::new(tls.clone(), store.clone())));
     let mut background = vec![
         tokio::spawn(watcher.run(stopped.clone())),
-        // Audit anchors and retention (`crate::audit_maintenance`).
+        // Audit verification, anchors and retention (`crate::audit_maintenance`).
         tokio::spawn(crate::audit_maintenance::run(
             store.clone(),
             config.audit.clone(),
-            async move {
-                let _ = audit_stopped.wait_for(|stop| *stop).await;
-            },
+            audit_chain.clone(),
+            stop_signal(&stopped),
+        )),
+        // Reopens and probes the store after a failed commit.
+        tokio::spawn(crate::store::health::run(
+            store.clone(),
+            stop_signal(&stopped),
         )),
         // Resumable: the first pass picks up whatever a crash left behind.
         tokio::spawn(
@@ -267,7 +285,7 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
         ),
     ];
     if let Some(watch) = &tls_watch {
-        background.push(tokio::spawn(watch.clone().run(stopped)));
+        background.push(tokio::spawn(watch.clone().run(stopped.clone())));
     }
 
     let cluster = cluster_target(config).await?;
@@ -280,6 +298,13 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
         Arc::new(Deployer::new(store.clone(), keyring.clone(), cluster, settings).await?);
     // Removes what could not be removed before (and after a restart).
     background.push(tokio::spawn(deployer.clone().run_cleanups(cleanup_stopped)));
+    // Writes the final records a storage fault held back, once it heals.
+    background.push(tokio::spawn(
+        deployer
+            .pending()
+            .clone()
+            .run(store.clone(), stop_signal(&stopped)),
+    ));
 
     let listener = match listener {
         Some(listener) => listener,
@@ -315,6 +340,7 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
             + config.deploy.queue_timeout
             + Duration::from_secs(10),
         connections: Arc::new(ConnectionLimit::new(config.server.max_connections)),
+        audit_chain,
     });
     let (shutdown, signal) = oneshot::channel::<()>();
     let (accepting, accept_loop_entered) = oneshot::channel::<()>();
@@ -370,25 +396,39 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
     })
 }
 
+/// A future that resolves when the background tasks are told to stop.
+fn stop_signal(stopped: &watch::Receiver<bool>) -> impl Future<Output = ()> + use<> {
+    let mut stopped = stopped.clone();
+    async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    }
+}
+
 /// Runs the daemon until SIGTERM or SIGINT; SIGHUP re-reads the admin
 /// token and the TLS certificate and key.
+/// First of all the process is hardened ([`crate::process::harden`]):
+/// umask 0077, no core dumps.
 ///
 /// With systemd `Type=notify` (`NOTIFY_SOCKET` set) it sends `READY=1` once
 /// the store is open and the listener accepts, and `STOPPING=1` when a
 /// stop signal arrives, before draining.
 pub async fn serve(config: &Config) -> Result<(), StartError> {
-    // Before anything listens: a SIGHUP (`systemctl reload`) right after
-    // READY=1 must reach the handler, not end the process (its default).
+    crate::process::harden()?;
+    // Before the listener exists: a SIGTERM right after `exsec listening`
+    // (or READY=1) must drain, not kill.
     let signals = Signals::install();
     let server = start(config, None).await?;
     notify_systemd("READY=1");
-    wait_for_signals(&server, signals).await;
+    match signals {
+        Ok(signals) => signals.wait(&server).await,
+        Err(error) => tracing::error!(%error, "cannot install signal handlers; stopping"),
+    }
     notify_systemd("STOPPING=1");
     server.shutdown().await;
     Ok(())
 }
 
-/// The signals `serve` handles.
+/// SIGTERM, SIGINT and SIGHUP, caught from before the listener binds.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
@@ -396,41 +436,31 @@ struct Signals {
 }
 
 impl Signals {
-    fn install() -> Option<Self> {
+    fn install() -> std::io::Result<Signals> {
         use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::hangup()),
-        ) {
-            (Ok(term), Ok(int), Ok(hup)) => Some(Self { term, int, hup }),
-            _ => None,
-        }
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
     }
-}
 
-async fn wait_for_signals(server: &Server, signals: Option<Signals>) {
-    let Some(Signals {
-        mut term,
-        mut int,
-        mut hup,
-    }) = signals
-    else {
-        tracing::error!("cannot install signal handlers; stopping");
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = term.recv() => { tracing::info!("SIGTERM received"); return; }
-            _ = int.recv() => { tracing::info!("SIGINT received"); return; }
-            _ = hup.recv() => {
-                match server.reload_admin_token() {
-                    Ok(()) => tracing::info!(path = %server.admin_token_file().display(), "admin token reloaded"),
-                    Err(error) => tracing::error!(error = %chain(&error), "admin token reload failed; keeping the previous token"),
-                }
-                // Replacements and failures are logged by the watcher.
-                if let Some(Reload::Unchanged) = server.reload_tls().await {
-                    tracing::info!("TLS certificate unchanged");
+    /// Returns at SIGTERM or SIGINT; SIGHUP re-reads the admin token and the
+    /// TLS pair.
+    async fn wait(mut self, server: &Server) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => { tracing::info!("SIGTERM received"); return; }
+                _ = self.int.recv() => { tracing::info!("SIGINT received"); return; }
+                _ = self.hup.recv() => {
+                    match server.reload_admin_token() {
+                        Ok(()) => tracing::info!(path = %server.admin_token_file().display(), "admin token reloaded"),
+                        Err(error) => tracing::error!(error = %chain(&error), "admin token reload failed; keeping the previous token"),
+                    }
+                    // Replacements and failures are logged by the watcher.
+                    if let Some(Reload::Unchanged) = server.reload_tls().await {
+                        tracing::info!("TLS certificate unchanged");
+                    }
                 }
             }
         }

@@ -49,6 +49,9 @@ pub mod event {
     pub const TLS_RELOAD_FAILED: &str = "tls.reload_failed";
     pub const AUDIT_PRUNED: &str = "audit.pruned";
     pub const CLEANUP_COMPLETED: &str = "cleanup.completed";
+    pub const AUDIT_VERIFY_FAILED: &str = "audit.verify_failed";
+    pub const KEY_UNAVAILABLE: &str = "master_key.unavailable";
+    pub const KEY_AVAILABLE: &str = "master_key.available";
 }
 
 /// A SHA-256 link of the chain; hex on the wire.

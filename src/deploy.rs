@@ -13,9 +13,11 @@
 //! Deploys of one app are serialised; different apps run in parallel.
 //! Every cluster call is bounded by what is left of the deploy budget.
 //! Objects holding plaintext that could not be removed are recorded and
-//! removed later ([`cleanup`]).
+//! removed later ([`cleanup`]). A final record a storage fault kept off the
+//! disk waits in [`pending`] and is written as soon as the store heals.
 
 pub mod cleanup;
+pub mod pending;
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -36,8 +38,7 @@ use crate::model::{AppId, EnvKey, TenantId, Timestamp, ValidationError};
 use crate::resolve::{self, EffectiveSet, Warning};
 use crate::store::deploys::deploy_id;
 use crate::store::records::{
-    AppRecord, CleanupKind, DeployRecord, IdempotencyRecord, InjectedKey, InjectionRecord,
-    WarningRecord,
+    AppRecord, DeployRecord, IdempotencyRecord, InjectedKey, InjectionRecord, WarningRecord,
 };
 use crate::store::{Store, StoreError};
 use cleanup::SecretOutcome;
@@ -120,6 +121,20 @@ pub enum DeployError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The deploy ran, but its final record could not be written (a
+    /// storage fault); it is written as soon as the store heals.
+    #[error(
+        "deploy {} finished ({}), but storage is failing and its record is not saved yet; exsec saves it as soon as storage recovers",
+        .record.deploy_id,
+        .record.status
+    )]
+    RecordPending {
+        /// The deploy as it finished.
+        record: Box<DeployRecord>,
+        /// Why it could not be written.
+        #[source]
+        source: StoreError,
+    },
 }
 
 /// What a deploy produced.
@@ -175,6 +190,8 @@ pub struct Deployer {
     last_seq: AtomicU64,
     /// Wakes the task retrying removals ([`cleanup`]).
     cleanup_wake: tokio::sync::Notify,
+    /// Final records waiting for the store to heal.
+    pending: Arc<pending::PendingRecords>,
 }
 
 /// The error of a deploy exsec stopped in the middle of (crash, kill, power
@@ -209,7 +226,14 @@ impl Deployer {
             locks: AppLocks::default(),
             last_seq: AtomicU64::new(last_seq),
             cleanup_wake: tokio::sync::Notify::new(),
+            pending: Arc::default(),
         })
+    }
+
+    /// Final records waiting for the store to heal (run their writer task
+    /// with [`pending::PendingRecords::run`]).
+    pub fn pending(&self) -> &Arc<pending::PendingRecords> {
+        &self.pending
     }
 
     /// The cluster target.
@@ -372,29 +396,30 @@ impl Deployer {
                 },
             )
         });
-        let stored = record.clone();
-        let app_id = request.app_id.clone();
-        self.store
-            .write_async(move |w| {
-                w.record_deploy(
-                    &stored,
-                    events.clone(),
-                    idempotency
-                        .as_ref()
-                        .map(|(key, replay)| (key.as_str(), replay.clone())),
-                )?;
-                match &secret_outcome {
-                    SecretOutcome::Replaced => {
-                        w.cleanup_done(&app_id)?;
-                    }
-                    SecretOutcome::Stale(error) => {
-                        w.cleanup_failed(&app_id, CleanupKind::StaleSecret, error)?;
-                    }
-                    SecretOutcome::Untouched => {}
-                }
-                Ok(())
-            })
-            .await?;
+        let final_record = Arc::new(pending::FinalRecord {
+            record: record.clone(),
+            events,
+            idempotency,
+            secret_outcome,
+        });
+        let written = final_record.clone();
+        if let Err(error) = self.store.write_async(move |w| written.write(w)).await {
+            if error.fault().is_none() {
+                return Err(error.into());
+            }
+            // The cluster holds this deploy: never lose its record.
+            self.pending.push(final_record);
+            tracing::warn!(
+                app_id = %record.app_id,
+                deploy_id = %record.deploy_id,
+                status = %record.status,
+                "deploy finished, but its record cannot be written yet; it is written as soon as storage recovers"
+            );
+            return Err(DeployError::RecordPending {
+                record: Box::new(record),
+                source: error,
+            });
+        }
         self.wake_cleanup();
         tracing::info!(
             app_id = %record.app_id,

@@ -175,9 +175,52 @@ impl KeyWatch {
             active = next.active().map(ToString::to_string).as_deref().unwrap_or("none"),
             "keyring reloaded"
         );
+        let transition = match (previous.is_empty(), next.active()) {
+            (false, None) => {
+                let dir_present = tokio::fs::metadata(&self.dir)
+                    .await
+                    .is_ok_and(|m| m.is_dir());
+                Some(self.keys_gone(dir_present))
+            }
+            (true, Some(active)) => {
+                tracing::info!(active = %active, "a master key is loaded again: secret writes and injection work");
+                Some(
+                    NewEvent::new(event::KEY_AVAILABLE, "system")
+                        .with("active", active.as_str())
+                        .with("keys", next.len()),
+                )
+            }
+            _ => None,
+        };
         self.keyring.replace(next);
         self.rotation.trigger();
+        if let Some(event) = transition
+            && let Err(error) = self
+                .store
+                .write_async(move |w| w.audit(event.clone()).map(drop))
+                .await
+        {
+            tracing::error!(error = %chain(&error), "cannot audit a keyring change");
+        }
         true
+    }
+
+    /// The last key went away (its directory removed, or every file
+    /// refused): warns, and returns the `master_key.unavailable` event.
+    fn keys_gone(&self, dir_present: bool) -> NewEvent {
+        let reason = if dir_present {
+            "no usable key file in the key directory"
+        } else {
+            "the key directory is missing"
+        };
+        tracing::warn!(
+            dir = %self.dir.display(),
+            reason,
+            "no master key loaded any more: serving degraded (secret writes answer 503, deploys skip injection) until a key is back"
+        );
+        NewEvent::new(event::KEY_UNAVAILABLE, "system")
+            .with("dir", self.dir.display().to_string())
+            .with("reason", reason)
     }
 
     /// Logs each problem and audits `master_key.reload_failed` once per

@@ -3,6 +3,8 @@
 //! Layout, one line per module:
 //! - [`model`]: domain types built by parsing (ids, provider, key, value); no I/O.
 //! - [`config`]: the TOML configuration (SPEC §8); loading has no side effects.
+//! - [`private_file`]: the mode rule for files holding a secret (key files, the admin token).
+//! - [`process`]: the daemon's process hardening: umask 0077, no core dumps.
 //! - [`crypto`]: master keys, the keyring, sealing and opening values.
 //! - [`store`]: the redb file: tables, codec, schema, durable writes with their audit events.
 //! - [`audit`]: the audit log's hash chain: canonical form, hashing, verification.
@@ -25,6 +27,8 @@ pub mod deploy;
 pub mod fswatch;
 pub mod keywatch;
 pub mod model;
+pub mod private_file;
+pub mod process;
 pub mod resolve;
 pub mod rotation;
 pub mod store;

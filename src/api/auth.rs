@@ -5,7 +5,7 @@
 //! Tokens are never logged; only token ids appear in logs and audit events.
 
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
@@ -16,6 +16,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::model::TenantId;
+use crate::private_file::{self, PrivateFileError};
 use crate::store::records::TokenRecord;
 
 /// The caller of a request.
@@ -76,18 +77,59 @@ pub enum AdminTokenError {
         /// The file.
         path: PathBuf,
     },
+    /// The token is too short to resist guessing.
+    #[error(
+        "admin token file {path} holds a token of {chars} characters; at least {MIN_ADMIN_TOKEN_CHARS} are needed: delete the file to have a new token generated, or write a longer random one (e.g. `head -c 32 /dev/urandom | base64`)"
+    )]
+    TooShort {
+        /// The file.
+        path: PathBuf,
+        /// Characters found.
+        chars: usize,
+    },
+    /// The file is larger than any token.
+    #[error(
+        "admin token file {path} is larger than {MAX_ADMIN_TOKEN_FILE_BYTES} bytes; it must hold only the token"
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Not a regular file, or group or others may read it: the rule of key
+    /// files ([`crate::private_file`]).
+    #[error("admin token file {path} {source}")]
+    Access {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: PrivateFileError,
+    },
 }
+
+/// Shortest admin token accepted (SPEC §11.1); a generated one has 43.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
+/// Largest admin token file read.
+const MAX_ADMIN_TOKEN_FILE_BYTES: u64 = 4096;
 
 /// The admin token's SHA-256, re-read from its file on demand.
 pub struct AdminToken {
     path: PathBuf,
+    /// `keys.allow_group_readable`: the token file follows the key files' rule.
+    allow_group_readable: bool,
     digest: RwLock<[u8; 32]>,
 }
 
 impl AdminToken {
     /// Loads the token file, creating it with a random token (mode 0600)
-    /// if it does not exist. Returns whether it was created.
-    pub fn load_or_create(path: &Path) -> Result<(AdminToken, bool), AdminTokenError> {
+    /// if it does not exist. Returns whether it was created. The file must
+    /// be private (as a key file, with `allow_group_readable` as
+    /// `keys.allow_group_readable`) and hold at least
+    /// [`MIN_ADMIN_TOKEN_CHARS`] characters.
+    pub fn load_or_create(
+        path: &Path,
+        allow_group_readable: bool,
+    ) -> Result<(AdminToken, bool), AdminTokenError> {
         let created = match OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -113,19 +155,21 @@ impl AdminToken {
                 });
             }
         };
-        let digest = read_digest(path)?;
+        let digest = read_digest(path, allow_group_readable)?;
         Ok((
             AdminToken {
                 path: path.to_owned(),
+                allow_group_readable,
                 digest: RwLock::new(digest),
             },
             created,
         ))
     }
 
-    /// Re-reads the file (SIGHUP). On failure the previous token stays.
+    /// Re-reads the file (SIGHUP), with the same rules as at start. On
+    /// failure the previous token stays.
     pub fn reload(&self) -> Result<(), AdminTokenError> {
-        let digest = read_digest(&self.path)?;
+        let digest = read_digest(&self.path, self.allow_group_readable)?;
         *self.digest.write().unwrap_or_else(|p| p.into_inner()) = digest;
         Ok(())
     }
@@ -143,17 +187,40 @@ impl AdminToken {
     }
 }
 
-fn read_digest(path: &Path) -> Result<[u8; 32], AdminTokenError> {
-    let text = std::fs::read_to_string(path)
-        .map(Zeroizing::new)
-        .map_err(|source| AdminTokenError::Io {
+fn read_digest(path: &Path, allow_group_readable: bool) -> Result<[u8; 32], AdminTokenError> {
+    let io = |source| AdminTokenError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let access = |source| AdminTokenError::Access {
+        path: path.to_owned(),
+        source,
+    };
+    // Check before opening (a FIFO would block), then what was opened.
+    private_file::check(&std::fs::metadata(path).map_err(io)?, allow_group_readable)
+        .map_err(access)?;
+    let file = std::fs::File::open(path).map_err(io)?;
+    private_file::check(&file.metadata().map_err(io)?, allow_group_readable).map_err(access)?;
+    let mut text = Zeroizing::new(String::new());
+    file.take(MAX_ADMIN_TOKEN_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(io)?;
+    if text.len() as u64 > MAX_ADMIN_TOKEN_FILE_BYTES {
+        return Err(AdminTokenError::TooLarge {
             path: path.to_owned(),
-            source,
-        })?;
+        });
+    }
     let token = text.trim();
     if token.is_empty() {
         return Err(AdminTokenError::Empty {
             path: path.to_owned(),
+        });
+    }
+    let chars = token.chars().count();
+    if chars < MIN_ADMIN_TOKEN_CHARS {
+        return Err(AdminTokenError::TooShort {
+            path: path.to_owned(),
+            chars,
         });
     }
     Ok(sha256(token.as_bytes()))
@@ -250,31 +317,81 @@ mod tests {
         assert_eq!(bearer("Bearer"), None);
     }
 
+    const LONG: &str = "a-replacement-admin-token-of-40-characters";
+
     #[test]
     fn the_admin_token_file_is_created_private_and_reloaded() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("admin.token");
-        let (admin, created) = AdminToken::load_or_create(&path).unwrap();
+        let (admin, created) = AdminToken::load_or_create(&path, false).unwrap();
         assert!(created);
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let token = std::fs::read_to_string(&path).unwrap();
+        assert!(token.trim().len() >= MIN_ADMIN_TOKEN_CHARS);
         assert!(admin.matches(token.trim()));
         assert!(!admin.matches("wrong"));
-        std::fs::write(&path, "replaced\n").unwrap();
+        std::fs::write(&path, format!("{LONG}\n")).unwrap();
         admin.reload().unwrap();
-        assert!(admin.matches("replaced"));
+        assert!(admin.matches(LONG));
         std::fs::write(&path, "  \n").unwrap();
         assert!(matches!(admin.reload(), Err(AdminTokenError::Empty { .. })));
-        assert!(
-            admin.matches("replaced"),
-            "a bad reload keeps the previous token"
-        );
+        assert!(admin.matches(LONG), "a bad reload keeps the previous token");
         // An existing file is never replaced, even an unusable one.
         assert!(matches!(
-            AdminToken::load_or_create(&path),
+            AdminToken::load_or_create(&path, false),
             Err(AdminTokenError::Empty { .. })
         ));
+    }
+
+    /// The token file follows the key files' rule and needs 32 characters,
+    /// at start and on reload; a refused reload keeps the previous token.
+    #[test]
+    fn short_or_readable_token_files_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin.token");
+        let (admin, _) = AdminToken::load_or_create(&path, false).unwrap();
+        let original = std::fs::read_to_string(&path).unwrap();
+
+        std::fs::write(&path, "x\n").unwrap();
+        let error = admin.reload().unwrap_err();
+        assert!(
+            matches!(error, AdminTokenError::TooShort { chars: 1, .. }),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("at least 32"), "{error}");
+        std::fs::write(&path, format!("{}\n", &LONG[..31])).unwrap();
+        assert!(matches!(
+            admin.reload(),
+            Err(AdminTokenError::TooShort { chars: 31, .. })
+        ));
+
+        std::fs::write(&path, LONG).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let error = admin.reload().unwrap_err();
+        assert!(matches!(
+            error,
+            AdminTokenError::Access {
+                source: PrivateFileError::TooOpen { mode: 0o644, .. },
+                ..
+            }
+        ));
+        assert!(error.to_string().contains("chmod 600"), "{error}");
+        assert!(
+            admin.matches(original.trim()),
+            "refused reloads keep the old token"
+        );
+        assert!(matches!(
+            AdminToken::load_or_create(&path, false),
+            Err(AdminTokenError::Access { .. })
+        ));
+
+        // Group access is allowed with keys.allow_group_readable, as for keys.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(AdminToken::load_or_create(&path, false).is_err());
+        let (admin, _) = AdminToken::load_or_create(&path, true).unwrap();
+        assert!(admin.matches(LONG));
     }
 }

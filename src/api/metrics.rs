@@ -83,6 +83,8 @@ pub struct Gauges {
     pub key_reload_failures: u64,
     /// Connections served, the cap, and how many waited for a slot.
     pub connections: super::server::ConnectionStats,
+    /// Whether writes currently fail (a full or failing disk).
+    pub storage_degraded: bool,
 }
 
 /// The methods a metric label or a log line may name; anything else is
@@ -219,6 +221,12 @@ impl Metrics {
                 gauges.key_reload_failures,
             ),
             (
+                "exsec_storage_degraded",
+                "gauge",
+                "1 while writes fail (full or failing disk); reads are still answered.",
+                u64::from(gauges.storage_degraded),
+            ),
+            (
                 "exsec_store_commits_total",
                 "counter",
                 "Durable write transactions committed.",
@@ -303,6 +311,7 @@ mod tests {
             commits: crate::store::CommitStats::default(),
             keyring_degraded: true,
             key_reload_failures: 2,
+            storage_degraded: false,
             connections: crate::api::server::ConnectionStats {
                 open: 1,
                 max: 1024,

@@ -64,6 +64,8 @@ pub struct ApiState {
     pub request_timeout: Duration,
     /// The cap on connections served at once (`server.max_connections`).
     pub connections: Arc<server::ConnectionLimit>,
+    /// What verifying the audit chain found (`/readyz`).
+    pub audit_chain: Arc<crate::audit_maintenance::ChainStatus>,
 }
 
 /// One authorized request, as a handler sees it.
@@ -135,6 +137,20 @@ impl Call {
             ));
         }
         parse_json(&self.body)
+    }
+
+    /// A boolean query parameter: absent is `false`; only `true` and
+    /// `false` are accepted (`1`, `yes` or an empty value answer 400, so a
+    /// typo never flips a flag).
+    pub fn query_flag(&self, name: &str) -> Result<bool, ApiError> {
+        match self.query_param(name).as_deref() {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(_) => Err(ApiError::bad_request(
+                "invalid_query",
+                format!("{name} must be true or false"),
+            )),
+        }
     }
 
     /// One query parameter (percent-decoded).
@@ -369,13 +385,19 @@ fn check_query(id: routes::RouteId, query: Option<&str>) -> Result<(), ApiError>
     ))
 }
 
-/// Bearer token → principal, or 401.
+/// Bearer token → principal, or 401. Two `Authorization` headers answer
+/// 400: which one counts would be a guess, and a proxy that adds its own
+/// must not silently win or lose.
 async fn authenticate(state: &Arc<ApiState>, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    let Some(token) = headers
-        .get(hyper::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(auth::bearer)
-    else {
+    let mut presented = headers.get_all(hyper::header::AUTHORIZATION).iter();
+    let first = presented.next();
+    if presented.next().is_some() {
+        return Err(ApiError::bad_request(
+            "duplicate_authorization",
+            "send exactly one `Authorization: Bearer <token>` header",
+        ));
+    }
+    let Some(token) = first.and_then(|v| v.to_str().ok()).and_then(auth::bearer) else {
         return Err(ApiError::unauthenticated());
     };
     if state.admin.matches(token) {

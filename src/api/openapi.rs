@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::OnceLock;
 
-use hyper::StatusCode;
+use hyper::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
 use super::MAX_BODY_BYTES;
@@ -209,8 +209,8 @@ struct Answers {
     body: Option<Value>,
     /// Problem codes only this route answers.
     problems: &'static [(u16, &'static str)],
-    /// A status whose problem carries extra members, and their schema.
-    extended_problem: Option<(u16, &'static str)>,
+    /// Statuses whose problem carries extra members, and their schema.
+    extended_problems: &'static [(u16, &'static str)],
 }
 
 impl Answers {
@@ -220,7 +220,7 @@ impl Answers {
             parameters: Vec::new(),
             body: None,
             problems: &[],
-            extended_problem: None,
+            extended_problems: &[],
         }
     }
 
@@ -288,7 +288,7 @@ fn answers(id: RouteId) -> Answers {
         R::Readyz => Answers::ok(reference("Ready")).and(
             503,
             json_response(
-                "not ready: the database or the cluster target is unavailable",
+                "not ready: the database is unavailable, writes fail (storage degraded) or the cluster target is unreachable",
                 reference("Ready"),
             ),
         ),
@@ -404,7 +404,7 @@ fn deploy_answers() -> Answers {
     .parameters(vec![
         query(
             "dry_run",
-            "`true`, `1` or empty: only report what would change; `false` or `0`: deploy",
+            "`true`: only report what would change; `false`: deploy (any other value answers 400 `invalid_query`)",
             json!({ "type": "boolean", "default": false }),
         ),
         json!({
@@ -434,8 +434,9 @@ fn deploy_answers() -> Answers {
         (422, "tenant_mismatch"),
         (422, "idempotency_key_reused"),
         (502, "deployment_apply_failed"),
+        (503, "deploy_record_pending"),
     ]);
-    answers.extended_problem = Some((502, "DeployProblem"));
+    answers.extended_problems = &[(502, "DeployProblem"), (503, "DeployPendingProblem")];
     answers
 }
 
@@ -508,10 +509,11 @@ fn responses(route: &Route, answers: &Answers) -> Map<String, Value> {
         }
     }
     for (status, codes) in problem_codes(route, answers.problems) {
-        let component = match answers.extended_problem {
-            Some((extended, component)) if extended == status => component,
-            _ => "Problem",
-        };
+        let component = answers
+            .extended_problems
+            .iter()
+            .find(|(extended, _)| *extended == status)
+            .map_or("Problem", |(_, component)| component);
         let content = problem_schema(component, status, &codes);
         let listed: Vec<&str> = codes.into_iter().collect();
         let description = format!("{}: {}", reason(status), listed.join(", "));
@@ -602,9 +604,14 @@ fn problem_codes(
     // Any route refuses query parameters it does not declare.
     add(400, "invalid_query");
     if route.access != Access::Public {
+        add(400, "duplicate_authorization");
         add(401, "unauthenticated");
         // Authentication reads the token table.
         add(503, "storage_unavailable");
+        // Every other method writes (verify and dry runs audit or may).
+        if route.method != Method::GET {
+            add(507, "insufficient_storage");
+        }
     }
     if route.access == Access::Admin {
         add(404, "not_found");
@@ -728,6 +735,7 @@ fn schemas() -> Map<String, Value> {
         ("Warning", warning()),
         ("Problem", problem()),
         ("DeployProblem", deploy_problem()),
+        ("DeployPendingProblem", deploy_pending_problem()),
         ("EmptyRequest", empty_request()),
         ("AppRequest", app_request()),
         ("ValueRequest", value_request()),
@@ -815,6 +823,12 @@ fn one_of(values: &[&str]) -> Value {
     json!({ "type": "string", "enum": values })
 }
 
+/// `schema` with a description.
+fn described(mut schema: Value, description: &str) -> Value {
+    schema["description"] = json!(description);
+    schema
+}
+
 fn warnings() -> Value {
     array(reference("Warning"))
 }
@@ -889,6 +903,24 @@ fn deploy_problem() -> Value {
             "warnings": warnings(),
             "external_secrets": reference("Injection"),
         },
+    })
+}
+
+/// A 503 of the deploy route. `deploy_record_pending`: the deploy ran
+/// (the cluster holds it) but its record waits for storage to heal; it
+/// names the deploy like [`deploy_problem`], plus how it ended.
+fn deploy_pending_problem() -> Value {
+    let mut required = deploy_problem()["required"].clone();
+    if let Value::Array(names) = &mut required {
+        names.push(json!("deploy_status"));
+    }
+    let mut properties = deploy_problem()["properties"].clone();
+    properties["deploy_status"] = one_of(&["succeeded", "failed"]);
+    json!({
+        "allOf": [reference("Problem")],
+        "properties": properties,
+        "if": { "properties": { "code": { "const": "deploy_record_pending" } } },
+        "then": { "required": required },
     })
 }
 
@@ -1285,13 +1317,44 @@ fn key_status() -> Value {
 fn ready() -> Value {
     record([
         ("status", one_of(&["ready", "not_ready"])),
+        (
+            "degraded",
+            described(
+                boolean(),
+                "serving, but no master key is loaded or the audit chain is broken",
+            ),
+        ),
         ("database", one_of(&["ok", "unavailable"])),
+        (
+            "storage",
+            described(
+                one_of(&["ok", "degraded"]),
+                "`degraded` while writes fail (reads are still answered); heals by itself",
+            ),
+        ),
+        (
+            "storage_fault",
+            json!({ "type": ["string", "null"], "enum": ["no_space", "io_error", null] }),
+        ),
         (
             "keyring",
             record([
                 ("active", nullable_string()),
                 ("keys", count()),
                 ("degraded", boolean()),
+            ]),
+        ),
+        (
+            "audit",
+            record([
+                (
+                    "chain",
+                    described(
+                        one_of(&["verified", "verifying", "broken"]),
+                        "what verifying the events appended since the last verified position found (at start and every audit.anchor_interval); `verifying` while a long backlog is checked after start",
+                    ),
+                ),
+                ("error", nullable_string()),
             ]),
         ),
         (

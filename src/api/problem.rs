@@ -9,7 +9,7 @@ use hyper::StatusCode;
 use serde_json::{Map, Value, json};
 
 use crate::model::ValidationError;
-use crate::store::StoreError;
+use crate::store::{StorageFault, StoreError};
 
 /// One API error.
 #[derive(Debug, Clone)]
@@ -81,6 +81,25 @@ impl ApiError {
         )
     }
 
+    /// A write (or read) the store could not do: 507
+    /// `insufficient_storage` for a full disk, else 503
+    /// `storage_unavailable`. Reads keep working through either; exsec
+    /// heals by itself once the disk does.
+    pub fn storage(fault: StorageFault) -> Self {
+        match fault {
+            StorageFault::NoSpace => Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient_storage",
+                "the daemon's disk is full: the change was not saved; reads still work, and writes resume by themselves once space is freed",
+            ),
+            StorageFault::Io => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "internal error: storage is unavailable, retry later",
+            ),
+        }
+    }
+
     /// Adds a member to the problem object.
     pub fn with(mut self, name: &str, value: impl Into<Value>) -> Self {
         self.extra.insert(name.to_owned(), value.into());
@@ -124,6 +143,10 @@ impl From<ValidationError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
+        if let Some(fault) = error.fault() {
+            tracing::error!(error = %chain(&error), "storage failure");
+            return ApiError::storage(fault);
+        }
         match error {
             StoreError::NotFound { kind, id } => {
                 let code = match kind {
@@ -151,11 +174,7 @@ impl From<StoreError> for ApiError {
             }
             error => {
                 tracing::error!(error = %chain(&error), "storage failure");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "storage_unavailable",
-                    "internal error: storage is unavailable, retry later",
-                )
+                ApiError::storage(StorageFault::Io)
             }
         }
     }

@@ -77,6 +77,8 @@ pub struct Facts {
     pub cluster: Fetched,
     /// The newest deploy, if any.
     pub last_deploy: Option<Value>,
+    /// `GET /readyz` (its body also when not ready; `Null` if unreadable).
+    pub ready: Value,
 }
 
 pub async fn doctor(context: &Context, app: &str) -> Result<(), CliError> {
@@ -91,12 +93,19 @@ pub async fn doctor(context: &Context, app: &str) -> Result<(), CliError> {
     let history = client
         .get(&format!("/v1/apps/{app}/deploys?limit=1"))
         .await?;
+    // A daemon that is not ready still says why, in the same shape.
+    let ready = match client.get("/readyz").await {
+        Ok(ready) => ready,
+        Err(ClientError::Problem(problem)) => problem.body,
+        Err(error) => return Err(error.into()),
+    };
     let facts = Facts {
         app: record,
         effective,
         keys,
         cluster,
         last_deploy: items(&history, "deploys").first().cloned(),
+        ready,
     };
     let checks = diagnose(&facts);
     let problems = checks
@@ -237,6 +246,52 @@ pub fn diagnose(facts: &Facts) -> Vec<Check> {
                 );
             }
         }
+    }
+
+    // The daemon's own state: writes reach the disk; the audit log is whole.
+    match facts.ready["storage"].as_str() {
+        Some("ok") => check("storage", Status::Ok, "writes reach the disk".to_owned(), None),
+        Some(_) => check(
+            "storage",
+            Status::Problem,
+            format!(
+                "writes fail ({}); reads are still answered",
+                match facts.ready["storage_fault"].as_str() {
+                    Some("no_space") => "the daemon's disk is full",
+                    _ => "the daemon's disk fails",
+                }
+            ),
+            Some("free space on (or repair) the file system of storage.path; exsec resumes writes by itself, no restart needed".to_owned()),
+        ),
+        None => check(
+            "storage",
+            Status::Skipped,
+            "the daemon did not say (older than this CLI?)".to_owned(),
+            None,
+        ),
+    }
+    match facts.ready["audit"]["chain"].as_str() {
+        Some("verified") => check(
+            "audit log",
+            Status::Ok,
+            "the hash chain verified up to the newest event".to_owned(),
+            None,
+        ),
+        Some(_) => check(
+            "audit log",
+            Status::Problem,
+            format!(
+                "the audit log was changed after it was last verified: {}",
+                text(&facts.ready["audit"]["error"])
+            ),
+            Some("compare with a logged anchor (exsec audit verify --anchor SEQ:HASH) or a backup, and find who had write access to the data directory".to_owned()),
+        ),
+        None => check(
+            "audit log",
+            Status::Skipped,
+            "the daemon did not say (older than this CLI?)".to_owned(),
+            None,
+        ),
     }
 
     // 3. Redeploy after a change.
@@ -674,6 +729,8 @@ mod tests {
                 "external_secrets": {"status": "injected", "secret_name": "app-web-external-secrets",
                     "key_count": 1, "keys": ["OPENAI_API_KEY"]}}),
             ),
+            ready: json!({"status": "ready", "storage": "ok", "storage_fault": null,
+                "audit": {"chain": "verified", "error": null}}),
         }
     }
 
@@ -691,7 +748,7 @@ mod tests {
         for check in &checks {
             assert_eq!(check.status, Status::Ok, "{check:?}");
         }
-        assert_eq!(checks.len(), 10);
+        assert_eq!(checks.len(), 12);
     }
 
     #[test]
@@ -708,6 +765,23 @@ mod tests {
         assert!(row.detail.contains("Read-only file system"), "{row:?}");
         facts.cluster = Fetched::Failed("unreachable".into());
         assert_eq!(status_of(&diagnose(&facts), "cleanup"), Status::Skipped);
+    }
+
+    #[test]
+    fn a_full_disk_and_a_broken_audit_chain_are_problems() {
+        let mut facts = healthy();
+        facts.ready = json!({"status": "not_ready", "storage": "degraded",
+            "storage_fault": "no_space",
+            "audit": {"chain": "broken", "error": "audit event 7 was altered"}});
+        let checks = diagnose(&facts);
+        let storage = checks.iter().find(|c| c.name == "storage").unwrap();
+        assert_eq!(storage.status, Status::Problem);
+        assert!(storage.detail.contains("disk is full"), "{storage:?}");
+        let audit = checks.iter().find(|c| c.name == "audit log").unwrap();
+        assert_eq!(audit.status, Status::Problem);
+        assert!(audit.detail.contains("event 7 was altered"), "{audit:?}");
+        facts.ready = Value::Null;
+        assert_eq!(status_of(&diagnose(&facts), "storage"), Status::Skipped);
     }
 
     #[test]

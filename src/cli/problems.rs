@@ -28,6 +28,10 @@ pub const EXPLANATIONS: &[(&str, &str)] = &[
         "method_not_allowed",
         "The daemon does not allow this request: it is probably older than this CLI. Upgrade the daemon, or use the CLI of the daemon's version.",
     ),
+    (
+        "duplicate_authorization",
+        "The request carried two Authorization headers. Send exactly one; a proxy in between may be adding its own.",
+    ),
     // Request bodies and queries.
     (
         "body_too_large",
@@ -173,7 +177,15 @@ pub const EXPLANATIONS: &[(&str, &str)] = &[
     ),
     (
         "storage_unavailable",
-        "The daemon's database is failing. Check the daemon's log and its disk; retry once it recovers.",
+        "The daemon's database is failing. Check the daemon's log and its disk; exsec reopens it by itself, so retry once the disk recovers.",
+    ),
+    (
+        "insufficient_storage",
+        "The daemon's disk is full, so nothing was changed; reads still work. Free space on the file system of storage.path; writes resume by themselves within seconds, then retry.",
+    ),
+    (
+        "deploy_record_pending",
+        "The deploy ran (the cluster has it), but the daemon's disk is failing and its record is not saved yet. exsec saves it as soon as the disk recovers; check it later with `exsec deploys APP` instead of deploying again.",
     ),
     (
         "request_timeout",
@@ -258,6 +270,9 @@ mod tests {
             "rate_limited",
             "master_key_unavailable",
             "storage_unavailable",
+            "insufficient_storage",
+            "deploy_record_pending",
+            "duplicate_authorization",
             "deployment_apply_failed",
             "cluster_unreachable",
             "cluster_timeout",

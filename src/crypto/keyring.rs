@@ -14,7 +14,6 @@ use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -29,6 +28,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 use super::backup_mac::BackupMac;
 use super::seal::{self, SealedValue, SecretLocation};
 use crate::model::{KeyId, SecretValue, ValidationError};
+use crate::private_file::{self, PrivateFileError};
 
 /// Length of a master key in bytes.
 pub const MASTER_KEY_LEN: usize = 32;
@@ -201,20 +201,10 @@ pub enum KeyFileError {
         #[source]
         source: io::Error,
     },
-    /// After following links, the name points at a directory or a special file.
-    #[error("key file is a {kind}, not a regular file")]
-    NotRegularFile {
-        /// `directory`, `fifo`, `socket`, `device` or `special file`.
-        kind: &'static str,
-    },
-    /// Group or others may access the file (after following links).
-    #[error("key file mode {mode:04o} {}", too_open_advice(*.allow_group_readable))]
-    TooOpen {
-        /// Permission bits of the file.
-        mode: u32,
-        /// Whether group access was allowed when it was checked.
-        allow_group_readable: bool,
-    },
+    /// Not a regular file, or group or others may access it (after
+    /// following links): the rule of [`crate::private_file`].
+    #[error("key file {0}")]
+    Access(#[from] PrivateFileError),
     /// The file is larger than [`MAX_KEY_FILE_BYTES`]; it was not read whole.
     #[error("key file is {len} bytes, more than the {MAX_KEY_FILE_BYTES}-byte limit")]
     TooLarge {
@@ -259,14 +249,6 @@ pub enum KeyFileError {
         /// Fingerprint of the key in the file.
         found: Fingerprint,
     },
-}
-
-fn too_open_advice(allow_group_readable: bool) -> &'static str {
-    if allow_group_readable {
-        "lets others access it; run `chmod 600` (or `chmod 640`) on it"
-    } else {
-        "lets group or others access it; run `chmod 600` on it, or set `keys.allow_group_readable = true` if group access is intended (Kubernetes fsGroup)"
-    }
 }
 
 /// One key file that was not loaded, and why.
@@ -531,30 +513,7 @@ fn load_key_file(
 
 /// Type, mode and size rules for a key file, on metadata after links.
 fn check_metadata(metadata: &fs::Metadata, allow_group_readable: bool) -> Result<(), KeyFileError> {
-    let file_type = metadata.file_type();
-    if !file_type.is_file() {
-        use std::os::unix::fs::FileTypeExt;
-        let kind = if file_type.is_dir() {
-            "directory"
-        } else if file_type.is_fifo() {
-            "fifo"
-        } else if file_type.is_socket() {
-            "socket"
-        } else if file_type.is_block_device() || file_type.is_char_device() {
-            "device"
-        } else {
-            "special file"
-        };
-        return Err(KeyFileError::NotRegularFile { kind });
-    }
-    let mode = metadata.permissions().mode() & 0o7777;
-    let too_open = if allow_group_readable { 0o007 } else { 0o077 };
-    if mode & too_open != 0 {
-        return Err(KeyFileError::TooOpen {
-            mode,
-            allow_group_readable,
-        });
-    }
+    private_file::check(metadata, allow_group_readable)?;
     if metadata.len() > MAX_KEY_FILE_BYTES {
         return Err(KeyFileError::TooLarge {
             len: metadata.len(),
@@ -792,7 +751,7 @@ impl fmt::Debug for Keyring {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::symlink;
+    use std::os::unix::fs::{PermissionsExt, symlink};
 
     use base64::engine::general_purpose;
 
@@ -1048,7 +1007,7 @@ mod tests {
         assert_eq!(directory.path, dir.path().join("x.key"));
         assert!(matches!(
             directory.error,
-            KeyFileError::NotRegularFile { kind: "directory" }
+            KeyFileError::Access(PrivateFileError::NotRegularFile { kind: "directory" })
         ));
         assert!(directory.content_digest.is_none());
         assert!(
@@ -1077,7 +1036,10 @@ mod tests {
         for mode in [0o640, 0o604, 0o620, 0o601, 0o644, 0o660] {
             let problem = problem_with(mode, false).unwrap();
             let shown = problem.to_string();
-            assert!(matches!(problem.error, KeyFileError::TooOpen { .. }));
+            assert!(matches!(
+                problem.error,
+                KeyFileError::Access(PrivateFileError::TooOpen { .. })
+            ));
             assert!(shown.contains(&format!("mode 0{mode:o}")), "{shown}");
             assert!(shown.contains("chmod 600"), "{shown}");
             assert!(
@@ -1091,7 +1053,10 @@ mod tests {
         }
         for mode in [0o644, 0o604, 0o642, 0o641] {
             let problem = problem_with(mode, true).unwrap();
-            assert!(matches!(problem.error, KeyFileError::TooOpen { .. }));
+            assert!(matches!(
+                problem.error,
+                KeyFileError::Access(PrivateFileError::TooOpen { .. })
+            ));
             assert!(problem.to_string().contains("lets others access it"));
         }
     }
@@ -1112,7 +1077,7 @@ mod tests {
         assert!(scan.keys.is_empty());
         assert!(matches!(
             scan.problems[0].error,
-            KeyFileError::TooOpen { mode: 0o644, .. }
+            KeyFileError::Access(PrivateFileError::TooOpen { mode: 0o644, .. })
         ));
     }
 

@@ -99,12 +99,16 @@ impl<T: Tables> Snapshot<T> {
 /// The outcome of verifying the stored chain from its checkpoint.
 #[derive(Debug, Clone)]
 pub struct ChainCheck {
-    /// Where verification started (genesis, or the pruning checkpoint).
+    /// Where verification started (genesis, the pruning checkpoint, or the
+    /// last verified position).
     pub checkpoint: Anchor,
     /// Events verified before the end or the first break.
     pub events: u64,
     /// The head reached, or the first broken event.
     pub outcome: Result<Anchor, ChainBreak>,
+    /// Whether verification reached the newest event (`false` when it
+    /// stopped at a limit with events left).
+    pub complete: bool,
 }
 
 impl<T: Tables> Snapshot<T> {
@@ -131,6 +135,63 @@ impl<T: Tables> Snapshot<T> {
             checkpoint,
             events,
             outcome,
+            complete: true,
+        })
+    }
+}
+
+impl<T: Tables> Snapshot<T> {
+    /// Verifies the events appended since the last verified position (see
+    /// [`Writer::record_audit_verified`]; the pruning checkpoint or genesis
+    /// if later or never verified), and that the event at that position
+    /// is still the one verified. Cost is proportional to the new events
+    /// only, which keeps start-up fast on a long log; at most `max_events`
+    /// are verified (`complete` says whether that reached the head).
+    pub fn verify_audit_since_verified(&self, max_events: u64) -> Result<ChainCheck, StoreError> {
+        let checkpoint = self.audit_checkpoint()?;
+        let from = match self.audit_verified()? {
+            Some(verified) if verified.seq > checkpoint.seq => verified,
+            _ => checkpoint,
+        };
+        let audit = self.txn().table(tables::AUDIT)?;
+        let mut verifier = ChainVerifier::new(from, None);
+        let mut broken = None;
+        if from.seq > checkpoint.seq {
+            broken = match audit.get(from.seq)? {
+                Some(bytes) => {
+                    let stored: StoredAuditEvent = decode("paas_audit_events", bytes.value())?;
+                    (ChainHash(stored.hash) != from.hash)
+                        .then_some(ChainBreak::AnchorMismatch { seq: from.seq })
+                }
+                None => Some(ChainBreak::Truncated {
+                    head_seq: audit.last()?.map_or(checkpoint.seq, |(seq, _)| seq.value()),
+                    anchor_seq: from.seq,
+                }),
+            };
+        }
+        let mut complete = true;
+        if broken.is_none() {
+            for entry in audit.range(from.seq.saturating_add(1)..)? {
+                if verifier.events() == max_events {
+                    complete = false;
+                    break;
+                }
+                let (seq, bytes) = entry?;
+                let stored: StoredAuditEvent = decode("paas_audit_events", bytes.value())?;
+                if let Err(error) = verifier.push(&stored.into_event(seq.value())) {
+                    broken = Some(error);
+                    break;
+                }
+            }
+        }
+        Ok(ChainCheck {
+            checkpoint: from,
+            events: verifier.events(),
+            outcome: match broken {
+                Some(error) => Err(error),
+                None => Ok(verifier.head()),
+            },
+            complete,
         })
     }
 }

@@ -256,7 +256,20 @@ impl Store {
         mac: BackupMac,
         started: impl FnOnce(&BackupHeader),
     ) -> Result<BackupHeader, BackupError> {
-        self.read(|snapshot| Ok(write_backup(snapshot, out, key_id, mac, started)))?
+        // Reads may run twice (a read that meets a handle spoiled by a failed
+        // commit is re-run on the reopened one). A backup can start over only
+        // if it has not written anything: the stream's state is taken by the
+        // first run, and a second run that finds it gone is an error.
+        let once = std::sync::Mutex::new(Some((out, mac, started)));
+        self.read(|snapshot| {
+            let taken = once.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let Some((out, mac, started)) = taken else {
+                return Ok(Err(BackupError::Stream(io::Error::other(
+                    "the store was reopened while the backup was being written; take it again",
+                ))));
+            };
+            Ok(write_backup(snapshot, out, key_id, mac, started))
+        })?
     }
 }
 

@@ -20,8 +20,10 @@
 //!   with its error, and runs the rest again in a fresh transaction (write
 //!   closures are `Fn` for this reason). A failed write is rare (a
 //!   conflict, a missing tenant), so the re-run is cheap on average.
-//! - **Never a false success**: if the commit itself fails, every write in
-//!   the batch is answered with the storage error.
+//! - **Never a false success**: if the commit itself fails, the file is
+//!   reopened (redb refuses every transaction of a failed handle, reads
+//!   included) and every write in the batch is answered with the storage
+//!   error.
 //! - **Ordered audit chain**: writes run one after another in queue order
 //!   in the same transaction, each appending to the chain after the last.
 
@@ -31,7 +33,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, Thread};
 
-use super::{Store, StoreError, Writer, log_audit_event};
+use redb::Database;
+
+use super::{StorageHealth, Store, StoreError, Writer, log_audit_event};
 
 /// Most writes one commit holds. Bounds how long the last caller of a
 /// batch waits behind the others and the work lost to a re-run.
@@ -178,9 +182,7 @@ impl Store {
     /// Runs `batch` in one write transaction and answers every write in it.
     fn commit_batch(&self, mut batch: Vec<Box<dyn Pending>>) {
         while !batch.is_empty() {
-            if self.reopen_needed.load(Ordering::Acquire)
-                && let Err(error) = self.reopen()
-            {
+            if let Err(error) = self.reopen_if_needed() {
                 return fail_all(batch, error);
             }
             match self.attempt(&mut batch) {
@@ -189,17 +191,21 @@ impl Store {
                     self.commits
                         .writes
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    self.health.set(StorageHealth::Healthy, &self.path);
                     for job in batch {
                         job.succeed();
                     }
                     return;
                 }
+                // After a storage failure, reopen before answering: a caller
+                // that reads next finds a working handle. A failed reopen is
+                // logged and retried by the next read, write or probe.
                 Attempt::OneFailed(index, error) => {
-                    self.note_failure(&error);
+                    let _ = self.reopen_if_needed();
                     batch.remove(index).fail(error);
                 }
                 Attempt::AllFailed(error) => {
-                    self.note_failure(&error);
+                    let _ = self.reopen_if_needed();
                     return fail_all(batch, error);
                 }
             }
@@ -208,17 +214,45 @@ impl Store {
 
     /// One transaction over the whole batch. A failing write aborts it, so
     /// the caller can answer that write and run the others again.
+    ///
+    /// While the store is healthy, the transaction runs beside reads (the
+    /// shared side of the handle's lock). While it is degraded — the next
+    /// commit is likely to fail again, and a failed commit spoils every read
+    /// running on that handle — it takes the exclusive side and reopens the
+    /// file before letting go: reads wait a commit's time instead of failing.
     fn attempt(&self, batch: &mut [Box<dyn Pending>]) -> Attempt {
-        let guard = self
+        if self.health() == StorageHealth::Healthy {
+            let guard = self
+                .db
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            return self.attempt_on(guard.as_ref(), batch);
+        }
+        let mut guard = self
             .db
-            .read()
+            .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let Some(db) = guard.as_ref() else {
-            return Attempt::AllFailed(StoreError::Storage(redb::Error::DatabaseClosed));
+        let attempt = self.attempt_on(guard.as_ref(), batch);
+        if !matches!(attempt, Attempt::Committed) {
+            let _ = self.reopen_locked(&mut guard);
+        }
+        attempt
+    }
+
+    fn attempt_on(&self, db: Option<&Database>, batch: &mut [Box<dyn Pending>]) -> Attempt {
+        let Some(db) = db else {
+            return Attempt::AllFailed(StoreError::Unavailable {
+                fault: self.health.fault(),
+            });
+        };
+        let generation = self.generation();
+        let failed = |error: StoreError| {
+            self.note_failure(&error, generation);
+            error
         };
         let mut writer = match Writer::begin(db) {
             Ok(writer) => writer,
-            Err(error) => return Attempt::AllFailed(error),
+            Err(error) => return Attempt::AllFailed(failed(error)),
         };
         for (index, job) in batch.iter_mut().enumerate() {
             let ran = catch_unwind(AssertUnwindSafe(|| job.run(&mut writer)));
@@ -231,7 +265,7 @@ impl Store {
                 }
             };
             writer.abort();
-            return Attempt::OneFailed(index, error);
+            return Attempt::OneFailed(index, failed(error));
         }
         match writer.finish() {
             Ok(appended) => {
@@ -240,15 +274,7 @@ impl Store {
                 }
                 Attempt::Committed
             }
-            Err(error) => Attempt::AllFailed(error),
-        }
-    }
-
-    /// After an I/O error redb refuses writes until the file is reopened.
-    fn note_failure(&self, error: &StoreError) {
-        if error.needs_reopen() {
-            tracing::error!(path = %self.path.display(), error = %error, "storage I/O error; reopening the database before the next write");
-            self.reopen_needed.store(true, Ordering::Release);
+            Err(error) => Attempt::AllFailed(failed(error)),
         }
     }
 }
@@ -321,7 +347,7 @@ mod tests {
 
     use super::*;
     use crate::model::TenantId;
-    use crate::store::tests::{flaky_store, options};
+    use crate::store::tests::{Failure, flaky_store, options};
 
     fn tenant(id: &str) -> TenantId {
         TenantId::parse(id).unwrap()
@@ -400,16 +426,16 @@ mod tests {
     #[test]
     fn a_failed_commit_answers_every_write_with_the_storage_error() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, failing) = flaky_store(&dir.path().join("exsec.redb"));
+        let (store, disk) = flaky_store(&dir.path().join("exsec.redb"));
         let (a, a_reply) = put_tenant("a");
         let (b, b_reply) = put_tenant("b");
-        failing.store(true, Ordering::SeqCst);
+        disk.set(Failure::Eio);
         store.commit_batch(vec![a, b]);
         for reply in [&a_reply, &b_reply] {
             let error = answer(reply).unwrap_err();
             assert!(error.needs_reopen(), "{error:?}");
         }
-        failing.store(false, Ordering::SeqCst);
+        disk.set(Failure::None);
         store
             .write(|w| w.put_tenant(&tenant("c"), "admin").map(drop))
             .unwrap();

@@ -1,5 +1,5 @@
-//! Small facts kept in the `meta` table: master key fingerprints and the
-//! audit checkpoint.
+//! Small facts kept in the `meta` table: master key fingerprints, the
+//! audit checkpoint and last verified position, and the last storage probe.
 
 use std::collections::BTreeMap;
 
@@ -40,9 +40,41 @@ impl<T: Tables> Snapshot<T> {
             None => Ok(Anchor::GENESIS),
         }
     }
+
+    /// The last audit position verified at start-up or by the daemon's
+    /// upkeep, if any.
+    pub fn audit_verified(&self) -> Result<Option<Anchor>, StoreError> {
+        let meta = self.txn().table(tables::META)?;
+        meta.get(tables::META_AUDIT_VERIFIED)?
+            .map(|bytes| decode("meta", bytes.value()))
+            .transpose()
+    }
 }
 
 impl Writer {
+    /// Writes a storage probe (`store::health`): the time, padded to the
+    /// size of the largest secret value, so that a probe that commits
+    /// proves room for any single write, not only for a tiny one (a full
+    /// disk often still takes a few bytes inside the file). Overwritten by
+    /// each probe. Not audited: it changes nothing a user owns.
+    pub(super) fn record_storage_probe(&mut self) -> Result<(), StoreError> {
+        let probe = (self.now(), vec![0u8; crate::model::MAX_VALUE_LEN]);
+        let encoded = encode("meta", &probe)?;
+        self.txn()
+            .open_table(tables::META)?
+            .insert(tables::META_STORAGE_PROBE, encoded.as_slice())?;
+        Ok(())
+    }
+
+    /// Records `anchor` as verified: the next verification starts there.
+    pub fn record_audit_verified(&mut self, anchor: Anchor) -> Result<(), StoreError> {
+        let encoded = encode("meta", &anchor)?;
+        self.txn()
+            .open_table(tables::META)?
+            .insert(tables::META_AUDIT_VERIFIED, encoded.as_slice())?;
+        Ok(())
+    }
+
     /// Records `fingerprint` for `key_id` the first time that key seals a
     /// value; refuses a different fingerprint under a known id.
     pub fn remember_fingerprint(

@@ -14,6 +14,10 @@
 //! (group commit, see `store::commit`): a write is a closure that is
 //! `Fn + Send + 'static` so that it can be queued, run by whichever caller
 //! leads the batch, and run again if a neighbour in its batch fails.
+//!
+//! A failed commit (a full disk, EIO) does not stop reads: the file is
+//! reopened at once and the store reports itself degraded until a write
+//! commits again (see `store::health`).
 
 mod audit_log;
 pub mod backup;
@@ -21,6 +25,7 @@ mod cleanups;
 pub mod codec;
 mod commit;
 pub mod deploys;
+pub mod health;
 mod meta;
 pub mod records;
 pub mod reseal;
@@ -33,7 +38,7 @@ pub mod testing;
 mod tokens;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use redb::{
@@ -46,6 +51,7 @@ use crate::model::Timestamp;
 
 pub use audit_log::{AuditFilter, AuditPage, ChainCheck, MAX_PAGE as MAX_AUDIT_PAGE};
 pub use commit::{CommitStats, MAX_BATCH};
+pub use health::{StorageFault, StorageHealth};
 pub use secrets::{PutSecret, SecretWrite};
 
 /// How the store is opened.
@@ -128,6 +134,13 @@ pub enum StoreError {
     /// group gets this one error.
     #[error("storage error in a group commit")]
     Batch(#[source] Arc<StoreError>),
+    /// No usable database handle: the reopen after a failed commit failed
+    /// too (logged where it happened); retried in the background.
+    #[error("storage is unavailable ({})", .fault.as_str())]
+    Unavailable {
+        /// What the last failure was.
+        fault: StorageFault,
+    },
     /// The thing named does not exist.
     #[error("{kind} {id} not found")]
     NotFound {
@@ -169,7 +182,7 @@ impl<E: Into<redb::Error>> From<E> for StoreError {
 }
 
 impl StoreError {
-    /// Whether redb now refuses writes until the database is reopened.
+    /// Whether redb now refuses transactions until the database is reopened.
     fn needs_reopen(&self) -> bool {
         match self {
             StoreError::Storage(redb::Error::Io(_) | redb::Error::PreviousIo) => true,
@@ -179,6 +192,9 @@ impl StoreError {
     }
 }
 
+/// Runs of one read before its storage error is returned.
+const READ_ATTEMPTS: usize = 3;
+
 /// How tests open the file through a fault-injecting backend.
 #[cfg(test)]
 type Opener = dyn Fn(&redb::Builder, &Path) -> Result<Database, redb::DatabaseError> + Send + Sync;
@@ -187,13 +203,23 @@ type Opener = dyn Fn(&redb::Builder, &Path) -> Result<Database, redb::DatabaseEr
 pub struct Store {
     path: PathBuf,
     options: StoreOptions,
-    /// `None` only while a reopen is in progress and the new open failed.
+    /// `None` only when a reopen failed; the next write or probe retries.
+    /// A reopen holds the write side from closing the old handle to
+    /// installing the new one, so reads wait for it instead of failing.
     db: RwLock<Option<Database>>,
     /// Queued writes and the one batch being committed; whoever leads a
     /// batch is the only writer (redb has one anyway) and does reopens.
     commits: commit::GroupCommit,
-    /// Set after an I/O error; the next write reopens first.
-    reopen_needed: AtomicBool,
+    /// Generation of the handle in `db`: bumped by every reopen, so that a
+    /// failure seen on a handle already replaced reopens nothing.
+    generation: AtomicU64,
+    /// Generation of the handle known to have failed (0: none). While it is
+    /// the current one, the next read, write or probe reopens first.
+    failed: AtomicU64,
+    /// Whether writes currently succeed.
+    health: health::HealthCell,
+    /// Whether the last reopen failed (logged once until one succeeds).
+    reopen_failing: AtomicBool,
     #[cfg(test)]
     opener: Option<Box<Opener>>,
 }
@@ -202,17 +228,25 @@ impl Store {
     /// Opens (or creates) the redb file at `path`, creates missing tables,
     /// checks the schema version and runs forward migrations.
     pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
-        let store = Store {
+        let store = Store::unopened(path, options);
+        let db = store.open_database()?;
+        *store.db.write().unwrap_or_else(|p| p.into_inner()) = Some(db);
+        Ok(store)
+    }
+
+    fn unopened(path: &Path, options: StoreOptions) -> Store {
+        Store {
             path: path.to_owned(),
             options,
             db: RwLock::new(None),
             commits: commit::GroupCommit::default(),
-            reopen_needed: AtomicBool::new(false),
+            generation: AtomicU64::new(1),
+            failed: AtomicU64::new(0),
+            health: health::HealthCell::default(),
+            reopen_failing: AtomicBool::new(false),
             #[cfg(test)]
             opener: None,
-        };
-        store.open_database()?;
-        Ok(store)
+        }
     }
 
     /// The redb file.
@@ -220,22 +254,46 @@ impl Store {
         &self.path
     }
 
-    /// Runs `f` over one consistent read snapshot.
-    pub fn read<T>(
-        &self,
-        f: impl FnOnce(&Reader) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+    /// Runs `f` over one consistent read snapshot. A read that finds the
+    /// handle failed (a commit failed meanwhile, or a read hit EIO) reopens
+    /// the file and runs once more on the fresh handle, so reads keep being
+    /// answered through a storage fault.
+    pub fn read<T>(&self, f: impl Fn(&Reader) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut result = self.read_once(&f);
+        // A failed commit spoils only the reads that overlapped it; once the
+        // store is degraded, commits exclude reads (`store::commit`), so a
+        // run on the reopened handle fails only if the disk fails reads.
+        for _ in 1..READ_ATTEMPTS {
+            match &result {
+                Err(error) if error.needs_reopen() && self.reopen_if_needed().is_ok() => {
+                    result = self.read_once(&f);
+                }
+                _ => break,
+            }
+        }
+        result
+    }
+
+    fn read_once<T>(&self, f: &impl Fn(&Reader) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let guard = self
             .db
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // No handle: the reopen failed and is being retried. Not a lack of
+        // space for this read, whatever failed the writes.
         let Some(db) = guard.as_ref() else {
-            return Err(StoreError::Storage(redb::Error::DatabaseClosed));
+            return Err(StoreError::Unavailable {
+                fault: StorageFault::Io,
+            });
         };
-        let reader = Snapshot {
-            txn: db.begin_read()?,
-        };
-        f(&reader)
+        let result = db
+            .begin_read()
+            .map_err(StoreError::from)
+            .and_then(|txn| f(&Snapshot { txn }));
+        if let Err(error) = &result {
+            self.note_failure(error, self.generation());
+        }
+        result
     }
 
     /// Runs `f` in a write transaction and returns once that transaction
@@ -255,7 +313,7 @@ impl Store {
     /// [`Store::read`] on the blocking thread pool, for async callers.
     pub async fn read_async<T: Send + 'static>(
         self: &Arc<Self>,
-        f: impl FnOnce(&Reader) -> Result<T, StoreError> + Send + 'static,
+        f: impl Fn(&Reader) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let store = self.clone();
         tokio::task::spawn_blocking(move || store.read(f))
@@ -274,25 +332,89 @@ impl Store {
             .map_err(|_| StoreError::Interrupted)?
     }
 
-    /// Drops the current redb handle and opens the file again: after an
-    /// I/O error redb refuses writes until then. Called by the leader of a
-    /// group commit (the only writer); reads wait only for the swap itself.
-    fn reopen(&self) -> Result<(), StoreError> {
-        {
-            let mut guard = self
-                .db
-                .write()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            // Close first: redb holds a lock on the file until dropped.
-            guard.take();
-        }
-        self.open_database()?;
-        self.reopen_needed.store(false, Ordering::Release);
-        tracing::info!(path = %self.path.display(), "database reopened");
-        Ok(())
+    /// Commits a small probe record: reopens the file first if needed, and
+    /// marks the store healthy when it lands (the background retry of
+    /// `store::health`).
+    pub fn probe(&self) -> Result<(), StoreError> {
+        self.write(|w| w.record_storage_probe())
     }
 
-    fn open_database(&self) -> Result<(), StoreError> {
+    /// [`Store::probe`] on the blocking thread pool.
+    pub async fn probe_async(self: &Arc<Self>) -> Result<(), StoreError> {
+        self.write_async(|w| w.record_storage_probe()).await
+    }
+
+    /// The generation of the handle in `db` (read it under the lock).
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// After an I/O error redb refuses every transaction of that handle
+    /// until the file is reopened: marks handle `generation` for reopening
+    /// and the store degraded.
+    fn note_failure(&self, error: &StoreError, generation: u64) {
+        if !error.needs_reopen() || generation != self.generation() {
+            return;
+        }
+        if self.failed.swap(generation, Ordering::AcqRel) != generation {
+            // The change of state is logged once by `store::health`; a
+            // full disk fails (and reopens) at every write.
+            tracing::debug!(path = %self.path.display(), error = ?error, "storage I/O error; reopening the database");
+        }
+        // `PreviousIo` repeats a failure already classified.
+        if !matches!(error, StoreError::Storage(redb::Error::PreviousIo))
+            || self.health() == StorageHealth::Healthy
+        {
+            let fault = error.fault().unwrap_or(StorageFault::Io);
+            self.health.set(StorageHealth::Degraded(fault), &self.path);
+        }
+    }
+
+    /// Drops the failed redb handle and opens the file again, if the current
+    /// handle failed. Holding the write side of `db` means no transaction is
+    /// open on the handle (every read and write holds a side of the lock
+    /// while it runs); reads arriving meanwhile wait for the swap.
+    fn reopen_if_needed(&self) -> Result<(), StoreError> {
+        if self.failed.load(Ordering::Acquire) != self.generation() {
+            return Ok(());
+        }
+        let mut guard = self
+            .db
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.reopen_locked(&mut guard)
+    }
+
+    /// [`Store::reopen_if_needed`] with the write side of `db` already held.
+    fn reopen_locked(&self, db: &mut Option<Database>) -> Result<(), StoreError> {
+        let generation = self.generation();
+        if self.failed.load(Ordering::Acquire) != generation {
+            return Ok(()); // not failed, or reopened by another thread meanwhile
+        }
+        // Close first: redb holds a lock on the file until dropped.
+        drop(db.take());
+        match self.open_database() {
+            Ok(opened) => {
+                *db = Some(opened);
+                self.generation.store(generation + 1, Ordering::Release);
+                if self.reopen_failing.swap(false, Ordering::AcqRel) {
+                    tracing::info!(path = %self.path.display(), "database reopened: reads are answered again");
+                }
+                tracing::debug!(path = %self.path.display(), "database reopened");
+                Ok(())
+            }
+            Err(error) => {
+                if !self.reopen_failing.swap(true, Ordering::AcqRel) {
+                    tracing::error!(path = %self.path.display(), error = ?error, "cannot reopen the database: reads fail too until it can; retrying");
+                }
+                Err(StoreError::Unavailable {
+                    fault: error.fault().unwrap_or_else(|| self.health.fault()),
+                })
+            }
+        }
+    }
+
+    fn open_database(&self) -> Result<Database, StoreError> {
         let mut builder = Database::builder();
         builder.set_cache_size(self.options.cache_size);
         #[cfg(test)]
@@ -312,11 +434,7 @@ impl Store {
             },
         })?;
         schema::prepare(&db, &self.path)?;
-        *self
-            .db
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(db);
-        Ok(())
+        Ok(db)
     }
 }
 
@@ -477,7 +595,7 @@ fn log_audit_event(event: &AuditEvent) {
 mod tests {
     use std::fmt;
     use std::ops::Bound;
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex};
 
     use redb::backends::FileBackend;
     use redb::{BackendError, StorageBackend};
@@ -505,11 +623,35 @@ mod tests {
         assert!(error.to_string().contains("newer than this exsec supports"));
     }
 
-    /// A file backend whose writes and syncs fail while `failing` is set,
-    /// standing in for a disk that returns EIO.
+    /// How [`FlakyDisk`] fails.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(super) enum Failure {
+        /// Works.
+        None,
+        /// ENOSPC: the file cannot grow past its length when the disk
+        /// filled; writes inside it (redb's header) still work.
+        Full,
+        /// EIO on every write and sync.
+        Eio,
+    }
+
+    /// A file backend that fails on demand, standing in for a disk that
+    /// fills up or returns EIO.
     pub(super) struct FlakyDisk {
         inner: FileBackend,
-        failing: Arc<AtomicBool>,
+        /// The failure, and the file length when the disk filled.
+        failure: Arc<Mutex<(Failure, u64)>>,
+    }
+
+    /// Switches a [`FlakyDisk`] between working and failing.
+    #[derive(Clone)]
+    pub(super) struct DiskSwitch(Arc<Mutex<(Failure, u64)>>, PathBuf);
+
+    impl DiskSwitch {
+        pub(super) fn set(&self, failure: Failure) {
+            let len = std::fs::metadata(&self.1).map_or(0, |m| m.len());
+            *self.0.lock().unwrap() = (failure, len);
+        }
     }
 
     impl fmt::Debug for FlakyDisk {
@@ -519,11 +661,14 @@ mod tests {
     }
 
     impl FlakyDisk {
-        fn check(&self) -> Result<(), std::io::Error> {
-            if self.failing.load(Ordering::SeqCst) {
-                return Err(std::io::Error::other("injected EIO"));
+        fn check(&self, end: Option<u64>) -> Result<(), std::io::Error> {
+            match *self.failure.lock().unwrap() {
+                (Failure::Eio, _) => Err(std::io::Error::other("injected EIO")),
+                (Failure::Full, len) if end.is_none_or(|end| end > len) => {
+                    Err(std::io::Error::from(std::io::ErrorKind::StorageFull))
+                }
+                _ => Ok(()),
             }
-            Ok(())
         }
     }
 
@@ -535,15 +680,15 @@ mod tests {
             self.inner.read(offset, out)
         }
         fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
-            self.check()?;
+            self.check(Some(len))?;
             self.inner.set_len(len)
         }
         fn sync_data(&self) -> Result<(), std::io::Error> {
-            self.check()?;
+            self.check(Some(0))?;
             self.inner.sync_data()
         }
         fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
-            self.check()?;
+            self.check(Some(offset + data.len() as u64))?;
             self.inner.write(offset, data)
         }
         fn close(&self) -> Result<(), std::io::Error> {
@@ -581,72 +726,104 @@ mod tests {
         }
     }
 
-    /// After an I/O error redb refuses writes until reopened: the store
-    /// reads on meanwhile, reopens itself at the next write, and what was
-    /// committed before the error is still there.
-    /// A store on [`FlakyDisk`]: its writes fail while the flag is set.
-    pub(super) fn flaky_store(path: &Path) -> (Store, Arc<AtomicBool>) {
-        let failing = Arc::new(AtomicBool::new(false));
-        let flag = failing.clone();
-        let store = Store {
-            path: path.to_owned(),
-            options: options(),
-            db: RwLock::new(None),
-            commits: commit::GroupCommit::default(),
-            reopen_needed: AtomicBool::new(false),
-            opener: Some(Box::new(move |builder, path| {
-                let file = std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(path)?;
-                let inner = FileBackend::new(file)?;
-                builder.create_with_backend(FlakyDisk {
-                    inner,
-                    failing: flag.clone(),
-                })
-            })),
-        };
-        store.open_database().unwrap();
-        (store, failing)
+    /// A store on [`FlakyDisk`], and the switch that makes it fail.
+    pub(super) fn flaky_store(path: &Path) -> (Store, DiskSwitch) {
+        let failure = Arc::new(Mutex::new((Failure::None, 0)));
+        let switch = DiskSwitch(failure.clone(), path.to_owned());
+        let mut store = Store::unopened(path, options());
+        store.opener = Some(Box::new(move |builder, path| {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)?;
+            let inner = FileBackend::new(file)?;
+            builder.create_with_backend(FlakyDisk {
+                inner,
+                failure: failure.clone(),
+            })
+        }));
+        let db = store.open_database().unwrap();
+        *store.db.write().unwrap() = Some(db);
+        (store, switch)
     }
 
+    fn tenant(id: &str) -> TenantId {
+        TenantId::parse(id).unwrap()
+    }
+
+    /// One write that needs the file to grow: many tenants at once.
+    fn grow(store: &Store, prefix: &'static str) -> Result<(), StoreError> {
+        store.write(move |w| {
+            for n in 0..2_000 {
+                w.put_tenant(&tenant(&format!("{prefix}-{n:04}")), "admin")?;
+            }
+            Ok(())
+        })
+    }
+
+    fn tenant_count(store: &Store) -> usize {
+        store.read(|r| r.tenants()).unwrap().len()
+    }
+
+    /// The disk fills: the failed commit reopens the file at once, reads
+    /// go on, the store reports itself degraded (no space) until a write
+    /// commits again, and what was committed before is all there.
     #[test]
-    fn the_store_reopens_itself_after_an_io_error() {
+    fn a_full_disk_degrades_writes_only_and_the_store_heals_itself() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("exsec.redb");
-        let (mut store, failing) = flaky_store(&path);
-        let acme = TenantId::parse("acme").unwrap();
-        let id = acme.clone();
-        store.write(move |w| w.put_tenant(&id, "admin")).unwrap();
-
-        failing.store(true, Ordering::SeqCst);
-        let broken = TenantId::parse("broken").unwrap();
-        let error = store
-            .write(move |w| w.put_tenant(&broken, "admin"))
-            .unwrap_err();
-        assert!(error.needs_reopen(), "{error:?}");
-        assert!(store.reopen_needed.load(Ordering::SeqCst));
-        // Reads keep working meanwhile.
-        let id = acme.clone();
-        assert!(store.read(move |r| r.tenant(&id)).unwrap().is_some());
-
-        failing.store(false, Ordering::SeqCst);
-        let healed = TenantId::parse("healed").unwrap();
+        let (store, disk) = flaky_store(&dir.path().join("exsec.redb"));
         store
-            .write(move |w| w.put_tenant(&healed, "admin"))
+            .write(|w| w.put_tenant(&tenant("acme"), "admin"))
             .unwrap();
-        assert!(!store.reopen_needed.load(Ordering::SeqCst));
-        let names: Vec<String> = store
-            .read(|r| r.tenants())
-            .unwrap()
-            .into_iter()
-            .map(|(id, _)| id.to_string())
-            .collect();
-        assert_eq!(names, ["acme", "healed"]);
-        let head = store.read(|r| r.audit_head()).unwrap();
-        assert_eq!(head.seq, 2);
-        store.opener = None;
+
+        disk.set(Failure::Full);
+        let error = grow(&store, "full").unwrap_err();
+        assert_eq!(error.fault(), Some(StorageFault::NoSpace), "{error:?}");
+        assert_eq!(
+            store.health(),
+            StorageHealth::Degraded(StorageFault::NoSpace)
+        );
+        assert_eq!(store.generation(), 2, "reopened at once");
+        assert!(store.read(|r| r.tenant(&tenant("acme"))).unwrap().is_some());
+        assert_eq!(store.read(|r| r.audit_head()).unwrap().seq, 1);
+        let again = grow(&store, "full").unwrap_err();
+        assert_eq!(again.fault(), Some(StorageFault::NoSpace), "{again:?}");
+        assert_eq!(tenant_count(&store), 1);
+
+        disk.set(Failure::None);
+        grow(&store, "healed").unwrap();
+        assert_eq!(store.health(), StorageHealth::Healthy);
+        assert_eq!(tenant_count(&store), 2_001);
+        let check = store.read(|r| r.verify_audit_chain(None)).unwrap();
+        assert_eq!(check.outcome.unwrap().seq, 2_001);
+    }
+
+    /// EIO everywhere: even the reopen fails, so reads answer "unavailable"
+    /// rather than hang or panic; once the disk is back the probe reopens
+    /// and heals without any write from a client.
+    #[test]
+    fn after_eio_the_probe_reopens_and_heals() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, disk) = flaky_store(&dir.path().join("exsec.redb"));
+        store
+            .write(|w| w.put_tenant(&tenant("acme"), "admin"))
+            .unwrap();
+
+        disk.set(Failure::Eio);
+        let error = store
+            .write(|w| w.put_tenant(&tenant("lost"), "admin"))
+            .unwrap_err();
+        assert_eq!(error.fault(), Some(StorageFault::Io), "{error:?}");
+        assert_eq!(store.health(), StorageHealth::Degraded(StorageFault::Io));
+        assert!(store.probe().is_err());
+        let unavailable = store.read(|r| r.tenants()).unwrap_err();
+        assert_eq!(unavailable.fault(), Some(StorageFault::Io));
+
+        disk.set(Failure::None);
+        store.probe().unwrap();
+        assert_eq!(store.health(), StorageHealth::Healthy);
+        assert_eq!(tenant_count(&store), 1);
     }
 }

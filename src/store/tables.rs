@@ -57,6 +57,11 @@ pub fn names() -> [&'static str; 11] {
 pub const META_SCHEMA_VERSION: &str = "schema_version";
 /// Meta key of the audit checkpoint left by pruning (`Anchor`).
 pub const META_AUDIT_CHECKPOINT: &str = "audit_checkpoint";
+/// Meta key of the last verified audit position (`Anchor`): start-up
+/// verification goes on from there.
+pub const META_AUDIT_VERIFIED: &str = "audit_verified";
+/// Meta key of the time of the last storage probe (`Timestamp`).
+pub const META_STORAGE_PROBE: &str = "storage_probe";
 /// Meta key prefix of a master key fingerprint: `key_fingerprint/{key_id}`.
 pub const META_FINGERPRINT_PREFIX: &str = "key_fingerprint/";
 

@@ -653,7 +653,18 @@ async fn bad_query_parameters() {
         let path: &'static str = format!("{DEPLOY}?{query}").leak();
         cases.push(("GET", path, None, 400, "invalid_query"));
     }
-    for query in ["dry_run=maybe", "dry_run=TRUE", "dry_run=yes", "dry_run=2"] {
+    // Booleans are `true` or `false` only: `1` and an empty value used to
+    // mean true although the error text said true|false (issue 13).
+    for query in [
+        "dry_run=maybe",
+        "dry_run=TRUE",
+        "dry_run=yes",
+        "dry_run=2",
+        "dry_run=1",
+        "dry_run=0",
+        "dry_run=",
+        "dry_run",
+    ] {
         let path: &'static str = format!("{DEPLOY}?{query}").leak();
         cases.push(("POST", path, deploy, 400, "invalid_query"));
     }
@@ -663,7 +674,50 @@ async fn bad_query_parameters() {
         .admin("POST", &format!("{DEPLOY}?dry_run=true"), deploy)
         .await;
     assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["dry_run"], true);
     assert_eq!(server.audit_seq().await, seq, "a dry run wrote");
+    let answer = server
+        .admin("POST", &format!("{DEPLOY}?dry_run=false"), deploy)
+        .await;
+    assert_eq!(answer.status, 201, "{}", answer.text());
+    assert_still_serving(&server).await;
+}
+
+/// Two `Authorization` headers answer 400 whichever comes first (the first
+/// one used to win), before anything is read or written.
+#[tokio::test]
+async fn two_authorization_headers_are_refused() {
+    let server = server().await;
+    let seq = server.audit_seq().await;
+    let admin = format!("Bearer {}", server.admin_token);
+    for headers in [
+        [
+            ("authorization", admin.as_str()),
+            ("authorization", "Bearer exs_000000000000_x"),
+        ],
+        [
+            ("authorization", "Bearer exs_000000000000_x"),
+            ("authorization", admin.as_str()),
+        ],
+        [
+            ("authorization", admin.as_str()),
+            ("authorization", admin.as_str()),
+        ],
+    ] {
+        let answer = server
+            .call_with("PUT", "/v1/tenants/dup", None, None, &headers)
+            .await;
+        let problem = answer.assert_problem(400, "duplicate_authorization");
+        assert!(
+            !problem.to_string().contains(&server.admin_token),
+            "{problem}"
+        );
+    }
+    assert_eq!(server.audit_seq().await, seq, "a refused request wrote");
+    server
+        .admin("GET", "/v1/tenants/dup", None)
+        .await
+        .assert_problem(404, "tenant_not_found");
     assert_still_serving(&server).await;
 }
 

@@ -16,7 +16,6 @@ use tokio::sync::Notify;
 
 use crate::operator::admin;
 use crate::server::{Options, TestServer};
-use kube_standin::HangRule;
 
 /// Concurrent writers, each writing its own key over and over.
 const WRITERS: usize = 16;
@@ -183,12 +182,7 @@ async fn a_deploy_killed_mid_apply_is_filed_as_interrupted() {
     server
         .set_secret("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-1")
         .await;
-    server
-        .cluster
-        .as_ref()
-        .unwrap()
-        .faults()
-        .hang(HangRule::all().path_contains("/deployments/"));
+    server.hold_deployment_applies();
     let server = Arc::new(server);
     let cluster = server.cluster.as_ref().unwrap();
     let deploy = {
@@ -207,18 +201,7 @@ async fn a_deploy_killed_mid_apply_is_filed_as_interrupted() {
                 .await
         })
     };
-    // Readiness: the Deployment apply reached the (hung) cluster.
-    loop {
-        let seen = cluster.requests().len() as u64;
-        if cluster
-            .requests()
-            .iter()
-            .any(|r| r.method == "PATCH" && r.path.contains("/deployments/"))
-        {
-            break;
-        }
-        cluster.wait_for_requests(seen + 1).await;
-    }
+    crate::server::deployment_apply_reached(cluster).await;
     server.process.as_ref().unwrap().signal("KILL");
     assert!(deploy.await.unwrap().is_err(), "a killed server answered");
     let server = Arc::into_inner(server).expect("the deploy task is done");

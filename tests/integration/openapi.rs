@@ -16,13 +16,13 @@ use serde_json::{Value, json};
 use crate::server::{Answer, Options, TestServer};
 
 /// The document, and which `(operationId, status)` the answers covered.
-struct Contract {
+pub struct Contract {
     document: Value,
     seen: BTreeSet<(String, u16)>,
 }
 
 impl Contract {
-    fn new() -> Self {
+    pub fn new() -> Self {
         Self {
             document: openapi::document(),
             seen: BTreeSet::new(),
@@ -49,7 +49,7 @@ impl Contract {
     }
 
     /// Checks one answer to `method target` against the document.
-    fn check(&mut self, method: &str, target: &str, answer: &Answer) {
+    pub fn check(&mut self, method: &str, target: &str, answer: &Answer) {
         let at = format!("{method} {target} → {}", answer.status);
         let path = target.split('?').next().unwrap();
         let Found::Route(route, _) =
@@ -570,7 +570,12 @@ async fn a_keyless_server_answers_as_documented() {
     .await;
     let deploy = r#"{"image_ref":"registry.example/web:1"}"#;
     let dry = api
-        .expect(200, "POST", "/v1/apps/web/deploys?dry_run=1", Some(deploy))
+        .expect(
+            200,
+            "POST",
+            "/v1/apps/web/deploys?dry_run=true",
+            Some(deploy),
+        )
         .await;
     assert_eq!(dry["external_secrets"]["reason"], "master_key_unavailable");
     let done = api

@@ -491,3 +491,56 @@ fn key_text() -> Vec<u8> {
     )
     .into_bytes()
 }
+
+/// The key directory disappears under a running daemon (SPEC §3, issue
+/// 13): it warns and audits `master_key.unavailable` once, serves degraded,
+/// and audits `master_key.available` when the directory is back.
+#[tokio::test]
+async fn a_vanished_key_directory_is_audited_and_so_is_its_return() {
+    let server = TestServer::start_with(Options {
+        rescan_interval: "100ms",
+        ..Options::default()
+    })
+    .await;
+    server.seed("acme", &["web"]).await;
+    let dir = server.path("keys.d");
+    let away = server.path("keys.d.away");
+    std::fs::rename(&dir, &away).unwrap();
+    let status = wait_for_keys(&server, Duration::from_secs(30), |k| k["degraded"] == true).await;
+    assert_eq!(status["active"], Value::Null);
+    // Audited right after the keyring is swapped.
+    let gone = audit_events_soon(&server, "master_key.unavailable").await;
+    assert_eq!(gone.len(), 1, "{gone:?}");
+    assert_eq!(gone[0]["data"]["reason"], "the key directory is missing");
+    let ready = server.call("GET", "/readyz", None, None).await.json();
+    assert_eq!(ready["keyring"]["degraded"], true, "{ready}");
+    assert_eq!(ready["degraded"], true, "{ready}");
+
+    std::fs::rename(&away, &dir).unwrap();
+    wait_for_keys(&server, Duration::from_secs(30), |k| k["degraded"] == false).await;
+    let back = audit_events_soon(&server, "master_key.available").await;
+    assert_eq!(back.len(), 1, "{back:?}");
+    assert_eq!(
+        server.audit_events_of("master_key.unavailable").await.len(),
+        1,
+        "rescans of a missing directory audit nothing more"
+    );
+    let written = server
+        .set_secret("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-1")
+        .await;
+    assert_eq!(written.status, 201, "{}", written.text());
+    server.stop().await;
+}
+
+/// The audit events of `kind`, once there is one (for at most 30 s).
+async fn audit_events_soon(server: &TestServer, kind: &str) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let events = server.audit_events_of(kind).await;
+        if !events.is_empty() {
+            return events;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no {kind} event");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

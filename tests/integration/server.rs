@@ -29,6 +29,11 @@ pub struct Options {
     pub kubernetes: bool,
     /// `deploy.timeout`.
     pub deploy_timeout: &'static str,
+    /// `storage.path`, when not `exsec.redb` in the server's directory
+    /// (a size-limited file system for disk-full tests).
+    pub storage_path: Option<PathBuf>,
+    /// `keys.rescan_interval`.
+    pub rescan_interval: &'static str,
 }
 
 impl Default for Options {
@@ -40,6 +45,8 @@ impl Default for Options {
             server_config: String::new(),
             kubernetes: false,
             deploy_timeout: "5s",
+            storage_path: None,
+            rescan_interval: "30s",
         }
     }
 }
@@ -193,10 +200,11 @@ impl TestServer {
 listen = "127.0.0.1:0"
 {server}
 [storage]
-path = "exsec.redb"
+path = {storage_path:?}
 cache_size = "4MiB"
 [keys]
 dir = "keys.d"
+rescan_interval = "{rescan_interval}"
 [auth]
 admin_token_file = "admin.token"
 [cluster]
@@ -225,6 +233,13 @@ format = "json"
                 } else {
                     ""
                 },
+                rescan_interval = options.rescan_interval,
+                storage_path = options
+                    .storage_path
+                    .as_deref()
+                    .unwrap_or(Path::new("exsec.redb"))
+                    .to_str()
+                    .unwrap(),
             ),
         )
         .unwrap();
@@ -331,6 +346,16 @@ format = "json"
             .await
             .map_err(|e| format!("TLS handshake: {e}"))?;
         exchange(stream, method, path, token, body, headers).await
+    }
+
+    /// Makes the Kubernetes stand-in hold every Deployment apply until its
+    /// faults are cleared (see [`deployment_apply_reached`]).
+    pub fn hold_deployment_applies(&self) {
+        self.cluster
+            .as_ref()
+            .expect("a server on the kubernetes target")
+            .faults()
+            .hang(kube_standin::HangRule::all().path_contains("/deployments/"));
     }
 
     /// A request with the admin token.
@@ -527,4 +552,20 @@ where
         headers,
         body,
     })
+}
+
+/// Returns once a Deployment apply (a server-side apply `PATCH`) reached
+/// the stand-in: the readiness signal of tests that hold it there.
+pub async fn deployment_apply_reached(cluster: &kube_standin::StandIn) {
+    loop {
+        let seen = cluster.requests().len() as u64;
+        if cluster
+            .requests()
+            .iter()
+            .any(|r| r.method == "PATCH" && r.path.contains("/deployments/"))
+        {
+            return;
+        }
+        cluster.wait_for_requests(seen + 1).await;
+    }
 }

@@ -2,10 +2,12 @@
 //! `packaging/systemd/exsec.service` relies on: a fake `NOTIFY_SOCKET`
 //! (a datagram socket bound here) must receive `READY=1` only once the API
 //! accepts connections, and `STOPPING=1` on SIGTERM; SIGHUP (the unit's
-//! `ExecReload=`) re-reads the admin token.
+//! `ExecReload=`) re-reads the admin token, refusing one that is too short
+//! or readable by others and keeping the old one then.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
@@ -38,11 +40,34 @@ fn sighup_rereads_the_admin_token() {
     let old_token = old_token.trim();
     assert!(http_get(addr, "/v1/tenants", Some(old_token)).starts_with("HTTP/1.1 200"));
 
-    std::fs::write(&token_file, "a-new-admin-token-for-the-test\n").unwrap();
+    // Refused on SIGHUP: 31 characters, then a file others may read.
+    let short = "a-new-admin-token-but-too-short";
+    std::fs::write(&token_file, format!("{short}\n")).unwrap();
+    unit.daemon.signal("HUP");
+    let refused = unit
+        .daemon
+        .wait_for_line(|line| line.contains("admin token reload failed"));
+    assert!(refused.contains("at least 32"), "{refused}");
+    assert!(
+        !refused.contains(short),
+        "the token must not be logged: {refused}"
+    );
+    let new_token = "a-new-admin-token-for-the-test-of-40-chars";
+    std::fs::write(&token_file, format!("{new_token}\n")).unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    unit.daemon.signal("HUP");
+    let refused = unit
+        .daemon
+        .wait_for_line(|line| line.contains("admin token reload failed"));
+    assert!(refused.contains("0644"), "{refused}");
+    assert!(http_get(addr, "/v1/tenants", Some(old_token)).starts_with("HTTP/1.1 200"));
+    assert!(http_get(addr, "/v1/tenants", Some(new_token)).starts_with("HTTP/1.1 401"));
+
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     unit.daemon.signal("HUP");
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let answer = http_get(addr, "/v1/tenants", Some("a-new-admin-token-for-the-test"));
+        let answer = http_get(addr, "/v1/tenants", Some(new_token));
         if answer.starts_with("HTTP/1.1 200") {
             break;
         }

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::api::dto::CleanupDto;
 use crate::api::dto::{DeployBody, DeployDto};
-use crate::api::problem::ApiError;
+use crate::api::problem::{ApiError, chain};
 use crate::api::{Call, Reply, parse_json, to_value};
 use crate::deploy::{DeployError, DeployRequest, DeployResult, request_hash};
 
@@ -19,16 +19,7 @@ pub const DEFAULT_HISTORY: usize = 50;
 
 pub async fn create(call: Call) -> Result<Reply, ApiError> {
     let (app_id, app) = call.app()?.clone();
-    let dry_run = match call.query_param("dry_run").as_deref() {
-        None | Some("false" | "0") => false,
-        Some("true" | "1" | "") => true,
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_query",
-                "dry_run must be true or false",
-            ));
-        }
-    };
+    let dry_run = call.query_flag("dry_run")?;
     let body: DeployBody = call.json()?;
     let idempotency = match call.headers.get("idempotency-key") {
         None => None,
@@ -76,7 +67,7 @@ pub async fn create(call: Call) -> Result<Reply, ApiError> {
             if record.status == "succeeded" {
                 return Ok(Reply::json(StatusCode::CREATED, &dto));
             }
-            let mut error = ApiError::new(
+            let error = ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 "deployment_apply_failed",
                 record
@@ -84,24 +75,30 @@ pub async fn create(call: Call) -> Result<Reply, ApiError> {
                     .clone()
                     .unwrap_or_else(|| "the Deployment could not be applied".to_owned()),
             );
-            // Not the deploy's `status`: a problem's `status` is its HTTP
-            // status (RFC 9457), and 502 already says the deploy failed.
-            if let Value::Object(members) = to_value(&dto) {
-                for name in [
-                    "deploy_id",
-                    "app_id",
-                    "tenant_id",
-                    "warnings",
-                    "external_secrets",
-                ] {
-                    if let Some(value) = members.get(name) {
-                        error = error.with(name, value.clone());
-                    }
-                }
-            }
-            Err(error)
+            // 502 already says the deploy failed.
+            Err(with_deploy(error, &dto))
         }
     }
+}
+
+/// Adds what the caller of a deploy needs to the problem: its id and what
+/// injection did. Not the deploy's `status`: a problem's `status` is its
+/// HTTP status (RFC 9457).
+fn with_deploy(mut error: ApiError, dto: &DeployDto) -> ApiError {
+    if let Value::Object(members) = to_value(dto) {
+        for name in [
+            "deploy_id",
+            "app_id",
+            "tenant_id",
+            "warnings",
+            "external_secrets",
+        ] {
+            if let Some(value) = members.get(name) {
+                error = error.with(name, value.clone());
+            }
+        }
+    }
+    error
 }
 
 /// The API answer of a refused deploy (or app deletion).
@@ -130,6 +127,16 @@ impl From<DeployError> for ApiError {
                 "deploy_in_progress",
                 error.to_string(),
             ),
+            DeployError::RecordPending { record, source } => {
+                tracing::error!(error = %chain(source), deploy_id = %record.deploy_id, "deploy record not written");
+                let error = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "deploy_record_pending",
+                    error.to_string(),
+                )
+                .with("deploy_status", record.status.as_str());
+                with_deploy(error, &DeployDto::from(record.as_ref()))
+            }
             DeployError::Store(_) => match error {
                 DeployError::Store(store) => ApiError::from(store),
                 _ => unreachable!("matched above"),

@@ -9,33 +9,53 @@ use crate::api::metrics::Gauges;
 use crate::api::problem::ApiError;
 use crate::api::{Call, Reply, openapi};
 use crate::rotation::RotationState;
+use crate::store::StorageHealth;
 
 pub fn healthz() -> Result<Reply, ApiError> {
     Ok(Reply::ok(&json!({ "status": "ok" })))
 }
 
-/// Ready when the database answers and the cluster target is reachable.
-/// No master key is a valid, degraded state: still ready.
+/// Ready when the database answers, writes reach the disk and the cluster
+/// target is reachable. No master key and a broken audit chain are
+/// degraded states: still ready (the daemon serves), flagged `degraded`.
 pub async fn readyz(call: Call) -> Result<Reply, ApiError> {
     let database = call.state.store.read_async(|r| r.audit_head()).await;
+    let storage = call.state.store.health();
     let keyring = call.state.keyring.snapshot();
+    let chain_break = call.state.audit_chain.broken();
+    let chain = match (&chain_break, call.state.audit_chain.behind()) {
+        (Some(_), _) => "broken",
+        (None, true) => "verifying",
+        (None, false) => "verified",
+    };
     let cluster = call.state.deployer.cluster().clone();
     let reachable = cluster.check().await;
-    let ready = database.is_ok() && reachable.is_ok();
+    let ready = database.is_ok() && storage == StorageHealth::Healthy && reachable.is_ok();
     let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let storage_fault = match storage {
+        StorageHealth::Healthy => None,
+        StorageHealth::Degraded(fault) => Some(fault.as_str()),
+    };
     Ok(Reply::json(
         status,
         &json!({
             "status": if ready { "ready" } else { "not_ready" },
+            "degraded": keyring.is_empty() || chain_break.is_some(),
             "database": if database.is_ok() { "ok" } else { "unavailable" },
+            "storage": if storage_fault.is_none() { "ok" } else { "degraded" },
+            "storage_fault": storage_fault,
             "keyring": {
                 "active": keyring.active().map(ToString::to_string),
                 "keys": keyring.len(),
                 "degraded": keyring.is_empty(),
+            },
+            "audit": {
+                "chain": chain,
+                "error": chain_break,
             },
             "cluster": {
                 "target": cluster.name(),
@@ -62,6 +82,7 @@ pub async fn metrics(call: Call) -> Result<Reply, ApiError> {
         keyring_degraded: keyring.is_empty(),
         key_reload_failures: call.state.keyring.reload_failures(),
         connections: call.state.connections.stats(),
+        storage_degraded: call.state.store.health() != StorageHealth::Healthy,
     });
     Ok(Reply::raw(
         StatusCode::OK,

@@ -271,3 +271,73 @@ fn the_daemon_logs_an_anchor_at_start() {
     assert_eq!(logged["fields"]["hash"], "0".repeat(64));
     assert_eq!(logged["target"], "exsec::audit::anchor");
 }
+
+/// Start-up integrity: the daemon verifies what was appended since the
+/// position it verified last; an event edited after that position is found
+/// at the next start, logged, audited `audit.verify_failed`, shown by
+/// `/readyz` (ready, degraded) and `exsec doctor`, and the daemon keeps
+/// serving.
+#[tokio::test]
+async fn a_log_tampered_while_stopped_is_found_at_the_next_start() {
+    let server = TestServer::start().await;
+    activity(&server).await;
+    let verified = server.audit_seq().await;
+    // A clean restart verifies up to the head and records that position.
+    let server = TestServer::restart(server.stop().await).await;
+    let ready = server.call("GET", "/readyz", None, None).await.json();
+    assert_eq!(ready["audit"]["chain"], "verified", "{ready}");
+    assert_eq!(ready["degraded"], false, "{ready}");
+    server
+        .set_secret("/v1/apps/web", "openai", "D_KEY", "sk-d")
+        .await;
+    server
+        .set_secret("/v1/apps/web", "openai", "E_KEY", "sk-e")
+        .await;
+    let head = server.audit_seq().await;
+    let dir = server.stop().await;
+
+    let edited = verified + 1;
+    assert!(edited < head);
+    let found = exsec::store::testing::tamper_audit_event(
+        &dir.path().join("exsec.redb"),
+        edited,
+        |event| event.actor = "someone-else".to_owned(),
+    )
+    .unwrap();
+    assert!(found);
+
+    let server = TestServer::restart(dir).await;
+    let answer = server.call("GET", "/readyz", None, None).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let ready = answer.json();
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(ready["degraded"], true, "{ready}");
+    assert_eq!(ready["audit"]["chain"], "broken", "{ready}");
+    let error = ready["audit"]["error"].as_str().unwrap();
+    assert!(error.contains(&format!("event {edited}")), "{error}");
+
+    let failed = server.audit_events_of("audit.verify_failed").await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["data"]["verified_up_to"], verified, "{failed:?}");
+    assert!(
+        failed[0]["data"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("event {edited}")),
+        "{failed:?}"
+    );
+    // Still serving writes.
+    let written = server
+        .set_secret("/v1/apps/web", "openai", "F_KEY", "sk-f")
+        .await;
+    assert_eq!(written.status, 201, "{}", written.text());
+    let doctor = admin(&server, &["doctor", "web"], None).await;
+    doctor.expect(6);
+    assert!(doctor.stdout.contains("audit log"), "{}", doctor.stdout);
+    assert!(
+        doctor.stdout.contains(&format!("event {edited}")),
+        "{}",
+        doctor.stdout
+    );
+    server.stop().await;
+}

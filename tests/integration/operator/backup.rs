@@ -107,16 +107,18 @@ async fn a_backup_under_write_load_restores_to_a_consistent_verified_store() {
 
     // Which secrets the live log says existed at the anchor.
     let live = Store::open(&dir.path().join("exsec.redb"), options()).unwrap();
-    let mut expected = BTreeSet::new();
-    live.read(|r| {
-        r.for_each_audit_event(|e| {
-            if e.seq <= anchor_seq && e.event_type == event::SECRET_CREATED {
-                expected.insert(e.data["key"].as_str().unwrap().to_owned());
-            }
-            Ok(())
+    let expected = live
+        .read(|r| {
+            let mut expected = BTreeSet::new();
+            r.for_each_audit_event(|e| {
+                if e.seq <= anchor_seq && e.event_type == event::SECRET_CREATED {
+                    expected.insert(e.data["key"].as_str().unwrap().to_owned());
+                }
+                Ok(())
+            })?;
+            Ok(expected)
         })
-    })
-    .unwrap();
+        .unwrap();
     drop(live);
     assert!(!expected.is_empty() && expected.len() < WRITERS * WRITES_EACH);
 
