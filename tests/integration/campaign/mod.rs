@@ -12,7 +12,7 @@
 //! `scripts/kill-cycles.sh` and `scripts/kube-faults.sh` set them for the
 //! full-size runs documented in docs/reliability.md.
 
-// mod kill_cycles;
+mod kill_cycles;
 mod kube_faults;
 
 /// The seed of this run: `EXSEC_CAMPAIGN_SEED`, else the clock. Printed,
