@@ -20,6 +20,8 @@ pub mod backup;
 mod cleanups;
 pub mod codec;
 mod commit;
+#[cfg(test)]
+mod crash_points;
 pub mod deploys;
 mod meta;
 pub mod records;
