@@ -258,7 +258,7 @@ impl Disk {
                 draw ^= draw << 13;
                 draw ^= draw >> 7;
                 draw ^= draw << 17;
-                if draw % 2 == 0 {
+                if draw.is_multiple_of(2) {
                     apply(&mut image, *offset, bytes.as_deref());
                 }
             }

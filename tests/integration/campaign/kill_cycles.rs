@@ -58,7 +58,7 @@ fn app_name(a: usize) -> String {
 }
 
 fn writer_scope(w: usize) -> exsec::model::Scope {
-    if w % 2 == 0 {
+    if w.is_multiple_of(2) {
         app_scope(&app_name(w / 2 % APPS))
     } else {
         tenant_scope("acme")
