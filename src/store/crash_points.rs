@@ -42,7 +42,10 @@ fn every_acknowledged_write_survives_a_power_cut_at_every_write() {
         total > WRITES * 2,
         "{total} disk writes for {WRITES} commits"
     );
-    println!("{total} crash points, each with unsynced writes lost and kept at random");
+    println!(
+        "{} crash points, each with unsynced writes lost and kept at random",
+        total + 1
+    );
     for budget in 0..=total {
         for unsynced in [Unsynced::Lost, Unsynced::Some(budget)] {
             crash_and_check(&keyring, budget, unsynced);
