@@ -9,14 +9,16 @@
 //! Per request, in order: the fixed latency is waited; while a hang rule matches the
 //! request waits (it resumes when the knobs change); the first matching drop rule with
 //! requests left closes the connection; the first matching fail rule with requests left
-//! answers its status.
+//! answers its status; last, a chaos rule ([`crate::chaos`]) draws whether to fail it.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::chaos::{Chaos, ChaosFault, ChaosRule};
 use crate::status::ApiError;
 use crate::store::Store;
 
@@ -90,6 +92,9 @@ pub struct FaultSpec {
     /// Stops (true) or resumes (false) the Deployment controller.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stall_rollouts: Option<bool>,
+    /// Replaces the chaos rule (`percent: 0` turns chaos off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chaos: Option<ChaosRule>,
 }
 
 /// The knobs as they stand (remaining counts included), as `GET /_standin/faults` shows.
@@ -105,6 +110,13 @@ pub struct FaultState {
     pub latency_ms: u64,
     /// Whether the Deployment controller is stopped.
     pub stall_rollouts: bool,
+    /// The chaos rule in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chaos: Option<ChaosRule>,
+    /// Faults the chaos rules injected since the last clear, by kind
+    /// ([`ChaosFault::as_str`]).
+    #[serde(default)]
+    pub chaos_injected: BTreeMap<String, u64>,
 }
 
 /// A handle to the fault knobs of one stand-in; cheap to clone.
@@ -139,6 +151,14 @@ impl Faults {
         self.knobs.change(|state| state.latency = latency);
     }
 
+    /// Fails a share of matching requests at random, as `rule` says (replacing any
+    /// earlier chaos rule; the counts of injected faults go on).
+    pub fn chaos(&self, rule: ChaosRule) {
+        self.knobs.change(|state| {
+            state.chaos = (rule.percent > 0).then(|| Chaos::new(rule));
+        });
+    }
+
     /// Stops or resumes the Deployment controller: while stopped, a Deployment's `status`
     /// is not updated after writes; resuming completes the waiting rollouts.
     pub fn stall_rollouts(&self, stalled: bool) {
@@ -162,6 +182,9 @@ impl Faults {
         if let Some(stalled) = spec.stall_rollouts {
             self.stall_rollouts(stalled);
         }
+        if let Some(rule) = spec.chaos {
+            self.chaos(rule);
+        }
     }
 
     /// Clears every knob: rules, latency, stalled rollouts. Hung requests resume.
@@ -179,6 +202,8 @@ impl Faults {
             hang: knobs.hang.clone(),
             latency_ms: u64::try_from(knobs.latency.as_millis()).unwrap_or(u64::MAX),
             stall_rollouts: self.store.rollouts_stalled(),
+            chaos: knobs.chaos.as_ref().map(|chaos| chaos.rule.clone()),
+            chaos_injected: knobs.chaos_injected.clone(),
         }
     }
 }
@@ -287,6 +312,8 @@ impl HangRule {
 pub(crate) enum Verdict {
     /// Handle it; when `drop_answer`, close the connection instead of answering.
     Proceed { drop_answer: bool },
+    /// Handle it, then hold the answer back this long.
+    SlowAnswer(Duration),
     /// Answer this error instead.
     Fail(ApiError),
     /// Close the connection without handling it.
@@ -306,6 +333,9 @@ struct KnobState {
     drop: Vec<DropRule>,
     hang: Vec<HangRule>,
     latency: Duration,
+    chaos: Option<Chaos>,
+    /// What chaos rules injected, by kind; kept when a rule is replaced.
+    chaos_injected: BTreeMap<String, u64>,
 }
 
 impl Knobs {
@@ -353,20 +383,10 @@ impl Knobs {
             method,
             path,
         );
-        match failed {
-            Some(rule) => Verdict::Fail(ApiError {
-                retry_after_seconds: rule.retry_after_seconds,
-                ..ApiError::new(
-                    rule.status,
-                    format!(
-                        "kube-standin injected fault: {} {}",
-                        rule.status,
-                        method_path(method, path)
-                    ),
-                )
-            }),
-            None => Verdict::Proceed { drop_answer: false },
+        if let Some(rule) = failed {
+            return injected_failure(rule.status, rule.retry_after_seconds, method, path);
         }
+        state.draw_chaos(method, path)
     }
 
     fn change(&self, edit: impl FnOnce(&mut KnobState)) {
@@ -379,6 +399,57 @@ impl Knobs {
         // knobs half-changed, so a poisoned lock is still consistent.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+impl KnobState {
+    /// Lets the chaos rule, if one is in force and matches, decide the request's fate.
+    fn draw_chaos(&mut self, method: &str, path: &str) -> Verdict {
+        let proceed = Verdict::Proceed { drop_answer: false };
+        let Some(chaos) = self.chaos.as_mut() else {
+            return proceed;
+        };
+        if !matches(&chaos.rule.path_contains, &chaos.rule.method, method, path) {
+            return proceed;
+        }
+        let Some(fault) = chaos.draw() else {
+            return proceed;
+        };
+        *self
+            .chaos_injected
+            .entry(fault.as_str().to_owned())
+            .or_default() += 1;
+        let rule = &chaos.rule;
+        match fault {
+            ChaosFault::InternalError => injected_failure(500, None, method, path),
+            ChaosFault::ServiceUnavailable => injected_failure(503, None, method, path),
+            ChaosFault::GatewayTimeout => injected_failure(504, None, method, path),
+            ChaosFault::TooManyRequests => {
+                injected_failure(429, Some(rule.retry_after_seconds), method, path)
+            }
+            ChaosFault::DropBefore => Verdict::Drop,
+            ChaosFault::DropAfter => Verdict::Proceed { drop_answer: true },
+            ChaosFault::SlowAnswer => Verdict::SlowAnswer(Duration::from_millis(rule.slow_ms)),
+        }
+    }
+}
+
+/// The `Status` answer of an injected failure.
+fn injected_failure(
+    status: u16,
+    retry_after_seconds: Option<u64>,
+    method: &str,
+    path: &str,
+) -> Verdict {
+    Verdict::Fail(ApiError {
+        retry_after_seconds,
+        ..ApiError::new(
+            status,
+            format!(
+                "kube-standin injected fault: {status} {}",
+                method_path(method, path)
+            ),
+        )
+    })
 }
 
 fn one() -> u64 {

@@ -73,10 +73,12 @@ pub async fn handle(
         user_agent: header(hyper::header::USER_AGENT).map(str::to_owned),
     });
 
-    let drop_answer = match shared.knobs.intercept(parts.method.as_str(), path).await {
+    let (drop_answer, hold_answer) = match shared.knobs.intercept(parts.method.as_str(), path).await
+    {
         Verdict::Drop => return Err(Dropped),
         Verdict::Fail(error) => return Ok(render(Answer::from(error))),
-        Verdict::Proceed { drop_answer } => drop_answer,
+        Verdict::Proceed { drop_answer } => (drop_answer, None),
+        Verdict::SlowAnswer(delay) => (false, Some(delay)),
     };
     let request = ApiRequest {
         method: &parts.method,
@@ -90,6 +92,9 @@ pub async fn handle(
     let answer = api::respond(&shared.store, shared.address, &request);
     if drop_answer {
         return Err(Dropped);
+    }
+    if let Some(delay) = hold_answer {
+        tokio::time::sleep(delay).await;
     }
     Ok(render(answer))
 }

@@ -19,6 +19,7 @@
 //! - [`server`]: binding, accept loop, connections, shutdown; the [`StandIn`] handle.
 //! - `handler`: one HTTP request: body, request log, faults, answer.
 //! - [`faults`]: fault knobs (fail, drop, hang, latency, stalled rollouts).
+//! - [`chaos`]: random faults at a steady rate from a seeded generator.
 //! - [`requests`]: the request log.
 //! - `control`: the `/_standin/` endpoints for out-of-process control.
 //! - `api`: routing, content negotiation and request options of the Kubernetes API.
@@ -38,6 +39,7 @@
 
 mod api;
 mod apply;
+pub mod chaos;
 mod clock;
 mod control;
 mod controller;
@@ -58,6 +60,7 @@ mod store;
 mod strategy;
 mod table;
 
+pub use chaos::{ChaosFault, ChaosRule};
 pub use faults::{DropRule, FailRule, FaultSpec, FaultState, Faults, HangRule};
 pub use kind::Kind;
 pub use requests::RequestRecord;

@@ -24,6 +24,8 @@ pub mod backup;
 mod cleanups;
 pub mod codec;
 mod commit;
+#[cfg(test)]
+mod crash_points;
 pub mod deploys;
 pub mod health;
 mod meta;

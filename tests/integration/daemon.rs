@@ -35,7 +35,7 @@ impl Daemon {
     /// Starts the daemon with `config` (which must set `[log] format =
     /// "json"`) and extra environment variables.
     pub fn start(config: &Path, env: &[(&str, &Path)]) -> Daemon {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_exsec"));
+        let mut command = Command::new(binary());
         for (name, _) in std::env::vars() {
             if name.starts_with("EXSEC_") || name == "RUST_LOG" {
                 command.env_remove(name);
@@ -157,6 +157,14 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The `exsec` binary the daemon runs: `EXSEC_TEST_BINARY` if set (the
+/// long campaigns run a release build under the debug test driver), else
+/// the one cargo built for this test binary.
+pub fn binary() -> std::path::PathBuf {
+    std::env::var_os("EXSEC_TEST_BINARY")
+        .map_or_else(|| env!("CARGO_BIN_EXE_exsec").into(), Into::into)
 }
 
 /// A minimal daemon config in `dir` (manifests target, JSON log to stderr,

@@ -22,8 +22,8 @@ fn cluster(server: &TestServer) -> &kube_standin::StandIn {
     server.cluster.as_ref().expect("a kubernetes test server")
 }
 
-/// Decoded `data` of the app's Secret in the cluster.
-fn secret_values(server: &TestServer, app: &str) -> Option<BTreeMap<String, String>> {
+/// Decoded `data` of the app's Secret in the cluster (shared with `campaign`).
+pub(crate) fn secret_values(server: &TestServer, app: &str) -> Option<BTreeMap<String, String>> {
     let secret = cluster(server).object(
         Kind::Secret,
         "paas-apps",
@@ -46,7 +46,7 @@ fn secret_values(server: &TestServer, app: &str) -> Option<BTreeMap<String, Stri
     )
 }
 
-fn deployment(server: &TestServer, app: &str) -> Option<Value> {
+pub(crate) fn deployment(server: &TestServer, app: &str) -> Option<Value> {
     cluster(server).object(Kind::Deployment, "paas-apps", app)
 }
 

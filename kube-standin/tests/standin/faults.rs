@@ -5,7 +5,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use kube::api::{Patch, PatchParams};
-use kube_standin::{DropRule, FailRule, HangRule, Kind};
+use kube_standin::{ChaosFault, ChaosRule, DropRule, FailRule, HangRule, Kind};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpStream;
@@ -274,6 +274,104 @@ async fn faults_can_be_set_over_http() {
         log["requests"][0]["path"],
         "/api/v1/namespaces/paas-apps/secrets/s"
     );
+}
+
+/// Chaos: a seeded share of requests fails with every kind of fault; the answer a client
+/// gets is never a success for a write that did not happen, and a slow or lost answer
+/// may hide a write that did. Counts by kind are reported.
+#[tokio::test]
+async fn chaos_fails_a_share_of_requests_with_every_kind_of_fault() {
+    let cluster = Cluster::start().await;
+    cluster.standin.faults().chaos(
+        ChaosRule::new(40)
+            .seed(11)
+            .retry_after(0)
+            .slow(Duration::from_millis(20))
+            .method("PATCH"),
+    );
+    let mut answered_ok = 0;
+    for n in 0..150 {
+        let value = format!("v{n}");
+        let applied = cluster
+            .secrets()
+            .patch(
+                "s",
+                &exsec(),
+                &Patch::Apply(secret("s", &[("A", value.as_str())])),
+            )
+            .await;
+        let stored = cluster.standin.object(Kind::Secret, NAMESPACE, "s");
+        let stored_value = stored
+            .as_ref()
+            .and_then(|s| s["data"]["A"].as_str().map(str::to_owned));
+        if applied.is_ok() {
+            answered_ok += 1;
+            let expected = base64_of(&value);
+            assert_eq!(
+                stored_value.as_deref(),
+                Some(expected.as_str()),
+                "apply {n}"
+            );
+        }
+    }
+    let state = cluster.standin.faults().state();
+    let injected: u64 = state.chaos_injected.values().sum();
+    for kind in ChaosFault::ALL {
+        assert!(
+            state
+                .chaos_injected
+                .get(kind.as_str())
+                .copied()
+                .unwrap_or(0)
+                > 0,
+            "{kind:?} never drawn: {:?}",
+            state.chaos_injected
+        );
+    }
+    assert!(injected > 30, "{injected}");
+    assert!(answered_ok > 75, "{answered_ok} of 150 answered");
+    // GETs are not subject to a PATCH-only rule.
+    for _ in 0..20 {
+        cluster.secrets().get("s").await.expect("reads are spared");
+    }
+    cluster.standin.faults().clear();
+    assert_eq!(cluster.standin.faults().state().chaos, None);
+}
+
+#[tokio::test]
+async fn chaos_is_set_and_turned_off_over_http() {
+    let cluster = Cluster::start().await;
+    let address = cluster.standin.addr();
+    let spec = json!({"chaos": {"percent": 100, "seed": 5, "faults": ["too_many_requests"], "retry_after_seconds": 7}});
+    let (code, state) = http(address, "POST", "/_standin/faults", Some(&spec)).await;
+    assert_eq!(code, 200, "{state}");
+    assert_eq!(state["chaos"]["percent"], 100);
+    let (code, _) = http(
+        address,
+        "GET",
+        "/api/v1/namespaces/paas-apps/secrets/s",
+        None,
+    )
+    .await;
+    assert_eq!(code, 429);
+    let (_, state) = http(address, "GET", "/_standin/faults", None).await;
+    assert_eq!(state["chaos_injected"]["too_many_requests"], 1);
+    let off = json!({"chaos": {"percent": 0}});
+    let (_, state) = http(address, "POST", "/_standin/faults", Some(&off)).await;
+    assert!(state.get("chaos").is_none(), "{state}");
+    let (code, _) = http(
+        address,
+        "GET",
+        "/api/v1/namespaces/paas-apps/secrets/s",
+        None,
+    )
+    .await;
+    assert_eq!(code, 404);
+}
+
+fn base64_of(value: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(value)
 }
 
 /// The binary: starts, prints its address, writes a kubeconfig kube-rs can use, serves,
