@@ -15,7 +15,6 @@ use tokio::task::JoinHandle;
 
 use crate::api::auth::{AdminToken, AdminTokenError};
 use crate::api::metrics::{Metrics, RateLimiter};
-use crate::api::problem::chain;
 use crate::api::server::{ConnectionLimit, Listeners};
 use crate::api::{ApiState, server};
 use crate::audit_maintenance::ChainStatus;
@@ -24,6 +23,7 @@ use crate::cluster::kubernetes::KubernetesTarget;
 use crate::cluster::manifests::ManifestsTarget;
 use crate::config::{ClusterTarget as TargetKind, Config};
 use crate::deploy::{DeploySettings, Deployer};
+use crate::error_chain::chain;
 use crate::keywatch::{self, KeyWatch, SharedKeyring};
 use crate::rotation::Rotation;
 use crate::store::{Store, StoreError, StoreOptions};

@@ -22,9 +22,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::api::problem::chain;
 use crate::audit::{NewEvent, event};
 use crate::config::AuditConfig;
+use crate::error_chain::chain;
 use crate::model::Timestamp;
 use crate::store::{Store, StoreError};
 

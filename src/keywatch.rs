@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::api::problem::chain;
 use crate::audit::{NewEvent, event};
 use crate::crypto::{Fingerprint, KeyFileProblem, Keyring, KeyringError, scan_dir};
+use crate::error_chain::chain;
 use crate::fswatch::DirWatch;
 use crate::model::KeyId;
 use crate::rotation::Rotation;

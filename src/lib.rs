@@ -2,6 +2,7 @@
 //!
 //! Layout, one line per module:
 //! - [`model`]: domain types built by parsing (ids, provider, key, value); no I/O.
+//! - [`error_chain`]: an error with its causes on one line, for every layer's logs.
 //! - [`config`]: the TOML configuration (SPEC §8); loading has no side effects.
 //! - [`private_file`]: the mode rule for files holding a secret (key files, the admin token).
 //! - [`process`]: the daemon's process hardening: umask 0077, no core dumps.
@@ -24,6 +25,7 @@ pub mod cluster;
 pub mod config;
 pub mod crypto;
 pub mod deploy;
+pub mod error_chain;
 pub mod fswatch;
 pub mod keywatch;
 pub mod model;

@@ -129,7 +129,7 @@ impl Rotation {
     ) {
         loop {
             if let Err(error) = self.pass(&store, &keyring, &shutdown).await {
-                tracing::error!(error = %crate::api::problem::chain(&error), "re-sealing pass failed; retrying on the next key change or rescan");
+                tracing::error!(error = %crate::error_chain::chain(&error), "re-sealing pass failed; retrying on the next key change or rescan");
             }
             tokio::select! {
                 () = self.wake.notified() => {}

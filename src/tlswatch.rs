@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::api::problem::chain;
 use crate::audit::{NewEvent, event};
+use crate::error_chain::chain;
 use crate::fswatch::{DirWatch, parent_dir};
 use crate::store::Store;
 use crate::tls::{Reload, ServerTls};
@@ -112,7 +112,7 @@ impl TlsWatch {
         let event = NewEvent::new(event::TLS_RELOAD_FAILED, "system")
             .with("cert_file", files.cert.display().to_string())
             .with("key_file", files.key.display().to_string())
-            .with("reason", chain(error))
+            .with("reason", chain(error).to_string())
             .with("serving_serial", serving.serial);
         if let Err(error) = self
             .store

@@ -8,6 +8,7 @@
 use hyper::StatusCode;
 use serde_json::{Map, Value, json};
 
+use crate::error_chain::chain;
 use crate::model::ValidationError;
 use crate::store::{StorageFault, StoreError};
 
@@ -178,18 +179,6 @@ impl From<StoreError> for ApiError {
             }
         }
     }
-}
-
-/// An error and its causes on one line, for logs.
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -23,7 +23,6 @@ pub mod problems;
 mod secrets;
 mod tls;
 
-use std::error::Error as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -529,12 +528,9 @@ pub fn main() -> ExitCode {
 /// Prints an error with its causes and hint to standard error (as JSON
 /// with `--output json`).
 fn report(error: &CliError, output: Output) {
-    let mut causes = Vec::new();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        causes.push(cause.to_string());
-        source = cause.source();
-    }
+    let causes: Vec<String> = crate::error_chain::causes(error)
+        .map(|cause| cause.to_string())
+        .collect();
     let hint = error.hint();
     if output.json() {
         let mut body = serde_json::json!({

@@ -249,7 +249,7 @@ fn api_error(operation: String, error: kube::Error) -> ClusterError {
                 status.reason.as_str()
             }
         ),
-        other => crate::api::problem::chain(other),
+        other => crate::error_chain::chain(other).to_string(),
     };
     ClusterError::Failed { operation, message }
 }

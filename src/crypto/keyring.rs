@@ -27,6 +27,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::backup_mac::BackupMac;
 use super::seal::{self, SealedValue, SecretLocation};
+use crate::error_chain::chain;
 use crate::model::{KeyId, SecretValue, ValidationError};
 use crate::private_file::{self, PrivateFileError};
 
@@ -281,13 +282,12 @@ impl fmt::Debug for KeyFileProblem {
 impl fmt::Display for KeyFileProblem {
     /// `key file PATH: ERROR: SOURCE…`, the whole chain on one line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "key file {}: {}", self.path.display(), self.error)?;
-        let mut source = std::error::Error::source(&self.error);
-        while let Some(cause) = source {
-            write!(f, ": {cause}")?;
-            source = cause.source();
-        }
-        Ok(())
+        write!(
+            f,
+            "key file {}: {}",
+            self.path.display(),
+            chain(&self.error)
+        )
     }
 }
 

@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use super::cleanup::SecretOutcome;
-use crate::api::problem::chain;
 use crate::audit::NewEvent;
+use crate::error_chain::chain;
 use crate::store::records::{CleanupKind, DeployRecord, IdempotencyRecord};
 use crate::store::{StorageHealth, Store, StoreError, Writer};
 

@@ -403,7 +403,7 @@ async fn missing_tls_files_refuse_to_start_instead_of_serving_plaintext() {
         .await
         .err()
         .expect("must refuse");
-    let message = exsec::api::problem::chain(&error);
+    let message = exsec::error_chain::chain(&error).to_string();
     assert!(matches!(error, exsec::app::StartError::Tls(_)), "{message}");
     assert!(
         message.contains(&dir.path().join("cert.pem").display().to_string()),

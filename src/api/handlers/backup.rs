@@ -49,7 +49,7 @@ pub async fn download(call: Call) -> Result<Reply, ApiError> {
             // Before the first byte: the handler answers with the error.
             Err(error) if started.is_some() => Err(error),
             Err(error) => {
-                tracing::warn!(error = %crate::api::problem::chain(&error), "backup stream ended early");
+                tracing::warn!(error = %crate::error_chain::chain(&error), "backup stream ended early");
                 writer.fail(std::io::Error::other("backup failed"));
                 Ok(())
             }

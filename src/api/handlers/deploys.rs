@@ -6,9 +6,10 @@ use serde_json::{Value, json};
 
 use crate::api::dto::CleanupDto;
 use crate::api::dto::{DeployBody, DeployDto};
-use crate::api::problem::{ApiError, chain};
+use crate::api::problem::ApiError;
 use crate::api::{Call, Reply, parse_json, to_value};
 use crate::deploy::{DeployError, DeployRequest, DeployResult, request_hash};
+use crate::error_chain::chain;
 
 /// Longest `Idempotency-Key` accepted.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
