@@ -146,18 +146,16 @@ pub enum DeployResult {
 }
 
 /// The answer of a dry run: names only, never values.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct DryRunReport {
     /// App.
     pub app_id: String,
     /// Tenant.
     pub tenant_id: String,
-    /// Always true.
-    pub dry_run: bool,
     /// What injection would do.
     pub external_secrets: DryRunInjection,
     /// Notes.
-    pub warnings: Vec<crate::api::dto::WarningDto>,
+    pub warnings: Vec<WarningRecord>,
 }
 
 /// The injection part of a dry run.
@@ -687,12 +685,8 @@ impl Deployer {
         DryRunReport {
             app_id: request.app_id.to_string(),
             tenant_id: tenant_id.to_string(),
-            dry_run: true,
             external_secrets: injection,
-            warnings: warnings
-                .iter()
-                .map(crate::api::dto::WarningDto::from)
-                .collect(),
+            warnings,
         }
     }
 }

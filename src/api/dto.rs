@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::deploy::{DryRunInjection, DryRunReport};
 use crate::resolve::Warning;
 use crate::store::records::{
     AppRecord, CleanupRecord, DeployRecord, SecretRecord, TenantRecord, TokenRecord, WarningRecord,
@@ -85,6 +86,33 @@ impl From<&WarningRecord> for WarningDto {
         Self {
             code: w.code.clone(),
             message: w.message.clone(),
+        }
+    }
+}
+
+/// `POST /v1/apps/{id}/deploys?dry_run=true`: names only, never values.
+#[derive(Debug, Serialize)]
+pub struct DryRunDto<'a> {
+    /// App.
+    pub app_id: &'a str,
+    /// Tenant.
+    pub tenant_id: &'a str,
+    /// Always true.
+    pub dry_run: bool,
+    /// What injection would do.
+    pub external_secrets: &'a DryRunInjection,
+    /// Notes.
+    pub warnings: Vec<WarningDto>,
+}
+
+impl<'a> From<&'a DryRunReport> for DryRunDto<'a> {
+    fn from(report: &'a DryRunReport) -> Self {
+        Self {
+            app_id: &report.app_id,
+            tenant_id: &report.tenant_id,
+            dry_run: true,
+            external_secrets: &report.external_secrets,
+            warnings: report.warnings.iter().map(WarningDto::from).collect(),
         }
     }
 }

@@ -5,7 +5,7 @@ use hyper::StatusCode;
 use serde_json::{Value, json};
 
 use crate::api::dto::CleanupDto;
-use crate::api::dto::{DeployBody, DeployDto};
+use crate::api::dto::{DeployBody, DeployDto, DryRunDto};
 use crate::api::problem::ApiError;
 use crate::api::{Call, Reply, parse_json, to_value};
 use crate::deploy::{DeployError, DeployRequest, DeployResult, request_hash};
@@ -56,7 +56,7 @@ pub async fn create(call: Call) -> Result<Reply, ApiError> {
     let started = std::time::Instant::now();
     let result = call.state.deployer.deploy(request).await?;
     match result {
-        DeployResult::DryRun(report) => Ok(Reply::ok(&report)),
+        DeployResult::DryRun(report) => Ok(Reply::ok(&DryRunDto::from(&*report))),
         DeployResult::Done(record) => {
             call.state.metrics.deploy(
                 &record.status,
