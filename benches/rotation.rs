@@ -31,8 +31,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use exsec::config::Config;
+use exsec::crypto::SharedKeyring;
 use exsec::crypto::{Keyring, MasterKey, SecretLocation};
-use exsec::keywatch::SharedKeyring;
 use exsec::model::{AppId, EnvKey, KeyId, Provider, Scope, SecretValue, TenantId};
 use exsec::rotation::{PassReport, Rotation, RotationState};
 use exsec::store::{PutSecret, Store, StoreOptions};

@@ -33,7 +33,7 @@ use tokio::time::Instant;
 use crate::audit::{NewEvent, event};
 use crate::cluster::objects::{self, DeploymentParams};
 use crate::cluster::{ClusterError, ClusterTarget};
-use crate::keywatch::SharedKeyring;
+use crate::crypto::SharedKeyring;
 use crate::model::{AppId, EnvKey, TenantId, Timestamp, ValidationError};
 use crate::resolve::{self, EffectiveSet, Warning};
 use crate::store::deploys::deploy_id;

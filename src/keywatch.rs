@@ -1,6 +1,6 @@
-//! The running keyring and the watcher that keeps it current: one snapshot
-//! shared by every request and swapped whole when the key directory
-//! changes, so a request never sees half a reload. Change events come from
+//! The watcher that keeps the running keyring ([`SharedKeyring`]) current:
+//! the snapshot is swapped whole when the key directory changes, so a
+//! request never sees half a reload. Change events come from
 //! `crate::fswatch` (the one importer of notify).
 //!
 //! Any event in the directory (a new file, an edit, a removal, the
@@ -11,58 +11,18 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::audit::{NewEvent, event};
-use crate::crypto::{Fingerprint, KeyFileProblem, Keyring, KeyringError, scan_dir};
+use crate::crypto::{Fingerprint, KeyFileProblem, Keyring, KeyringError, SharedKeyring, scan_dir};
 use crate::error_chain::chain;
 use crate::fswatch::DirWatch;
 use crate::model::KeyId;
 use crate::rotation::Rotation;
 use crate::store::Store;
-
-/// The current keyring snapshot.
-pub struct SharedKeyring {
-    current: RwLock<Arc<Keyring>>,
-    /// Key files refused since start, once per distinct bad content (the
-    /// `exsec_key_reload_failures_total` metric).
-    reload_failures: AtomicU64,
-}
-
-impl SharedKeyring {
-    /// Starts with `keyring`.
-    pub fn new(keyring: Keyring) -> Self {
-        Self {
-            current: RwLock::new(Arc::new(keyring)),
-            reload_failures: AtomicU64::new(0),
-        }
-    }
-
-    /// Key files refused since start (each distinct bad content once).
-    pub fn reload_failures(&self) -> u64 {
-        self.reload_failures.load(Ordering::Relaxed)
-    }
-
-    /// The snapshot to use for one operation.
-    pub fn snapshot(&self) -> Arc<Keyring> {
-        self.current
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
-    }
-
-    /// Swaps in a new snapshot.
-    pub fn replace(&self, keyring: Keyring) {
-        *self
-            .current
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(keyring);
-    }
-}
 
 /// Loads the key directory at start-up. A missing directory is "no key at
 /// all" (a valid, degraded state), not an error; problems with single files
@@ -240,7 +200,7 @@ impl KeyWatch {
                 continue;
             }
             tracing::error!(problem = %problem, "refused a master key file");
-            self.keyring.reload_failures.fetch_add(1, Ordering::Relaxed);
+            self.keyring.count_reload_failure();
             let file = problem
                 .path
                 .file_name()

@@ -6,14 +6,15 @@
 //! - [`config`]: the TOML configuration (SPEC §8); loading has no side effects.
 //! - [`private_file`]: the mode rule for files holding a secret (key files, the admin token).
 //! - [`process`]: the daemon's process hardening: umask 0077, no core dumps.
-//! - [`crypto`]: master keys, the keyring, sealing and opening values.
+//! - [`crypto`]: master keys, the keyring and the running one, sealing and opening values.
 //! - [`store`]: the redb file: tables, codec, schema, durable writes with their audit events.
 //! - [`audit`]: the audit log's hash chain: canonical form, hashing, verification.
 //! - [`audit_maintenance`]: the daemon's audit anchors and retention pruning.
 //! - [`resolve`]: the effective set of an app (pure over stored records).
 //! - [`tls`]: TLS for the listener and the CLI; `exsec tls generate` (the only importer of rustls).
 //! - [`fswatch`]: debounced change events for a few directories (the only importer of notify).
-//! - [`keywatch`]: the running keyring, reloaded when the key directory changes.
+//! - [`keywatch`]: reloads the running keyring when the key directory changes.
+//! - [`rotation`]: re-seals stored values under the active key.
 //! - [`tlswatch`]: the served certificate, reloaded when its files change or on SIGHUP.
 //! - [`cli`]: the command line (the only importer of clap).
 pub mod api;

@@ -25,8 +25,7 @@ use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
 use crate::audit::{NewEvent, event};
-use crate::crypto::{CryptoError, Fingerprint, Keyring, SecretLocation};
-use crate::keywatch::SharedKeyring;
+use crate::crypto::{CryptoError, Fingerprint, Keyring, SecretLocation, SharedKeyring};
 use crate::model::KeyId;
 use crate::store::reseal::ResealCandidate;
 use crate::store::{Store, StoreError};

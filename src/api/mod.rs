@@ -29,8 +29,8 @@ use hyper::{HeaderMap, Request, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::crypto::SharedKeyring;
 use crate::deploy::Deployer;
-use crate::keywatch::SharedKeyring;
 use crate::model::{AppId, TenantId};
 use crate::store::Store;
 use crate::store::records::AppRecord;
