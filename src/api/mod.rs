@@ -153,6 +153,19 @@ impl Call {
         }
     }
 
+    /// `limit`: 1 to `max`, `default` when absent (else 400 `invalid_query`).
+    pub fn query_limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
+        let Some(raw) = self.query_param("limit") else {
+            return Ok(default);
+        };
+        raw.parse::<usize>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request("invalid_query", format!("limit must be 1 to {max}"))
+            })
+    }
+
     /// One query parameter (percent-decoded).
     pub fn query_param(&self, name: &str) -> Option<String> {
         query_pairs(self.query.as_deref()?)
@@ -334,7 +347,7 @@ async fn respond(
         _ => Some(authenticate(&state, &parts.headers).await?),
     };
     let app = authorize(&state, route, &params, principal.as_ref()).await?;
-    check_query(route.id, parts.uri.query())?;
+    check_query(route, parts.uri.query())?;
     let body = match route.body {
         routes::Body::None => Bytes::new(),
         _ => read_body(body, &parts.headers).await?,
@@ -352,17 +365,17 @@ async fn respond(
     handlers::dispatch(call).await
 }
 
-/// Refuses query parameters the route does not declare in the OpenAPI
-/// document: a typo such as `limt=10` would otherwise be ignored without a
+/// Refuses query parameters the route does not declare (`Route::query`,
+/// which the OpenAPI document describes): a typo such as `limt=10` would otherwise be ignored without a
 /// word. The name is echoed only when it looks like a parameter name, so a
 /// value pasted into a URL never comes back.
-fn check_query(id: routes::RouteId, query: Option<&str>) -> Result<(), ApiError> {
-    let allowed = openapi::query_names(id);
+fn check_query(route: &Route, query: Option<&str>) -> Result<(), ApiError> {
+    let allowed: Vec<&str> = route.query_names().collect();
     let Some(unknown) = query
         .into_iter()
         .flat_map(query_pairs)
         .map(|(name, _)| name)
-        .find(|name| !allowed.contains(name))
+        .find(|name| !allowed.contains(&name.as_str()))
     else {
         return Ok(());
     };

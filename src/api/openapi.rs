@@ -15,18 +15,16 @@
 //! test `openapi` drives a real server through every route and validates
 //! each answer against this document.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::OnceLock;
+use std::collections::{BTreeMap, BTreeSet};
 
 use hyper::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
 use super::MAX_BODY_BYTES;
-use super::handlers::{DEFAULT_AUDIT_PAGE, DEFAULT_HISTORY, MAX_HISTORY, MAX_IDEMPOTENCY_KEY_LEN};
-use super::routes::{Access, Body, ROUTES, Route, RouteId};
+use super::handlers::MAX_IDEMPOTENCY_KEY_LEN;
+use super::routes::{Access, Body, Query, ROUTES, Route, RouteId};
 use crate::deploy::{MAX_IMAGE_REF_LEN, MAX_REPLICAS};
 use crate::model::{MAX_ID_LEN, MAX_KEY_ID_LEN, MAX_KEY_LEN, MAX_PROVIDER_LEN, MAX_VALUE_LEN};
-use crate::store::MAX_AUDIT_PAGE;
 
 /// The whole document.
 pub fn document() -> Value {
@@ -130,8 +128,14 @@ fn operation(route: &Route) -> Value {
         "security": security,
         "responses": responses(route, &answers),
     });
-    if !answers.parameters.is_empty() {
-        operation["parameters"] = Value::Array(answers.parameters);
+    let parameters: Vec<Value> = route
+        .query
+        .iter()
+        .map(|&query| query_parameter(query))
+        .chain(answers.parameters)
+        .collect();
+    if !parameters.is_empty() {
+        operation["parameters"] = Value::Array(parameters);
     }
     if route.body != Body::None {
         let schema = answers.body.unwrap_or_else(|| reference("EmptyRequest"));
@@ -142,30 +146,6 @@ fn operation(route: &Route) -> Value {
         });
     }
     operation
-}
-
-/// The query parameters `id` declares: the only ones it accepts (see
-/// `api::check_query`), so the document and the server agree by
-/// construction.
-pub fn query_names(id: RouteId) -> &'static [String] {
-    static NAMES: OnceLock<HashMap<RouteId, Vec<String>>> = OnceLock::new();
-    NAMES
-        .get_or_init(|| {
-            ROUTES
-                .iter()
-                .map(|route| {
-                    let names = answers(route.id)
-                        .parameters
-                        .iter()
-                        .filter(|p| p["in"] == "query")
-                        .filter_map(|p| p["name"].as_str().map(str::to_owned))
-                        .collect();
-                    (route.id, names)
-                })
-                .collect()
-        })
-        .get(&id)
-        .map_or(&[], Vec::as_slice)
 }
 
 /// `ListTenants` → `listTenants`.
@@ -321,7 +301,6 @@ fn answers(id: RouteId) -> Answers {
         R::ListTokens => Answers::ok(list_of("tokens", "Token")),
         R::RevokeToken => Answers::deleted().problems(&[(404, "token_not_found")]),
         R::ListApps => Answers::ok(list_of("apps", "App"))
-            .parameters(vec![tenant_filter()])
             .problems(&[(400, "invalid_tenant_id"), (404, "tenant_not_found")]),
         R::PutApp => Answers::put("App").body("AppRequest").problems(&[
             (400, "invalid_tenant_id"),
@@ -354,7 +333,6 @@ fn answers(id: RouteId) -> Answers {
         R::Effective => Answers::ok(reference("Effective")),
         R::Deploy => deploy_answers(),
         R::ListDeploys => Answers::ok(list_of("deploys", "Deploy"))
-            .parameters(vec![limit(DEFAULT_HISTORY, MAX_HISTORY)])
             .problems(&[(400, "invalid_query")]),
         R::GetDeploy => {
             Answers::ok(reference("DeployDetail")).problems(&[(404, "deploy_not_found")])
@@ -362,7 +340,6 @@ fn answers(id: RouteId) -> Answers {
         R::AppCluster => Answers::ok(reference("ClusterApp"))
             .problems(&[(502, "cluster_unreachable"), (504, "cluster_timeout")]),
         R::ListAuditEvents => Answers::ok(reference("AuditPage"))
-            .parameters(audit_parameters())
             .problems(&[
                 (400, "invalid_query"),
                 (400, "invalid_tenant_id"),
@@ -401,26 +378,19 @@ fn deploy_answers() -> Answers {
             reference("DryRun"),
         ),
     )
-    .parameters(vec![
-        query(
-            "dry_run",
-            "`true`: only report what would change; `false`: deploy (any other value answers 400 `invalid_query`)",
-            json!({ "type": "boolean", "default": false }),
-        ),
-        json!({
-            "name": "Idempotency-Key",
-            "in": "header",
-            "required": false,
-            "description": "kept 24 h: a retry with the same key and body returns the original deploy; \
-                            the same key with another body answers 422 `idempotency_key_reused`",
-            "schema": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": MAX_IDEMPOTENCY_KEY_LEN,
-                "pattern": "^[!-~]+$",
-            },
-        }),
-    ])
+    .parameters(vec![json!({
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": false,
+        "description": "kept 24 h: a retry with the same key and body returns the original deploy; \
+                        the same key with another body answers 422 `idempotency_key_reused`",
+        "schema": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_IDEMPOTENCY_KEY_LEN,
+            "pattern": "^[!-~]+$",
+        },
+    })])
     .body("DeployRequest")
     .problems(&[
         (400, "invalid_query"),
@@ -447,48 +417,38 @@ fn json_response(description: &str, schema: Value) -> Value {
     })
 }
 
-fn query(name: &str, description: &str, schema: Value) -> Value {
+/// The document's description of a query parameter of `Route::query`.
+fn query_parameter(query: Query) -> Value {
+    let (description, schema) = match query {
+        Query::DryRun => (
+            "`true`: only report what would change; `false`: deploy (any other value answers 400 `invalid_query`)",
+            json!({ "type": "boolean", "default": false }),
+        ),
+        Query::EventType => (
+            "only events of this type, e.g. `external_secret.injected`",
+            json!({ "type": "string" }),
+        ),
+        Query::TenantFilter => (
+            "only this tenant's; a tenant token may name only its own tenant (another answers 404)",
+            reference("ResourceId"),
+        ),
+        Query::AppFilter => ("only events of this app", reference("ResourceId")),
+        Query::After => (
+            "only events with a greater `seq`: pass the previous page's `next_after`",
+            json!({ "type": "integer", "minimum": 0, "default": 0 }),
+        ),
+        Query::Limit { default, max } => (
+            "how many to return at most",
+            json!({ "type": "integer", "minimum": 1, "maximum": max, "default": default }),
+        ),
+    };
     json!({
-        "name": name,
+        "name": query.name(),
         "in": "query",
         "required": false,
         "description": description,
         "schema": schema,
     })
-}
-
-fn limit(default: usize, max: usize) -> Value {
-    query(
-        "limit",
-        "how many to return at most",
-        json!({ "type": "integer", "minimum": 1, "maximum": max, "default": default }),
-    )
-}
-
-fn tenant_filter() -> Value {
-    query(
-        "tenant_id",
-        "only this tenant's; a tenant token may name only its own tenant (another answers 404)",
-        reference("ResourceId"),
-    )
-}
-
-fn audit_parameters() -> Vec<Value> {
-    vec![
-        query(
-            "type",
-            "only events of this type, e.g. `external_secret.injected`",
-            json!({ "type": "string" }),
-        ),
-        tenant_filter(),
-        query("app_id", "only events of this app", reference("ResourceId")),
-        query(
-            "after",
-            "only events with a greater `seq`: pass the previous page's `next_after`",
-            json!({ "type": "integer", "minimum": 0, "default": 0 }),
-        ),
-        limit(DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE),
-    ]
 }
 
 // ---------------------------------------------------------------------------

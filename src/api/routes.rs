@@ -4,6 +4,15 @@
 
 use hyper::Method;
 
+use crate::store::MAX_AUDIT_PAGE;
+
+/// Deploys `GET …/deploys` returns without `limit`.
+pub const DEFAULT_HISTORY: usize = 50;
+/// Most deploys `GET …/deploys` returns.
+pub const MAX_HISTORY: usize = 500;
+/// Events `GET /v1/audit-events` returns without `limit`.
+pub const DEFAULT_AUDIT_PAGE: usize = 100;
+
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -27,6 +36,44 @@ pub enum Body {
     Optional,
     /// A JSON body is required.
     Required,
+}
+
+/// A query parameter a route accepts. The server refuses any other name
+/// (`api::check_query`) and the OpenAPI document describes exactly these,
+/// so the two agree by construction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Query {
+    /// `dry_run`: `true` or `false`.
+    DryRun,
+    /// `type`: only audit events of this type.
+    EventType,
+    /// `tenant_id`: only this tenant's.
+    TenantFilter,
+    /// `app_id`: only this app's audit events.
+    AppFilter,
+    /// `after`: the audit page cursor.
+    After,
+    /// `limit`: 1 to `max`, `default` when absent.
+    Limit {
+        /// Used without `limit`.
+        default: usize,
+        /// The largest accepted.
+        max: usize,
+    },
+}
+
+impl Query {
+    /// The name in the query string.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::DryRun => "dry_run",
+            Self::EventType => "type",
+            Self::TenantFilter => "tenant_id",
+            Self::AppFilter => "app_id",
+            Self::After => "after",
+            Self::Limit { .. } => "limit",
+        }
+    }
 }
 
 /// Identifies the handler of a route.
@@ -81,6 +128,21 @@ pub struct Route {
     pub body: Body,
     /// One line for logs, metrics and the OpenAPI summary.
     pub summary: &'static str,
+    /// The query parameters it accepts, in the document's order.
+    pub query: &'static [Query],
+}
+
+impl Route {
+    /// The same route accepting `query`.
+    const fn with_query(mut self, query: &'static [Query]) -> Self {
+        self.query = query;
+        self
+    }
+
+    /// The names of the query parameters it accepts.
+    pub fn query_names(&self) -> impl Iterator<Item = &'static str> + use<> {
+        self.query.iter().map(|q| q.name())
+    }
 }
 
 const fn route(
@@ -98,6 +160,7 @@ const fn route(
         access,
         body,
         summary,
+        query: &[],
     }
 }
 
@@ -202,7 +265,8 @@ pub const ROUTES: &[Route] = &[
         Authenticated,
         NoBody,
         "list apps",
-    ),
+    )
+    .with_query(&[Query::TenantFilter]),
     route(
         R::PutApp,
         Method::PUT,
@@ -306,7 +370,8 @@ pub const ROUTES: &[Route] = &[
         Tenant,
         Required,
         "deploy an app, injecting its secrets",
-    ),
+    )
+    .with_query(&[Query::DryRun]),
     route(
         R::ListDeploys,
         Method::GET,
@@ -314,7 +379,11 @@ pub const ROUTES: &[Route] = &[
         Tenant,
         NoBody,
         "deploy history, newest first",
-    ),
+    )
+    .with_query(&[Query::Limit {
+        default: DEFAULT_HISTORY,
+        max: MAX_HISTORY,
+    }]),
     route(
         R::GetDeploy,
         Method::GET,
@@ -338,7 +407,17 @@ pub const ROUTES: &[Route] = &[
         Authenticated,
         NoBody,
         "audit log, oldest first",
-    ),
+    )
+    .with_query(&[
+        Query::EventType,
+        Query::TenantFilter,
+        Query::AppFilter,
+        Query::After,
+        Query::Limit {
+            default: DEFAULT_AUDIT_PAGE,
+            max: MAX_AUDIT_PAGE,
+        },
+    ]),
     route(
         R::Keys,
         Method::GET,

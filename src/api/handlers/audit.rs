@@ -4,12 +4,10 @@
 use serde_json::json;
 
 use crate::api::problem::ApiError;
+use crate::api::routes::DEFAULT_AUDIT_PAGE;
 use crate::api::{Call, Reply};
 use crate::model::{AppId, TenantId};
 use crate::store::{AuditFilter, MAX_AUDIT_PAGE};
-
-/// Events `GET /v1/audit-events` returns without `limit`.
-pub const DEFAULT_AUDIT_PAGE: usize = 100;
 
 pub async fn list(call: Call) -> Result<Reply, ApiError> {
     let principal = call.principal()?.clone();
@@ -38,14 +36,7 @@ pub async fn list(call: Call) -> Result<Reply, ApiError> {
             .parse::<u64>()
             .map_err(|_| invalid("after must be a sequence number".to_owned()))?,
     };
-    let limit = match call.query_param("limit") {
-        None => DEFAULT_AUDIT_PAGE,
-        Some(raw) => raw
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_AUDIT_PAGE).contains(n))
-            .ok_or_else(|| invalid(format!("limit must be 1 to {MAX_AUDIT_PAGE}")))?,
-    };
+    let limit = call.query_limit(DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE)?;
     let filter = AuditFilter {
         event_type: call.query_param("type").filter(|t| !t.is_empty()),
         tenant_id,

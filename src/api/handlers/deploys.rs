@@ -7,16 +7,13 @@ use serde_json::{Value, json};
 use crate::api::dto::CleanupDto;
 use crate::api::dto::{DeployBody, DeployDto, DryRunDto};
 use crate::api::problem::ApiError;
+use crate::api::routes::{DEFAULT_HISTORY, MAX_HISTORY};
 use crate::api::{Call, Reply, parse_json, to_value};
 use crate::deploy::{DeployError, DeployRequest, DeployResult, request_hash};
 use crate::error_chain::chain;
 
 /// Longest `Idempotency-Key` accepted.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
-/// Most deploys `GET …/deploys` returns.
-pub const MAX_HISTORY: usize = 500;
-/// Deploys `GET …/deploys` returns without `limit`.
-pub const DEFAULT_HISTORY: usize = 50;
 
 pub async fn create(call: Call) -> Result<Reply, ApiError> {
     let (app_id, app) = call.app()?.clone();
@@ -148,16 +145,7 @@ impl From<DeployError> for ApiError {
 
 pub async fn list(call: Call) -> Result<Reply, ApiError> {
     let (app_id, _) = call.app()?.clone();
-    let limit = match call.query_param("limit") {
-        None => DEFAULT_HISTORY,
-        Some(raw) => raw
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_HISTORY).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request("invalid_query", format!("limit must be 1 to {MAX_HISTORY}"))
-            })?,
-    };
+    let limit = call.query_limit(DEFAULT_HISTORY, MAX_HISTORY)?;
     let records = call
         .state
         .store

@@ -10,9 +10,8 @@ mod system;
 mod tenants;
 mod tokens;
 
-pub use audit::DEFAULT_AUDIT_PAGE;
 pub use backup::CONTENT_TYPE as BACKUP_CONTENT_TYPE;
-pub use deploys::{DEFAULT_HISTORY, MAX_HISTORY, MAX_IDEMPOTENCY_KEY_LEN};
+pub use deploys::MAX_IDEMPOTENCY_KEY_LEN;
 
 use super::routes::RouteId;
 use super::{Call, Reply};
