@@ -11,12 +11,19 @@
 //! - [`audit`]: the audit log's hash chain: canonical form, hashing, verification.
 //! - [`audit_maintenance`]: the daemon's audit anchors and retention pruning.
 //! - [`resolve`]: the effective set of an app (pure over stored records).
+//! - [`cluster`]: where a deploy's objects go (manifests files or Kubernetes).
+//! - [`deploy`]: the deploy pipeline, app deletion and the cleanups it leaves.
 //! - [`tls`]: TLS for the listener and the CLI; `exsec tls generate` (the only importer of rustls).
 //! - [`fswatch`]: debounced change events for a few directories (the only importer of notify).
 //! - [`keywatch`]: reloads the running keyring when the key directory changes.
 //! - [`rotation`]: re-seals stored values under the active key.
 //! - [`tlswatch`]: the served certificate, reloaded when its files change or on SIGHUP.
+//! - [`api`]: the HTTP API: routes, auth, handlers, wire types, OpenAPI.
+//! - [`app`]: the composition root of `exsec serve`.
 //! - [`cli`]: the command line (the only importer of clap).
+//!
+//! Imports point down the layers listed in ARCHITECTURE.md ("Architecture
+//! invariant: layers"); `tests/integration/layers.rs` keeps them.
 pub mod api;
 pub mod app;
 pub mod audit;

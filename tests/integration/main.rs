@@ -16,6 +16,7 @@ mod full_disk;
 mod harness;
 mod isolation;
 mod kubernetes;
+mod layers;
 mod listeners;
 mod openapi;
 mod operator;
