@@ -151,13 +151,7 @@ async fn a_stale_secret_the_cluster_refused_to_delete_is_deleted_later() {
     server
         .set_secret("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-stale")
         .await;
-    assert_eq!(
-        server
-            .deploy("web", json!({"image_ref": "nginx"}))
-            .await
-            .status,
-        201
-    );
+    server.deploy_ok("web").await;
     let cluster = server.cluster.as_ref().unwrap();
     let secret = || cluster.object(Kind::Secret, "paas-apps", "app-web-external-secrets");
     assert!(secret().is_some());

@@ -177,13 +177,7 @@ async fn without_a_master_key_deploys_skip_injection_and_keep_the_secret() {
     server
         .set_secret("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-live")
         .await;
-    assert_eq!(
-        server
-            .deploy("web", json!({"image_ref": "nginx"}))
-            .await
-            .status,
-        201
-    );
+    server.deploy_ok("web").await;
     let before = std::fs::read(server.path("manifests/web.yaml")).unwrap();
 
     let dir = server.stop().await;
@@ -247,13 +241,7 @@ async fn unopenable_values_fail_injection_and_keep_the_secret() {
     server
         .set_secret("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-live")
         .await;
-    assert_eq!(
-        server
-            .deploy("web", json!({"image_ref": "nginx"}))
-            .await
-            .status,
-        201
-    );
+    server.deploy_ok("web").await;
     let before = std::fs::read_to_string(server.path("manifests/web.yaml")).unwrap();
 
     let dir = server.stop().await;
@@ -291,13 +279,7 @@ async fn removed_keys_and_an_empty_set_are_removed_from_the_cluster() {
     server
         .set_secret("/v1/apps/web", "stripe", "STRIPE_KEY", "rk-1")
         .await;
-    assert_eq!(
-        server
-            .deploy("web", json!({"image_ref": "nginx"}))
-            .await
-            .status,
-        201
-    );
+    server.deploy_ok("web").await;
     assert_eq!(server.manifest_values("web").unwrap().len(), 2);
 
     let gone = server
@@ -313,13 +295,7 @@ async fn removed_keys_and_an_empty_set_are_removed_from_the_cluster() {
         .await
         .json();
     assert_eq!(effective["removed_since_deploy"], json!(["STRIPE_KEY"]));
-    assert_eq!(
-        server
-            .deploy("web", json!({"image_ref": "nginx"}))
-            .await
-            .status,
-        201
-    );
+    server.deploy_ok("web").await;
     let values = server.manifest_values("web").unwrap();
     assert_eq!(values.keys().collect::<Vec<_>>(), ["OPENAI_API_KEY"]);
 
@@ -375,13 +351,7 @@ async fn a_dry_run_reports_changes_and_changes_nothing() {
         .set_secret("/v1/apps/web", "b", "CHANGE", "old")
         .await;
     server.set_secret("/v1/apps/web", "c", "DROP", "x").await;
-    assert_eq!(
-        server
-            .deploy("web", json!({"image_ref": "nginx"}))
-            .await
-            .status,
-        201
-    );
+    server.deploy_ok("web").await;
     server
         .set_secret("/v1/apps/web", "b", "CHANGE", "new")
         .await;

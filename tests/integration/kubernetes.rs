@@ -136,13 +136,7 @@ async fn the_seed_flow_applies_through_server_side_apply() {
 #[tokio::test]
 async fn removed_keys_disappear_and_other_managers_keep_their_fields() {
     let server = seeded().await;
-    assert_eq!(
-        server
-            .deploy("web", json!({"image_ref": "nginx"}))
-            .await
-            .status,
-        201
-    );
+    server.deploy_ok("web").await;
     server
         .admin(
             "DELETE",
@@ -150,13 +144,7 @@ async fn removed_keys_disappear_and_other_managers_keep_their_fields() {
             None,
         )
         .await;
-    assert_eq!(
-        server
-            .deploy("web", json!({"image_ref": "nginx"}))
-            .await
-            .status,
-        201
-    );
+    server.deploy_ok("web").await;
     let values = secret_values(&server, "web").unwrap();
     assert_eq!(values.keys().collect::<Vec<_>>(), ["OPENAI_API_KEY"]);
 

@@ -410,6 +410,16 @@ format = "json"
         .await
     }
 
+    /// Deploys `app` with image `nginx` and asserts 201 (the answer's body
+    /// in the failure message); returns the answer's JSON.
+    pub async fn deploy_ok(&self, app: &str) -> Value {
+        let answer = self
+            .deploy(app, serde_json::json!({"image_ref": "nginx"}))
+            .await;
+        assert_eq!(answer.status, 201, "{}", answer.text());
+        answer.json()
+    }
+
     /// Mints a tenant token.
     pub async fn mint(&self, tenant: &str) -> String {
         let answer = self
