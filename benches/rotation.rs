@@ -113,7 +113,8 @@ fn reseal_passes(work: &Path, sizes: &[usize]) {
                 (new.id.clone(), new.copy()),
             ]));
             let rotation = Rotation::default();
-            let (_stop, stopped) = tokio::sync::watch::channel(false);
+            let stop = exsec::shutdown::Trigger::new();
+            let stopped = stop.subscribe();
             let cpu_before = process_cpu();
             let begun = Instant::now();
             let report = runtime

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::api::auth::{AdminToken, AdminTokenError};
@@ -27,6 +27,7 @@ use crate::deploy::{DeploySettings, Deployer};
 use crate::error_chain::chain;
 use crate::keywatch::{self, KeyWatch};
 use crate::rotation::Rotation;
+use crate::shutdown::Trigger;
 use crate::store::{Store, StoreError, StoreOptions};
 use crate::tls::{PairError, PairFiles, Reload, ServerTls};
 use crate::tlswatch::TlsWatch;
@@ -113,10 +114,11 @@ pub struct Server {
     tls: Option<Arc<TlsWatch>>,
     /// The local socket, removed at shutdown.
     unix_socket: Option<SocketFile>,
-    shutdown: Option<oneshot::Sender<()>>,
+    /// Stops the API (accepting, then draining).
+    api_stop: Trigger,
     task: JoinHandle<()>,
     /// Stops the key watcher, the re-sealing job and the audit upkeep.
-    background_stop: watch::Sender<bool>,
+    background_stop: Trigger,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -156,17 +158,25 @@ impl Server {
 
     /// Stops accepting, drains in-flight requests, and returns when done.
     pub async fn shutdown(mut self) {
-        if let Some(signal) = self.shutdown.take() {
-            let _ = signal.send(());
-        }
+        self.api_stop.fire();
         let _ = (&mut self.task).await;
         if let Some(socket) = self.unix_socket.take() {
             socket.remove();
         }
-        let _ = self.background_stop.send(true);
+        self.background_stop.fire();
         for task in self.background.drain(..) {
             let _ = task.await;
         }
+    }
+
+    /// Answers one request in this process, without a socket: the same
+    /// routing, auth, limits and handlers as a connection gets (tests and
+    /// fuzzing call it with an in-memory body).
+    pub async fn handle<B: crate::api::RequestBody>(
+        &self,
+        request: hyper::Request<B>,
+    ) -> hyper::Response<crate::api::ResponseBody> {
+        crate::api::handle(self.state.clone(), request).await
     }
 
     /// The re-sealing job (for status and tests).
@@ -251,7 +261,7 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
     }
     let keyring = Arc::new(SharedKeyring::new(keyring));
     let rotation = Arc::new(Rotation::default());
-    let (background_stop, stopped) = watch::channel(false);
+    let background_stop = Trigger::new();
     let watcher = KeyWatch::new(
         config.keys.dir.clone(),
         config.keys.allow_group_readable,
@@ -260,33 +270,32 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
         keyring.clone(),
         rotation.clone(),
     );
-    let cleanup_stopped = stopped.clone();
     let tls_watch = tls
         .as_ref()
         .map(|tls| Arc::new(TlsWatch::new(tls.clone(), store.clone())));
     let mut background = vec![
-        tokio::spawn(watcher.run(stopped.clone())),
+        tokio::spawn(watcher.run(background_stop.subscribe())),
         // Audit verification, anchors and retention (`crate::audit_maintenance`).
         tokio::spawn(crate::audit_maintenance::run(
             store.clone(),
             config.audit.clone(),
             audit_chain.clone(),
-            stop_signal(&stopped),
+            background_stop.subscribe(),
         )),
         // Reopens and probes the store after a failed commit.
         tokio::spawn(crate::store::health::run(
             store.clone(),
-            stop_signal(&stopped),
+            background_stop.subscribe(),
         )),
         // Resumable: the first pass picks up whatever a crash left behind.
-        tokio::spawn(
-            rotation
-                .clone()
-                .run(store.clone(), keyring.clone(), stopped.clone()),
-        ),
+        tokio::spawn(rotation.clone().run(
+            store.clone(),
+            keyring.clone(),
+            background_stop.subscribe(),
+        )),
     ];
     if let Some(watch) = &tls_watch {
-        background.push(tokio::spawn(watch.clone().run(stopped.clone())));
+        background.push(tokio::spawn(watch.clone().run(background_stop.subscribe())));
     }
 
     let cluster = cluster_target(config).await?;
@@ -298,13 +307,15 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
     let deployer =
         Arc::new(Deployer::new(store.clone(), keyring.clone(), cluster, settings).await?);
     // Removes what could not be removed before (and after a restart).
-    background.push(tokio::spawn(deployer.clone().run_cleanups(cleanup_stopped)));
+    background.push(tokio::spawn(
+        deployer.clone().run_cleanups(background_stop.subscribe()),
+    ));
     // Writes the final records a storage fault held back, once it heals.
     background.push(tokio::spawn(
         deployer
             .pending()
             .clone()
-            .run(store.clone(), stop_signal(&stopped)),
+            .run(store.clone(), background_stop.subscribe()),
     ));
 
     let listener = match listener {
@@ -343,16 +354,14 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
         connections: Arc::new(ConnectionLimit::new(config.server.max_connections)),
         audit_chain,
     });
-    let (shutdown, signal) = oneshot::channel::<()>();
+    let api_stop = Trigger::new();
     let (accepting, accept_loop_entered) = oneshot::channel::<()>();
     let listeners = Listeners {
         tcp: listener,
         tls: tls.clone(),
         unix: unix_listener,
     };
-    let run = server::run(listeners, state.clone(), async move {
-        let _ = signal.await;
-    });
+    let run = server::run(listeners, state.clone(), api_stop.subscribe());
     let task = tokio::spawn(async move {
         // The accept loop registers with the listener in this same poll.
         let _ = accepting.send(());
@@ -390,19 +399,11 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
         state,
         tls: tls_watch,
         unix_socket,
-        shutdown: Some(shutdown),
+        api_stop,
         task,
         background_stop,
         background,
     })
-}
-
-/// A future that resolves when the background tasks are told to stop.
-fn stop_signal(stopped: &watch::Receiver<bool>) -> impl Future<Output = ()> + use<> {
-    let mut stopped = stopped.clone();
-    async move {
-        let _ = stopped.wait_for(|stop| *stop).await;
-    }
 }
 
 /// Runs the daemon until SIGTERM or SIGINT; SIGHUP re-reads the admin

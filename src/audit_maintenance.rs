@@ -17,7 +17,6 @@
 //! [`crate::store::Writer::prune_audit_events`]). This task must not block
 //! the executor: every store call runs on the blocking pool.
 
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -26,6 +25,7 @@ use crate::audit::{NewEvent, event};
 use crate::config::AuditConfig;
 use crate::error_chain::chain;
 use crate::model::Timestamp;
+use crate::shutdown::Shutdown;
 use crate::store::{Store, StoreError};
 
 /// Most events deleted in one transaction, so pruning a long backlog never
@@ -137,21 +137,20 @@ async fn verify_to_head(store: &Arc<Store>, status: &ChainStatus) -> Result<(), 
     Ok(())
 }
 
-/// Runs until `shutdown` resolves: one round at start, then one per
+/// Runs until `shutdown` fires: one round at start, then one per
 /// `anchor_interval`. Each round verifies what was appended since the last
 /// one, so the next start has little left to verify.
 pub async fn run(
     store: Arc<Store>,
     config: AuditConfig,
     status: Arc<ChainStatus>,
-    shutdown: impl Future<Output = ()>,
+    mut shutdown: Shutdown,
 ) {
     let mut ticks = tokio::time::interval(config.anchor_interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            () = &mut shutdown => return,
+            () = shutdown.recv() => return,
             _ = ticks.tick() => {}
         }
         if let Err(error) = verify_to_head(&store, &status).await {

@@ -14,14 +14,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::watch;
-
 use crate::audit::{NewEvent, event};
 use crate::crypto::{Fingerprint, KeyFileProblem, Keyring, KeyringError, SharedKeyring, scan_dir};
 use crate::error_chain::chain;
 use crate::fswatch::DirWatch;
 use crate::model::KeyId;
 use crate::rotation::Rotation;
+use crate::shutdown::Shutdown;
 use crate::store::Store;
 
 /// Loads the key directory at start-up. A missing directory is "no key at
@@ -82,10 +81,10 @@ impl KeyWatch {
         }
     }
 
-    /// Watches until `shutdown` flips: any event in the directory → wait
+    /// Watches until `shutdown` fires: any event in the directory → wait
     /// for quiet → rescan the whole directory; and a rescan every
     /// `rescan_interval` regardless.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self, mut shutdown: Shutdown) {
         let mut changes = DirWatch::new("key directory", vec![self.dir.clone()]);
         let mut tick = tokio::time::interval(self.rescan_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -97,10 +96,7 @@ impl KeyWatch {
                 // The fallback for missed events: rescan below.
                 _ = tick.tick() => changes.retry(),
                 () = changes.changed() => {}
-                _ = shutdown.changed() => return,
-            }
-            if *shutdown.borrow() {
-                return;
+                () = shutdown.recv() => return,
             }
             self.rescan().await;
         }

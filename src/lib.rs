@@ -41,6 +41,7 @@ pub mod private_file;
 pub mod process;
 pub mod resolve;
 pub mod rotation;
+pub mod shutdown;
 pub mod store;
 pub mod tls;
 pub mod tlswatch;

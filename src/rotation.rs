@@ -22,11 +22,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 
 use crate::audit::{NewEvent, event};
 use crate::crypto::{CryptoError, Fingerprint, Keyring, SecretLocation, SharedKeyring};
 use crate::model::KeyId;
+use crate::shutdown::Shutdown;
 use crate::store::reseal::ResealCandidate;
 use crate::store::{Store, StoreError};
 
@@ -119,12 +120,12 @@ impl Rotation {
         *self.status.lock().unwrap_or_else(|p| p.into_inner()) = status;
     }
 
-    /// Runs passes on start and on every trigger until `shutdown` flips.
+    /// Runs passes on start and on every trigger until `shutdown` fires.
     pub async fn run(
         self: Arc<Self>,
         store: Arc<Store>,
         keyring: Arc<SharedKeyring>,
-        mut shutdown: watch::Receiver<bool>,
+        mut shutdown: Shutdown,
     ) {
         loop {
             if let Err(error) = self.pass(&store, &keyring, &shutdown).await {
@@ -132,10 +133,7 @@ impl Rotation {
             }
             tokio::select! {
                 () = self.wake.notified() => {}
-                _ = shutdown.changed() => return,
-            }
-            if *shutdown.borrow() {
-                return;
+                () = shutdown.recv() => return,
             }
         }
     }
@@ -145,7 +143,7 @@ impl Rotation {
         &self,
         store: &Arc<Store>,
         keyring: &SharedKeyring,
-        shutdown: &watch::Receiver<bool>,
+        shutdown: &Shutdown,
     ) -> Result<PassReport, StoreError> {
         let mut report = PassReport::default();
         let snapshot = keyring.snapshot();
@@ -188,7 +186,7 @@ impl Rotation {
         loop {
             // On shutdown, or when a newer key arrived (the next pass
             // targets it), the write in flight lands first.
-            if *shutdown.borrow() || keyring.snapshot().active() != Some(&active) {
+            if shutdown.is_shutdown() || keyring.snapshot().active() != Some(&active) {
                 if let Some(write) = writing.take() {
                     resealed += write.land(&mut report).await?;
                 }

@@ -12,11 +12,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::watch;
-
 use crate::audit::{NewEvent, event};
 use crate::error_chain::chain;
 use crate::fswatch::{DirWatch, parent_dir};
+use crate::shutdown::Shutdown;
 use crate::store::Store;
 use crate::tls::{Reload, ServerTls};
 
@@ -43,8 +42,8 @@ impl TlsWatch {
     }
 
     /// Reloads on changes and every [`RESCAN_INTERVAL`] until `shutdown`
-    /// flips.
-    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    /// fires.
+    pub async fn run(self: Arc<Self>, mut shutdown: Shutdown) {
         let mut changes = DirWatch::new("TLS certificate directory", self.dirs());
         let mut tick = tokio::time::interval(RESCAN_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -53,10 +52,7 @@ impl TlsWatch {
             tokio::select! {
                 _ = tick.tick() => {}
                 () = changes.changed() => {}
-                _ = shutdown.changed() => return,
-            }
-            if *shutdown.borrow() {
-                return;
+                () = shutdown.recv() => return,
             }
             self.reload().await;
             // A symlink may point elsewhere now.

@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Either, Full, Limited};
-use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::{HeaderMap, Request, Response, StatusCode};
 use serde::de::DeserializeOwned;
@@ -242,8 +241,29 @@ const MAX_METHOD_BYTES: usize = 16;
 /// of kilobytes).
 const MAX_ECHOED_PATH: usize = 128;
 
+/// A request body exsec can read: hyper's `Incoming` on a connection, or any
+/// in-memory body (`Full<Bytes>`) for tests and fuzzing that call
+/// [`handle`] without a socket.
+pub trait RequestBody:
+    hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static
+{
+}
+
+impl<B> RequestBody for B where
+    B: hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static
+{
+}
+
+/// The error type `http-body` combinators box errors into.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Serves one request: never fails, every error becomes problem+json.
-pub async fn handle(state: Arc<ApiState>, request: Request<Incoming>) -> Response<ResponseBody> {
+/// Generic over the body so that it runs the same over a socket and
+/// in-process.
+pub async fn handle<B: RequestBody>(
+    state: Arc<ApiState>,
+    request: Request<B>,
+) -> Response<ResponseBody> {
     let started = std::time::Instant::now();
     let method = request.method().clone();
     let method_label = metrics::method_label(&method);
@@ -335,11 +355,11 @@ fn shorten(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
     format!("{}…", &text[..end]).into()
 }
 
-async fn respond(
+async fn respond<B: RequestBody>(
     state: Arc<ApiState>,
     route: &'static Route,
     params: Params,
-    request: Request<Incoming>,
+    request: Request<B>,
 ) -> Result<Reply, ApiError> {
     let (parts, body) = request.into_parts();
     let principal = match route.access {
@@ -488,7 +508,7 @@ async fn authorize(
 }
 
 /// Reads a JSON body of at most [`MAX_BODY_BYTES`].
-async fn read_body(body: Incoming, headers: &HeaderMap) -> Result<Bytes, ApiError> {
+async fn read_body<B: RequestBody>(body: B, headers: &HeaderMap) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -12,7 +12,6 @@
 //! the header read timeout (10 s), so the cap cannot be held forever.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -26,6 +25,7 @@ use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::ApiState;
+use crate::shutdown::Shutdown;
 use crate::tls::ServerTls;
 
 /// A client must send its request headers within this time, and an idle
@@ -107,16 +107,15 @@ enum Accepted {
     Unix(tokio::net::UnixStream),
 }
 
-/// Serves until `shutdown` completes, then drains.
-pub async fn run(listeners: Listeners, state: Arc<ApiState>, shutdown: impl Future<Output = ()>) {
+/// Serves until `shutdown` fires, then drains.
+pub async fn run(listeners: Listeners, state: Arc<ApiState>, mut shutdown: Shutdown) {
     let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
     let limit = state.connections.clone();
     loop {
         let accepted = tokio::select! {
             accepted = listeners.tcp.accept() => accepted.map(|(stream, _)| Accepted::Tcp(stream)),
             accepted = accept_unix(listeners.unix.as_ref()) => accepted.map(Accepted::Unix),
-            () = &mut shutdown => break,
+            () = shutdown.recv() => break,
         };
         let accepted = match accepted {
             Ok(accepted) => accepted,
@@ -131,7 +130,7 @@ pub async fn run(listeners: Listeners, state: Arc<ApiState>, shutdown: impl Futu
         // meanwhile: they queue in the kernel.
         let slot = tokio::select! {
             slot = limit.slot() => slot,
-            () = &mut shutdown => break,
+            () = shutdown.recv() => break,
         };
         let watcher = graceful.watcher();
         let state = state.clone();

@@ -12,11 +12,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
-
 use super::{Budget, DeployError, Deployer};
 use crate::audit::{NewEvent, event};
 use crate::model::{AppId, Timestamp};
+use crate::shutdown::Shutdown;
 use crate::store::records::{CleanupKind, CleanupRecord, WarningRecord};
 
 /// Timer of the retry task, and the first backoff step.
@@ -92,15 +91,15 @@ impl Deployer {
         self.cleanup_wake.notify_one();
     }
 
-    /// Retries pending removals until `stop`: at once, then on
+    /// Retries pending removals until `shutdown` fires: at once, then on
     /// [`RETRY_INTERVAL`] for records whose backoff elapsed, and every
     /// record when woken by a deploy.
-    pub async fn run_cleanups(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+    pub async fn run_cleanups(self: Arc<Self>, mut shutdown: Shutdown) {
         let mut every = true;
         loop {
             self.retry_cleanups(every).await;
             every = tokio::select! {
-                _ = stop.wait_for(|stop| *stop) => return,
+                () = shutdown.recv() => return,
                 () = self.cleanup_wake.notified() => true,
                 () = tokio::time::sleep(RETRY_INTERVAL) => false,
             };

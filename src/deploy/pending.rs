@@ -11,7 +11,6 @@
 //! before then leaves the kept-aside record, which the next start files as
 //! interrupted.
 
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
@@ -19,6 +18,7 @@ use tokio::sync::Notify;
 use super::cleanup::SecretOutcome;
 use crate::audit::NewEvent;
 use crate::error_chain::chain;
+use crate::shutdown::Shutdown;
 use crate::store::records::{CleanupKind, DeployRecord, IdempotencyRecord};
 use crate::store::{StorageHealth, Store, StoreError, Writer};
 
@@ -83,13 +83,12 @@ impl PendingRecords {
     }
 
     /// Writes the waiting records while the store is healthy, until
-    /// `shutdown` resolves.
-    pub async fn run(self: Arc<Self>, store: Arc<Store>, shutdown: impl Future<Output = ()>) {
-        tokio::pin!(shutdown);
+    /// `shutdown` fires.
+    pub async fn run(self: Arc<Self>, store: Arc<Store>, mut shutdown: Shutdown) {
         let mut health = store.watch_health();
         loop {
             tokio::select! {
-                () = &mut shutdown => return,
+                () = shutdown.recv() => return,
                 changed = health.changed() => if changed.is_err() { return },
                 () = self.added.notified() => {}
             }

@@ -13,7 +13,6 @@
 //! This module only decides and reports; reopening and committing stay in
 //! `store::mod` and `store::commit`.
 
-use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +20,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::{Store, StoreError};
+use crate::shutdown::Shutdown;
 
 /// First wait before the background probe; doubled after each failure.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
@@ -152,24 +152,23 @@ impl StoreError {
     }
 }
 
-/// Runs until `shutdown` resolves: while the store is degraded, commits a
+/// Runs until `shutdown` fires: while the store is degraded, commits a
 /// probe after a second, doubling the wait after each failure up to eight
 /// seconds. A successful commit of any write marks the store healthy,
 /// so the probe stops as soon as a client write got through first.
-pub async fn run(store: Arc<Store>, shutdown: impl Future<Output = ()>) {
-    tokio::pin!(shutdown);
+pub async fn run(store: Arc<Store>, mut shutdown: Shutdown) {
     let mut health = store.watch_health();
     loop {
         while store.health() == StorageHealth::Healthy {
             tokio::select! {
-                () = &mut shutdown => return,
+                () = shutdown.recv() => return,
                 changed = health.changed() => if changed.is_err() { return },
             }
         }
         let mut wait = FIRST_RETRY;
         loop {
             tokio::select! {
-                () = &mut shutdown => return,
+                () = shutdown.recv() => return,
                 () = tokio::time::sleep(wait) => {}
             }
             match store.probe_async().await {

@@ -14,6 +14,7 @@ mod durability;
 mod edges;
 mod full_disk;
 mod harness;
+mod in_process;
 mod isolation;
 mod kubernetes;
 mod layers;
