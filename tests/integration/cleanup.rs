@@ -95,7 +95,7 @@ async fn a_manifest_left_by_a_delete_is_removed_once_the_dir_is_writable() {
     let server = TestServer::start().await;
     server.seed("acme", &["web"]).await;
     server
-        .set_secret("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-left-behind")
+        .set_secret_ok("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-left-behind")
         .await;
     let answer = server.deploy("web", json!({"image_ref": "nginx"})).await;
     assert_eq!(answer.status, 201, "{}", answer.text());
@@ -149,7 +149,7 @@ async fn a_stale_secret_the_cluster_refused_to_delete_is_deleted_later() {
     .await;
     server.seed("acme", &["web"]).await;
     server
-        .set_secret("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-stale")
+        .set_secret_ok("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-stale")
         .await;
     server.deploy_ok("web").await;
     let cluster = server.cluster.as_ref().unwrap();

@@ -127,7 +127,7 @@ async fn a_missing_tenant_id_is_inferred_with_a_warning() {
     let server = TestServer::start().await;
     server.seed("acme", &["web"]).await;
     server
-        .set_secret("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-1")
+        .set_secret_ok("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-1")
         .await;
     for body in [
         json!({"image_ref": "nginx"}),
@@ -150,7 +150,7 @@ async fn another_tenants_id_is_refused_and_nothing_is_applied() {
     server.seed("acme", &["web"]).await;
     server.seed("evil", &[]).await;
     server
-        .set_secret("/v1/tenants/evil", "openai", "OPENAI_API_KEY", "sk-evil")
+        .set_secret_ok("/v1/tenants/evil", "openai", "OPENAI_API_KEY", "sk-evil")
         .await;
     let before = server.audit_seq().await;
     let answer = server
@@ -175,7 +175,7 @@ async fn without_a_master_key_deploys_skip_injection_and_keep_the_secret() {
     let server = TestServer::start().await;
     server.seed("acme", &["web"]).await;
     server
-        .set_secret("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-live")
+        .set_secret_ok("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-live")
         .await;
     server.deploy_ok("web").await;
     let before = std::fs::read(server.path("manifests/web.yaml")).unwrap();
@@ -239,7 +239,7 @@ async fn unopenable_values_fail_injection_and_keep_the_secret() {
     let server = TestServer::start().await;
     server.seed("acme", &["web"]).await;
     server
-        .set_secret("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-live")
+        .set_secret_ok("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-live")
         .await;
     server.deploy_ok("web").await;
     let before = std::fs::read_to_string(server.path("manifests/web.yaml")).unwrap();
@@ -274,10 +274,10 @@ async fn removed_keys_and_an_empty_set_are_removed_from_the_cluster() {
     let server = TestServer::start().await;
     server.seed("acme", &["web"]).await;
     server
-        .set_secret("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-1")
+        .set_secret_ok("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-1")
         .await;
     server
-        .set_secret("/v1/apps/web", "stripe", "STRIPE_KEY", "rk-1")
+        .set_secret_ok("/v1/apps/web", "stripe", "STRIPE_KEY", "rk-1")
         .await;
     server.deploy_ok("web").await;
     assert_eq!(server.manifest_values("web").unwrap().len(), 2);
@@ -346,19 +346,21 @@ async fn removed_keys_and_an_empty_set_are_removed_from_the_cluster() {
 async fn a_dry_run_reports_changes_and_changes_nothing() {
     let server = TestServer::start().await;
     server.seed("acme", &["web"]).await;
-    server.set_secret("/v1/apps/web", "a", "KEEP", "same").await;
     server
-        .set_secret("/v1/apps/web", "b", "CHANGE", "old")
+        .set_secret_ok("/v1/apps/web", "a", "KEEP", "same")
         .await;
-    server.set_secret("/v1/apps/web", "c", "DROP", "x").await;
+    server
+        .set_secret_ok("/v1/apps/web", "b", "CHANGE", "old")
+        .await;
+    server.set_secret_ok("/v1/apps/web", "c", "DROP", "x").await;
     server.deploy_ok("web").await;
     server
-        .set_secret("/v1/apps/web", "b", "CHANGE", "new")
+        .set_secret_ok("/v1/apps/web", "b", "CHANGE", "new")
         .await;
     server
         .admin("DELETE", "/v1/apps/web/external-secrets/c/DROP", None)
         .await;
-    server.set_secret("/v1/apps/web", "d", "ADD", "y").await;
+    server.set_secret_ok("/v1/apps/web", "d", "ADD", "y").await;
     let file_before = std::fs::read(server.path("manifests/web.yaml")).unwrap();
     let seq_before = server.audit_seq().await;
 
@@ -406,7 +408,7 @@ async fn missing_required_env_is_a_warning() {
         .await;
     assert_eq!(app.status, 201);
     server
-        .set_secret("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk")
+        .set_secret_ok("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk")
         .await;
     let body = server
         .deploy("web", json!({"tenant_id": "acme", "image_ref": "nginx"}))
@@ -435,7 +437,7 @@ async fn an_idempotency_key_replays_the_original_deploy() {
     let server = TestServer::start().await;
     server.seed("acme", &["web"]).await;
     server
-        .set_secret("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk")
+        .set_secret_ok("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk")
         .await;
     let body = json!({"image_ref": "nginx:1"}).to_string();
     let headers = [("idempotency-key", "retry-42")];
@@ -490,7 +492,7 @@ async fn concurrent_deploys_of_one_app_are_serialised() {
     let server = std::sync::Arc::new(TestServer::start().await);
     server.seed("acme", &["web"]).await;
     server
-        .set_secret("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk")
+        .set_secret_ok("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk")
         .await;
     let mut tasks = Vec::new();
     for i in 0..8 {

@@ -180,7 +180,7 @@ async fn a_deploy_killed_mid_apply_is_filed_as_interrupted() {
     .await;
     server.seed("acme", &["web"]).await;
     server
-        .set_secret("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-1")
+        .set_secret_ok("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-1")
         .await;
     server.hold_deployment_applies();
     let server = Arc::new(server);

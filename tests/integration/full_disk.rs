@@ -367,7 +367,7 @@ async fn a_deploy_record_held_back_by_a_full_disk_is_written_when_it_heals() {
     server.seed("acme", &["web", "app0"]).await;
     let token = server.mint("acme").await;
     server
-        .set_secret("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-1")
+        .set_secret_ok("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-1")
         .await;
     server.hold_deployment_applies();
     let server = Arc::new(server);

@@ -54,13 +54,13 @@ async fn seeded() -> TestServer {
     let server = TestServer::start_with(kubernetes()).await;
     server.seed("acme", &["web"]).await;
     server
-        .set_secret("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-tenant")
+        .set_secret_ok("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-tenant")
         .await;
     server
-        .set_secret("/v1/tenants/acme", "stripe", "STRIPE_KEY", "rk-tenant")
+        .set_secret_ok("/v1/tenants/acme", "stripe", "STRIPE_KEY", "rk-tenant")
         .await;
     server
-        .set_secret("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-app")
+        .set_secret_ok("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-app")
         .await;
     server
 }
@@ -214,8 +214,8 @@ async fn string_data_leaves_a_removed_key_behind_but_data_does_not() {
     );
 
     server.seed("acme", &["web"]).await;
-    server.set_secret("/v1/apps/web", "p", "A", "1").await;
-    server.set_secret("/v1/apps/web", "p", "B", "2").await;
+    server.set_secret_ok("/v1/apps/web", "p", "A", "1").await;
+    server.set_secret_ok("/v1/apps/web", "p", "B", "2").await;
     server.deploy("web", json!({"image_ref": "nginx"})).await;
     server
         .admin("DELETE", "/v1/apps/web/external-secrets/p/B", None)
@@ -289,7 +289,7 @@ async fn a_hung_cluster_cannot_hold_a_deploy_past_its_budget() {
     })
     .await;
     server.seed("acme", &["web"]).await;
-    server.set_secret("/v1/apps/web", "p", "K", "v").await;
+    server.set_secret_ok("/v1/apps/web", "p", "K", "v").await;
     cluster(&server)
         .faults()
         .hang(HangRule::all().path_contains("/paas-apps/"));

@@ -400,6 +400,28 @@ format = "json"
         .await
     }
 
+    /// Sets a secret with the admin token and asserts it was stored (201
+    /// created or 200 replaced; the answer's body in the failure message).
+    #[track_caller]
+    pub fn set_secret_ok<'a>(
+        &'a self,
+        scope_path: &'a str,
+        provider: &'a str,
+        key: &'a str,
+        value: &'a str,
+    ) -> impl std::future::Future<Output = ()> + 'a {
+        let caller = std::panic::Location::caller();
+        async move {
+            let answer = self.set_secret(scope_path, provider, key, value).await;
+            assert!(
+                answer.status == 201 || answer.status == 200,
+                "{caller}: setting {scope_path} {provider}/{key}: {} {}",
+                answer.status,
+                answer.text()
+            );
+        }
+    }
+
     /// Deploys an app with the admin token.
     pub async fn deploy(&self, app: &str, body: serde_json::Value) -> Answer {
         self.admin(

@@ -13,7 +13,7 @@ async fn activity(server: &TestServer) {
     seed_acme_web(server).await;
     for (key, value) in [("A_KEY", "sk-a"), ("B_KEY", "sk-b"), ("C_KEY", "sk-c")] {
         server
-            .set_secret("/v1/apps/web", "openai", key, value)
+            .set_secret_ok("/v1/apps/web", "openai", key, value)
             .await;
     }
     admin(server, &["deploy", "web", "--image", "nginx"], None)
@@ -288,10 +288,10 @@ async fn a_log_tampered_while_stopped_is_found_at_the_next_start() {
     assert_eq!(ready["audit"]["chain"], "verified", "{ready}");
     assert_eq!(ready["degraded"], false, "{ready}");
     server
-        .set_secret("/v1/apps/web", "openai", "D_KEY", "sk-d")
+        .set_secret_ok("/v1/apps/web", "openai", "D_KEY", "sk-d")
         .await;
     server
-        .set_secret("/v1/apps/web", "openai", "E_KEY", "sk-e")
+        .set_secret_ok("/v1/apps/web", "openai", "E_KEY", "sk-e")
         .await;
     let head = server.audit_seq().await;
     let dir = server.stop().await;

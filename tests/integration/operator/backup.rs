@@ -282,7 +282,7 @@ async fn a_forged_or_damaged_backup_is_refused() {
         .await
         .expect(0);
     server
-        .set_secret("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-1")
+        .set_secret_ok("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-1")
         .await;
     server.mint("beta").await;
     let file = server.path("b.backup");

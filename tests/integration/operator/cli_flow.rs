@@ -560,7 +560,7 @@ async fn keys_status_and_retire_follow_a_rotation() {
     let server = TestServer::start().await;
     seed_acme_web(&server).await;
     server
-        .set_secret("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-1")
+        .set_secret_ok("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-1")
         .await;
     let status = admin(&server, &["keys", "status", "-o", "json"], None)
         .await
