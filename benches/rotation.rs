@@ -457,7 +457,7 @@ fn build_store_with(path: &Path, keyring: &Keyring, apps: usize, bulk: usize) {
             .write(move |w| {
                 w.put_tenant(&tenant_id, "bench")?;
                 for app_id in &app_ids {
-                    w.put_app(app_id, &tenant_id, Vec::new(), "bench")?;
+                    w.put_app(app_id, &tenant_id, Default::default(), "bench")?;
                 }
                 for put in &puts {
                     w.put_secret(put.clone(), "bench")?;

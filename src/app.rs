@@ -303,6 +303,7 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
         namespace: config.cluster.namespace.as_str().to_owned(),
         timeout: config.deploy.timeout,
         queue_timeout: config.deploy.queue_timeout,
+        auto_redeploy_default: config.deploy.auto_redeploy_default,
     };
     let deployer =
         Arc::new(Deployer::new(store.clone(), keyring.clone(), cluster, settings).await?);

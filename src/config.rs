@@ -164,6 +164,17 @@ pub struct DeployConfig {
     /// answering 409 `deploy_in_progress`.
     #[serde(deserialize_with = "duration")]
     pub queue_timeout: Duration,
+    /// `auto_redeploy` of an app registered without it (SPEC §11.2).
+    pub auto_redeploy_default: bool,
+    /// An automatic redeploy waits this long without further secret writes
+    /// to the tenant, so a burst of changes rolls out once.
+    #[serde(deserialize_with = "duration")]
+    pub auto_redeploy_quiet: Duration,
+    /// …but never longer than this after the first queued change.
+    #[serde(deserialize_with = "duration")]
+    pub auto_redeploy_max_delay: Duration,
+    /// Most automatic redeploys running at once.
+    pub auto_redeploy_concurrency: usize,
 }
 
 /// `[audit]`: the audit log (SPEC §7).
@@ -259,6 +270,7 @@ impl Config {
         })?;
         config.resolve_paths(path)?;
         config.check_server(path)?;
+        config.check_deploy(path)?;
         Ok(config)
     }
 
@@ -291,6 +303,24 @@ impl Config {
             if value.is_relative() {
                 *value = base.join(&*value);
             }
+        }
+        Ok(())
+    }
+
+    /// Refuses automatic-redeploy settings that could never run.
+    fn check_deploy(&self, path: &Path) -> Result<(), ConfigError> {
+        let deploy = &self.deploy;
+        if deploy.auto_redeploy_concurrency == 0 {
+            let reason = "must be at least 1 (default 4)".to_owned();
+            return Err(invalid(path, "deploy.auto_redeploy_concurrency", reason));
+        }
+        if deploy.auto_redeploy_max_delay < deploy.auto_redeploy_quiet {
+            let reason = format!(
+                "({}) is shorter than deploy.auto_redeploy_quiet ({}); the longest wait must                  be at least the quiet time",
+                humantime::format_duration(deploy.auto_redeploy_max_delay),
+                humantime::format_duration(deploy.auto_redeploy_quiet)
+            );
+            return Err(invalid(path, "deploy.auto_redeploy_max_delay", reason));
         }
         Ok(())
     }
@@ -456,6 +486,10 @@ impl Default for DeployConfig {
         Self {
             timeout: Duration::from_secs(20),
             queue_timeout: Duration::from_secs(10),
+            auto_redeploy_default: false,
+            auto_redeploy_quiet: Duration::from_secs(10),
+            auto_redeploy_max_delay: Duration::from_secs(60),
+            auto_redeploy_concurrency: 4,
         }
     }
 }

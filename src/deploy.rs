@@ -33,12 +33,13 @@ use tokio::time::Instant;
 use crate::audit::{NewEvent, event};
 use crate::cluster::objects::{self, DeploymentParams};
 use crate::cluster::{ClusterError, ClusterTarget};
-use crate::crypto::SharedKeyring;
+use crate::crypto::{self, HashedEntry, InstallationKey, SharedKeyring};
 use crate::model::{AppId, EnvKey, TenantId, Timestamp, ValidationError};
 use crate::resolve::{self, EffectiveSet, Warning};
 use crate::store::deploys::deploy_id;
 use crate::store::records::{
-    AppRecord, DeployRecord, IdempotencyRecord, InjectedKey, InjectionRecord, WarningRecord,
+    AppRecord, DeployRecord, DeployTrigger, IdempotencyRecord, InjectedKey, InjectionRecord,
+    RolloutChange, WarningRecord,
 };
 use crate::store::{Store, StoreError};
 use cleanup::SecretOutcome;
@@ -57,6 +58,8 @@ pub struct DeploySettings {
     pub timeout: Duration,
     /// How long a deploy waits for another deploy of the same app.
     pub queue_timeout: Duration,
+    /// `auto_redeploy` of an app registered without it.
+    pub auto_redeploy_default: bool,
 }
 
 /// A deploy as asked for, after authentication and authorization.
@@ -78,6 +81,10 @@ pub struct DeployRequest {
     pub port: Option<i64>,
     /// `?dry_run=true`.
     pub dry_run: bool,
+    /// `"restart": true`: roll the pods even if nothing changed.
+    pub restart: bool,
+    /// What started it.
+    pub trigger: DeployTrigger,
     /// `Idempotency-Key` header and the hash of the request it came with.
     pub idempotency: Option<(String, [u8; 32])>,
     /// Audit actor.
@@ -190,6 +197,8 @@ pub struct Deployer {
     cleanup_wake: tokio::sync::Notify,
     /// Final records waiting for the store to heal.
     pending: Arc<pending::PendingRecords>,
+    /// The key of the secrets hash on pod templates.
+    installation_key: InstallationKey,
 }
 
 /// The error of a deploy exsec stopped in the middle of (crash, kill, power
@@ -215,7 +224,9 @@ impl Deployer {
                 "a deploy was interrupted by a stop; it is recorded as failed"
             );
         }
-        let last_seq = store.read_async(|r| r.last_deploy_seq()).await?;
+        let (last_seq, installation_key) = store
+            .read_async(|r| Ok((r.last_deploy_seq()?, r.installation_key()?)))
+            .await?;
         Ok(Self {
             store,
             keyring,
@@ -225,6 +236,7 @@ impl Deployer {
             last_seq: AtomicU64::new(last_seq),
             cleanup_wake: tokio::sync::Notify::new(),
             pending: Arc::default(),
+            installation_key,
         })
     }
 
@@ -265,15 +277,15 @@ impl Deployer {
 
         let keyring = self.keyring.snapshot();
         let app_id = request.app_id.clone();
-        let set = {
+        let (set, previous) = {
             let keyring = keyring.clone();
             self.store
                 .read_async(move |r| {
                     let layout = r.secret_layout(&app_id)?;
-                    Ok(layout.map(|l| resolve::resolve(&l.tenant, &l.app, &keyring)))
+                    let set = layout.map(|l| resolve::resolve(&l.tenant, &l.app, &keyring));
+                    Ok((set.unwrap_or_default(), r.last_succeeded_deploy(&app_id)?))
                 })
                 .await?
-                .unwrap_or_default()
         };
         let mut warnings = checked.warnings;
         warnings.extend(set.warnings.iter().map(warning_record));
@@ -320,6 +332,10 @@ impl Deployer {
                 warnings: Vec::new(),
             },
             warnings,
+            trigger: request.trigger,
+            secrets_hash: None,
+            restarted_at: None,
+            rollout: None,
         };
         let created = NewEvent::new(event::DEPLOY_CREATED, &request.actor)
             .tenant(checked.tenant_id.as_str())
@@ -342,6 +358,19 @@ impl Deployer {
             )
             .await;
 
+        let template = PodTemplate::after(
+            previous.as_ref(),
+            match secret_outcome {
+                // The Secret now holds exactly this set.
+                SecretOutcome::Replaced => Some(self.secrets_hash(&set)),
+                // The Secret kept what it had: so does the template.
+                SecretOutcome::Untouched | SecretOutcome::Stale(_) => None,
+            },
+            request.restart,
+            || self.secrets_hash(&EffectiveSet::default()),
+        );
+        record.secrets_hash = Some(template.secrets_hash.clone());
+        record.restarted_at = template.restarted_at.clone();
         let deployment = objects::deployment(&DeploymentParams {
             app_id: &request.app_id,
             tenant_id: &checked.tenant_id,
@@ -350,6 +379,8 @@ impl Deployer {
             replicas: checked.replicas,
             port: checked.port,
             deploy_id: &deploy_id,
+            secrets_hash: &template.secrets_hash,
+            restarted_at: template.restarted_at.as_deref(),
         });
         let applied = budget
             .run(
@@ -366,6 +397,10 @@ impl Deployer {
         }
         .to_owned();
         record.error = error.clone();
+        if error.is_none() {
+            record.rollout =
+                Some(template.change_from(previous.as_ref(), &request.image_ref, checked.port));
+        }
         record.injection = InjectionRecord {
             secret_name,
             ..injection
@@ -429,6 +464,18 @@ impl Deployer {
             "deploy finished"
         );
         Ok(DeployResult::Done(Box::new(record)))
+    }
+
+    /// `exsec.io/secrets-hash` of a set (SPEC §11.2).
+    fn secrets_hash(&self, set: &EffectiveSet) -> String {
+        crypto::secrets_hash(
+            &self.installation_key,
+            set.values.iter().map(|v| HashedEntry {
+                name: v.key.as_str(),
+                provider: v.provider.as_str(),
+                value: v.value.expose_secret().as_bytes(),
+            }),
+        )
     }
 
     /// The deploy recorded for an idempotency key, if the request matches.
@@ -687,6 +734,60 @@ impl Deployer {
             tenant_id: tenant_id.to_string(),
             external_secrets: injection,
             warnings,
+        }
+    }
+}
+
+/// The annotations a deploy puts on the pod template: they, the image and
+/// the port are all of the template that can change, so pods roll exactly
+/// when one of them does.
+struct PodTemplate {
+    secrets_hash: String,
+    restarted_at: Option<String>,
+}
+
+impl PodTemplate {
+    /// The template after a deploy: the new secrets hash when the Secret
+    /// was replaced, else the one the pods run with now (the last
+    /// successful deploy's; the empty set's when there is none); the
+    /// restart mark renewed on `restart`, else carried over — a deploy
+    /// that dropped it would roll the pods.
+    fn after(
+        previous: Option<&DeployRecord>,
+        replaced: Option<String>,
+        restart: bool,
+        empty_hash: impl FnOnce() -> String,
+    ) -> PodTemplate {
+        let carried = previous.and_then(|p| p.secrets_hash.clone());
+        PodTemplate {
+            secrets_hash: replaced.or(carried).unwrap_or_else(empty_hash),
+            restarted_at: if restart {
+                Some(Timestamp::now().to_rfc3339())
+            } else {
+                previous.and_then(|p| p.restarted_at.clone())
+            },
+        }
+    }
+
+    /// Whether this template differs from the one the last successful
+    /// deploy applied. A deploy before schema 3 put its deploy id on the
+    /// template, so the first one after it always rolls.
+    fn change_from(
+        &self,
+        previous: Option<&DeployRecord>,
+        image_ref: &str,
+        port: Option<u16>,
+    ) -> RolloutChange {
+        let same = previous.is_some_and(|p| {
+            p.secrets_hash.as_deref() == Some(self.secrets_hash.as_str())
+                && p.restarted_at == self.restarted_at
+                && p.image_ref == image_ref
+                && p.port == port
+        });
+        if same {
+            RolloutChange::Unchanged
+        } else {
+            RolloutChange::Restarted
         }
     }
 }

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::deploy::{DryRunInjection, DryRunReport};
 use crate::resolve::Warning;
 use crate::store::records::{
-    AppRecord, CleanupRecord, DeployRecord, SecretRecord, TenantRecord, TokenRecord, WarningRecord,
+    AppRecord, CleanupRecord, DeployRecord, RolloutChange, SecretRecord, TenantRecord, TokenRecord,
+    WarningRecord,
 };
 
 /// `PUT /v1/tenants/{id}` (body optional, no fields yet).
@@ -31,6 +32,10 @@ pub struct PutAppBody {
     /// Env var names the app needs.
     #[serde(default)]
     pub required_env: Vec<String>,
+    /// Redeploy when its effective set changes; left out: unchanged for an
+    /// existing app, `deploy.auto_redeploy_default` for a new one.
+    #[serde(default)]
+    pub auto_redeploy: Option<bool>,
 }
 
 /// `PUT …/external-secrets/{provider}/{key}` and `…/verify`.
@@ -61,6 +66,9 @@ pub struct DeployBody {
     /// Container port; wide for the same reason (`invalid_port`).
     #[serde(default)]
     pub port: Option<i64>,
+    /// Roll the pods even when nothing changed.
+    #[serde(default)]
+    pub restart: bool,
 }
 
 /// `{code, message}`.
@@ -187,6 +195,8 @@ pub struct AppDto {
     pub created_at: String,
     /// Last change.
     pub updated_at: String,
+    /// Whether a change of its effective set redeploys it.
+    pub auto_redeploy: bool,
 }
 
 impl AppDto {
@@ -202,6 +212,7 @@ impl AppDto {
                 .collect(),
             created_at: record.created_at.to_rfc3339(),
             updated_at: record.updated_at.to_rfc3339(),
+            auto_redeploy: record.auto_redeploy,
         }
     }
 }
@@ -302,6 +313,14 @@ pub struct DeployDto {
     pub warnings: Vec<WarningDto>,
     /// What happened to the external secrets.
     pub external_secrets: InjectionDto,
+    /// `api`, `secret_change` or `rollback`.
+    pub trigger: &'static str,
+    /// `restarted` when the pod template changed (the pods roll),
+    /// `unchanged` when it did not; null when the Deployment apply failed
+    /// (and for deploys recorded before this field existed).
+    pub rollout: Option<&'static str>,
+    /// The `exsec.io/secrets-hash` put on the pod template.
+    pub secrets_hash: Option<String>,
 }
 
 impl From<&DeployRecord> for DeployDto {
@@ -327,6 +346,9 @@ impl From<&DeployRecord> for DeployDto {
                 undecryptable: r.injection.undecryptable.clone(),
                 warnings: r.injection.warnings.iter().map(WarningDto::from).collect(),
             },
+            trigger: r.trigger.as_str(),
+            rollout: r.rollout.map(RolloutChange::as_str),
+            secrets_hash: r.secrets_hash.clone(),
         }
     }
 }

@@ -906,6 +906,13 @@ fn app_request() -> Value {
                     "description": "env var names the app needs; a deploy lacking one warns `missing_required_env`",
                 }),
             ),
+            (
+                "auto_redeploy",
+                json!({
+                    "type": ["boolean", "null"],
+                    "description": "redeploy the app (its last successful deploy's image, replicas and port) when a secret write changes its effective set; left out: unchanged for an existing app, `deploy.auto_redeploy_default` for a new one",
+                }),
+            ),
         ],
     )
 }
@@ -972,6 +979,14 @@ fn deploy_request() -> Value {
                 "port",
                 json!({ "type": ["integer", "null"], "minimum": 1, "maximum": 65535 }),
             ),
+            (
+                "restart",
+                json!({
+                    "type": "boolean",
+                    "default": false,
+                    "description": "roll the pods even when the image, port and secrets are unchanged (sets `exsec.io/restarted-at` on the pod template)",
+                }),
+            ),
         ],
     )
 }
@@ -990,6 +1005,7 @@ fn app() -> Value {
         ("required_env", names()),
         ("created_at", reference("Timestamp")),
         ("updated_at", reference("Timestamp")),
+        ("auto_redeploy", json!({ "type": "boolean" })),
     ])
 }
 
@@ -1070,13 +1086,29 @@ fn deploy() -> Value {
         ("created_at", reference("Timestamp")),
         ("warnings", warnings()),
         ("external_secrets", reference("Injection")),
+        ("trigger", one_of(&["api", "secret_change", "rollback"])),
+        (
+            "rollout",
+            json!({
+                "description": "`restarted` when the pod template changed (the pods roll), `unchanged` when it did not; null when the Deployment apply failed or for deploys recorded before exsec kept it",
+                "enum": ["restarted", "unchanged", null],
+            }),
+        ),
+        (
+            "secrets_hash",
+            json!({
+                "description": "the `exsec.io/secrets-hash` put on the pod template (HMAC-SHA256 of the effective set under the installation key, 32 hex characters)",
+                "type": ["string", "null"],
+                "pattern": "^[0-9a-f]{32}$",
+            }),
+        ),
     ])
 }
 
 /// One deploy read back: the record plus the rollout the cluster reports.
 fn deploy_detail() -> Value {
     let mut schema = deploy();
-    schema["properties"]["rollout"] = json!({
+    schema["properties"]["rollout_status"] = json!({
         "description": "rollout of this deploy; `superseded` when a newer deploy runs, `absent` without a Deployment, `unknown` when the cluster cannot tell",
         "type": "object",
         "required": ["status"],
@@ -1091,7 +1123,7 @@ fn deploy_detail() -> Value {
         "additionalProperties": false,
     });
     if let Some(required) = schema["required"].as_array_mut() {
-        required.push(json!("rollout"));
+        required.push(json!("rollout_status"));
     }
     schema
 }

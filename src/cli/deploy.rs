@@ -113,7 +113,7 @@ pub async fn history(
             return context.output.value(&body);
         }
         let mut lines = describe(&body);
-        let rollout = &body["rollout"];
+        let rollout = &body["rollout_status"];
         if rollout.is_object() {
             lines.push(format!("rollout: {}", rollout_text(rollout)));
         }

@@ -20,7 +20,9 @@ use k8s_openapi::api::core::v1::Secret;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use super::{AppObjects, BoxFuture, ClusterError, ClusterTarget, DeploymentState, SecretData};
+use super::{
+    AppObjects, BoxFuture, ClusterError, ClusterTarget, DeploymentState, SecretData, objects,
+};
 use crate::model::AppId;
 
 /// Annotation marking a Secret written without its values.
@@ -148,7 +150,16 @@ impl ClusterTarget for ManifestsTarget {
         app_id: &'a AppId,
         deployment: &'a Deployment,
     ) -> BoxFuture<'a, Result<(), ClusterError>> {
-        self.write_document(app_id, "Deployment", deployment, |file, value| {
+        // Without the deploy id, the file changes only when something real
+        // changed (SPEC §11.2): a GitOps diff of a no-op deploy is empty.
+        let mut deployment = deployment.clone();
+        if let Some(annotations) = deployment.metadata.annotations.as_mut() {
+            annotations.remove(objects::DEPLOY_ID_ANNOTATION);
+            if annotations.is_empty() {
+                deployment.metadata.annotations = None;
+            }
+        }
+        self.write_document(app_id, "Deployment", &deployment, |file, value| {
             file.deployment = Some(value);
         })
     }
@@ -299,6 +310,12 @@ fn write_app_file(dir: &Path, path: &Path, file: &AppFile) -> std::io::Result<()
             Zeroizing::new(serde_json::to_string_pretty(document).map_err(std::io::Error::other)?);
         text.push_str(&json);
         text.push('\n');
+    }
+    // The same bytes: leave the file (and its mtime) alone.
+    if let Ok(existing) = fs::read(path).map(Zeroizing::new)
+        && existing.as_slice() == text.as_bytes()
+    {
+        return Ok(());
     }
     let name = path
         .file_name()

@@ -16,6 +16,7 @@ use std::pin::Pin;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
@@ -107,7 +108,8 @@ pub struct DeploymentState {
     pub image: Option<String>,
     /// Secrets the `app` container reads through `envFrom`.
     pub env_from: Vec<EnvFromSecret>,
-    /// The `exsec.io/deploy-id` of the pod template.
+    /// The `exsec.io/deploy-id` of the Deployment (of its pod template
+    /// when an exsec before schema 3 applied it).
     pub deploy_id: Option<String>,
     /// Rollout progress as the cluster reports it.
     pub rollout: Rollout,
@@ -160,11 +162,13 @@ impl DeploymentState {
                     .collect()
             })
             .unwrap_or_default();
-        let deploy_id = template
-            .and_then(|t| t.metadata.as_ref())
-            .and_then(|m| m.annotations.as_ref())
-            .and_then(|a| a.get(objects::DEPLOY_ID_ANNOTATION))
-            .cloned();
+        let annotation = |meta: Option<&ObjectMeta>| {
+            meta.and_then(|m| m.annotations.as_ref())
+                .and_then(|a| a.get(objects::DEPLOY_ID_ANNOTATION))
+                .cloned()
+        };
+        let deploy_id = annotation(Some(&deployment.metadata))
+            .or_else(|| annotation(template.and_then(|t| t.metadata.as_ref())));
         let status = deployment.status.as_ref();
         let desired = spec.and_then(|s| s.replicas).unwrap_or(1);
         let rollout = match status {

@@ -17,8 +17,15 @@ use crate::resolve::EffectiveValue;
 pub const FIELD_MANAGER: &str = "exsec";
 /// Label naming the app; the Deployment selector (immutable) uses only it.
 pub const NAME_LABEL: &str = "app.kubernetes.io/name";
-/// Pod-template annotation that makes every deploy roll the pods.
+/// Deployment annotation naming the deploy that applied it last (on the
+/// Deployment's own metadata: on the pod template it would roll the pods
+/// at every deploy).
 pub const DEPLOY_ID_ANNOTATION: &str = "exsec.io/deploy-id";
+/// Pod-template annotation: the secrets hash (SPEC §11.2). Pods roll when
+/// the app's effective set changed, and only then.
+pub const SECRETS_HASH_ANNOTATION: &str = "exsec.io/secrets-hash";
+/// Pod-template annotation set by a deploy with `restart: true`.
+pub const RESTARTED_AT_ANNOTATION: &str = "exsec.io/restarted-at";
 /// The one container of the Deployment.
 pub const CONTAINER_NAME: &str = "app";
 
@@ -86,8 +93,12 @@ pub struct DeploymentParams<'a> {
     pub replicas: Option<i32>,
     /// Container port, if any.
     pub port: Option<u16>,
-    /// Written into the pod template so every deploy rolls the pods.
+    /// The deploy (Deployment metadata).
     pub deploy_id: &'a str,
+    /// `exsec.io/secrets-hash` of the pod template.
+    pub secrets_hash: &'a str,
+    /// `exsec.io/restarted-at` of the pod template, if a deploy forced a roll.
+    pub restarted_at: Option<&'a str>,
 }
 
 /// The app's Deployment: one container `app`, `envFrom` the Secret with
@@ -97,6 +108,13 @@ pub fn deployment(params: &DeploymentParams<'_>) -> Deployment {
     let selector = BTreeMap::from([(NAME_LABEL.to_owned(), params.app_id.to_string())]);
     let mut pod_labels = labels(params.app_id, params.tenant_id);
     pod_labels.extend(selector.clone());
+    let mut template_annotations = BTreeMap::from([(
+        SECRETS_HASH_ANNOTATION.to_owned(),
+        params.secrets_hash.to_owned(),
+    )]);
+    if let Some(restarted_at) = params.restarted_at {
+        template_annotations.insert(RESTARTED_AT_ANNOTATION.to_owned(), restarted_at.to_owned());
+    }
     let container = Container {
         name: CONTAINER_NAME.to_owned(),
         image: Some(params.image_ref.to_owned()),
@@ -120,6 +138,10 @@ pub fn deployment(params: &DeploymentParams<'_>) -> Deployment {
             name: Some(params.app_id.to_string()),
             namespace: Some(params.namespace.to_owned()),
             labels: Some(pod_labels.clone()),
+            annotations: Some(BTreeMap::from([(
+                DEPLOY_ID_ANNOTATION.to_owned(),
+                params.deploy_id.to_owned(),
+            )])),
             ..ObjectMeta::default()
         },
         spec: Some(DeploymentSpec {
@@ -131,10 +153,7 @@ pub fn deployment(params: &DeploymentParams<'_>) -> Deployment {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels),
-                    annotations: Some(BTreeMap::from([(
-                        DEPLOY_ID_ANNOTATION.to_owned(),
-                        params.deploy_id.to_owned(),
-                    )])),
+                    annotations: Some(template_annotations),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {

@@ -1,7 +1,7 @@
 //! Master keys and sealing: key files, the key directory scan, the keyring
 //! snapshot that seals and opens secret values and the running one
 //! ([`SharedKeyring`]) that a reload swaps, the MAC that authenticates
-//! backups, and `exsec keys generate`.
+//! backups, the secrets hash on pod templates, and `exsec keys generate`.
 //!
 //! This module is the only importer of `chacha20poly1305`, `hmac` and `hkdf`. It must not log
 //! key material or plaintext, must not hold either outside zeroizing
@@ -13,6 +13,7 @@ mod backup_mac;
 mod keyfile;
 mod keyring;
 mod seal;
+mod secrets_hash;
 mod shared;
 
 pub use backup_mac::{BACKUP_MAC_LEN, BackupMac};
@@ -22,6 +23,7 @@ pub use keyring::{
     KeyringError, MASTER_KEY_LEN, MAX_KEY_FILE_BYTES, MasterKey, parse_key_file, scan_dir,
 };
 pub use seal::{NONCE_LEN, SealedValue, SecretLocation, TAG_LEN, aad};
+pub use secrets_hash::{HashedEntry, INSTALLATION_KEY_LEN, InstallationKey, secrets_hash};
 pub use shared::SharedKeyring;
 
 /// Turns a `getrandom` failure into an `io::Error` (getrandom's own error

@@ -1317,8 +1317,10 @@ mod tests {
             accept_unauthenticated: true,
             ..restore_options(&keys)
         };
+        // The trailer's last byte: the records still parse, the checksum
+        // no longer matches them.
         let mut damaged = old.clone();
-        damaged[old.len() / 2] ^= 1;
+        damaged[old.len() - 1] ^= 1;
         fs::write(&file, &damaged).unwrap();
         let error = restore(&file, &target, &accepting).unwrap_err();
         assert!(matches!(error, BackupError::Checksum), "{error}");

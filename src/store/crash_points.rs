@@ -127,7 +127,12 @@ fn run_workload(store: &Store, keyring: &Keyring) -> u64 {
     let setup = store.write(|w| {
         let tenant = TenantId::parse("acme").unwrap();
         w.put_tenant(&tenant, "admin")?;
-        w.put_app(&AppId::parse("web").unwrap(), &tenant, Vec::new(), "admin")
+        w.put_app(
+            &AppId::parse("web").unwrap(),
+            &tenant,
+            Default::default(),
+            "admin",
+        )
     });
     if setup.is_err() {
         return 0;

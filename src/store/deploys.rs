@@ -69,14 +69,33 @@ impl<T: Tables> Snapshot<T> {
         bytes.map(|b| decode("deploys", b.value())).transpose()
     }
 
+    /// The newest deploy of an app whose Deployment apply succeeded: what
+    /// the cluster's pod template holds now (its secrets hash and restart
+    /// mark are carried over by the next deploy).
+    pub fn last_succeeded_deploy(
+        &self,
+        app_id: &AppId,
+    ) -> Result<Option<DeployRecord>, StoreError> {
+        self.newest_deploy_where(app_id, |record| record.status == "succeeded")
+    }
+
     /// The newest deploy of an app that left the cluster's Secret matching
     /// the store (see [`super::records::InjectionRecord::synced`]).
     pub fn last_injected_deploy(&self, app_id: &AppId) -> Result<Option<DeployRecord>, StoreError> {
+        self.newest_deploy_where(app_id, |record| record.injection.synced())
+    }
+
+    /// The newest deploy of an app for which `wanted` holds.
+    fn newest_deploy_where(
+        &self,
+        app_id: &AppId,
+        wanted: impl Fn(&DeployRecord) -> bool,
+    ) -> Result<Option<DeployRecord>, StoreError> {
         let deploys = self.txn().table(tables::DEPLOYS)?;
         let range = deploys.range((app_id.as_str(), 0)..=(app_id.as_str(), u64::MAX))?;
         for entry in range.rev() {
             let record: DeployRecord = decode("deploys", entry?.1.value())?;
-            if record.injection.synced() {
+            if wanted(&record) {
                 return Ok(Some(record));
             }
         }

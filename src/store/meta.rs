@@ -7,7 +7,7 @@ use redb::ReadableTable;
 
 use super::{Snapshot, StoreError, Tables, Writer, decode, encode, tables};
 use crate::audit::Anchor;
-use crate::crypto::Fingerprint;
+use crate::crypto::{Fingerprint, INSTALLATION_KEY_LEN, InstallationKey};
 use crate::model::KeyId;
 
 impl<T: Tables> Snapshot<T> {
@@ -30,6 +30,19 @@ impl<T: Tables> Snapshot<T> {
             }
         }
         Ok(out)
+    }
+
+    /// The key of the secrets hash, created when the file was prepared.
+    pub fn installation_key(&self) -> Result<InstallationKey, StoreError> {
+        let meta = self.txn().table(tables::META)?;
+        let bytes = meta.get(tables::META_INSTALLATION_KEY)?;
+        bytes
+            .and_then(|b| <[u8; INSTALLATION_KEY_LEN]>::try_from(b.value()).ok())
+            .map(InstallationKey::from_bytes)
+            .ok_or_else(|| StoreError::CorruptKey {
+                table: "meta",
+                key: tables::META_INSTALLATION_KEY.to_owned(),
+            })
     }
 
     /// The checkpoint the chain starts from after pruning (genesis if never pruned).

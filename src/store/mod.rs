@@ -28,13 +28,14 @@ mod commit;
 mod crash_points;
 pub mod deploys;
 pub mod health;
+mod legacy;
 mod meta;
 pub mod records;
 pub mod reseal;
 mod schema;
 mod secrets;
 pub mod tables;
-mod tenants;
+pub mod tenants;
 #[doc(hidden)]
 pub mod testing;
 mod tokens;
@@ -169,6 +170,9 @@ pub enum StoreError {
         /// Its size after the write.
         bytes: usize,
     },
+    /// The OS random source failed (creating the installation key).
+    #[error("cannot read random bytes from the operating system")]
+    Random(#[source] std::io::Error),
     /// A master key id is known with another fingerprint.
     #[error("master key {key_id} differs from the key of that id that sealed stored values")]
     KeyFingerprintMismatch {

@@ -29,6 +29,9 @@ pub struct AppRecord {
     pub created_at: Timestamp,
     /// When it was last changed.
     pub updated_at: Timestamp,
+    /// Redeploy automatically when its effective set changes (SPEC §11.2).
+    /// Schema 3; apps of older files read as `false`.
+    pub auto_redeploy: bool,
 }
 
 /// One external secret: metadata in the clear, the value only sealed.
@@ -141,6 +144,60 @@ pub struct DeployRecord {
     pub injection: InjectionRecord,
     /// Warnings returned to the caller.
     pub warnings: Vec<WarningRecord>,
+    /// What started it (schema 3; older deploys read as `api`).
+    pub trigger: DeployTrigger,
+    /// The `exsec.io/secrets-hash` this deploy put on the pod template
+    /// (schema 3; `None` for older deploys).
+    pub secrets_hash: Option<String>,
+    /// The `exsec.io/restarted-at` on the pod template: set by a deploy
+    /// with `restart: true`, carried over by the ones after it.
+    pub restarted_at: Option<String>,
+    /// Whether the pod template changed (pods roll) or stayed as it was;
+    /// `None` when the Deployment apply failed, or before schema 3.
+    pub rollout: Option<RolloutChange>,
+}
+
+/// What started a deploy (SPEC §11.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeployTrigger {
+    /// `POST /v1/apps/{id}/deploys`.
+    Api,
+    /// An automatic redeploy after the app's effective set changed.
+    SecretChange,
+    /// A rollback to an earlier deploy.
+    Rollback,
+}
+
+impl DeployTrigger {
+    /// The name on the wire and in audit events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeployTrigger::Api => "api",
+            DeployTrigger::SecretChange => "secret_change",
+            DeployTrigger::Rollback => "rollback",
+        }
+    }
+}
+
+/// Whether a deploy changed the pod template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutChange {
+    /// The pod template changed: the pods roll.
+    Restarted,
+    /// The same template as before: no pod restarts.
+    Unchanged,
+}
+
+impl RolloutChange {
+    /// The name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutChange::Restarted => "restarted",
+            RolloutChange::Unchanged => "unchanged",
+        }
+    }
 }
 
 /// The injection outcome of a deploy.

@@ -6,15 +6,20 @@
 
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, TableHandle};
+use redb::{Database, ReadableDatabase, ReadableTable, TableHandle};
 
-use super::{StoreError, Tables, Writer, tables};
+use super::records::{AppRecord, DeployRecord};
+use super::{StoreError, Tables, Writer, legacy, tables};
+use crate::crypto::InstallationKey;
 
 /// The schema this build writes.
 ///
 /// - 1: the first.
 /// - 2: adds `pending_cleanups`.
-pub const CURRENT: u32 = 2;
+/// - 3: app records gain `auto_redeploy`, deploy records `trigger`,
+///   `secrets_hash`, `restarted_at` and `rollout`; `meta` gains the
+///   installation key (SPEC §11.2).
+pub const CURRENT: u32 = 3;
 
 /// Makes the file ready for this build: creates tables, records or checks
 /// the schema version, migrates forward. Writes only when something is
@@ -40,7 +45,7 @@ pub(super) fn prepare(db: &Database, path: &Path) -> Result<(), StoreError> {
     let complete = tables::names()
         .iter()
         .all(|name| present.iter().any(|p| p == name));
-    if complete && version == Some(CURRENT) {
+    if complete && version == Some(CURRENT) && has_installation_key(db)? {
         return Ok(());
     }
     let writer = Writer::begin(db)?;
@@ -61,7 +66,11 @@ pub(super) fn prepare(db: &Database, path: &Path) -> Result<(), StoreError> {
         if from < 2 {
             migrate_1_to_2(txn)?;
         }
+        if from < 3 {
+            migrate_2_to_3(txn)?;
+        }
         txn.open_table(tables::PENDING_CLEANUPS)?;
+        ensure_installation_key(txn)?;
         let encoded = super::encode("meta", &CURRENT)?;
         txn.open_table(tables::META)?
             .insert(tables::META_SCHEMA_VERSION, encoded.as_slice())?;
@@ -78,8 +87,63 @@ fn migrate_1_to_2(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Version 3 rewrites every app and deploy record in today's layout (the
+/// new fields at their defaults: `auto_redeploy` off, trigger `api`, no
+/// secrets hash). One transaction: a crash leaves version 2 untouched and
+/// the next start migrates again.
+fn migrate_2_to_3(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let mut apps = txn.open_table(tables::APPS)?;
+    let mut migrated_apps = Vec::new();
+    for entry in apps.iter()? {
+        let (id, bytes) = entry?;
+        let old: legacy::AppRecordV2 = super::decode("apps", bytes.value())?;
+        let record = AppRecord::from(old);
+        migrated_apps.push((id.value().to_owned(), super::encode("apps", &record)?));
+    }
+    for (id, encoded) in &migrated_apps {
+        apps.insert(id.as_str(), encoded.as_slice())?;
+    }
+    let mut deploys = txn.open_table(tables::DEPLOYS)?;
+    let mut migrated_deploys = Vec::new();
+    for entry in deploys.iter()? {
+        let (key, bytes) = entry?;
+        let old: legacy::DeployRecordV2 = super::decode("deploys", bytes.value())?;
+        let record = DeployRecord::from(old);
+        let (app, seq) = key.value();
+        migrated_deploys.push(((app.to_owned(), seq), super::encode("deploys", &record)?));
+    }
+    for ((app, seq), encoded) in &migrated_deploys {
+        deploys.insert((app.as_str(), *seq), encoded.as_slice())?;
+    }
+    tracing::info!(
+        apps = migrated_apps.len(),
+        deploys = migrated_deploys.len(),
+        "schema migrated from version 2 to 3 (automatic redeploy, secrets hash)"
+    );
+    Ok(())
+}
+
+/// Whether `meta` holds the installation key.
+fn has_installation_key(db: &Database) -> Result<bool, StoreError> {
+    let read = db.begin_read()?;
+    let meta = read.open_table(tables::META)?;
+    Ok(meta.get(tables::META_INSTALLATION_KEY)?.is_some())
+}
+
+/// Creates the installation key (the key of the secrets hash) unless the
+/// file has one: once per file, never replaced — a new key would change
+/// every app's hash and restart every pod.
+fn ensure_installation_key(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let mut meta = txn.open_table(tables::META)?;
+    if meta.get(tables::META_INSTALLATION_KEY)?.is_some() {
+        return Ok(());
+    }
+    let key = InstallationKey::generate().map_err(StoreError::Random)?;
+    meta.insert(tables::META_INSTALLATION_KEY, key.as_bytes().as_slice())?;
+    Ok(())
+}
+
 fn stored_version<T: Tables>(txn: &T) -> Result<Option<u32>, StoreError> {
-    use redb::ReadableTable;
     let meta = txn.table(tables::META)?;
     let Some(bytes) = meta.get(tables::META_SCHEMA_VERSION)? else {
         return Ok(None);

@@ -62,6 +62,8 @@ pub const META_AUDIT_CHECKPOINT: &str = "audit_checkpoint";
 pub const META_AUDIT_VERIFIED: &str = "audit_verified";
 /// Meta key of the time of the last storage probe (`Timestamp`).
 pub const META_STORAGE_PROBE: &str = "storage_probe";
+/// The installation key of the secrets hash (32 bytes, raw; created once).
+pub const META_INSTALLATION_KEY: &str = "installation_key";
 /// Meta key prefix of a master key fingerprint: `key_fingerprint/{key_id}`.
 pub const META_FINGERPRINT_PREFIX: &str = "key_fingerprint/";
 

@@ -11,6 +11,15 @@ use super::{Snapshot, StoreError, Tables, Writer, decode, encode, tables};
 use crate::audit::{NewEvent, event};
 use crate::model::{AppId, EnvKey, TenantId};
 
+/// What an app registration sets besides its tenant.
+#[derive(Debug, Clone, Default)]
+pub struct AppSettings {
+    /// Env var names the app needs.
+    pub required_env: Vec<EnvKey>,
+    /// Redeploy automatically when its effective set changes.
+    pub auto_redeploy: bool,
+}
+
 impl<T: Tables> Snapshot<T> {
     /// One tenant.
     pub fn tenant(&self, id: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
@@ -131,13 +140,13 @@ impl Writer {
         Ok(())
     }
 
-    /// Registers an app under a tenant, or updates its `required_env`.
-    /// Returns the record and whether it was created.
+    /// Registers an app under a tenant, or updates its `required_env` and
+    /// `auto_redeploy`. Returns the record and whether it was created.
     pub fn put_app(
         &mut self,
         id: &AppId,
         tenant: &TenantId,
-        required_env: Vec<EnvKey>,
+        settings: AppSettings,
         actor: &str,
     ) -> Result<(AppRecord, bool), StoreError> {
         if self.tenant(tenant)?.is_none() {
@@ -159,9 +168,10 @@ impl Writer {
         let created = existing.is_none();
         let record = AppRecord {
             tenant_id: tenant.clone(),
-            required_env,
+            required_env: settings.required_env,
             created_at: existing.as_ref().map_or(now, |e| e.created_at),
             updated_at: now,
+            auto_redeploy: settings.auto_redeploy,
         };
         if existing.as_ref() == Some(&record) {
             return Ok((record, false));
@@ -184,7 +194,8 @@ impl Writer {
             NewEvent::new(kind, actor)
                 .tenant(tenant.as_str())
                 .app(id.as_str())
-                .with("required_env", required),
+                .with("required_env", required)
+                .with("auto_redeploy", record.auto_redeploy),
         )?;
         Ok((record, created))
     }

@@ -23,7 +23,7 @@ fn a_canary_value_reaches_no_log_and_not_the_file() {
         test.store
             .write(move |w| {
                 w.put_tenant(&tenant("acme"), "admin")?;
-                w.put_app(&app("web"), &tenant("acme"), vec![], "admin")?;
+                w.put_app(&app("web"), &tenant("acme"), Default::default(), "admin")?;
                 w.put_secret(put.clone(), "admin")?;
                 w.put_secret(over.clone(), "admin")?;
                 Ok(())

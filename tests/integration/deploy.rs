@@ -102,10 +102,19 @@ async fn the_seed_flow_injects_the_merged_set_with_the_app_winning() {
         container["envFrom"],
         json!([{"secretRef": {"name": "app-web-external-secrets", "optional": true}}])
     );
-    assert_eq!(
-        spec["template"]["metadata"]["annotations"]["exsec.io/deploy-id"],
-        body["deploy_id"]
+    // The secrets hash on the pod template (a deploy id there would roll
+    // the pods at every deploy); no deploy id in the file at all, so a
+    // GitOps diff of a no-op deploy is empty.
+    assert!(
+        deployment["metadata"].get("annotations").is_none(),
+        "{deployment}"
     );
+    assert_eq!(
+        spec["template"]["metadata"]["annotations"],
+        json!({"exsec.io/secrets-hash": body["secrets_hash"]})
+    );
+    assert_eq!(body["rollout"], "restarted", "{body}");
+    assert_eq!(body["trigger"], "api", "{body}");
 
     let injected = server.audit_events_of("external_secret.injected").await;
     assert_eq!(injected.len(), 1);
@@ -528,8 +537,9 @@ async fn concurrent_deploys_of_one_app_are_serialised() {
         .find(|d| d["kind"] == "Deployment")
         .unwrap();
     assert_eq!(
-        deployment["spec"]["template"]["metadata"]["annotations"]["exsec.io/deploy-id"],
-        newest
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+        history["deploys"][0]["image_ref"],
+        "the file holds the newest deploy ({newest})"
     );
 }
 

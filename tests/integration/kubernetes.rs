@@ -127,7 +127,7 @@ async fn the_seed_flow_applies_through_server_side_apply() {
         .admin("GET", &format!("/v1/apps/web/deploys/{deploy_id}"), None)
         .await
         .json();
-    assert_eq!(read["rollout"]["status"], "complete");
+    assert_eq!(read["rollout_status"]["status"], "complete");
 }
 
 /// Server-side apply semantics: a removed key disappears (exsec sends

@@ -24,6 +24,7 @@ mod operator;
 mod packaging;
 mod process;
 mod resolve;
+mod rollout;
 mod rotation;
 mod rotation_crash;
 mod server;

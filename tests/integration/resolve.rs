@@ -22,7 +22,7 @@ fn seeded() -> TestStore {
     test.store
         .write(move |w| {
             w.put_tenant(&tenant("acme"), "admin")?;
-            w.put_app(&app("web"), &tenant("acme"), vec![], "admin")?;
+            w.put_app(&app("web"), &tenant("acme"), Default::default(), "admin")?;
             for put in puts.clone() {
                 w.put_secret(put, "admin")?;
             }

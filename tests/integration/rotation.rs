@@ -22,7 +22,7 @@ async fn keys(server: &TestServer) -> Value {
 
 /// Polls `/v1/keys` (the operator's view) until `done` holds, for at most
 /// `limit`.
-async fn wait_for_keys(
+pub(crate) async fn wait_for_keys(
     server: &TestServer,
     limit: Duration,
     done: impl Fn(&Value) -> bool,
@@ -41,7 +41,7 @@ async fn wait_for_keys(
     }
 }
 
-fn later_key(server: &TestServer, hours: u64) -> String {
+pub(crate) fn later_key(server: &TestServer, hours: u64) -> String {
     let generated = exsec::crypto::generate_key_file(
         &server.path("keys.d"),
         SystemTime::now() + Duration::from_secs(hours * 3600),

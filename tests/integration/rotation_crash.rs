@@ -293,7 +293,12 @@ fn seed(dir: &Path, keys_dir: &Path) {
                 let tenant = TenantId::parse(&tenant).unwrap();
                 w.put_tenant(&tenant, "admin")?;
                 for app in &apps {
-                    w.put_app(&AppId::parse(app).unwrap(), &tenant, Vec::new(), "admin")?;
+                    w.put_app(
+                        &AppId::parse(app).unwrap(),
+                        &tenant,
+                        Default::default(),
+                        "admin",
+                    )?;
                 }
                 for put in &puts {
                     w.put_secret(put.clone(), "admin")?;

@@ -23,7 +23,7 @@ fn everything_survives_a_reopen() {
     test.store
         .write(move |w| {
             w.put_tenant(&tenant("acme"), "admin")?;
-            w.put_app(&app("web"), &tenant("acme"), vec![], "admin")?;
+            w.put_app(&app("web"), &tenant("acme"), Default::default(), "admin")?;
             w.put_secret(put_tenant.clone(), "admin")?;
             w.put_secret(put_app.clone(), "admin")?;
             Ok(())
@@ -94,7 +94,7 @@ fn a_failed_write_keeps_nothing() {
     let test = TestStore::new();
     let result: Result<(), StoreError> = test.store.write(|w| {
         w.put_tenant(&tenant("acme"), "admin")?;
-        w.put_app(&app("web"), &tenant("nope"), vec![], "admin")?;
+        w.put_app(&app("web"), &tenant("nope"), Default::default(), "admin")?;
         Ok(())
     });
     assert!(matches!(
@@ -117,7 +117,7 @@ fn write_rules_are_enforced() {
         .write(|w| {
             w.put_tenant(&tenant("acme"), "admin")?;
             w.put_tenant(&tenant("other"), "admin")?;
-            w.put_app(&app("web"), &tenant("acme"), vec![], "admin")?;
+            w.put_app(&app("web"), &tenant("acme"), Default::default(), "admin")?;
             Ok(())
         })
         .unwrap();
@@ -125,7 +125,7 @@ fn write_rules_are_enforced() {
     // An app cannot move to another tenant.
     let moved = test
         .store
-        .write(|w| w.put_app(&app("web"), &tenant("other"), vec![], "admin"));
+        .write(|w| w.put_app(&app("web"), &tenant("other"), Default::default(), "admin"));
     assert!(matches!(
         moved,
         Err(StoreError::Conflict {
@@ -203,8 +203,8 @@ fn the_effective_set_size_limit_holds_for_every_app() {
     test.store
         .write(|w| {
             w.put_tenant(&tenant("acme"), "admin")?;
-            w.put_app(&app("small"), &tenant("acme"), vec![], "admin")?;
-            w.put_app(&app("big"), &tenant("acme"), vec![], "admin")?;
+            w.put_app(&app("small"), &tenant("acme"), Default::default(), "admin")?;
+            w.put_app(&app("big"), &tenant("acme"), Default::default(), "admin")?;
             Ok(())
         })
         .unwrap();
@@ -245,7 +245,7 @@ fn shadowed_defaults_count_once_toward_the_size_limit() {
     test.store
         .write(|w| {
             w.put_tenant(&tenant("acme"), "admin")?;
-            w.put_app(&app("web"), &tenant("acme"), vec![], "admin")?;
+            w.put_app(&app("web"), &tenant("acme"), Default::default(), "admin")?;
             Ok(())
         })
         .unwrap();
@@ -279,7 +279,7 @@ fn deleting_an_app_removes_its_secrets_but_not_its_audit_events() {
     test.store
         .write(move |w| {
             w.put_tenant(&tenant("acme"), "admin")?;
-            w.put_app(&app("web"), &tenant("acme"), vec![], "admin")?;
+            w.put_app(&app("web"), &tenant("acme"), Default::default(), "admin")?;
             w.put_secret(put.clone(), "admin")?;
             Ok(())
         })

@@ -9,6 +9,7 @@ use crate::api::problem::ApiError;
 use crate::api::{Call, Reply};
 use crate::model::{AppId, EnvKey, TenantId};
 use crate::store::StoreError;
+use crate::store::tenants::AppSettings;
 
 pub async fn list(call: Call) -> Result<Reply, ApiError> {
     let principal = call.principal()?.clone();
@@ -47,12 +48,22 @@ pub async fn put(call: Call) -> Result<Reply, ApiError> {
         .iter()
         .map(|name| EnvKey::parse(name))
         .collect::<Result<Vec<_>, _>>()?;
+    let auto_redeploy = body
+        .auto_redeploy
+        .unwrap_or_else(|| match call.app.as_ref() {
+            Some((_, existing)) => existing.auto_redeploy,
+            None => call.state.deployer.settings().auto_redeploy_default,
+        });
+    let settings = AppSettings {
+        required_env,
+        auto_redeploy,
+    };
     let actor = call.actor();
     let id = app_id.clone();
     let (record, created) = call
         .state
         .store
-        .write_async(move |w| w.put_app(&id, &tenant, required_env.clone(), &actor))
+        .write_async(move |w| w.put_app(&id, &tenant, settings.clone(), &actor))
         .await
         .map_err(|error| match error {
             // The id came from the body: name the field, not what it held.

@@ -11,6 +11,7 @@ use crate::api::routes::{DEFAULT_HISTORY, MAX_HISTORY};
 use crate::api::{Call, Reply, parse_json, to_value};
 use crate::deploy::{DeployError, DeployRequest, DeployResult, request_hash};
 use crate::error_chain::chain;
+use crate::store::records::DeployTrigger;
 
 /// Longest `Idempotency-Key` accepted.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
@@ -47,6 +48,8 @@ pub async fn create(call: Call) -> Result<Reply, ApiError> {
         replicas: body.replicas,
         port: body.port,
         dry_run,
+        restart: body.restart,
+        trigger: DeployTrigger::Api,
         idempotency,
         actor: call.actor(),
     };
@@ -159,11 +162,15 @@ pub async fn get(call: Call) -> Result<Reply, ApiError> {
     let (app_id, _) = call.app()?.clone();
     let deploy_id = call.params.get("deploy_id").to_owned();
     let lookup = deploy_id.clone();
-    let record = call
+    let (record, newest) = call
         .state
         .store
-        .read_async(move |r| r.deploy(&app_id, &lookup))
-        .await?
+        .read_async(move |r| {
+            let newest = r.deploys(&app_id, 1)?.pop().map(|d| d.deploy_id);
+            Ok((r.deploy(&app_id, &lookup)?, newest))
+        })
+        .await?;
+    let record = record
         .ok_or_else(|| ApiError::not_found("deploy_not_found", format!("deploy {deploy_id}")))?;
     let mut body = to_value(&DeployDto::from(&record));
     // The rollout of this deploy, when the cluster answers and still runs it.
@@ -171,7 +178,12 @@ pub async fn get(call: Call) -> Result<Reply, ApiError> {
     let budget = call.state.deployer.settings().timeout;
     let rollout = match tokio::time::timeout(budget, cluster.app_objects(&record.app_id)).await {
         Ok(Ok(objects)) => match objects.deployment {
-            Some(state) if state.deploy_id.as_deref() == Some(record.deploy_id.as_str()) => {
+            // A target that keeps no deploy id (manifests): the newest
+            // deploy is the one the objects hold.
+            Some(state)
+                if state.deploy_id.as_deref().or(newest.as_deref())
+                    == Some(record.deploy_id.as_str()) =>
+            {
                 to_value(&state.rollout)
             }
             Some(_) => json!({ "status": "superseded" }),
@@ -181,7 +193,7 @@ pub async fn get(call: Call) -> Result<Reply, ApiError> {
         Err(_) => json!({ "status": "unknown", "error": "the cluster did not answer in time" }),
     };
     if let Value::Object(members) = &mut body {
-        members.insert("rollout".to_owned(), rollout);
+        members.insert("rollout_status".to_owned(), rollout);
     }
     Ok(Reply::ok(&body))
 }

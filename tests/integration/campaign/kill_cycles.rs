@@ -365,8 +365,12 @@ fn check_answered(
         "{body}"
     );
     assert_eq!(
-        template["metadata"]["annotations"]["exsec.io/deploy-id"],
+        live["metadata"]["annotations"]["exsec.io/deploy-id"],
         body["deploy_id"]
+    );
+    assert_eq!(
+        template["metadata"]["annotations"]["exsec.io/secrets-hash"],
+        body["secrets_hash"]
     );
     let injection = &body["external_secrets"];
     match injection["status"].as_str() {
@@ -644,7 +648,12 @@ fn seed_bulk(dir: &Path) {
             let tenant = TenantId::parse("bulk").unwrap();
             w.put_tenant(&tenant, "admin")?;
             for app in &apps {
-                w.put_app(&AppId::parse(app).unwrap(), &tenant, Vec::new(), "admin")?;
+                w.put_app(
+                    &AppId::parse(app).unwrap(),
+                    &tenant,
+                    Default::default(),
+                    "admin",
+                )?;
             }
             for put in &puts {
                 w.put_secret(put.clone(), "admin")?;

@@ -215,11 +215,15 @@ fn check_success(
             let template = &live["spec"]["template"];
             let image = &template["spec"]["containers"][0]["image"];
             if *image != body["image_ref"]
-                || template["metadata"]["annotations"]["exsec.io/deploy-id"] != *id
+                || live["metadata"]["annotations"]["exsec.io/deploy-id"] != *id
+                || template["metadata"]["annotations"]["exsec.io/secrets-hash"]
+                    != body["secrets_hash"]
             {
                 claims.push(format!(
-                    "{app} {id}: succeeded with {}, but the Deployment runs {image} of {}",
-                    body["image_ref"], template["metadata"]["annotations"]
+                    "{app} {id}: succeeded with {}, but the Deployment runs {image} of {} ({})",
+                    body["image_ref"],
+                    live["metadata"]["annotations"],
+                    template["metadata"]["annotations"]
                 ));
             }
         }
