@@ -2,9 +2,7 @@
 //! forever.
 
 use hyper::StatusCode;
-use serde_json::json;
-
-use crate::api::dto::{AppDeletedDto, AppDto, PutAppBody, WarningDto};
+use crate::api::dto::{AppDeletedDto, AppDto, AppListDto, PutAppBody, WarningDto};
 use crate::api::problem::ApiError;
 use crate::api::{Call, Reply};
 use crate::model::{AppId, EnvKey, TenantId};
@@ -35,7 +33,7 @@ pub async fn list(call: Call) -> Result<Reply, ApiError> {
         .iter()
         .map(|(id, r)| AppDto::new(id.as_str(), r))
         .collect();
-    Ok(Reply::ok(&json!({ "apps": apps })))
+    Ok(Reply::ok_sorted(&AppListDto { apps }))
 }
 
 pub async fn put(call: Call) -> Result<Reply, ApiError> {

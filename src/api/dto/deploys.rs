@@ -1,0 +1,266 @@
+//! Deploys on the wire: the request, the answer (or the problem of a
+//! failed one), the history, one deploy with its rollout, a dry run.
+
+use serde::{Deserialize, Serialize};
+
+use super::WarningDto;
+use crate::cluster::Rollout;
+use crate::deploy::{DryRunInjection, DryRunReport};
+use crate::store::records::DeployRecord;
+
+/// `POST /v1/apps/{id}/deploys`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeployBody {
+    /// Must be the app's tenant; empty or missing is inferred (warning).
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    /// If present, must equal the path.
+    #[serde(default)]
+    pub app_id: Option<String>,
+    /// The image to roll out.
+    pub image_ref: String,
+    /// Replicas; omitted leaves ownership to an autoscaler. Wider than
+    /// its range so that an out-of-range number is `invalid_replicas`,
+    /// not a type error.
+    #[serde(default)]
+    pub replicas: Option<i64>,
+    /// Container port; wide for the same reason (`invalid_port`).
+    #[serde(default)]
+    pub port: Option<i64>,
+}
+
+/// The injection outcome in a deploy answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InjectionDto {
+    /// `injected`, `skipped` or `failed`.
+    pub status: String,
+    /// Why skipped or failed (`null` when injected).
+    pub reason: Option<String>,
+    /// `app-{app_id}-external-secrets`.
+    pub secret_name: String,
+    /// Number of keys injected.
+    pub key_count: usize,
+    /// Names injected.
+    pub keys: Vec<String>,
+    /// Names whose value could not be opened.
+    pub undecryptable: Vec<String>,
+    /// Notes.
+    pub warnings: Vec<WarningDto>,
+}
+
+/// A deploy: the answer of `POST …/deploys` and an entry of the history.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployDto {
+    /// Id.
+    pub deploy_id: String,
+    /// App.
+    pub app_id: String,
+    /// Tenant.
+    pub tenant_id: String,
+    /// Image.
+    pub image_ref: String,
+    /// Replicas asked for.
+    pub replicas: Option<i32>,
+    /// Port asked for.
+    pub port: Option<u16>,
+    /// `succeeded` or `failed`.
+    pub status: String,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Start time.
+    pub created_at: String,
+    /// Notes.
+    pub warnings: Vec<WarningDto>,
+    /// What happened to the external secrets.
+    pub external_secrets: InjectionDto,
+}
+
+impl From<&DeployRecord> for DeployDto {
+    fn from(r: &DeployRecord) -> Self {
+        let keys: Vec<String> = r.injection.injected.iter().map(|k| k.key.clone()).collect();
+        Self {
+            deploy_id: r.deploy_id.clone(),
+            app_id: r.app_id.to_string(),
+            tenant_id: r.tenant_id.to_string(),
+            image_ref: r.image_ref.clone(),
+            replicas: r.replicas,
+            port: r.port,
+            status: r.status.clone(),
+            error: r.error.clone(),
+            created_at: r.created_at.to_rfc3339(),
+            warnings: r.warnings.iter().map(WarningDto::from).collect(),
+            external_secrets: InjectionDto {
+                status: r.injection.status.clone(),
+                reason: r.injection.reason.clone(),
+                secret_name: r.injection.secret_name.clone(),
+                key_count: keys.len(),
+                keys,
+                undecryptable: r.injection.undecryptable.clone(),
+                warnings: r.injection.warnings.iter().map(WarningDto::from).collect(),
+            },
+        }
+    }
+}
+
+/// The members a problem about a deploy carries besides the problem's own
+/// (502 `deployment_apply_failed`, 503 `deploy_record_pending`): which
+/// deploy, and what injection did. Not the deploy's `status`: a problem's
+/// `status` is its HTTP status (RFC 9457).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployFailedDto {
+    /// Id.
+    pub deploy_id: String,
+    /// App.
+    pub app_id: String,
+    /// Tenant.
+    pub tenant_id: String,
+    /// Notes.
+    pub warnings: Vec<WarningDto>,
+    /// What happened to the external secrets.
+    pub external_secrets: InjectionDto,
+}
+
+impl From<&DeployDto> for DeployFailedDto {
+    fn from(deploy: &DeployDto) -> Self {
+        Self {
+            deploy_id: deploy.deploy_id.clone(),
+            app_id: deploy.app_id.clone(),
+            tenant_id: deploy.tenant_id.clone(),
+            warnings: deploy.warnings.clone(),
+            external_secrets: deploy.external_secrets.clone(),
+        }
+    }
+}
+
+/// `GET /v1/apps/{id}/deploys`: the history, newest first.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DeployListDto {
+    /// Newest first.
+    pub deploys: Vec<DeployDto>,
+}
+
+/// `GET /v1/apps/{id}/deploys/{deploy_id}`: the deploy and its rollout.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DeployDetailDto {
+    /// The deploy as recorded.
+    #[serde(flatten)]
+    pub deploy: DeployDto,
+    /// The rollout of this deploy, as far as the cluster tells.
+    pub rollout: RolloutDto,
+}
+
+/// Rollout of a deploy: `complete`, `progressing` or `unknown` with the
+/// cluster's replica counts; `superseded` (a later deploy runs), `absent`
+/// (no Deployment), or `unknown` with an `error` (the cluster did not
+/// answer), without counts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RolloutDto {
+    /// What the rollout is doing.
+    pub status: String,
+    /// Why the status is unknown, when the cluster did not answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Replica counts, when the cluster reported the Deployment.
+    #[serde(flatten)]
+    pub counts: Option<ReplicaCountsDto>,
+}
+
+impl RolloutDto {
+    /// A rollout the cluster reported no counts for.
+    pub fn without_counts(status: &str, error: Option<String>) -> Self {
+        Self {
+            status: status.to_owned(),
+            error,
+            counts: None,
+        }
+    }
+}
+
+impl From<&Rollout> for RolloutDto {
+    fn from(rollout: &Rollout) -> Self {
+        Self {
+            status: rollout.status.to_owned(),
+            error: None,
+            counts: Some(ReplicaCountsDto {
+                replicas: rollout.replicas,
+                updated_replicas: rollout.updated_replicas,
+                ready_replicas: rollout.ready_replicas,
+                available_replicas: rollout.available_replicas,
+            }),
+        }
+    }
+}
+
+/// Replica counts of a Deployment (`null` where the cluster gave none).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReplicaCountsDto {
+    /// Desired replicas.
+    pub replicas: Option<i32>,
+    /// Replicas running the current template.
+    pub updated_replicas: Option<i32>,
+    /// Ready replicas.
+    pub ready_replicas: Option<i32>,
+    /// Available replicas.
+    pub available_replicas: Option<i32>,
+}
+
+/// `POST /v1/apps/{id}/deploys?dry_run=true`: names only, never values.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DryRunDto {
+    /// App.
+    pub app_id: String,
+    /// Tenant.
+    pub tenant_id: String,
+    /// Always true.
+    pub dry_run: bool,
+    /// What injection would do.
+    pub external_secrets: DryRunInjectionDto,
+    /// Notes.
+    pub warnings: Vec<WarningDto>,
+}
+
+impl From<&DryRunReport> for DryRunDto {
+    fn from(report: &DryRunReport) -> Self {
+        Self {
+            app_id: report.app_id.clone(),
+            tenant_id: report.tenant_id.clone(),
+            dry_run: true,
+            external_secrets: DryRunInjectionDto::from(&report.external_secrets),
+            warnings: report.warnings.iter().map(WarningDto::from).collect(),
+        }
+    }
+}
+
+/// The injection part of a dry run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DryRunInjectionDto {
+    /// `injected`, `skipped` or `failed`: what a real deploy would report.
+    pub status: String,
+    /// Why skipped or failed.
+    pub reason: Option<String>,
+    /// The Secret's name.
+    pub secret_name: String,
+    /// Names that would be added to the cluster's Secret.
+    pub added: Vec<String>,
+    /// Names that would be removed from it.
+    pub removed: Vec<String>,
+    /// Names whose value would change.
+    pub changed: Vec<String>,
+    /// Names that would stay as they are.
+    pub unchanged: Vec<String>,
+}
+
+impl From<&DryRunInjection> for DryRunInjectionDto {
+    fn from(injection: &DryRunInjection) -> Self {
+        Self {
+            status: injection.status.to_owned(),
+            reason: injection.reason.map(str::to_owned),
+            secret_name: injection.secret_name.clone(),
+            added: injection.added.clone(),
+            removed: injection.removed.clone(),
+            changed: injection.changed.clone(),
+            unchanged: injection.unchanged.clone(),
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! External secrets on the wire: metadata, the effective set, verify.
+//! Never a value in an answer.
+
+use serde::{Deserialize, Serialize};
+
+use super::WarningDto;
+use crate::store::records::SecretRecord;
+
+/// `PUT …/external-secrets/{provider}/{key}` and `…/verify`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValueBody {
+    /// The plaintext; moved into a `SecretValue` at once.
+    pub value: String,
+}
+
+/// Secret metadata — never a value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SecretMetaDto {
+    /// Provider.
+    pub provider: String,
+    /// Env var name.
+    pub key: String,
+    /// `tenant` or `app`.
+    pub scope: String,
+    /// First set.
+    pub created_at: String,
+    /// Last replaced.
+    pub updated_at: String,
+    /// Version, from 1.
+    pub version: u64,
+}
+
+impl From<&SecretRecord> for SecretMetaDto {
+    fn from(r: &SecretRecord) -> Self {
+        Self {
+            provider: r.provider.to_string(),
+            key: r.key.to_string(),
+            scope: r.scope.kind().as_str().to_owned(),
+            created_at: r.created_at.to_rfc3339(),
+            updated_at: r.updated_at.to_rfc3339(),
+            version: r.version,
+        }
+    }
+}
+
+/// `GET …/external-secrets` of a scope.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SecretListDto {
+    /// By provider, then key.
+    pub secrets: Vec<SecretMetaDto>,
+}
+
+/// `POST …/verify`: whether the candidate equals the stored value.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct VerifyDto {
+    /// Equal (compared in constant time).
+    #[serde(rename = "match")]
+    pub matched: bool,
+}
+
+/// One env var of the effective set, without its value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EffectiveEntryDto {
+    /// Env var name.
+    pub key: String,
+    /// Provider of the winning record.
+    pub provider: String,
+    /// `app` or `tenant`.
+    pub source: String,
+    /// Whether an app override hides a tenant default.
+    pub overrides_tenant: bool,
+    /// Changed since the last deploy that synced the Secret.
+    pub redeploy_needed: bool,
+    /// Version of the winning record.
+    pub version: u64,
+    /// When its value last changed.
+    pub updated_at: String,
+}
+
+/// `GET /v1/apps/{id}/external-secrets/effective`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EffectiveDto {
+    /// App.
+    pub app_id: String,
+    /// Tenant.
+    pub tenant_id: String,
+    /// The merged set, by env var name.
+    pub keys: Vec<EffectiveEntryDto>,
+    /// Names injected by the last synced deploy that are no longer in the set.
+    pub removed_since_deploy: Vec<String>,
+    /// The last deploy that synced the Secret, if any.
+    pub last_synced_deploy_id: Option<String>,
+    /// Notes (`missing_required_env`, `env_name_conflict`).
+    pub warnings: Vec<WarningDto>,
+}
