@@ -1,19 +1,25 @@
 //! `exsec doctor APP`: the seed's troubleshooting table as checks.
 //!
 //! The daemon is asked what it knows (the app, its effective set, the
-//! keyring, its newest deploy, what the cluster holds); [`diagnose`] then
-//! judges those facts without I/O, so every row is unit-tested on plain
-//! JSON. Each check prints ok, warning, problem or skipped, and a fix for
-//! anything not ok. Only a problem fails the command (exit 6).
+//! keyring, its newest deploy, what the cluster holds, its readiness),
+//! read into the API's DTOs; [`diagnose`] then judges those facts without
+//! I/O, one small function per row of [`CHECKS`], so every row is
+//! unit-tested on plain values. Each check prints ok, warning, problem or
+//! skipped, and a fix for anything not ok. Only a problem fails the
+//! command (exit 6).
 
 use std::collections::BTreeSet;
 
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::client::ClientError;
+use super::client::{ClientError, decode};
 use super::deploy::{injection_text, rollout_text};
-use super::output::{items, line, names, text};
+use super::output::{line, names, or_dash};
 use super::{CliError, Context};
+use crate::api::dto::{
+    AppDto, ClusterDto, DeployDto, DeployListDto, EffectiveDto, KeysDto, ReadyDto,
+};
 use crate::model::AppId;
 
 /// The verdict of one check.
@@ -53,11 +59,38 @@ pub struct Check {
     pub fix: Option<String>,
 }
 
+impl Check {
+    fn ok(name: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(name, Status::Ok, detail.into(), None)
+    }
+
+    fn skipped(name: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(name, Status::Skipped, detail.into(), None)
+    }
+
+    fn warning(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self::new(name, Status::Warning, detail.into(), Some(fix.into()))
+    }
+
+    fn problem(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self::new(name, Status::Problem, detail.into(), Some(fix.into()))
+    }
+
+    fn new(name: &'static str, status: Status, detail: String, fix: Option<String>) -> Self {
+        Self {
+            name,
+            status,
+            detail,
+            fix,
+        }
+    }
+}
+
 /// A fact that may not have been readable.
 #[derive(Debug, Clone)]
-pub enum Fetched {
+pub enum Fetched<T> {
     /// The daemon's answer.
-    Got(Value),
+    Got(T),
     /// The route needs the admin token and the token is a tenant's.
     NotAdmin,
     /// The daemon could not tell (the reason).
@@ -68,31 +101,36 @@ pub enum Fetched {
 #[derive(Debug, Clone)]
 pub struct Facts {
     /// `GET /v1/apps/{app}`.
-    pub app: Value,
+    pub app: AppDto,
     /// `GET /v1/apps/{app}/external-secrets/effective`.
-    pub effective: Value,
+    pub effective: EffectiveDto,
     /// `GET /v1/keys`.
-    pub keys: Fetched,
+    pub keys: Fetched<KeysDto>,
     /// `GET /v1/apps/{app}/cluster`.
-    pub cluster: Fetched,
+    pub cluster: Fetched<ClusterDto>,
     /// The newest deploy, if any.
-    pub last_deploy: Option<Value>,
-    /// `GET /readyz` (its body also when not ready; `Null` if unreadable).
-    pub ready: Value,
+    pub last_deploy: Option<DeployDto>,
+    /// `GET /readyz` (its body also when not ready; `None` if unreadable
+    /// or from a daemon that does not report storage and audit state).
+    pub ready: Option<ReadyDto>,
 }
 
 pub async fn doctor(context: &Context, app: &str) -> Result<(), CliError> {
     let app = AppId::parse(app)?;
     let client = &context.client;
-    let record = client.get(&format!("/v1/apps/{app}")).await?;
-    let effective = client
-        .get(&format!("/v1/apps/{app}/external-secrets/effective"))
-        .await?;
+    let record = decode(&client.get(&format!("/v1/apps/{app}")).await?)?;
+    let effective = decode(
+        &client
+            .get(&format!("/v1/apps/{app}/external-secrets/effective"))
+            .await?,
+    )?;
     let keys = fetch(client.get("/v1/keys").await)?;
     let cluster = fetch(client.get(&format!("/v1/apps/{app}/cluster")).await)?;
-    let history = client
-        .get(&format!("/v1/apps/{app}/deploys?limit=1"))
-        .await?;
+    let history: DeployListDto = decode(
+        &client
+            .get(&format!("/v1/apps/{app}/deploys?limit=1"))
+            .await?,
+    )?;
     // A daemon that is not ready still says why, in the same shape.
     let ready = match client.get("/readyz").await {
         Ok(ready) => ready,
@@ -104,8 +142,8 @@ pub async fn doctor(context: &Context, app: &str) -> Result<(), CliError> {
         effective,
         keys,
         cluster,
-        last_deploy: items(&history, "deploys").first().cloned(),
-        ready,
+        last_deploy: history.deploys.into_iter().next(),
+        ready: decode(&ready).ok(),
     };
     let checks = diagnose(&facts);
     let problems = checks
@@ -125,7 +163,7 @@ pub async fn doctor(context: &Context, app: &str) -> Result<(), CliError> {
             .collect();
         context.output.value(&json!({
             "app_id": app.as_str(),
-            "tenant_id": facts.app["tenant_id"],
+            "tenant_id": facts.app.tenant_id,
             "checks": rows,
             "problems": problems,
             "warnings": warnings,
@@ -143,9 +181,9 @@ pub async fn doctor(context: &Context, app: &str) -> Result<(), CliError> {
 }
 
 /// A fact that may legitimately be unreadable; other errors stop doctor.
-fn fetch(answer: Result<Value, ClientError>) -> Result<Fetched, CliError> {
+fn fetch<T: DeserializeOwned>(answer: Result<Value, ClientError>) -> Result<Fetched<T>, CliError> {
     match answer {
-        Ok(value) => Ok(Fetched::Got(value)),
+        Ok(value) => Ok(Fetched::Got(decode(&value)?)),
         Err(ClientError::Problem(problem))
             if problem.status == 404 && problem.code == "not_found" =>
         {
@@ -156,164 +194,192 @@ fn fetch(answer: Result<Value, ClientError>) -> Result<Fetched, CliError> {
     }
 }
 
+/// One row of the troubleshooting table, judged from the facts.
+type CheckFn = fn(&Subject<'_>) -> Check;
+
+/// The checks, in the order the report lists them (the seed's table, then
+/// the daemon's own state and the last deploy's outcome).
+const CHECKS: &[CheckFn] = &[
+    secrets,
+    master_key,
+    storage,
+    audit_log,
+    redeploy,
+    cluster_secret,
+    env_from,
+    rollout,
+    overrides,
+    required_env,
+    last_deploy,
+    cleanup,
+];
+
 /// Judges the facts: one check per row of the troubleshooting table.
 pub fn diagnose(facts: &Facts) -> Vec<Check> {
-    let app = text(&facts.app["app_id"]);
-    let tenant = text(&facts.app["tenant_id"]);
-    let keys = items(&facts.effective, "keys");
     let image = deploy_image(facts);
-    let redeploy = format!("exsec deploy {app} --image {image}");
-    let mut checks = Vec::new();
-    let mut check = |name, status, detail: String, fix: Option<String>| {
-        checks.push(Check {
-            name,
-            status,
-            detail,
-            fix,
-        });
+    let subject = Subject {
+        facts,
+        app: &facts.app.app_id,
+        tenant: &facts.app.tenant_id,
+        redeploy: format!("exsec deploy {} --image {image}", facts.app.app_id),
     };
+    CHECKS.iter().map(|check| check(&subject)).collect()
+}
 
-    // 1. Secrets exist for the tenant or the app.
-    let from_app = keys.iter().filter(|k| k["source"] == "app").count();
+/// What the checks share: the facts and the words for the app.
+struct Subject<'a> {
+    facts: &'a Facts,
+    app: &'a str,
+    tenant: &'a str,
+    /// The command that redeploys the app.
+    redeploy: String,
+}
+
+impl Subject<'_> {
+    /// The effective set's env var names.
+    fn expected_keys(&self) -> BTreeSet<&str> {
+        self.facts
+            .effective
+            .keys
+            .iter()
+            .map(|k| k.key.as_str())
+            .collect()
+    }
+
+    /// Whether the effective set is empty.
+    fn no_secrets(&self) -> bool {
+        self.facts.effective.keys.is_empty()
+    }
+}
+
+/// 1. Secrets exist for the tenant or the app.
+fn secrets(s: &Subject<'_>) -> Check {
+    let (app, tenant) = (s.app, s.tenant);
+    let keys = &s.facts.effective.keys;
     if keys.is_empty() {
-        check(
+        return Check::problem(
             "secrets",
-            Status::Problem,
             format!("neither app {app} nor tenant {tenant} has external secrets"),
-            Some(format!(
+            format!(
                 "exsec secrets set --tenant {tenant} PROVIDER KEY (all apps of the tenant) or --app {app} (this app only)"
-            )),
-        );
-    } else {
-        check(
-            "secrets",
-            Status::Ok,
-            format!(
-                "{} env vars: {from_app} from the app, {} from tenant {tenant}",
-                keys.len(),
-                keys.len() - from_app
             ),
-            None,
         );
     }
+    let from_app = keys.iter().filter(|k| k.source == "app").count();
+    Check::ok(
+        "secrets",
+        format!(
+            "{} env vars: {from_app} from the app, {} from tenant {tenant}",
+            keys.len(),
+            keys.len() - from_app
+        ),
+    )
+}
 
-    // 2. Master key loaded; no record waits for a missing key.
-    match &facts.keys {
-        Fetched::NotAdmin => check(
-            "master key",
-            Status::Skipped,
-            "needs the admin token (a tenant token cannot read the keyring)".to_owned(),
-            None,
-        ),
-        Fetched::Failed(reason) => check(
-            "master key",
-            Status::Skipped,
-            format!("the keyring could not be read: {reason}"),
-            None,
-        ),
-        Fetched::Got(keyring) => {
-            let missing: Vec<String> = items(keyring, "keys")
-                .iter()
-                .filter(|k| k["present"] == false && k["records"].as_u64().unwrap_or(0) > 0)
-                .map(|k| format!("{} ({} records)", text(&k["id"]), text(&k["records"])))
-                .collect();
-            if keyring["active"].is_null() || keyring["degraded"] == true {
-                check(
-                    "master key",
-                    Status::Problem,
-                    "no master key is loaded: secret writes fail and deploys skip injection".to_owned(),
-                    Some("on the daemon's host: exsec keys generate --dir KEYS_DIR (keys.dir of the config); no restart needed".to_owned()),
-                );
-            } else if !missing.is_empty() {
-                check(
-                    "master key",
-                    Status::Problem,
-                    format!(
-                        "records are sealed under keys that are not loaded: {}; deploys of apps using them fail injection",
-                        missing.join(", ")
-                    ),
-                    Some("put those key files back into the key directory (ID.key); the daemon picks them up without a restart".to_owned()),
-                );
-            } else {
-                check(
-                    "master key",
-                    Status::Ok,
-                    format!(
-                        "active key {}; no record waits for a missing key",
-                        text(&keyring["active"])
-                    ),
-                    None,
-                );
-            }
+/// 2. Master key loaded; no record waits for a missing key.
+fn master_key(s: &Subject<'_>) -> Check {
+    let keyring = match &s.facts.keys {
+        Fetched::NotAdmin => {
+            return Check::skipped(
+                "master key",
+                "needs the admin token (a tenant token cannot read the keyring)",
+            );
         }
-    }
-
-    // The daemon's own state: writes reach the disk; the audit log is whole.
-    match facts.ready["storage"].as_str() {
-        Some("ok") => check("storage", Status::Ok, "writes reach the disk".to_owned(), None),
-        Some(_) => check(
-            "storage",
-            Status::Problem,
-            format!(
-                "writes fail ({}); reads are still answered",
-                match facts.ready["storage_fault"].as_str() {
-                    Some("no_space") => "the daemon's disk is full",
-                    _ => "the daemon's disk fails",
-                }
-            ),
-            Some("free space on (or repair) the file system of storage.path; exsec resumes writes by itself, no restart needed".to_owned()),
-        ),
-        None => check(
-            "storage",
-            Status::Skipped,
-            "the daemon did not say (older than this CLI?)".to_owned(),
-            None,
-        ),
-    }
-    match facts.ready["audit"]["chain"].as_str() {
-        Some("verified") => check(
-            "audit log",
-            Status::Ok,
-            "the hash chain verified up to the newest event".to_owned(),
-            None,
-        ),
-        Some(_) => check(
-            "audit log",
-            Status::Problem,
-            format!(
-                "the audit log was changed after it was last verified: {}",
-                text(&facts.ready["audit"]["error"])
-            ),
-            Some("compare with a logged anchor (exsec audit verify --anchor SEQ:HASH) or a backup, and find who had write access to the data directory".to_owned()),
-        ),
-        None => check(
-            "audit log",
-            Status::Skipped,
-            "the daemon did not say (older than this CLI?)".to_owned(),
-            None,
-        ),
-    }
-
-    // 3. Redeploy after a change.
-    let changed: Vec<Value> = keys
+        Fetched::Failed(reason) => {
+            return Check::skipped(
+                "master key",
+                format!("the keyring could not be read: {reason}"),
+            );
+        }
+        Fetched::Got(keyring) => keyring,
+    };
+    let Some(active) = keyring.active.as_deref().filter(|_| !keyring.degraded) else {
+        return Check::problem(
+            "master key",
+            "no master key is loaded: secret writes fail and deploys skip injection",
+            "on the daemon's host: exsec keys generate --dir KEYS_DIR (keys.dir of the config); no restart needed",
+        );
+    };
+    let missing: Vec<String> = keyring
+        .keys
         .iter()
-        .filter(|k| k["redeploy_needed"] == true)
-        .map(|k| k["key"].clone())
+        .filter(|k| !k.present && k.records > 0)
+        .map(|k| format!("{} ({} records)", k.id, k.records))
         .collect();
-    let removed = items(&facts.effective, "removed_since_deploy");
-    let synced = facts.effective["last_synced_deploy_id"].as_str();
-    match synced {
-        None if keys.is_empty() => check(
-            "redeploy",
-            Status::Ok,
-            "nothing to inject yet".to_owned(),
-            None,
+    if !missing.is_empty() {
+        return Check::problem(
+            "master key",
+            format!(
+                "records are sealed under keys that are not loaded: {}; deploys of apps using them fail injection",
+                missing.join(", ")
+            ),
+            "put those key files back into the key directory (ID.key); the daemon picks them up without a restart",
+        );
+    }
+    Check::ok(
+        "master key",
+        format!("active key {active}; no record waits for a missing key"),
+    )
+}
+
+/// The daemon's own state: writes reach the disk.
+fn storage(s: &Subject<'_>) -> Check {
+    let Some(ready) = &s.facts.ready else {
+        return Check::skipped("storage", "the daemon did not say (older than this CLI?)");
+    };
+    if ready.storage == "ok" {
+        return Check::ok("storage", "writes reach the disk");
+    }
+    Check::problem(
+        "storage",
+        format!(
+            "writes fail ({}); reads are still answered",
+            match ready.storage_fault.as_deref() {
+                Some("no_space") => "the daemon's disk is full",
+                _ => "the daemon's disk fails",
+            }
         ),
-        None => check(
+        "free space on (or repair) the file system of storage.path; exsec resumes writes by itself, no restart needed",
+    )
+}
+
+/// The daemon's own state: the audit log is whole.
+fn audit_log(s: &Subject<'_>) -> Check {
+    let Some(ready) = &s.facts.ready else {
+        return Check::skipped("audit log", "the daemon did not say (older than this CLI?)");
+    };
+    if ready.audit.chain == "verified" {
+        return Check::ok(
+            "audit log",
+            "the hash chain verified up to the newest event",
+        );
+    }
+    Check::problem(
+        "audit log",
+        format!(
+            "the audit log was changed after it was last verified: {}",
+            or_dash(ready.audit.error.as_deref())
+        ),
+        "compare with a logged anchor (exsec audit verify --anchor SEQ:HASH) or a backup, and find who had write access to the data directory",
+    )
+}
+
+/// 3. Redeploy after a change.
+fn redeploy(s: &Subject<'_>) -> Check {
+    let effective = &s.facts.effective;
+    let changed: Vec<&str> = effective
+        .keys
+        .iter()
+        .filter(|k| k.redeploy_needed)
+        .map(|k| k.key.as_str())
+        .collect();
+    let removed = &effective.removed_since_deploy;
+    match effective.last_synced_deploy_id.as_deref() {
+        None if s.no_secrets() => Check::ok("redeploy", "nothing to inject yet"),
+        None => Check::problem(
             "redeploy",
-            Status::Problem,
-            "no deploy has injected the app's secrets yet".to_owned(),
-            Some(redeploy.clone()),
+            "no deploy has injected the app's secrets yet",
+            s.redeploy.clone(),
         ),
         Some(deploy_id) if !changed.is_empty() || !removed.is_empty() => {
             let mut detail = Vec::new();
@@ -329,338 +395,274 @@ pub fn diagnose(facts: &Facts) -> Vec<Check> {
                     names(removed)
                 ));
             }
-            check(
-                "redeploy",
-                Status::Problem,
-                detail.join("; "),
-                Some(redeploy.clone()),
-            );
+            Check::problem("redeploy", detail.join("; "), s.redeploy.clone())
         }
-        Some(deploy_id) => check(
+        Some(deploy_id) => Check::ok(
             "redeploy",
-            Status::Ok,
             format!("the cluster got the current values with deploy {deploy_id}"),
-            None,
         ),
     }
+}
 
-    // 4. The Secret exists with the expected key names; 5. the Deployment
-    // reads it through envFrom; 8. rollout.
-    let secret_name = format!("app-{app}-external-secrets");
-    match &facts.cluster {
-        Fetched::Got(cluster) => {
-            let secret_name = cluster["secret"]["name"]
-                .as_str()
-                .map_or(secret_name, str::to_owned);
-            let expected: BTreeSet<&str> = keys.iter().filter_map(|k| k["key"].as_str()).collect();
-            let present: BTreeSet<&str> = items(&cluster["secret"], "keys")
-                .iter()
-                .filter_map(Value::as_str)
-                .collect();
-            let exists = cluster["secret"]["exists"] == true;
-            if !exists && expected.is_empty() {
-                check(
-                    "cluster secret",
-                    Status::Ok,
-                    format!("no Secret {secret_name}, and none is needed"),
-                    None,
-                );
-            } else if !exists {
-                check(
-                    "cluster secret",
-                    Status::Problem,
-                    format!("Secret {secret_name} does not exist in the cluster"),
-                    Some(redeploy.clone()),
-                );
-            } else {
-                let lacking: Vec<&str> = expected.difference(&present).copied().collect();
-                let extra: Vec<&str> = present.difference(&expected).copied().collect();
-                if lacking.is_empty() && extra.is_empty() {
-                    check(
-                        "cluster secret",
-                        Status::Ok,
-                        format!(
-                            "Secret {secret_name} holds the {} expected keys",
-                            expected.len()
-                        ),
-                        None,
-                    );
-                } else {
-                    let mut detail = Vec::new();
-                    if !lacking.is_empty() {
-                        detail.push(format!("lacks {}", lacking.join(", ")));
-                    }
-                    if !extra.is_empty() {
-                        detail.push(format!(
-                            "holds {} which the app no longer has",
-                            extra.join(", ")
-                        ));
-                    }
-                    check(
-                        "cluster secret",
-                        Status::Problem,
-                        format!("Secret {secret_name} {}", detail.join(" and ")),
-                        Some(redeploy.clone()),
-                    );
-                }
-            }
-            let deployment = &cluster["deployment"];
-            if deployment.is_null() {
-                check(
-                    "envFrom",
-                    Status::Problem,
-                    format!("there is no Deployment {app} in the cluster"),
-                    Some(redeploy.clone()),
-                );
-                check(
-                    "rollout",
-                    Status::Skipped,
-                    "no Deployment to roll out".to_owned(),
-                    None,
-                );
-            } else {
-                let reference = items(deployment, "env_from")
-                    .iter()
-                    .find(|r| r["secret_name"].as_str() == Some(secret_name.as_str()));
-                match reference {
-                    Some(reference) => check(
-                        "envFrom",
-                        Status::Ok,
-                        format!(
-                            "Deployment {app} reads Secret {secret_name} through envFrom (optional: {})",
-                            text(&reference["optional"])
-                        ),
-                        None,
-                    ),
-                    None => check(
-                        "envFrom",
-                        Status::Problem,
-                        format!(
-                            "Deployment {app} does not read Secret {secret_name} through envFrom: the values never reach its pods"
-                        ),
-                        Some(format!(
-                            "{redeploy} (exsec sets envFrom), or add `envFrom: [{{secretRef: {{name: {secret_name}, optional: true}}}}]` to the container `app` of your own manifest"
-                        )),
-                    ),
-                }
-                let rollout = &deployment["rollout"];
-                match rollout["status"].as_str() {
-                    Some("complete") => check(
-                        "rollout",
-                        Status::Ok,
-                        format!("complete: {}", rollout_text(rollout)),
-                        None,
-                    ),
-                    Some("progressing") => check(
-                        "rollout",
-                        Status::Warning,
-                        format!("in progress: {}", rollout_text(rollout)),
-                        Some(format!(
-                            "wait, or look at why it is stuck: kubectl -n {} rollout status deployment/{app}; kubectl -n {} describe pods -l app.kubernetes.io/name={app}",
-                            text(&cluster["namespace"]),
-                            text(&cluster["namespace"])
-                        )),
-                    ),
-                    _ => check(
-                        "rollout",
-                        Status::Skipped,
-                        format!(
-                            "the {} target cannot report rollouts",
-                            text(&cluster["target"])
-                        ),
-                        None,
-                    ),
-                }
-            }
-        }
-        Fetched::NotAdmin | Fetched::Failed(_) => {
-            let reason = match &facts.cluster {
+/// 4. The Secret exists with the expected key names.
+fn cluster_secret(s: &Subject<'_>) -> Check {
+    let cluster = match &s.facts.cluster {
+        Fetched::Got(cluster) => cluster,
+        unreadable => {
+            let reason = match unreadable {
                 Fetched::Failed(reason) => reason.clone(),
                 _ => "the cluster route is not available to this token".to_owned(),
             };
-            check(
+            return Check::problem(
                 "cluster secret",
-                Status::Problem,
                 format!("cannot read the cluster: {reason}"),
-                Some("check the daemon's cluster settings (cluster.*) and the API server; `exsec doctor` again".to_owned()),
-            );
-            check(
-                "envFrom",
-                Status::Skipped,
-                "cluster not readable".to_owned(),
-                None,
-            );
-            check(
-                "rollout",
-                Status::Skipped,
-                "cluster not readable".to_owned(),
-                None,
+                "check the daemon's cluster settings (cluster.*) and the API server; `exsec doctor` again",
             );
         }
-    }
-
-    // 6. An app override shadows a tenant default ("wrong value injected").
-    let shadowing: Vec<&Value> = keys
-        .iter()
-        .filter(|k| k["overrides_tenant"] == true)
-        .collect();
-    if shadowing.is_empty() {
-        check(
-            "overrides",
-            Status::Ok,
-            "no app override shadows a tenant default".to_owned(),
-            None,
+    };
+    let secret_name = &cluster.secret.name;
+    let expected = s.expected_keys();
+    if !cluster.secret.exists && expected.is_empty() {
+        return Check::ok(
+            "cluster secret",
+            format!("no Secret {secret_name}, and none is needed"),
         );
-    } else {
-        let listed: Vec<Value> = shadowing.iter().map(|k| k["key"].clone()).collect();
-        let first = shadowing[0];
-        check(
-            "overrides",
-            Status::Warning,
+    }
+    if !cluster.secret.exists {
+        return Check::problem(
+            "cluster secret",
+            format!("Secret {secret_name} does not exist in the cluster"),
+            s.redeploy.clone(),
+        );
+    }
+    let present: BTreeSet<&str> = cluster.secret.keys.iter().map(String::as_str).collect();
+    let lacking: Vec<&str> = expected.difference(&present).copied().collect();
+    let extra: Vec<&str> = present.difference(&expected).copied().collect();
+    if lacking.is_empty() && extra.is_empty() {
+        return Check::ok(
+            "cluster secret",
             format!(
-                "the app's own value of {} wins over tenant {tenant}'s default: if the app gets an unexpected value, this is why",
-                names(&listed)
+                "Secret {secret_name} holds the {} expected keys",
+                expected.len()
             ),
-            Some(format!(
-                "compare a candidate: exsec secrets verify --app {app} {} {}; use the tenant default instead: exsec secrets rm --app {app} {} {}",
-                text(&first["provider"]),
-                text(&first["key"]),
-                text(&first["provider"]),
-                text(&first["key"])
-            )),
         );
     }
+    let mut detail = Vec::new();
+    if !lacking.is_empty() {
+        detail.push(format!("lacks {}", lacking.join(", ")));
+    }
+    if !extra.is_empty() {
+        detail.push(format!(
+            "holds {} which the app no longer has",
+            extra.join(", ")
+        ));
+    }
+    Check::problem(
+        "cluster secret",
+        format!("Secret {secret_name} {}", detail.join(" and ")),
+        s.redeploy.clone(),
+    )
+}
 
-    // 7. required_env names missing.
-    let required = items(&facts.app, "required_env");
-    let missing: Vec<&Value> = required
+/// 5. The Deployment reads the Secret through envFrom.
+fn env_from(s: &Subject<'_>) -> Check {
+    let app = s.app;
+    let Fetched::Got(cluster) = &s.facts.cluster else {
+        return Check::skipped("envFrom", "cluster not readable");
+    };
+    let Some(deployment) = &cluster.deployment else {
+        return Check::problem(
+            "envFrom",
+            format!("there is no Deployment {app} in the cluster"),
+            s.redeploy.clone(),
+        );
+    };
+    let secret_name = &cluster.secret.name;
+    match deployment
+        .env_from
         .iter()
-        .filter(|name| !keys.iter().any(|k| &k["key"] == *name))
+        .find(|r| &r.secret_name == secret_name)
+    {
+        Some(reference) => Check::ok(
+            "envFrom",
+            format!(
+                "Deployment {app} reads Secret {secret_name} through envFrom (optional: {})",
+                reference.optional
+            ),
+        ),
+        None => Check::problem(
+            "envFrom",
+            format!(
+                "Deployment {app} does not read Secret {secret_name} through envFrom: the values never reach its pods"
+            ),
+            format!(
+                "{} (exsec sets envFrom), or add `envFrom: [{{secretRef: {{name: {secret_name}, optional: true}}}}]` to the container `app` of your own manifest",
+                s.redeploy
+            ),
+        ),
+    }
+}
+
+/// 8. The rollout.
+fn rollout(s: &Subject<'_>) -> Check {
+    let app = s.app;
+    let Fetched::Got(cluster) = &s.facts.cluster else {
+        return Check::skipped("rollout", "cluster not readable");
+    };
+    let Some(deployment) = &cluster.deployment else {
+        return Check::skipped("rollout", "no Deployment to roll out");
+    };
+    let rollout = &deployment.rollout;
+    match rollout.status.as_str() {
+        "complete" => Check::ok("rollout", format!("complete: {}", rollout_text(rollout))),
+        "progressing" => Check::warning(
+            "rollout",
+            format!("in progress: {}", rollout_text(rollout)),
+            format!(
+                "wait, or look at why it is stuck: kubectl -n {namespace} rollout status deployment/{app}; kubectl -n {namespace} describe pods -l app.kubernetes.io/name={app}",
+                namespace = cluster.namespace
+            ),
+        ),
+        _ => Check::skipped(
+            "rollout",
+            format!("the {} target cannot report rollouts", cluster.target),
+        ),
+    }
+}
+
+/// 6. An app override shadows a tenant default ("wrong value injected").
+fn overrides(s: &Subject<'_>) -> Check {
+    let (app, tenant) = (s.app, s.tenant);
+    let shadowing: Vec<_> = s
+        .facts
+        .effective
+        .keys
+        .iter()
+        .filter(|k| k.overrides_tenant)
+        .collect();
+    let Some(first) = shadowing.first() else {
+        return Check::ok("overrides", "no app override shadows a tenant default");
+    };
+    let listed: Vec<&str> = shadowing.iter().map(|k| k.key.as_str()).collect();
+    let (provider, key) = (&first.provider, &first.key);
+    Check::warning(
+        "overrides",
+        format!(
+            "the app's own value of {} wins over tenant {tenant}'s default: if the app gets an unexpected value, this is why",
+            names(&listed)
+        ),
+        format!(
+            "compare a candidate: exsec secrets verify --app {app} {provider} {key}; use the tenant default instead: exsec secrets rm --app {app} {provider} {key}"
+        ),
+    )
+}
+
+/// 7. `required_env` names missing from the effective set.
+fn required_env(s: &Subject<'_>) -> Check {
+    let (app, tenant) = (s.app, s.tenant);
+    let required = &s.facts.app.required_env;
+    let expected = s.expected_keys();
+    let missing: Vec<&str> = required
+        .iter()
+        .map(String::as_str)
+        .filter(|name| !expected.contains(name))
         .collect();
     if required.is_empty() {
-        check(
+        return Check::ok("required env", "the app declares no required env vars");
+    }
+    let Some(first) = missing.first() else {
+        return Check::ok(
             "required env",
-            Status::Ok,
-            "the app declares no required env vars".to_owned(),
-            None,
-        );
-    } else if missing.is_empty() {
-        check(
-            "required env",
-            Status::Ok,
             format!("all {} required env vars are set", required.len()),
-            None,
         );
-    } else {
-        let listed: Vec<Value> = missing.iter().map(|v| (*v).clone()).collect();
-        check(
-            "required env",
-            Status::Problem,
-            format!(
-                "the app requires {} but its effective set lacks them (missing_required_env)",
-                names(&listed)
-            ),
-            Some(format!(
-                "exsec secrets set --app {app} PROVIDER {} (or --tenant {tenant}), then {redeploy}",
-                text(missing[0])
-            )),
-        );
-    }
+    };
+    Check::problem(
+        "required env",
+        format!(
+            "the app requires {} but its effective set lacks them (missing_required_env)",
+            names(&missing)
+        ),
+        format!(
+            "exsec secrets set --app {app} PROVIDER {first} (or --tenant {tenant}), then {}",
+            s.redeploy
+        ),
+    )
+}
 
-    // The last deploy's own outcome.
-    match &facts.last_deploy {
-        None => check(
+/// The last deploy's own outcome.
+fn last_deploy(s: &Subject<'_>) -> Check {
+    let Some(deploy) = &s.facts.last_deploy else {
+        return Check::skipped("last deploy", "the app has no deploys yet");
+    };
+    let secrets = &deploy.external_secrets;
+    let id = &deploy.deploy_id;
+    if deploy.status != "succeeded" {
+        return Check::problem(
             "last deploy",
-            Status::Skipped,
-            "the app has no deploys yet".to_owned(),
-            None,
+            format!(
+                "deploy {id} failed: {}",
+                deploy
+                    .error
+                    .as_deref()
+                    .unwrap_or("the Deployment was not applied")
+            ),
+            format!(
+                "check the daemon's log and the cluster, then {}",
+                s.redeploy
+            ),
+        );
+    }
+    if secrets.status == "failed" || secrets.reason.as_deref() == Some("master_key_unavailable") {
+        return Check::problem(
+            "last deploy",
+            format!("deploy {id}: external secrets {}", injection_text(secrets)),
+            s.redeploy.clone(),
+        );
+    }
+    Check::ok(
+        "last deploy",
+        format!(
+            "deploy {id} succeeded; external secrets {}",
+            injection_text(secrets)
         ),
-        Some(deploy) => {
-            let secrets = &deploy["external_secrets"];
-            let id = text(&deploy["deploy_id"]);
-            if deploy["status"] != "succeeded" {
-                check(
-                    "last deploy",
-                    Status::Problem,
-                    format!(
-                        "deploy {id} failed: {}",
-                        deploy["error"]
-                            .as_str()
-                            .unwrap_or("the Deployment was not applied")
-                    ),
-                    Some(format!(
-                        "check the daemon's log and the cluster, then {redeploy}"
-                    )),
-                );
-            } else if secrets["status"] == "failed" || secrets["reason"] == "master_key_unavailable"
-            {
-                check(
-                    "last deploy",
-                    Status::Problem,
-                    format!("deploy {id}: external secrets {}", injection_text(secrets)),
-                    Some(redeploy.clone()),
-                );
+    )
+}
+
+/// 10. Nothing holding plaintext waits for removal.
+fn cleanup(s: &Subject<'_>) -> Check {
+    let Fetched::Got(cluster) = &s.facts.cluster else {
+        return Check::skipped("cleanup", "the cluster could not be read");
+    };
+    let Some(pending) = &cluster.cleanup_pending else {
+        return Check::ok("cleanup", "nothing left to remove");
+    };
+    Check::problem(
+        "cleanup",
+        format!(
+            "{} of app {} could not be removed since {} ({} attempts): {}; exsec keeps retrying",
+            if pending.kind == "stale_secret" {
+                "a Secret holding values the app no longer has"
             } else {
-                check(
-                    "last deploy",
-                    Status::Ok,
-                    format!(
-                        "deploy {id} succeeded; external secrets {}",
-                        injection_text(secrets)
-                    ),
-                    None,
-                );
-            }
-        }
-    }
-    // 10. Nothing holding plaintext waits for removal.
-    match &facts.cluster {
-        Fetched::Got(cluster) => match cluster.get("cleanup_pending").filter(|c| !c.is_null()) {
-            None => check(
-                "cleanup",
-                Status::Ok,
-                "nothing left to remove".to_owned(),
-                None,
-            ),
-            Some(pending) => check(
-                "cleanup",
-                Status::Problem,
-                format!(
-                    "{} of app {app} could not be removed since {} ({} attempts): {}; exsec keeps retrying",
-                    if pending["kind"] == "stale_secret" {
-                        "a Secret holding values the app no longer has"
-                    } else {
-                        "objects of a deleted app"
-                    },
-                    text(&pending["since"]),
-                    text(&pending["attempts"]),
-                    text(&pending["last_error"]),
-                ),
-                Some(
-                    "fix what the error names (a read-only manifests directory, a missing `delete` right on secrets); the next retry removes it"
-                        .to_owned(),
-                ),
-            ),
-        },
-        Fetched::NotAdmin | Fetched::Failed(_) => check(
-            "cleanup",
-            Status::Skipped,
-            "the cluster could not be read".to_owned(),
-            None,
+                "objects of a deleted app"
+            },
+            s.app,
+            pending.since,
+            pending.attempts,
+            pending.last_error,
         ),
-    }
-    checks
+        "fix what the error names (a read-only manifests directory, a missing `delete` right on secrets); the next retry removes it",
+    )
 }
 
 /// The image to suggest for a redeploy: the cluster's, else the last
 /// deploy's, else a placeholder.
 fn deploy_image(facts: &Facts) -> String {
     let from_cluster = match &facts.cluster {
-        Fetched::Got(cluster) => cluster["deployment"]["image"].as_str(),
+        Fetched::Got(cluster) => cluster.deployment.as_ref().and_then(|d| d.image.as_deref()),
         _ => None,
     };
     from_cluster
-        .or_else(|| facts.last_deploy.as_ref()?["image_ref"].as_str())
+        .or_else(|| Some(facts.last_deploy.as_ref()?.image_ref.as_str()))
         .unwrap_or("IMAGE")
         .to_owned()
 }
@@ -675,7 +677,7 @@ fn render(
     let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
     let mut lines = vec![format!(
         "doctor: app {app} (tenant {})",
-        text(&facts.app["tenant_id"])
+        facts.app.tenant_id
     )];
     for check in checks {
         lines.push(format!(
@@ -702,35 +704,173 @@ fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::dto::{
+        CleanupDto, ClusterSecretDto, DeploymentDto, EffectiveEntryDto, EnvFromDto, InjectionDto,
+        KeyStatusDto, ReadyAuditDto, ReadyClusterDto, ReadyKeyringDto, ReplicaCountsDto,
+        RolloutDto, RotationStatusDto,
+    };
+
+    const TIME: &str = "2026-11-30T00:00:00Z";
+    const SECRET: &str = "app-web-external-secrets";
+
+    fn key(id: &str, present: bool, records: u64) -> KeyStatusDto {
+        KeyStatusDto {
+            id: id.to_owned(),
+            present,
+            records,
+            safe_to_remove: records == 0,
+        }
+    }
+
+    fn keyring(keys: Vec<KeyStatusDto>) -> Fetched<KeysDto> {
+        Fetched::Got(KeysDto {
+            active: Some("k2".to_owned()),
+            degraded: false,
+            keys,
+            rotation: RotationStatusDto {
+                state: "idle".to_owned(),
+                remaining: 0,
+                waiting_for: std::collections::BTreeMap::new(),
+            },
+        })
+    }
+
+    fn rollout(status: &str, replicas: i32, updated: i32, available: i32) -> RolloutDto {
+        RolloutDto {
+            status: status.to_owned(),
+            error: None,
+            counts: Some(ReplicaCountsDto {
+                replicas: Some(replicas),
+                updated_replicas: Some(updated),
+                ready_replicas: None,
+                available_replicas: Some(available),
+            }),
+        }
+    }
+
+    fn injection(status: &str, reason: Option<&str>, undecryptable: &[&str]) -> InjectionDto {
+        let keys: Vec<String> = if status == "injected" {
+            vec!["OPENAI_API_KEY".to_owned()]
+        } else {
+            Vec::new()
+        };
+        InjectionDto {
+            status: status.to_owned(),
+            reason: reason.map(str::to_owned),
+            secret_name: SECRET.to_owned(),
+            key_count: keys.len(),
+            keys,
+            undecryptable: undecryptable.iter().map(|k| (*k).to_owned()).collect(),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn deploy(deploy_id: &str, external_secrets: InjectionDto) -> DeployDto {
+        DeployDto {
+            deploy_id: deploy_id.to_owned(),
+            app_id: "web".to_owned(),
+            tenant_id: "acme".to_owned(),
+            image_ref: "nginx:1".to_owned(),
+            replicas: None,
+            port: None,
+            status: "succeeded".to_owned(),
+            error: None,
+            created_at: TIME.to_owned(),
+            warnings: Vec::new(),
+            external_secrets,
+        }
+    }
+
+    fn ready(storage_fault: Option<&str>, chain_error: Option<&str>) -> Option<ReadyDto> {
+        Some(ReadyDto {
+            status: "ready".to_owned(),
+            degraded: chain_error.is_some(),
+            database: "ok".to_owned(),
+            storage: if storage_fault.is_some() {
+                "degraded"
+            } else {
+                "ok"
+            }
+            .to_owned(),
+            storage_fault: storage_fault.map(str::to_owned),
+            keyring: ReadyKeyringDto {
+                active: Some("k2".to_owned()),
+                keys: 1,
+                degraded: false,
+            },
+            audit: ReadyAuditDto {
+                chain: if chain_error.is_some() {
+                    "broken"
+                } else {
+                    "verified"
+                }
+                .to_owned(),
+                error: chain_error.map(str::to_owned),
+            },
+            cluster: ReadyClusterDto {
+                target: "kubernetes".to_owned(),
+                reachable: true,
+                error: None,
+            },
+        })
+    }
 
     fn healthy() -> Facts {
         Facts {
-            app: json!({"app_id": "web", "tenant_id": "acme", "required_env": ["OPENAI_API_KEY"]}),
-            effective: json!({
-                "keys": [{"key": "OPENAI_API_KEY", "provider": "openai", "source": "tenant",
-                          "overrides_tenant": false, "redeploy_needed": false}],
-                "removed_since_deploy": [],
-                "last_synced_deploy_id": "dep_1",
-                "warnings": [],
+            app: AppDto {
+                app_id: "web".to_owned(),
+                tenant_id: "acme".to_owned(),
+                required_env: vec!["OPENAI_API_KEY".to_owned()],
+                created_at: TIME.to_owned(),
+                updated_at: TIME.to_owned(),
+            },
+            effective: EffectiveDto {
+                app_id: "web".to_owned(),
+                tenant_id: "acme".to_owned(),
+                keys: vec![EffectiveEntryDto {
+                    key: "OPENAI_API_KEY".to_owned(),
+                    provider: "openai".to_owned(),
+                    source: "tenant".to_owned(),
+                    overrides_tenant: false,
+                    redeploy_needed: false,
+                    version: 1,
+                    updated_at: TIME.to_owned(),
+                }],
+                removed_since_deploy: Vec::new(),
+                last_synced_deploy_id: Some("dep_1".to_owned()),
+                warnings: Vec::new(),
+            },
+            keys: keyring(vec![key("k1", false, 0), key("k2", true, 1)]),
+            cluster: Fetched::Got(ClusterDto {
+                app_id: "web".to_owned(),
+                tenant_id: "acme".to_owned(),
+                target: "kubernetes".to_owned(),
+                cleanup_pending: None,
+                namespace: "paas-apps".to_owned(),
+                secret: ClusterSecretDto {
+                    name: SECRET.to_owned(),
+                    exists: true,
+                    keys: vec!["OPENAI_API_KEY".to_owned()],
+                },
+                deployment: Some(DeploymentDto {
+                    image: Some("nginx:1".to_owned()),
+                    env_from: vec![EnvFromDto {
+                        secret_name: SECRET.to_owned(),
+                        optional: true,
+                    }],
+                    deploy_id: Some("dep_1".to_owned()),
+                    rollout: rollout("complete", 2, 2, 2),
+                }),
             }),
-            keys: Fetched::Got(json!({"active": "k2", "degraded": false, "keys": [
-                {"id": "k1", "present": false, "records": 0},
-                {"id": "k2", "present": true, "records": 1},
-            ]})),
-            cluster: Fetched::Got(json!({
-                "target": "kubernetes", "namespace": "paas-apps",
-                "secret": {"name": "app-web-external-secrets", "exists": true, "keys": ["OPENAI_API_KEY"]},
-                "deployment": {"image": "nginx:1", "deploy_id": "dep_1",
-                    "env_from": [{"secret_name": "app-web-external-secrets", "optional": true}],
-                    "rollout": {"status": "complete", "replicas": 2, "updated_replicas": 2, "available_replicas": 2}},
-            })),
-            last_deploy: Some(
-                json!({"deploy_id": "dep_1", "status": "succeeded", "image_ref": "nginx:1",
-                "external_secrets": {"status": "injected", "secret_name": "app-web-external-secrets",
-                    "key_count": 1, "keys": ["OPENAI_API_KEY"]}}),
-            ),
-            ready: json!({"status": "ready", "storage": "ok", "storage_fault": null,
-                "audit": {"chain": "verified", "error": null}}),
+            last_deploy: Some(deploy("dep_1", injection("injected", None, &[]))),
+            ready: ready(None, None),
+        }
+    }
+
+    fn cluster_of(facts: &mut Facts) -> &mut ClusterDto {
+        match &mut facts.cluster {
+            Fetched::Got(cluster) => cluster,
+            _ => panic!("the healthy facts read the cluster"),
         }
     }
 
@@ -754,11 +894,13 @@ mod tests {
     #[test]
     fn a_pending_cleanup_is_a_problem() {
         let mut facts = healthy();
-        if let Fetched::Got(cluster) = &mut facts.cluster {
-            cluster["cleanup_pending"] = json!({"kind": "stale_secret", "since": "2026-11-30T00:00:00Z",
-                "attempts": 3, "last_attempt": "2026-11-30T00:01:00Z",
-                "last_error": "write app-web: Read-only file system"});
-        }
+        cluster_of(&mut facts).cleanup_pending = Some(CleanupDto {
+            kind: "stale_secret".to_owned(),
+            since: TIME.to_owned(),
+            attempts: 3,
+            last_attempt: "2026-11-30T00:01:00Z".to_owned(),
+            last_error: "write app-web: Read-only file system".to_owned(),
+        });
         let checks = diagnose(&facts);
         assert_eq!(status_of(&checks, "cleanup"), Status::Problem);
         let row = checks.iter().find(|c| c.name == "cleanup").unwrap();
@@ -770,9 +912,7 @@ mod tests {
     #[test]
     fn a_full_disk_and_a_broken_audit_chain_are_problems() {
         let mut facts = healthy();
-        facts.ready = json!({"status": "not_ready", "storage": "degraded",
-            "storage_fault": "no_space",
-            "audit": {"chain": "broken", "error": "audit event 7 was altered"}});
+        facts.ready = ready(Some("no_space"), Some("audit event 7 was altered"));
         let checks = diagnose(&facts);
         let storage = checks.iter().find(|c| c.name == "storage").unwrap();
         assert_eq!(storage.status, Status::Problem);
@@ -780,15 +920,15 @@ mod tests {
         let audit = checks.iter().find(|c| c.name == "audit log").unwrap();
         assert_eq!(audit.status, Status::Problem);
         assert!(audit.detail.contains("event 7 was altered"), "{audit:?}");
-        facts.ready = Value::Null;
+        facts.ready = None;
         assert_eq!(status_of(&diagnose(&facts), "storage"), Status::Skipped);
     }
 
     #[test]
     fn a_progressing_rollout_is_a_warning() {
         let mut facts = healthy();
-        if let Fetched::Got(cluster) = &mut facts.cluster {
-            cluster["deployment"]["rollout"] = json!({"status": "progressing", "replicas": 2, "updated_replicas": 1, "available_replicas": 1});
+        if let Some(deployment) = &mut cluster_of(&mut facts).deployment {
+            deployment.rollout = rollout("progressing", 2, 1, 1);
         }
         let checks = diagnose(&facts);
         assert_eq!(status_of(&checks, "rollout"), Status::Warning);
@@ -806,10 +946,7 @@ mod tests {
     #[test]
     fn a_missing_key_with_records_and_a_tenant_token_are_told_apart() {
         let mut facts = healthy();
-        facts.keys = Fetched::Got(json!({"active": "k2", "degraded": false, "keys": [
-            {"id": "k1", "present": false, "records": 3},
-            {"id": "k2", "present": true, "records": 1},
-        ]}));
+        facts.keys = keyring(vec![key("k1", false, 3), key("k2", true, 1)]);
         let checks = diagnose(&facts);
         assert_eq!(status_of(&checks, "master key"), Status::Problem);
         assert!(
@@ -834,9 +971,10 @@ mod tests {
     #[test]
     fn a_failed_injection_is_named() {
         let mut facts = healthy();
-        facts.last_deploy = Some(json!({"deploy_id": "dep_2", "status": "succeeded",
-            "external_secrets": {"status": "failed", "reason": "undecryptable_values",
-                "secret_name": "app-web-external-secrets", "undecryptable": ["OPENAI_API_KEY"]}}));
+        facts.last_deploy = Some(deploy(
+            "dep_2",
+            injection("failed", Some("undecryptable_values"), &["OPENAI_API_KEY"]),
+        ));
         let checks = diagnose(&facts);
         let last = checks.iter().find(|c| c.name == "last deploy").unwrap();
         assert_eq!(last.status, Status::Problem);

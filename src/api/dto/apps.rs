@@ -8,7 +8,7 @@ use crate::cluster::{DeploymentState, EnvFromSecret};
 use crate::store::records::{AppRecord, CleanupRecord};
 
 /// `PUT /v1/apps/{id}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PutAppBody {
     /// The owning tenant (fixed once set).

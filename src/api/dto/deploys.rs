@@ -8,25 +8,26 @@ use crate::cluster::Rollout;
 use crate::deploy::{DryRunInjection, DryRunReport};
 use crate::store::records::DeployRecord;
 
-/// `POST /v1/apps/{id}/deploys`.
+/// `POST /v1/apps/{id}/deploys`. Members left out are not sent (the CLI
+/// sends what it was given).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DeployBody {
     /// Must be the app's tenant; empty or missing is inferred (warning).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<String>,
     /// If present, must equal the path.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_id: Option<String>,
     /// The image to roll out.
     pub image_ref: String,
     /// Replicas; omitted leaves ownership to an autoscaler. Wider than
     /// its range so that an out-of-range number is `invalid_replicas`,
     /// not a type error.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<i64>,
     /// Container port; wide for the same reason (`invalid_port`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<i64>,
 }
 

@@ -38,8 +38,7 @@ pub use system::{
     ReadyKeyringDto, RotationStatusDto,
 };
 pub use tenants::{
-    MintTokenBody, MintedTokenDto, PutTenantBody, TenantDto, TenantListDto, TokenDto,
-    TokenListDto,
+    MintTokenBody, MintedTokenDto, PutTenantBody, TenantDto, TenantListDto, TokenDto, TokenListDto,
 };
 
 /// `{code, message}`: a note on an answer.

@@ -1,12 +1,12 @@
 //! Apps: registered and deleted by the admin; each belongs to one tenant
 //! forever.
 
-use hyper::StatusCode;
 use crate::api::dto::{AppDeletedDto, AppDto, AppListDto, PutAppBody, WarningDto};
 use crate::api::problem::ApiError;
 use crate::api::{Call, Reply};
 use crate::model::{AppId, EnvKey, TenantId};
 use crate::store::StoreError;
+use hyper::StatusCode;
 
 pub async fn list(call: Call) -> Result<Reply, ApiError> {
     let principal = call.principal()?.clone();

@@ -48,8 +48,18 @@ pub async fn readyz(call: Call) -> Result<Reply, ApiError> {
     let ready_dto = ReadyDto {
         status: if ready { "ready" } else { "not_ready" }.to_owned(),
         degraded: keyring.is_empty() || chain_break.is_some(),
-        database: if database.is_ok() { "ok" } else { "unavailable" }.to_owned(),
-        storage: if storage_fault.is_none() { "ok" } else { "degraded" }.to_owned(),
+        database: if database.is_ok() {
+            "ok"
+        } else {
+            "unavailable"
+        }
+        .to_owned(),
+        storage: if storage_fault.is_none() {
+            "ok"
+        } else {
+            "degraded"
+        }
+        .to_owned(),
         storage_fault: storage_fault.map(str::to_owned),
         keyring: ReadyKeyringDto {
             active: keyring.active().map(ToString::to_string),

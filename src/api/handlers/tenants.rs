@@ -1,9 +1,9 @@
 //! Tenants: created and deleted by the admin; a tenant token sees its own.
 
-use hyper::StatusCode;
 use crate::api::dto::{PutTenantBody, TenantDto, TenantListDto};
 use crate::api::problem::ApiError;
 use crate::api::{Call, Reply};
+use hyper::StatusCode;
 
 pub async fn list(call: Call) -> Result<Reply, ApiError> {
     let own = call.principal()?.tenant().cloned();

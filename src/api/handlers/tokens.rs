@@ -1,12 +1,12 @@
 //! Tenant tokens: minted by the admin (shown once), listed and revoked.
 
-use hyper::StatusCode;
 use crate::api::auth::mint_token;
 use crate::api::dto::{MintTokenBody, MintedTokenDto, TokenDto, TokenListDto};
 use crate::api::problem::ApiError;
 use crate::api::{Call, Reply};
 use crate::model::Timestamp;
 use crate::store::records::TokenRecord;
+use hyper::StatusCode;
 
 pub async fn mint(call: Call) -> Result<Reply, ApiError> {
     let tenant = call.tenant_param()?;
