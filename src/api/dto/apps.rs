@@ -2,7 +2,12 @@
 //! it (key names and rollout, never values).
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
+use super::schema::{
+    Schema, array, boolean, closed_object, count, list_of, names, nullable_string, one_of, record,
+    reference, reference_to, string, warnings,
+};
 use super::{RolloutDto, WarningDto};
 use crate::cluster::{DeploymentState, EnvFromSecret};
 use crate::store::records::{AppRecord, CleanupRecord};
@@ -165,4 +170,124 @@ impl From<&EnvFromSecret> for EnvFromDto {
             optional: source.optional,
         }
     }
+}
+
+impl Schema for PutAppBody {
+    const NAME: &'static str = "AppRequest";
+
+    fn schema() -> Value {
+        closed_object(
+            &["tenant_id"],
+            [
+                ("tenant_id", reference("ResourceId")),
+                (
+                    "required_env",
+                    json!({
+                        "type": "array",
+                        "items": reference("EnvKey"),
+                        "default": [],
+                        "description": "env var names the app needs; a deploy lacking one warns `missing_required_env`",
+                    }),
+                ),
+            ],
+        )
+    }
+}
+
+impl Schema for AppDto {
+    const NAME: &'static str = "App";
+
+    fn schema() -> Value {
+        record([
+            ("app_id", reference("ResourceId")),
+            ("tenant_id", reference("ResourceId")),
+            ("required_env", names()),
+            ("created_at", reference("Timestamp")),
+            ("updated_at", reference("Timestamp")),
+        ])
+    }
+}
+
+impl AppListDto {
+    /// Its schema (inline in the document).
+    pub fn schema() -> Value {
+        list_of::<AppDto>("apps")
+    }
+}
+
+impl Schema for AppDeletedDto {
+    const NAME: &'static str = "AppDeleted";
+
+    /// `DELETE /v1/apps/{app_id}` with objects left to remove.
+    fn schema() -> Value {
+        record([
+            ("app_id", reference("ResourceId")),
+            ("deleted", json!({ "const": true })),
+            ("warnings", warnings()),
+        ])
+    }
+}
+
+impl Schema for CleanupDto {
+    const NAME: &'static str = "Cleanup";
+
+    fn schema() -> Value {
+        record([
+            ("kind", one_of(&["app_objects", "stale_secret"])),
+            ("since", reference("Timestamp")),
+            ("attempts", count()),
+            ("last_attempt", reference("Timestamp")),
+            ("last_error", string()),
+        ])
+    }
+}
+
+impl Schema for ClusterDto {
+    const NAME: &'static str = "ClusterApp";
+
+    /// Key names, never values.
+    fn schema() -> Value {
+        record([
+            ("app_id", reference("ResourceId")),
+            ("tenant_id", reference("ResourceId")),
+            ("target", one_of(&["manifests", "kubernetes"])),
+            (
+                "cleanup_pending",
+                json!({ "oneOf": [{ "type": "null" }, reference_to::<CleanupDto>()] }),
+            ),
+            ("namespace", string()),
+            (
+                "secret",
+                record([
+                    ("name", secret_name()),
+                    ("exists", boolean()),
+                    ("keys", array(reference("EnvKey"))),
+                ]),
+            ),
+            (
+                "deployment",
+                json!({ "oneOf": [{ "type": "null" }, DeploymentDto::schema()] }),
+            ),
+        ])
+    }
+}
+
+impl DeploymentDto {
+    /// Its schema (inline in [`ClusterDto`]'s).
+    pub fn schema() -> Value {
+        record([
+            ("image", nullable_string()),
+            (
+                "env_from",
+                array(record([("secret_name", string()), ("optional", boolean())])),
+            ),
+            ("deploy_id", nullable_string()),
+            ("rollout", reference_to::<RolloutDto>()),
+        ])
+    }
+}
+
+/// `app-{app_id}-external-secrets`.
+pub(super) fn secret_name() -> Value {
+    super::schema::pattern("^app-[a-z0-9]([-a-z0-9]*[a-z0-9])?-external-secrets$")
 }

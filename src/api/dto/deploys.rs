@@ -2,10 +2,16 @@
 //! failed one), the history, one deploy with its rollout, a dry run.
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 use super::WarningDto;
+use super::apps::secret_name;
+use super::schema::{
+    Schema, array, closed_object, count, list_of, names, nullable_integer, nullable_string, one_of,
+    record, reference, reference_to, string, warnings,
+};
 use crate::cluster::Rollout;
-use crate::deploy::{DryRunInjection, DryRunReport};
+use crate::deploy::{DryRunInjection, DryRunReport, MAX_IMAGE_REF_LEN, MAX_REPLICAS};
 use crate::store::records::DeployRecord;
 
 /// `POST /v1/apps/{id}/deploys`. Members left out are not sent (the CLI
@@ -263,5 +269,243 @@ impl From<&DryRunInjection> for DryRunInjectionDto {
             changed: injection.changed.clone(),
             unchanged: injection.unchanged.clone(),
         }
+    }
+}
+
+impl Schema for DeployBody {
+    const NAME: &'static str = "DeployRequest";
+
+    fn schema() -> Value {
+        // Empty, null or missing: taken from the app (the path).
+        let optional_id = |description: &str| {
+            json!({
+                "type": ["string", "null"],
+                "maxLength": crate::model::MAX_ID_LEN,
+                "pattern": "^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$",
+                "description": description,
+            })
+        };
+        closed_object(
+            &["image_ref"],
+            [
+                (
+                    "tenant_id",
+                    optional_id(
+                        "must be the app's tenant (else 422 `tenant_mismatch`); empty or missing is inferred with the warning `tenant_id_inferred`",
+                    ),
+                ),
+                (
+                    "app_id",
+                    optional_id("must equal the path's app (else 422 `app_id_mismatch`)"),
+                ),
+                (
+                    "image_ref",
+                    json!({
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": MAX_IMAGE_REF_LEN,
+                        "pattern": "^[^\\s\\u0000-\\u001f\\u007f-\\u009f]+$",
+                        "description": "the image to roll out, without spaces or control characters",
+                    }),
+                ),
+                (
+                    "replicas",
+                    json!({
+                        "type": ["integer", "null"],
+                        "minimum": 0,
+                        "maximum": MAX_REPLICAS,
+                        "description": "omitted leaves the count to an autoscaler",
+                    }),
+                ),
+                (
+                    "port",
+                    json!({ "type": ["integer", "null"], "minimum": 1, "maximum": 65535 }),
+                ),
+            ],
+        )
+    }
+}
+
+/// `injected`, `skipped` or `failed`.
+fn injection_status() -> Value {
+    one_of(&["injected", "skipped", "failed"])
+}
+
+/// Why injection was skipped or failed.
+fn injection_reason() -> Value {
+    json!({
+        "type": ["string", "null"],
+        "enum": [
+            "master_key_unavailable",
+            "undecryptable_values",
+            "no_secrets",
+            "secret_apply_failed",
+            "interrupted",
+            null,
+        ],
+        "description": "why skipped or failed; null when injected",
+    })
+}
+
+impl Schema for InjectionDto {
+    const NAME: &'static str = "Injection";
+
+    fn schema() -> Value {
+        record([
+            ("status", injection_status()),
+            ("reason", injection_reason()),
+            ("secret_name", secret_name()),
+            ("key_count", count()),
+            ("keys", names()),
+            ("undecryptable", names()),
+            ("warnings", warnings()),
+        ])
+    }
+}
+
+impl Schema for DeployDto {
+    const NAME: &'static str = "Deploy";
+
+    fn schema() -> Value {
+        record([
+            ("deploy_id", reference("DeployId")),
+            ("app_id", reference("ResourceId")),
+            ("tenant_id", reference("ResourceId")),
+            ("image_ref", string()),
+            ("replicas", nullable_integer()),
+            ("port", nullable_integer()),
+            ("status", one_of(&["succeeded", "failed"])),
+            ("error", nullable_string()),
+            ("created_at", reference("Timestamp")),
+            ("warnings", warnings()),
+            ("external_secrets", reference_to::<InjectionDto>()),
+        ])
+    }
+}
+
+impl Schema for DeployFailedDto {
+    const NAME: &'static str = "DeployProblem";
+
+    /// The 502 of a deploy whose Deployment could not be applied: recorded
+    /// as failed, and the caller still learns what injection did.
+    fn schema() -> Value {
+        json!({
+            "allOf": [reference("Problem")],
+            "required": ["deploy_id", "app_id", "tenant_id", "warnings", "external_secrets"],
+            "properties": {
+                "deploy_id": reference("DeployId"),
+                "app_id": reference("ResourceId"),
+                "tenant_id": reference("ResourceId"),
+                "warnings": warnings(),
+                "external_secrets": reference_to::<InjectionDto>(),
+            },
+        })
+    }
+}
+
+impl DeployFailedDto {
+    /// The name of [`DeployFailedDto::pending_schema`] under
+    /// `components.schemas`.
+    pub const PENDING_NAME: &'static str = "DeployPendingProblem";
+
+    /// A 503 of the deploy route. `deploy_record_pending`: the deploy ran
+    /// (the cluster holds it) but its record waits for storage to heal; it
+    /// names the deploy like the 502, plus how it ended (`deploy_status`).
+    pub fn pending_schema() -> Value {
+        let failed = Self::schema();
+        let mut required = failed["required"].clone();
+        if let Value::Array(names) = &mut required {
+            names.push(json!("deploy_status"));
+        }
+        let mut properties = failed["properties"].clone();
+        properties["deploy_status"] = one_of(&["succeeded", "failed"]);
+        json!({
+            "allOf": [reference("Problem")],
+            "properties": properties,
+            "if": { "properties": { "code": { "const": "deploy_record_pending" } } },
+            "then": { "required": required },
+        })
+    }
+}
+
+impl DeployListDto {
+    /// Its schema (inline in the document).
+    pub fn schema() -> Value {
+        list_of::<DeployDto>("deploys")
+    }
+}
+
+impl Schema for DeployDetailDto {
+    const NAME: &'static str = "DeployDetail";
+
+    /// One deploy read back: the record plus the rollout the cluster
+    /// reports.
+    fn schema() -> Value {
+        let mut schema = DeployDto::schema();
+        schema["properties"]["rollout"] = json!({
+            "description": "rollout of this deploy; `superseded` when a newer deploy runs, `absent` without a Deployment, `unknown` when the cluster cannot tell",
+            "type": "object",
+            "required": ["status"],
+            "properties": {
+                "status": one_of(&["complete", "progressing", "unknown", "superseded", "absent"]),
+                "replicas": nullable_integer(),
+                "updated_replicas": nullable_integer(),
+                "ready_replicas": nullable_integer(),
+                "available_replicas": nullable_integer(),
+                "error": string(),
+            },
+            "additionalProperties": false,
+        });
+        if let Some(required) = schema["required"].as_array_mut() {
+            required.push(json!("rollout"));
+        }
+        schema
+    }
+}
+
+impl Schema for RolloutDto {
+    const NAME: &'static str = "Rollout";
+
+    /// As the cluster reports it (a deploy's own rollout adds
+    /// `superseded`, `absent` and `error`: [`DeployDetailDto`]).
+    fn schema() -> Value {
+        record([
+            ("status", one_of(&["complete", "progressing", "unknown"])),
+            ("replicas", nullable_integer()),
+            ("updated_replicas", nullable_integer()),
+            ("ready_replicas", nullable_integer()),
+            ("available_replicas", nullable_integer()),
+        ])
+    }
+}
+
+impl Schema for DryRunDto {
+    const NAME: &'static str = "DryRun";
+
+    fn schema() -> Value {
+        record([
+            ("app_id", reference("ResourceId")),
+            ("tenant_id", reference("ResourceId")),
+            ("dry_run", json!({ "const": true })),
+            ("external_secrets", reference_to::<DryRunInjectionDto>()),
+            ("warnings", warnings()),
+        ])
+    }
+}
+
+impl Schema for DryRunInjectionDto {
+    const NAME: &'static str = "DryRunInjection";
+
+    /// Names only, compared with what the cluster holds.
+    fn schema() -> Value {
+        record([
+            ("status", injection_status()),
+            ("reason", injection_reason()),
+            ("secret_name", secret_name()),
+            ("added", array(string())),
+            ("removed", array(string())),
+            ("changed", array(string())),
+            ("unchanged", array(string())),
+        ])
     }
 }

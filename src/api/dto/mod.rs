@@ -13,11 +13,13 @@
 
 mod apps;
 mod deploys;
+pub mod schema;
 mod secrets;
 mod system;
 mod tenants;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::resolve::Warning;
 use crate::store::records::WarningRecord;
@@ -65,5 +67,13 @@ impl From<&WarningRecord> for WarningDto {
             code: w.code.clone(),
             message: w.message.clone(),
         }
+    }
+}
+
+impl schema::Schema for WarningDto {
+    const NAME: &'static str = "Warning";
+
+    fn schema() -> Value {
+        schema::record([("code", schema::string()), ("message", schema::string())])
     }
 }

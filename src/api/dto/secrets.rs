@@ -2,8 +2,14 @@
 //! Never a value in an answer.
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 use super::WarningDto;
+use super::schema::{
+    Schema, array, boolean, closed_object, list_of, names, one_of, record, reference, reference_to,
+    warnings,
+};
+use crate::model::MAX_VALUE_LEN;
 use crate::store::records::SecretRecord;
 
 /// `PUT …/external-secrets/{provider}/{key}` and `…/verify`.
@@ -93,4 +99,89 @@ pub struct EffectiveDto {
     pub last_synced_deploy_id: Option<String>,
     /// Notes (`missing_required_env`, `env_name_conflict`).
     pub warnings: Vec<WarningDto>,
+}
+
+impl Schema for ValueBody {
+    const NAME: &'static str = "ValueRequest";
+
+    fn schema() -> Value {
+        closed_object(
+            &["value"],
+            [(
+                "value",
+                json!({
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_VALUE_LEN,
+                    "pattern": "^[^\\u0000]+$",
+                    "description": "UTF-8, at most 64 KiB, no NUL",
+                }),
+            )],
+        )
+    }
+}
+
+impl Schema for SecretMetaDto {
+    const NAME: &'static str = "SecretMeta";
+
+    /// Never a value.
+    fn schema() -> Value {
+        record([
+            ("provider", reference("Provider")),
+            ("key", reference("EnvKey")),
+            ("scope", one_of(&["tenant", "app"])),
+            ("created_at", reference("Timestamp")),
+            ("updated_at", reference("Timestamp")),
+            ("version", json!({ "type": "integer", "minimum": 1 })),
+        ])
+    }
+}
+
+impl SecretListDto {
+    /// Its schema (inline in the document).
+    pub fn schema() -> Value {
+        list_of::<SecretMetaDto>("secrets")
+    }
+}
+
+impl Schema for VerifyDto {
+    const NAME: &'static str = "VerifyResult";
+
+    fn schema() -> Value {
+        record([("match", boolean())])
+    }
+}
+
+impl Schema for EffectiveDto {
+    const NAME: &'static str = "Effective";
+
+    fn schema() -> Value {
+        record([
+            ("app_id", reference("ResourceId")),
+            ("tenant_id", reference("ResourceId")),
+            ("keys", array(reference_to::<EffectiveEntryDto>())),
+            ("removed_since_deploy", names()),
+            (
+                "last_synced_deploy_id",
+                json!({ "type": ["string", "null"], "pattern": "^dep_[0-9]{12}$" }),
+            ),
+            ("warnings", warnings()),
+        ])
+    }
+}
+
+impl Schema for EffectiveEntryDto {
+    const NAME: &'static str = "EffectiveEntry";
+
+    fn schema() -> Value {
+        record([
+            ("key", reference("EnvKey")),
+            ("provider", reference("Provider")),
+            ("source", one_of(&["app", "tenant"])),
+            ("overrides_tenant", boolean()),
+            ("redeploy_needed", boolean()),
+            ("version", json!({ "type": "integer", "minimum": 1 })),
+            ("updated_at", reference("Timestamp")),
+        ])
+    }
 }

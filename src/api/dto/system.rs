@@ -4,7 +4,12 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
+use super::schema::{
+    Schema, array, boolean, count, described, nullable_string, one_of, record, reference,
+    reference_to, string,
+};
 use crate::audit::AuditEvent;
 
 /// `GET /healthz`.
@@ -112,4 +117,145 @@ pub struct AuditPageDto {
     pub events: Vec<AuditEvent>,
     /// Pass as `after` to read on; `null` at the end of the log.
     pub next_after: Option<u64>,
+}
+
+impl HealthDto {
+    /// Its schema (inline in the document).
+    pub fn schema() -> Value {
+        record([("status", json!({ "const": "ok" }))])
+    }
+}
+
+impl Schema for ReadyDto {
+    const NAME: &'static str = "Ready";
+
+    fn schema() -> Value {
+        record([
+            ("status", one_of(&["ready", "not_ready"])),
+            (
+                "degraded",
+                described(
+                    boolean(),
+                    "serving, but no master key is loaded or the audit chain is broken",
+                ),
+            ),
+            ("database", one_of(&["ok", "unavailable"])),
+            (
+                "storage",
+                described(
+                    one_of(&["ok", "degraded"]),
+                    "`degraded` while writes fail (reads are still answered); heals by itself",
+                ),
+            ),
+            (
+                "storage_fault",
+                json!({ "type": ["string", "null"], "enum": ["no_space", "io_error", null] }),
+            ),
+            (
+                "keyring",
+                record([
+                    ("active", nullable_string()),
+                    ("keys", count()),
+                    ("degraded", boolean()),
+                ]),
+            ),
+            (
+                "audit",
+                record([
+                    (
+                        "chain",
+                        described(
+                            one_of(&["verified", "verifying", "broken"]),
+                            "what verifying the events appended since the last verified position found (at start and every audit.anchor_interval); `verifying` while a long backlog is checked after start",
+                        ),
+                    ),
+                    ("error", nullable_string()),
+                ]),
+            ),
+            (
+                "cluster",
+                record([
+                    ("target", one_of(&["kubernetes", "manifests"])),
+                    ("reachable", boolean()),
+                    ("error", nullable_string()),
+                ]),
+            ),
+        ])
+    }
+}
+
+impl Schema for KeysDto {
+    const NAME: &'static str = "Keyring";
+
+    fn schema() -> Value {
+        record([
+            ("active", nullable_string()),
+            ("degraded", boolean()),
+            ("keys", array(reference_to::<KeyStatusDto>())),
+            (
+                "rotation",
+                record([
+                    ("state", one_of(&["idle", "running", "blocked_missing_key"])),
+                    ("remaining", count()),
+                    (
+                        "waiting_for",
+                        json!({
+                            "type": "object",
+                            "propertyNames": reference("KeyId"),
+                            "additionalProperties": count(),
+                            "description": "per master key id that is not loaded, how many records wait for it (records that do not open under a loaded key are counted under that key); empty unless `state` is `blocked_missing_key`",
+                        }),
+                    ),
+                ]),
+            ),
+        ])
+    }
+}
+
+impl Schema for KeyStatusDto {
+    const NAME: &'static str = "KeyStatus";
+
+    fn schema() -> Value {
+        record([
+            ("id", reference("KeyId")),
+            ("present", boolean()),
+            ("records", count()),
+            ("safe_to_remove", boolean()),
+        ])
+    }
+}
+
+impl Schema for AuditEvent {
+    const NAME: &'static str = "AuditEvent";
+
+    fn schema() -> Value {
+        record([
+            ("seq", json!({ "type": "integer", "minimum": 1 })),
+            ("time", reference("Timestamp")),
+            ("type", string()),
+            ("actor", string()),
+            ("tenant_id", nullable_string()),
+            ("app_id", nullable_string()),
+            (
+                "data",
+                json!({ "type": "object", "description": "names, counts and reasons; never a value" }),
+            ),
+            ("prev_hash", reference("Hash")),
+            ("hash", reference("Hash")),
+        ])
+    }
+}
+
+impl Schema for AuditPageDto {
+    const NAME: &'static str = "AuditPage";
+
+    fn schema() -> Value {
+        record([
+            ("events", array(reference_to::<AuditEvent>())),
+            (
+                "next_after",
+                json!({ "type": ["integer", "null"], "minimum": 1, "description": "`after` of the next page; null at the end" }),
+            ),
+        ])
+    }
 }

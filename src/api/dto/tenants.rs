@@ -1,7 +1,9 @@
 //! Tenants and their tokens on the wire.
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
+use super::schema::{Schema, list_of, pattern, record, reference};
 use crate::store::records::{TenantRecord, TokenRecord};
 
 /// `PUT /v1/tenants/{id}` (body optional, no fields yet).
@@ -81,4 +83,67 @@ pub struct MintedTokenDto {
     pub tenant_id: String,
     /// Mint time.
     pub created_at: String,
+}
+
+impl Schema for PutTenantBody {
+    /// Shared with [`MintTokenBody`]: neither has members yet.
+    const NAME: &'static str = "EmptyRequest";
+
+    fn schema() -> Value {
+        json!({
+            "type": "object",
+            "additionalProperties": false,
+            "description": "no members yet; the body may be omitted",
+        })
+    }
+}
+
+impl Schema for TenantDto {
+    const NAME: &'static str = "Tenant";
+
+    fn schema() -> Value {
+        record([
+            ("tenant_id", reference("ResourceId")),
+            ("created_at", reference("Timestamp")),
+        ])
+    }
+}
+
+impl TenantListDto {
+    /// Its schema (inline in the document).
+    pub fn schema() -> Value {
+        list_of::<TenantDto>("tenants")
+    }
+}
+
+impl Schema for TokenDto {
+    const NAME: &'static str = "Token";
+
+    fn schema() -> Value {
+        record([
+            ("token_id", reference("TokenId")),
+            ("tenant_id", reference("ResourceId")),
+            ("created_at", reference("Timestamp")),
+        ])
+    }
+}
+
+impl TokenListDto {
+    /// Its schema (inline in the document).
+    pub fn schema() -> Value {
+        list_of::<TokenDto>("tokens")
+    }
+}
+
+impl Schema for MintedTokenDto {
+    const NAME: &'static str = "MintedToken";
+
+    fn schema() -> Value {
+        record([
+            ("token", pattern("^exs_[0-9a-f]{12}_[A-Za-z0-9_-]+$")),
+            ("token_id", reference("TokenId")),
+            ("tenant_id", reference("ResourceId")),
+            ("created_at", reference("Timestamp")),
+        ])
+    }
 }
