@@ -537,6 +537,24 @@ pub fn encode_query(value: &str) -> String {
 mod tests {
     use super::*;
 
+    /// An answer that does not fit its DTO is an unexpected answer, not a
+    /// panic.
+    #[test]
+    fn answers_that_do_not_fit_their_dto_are_unexpected() {
+        use crate::api::dto::TenantListDto;
+        let fits = serde_json::json!({"tenants": [{"tenant_id": "acme", "created_at": "t"}]});
+        let list: TenantListDto = decode(&fits).unwrap();
+        assert_eq!(list.tenants[0].tenant_id, "acme");
+        for wrong in [
+            serde_json::json!({"tenants": 5}),
+            serde_json::json!({}),
+            Value::Null,
+        ] {
+            let error = decode::<TenantListDto>(&wrong).unwrap_err();
+            assert!(matches!(error, CliError::Unexpected(_)), "{error:?}");
+        }
+    }
+
     #[test]
     fn urls_are_parsed() {
         let tcp = |client: &Client| match &client.transport {

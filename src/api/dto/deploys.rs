@@ -509,3 +509,58 @@ impl Schema for DryRunInjectionDto {
         ])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A rollout the cluster reported carries every count (`null` where
+    /// unknown); one it could not report carries none, only `error` when
+    /// there is one. The CLI reads both back.
+    #[test]
+    fn rollouts_with_and_without_counts() {
+        let reported = RolloutDto::from(&Rollout {
+            status: "progressing",
+            replicas: Some(2),
+            updated_replicas: Some(1),
+            ready_replicas: None,
+            available_replicas: Some(1),
+        });
+        let value = serde_json::to_value(&reported).unwrap();
+        assert_eq!(
+            value,
+            json!({"status": "progressing", "replicas": 2, "updated_replicas": 1,
+                   "ready_replicas": null, "available_replicas": 1})
+        );
+        let read: RolloutDto = serde_json::from_value(value).unwrap();
+        assert_eq!(read.counts.and_then(|c| c.replicas), Some(2));
+
+        let absent = RolloutDto::without_counts("absent", None);
+        assert_eq!(
+            serde_json::to_value(&absent).unwrap(),
+            json!({"status": "absent"})
+        );
+        let unknown = RolloutDto::without_counts("unknown", Some("timed out".to_owned()));
+        let value = serde_json::to_value(&unknown).unwrap();
+        assert_eq!(value, json!({"status": "unknown", "error": "timed out"}));
+        let read: RolloutDto = serde_json::from_value(value).unwrap();
+        assert_eq!(read.error.as_deref(), Some("timed out"));
+        assert!(read.counts.is_none_or(|c| c.replicas.is_none()));
+    }
+
+    /// Members of a deploy body the caller left out are not sent.
+    #[test]
+    fn a_deploy_body_sends_only_what_was_given() {
+        let body = DeployBody {
+            tenant_id: None,
+            app_id: None,
+            image_ref: "nginx".to_owned(),
+            replicas: Some(2),
+            port: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&body).unwrap(),
+            json!({"image_ref": "nginx", "replicas": 2})
+        );
+    }
+}
