@@ -201,6 +201,19 @@ impl Reply {
         Self::json(StatusCode::OK, value)
     }
 
+    /// JSON with the members of every object in sorted order. The answers
+    /// that were built as `serde_json::Value` before they had a DTO (lists,
+    /// readiness, keys, the cluster view, one deploy with its rollout) have
+    /// always had this order; keeping it keeps them byte for byte the same.
+    pub fn json_sorted(status: StatusCode, value: &impl serde::Serialize) -> Reply {
+        Self::json(status, &to_value(value))
+    }
+
+    /// 200 with JSON in sorted order ([`Reply::json_sorted`]).
+    pub fn ok_sorted(value: &impl serde::Serialize) -> Reply {
+        Self::json_sorted(StatusCode::OK, value)
+    }
+
     /// 204.
     pub fn no_content() -> Reply {
         Reply {
@@ -681,7 +694,7 @@ pub fn problem_response(error: &ApiError) -> Response<ResponseBody> {
     response
 }
 
-/// A JSON value from anything serializable (for replies built by hand).
+/// A JSON value from anything serializable.
 pub fn to_value(value: &impl serde::Serialize) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
 }

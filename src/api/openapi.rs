@@ -3,10 +3,12 @@
 //! What follows from a route's shape comes from [`ROUTES`]: paths, methods,
 //! summaries, path parameters, security, and the errors every route of that
 //! shape can answer (401 behind a token, 413/415 with a body, 400 for a
-//! malformed path id, …). What only one route answers — its success bodies,
-//! query parameters, request body and own error codes — is in `answers`,
-//! an exhaustive match on [`RouteId`]: a new route does not compile until it
-//! is described here. Limits and patterns come from the constants the
+//! malformed path id, …). What only one route answers — which DTO it
+//! answers with, its query parameters, request body and own error codes —
+//! is in `answers`, an exhaustive match on [`RouteId`]: a new route does not
+//! compile until it is described here. Each DTO's schema lives next to the
+//! DTO (`api::dto`, trait [`Schema`]); this module lists them under
+//! `components.schemas`. Limits and patterns come from the constants the
 //! parsers use. Each problem answer lists its possible `code`s as an enum,
 //! so a test that validates real answers also catches an undocumented code.
 //!
@@ -21,10 +23,17 @@ use hyper::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
 use super::MAX_BODY_BYTES;
+use super::dto::schema::{self, Schema, reference, reference_to, string};
+use super::dto::{
+    AppDeletedDto, AppDto, AppListDto, AuditPageDto, CleanupDto, ClusterDto, DeployBody,
+    DeployDetailDto, DeployDto, DeployFailedDto, DeployListDto, DryRunDto, DryRunInjectionDto,
+    EffectiveDto, EffectiveEntryDto, HealthDto, InjectionDto, KeyStatusDto, KeysDto,
+    MintedTokenDto, PutAppBody, PutTenantBody, ReadyDto, RolloutDto, SecretListDto, SecretMetaDto,
+    TenantDto, TenantListDto, TokenDto, TokenListDto, ValueBody, VerifyDto, WarningDto,
+};
 use super::handlers::MAX_IDEMPOTENCY_KEY_LEN;
 use super::routes::{Access, Body, Query, ROUTES, Route, RouteId};
-use crate::deploy::{MAX_IMAGE_REF_LEN, MAX_REPLICAS};
-use crate::model::{MAX_ID_LEN, MAX_KEY_ID_LEN, MAX_KEY_LEN, MAX_PROVIDER_LEN, MAX_VALUE_LEN};
+use crate::audit::AuditEvent;
 
 /// The whole document.
 pub fn document() -> Value {
@@ -64,11 +73,6 @@ Authentication and authorization are decided before the body is read. Besides \
 the answers listed per operation, every path answers 405 `method_not_allowed` \
 (with an `Allow` header) to a method it does not list, and an unknown path \
 answers 404 `route_not_found`.";
-
-/// `components.schemas`: `$ref` target of a shared shape.
-fn reference(component: &str) -> Value {
-    json!({ "$ref": format!("#/components/schemas/{component}") })
-}
 
 // ---------------------------------------------------------------------------
 // Paths and operations
@@ -138,7 +142,7 @@ fn operation(route: &Route) -> Value {
         operation["parameters"] = Value::Array(parameters);
     }
     if route.body != Body::None {
-        let schema = answers.body.unwrap_or_else(|| reference("EmptyRequest"));
+        let schema = answers.body.unwrap_or_else(reference_to::<PutTenantBody>);
         operation["requestBody"] = json!({
             "description": format!("JSON of at most {MAX_BODY_BYTES} bytes"),
             "required": route.body == Body::Required,
@@ -264,12 +268,12 @@ const SECRET_VERIFY_PROBLEMS: &[(u16, &str)] = &[
 fn answers(id: RouteId) -> Answers {
     use RouteId as R;
     match id {
-        R::Healthz => Answers::ok(record([("status", json!({ "const": "ok" }))])),
-        R::Readyz => Answers::ok(reference("Ready")).and(
+        R::Healthz => Answers::ok(HealthDto::schema()),
+        R::Readyz => Answers::ok(reference_to::<ReadyDto>()).and(
             503,
             json_response(
                 "not ready: the database is unavailable, writes fail (storage degraded) or the cluster target is unreachable",
-                reference("Ready"),
+                reference_to::<ReadyDto>(),
             ),
         ),
         R::Metrics => Answers::new(
@@ -284,9 +288,9 @@ fn answers(id: RouteId) -> Answers {
             "required": ["openapi", "info", "paths", "components"],
             "properties": { "openapi": { "const": "3.1.0" } },
         })),
-        R::ListTenants => Answers::ok(list_of("tenants", "Tenant")),
-        R::PutTenant => Answers::put("Tenant"),
-        R::GetTenant => Answers::ok(reference("Tenant")),
+        R::ListTenants => Answers::ok(TenantListDto::schema()),
+        R::PutTenant => Answers::put(TenantDto::NAME),
+        R::GetTenant => Answers::ok(reference_to::<TenantDto>()),
         R::DeleteTenant => {
             Answers::deleted().problems(&[(404, "tenant_not_found"), (409, "tenant_has_apps")])
         }
@@ -294,21 +298,21 @@ fn answers(id: RouteId) -> Answers {
             201,
             json_response(
                 "minted; the token appears only in this answer",
-                reference("MintedToken"),
+                reference_to::<MintedTokenDto>(),
             ),
         )
         .problems(&[(404, "tenant_not_found"), (500, "internal")]),
-        R::ListTokens => Answers::ok(list_of("tokens", "Token")),
+        R::ListTokens => Answers::ok(TokenListDto::schema()),
         R::RevokeToken => Answers::deleted().problems(&[(404, "token_not_found")]),
-        R::ListApps => Answers::ok(list_of("apps", "App"))
+        R::ListApps => Answers::ok(AppListDto::schema())
             .problems(&[(400, "invalid_tenant_id"), (404, "tenant_not_found")]),
-        R::PutApp => Answers::put("App").body("AppRequest").problems(&[
+        R::PutApp => Answers::put(AppDto::NAME).body(PutAppBody::NAME).problems(&[
             (400, "invalid_tenant_id"),
             (400, "invalid_key"),
             (404, "tenant_not_found"),
             (409, "app_tenant_fixed"),
         ]),
-        R::GetApp => Answers::ok(reference("App")),
+        R::GetApp => Answers::ok(reference_to::<AppDto>()),
         R::DeleteApp => Answers::deleted()
             .and(
                 200,
@@ -316,37 +320,37 @@ fn answers(id: RouteId) -> Answers {
                     "deleted, but objects of the app (which may hold secret values) could not be \
                      removed from the cluster yet: the warning `cleanup_pending` says why; exsec \
                      retries until they are gone",
-                    reference("AppDeleted"),
+                    reference_to::<AppDeletedDto>(),
                 ),
             )
             .problems(&[(409, "deploy_in_progress")]),
-        R::ListTenantSecrets | R::ListAppSecrets => Answers::ok(list_of("secrets", "SecretMeta")),
-        R::PutTenantSecret | R::PutAppSecret => Answers::put("SecretMeta")
-            .body("ValueRequest")
+        R::ListTenantSecrets | R::ListAppSecrets => Answers::ok(SecretListDto::schema()),
+        R::PutTenantSecret | R::PutAppSecret => Answers::put(SecretMetaDto::NAME)
+            .body(ValueBody::NAME)
             .problems(SECRET_WRITE_PROBLEMS),
         R::DeleteTenantSecret | R::DeleteAppSecret => {
             Answers::deleted().problems(&[(404, "secret_not_found")])
         }
-        R::VerifyTenantSecret | R::VerifyAppSecret => Answers::ok(reference("VerifyResult"))
-            .body("ValueRequest")
+        R::VerifyTenantSecret | R::VerifyAppSecret => Answers::ok(reference_to::<VerifyDto>())
+            .body(ValueBody::NAME)
             .problems(SECRET_VERIFY_PROBLEMS),
-        R::Effective => Answers::ok(reference("Effective")),
+        R::Effective => Answers::ok(reference_to::<EffectiveDto>()),
         R::Deploy => deploy_answers(),
-        R::ListDeploys => Answers::ok(list_of("deploys", "Deploy"))
+        R::ListDeploys => Answers::ok(DeployListDto::schema())
             .problems(&[(400, "invalid_query")]),
         R::GetDeploy => {
-            Answers::ok(reference("DeployDetail")).problems(&[(404, "deploy_not_found")])
+            Answers::ok(reference_to::<DeployDetailDto>()).problems(&[(404, "deploy_not_found")])
         }
-        R::AppCluster => Answers::ok(reference("ClusterApp"))
+        R::AppCluster => Answers::ok(reference_to::<ClusterDto>())
             .problems(&[(502, "cluster_unreachable"), (504, "cluster_timeout")]),
-        R::ListAuditEvents => Answers::ok(reference("AuditPage"))
+        R::ListAuditEvents => Answers::ok(reference_to::<AuditPageDto>())
             .problems(&[
                 (400, "invalid_query"),
                 (400, "invalid_tenant_id"),
                 (400, "invalid_app_id"),
                 (404, "tenant_not_found"),
             ]),
-        R::Keys => Answers::ok(reference("Keyring")),
+        R::Keys => Answers::ok(reference_to::<KeysDto>()),
         R::Backup => Answers::new(
             200,
             json!({
@@ -368,14 +372,14 @@ fn deploy_answers() -> Answers {
         json_response(
             "the Deployment was applied (or the deploy of this Idempotency-Key is replayed); \
              `external_secrets` says what injection did",
-            reference("Deploy"),
+            reference_to::<DeployDto>(),
         ),
     )
     .and(
         200,
         json_response(
             "`dry_run`: what a deploy would change; nothing applied, recorded or audited",
-            reference("DryRun"),
+            reference_to::<DryRunDto>(),
         ),
     )
     .parameters(vec![json!({
@@ -391,7 +395,7 @@ fn deploy_answers() -> Answers {
             "pattern": "^[!-~]+$",
         },
     })])
-    .body("DeployRequest")
+    .body(DeployBody::NAME)
     .problems(&[
         (400, "invalid_query"),
         (400, "invalid_idempotency_key"),
@@ -406,7 +410,10 @@ fn deploy_answers() -> Answers {
         (502, "deployment_apply_failed"),
         (503, "deploy_record_pending"),
     ]);
-    answers.extended_problems = &[(502, "DeployProblem"), (503, "DeployPendingProblem")];
+    answers.extended_problems = &[
+        (502, DeployFailedDto::NAME),
+        (503, DeployFailedDto::PENDING_NAME),
+    ];
     answers
 }
 
@@ -677,158 +684,56 @@ fn path_parameter(name: &str) -> (Value, &'static str) {
 }
 
 // ---------------------------------------------------------------------------
-// Schemas
+// Schemas: each DTO's next to it (`api::dto`), listed here
 
 fn schemas() -> Map<String, Value> {
-    [
-        ("ResourceId", resource_id()),
-        ("Provider", provider()),
-        ("EnvKey", env_key()),
-        ("KeyId", key_id()),
-        ("TokenId", pattern("^[0-9a-f]{12}$")),
-        ("DeployId", pattern("^dep_[0-9]{12}$")),
-        ("Hash", pattern("^[0-9a-f]{64}$")),
-        (
-            "Timestamp",
-            json!({ "type": "string", "format": "date-time" }),
-        ),
-        ("Warning", warning()),
-        ("Problem", problem()),
-        ("DeployProblem", deploy_problem()),
-        ("DeployPendingProblem", deploy_pending_problem()),
-        ("EmptyRequest", empty_request()),
-        ("AppRequest", app_request()),
-        ("ValueRequest", value_request()),
-        ("DeployRequest", deploy_request()),
-        ("Tenant", tenant()),
-        ("App", app()),
-        ("SecretMeta", secret_meta()),
-        ("VerifyResult", record([("match", boolean())])),
-        ("Token", token()),
-        ("MintedToken", minted_token()),
-        ("Injection", injection()),
-        ("Deploy", deploy()),
-        ("DeployDetail", deploy_detail()),
-        ("Rollout", rollout()),
-        ("ClusterApp", cluster_app()),
-        ("Cleanup", cleanup()),
-        ("AppDeleted", app_deleted()),
-        ("DryRun", dry_run()),
-        ("DryRunInjection", dry_run_injection()),
-        ("Effective", effective()),
-        ("EffectiveEntry", effective_entry()),
-        ("AuditEvent", audit_event()),
-        ("AuditPage", audit_page()),
-        ("Keyring", keyring()),
-        ("KeyStatus", key_status()),
-        ("Ready", ready()),
-    ]
-    .into_iter()
-    .map(|(name, schema)| (name.to_owned(), schema))
-    .collect()
-}
-
-/// A closed object whose members are all present.
-fn record<const N: usize>(members: [(&str, Value); N]) -> Value {
-    let required: Vec<&str> = members.iter().map(|(name, _)| *name).collect();
-    closed_object(&required, members)
-}
-
-/// An object without other members than `members`, of which `required`
-/// must be present.
-fn closed_object<const N: usize>(required: &[&str], members: [(&str, Value); N]) -> Value {
-    let properties: Map<String, Value> = members
+    let mut schemas: Map<String, Value> = schema::shared()
         .into_iter()
         .map(|(name, schema)| (name.to_owned(), schema))
         .collect();
-    json!({
-        "type": "object",
-        "required": required,
-        "properties": properties,
-        "additionalProperties": false,
-    })
+    schemas.insert("Problem".to_owned(), problem());
+    schemas.insert(
+        DeployFailedDto::PENDING_NAME.to_owned(),
+        DeployFailedDto::pending_schema(),
+    );
+    for (name, schema) in [
+        component::<WarningDto>(),
+        component::<DeployFailedDto>(),
+        component::<PutTenantBody>(),
+        component::<PutAppBody>(),
+        component::<ValueBody>(),
+        component::<DeployBody>(),
+        component::<TenantDto>(),
+        component::<AppDto>(),
+        component::<SecretMetaDto>(),
+        component::<VerifyDto>(),
+        component::<TokenDto>(),
+        component::<MintedTokenDto>(),
+        component::<InjectionDto>(),
+        component::<DeployDto>(),
+        component::<DeployDetailDto>(),
+        component::<RolloutDto>(),
+        component::<ClusterDto>(),
+        component::<CleanupDto>(),
+        component::<AppDeletedDto>(),
+        component::<DryRunDto>(),
+        component::<DryRunInjectionDto>(),
+        component::<EffectiveDto>(),
+        component::<EffectiveEntryDto>(),
+        component::<AuditEvent>(),
+        component::<AuditPageDto>(),
+        component::<KeysDto>(),
+        component::<KeyStatusDto>(),
+        component::<ReadyDto>(),
+    ] {
+        schemas.insert(name.to_owned(), schema);
+    }
+    schemas
 }
 
-/// `{"<member>": [<component>…]}`.
-fn list_of(member: &str, component: &str) -> Value {
-    record([(member, array(reference(component)))])
-}
-
-fn array(items: Value) -> Value {
-    json!({ "type": "array", "items": items })
-}
-
-fn string() -> Value {
-    json!({ "type": "string" })
-}
-
-fn nullable_string() -> Value {
-    json!({ "type": ["string", "null"] })
-}
-
-fn boolean() -> Value {
-    json!({ "type": "boolean" })
-}
-
-fn count() -> Value {
-    json!({ "type": "integer", "minimum": 0 })
-}
-
-fn pattern(regex: &str) -> Value {
-    json!({ "type": "string", "pattern": regex })
-}
-
-/// One of `values`.
-fn one_of(values: &[&str]) -> Value {
-    json!({ "type": "string", "enum": values })
-}
-
-/// `schema` with a description.
-fn described(mut schema: Value, description: &str) -> Value {
-    schema["description"] = json!(description);
-    schema
-}
-
-fn warnings() -> Value {
-    array(reference("Warning"))
-}
-
-fn names() -> Value {
-    array(reference("EnvKey"))
-}
-
-/// A tenant or app id: a DNS-1123 label.
-fn resource_id() -> Value {
-    json!({
-        "type": "string",
-        "minLength": 1,
-        "maxLength": MAX_ID_LEN,
-        "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
-    })
-}
-
-fn provider() -> Value {
-    pattern(&format!(
-        "^[a-z0-9][a-z0-9._-]{{0,{}}}$",
-        MAX_PROVIDER_LEN - 1
-    ))
-}
-
-/// An environment variable name (a Kubernetes Secret data key).
-fn env_key() -> Value {
-    pattern(&format!("^[A-Za-z_][A-Za-z0-9_]{{0,{}}}$", MAX_KEY_LEN - 1))
-}
-
-/// A master key id: a key file's stem, never a dotfile's.
-fn key_id() -> Value {
-    pattern(&format!(
-        "^[A-Za-z0-9_-][A-Za-z0-9._-]{{0,{}}}$",
-        MAX_KEY_ID_LEN - 1
-    ))
-}
-
-fn warning() -> Value {
-    record([("code", string()), ("message", string())])
+/// A DTO's entry under `components.schemas`.
+fn component<T: Schema>() -> (&'static str, Value) {
+    (T::NAME, T::schema())
 }
 
 /// RFC 9457; open, as the RFC allows extension members.
@@ -848,516 +753,6 @@ fn problem() -> Value {
             "code": { "type": "string", "pattern": "^[a-z_]+$", "description": "stable machine code" },
         },
     })
-}
-
-/// The 502 of a deploy whose Deployment could not be applied: recorded as
-/// failed, and the caller still learns what injection did.
-fn deploy_problem() -> Value {
-    json!({
-        "allOf": [reference("Problem")],
-        "required": ["deploy_id", "app_id", "tenant_id", "warnings", "external_secrets"],
-        "properties": {
-            "deploy_id": reference("DeployId"),
-            "app_id": reference("ResourceId"),
-            "tenant_id": reference("ResourceId"),
-            "warnings": warnings(),
-            "external_secrets": reference("Injection"),
-        },
-    })
-}
-
-/// A 503 of the deploy route. `deploy_record_pending`: the deploy ran
-/// (the cluster holds it) but its record waits for storage to heal; it
-/// names the deploy like [`deploy_problem`], plus how it ended.
-fn deploy_pending_problem() -> Value {
-    let mut required = deploy_problem()["required"].clone();
-    if let Value::Array(names) = &mut required {
-        names.push(json!("deploy_status"));
-    }
-    let mut properties = deploy_problem()["properties"].clone();
-    properties["deploy_status"] = one_of(&["succeeded", "failed"]);
-    json!({
-        "allOf": [reference("Problem")],
-        "properties": properties,
-        "if": { "properties": { "code": { "const": "deploy_record_pending" } } },
-        "then": { "required": required },
-    })
-}
-
-fn empty_request() -> Value {
-    json!({
-        "type": "object",
-        "additionalProperties": false,
-        "description": "no members yet; the body may be omitted",
-    })
-}
-
-fn app_request() -> Value {
-    closed_object(
-        &["tenant_id"],
-        [
-            ("tenant_id", reference("ResourceId")),
-            (
-                "required_env",
-                json!({
-                    "type": "array",
-                    "items": reference("EnvKey"),
-                    "default": [],
-                    "description": "env var names the app needs; a deploy lacking one warns `missing_required_env`",
-                }),
-            ),
-            (
-                "auto_redeploy",
-                json!({
-                    "type": ["boolean", "null"],
-                    "description": "redeploy the app (its last successful deploy's image, replicas and port) when a secret write changes its effective set; left out: unchanged for an existing app, `deploy.auto_redeploy_default` for a new one",
-                }),
-            ),
-        ],
-    )
-}
-
-fn value_request() -> Value {
-    closed_object(
-        &["value"],
-        [(
-            "value",
-            json!({
-                "type": "string",
-                "minLength": 1,
-                "maxLength": MAX_VALUE_LEN,
-                "pattern": "^[^\\u0000]+$",
-                "description": "UTF-8, at most 64 KiB, no NUL",
-            }),
-        )],
-    )
-}
-
-fn deploy_request() -> Value {
-    // Empty, null or missing: taken from the app (the path).
-    let optional_id = |description: &str| {
-        json!({
-            "type": ["string", "null"],
-            "maxLength": MAX_ID_LEN,
-            "pattern": "^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$",
-            "description": description,
-        })
-    };
-    closed_object(
-        &["image_ref"],
-        [
-            (
-                "tenant_id",
-                optional_id(
-                    "must be the app's tenant (else 422 `tenant_mismatch`); empty or missing is inferred with the warning `tenant_id_inferred`",
-                ),
-            ),
-            (
-                "app_id",
-                optional_id("must equal the path's app (else 422 `app_id_mismatch`)"),
-            ),
-            (
-                "image_ref",
-                json!({
-                    "type": "string",
-                    "minLength": 1,
-                    "maxLength": MAX_IMAGE_REF_LEN,
-                    "pattern": "^[^\\s\\u0000-\\u001f\\u007f-\\u009f]+$",
-                    "description": "the image to roll out, without spaces or control characters",
-                }),
-            ),
-            (
-                "replicas",
-                json!({
-                    "type": ["integer", "null"],
-                    "minimum": 0,
-                    "maximum": MAX_REPLICAS,
-                    "description": "omitted leaves the count to an autoscaler",
-                }),
-            ),
-            (
-                "port",
-                json!({ "type": ["integer", "null"], "minimum": 1, "maximum": 65535 }),
-            ),
-            (
-                "restart",
-                json!({
-                    "type": "boolean",
-                    "default": false,
-                    "description": "roll the pods even when the image, port and secrets are unchanged (sets `exsec.io/restarted-at` on the pod template)",
-                }),
-            ),
-        ],
-    )
-}
-
-fn tenant() -> Value {
-    record([
-        ("tenant_id", reference("ResourceId")),
-        ("created_at", reference("Timestamp")),
-    ])
-}
-
-fn app() -> Value {
-    record([
-        ("app_id", reference("ResourceId")),
-        ("tenant_id", reference("ResourceId")),
-        ("required_env", names()),
-        ("created_at", reference("Timestamp")),
-        ("updated_at", reference("Timestamp")),
-        ("auto_redeploy", json!({ "type": "boolean" })),
-    ])
-}
-
-/// Never a value.
-fn secret_meta() -> Value {
-    record([
-        ("provider", reference("Provider")),
-        ("key", reference("EnvKey")),
-        ("scope", one_of(&["tenant", "app"])),
-        ("created_at", reference("Timestamp")),
-        ("updated_at", reference("Timestamp")),
-        ("version", json!({ "type": "integer", "minimum": 1 })),
-    ])
-}
-
-fn token() -> Value {
-    record([
-        ("token_id", reference("TokenId")),
-        ("tenant_id", reference("ResourceId")),
-        ("created_at", reference("Timestamp")),
-    ])
-}
-
-fn minted_token() -> Value {
-    record([
-        ("token", pattern("^exs_[0-9a-f]{12}_[A-Za-z0-9_-]+$")),
-        ("token_id", reference("TokenId")),
-        ("tenant_id", reference("ResourceId")),
-        ("created_at", reference("Timestamp")),
-    ])
-}
-
-fn injection_status() -> Value {
-    one_of(&["injected", "skipped", "failed"])
-}
-
-fn injection_reason() -> Value {
-    json!({
-        "type": ["string", "null"],
-        "enum": [
-            "master_key_unavailable",
-            "undecryptable_values",
-            "no_secrets",
-            "secret_apply_failed",
-            "interrupted",
-            null,
-        ],
-        "description": "why skipped or failed; null when injected",
-    })
-}
-
-fn secret_name() -> Value {
-    pattern("^app-[a-z0-9]([-a-z0-9]*[a-z0-9])?-external-secrets$")
-}
-
-fn injection() -> Value {
-    record([
-        ("status", injection_status()),
-        ("reason", injection_reason()),
-        ("secret_name", secret_name()),
-        ("key_count", count()),
-        ("keys", names()),
-        ("undecryptable", names()),
-        ("warnings", warnings()),
-    ])
-}
-
-fn deploy() -> Value {
-    record([
-        ("deploy_id", reference("DeployId")),
-        ("app_id", reference("ResourceId")),
-        ("tenant_id", reference("ResourceId")),
-        ("image_ref", string()),
-        ("replicas", json!({ "type": ["integer", "null"] })),
-        ("port", json!({ "type": ["integer", "null"] })),
-        ("status", one_of(&["succeeded", "failed"])),
-        ("error", nullable_string()),
-        ("created_at", reference("Timestamp")),
-        ("warnings", warnings()),
-        ("external_secrets", reference("Injection")),
-        ("trigger", one_of(&["api", "secret_change", "rollback"])),
-        (
-            "rollout",
-            json!({
-                "description": "`restarted` when the pod template changed (the pods roll), `unchanged` when it did not; null when the Deployment apply failed or for deploys recorded before exsec kept it",
-                "enum": ["restarted", "unchanged", null],
-            }),
-        ),
-        (
-            "secrets_hash",
-            json!({
-                "description": "the `exsec.io/secrets-hash` put on the pod template (HMAC-SHA256 of the effective set under the installation key, 32 hex characters)",
-                "type": ["string", "null"],
-                "pattern": "^[0-9a-f]{32}$",
-            }),
-        ),
-    ])
-}
-
-/// One deploy read back: the record plus the rollout the cluster reports.
-fn deploy_detail() -> Value {
-    let mut schema = deploy();
-    schema["properties"]["rollout_status"] = json!({
-        "description": "rollout of this deploy; `superseded` when a newer deploy runs, `absent` without a Deployment, `unknown` when the cluster cannot tell",
-        "type": "object",
-        "required": ["status"],
-        "properties": {
-            "status": one_of(&["complete", "progressing", "unknown", "superseded", "absent"]),
-            "replicas": { "type": ["integer", "null"] },
-            "updated_replicas": { "type": ["integer", "null"] },
-            "ready_replicas": { "type": ["integer", "null"] },
-            "available_replicas": { "type": ["integer", "null"] },
-            "error": string(),
-        },
-        "additionalProperties": false,
-    });
-    if let Some(required) = schema["required"].as_array_mut() {
-        required.push(json!("rollout_status"));
-    }
-    schema
-}
-
-fn rollout() -> Value {
-    record([
-        ("status", one_of(&["complete", "progressing", "unknown"])),
-        ("replicas", json!({ "type": ["integer", "null"] })),
-        ("updated_replicas", json!({ "type": ["integer", "null"] })),
-        ("ready_replicas", json!({ "type": ["integer", "null"] })),
-        ("available_replicas", json!({ "type": ["integer", "null"] })),
-    ])
-}
-
-/// `GET /v1/apps/{app_id}/cluster`: key names, never values.
-fn cluster_app() -> Value {
-    record([
-        ("app_id", reference("ResourceId")),
-        ("tenant_id", reference("ResourceId")),
-        ("target", one_of(&["manifests", "kubernetes"])),
-        (
-            "cleanup_pending",
-            json!({ "oneOf": [{ "type": "null" }, reference("Cleanup")] }),
-        ),
-        ("namespace", string()),
-        (
-            "secret",
-            record([
-                ("name", secret_name()),
-                ("exists", boolean()),
-                ("keys", array(reference("EnvKey"))),
-            ]),
-        ),
-        (
-            "deployment",
-            json!({
-                "oneOf": [
-                    { "type": "null" },
-                    record([
-                        ("image", nullable_string()),
-                        (
-                            "env_from",
-                            array(record([("secret_name", string()), ("optional", boolean())])),
-                        ),
-                        ("deploy_id", nullable_string()),
-                        ("rollout", reference("Rollout")),
-                    ]),
-                ]
-            }),
-        ),
-    ])
-}
-
-/// Objects of an app holding plaintext that wait for removal.
-fn cleanup() -> Value {
-    record([
-        ("kind", one_of(&["app_objects", "stale_secret"])),
-        ("since", reference("Timestamp")),
-        ("attempts", count()),
-        ("last_attempt", reference("Timestamp")),
-        ("last_error", string()),
-    ])
-}
-
-/// `DELETE /v1/apps/{app_id}` with objects left to remove.
-fn app_deleted() -> Value {
-    record([
-        ("app_id", reference("ResourceId")),
-        ("deleted", json!({ "const": true })),
-        ("warnings", warnings()),
-    ])
-}
-
-fn dry_run() -> Value {
-    record([
-        ("app_id", reference("ResourceId")),
-        ("tenant_id", reference("ResourceId")),
-        ("dry_run", json!({ "const": true })),
-        ("external_secrets", reference("DryRunInjection")),
-        ("warnings", warnings()),
-    ])
-}
-
-/// Names only, compared with what the cluster holds.
-fn dry_run_injection() -> Value {
-    record([
-        ("status", injection_status()),
-        ("reason", injection_reason()),
-        ("secret_name", secret_name()),
-        ("added", array(string())),
-        ("removed", array(string())),
-        ("changed", array(string())),
-        ("unchanged", array(string())),
-    ])
-}
-
-fn effective() -> Value {
-    record([
-        ("app_id", reference("ResourceId")),
-        ("tenant_id", reference("ResourceId")),
-        ("keys", array(reference("EffectiveEntry"))),
-        ("removed_since_deploy", names()),
-        (
-            "last_synced_deploy_id",
-            json!({ "type": ["string", "null"], "pattern": "^dep_[0-9]{12}$" }),
-        ),
-        ("warnings", warnings()),
-    ])
-}
-
-fn effective_entry() -> Value {
-    record([
-        ("key", reference("EnvKey")),
-        ("provider", reference("Provider")),
-        ("source", one_of(&["app", "tenant"])),
-        ("overrides_tenant", boolean()),
-        ("redeploy_needed", boolean()),
-        ("version", json!({ "type": "integer", "minimum": 1 })),
-        ("updated_at", reference("Timestamp")),
-    ])
-}
-
-fn audit_event() -> Value {
-    record([
-        ("seq", json!({ "type": "integer", "minimum": 1 })),
-        ("time", reference("Timestamp")),
-        ("type", string()),
-        ("actor", string()),
-        ("tenant_id", nullable_string()),
-        ("app_id", nullable_string()),
-        (
-            "data",
-            json!({ "type": "object", "description": "names, counts and reasons; never a value" }),
-        ),
-        ("prev_hash", reference("Hash")),
-        ("hash", reference("Hash")),
-    ])
-}
-
-fn audit_page() -> Value {
-    record([
-        ("events", array(reference("AuditEvent"))),
-        (
-            "next_after",
-            json!({ "type": ["integer", "null"], "minimum": 1, "description": "`after` of the next page; null at the end" }),
-        ),
-    ])
-}
-
-fn keyring() -> Value {
-    record([
-        ("active", nullable_string()),
-        ("degraded", boolean()),
-        ("keys", array(reference("KeyStatus"))),
-        (
-            "rotation",
-            record([
-                ("state", one_of(&["idle", "running", "blocked_missing_key"])),
-                ("remaining", count()),
-                (
-                    "waiting_for",
-                    json!({
-                        "type": "object",
-                        "propertyNames": reference("KeyId"),
-                        "additionalProperties": count(),
-                        "description": "per master key id that is not loaded, how many records wait for it (records that do not open under a loaded key are counted under that key); empty unless `state` is `blocked_missing_key`",
-                    }),
-                ),
-            ]),
-        ),
-    ])
-}
-
-fn key_status() -> Value {
-    record([
-        ("id", reference("KeyId")),
-        ("present", boolean()),
-        ("records", count()),
-        ("safe_to_remove", boolean()),
-    ])
-}
-
-fn ready() -> Value {
-    record([
-        ("status", one_of(&["ready", "not_ready"])),
-        (
-            "degraded",
-            described(
-                boolean(),
-                "serving, but no master key is loaded or the audit chain is broken",
-            ),
-        ),
-        ("database", one_of(&["ok", "unavailable"])),
-        (
-            "storage",
-            described(
-                one_of(&["ok", "degraded"]),
-                "`degraded` while writes fail (reads are still answered); heals by itself",
-            ),
-        ),
-        (
-            "storage_fault",
-            json!({ "type": ["string", "null"], "enum": ["no_space", "io_error", null] }),
-        ),
-        (
-            "keyring",
-            record([
-                ("active", nullable_string()),
-                ("keys", count()),
-                ("degraded", boolean()),
-            ]),
-        ),
-        (
-            "audit",
-            record([
-                (
-                    "chain",
-                    described(
-                        one_of(&["verified", "verifying", "broken"]),
-                        "what verifying the events appended since the last verified position found (at start and every audit.anchor_interval); `verifying` while a long backlog is checked after start",
-                    ),
-                ),
-                ("error", nullable_string()),
-            ]),
-        ),
-        (
-            "cluster",
-            record([
-                ("target", one_of(&["kubernetes", "manifests"])),
-                ("reachable", boolean()),
-                ("error", nullable_string()),
-            ]),
-        ),
-    ])
 }
 
 #[cfg(test)]

@@ -2,13 +2,16 @@
 //! admin creates. A minted token is the one secret these print: once, on
 //! standard output, alone, so it can be redirected into a file.
 
-use bytes::Bytes;
 use hyper::Method;
 use serde_json::{Value, json};
 
-use super::client::encode_query;
-use super::output::{items, line, note, table, text};
+use super::client::{decode, encode_query, json_body};
+use super::output::{self, line, names, note, table};
 use super::{CliError, Context};
+use crate::api::dto::{
+    AppDeletedDto, AppDto, AppListDto, MintedTokenDto, PutAppBody, TenantDto, TenantListDto,
+    TokenListDto,
+};
 use crate::model::{AppId, EnvKey, TenantId};
 
 pub async fn tenants_list(context: &Context) -> Result<(), CliError> {
@@ -16,13 +19,13 @@ pub async fn tenants_list(context: &Context) -> Result<(), CliError> {
     if context.output.json() {
         return context.output.value(&body);
     }
-    let tenants = items(&body, "tenants");
+    let TenantListDto { tenants } = decode(&body)?;
     if tenants.is_empty() {
         return line("no tenants yet; create one with `exsec tenants create TENANT`");
     }
     let rows: Vec<Vec<String>> = tenants
-        .iter()
-        .map(|t| vec![text(&t["tenant_id"]), text(&t["created_at"])])
+        .into_iter()
+        .map(|t| vec![t.tenant_id, t.created_at])
         .collect();
     line(&table(&["TENANT", "CREATED"], &rows))
 }
@@ -49,9 +52,10 @@ pub async fn tenant_get(context: &Context, tenant: &str) -> Result<(), CliError>
     if context.output.json() {
         return context.output.value(&body);
     }
+    let tenant: TenantDto = decode(&body)?;
     line(&table(
         &["TENANT", "CREATED"],
-        &[vec![text(&body["tenant_id"]), text(&body["created_at"])]],
+        &[vec![tenant.tenant_id, tenant.created_at]],
     ))
 }
 
@@ -80,7 +84,7 @@ pub async fn apps_list(context: &Context, tenant: Option<&str>) -> Result<(), Cl
     if context.output.json() {
         return context.output.value(&body);
     }
-    let apps = items(&body, "apps");
+    let AppListDto { apps } = decode(&body)?;
     if apps.is_empty() {
         return line("no apps; register one with `exsec apps register APP --tenant TENANT`");
     }
@@ -93,6 +97,7 @@ pub async fn app_register(
     app: &str,
     tenant: &str,
     require_env: &[String],
+    auto_redeploy: Option<bool>,
 ) -> Result<(), CliError> {
     let app = AppId::parse(app)?;
     let tenant = TenantId::parse(tenant)?;
@@ -100,13 +105,17 @@ pub async fn app_register(
         .iter()
         .map(|name| EnvKey::parse(name).map(|k| k.to_string()))
         .collect::<Result<_, _>>()?;
-    let body = json!({ "tenant_id": tenant.as_str(), "required_env": required });
+    let body = PutAppBody {
+        tenant_id: tenant.to_string(),
+        required_env: required,
+        auto_redeploy,
+    };
     let answer = context
         .client
         .request(
             Method::PUT,
             &format!("/v1/apps/{app}"),
-            Some(Bytes::from(body.to_string())),
+            Some(json_body(&body)?),
             &[],
         )
         .await?;
@@ -129,7 +138,7 @@ pub async fn app_get(context: &Context, app: &str) -> Result<(), CliError> {
     }
     line(&table(
         &["APP", "TENANT", "REQUIRED_ENV", "CREATED"],
-        &[app_row(&body)],
+        &[app_row(&decode(&body)?)],
     ))
 }
 
@@ -139,22 +148,27 @@ pub async fn app_delete(context: &Context, app: &str) -> Result<(), CliError> {
         .client
         .request(Method::DELETE, &format!("/v1/apps/{app}"), None, &[])
         .await?;
-    // 200 carries `cleanup_pending` when cluster objects are left to remove.
-    let warnings = items(&answer.body, "warnings");
+    // 200 carries `cleanup_pending` when cluster objects are left to
+    // remove; 204 (no body) when nothing is left.
+    let deleted = if answer.body.is_null() {
+        AppDeletedDto {
+            app_id: app.to_string(),
+            deleted: true,
+            warnings: Vec::new(),
+        }
+    } else {
+        decode(&answer.body)?
+    };
     let mut human =
         format!("deleted app {app}, its app-level secrets and deploy history (audit events stay)");
-    for warning in warnings {
-        human.push_str(&format!(
-            "\nwarning: {} ({})",
-            text(&warning["message"]),
-            text(&warning["code"])
-        ));
+    for warning in &deleted.warnings {
+        human.push('\n');
+        human.push_str(&output::warning(warning));
     }
-    done(
-        context,
-        json!({ "deleted": true, "app_id": app.as_str(), "warnings": warnings }),
-        &human,
-    )
+    if context.output.json() {
+        return context.output.value(&deleted);
+    }
+    line(&human)
 }
 
 pub async fn token_mint(context: &Context, tenant: &str) -> Result<(), CliError> {
@@ -171,14 +185,12 @@ pub async fn token_mint(context: &Context, tenant: &str) -> Result<(), CliError>
     if context.output.json() {
         return context.output.value(&answer.body);
     }
-    let token = answer.body["token"]
-        .as_str()
-        .ok_or_else(|| CliError::Unexpected("the mint answer has no token".to_owned()))?;
+    let minted: MintedTokenDto = decode(&answer.body)?;
     note(&format!(
         "minted token {} for tenant {tenant}; it is shown once, store it now",
-        text(&answer.body["token_id"])
+        minted.token_id
     ));
-    line(token)
+    line(&minted.token)
 }
 
 pub async fn tokens_list(context: &Context, tenant: &str) -> Result<(), CliError> {
@@ -190,13 +202,13 @@ pub async fn tokens_list(context: &Context, tenant: &str) -> Result<(), CliError
     if context.output.json() {
         return context.output.value(&body);
     }
-    let tokens = items(&body, "tokens");
+    let TokenListDto { tokens } = decode(&body)?;
     if tokens.is_empty() {
         return line(&format!("tenant {tenant} has no tokens"));
     }
     let rows: Vec<Vec<String>> = tokens
-        .iter()
-        .map(|t| vec![text(&t["token_id"]), text(&t["created_at"])])
+        .into_iter()
+        .map(|t| vec![t.token_id, t.created_at])
         .collect();
     line(&table(&["TOKEN_ID", "CREATED"], &rows))
 }
@@ -224,12 +236,12 @@ pub async fn token_revoke(context: &Context, tenant: &str, token_id: &str) -> Re
     )
 }
 
-fn app_row(app: &Value) -> Vec<String> {
+fn app_row(app: &AppDto) -> Vec<String> {
     vec![
-        text(&app["app_id"]),
-        text(&app["tenant_id"]),
-        super::output::names(items(app, "required_env")),
-        text(&app["created_at"]),
+        app.app_id.clone(),
+        app.tenant_id.clone(),
+        names(&app.required_env),
+        app.created_at.clone(),
     ]
 }
 

@@ -12,10 +12,12 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
+use super::client::decode;
 use super::client::{ClientError, encode_query};
-use super::output::{Output, items, line, table, text};
+use super::output::{Output, line, or_dash, table};
 use super::{CliError, Context};
-use crate::audit::{Anchor, AuditEvent, ChainBreak, ChainVerifier};
+use crate::api::dto::AuditPageDto;
+use crate::audit::{Anchor, ChainBreak, ChainVerifier};
 use crate::model::{AppId, TenantId};
 use crate::store::{Store, StoreOptions};
 
@@ -54,21 +56,22 @@ pub async fn list(context: &Context, filter: &ListFilter) -> Result<(), CliError
     if context.output.json() {
         return context.output.value(&body);
     }
-    let events = items(&body, "events");
-    if events.is_empty() {
+    let page: AuditPageDto = decode(&body)?;
+    if page.events.is_empty() {
         return line("no audit events match");
     }
-    let rows: Vec<Vec<String>> = events
+    let rows: Vec<Vec<String>> = page
+        .events
         .iter()
         .map(|e| {
             vec![
-                text(&e["seq"]),
-                text(&e["time"]),
-                text(&e["type"]),
-                text(&e["actor"]),
-                text(&e["tenant_id"]),
-                text(&e["app_id"]),
-                e["data"].to_string(),
+                e.seq.to_string(),
+                e.time.to_rfc3339(),
+                e.event_type.clone(),
+                e.actor.clone(),
+                or_dash(e.tenant_id.as_deref()),
+                or_dash(e.app_id.as_deref()),
+                Value::Object(e.data.clone()).to_string(),
             ]
         })
         .collect();
@@ -76,7 +79,7 @@ pub async fn list(context: &Context, filter: &ListFilter) -> Result<(), CliError
         &["SEQ", "TIME", "TYPE", "ACTOR", "TENANT", "APP", "DATA"],
         &rows,
     );
-    if let Some(next) = body["next_after"].as_u64() {
+    if let Some(next) = page.next_after {
         out.push_str(&format!("\nmore: exsec audit list --after {next}"));
     }
     line(&out)
@@ -98,18 +101,16 @@ pub async fn verify_online(context: &Context, anchor: Option<Anchor>) -> Result<
     let mut after = 0u64;
     let mut broken = None;
     'pages: loop {
-        let page_start = after;
         let page = context
             .client
             .get(&format!("/v1/audit-events?after={after}&limit={PAGE}"))
             .await?;
-        let events = items(&page, "events");
-        for raw in events {
-            let event: AuditEvent = serde_json::from_value(raw.clone()).map_err(|error| {
-                CliError::Unexpected(format!(
-                    "audit event after seq {after} does not parse: {error}"
-                ))
-            })?;
+        let page: AuditPageDto = serde::Deserialize::deserialize(&page).map_err(|error| {
+            CliError::Unexpected(format!(
+                "audit events after seq {after} do not parse: {error}"
+            ))
+        })?;
+        for event in page.events {
             let verifier = verifier.get_or_insert_with(|| {
                 // The served log starts after its pruning checkpoint.
                 if event.seq > 1 {
@@ -124,11 +125,10 @@ pub async fn verify_online(context: &Context, anchor: Option<Anchor>) -> Result<
                 broken = Some(error);
                 break 'pages;
             }
-            after = event.seq;
         }
-        match page["next_after"].as_u64() {
+        match page.next_after {
             // A page that does not move on would loop forever.
-            Some(next) if next > page_start => after = next,
+            Some(next) if next > after => after = next,
             _ => break,
         }
     }

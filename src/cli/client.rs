@@ -20,11 +20,13 @@ use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, Response, Uri};
 use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 use zeroize::Zeroizing;
 
+use super::CliError;
 use crate::tls::client::{CertificateProblem, TrustError};
 
 /// Where the daemon listens unless `--url`/`EXSEC_URL` says otherwise.
@@ -146,6 +148,20 @@ pub struct Answer {
     pub status: u16,
     /// The JSON body (`Null` when empty, e.g. 204).
     pub body: Value,
+}
+
+/// An answer read as the DTO of its route (`crate::api::dto`, the types
+/// the daemon serializes). A member missing or of another type (a daemon
+/// of another version) is an unexpected answer, not a panic.
+pub fn decode<T: DeserializeOwned>(body: &Value) -> Result<T, CliError> {
+    T::deserialize(body).map_err(|error| CliError::Unexpected(error.to_string()))
+}
+
+/// A request body as JSON (a DTO of `crate::api::dto`).
+pub fn json_body(body: &impl serde::Serialize) -> Result<Bytes, CliError> {
+    serde_json::to_vec(body)
+        .map(Bytes::from)
+        .map_err(|error| CliError::Unexpected(format!("cannot encode the request: {error}")))
 }
 
 /// How the daemon is reached.
@@ -520,6 +536,24 @@ pub fn encode_query(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An answer that does not fit its DTO is an unexpected answer, not a
+    /// panic.
+    #[test]
+    fn answers_that_do_not_fit_their_dto_are_unexpected() {
+        use crate::api::dto::TenantListDto;
+        let fits = serde_json::json!({"tenants": [{"tenant_id": "acme", "created_at": "t"}]});
+        let list: TenantListDto = decode(&fits).unwrap();
+        assert_eq!(list.tenants[0].tenant_id, "acme");
+        for wrong in [
+            serde_json::json!({"tenants": 5}),
+            serde_json::json!({}),
+            Value::Null,
+        ] {
+            let error = decode::<TenantListDto>(&wrong).unwrap_err();
+            assert!(matches!(error, CliError::Unexpected(_)), "{error:?}");
+        }
+    }
 
     #[test]
     fn urls_are_parsed() {

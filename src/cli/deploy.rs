@@ -2,13 +2,15 @@
 //! to the external secrets (injected, skipped or failed, and why), or show
 //! the history.
 
-use bytes::Bytes;
 use hyper::Method;
-use serde_json::{Map, Value, json};
 
-use super::client::ClientError;
-use super::output::{items, line, names, note, table, text};
+use super::client::{ClientError, decode, json_body};
+use super::output::{self, line, names, note, or_dash, table};
 use super::{CliError, Context};
+use crate::api::dto::{
+    DeployBody, DeployDetailDto, DeployDto, DeployFailedDto, DeployListDto, DryRunDto,
+    InjectionDto, RolloutDto, WarningDto,
+};
 use crate::model::{AppId, TenantId};
 
 /// What `exsec deploy` asks for.
@@ -25,26 +27,25 @@ pub struct Request {
     pub port: Option<u16>,
     /// Report only.
     pub dry_run: bool,
+    /// Roll the pods even if nothing changed.
+    pub restart: bool,
     /// `Idempotency-Key`.
     pub idempotency_key: Option<String>,
 }
 
 pub async fn deploy(context: &Context, request: Request) -> Result<(), CliError> {
     let app = AppId::parse(&request.app)?;
-    let mut body = Map::new();
-    body.insert("image_ref".to_owned(), json!(request.image));
-    if let Some(tenant) = &request.tenant {
-        body.insert(
-            "tenant_id".to_owned(),
-            json!(TenantId::parse(tenant)?.as_str()),
-        );
-    }
-    if let Some(replicas) = request.replicas {
-        body.insert("replicas".to_owned(), json!(replicas));
-    }
-    if let Some(port) = request.port {
-        body.insert("port".to_owned(), json!(port));
-    }
+    let body = DeployBody {
+        tenant_id: match &request.tenant {
+            Some(tenant) => Some(TenantId::parse(tenant)?.to_string()),
+            None => None,
+        },
+        app_id: None,
+        image_ref: request.image.clone(),
+        replicas: request.replicas.map(i64::from),
+        port: request.port.map(i64::from),
+        restart: request.restart,
+    };
     let path = if request.dry_run {
         format!("/v1/apps/{app}/deploys?dry_run=true")
     } else {
@@ -58,12 +59,7 @@ pub async fn deploy(context: &Context, request: Request) -> Result<(), CliError>
         .collect();
     let sent = context
         .client
-        .request(
-            Method::POST,
-            &path,
-            Some(Bytes::from(Value::Object(body).to_string())),
-            &headers,
-        )
+        .request(Method::POST, &path, Some(json_body(&body)?), &headers)
         .await;
     let answer = match sent {
         Ok(answer) => answer,
@@ -72,8 +68,10 @@ pub async fn deploy(context: &Context, request: Request) -> Result<(), CliError>
             // matters to the caller.
             if context.output.json() {
                 context.output.value(&problem.body)?;
-            } else {
-                note(&describe(&problem.body).join("\n"));
+            } else if let Ok(failed) = decode::<DeployFailedDto>(&problem.body) {
+                // Without its members (another daemon version) the
+                // problem's own words below still say what failed.
+                note(&describe(&Summary::from(&failed)).join("\n"));
             }
             return Err(ClientError::Problem(problem).into());
         }
@@ -83,9 +81,10 @@ pub async fn deploy(context: &Context, request: Request) -> Result<(), CliError>
         return context.output.value(&answer.body);
     }
     if request.dry_run {
-        return line(&describe_dry_run(&answer.body).join("\n"));
+        return line(&describe_dry_run(&decode(&answer.body)?).join("\n"));
     }
-    line(&describe(&answer.body).join("\n"))
+    let deploy: DeployDto = decode(&answer.body)?;
+    line(&describe(&Summary::from(&deploy)).join("\n"))
 }
 
 pub async fn history(
@@ -112,11 +111,9 @@ pub async fn history(
         if context.output.json() {
             return context.output.value(&body);
         }
-        let mut lines = describe(&body);
-        let rollout = &body["rollout_status"];
-        if rollout.is_object() {
-            lines.push(format!("rollout: {}", rollout_text(rollout)));
-        }
+        let detail: DeployDetailDto = decode(&body)?;
+        let mut lines = describe(&Summary::from(&detail.deploy));
+        lines.push(format!("rollout: {}", rollout_text(&detail.rollout_status)));
         return line(&lines.join("\n"));
     }
     let body = context
@@ -126,25 +123,25 @@ pub async fn history(
     if context.output.json() {
         return context.output.value(&body);
     }
-    let deploys = items(&body, "deploys");
+    let DeployListDto { deploys } = decode(&body)?;
     if deploys.is_empty() {
         return line(&format!("app {app} has no deploys yet"));
     }
     let rows: Vec<Vec<String>> = deploys
-        .iter()
+        .into_iter()
         .map(|d| {
-            let secrets = &d["external_secrets"];
-            let outcome = match secrets["reason"].as_str() {
-                Some(reason) => format!("{} ({reason})", text(&secrets["status"])),
-                None => text(&secrets["status"]),
+            let secrets = &d.external_secrets;
+            let outcome = match &secrets.reason {
+                Some(reason) => format!("{} ({reason})", secrets.status),
+                None => secrets.status.clone(),
             };
             vec![
-                text(&d["deploy_id"]),
-                text(&d["created_at"]),
-                text(&d["image_ref"]),
-                text(&d["status"]),
+                d.deploy_id.clone(),
+                d.created_at.clone(),
+                d.image_ref.clone(),
+                d.status.clone(),
                 outcome,
-                text(&secrets["key_count"]),
+                secrets.key_count.to_string(),
             ]
         })
         .collect();
@@ -154,112 +151,155 @@ pub async fn history(
     ))
 }
 
-/// A deploy (answer or record) in a few lines.
-fn describe(deploy: &Value) -> Vec<String> {
-    let status = match &deploy["status"] {
-        // A 502 problem carries the HTTP status; the deploy failed.
-        Value::Number(_) => "failed".to_owned(),
-        other => text(other),
-    };
-    let mut lines = vec![format!(
-        "deploy {} of app {} (tenant {}): {status}",
-        text(&deploy["deploy_id"]),
-        text(&deploy["app_id"]),
-        text(&deploy["tenant_id"]),
-    )];
-    if deploy["image_ref"].is_string() {
-        lines.push(format!("image: {}", text(&deploy["image_ref"])));
+/// What [`describe`] tells of a deploy: an answer or a record, or the
+/// problem of a failed deploy (no image; its `status` is the HTTP status,
+/// and the deploy failed).
+struct Summary<'a> {
+    deploy_id: &'a str,
+    app_id: &'a str,
+    tenant_id: &'a str,
+    status: &'a str,
+    image_ref: Option<&'a str>,
+    error: Option<&'a str>,
+    warnings: &'a [WarningDto],
+    external_secrets: &'a InjectionDto,
+    /// `restarted` or `unchanged` (pods), when the daemon says.
+    rollout: Option<&'a str>,
+}
+
+impl<'a> From<&'a DeployDto> for Summary<'a> {
+    fn from(deploy: &'a DeployDto) -> Self {
+        Self {
+            deploy_id: &deploy.deploy_id,
+            app_id: &deploy.app_id,
+            tenant_id: &deploy.tenant_id,
+            status: &deploy.status,
+            image_ref: Some(&deploy.image_ref),
+            error: deploy.error.as_deref(),
+            warnings: &deploy.warnings,
+            external_secrets: &deploy.external_secrets,
+            rollout: deploy.rollout.as_deref(),
+        }
     }
-    if let Some(error) = deploy["error"].as_str() {
+}
+
+impl<'a> From<&'a DeployFailedDto> for Summary<'a> {
+    fn from(failed: &'a DeployFailedDto) -> Self {
+        Self {
+            deploy_id: &failed.deploy_id,
+            app_id: &failed.app_id,
+            tenant_id: &failed.tenant_id,
+            status: "failed",
+            image_ref: None,
+            error: None,
+            warnings: &failed.warnings,
+            external_secrets: &failed.external_secrets,
+            rollout: None,
+        }
+    }
+}
+
+/// A deploy in a few lines.
+fn describe(deploy: &Summary<'_>) -> Vec<String> {
+    let mut lines = vec![format!(
+        "deploy {} of app {} (tenant {}): {}",
+        deploy.deploy_id, deploy.app_id, deploy.tenant_id, deploy.status,
+    )];
+    if let Some(image) = deploy.image_ref {
+        lines.push(format!("image: {image}"));
+    }
+    if let Some(error) = deploy.error {
         lines.push(format!("error: {error}"));
     }
     lines.push(format!(
         "external secrets: {}",
-        injection_text(&deploy["external_secrets"])
+        injection_text(deploy.external_secrets)
     ));
-    for warning in items(deploy, "warnings")
-        .iter()
-        .chain(items(&deploy["external_secrets"], "warnings"))
-    {
-        lines.push(format!(
-            "warning: {} ({})",
-            text(&warning["message"]),
-            text(&warning["code"])
-        ));
+    match deploy.rollout {
+        Some("restarted") => lines.push("pods: restarted (the pod template changed)".to_owned()),
+        Some("unchanged") => {
+            lines.push("pods: unchanged (same image, port and secrets; no restart)".to_owned());
+        }
+        _ => {}
     }
+    lines.extend(
+        deploy
+            .warnings
+            .iter()
+            .chain(&deploy.external_secrets.warnings)
+            .map(output::warning),
+    );
     lines
 }
 
 /// The injection outcome as a sentence.
-pub fn injection_text(secrets: &Value) -> String {
-    let secret_name = text(&secrets["secret_name"]);
-    match (secrets["status"].as_str(), secrets["reason"].as_str()) {
-        (Some("injected"), _) => format!(
+pub fn injection_text(secrets: &InjectionDto) -> String {
+    let secret_name = &secrets.secret_name;
+    match (secrets.status.as_str(), secrets.reason.as_deref()) {
+        ("injected", _) => format!(
             "injected {} keys into Secret {secret_name}: {}",
-            text(&secrets["key_count"]),
-            names(items(secrets, "keys"))
+            secrets.key_count,
+            names(&secrets.keys)
         ),
-        (Some("skipped"), Some("no_secrets")) => format!(
+        ("skipped", Some("no_secrets")) => format!(
             "skipped (no_secrets): the app and its tenant have no external secrets; Secret {secret_name} was removed if it existed"
         ),
-        (Some("skipped"), Some("master_key_unavailable")) => format!(
+        ("skipped", Some("master_key_unavailable")) => format!(
             "skipped (master_key_unavailable): no master key is loaded; Secret {secret_name} was left as it was. Add a key (exsec keys generate --dir KEYS_DIR) and deploy again"
         ),
-        (Some("failed"), Some("undecryptable_values")) => format!(
+        ("failed", Some("undecryptable_values")) => format!(
             "failed (undecryptable_values): {} are sealed under a master key that is not loaded; Secret {secret_name} was left as it was. Put the key file back and deploy again",
-            names(items(secrets, "undecryptable"))
+            names(&secrets.undecryptable)
         ),
-        (Some(status), Some(reason)) => format!("{status} ({reason})"),
-        (Some(status), None) => status.to_owned(),
-        (None, _) => "unknown".to_owned(),
+        (status, Some(reason)) => format!("{status} ({reason})"),
+        (status, None) => status.to_owned(),
     }
 }
 
-fn describe_dry_run(report: &Value) -> Vec<String> {
-    let secrets = &report["external_secrets"];
+fn describe_dry_run(report: &DryRunDto) -> Vec<String> {
+    let secrets = &report.external_secrets;
     let mut lines = vec![
         format!(
             "dry run of app {} (tenant {}): nothing applied or recorded",
-            text(&report["app_id"]),
-            text(&report["tenant_id"])
+            report.app_id, report.tenant_id
         ),
         format!(
             "external secrets would be: {}{}",
-            text(&secrets["status"]),
-            secrets["reason"]
-                .as_str()
+            secrets.status,
+            secrets
+                .reason
+                .as_deref()
                 .map(|r| format!(" ({r})"))
                 .unwrap_or_default()
         ),
     ];
-    for (label, member) in [
-        ("added", "added"),
-        ("removed", "removed"),
-        ("changed", "changed"),
-        ("unchanged", "unchanged"),
+    for (label, members) in [
+        ("added", &secrets.added),
+        ("removed", &secrets.removed),
+        ("changed", &secrets.changed),
+        ("unchanged", &secrets.unchanged),
     ] {
-        lines.push(format!("  {label}: {}", names(items(secrets, member))));
+        lines.push(format!("  {label}: {}", names(members)));
     }
-    for warning in items(report, "warnings") {
-        lines.push(format!(
-            "warning: {} ({})",
-            text(&warning["message"]),
-            text(&warning["code"])
-        ));
-    }
+    lines.extend(report.warnings.iter().map(output::warning));
     lines
 }
 
 /// `complete (2/2 updated, 2 available)`.
-pub fn rollout_text(rollout: &Value) -> String {
-    let status = text(&rollout["status"]);
-    if rollout["replicas"].is_null() && rollout["updated_replicas"].is_null() {
-        return status;
-    }
+pub fn rollout_text(rollout: &RolloutDto) -> String {
+    let Some(counts) = rollout
+        .counts
+        .as_ref()
+        .filter(|c| c.replicas.is_some() || c.updated_replicas.is_some())
+    else {
+        return rollout.status.clone();
+    };
+    let count = |n: Option<i32>| or_dash(n.map(|n| n.to_string()).as_deref());
     format!(
-        "{status} ({}/{} updated, {} available)",
-        text(&rollout["updated_replicas"]),
-        text(&rollout["replicas"]),
-        text(&rollout["available_replicas"]),
+        "{} ({}/{} updated, {} available)",
+        rollout.status,
+        count(counts.updated_replicas),
+        count(counts.replicas),
+        count(counts.available_replicas),
     )
 }

@@ -8,10 +8,12 @@
 
 use std::path::Path;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::output::{Output, items, line, note, table, text, yes_no};
+use super::client::decode;
+use super::output::{Output, line, note, table, yes_no};
 use super::{CliError, Context};
+use crate::api::dto::{KeyStatusDto, KeysDto};
 use crate::crypto;
 use crate::model::KeyId;
 
@@ -33,22 +35,23 @@ pub fn generate(dir: &Path, output: Output) -> Result<(), CliError> {
 }
 
 pub async fn status(context: &Context) -> Result<(), CliError> {
-    let keyring = context.client.get("/v1/keys").await?;
-    let degraded = keyring["degraded"] == true || keyring["active"].is_null();
-    let blocked = keyring["rotation"]["state"] == "blocked_missing_key";
+    let body = context.client.get("/v1/keys").await?;
+    let keyring: KeysDto = decode(&body)?;
+    let degraded = keyring.degraded || keyring.active.is_none();
+    let blocked = keyring.rotation.state == "blocked_missing_key";
     if context.output.json() {
-        context.output.value(&keyring)?;
+        context.output.value(&body)?;
     } else {
-        let rows: Vec<Vec<String>> = items(&keyring, "keys")
+        let rows: Vec<Vec<String>> = keyring
+            .keys
             .iter()
             .map(|k| {
-                let active = k["id"] == keyring["active"];
                 vec![
-                    text(&k["id"]),
-                    if active { "yes" } else { "no" }.to_owned(),
-                    yes_no(&k["present"]),
-                    text(&k["records"]),
-                    yes_no(&k["safe_to_remove"]),
+                    k.id.clone(),
+                    yes_no(keyring.active.as_ref() == Some(&k.id)),
+                    yes_no(k.present),
+                    k.records.to_string(),
+                    yes_no(k.safe_to_remove),
                 ]
             })
             .collect();
@@ -63,19 +66,15 @@ pub async fn status(context: &Context) -> Result<(), CliError> {
         }
         lines.push(format!(
             "rotation: {} ({} records not under the active key)",
-            text(&keyring["rotation"]["state"]),
-            text(&keyring["rotation"]["remaining"])
+            keyring.rotation.state, keyring.rotation.remaining
         ));
         if degraded {
             lines.push("degraded: no master key is loaded; secret writes answer 503 and deploys skip injection. Add one on the daemon's host: exsec keys generate --dir KEYS_DIR".to_owned());
         }
-        if let Some(waiting) = keyring["rotation"]["waiting_for"].as_object() {
-            for (id, records) in waiting {
-                lines.push(format!(
-                    "waiting for {id}: {} records cannot be opened or re-sealed until {id}.key is back in the key directory",
-                    text(records)
-                ));
-            }
+        for (id, records) in &keyring.rotation.waiting_for {
+            lines.push(format!(
+                "waiting for {id}: {records} records cannot be opened or re-sealed until {id}.key is back in the key directory"
+            ));
         }
         if blocked {
             lines.push("blocked: records are sealed under a key that is not loaded (PRESENT no, RECORDS > 0); put its key file back".to_owned());
@@ -86,11 +85,11 @@ pub async fn status(context: &Context) -> Result<(), CliError> {
         return Err(CliError::Unavailable(if degraded {
             "the keyring is degraded: no master key is loaded".to_owned()
         } else {
-            let waiting: Vec<String> = keyring["rotation"]["waiting_for"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(id, records)| format!("{id} ({} records)", text(records)))
+            let waiting: Vec<String> = keyring
+                .rotation
+                .waiting_for
+                .iter()
+                .map(|(id, records)| format!("{id} ({records} records)"))
                 .collect();
             format!(
                 "records wait for master keys that are not loaded: {}",
@@ -103,22 +102,19 @@ pub async fn status(context: &Context) -> Result<(), CliError> {
 
 pub async fn retire(context: &Context, id: &str, dir: Option<&Path>) -> Result<(), CliError> {
     let id = KeyId::parse(id)?;
-    let keyring = context.client.get("/v1/keys").await?;
-    let Some(key) = items(&keyring, "keys")
-        .iter()
-        .find(|k| k["id"] == id.as_str())
-    else {
+    let keyring: KeysDto = decode(&context.client.get("/v1/keys").await?)?;
+    let Some(key) = keyring.keys.iter().find(|k| k.id == id.as_str()) else {
         return Err(CliError::NotFound(format!(
             "the daemon knows no master key {id}"
         )));
     };
-    if keyring["active"] == id.as_str() {
+    if keyring.active.as_deref() == Some(id.as_str()) {
         return Err(CliError::Refused(format!(
             "{id} is the active key: new values are sealed under it. Add a newer key first (exsec keys generate), wait for rotation to finish, then retire {id}"
         )));
     }
-    let records = key["records"].as_u64().unwrap_or(u64::MAX);
-    if records > 0 || key["safe_to_remove"] != true {
+    let records = key.records;
+    if records > 0 || !key.safe_to_remove {
         return Err(CliError::Refused(format!(
             "{records} records are still sealed under {id}; wait until `exsec keys status` shows it safe to remove (rotation re-seals them under the active key)"
         )));
@@ -146,11 +142,11 @@ pub async fn retire(context: &Context, id: &str, dir: Option<&Path>) -> Result<(
 }
 
 /// Renames `DIR/ID.key` to `DIR/ID.key.retired`.
-fn move_aside(dir: &Path, id: &KeyId, key: &Value) -> Result<std::path::PathBuf, CliError> {
+fn move_aside(dir: &Path, id: &KeyId, key: &KeyStatusDto) -> Result<std::path::PathBuf, CliError> {
     let from = dir.join(format!("{id}.key"));
     let to = dir.join(format!("{id}.key.retired"));
     if !from.exists() {
-        if key["present"] == true {
+        if key.present {
             return Err(CliError::NotFound(format!(
                 "{} does not exist, but the daemon has {id} loaded: is --dir the daemon's keys.dir?",
                 from.display()

@@ -247,6 +247,14 @@ enum AppsCommand {
         /// An env var name the app needs (repeatable): a deploy lacking one warns.
         #[arg(long = "require-env", value_name = "NAME")]
         require_env: Vec<String>,
+        /// Redeploy the app (its last successful image, replicas and port)
+        /// whenever a secret write changes its effective set.
+        #[arg(long, conflicts_with = "no_auto_redeploy")]
+        auto_redeploy: bool,
+        /// Stop redeploying it automatically. With neither flag an existing
+        /// app keeps its setting and a new one gets the daemon's default.
+        #[arg(long)]
+        no_auto_redeploy: bool,
     },
     /// Show an app.
     Get {
@@ -402,6 +410,9 @@ struct DeployArgs {
     /// Report which env vars would be added, removed or changed; apply nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Roll the pods even if the image, port and secrets are unchanged.
+    #[arg(long)]
+    restart: bool,
     /// Makes a retry after a lost answer return the original deploy (24 h).
     #[arg(long, value_name = "K")]
     idempotency_key: Option<String>,
@@ -640,7 +651,12 @@ async fn dispatch(context: &Context, command: Command) -> Result<(), CliError> {
                 app,
                 tenant,
                 require_env,
-            } => admin::app_register(context, &app, &tenant, &require_env).await,
+                auto_redeploy,
+                no_auto_redeploy,
+            } => {
+                let auto_redeploy = (auto_redeploy || no_auto_redeploy).then_some(auto_redeploy);
+                admin::app_register(context, &app, &tenant, &require_env, auto_redeploy).await
+            }
             AppsCommand::Get { app } => admin::app_get(context, &app).await,
             AppsCommand::Delete { app } => admin::app_delete(context, &app).await,
         },
@@ -691,6 +707,7 @@ async fn dispatch(context: &Context, command: Command) -> Result<(), CliError> {
                 replicas: args.replicas,
                 port: args.port,
                 dry_run: args.dry_run,
+                restart: args.restart,
                 idempotency_key: args.idempotency_key,
             };
             deploy::deploy(context, request).await

@@ -5,9 +5,11 @@
 
 use std::io::{self, Write};
 
+use serde::Serialize;
 use serde_json::Value;
 
 use super::error::CliError;
+use crate::api::dto::WarningDto;
 
 /// `--output`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -35,9 +37,11 @@ impl Output {
         self.format == Format::Json
     }
 
-    /// Prints a JSON document (pretty, one trailing newline).
-    pub fn value(&self, value: &Value) -> Result<(), CliError> {
-        let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".to_owned());
+    /// Prints a JSON document (pretty, one trailing newline), members in
+    /// sorted order whatever the type's field order.
+    pub fn value(&self, value: &impl Serialize) -> Result<(), CliError> {
+        let sorted = serde_json::to_value(value).unwrap_or(Value::Null);
+        let text = serde_json::to_string_pretty(&sorted).unwrap_or_else(|_| "null".to_owned());
         line(&text)
     }
 }
@@ -86,6 +90,16 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     lines.join("\n")
 }
 
+/// `warning: MESSAGE (CODE)`.
+pub fn warning(warning: &WarningDto) -> String {
+    format!("warning: {} ({})", warning.message, warning.code)
+}
+
+/// A text that may be absent, or `-`.
+pub fn or_dash(text: Option<&str>) -> String {
+    text.unwrap_or("-").to_owned()
+}
+
 /// A JSON string member, or `-`.
 pub fn text(value: &Value) -> String {
     match value {
@@ -95,26 +109,21 @@ pub fn text(value: &Value) -> String {
     }
 }
 
-/// `yes`/`no` of a JSON boolean.
-pub fn yes_no(value: &Value) -> String {
-    if value.as_bool().unwrap_or(false) {
-        "yes".to_owned()
-    } else {
-        "no".to_owned()
-    }
-}
-
-/// The items of a JSON array member (empty when absent).
-pub fn items<'a>(value: &'a Value, name: &str) -> &'a [Value] {
-    value[name].as_array().map_or(&[], Vec::as_slice)
+/// `yes`/`no`.
+pub fn yes_no(value: bool) -> String {
+    if value { "yes" } else { "no" }.to_owned()
 }
 
 /// Names joined by `, `, or `-`.
-pub fn names(values: &[Value]) -> String {
+pub fn names<S: AsRef<str>>(values: &[S]) -> String {
     if values.is_empty() {
         return "-".to_owned();
     }
-    values.iter().map(text).collect::<Vec<_>>().join(", ")
+    values
+        .iter()
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

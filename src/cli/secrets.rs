@@ -14,8 +14,10 @@ use serde::Serialize;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use super::output::{self, items, line, note, table, text, yes_no};
+use super::client::decode;
+use super::output::{self, line, note, table, yes_no};
 use super::{CliError, Context, ScopeArgs, dotenv};
+use crate::api::dto::{EffectiveDto, SecretListDto, SecretMetaDto, VerifyDto};
 use crate::model::{AppId, EnvKey, MAX_VALUE_LEN, Provider, Scope, TenantId};
 
 impl ScopeArgs {
@@ -58,6 +60,7 @@ pub async fn set(
     if context.output.json() {
         return context.output.value(&answer.body);
     }
+    let written: SecretMetaDto = decode(&answer.body)?;
     line(&format!(
         "{} {provider}/{key} for {} (version {})",
         if answer.status == 201 {
@@ -66,7 +69,7 @@ pub async fn set(
             "replaced"
         },
         scope_label(scope),
-        text(&answer.body["version"]),
+        written.version,
     ))
 }
 
@@ -78,20 +81,13 @@ pub async fn list(context: &Context, scope: &Scope) -> Result<(), CliError> {
     if context.output.json() {
         return context.output.value(&body);
     }
-    let secrets = items(&body, "secrets");
+    let SecretListDto { secrets } = decode(&body)?;
     if secrets.is_empty() {
         return line(&format!("no external secrets for {}", scope_label(scope)));
     }
     let rows: Vec<Vec<String>> = secrets
-        .iter()
-        .map(|s| {
-            vec![
-                text(&s["provider"]),
-                text(&s["key"]),
-                text(&s["version"]),
-                text(&s["updated_at"]),
-            ]
-        })
+        .into_iter()
+        .map(|s| vec![s.provider, s.key, s.version.to_string(), s.updated_at])
         .collect();
     line(&table(&["PROVIDER", "KEY", "VERSION", "UPDATED"], &rows))
 }
@@ -134,24 +130,25 @@ pub async fn effective(context: &Context, app: &str) -> Result<(), CliError> {
     if context.output.json() {
         return context.output.value(&body);
     }
-    let keys = items(&body, "keys");
+    let effective: EffectiveDto = decode(&body)?;
     let mut lines = Vec::new();
-    if keys.is_empty() {
+    if effective.keys.is_empty() {
         lines.push(format!(
             "app {app} (tenant {}) has no external secrets",
-            text(&body["tenant_id"])
+            effective.tenant_id
         ));
     } else {
-        let rows: Vec<Vec<String>> = keys
+        let rows: Vec<Vec<String>> = effective
+            .keys
             .iter()
             .map(|k| {
                 vec![
-                    text(&k["key"]),
-                    text(&k["provider"]),
-                    text(&k["source"]),
-                    yes_no(&k["overrides_tenant"]),
-                    yes_no(&k["redeploy_needed"]),
-                    text(&k["version"]),
+                    k.key.clone(),
+                    k.provider.clone(),
+                    k.source.clone(),
+                    yes_no(k.overrides_tenant),
+                    yes_no(k.redeploy_needed),
+                    k.version.to_string(),
                 ]
             })
             .collect();
@@ -167,20 +164,13 @@ pub async fn effective(context: &Context, app: &str) -> Result<(), CliError> {
             &rows,
         ));
     }
-    let removed = items(&body, "removed_since_deploy");
-    if !removed.is_empty() {
+    if !effective.removed_since_deploy.is_empty() {
         lines.push(format!(
             "removed since the last deploy (still in the cluster until the next one): {}",
-            output::names(removed)
+            output::names(&effective.removed_since_deploy)
         ));
     }
-    for warning in items(&body, "warnings") {
-        lines.push(format!(
-            "warning: {} ({})",
-            text(&warning["message"]),
-            text(&warning["code"])
-        ));
-    }
+    lines.extend(effective.warnings.iter().map(output::warning));
     line(&lines.join("\n"))
 }
 
@@ -207,9 +197,7 @@ pub async fn verify(
             &[],
         )
         .await?;
-    let matched = answer.body["match"].as_bool().ok_or_else(|| {
-        CliError::Unexpected("the verify answer has no boolean `match`".to_owned())
-    })?;
+    let VerifyDto { matched } = decode(&answer.body)?;
     if context.output.json() {
         context.output.value(&answer.body)?;
     } else if matched {
@@ -265,13 +253,14 @@ pub async fn import(
         } else {
             "replaced"
         };
-        results.push((entry.key.to_string(), outcome, answer.body));
+        let written: SecretMetaDto = decode(&answer.body)?;
+        results.push((entry.key.to_string(), outcome, written.version));
     }
     if context.output.json() {
         let imported: Vec<Value> = results
             .iter()
-            .map(|(key, outcome, body)| {
-                serde_json::json!({ "key": key, "outcome": outcome, "version": body["version"] })
+            .map(|(key, outcome, version)| {
+                serde_json::json!({ "key": key, "outcome": outcome, "version": version })
             })
             .collect();
         return context.output.value(&serde_json::json!({
@@ -283,11 +272,11 @@ pub async fn import(
     }
     let rows: Vec<Vec<String>> = results
         .iter()
-        .map(|(key, outcome, body)| {
+        .map(|(key, outcome, version)| {
             vec![
                 format!("{provider}/{key}"),
                 (*outcome).to_owned(),
-                output::text(&body["version"]),
+                version.to_string(),
             ]
         })
         .collect();

@@ -17,7 +17,6 @@ use std::pin::Pin;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::Serialize;
 use zeroize::Zeroizing;
 
 use crate::model::AppId;
@@ -93,7 +92,7 @@ pub trait ClusterTarget: Send + Sync {
 }
 
 /// What the cluster holds for one app.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct AppObjects {
     /// Key names of `app-{app_id}-external-secrets`, if it exists.
     pub secret_keys: Option<Vec<String>>,
@@ -102,7 +101,7 @@ pub struct AppObjects {
 }
 
 /// The parts of a Deployment that matter for injection.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct DeploymentState {
     /// Image of the `app` container.
     pub image: Option<String>,
@@ -116,7 +115,7 @@ pub struct DeploymentState {
 }
 
 /// One `envFrom` Secret reference.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvFromSecret {
     /// Secret name.
     pub secret_name: String,
@@ -125,7 +124,7 @@ pub struct EnvFromSecret {
 }
 
 /// Rollout status of a Deployment.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Rollout {
     /// `complete`, `progressing`, or `unknown` (a target that cannot tell).
     pub status: &'static str,

@@ -128,7 +128,13 @@ async fn a_manifest_left_by_a_delete_is_removed_once_the_dir_is_writable() {
     );
 
     drop(read_only);
-    eventually("removal of web.yaml", async || !file.exists()).await;
+    // The file goes first, then the record and its audit event: wait for
+    // the event, not the file, or the event may not be committed yet.
+    eventually("cleanup.completed", async || {
+        !server.audit_events_of("cleanup.completed").await.is_empty()
+    })
+    .await;
+    assert!(!file.exists(), "the cleanup removed web.yaml");
     let completed = server.audit_events_of("cleanup.completed").await;
     assert_eq!(completed.len(), 1, "{completed:?}");
     assert_eq!(completed[0]["app_id"], "web");

@@ -1,15 +1,13 @@
 //! Apps: registered and deleted by the admin; each belongs to one tenant
 //! forever.
 
-use hyper::StatusCode;
-use serde_json::json;
-
-use crate::api::dto::{AppDeletedDto, AppDto, PutAppBody, WarningDto};
+use crate::api::dto::{AppDeletedDto, AppDto, AppListDto, PutAppBody, WarningDto};
 use crate::api::problem::ApiError;
 use crate::api::{Call, Reply};
 use crate::model::{AppId, EnvKey, TenantId};
 use crate::store::StoreError;
 use crate::store::tenants::AppSettings;
+use hyper::StatusCode;
 
 pub async fn list(call: Call) -> Result<Reply, ApiError> {
     let principal = call.principal()?.clone();
@@ -36,7 +34,7 @@ pub async fn list(call: Call) -> Result<Reply, ApiError> {
         .iter()
         .map(|(id, r)| AppDto::new(id.as_str(), r))
         .collect();
-    Ok(Reply::ok(&json!({ "apps": apps })))
+    Ok(Reply::ok_sorted(&AppListDto { apps }))
 }
 
 pub async fn put(call: Call) -> Result<Reply, ApiError> {

@@ -1,8 +1,7 @@
 //! `GET /v1/audit-events`: the chain, oldest first, paginated by sequence
 //! number. A tenant token reads only its tenant's events.
 
-use serde_json::json;
-
+use crate::api::dto::AuditPageDto;
 use crate::api::problem::ApiError;
 use crate::api::routes::DEFAULT_AUDIT_PAGE;
 use crate::api::{Call, Reply};
@@ -49,7 +48,8 @@ pub async fn list(call: Call) -> Result<Reply, ApiError> {
         .store
         .read_async(move |r| r.audit_events(&filter))
         .await?;
-    Ok(Reply::ok(
-        &json!({ "events": page.events, "next_after": page.next_after }),
-    ))
+    Ok(Reply::ok_sorted(&AuditPageDto {
+        events: page.events,
+        next_after: page.next_after,
+    }))
 }

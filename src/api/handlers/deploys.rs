@@ -2,10 +2,12 @@
 //! history, read one.
 
 use hyper::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::api::dto::CleanupDto;
-use crate::api::dto::{DeployBody, DeployDto, DryRunDto};
+use crate::api::dto::{
+    CleanupDto, ClusterDto, ClusterSecretDto, DeployBody, DeployDetailDto, DeployDto,
+    DeployFailedDto, DeployListDto, DeploymentDto, DryRunDto, RolloutDto,
+};
 use crate::api::problem::ApiError;
 use crate::api::routes::{DEFAULT_HISTORY, MAX_HISTORY};
 use crate::api::{Call, Reply, parse_json, to_value};
@@ -82,21 +84,12 @@ pub async fn create(call: Call) -> Result<Reply, ApiError> {
     }
 }
 
-/// Adds what the caller of a deploy needs to the problem: its id and what
-/// injection did. Not the deploy's `status`: a problem's `status` is its
-/// HTTP status (RFC 9457).
+/// Adds what the caller of a deploy needs to the problem
+/// ([`DeployFailedDto`]): its id and what injection did.
 fn with_deploy(mut error: ApiError, dto: &DeployDto) -> ApiError {
-    if let Value::Object(members) = to_value(dto) {
-        for name in [
-            "deploy_id",
-            "app_id",
-            "tenant_id",
-            "warnings",
-            "external_secrets",
-        ] {
-            if let Some(value) = members.get(name) {
-                error = error.with(name, value.clone());
-            }
+    if let Value::Object(members) = to_value(&DeployFailedDto::from(dto)) {
+        for (name, value) in members {
+            error = error.with(&name, value);
         }
     }
     error
@@ -155,7 +148,7 @@ pub async fn list(call: Call) -> Result<Reply, ApiError> {
         .read_async(move |r| r.deploys(&app_id, limit))
         .await?;
     let deploys: Vec<DeployDto> = records.iter().map(DeployDto::from).collect();
-    Ok(Reply::ok(&json!({ "deploys": deploys })))
+    Ok(Reply::ok_sorted(&DeployListDto { deploys }))
 }
 
 pub async fn get(call: Call) -> Result<Reply, ApiError> {
@@ -172,7 +165,6 @@ pub async fn get(call: Call) -> Result<Reply, ApiError> {
         .await?;
     let record = record
         .ok_or_else(|| ApiError::not_found("deploy_not_found", format!("deploy {deploy_id}")))?;
-    let mut body = to_value(&DeployDto::from(&record));
     // The rollout of this deploy, when the cluster answers and still runs it.
     let cluster = call.state.deployer.cluster().clone();
     let budget = call.state.deployer.settings().timeout;
@@ -184,18 +176,21 @@ pub async fn get(call: Call) -> Result<Reply, ApiError> {
                 if state.deploy_id.as_deref().or(newest.as_deref())
                     == Some(record.deploy_id.as_str()) =>
             {
-                to_value(&state.rollout)
+                RolloutDto::from(&state.rollout)
             }
-            Some(_) => json!({ "status": "superseded" }),
-            None => json!({ "status": "absent" }),
+            Some(_) => RolloutDto::without_counts("superseded", None),
+            None => RolloutDto::without_counts("absent", None),
         },
-        Ok(Err(error)) => json!({ "status": "unknown", "error": error.to_string() }),
-        Err(_) => json!({ "status": "unknown", "error": "the cluster did not answer in time" }),
+        Ok(Err(error)) => RolloutDto::without_counts("unknown", Some(error.to_string())),
+        Err(_) => RolloutDto::without_counts(
+            "unknown",
+            Some("the cluster did not answer in time".to_owned()),
+        ),
     };
-    if let Value::Object(members) = &mut body {
-        members.insert("rollout_status".to_owned(), rollout);
-    }
-    Ok(Reply::ok(&body))
+    Ok(Reply::ok_sorted(&DeployDetailDto {
+        deploy: DeployDto::from(&record),
+        rollout_status: rollout,
+    }))
 }
 
 /// `GET /v1/apps/{id}/cluster`: what the cluster holds — key names, never
@@ -227,17 +222,17 @@ pub async fn cluster(call: Call) -> Result<Reply, ApiError> {
         .store
         .read_async(move |r| r.pending_cleanup(&id))
         .await?;
-    Ok(Reply::ok(&json!({
-        "app_id": app_id.as_str(),
-        "tenant_id": app.tenant_id.as_str(),
-        "target": cluster.name(),
-        "cleanup_pending": cleanup.as_ref().map(CleanupDto::from),
-        "namespace": call.state.deployer.settings().namespace,
-        "secret": {
-            "name": crate::cluster::objects::secret_name(&app_id),
-            "exists": objects.secret_keys.is_some(),
-            "keys": objects.secret_keys.unwrap_or_default(),
+    Ok(Reply::ok_sorted(&ClusterDto {
+        app_id: app_id.to_string(),
+        tenant_id: app.tenant_id.to_string(),
+        target: cluster.name().to_owned(),
+        cleanup_pending: cleanup.as_ref().map(CleanupDto::from),
+        namespace: call.state.deployer.settings().namespace.clone(),
+        secret: ClusterSecretDto {
+            name: crate::cluster::objects::secret_name(&app_id),
+            exists: objects.secret_keys.is_some(),
+            keys: objects.secret_keys.unwrap_or_default(),
         },
-        "deployment": objects.deployment,
-    })))
+        deployment: objects.deployment.as_ref().map(DeploymentDto::from),
+    }))
 }

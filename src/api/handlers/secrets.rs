@@ -2,10 +2,11 @@
 //! verify a candidate, and the effective set of an app without values.
 
 use hyper::StatusCode;
-use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use crate::api::dto::{EffectiveDto, EffectiveEntryDto, SecretMetaDto, ValueBody, WarningDto};
+use crate::api::dto::{
+    EffectiveDto, EffectiveEntryDto, SecretListDto, SecretMetaDto, ValueBody, VerifyDto, WarningDto,
+};
 use crate::api::problem::ApiError;
 use crate::api::routes::RouteId;
 use crate::api::{Call, Reply};
@@ -53,7 +54,7 @@ pub async fn list(call: Call) -> Result<Reply, ApiError> {
         ));
     }
     let secrets: Vec<SecretMetaDto> = records.iter().map(SecretMetaDto::from).collect();
-    Ok(Reply::ok(&json!({ "secrets": secrets })))
+    Ok(Reply::ok_sorted(&SecretListDto { secrets }))
 }
 
 pub async fn put(call: Call) -> Result<Reply, ApiError> {
@@ -183,7 +184,7 @@ pub async fn verify(call: Call) -> Result<Reply, ApiError> {
         .store
         .write_async(move |w| w.audit(audit.clone()).map(drop))
         .await?;
-    Ok(Reply::ok(&json!({ "match": matched })))
+    Ok(Reply::ok(&VerifyDto { matched }))
 }
 
 /// The merged set of an app without values: source, override flag,
@@ -219,7 +220,7 @@ pub async fn effective(call: Call) -> Result<Reply, ApiError> {
             EffectiveEntryDto {
                 key: name.to_string(),
                 provider: entry.record.provider.to_string(),
-                source: entry.source.as_str(),
+                source: entry.source.as_str().to_owned(),
                 overrides_tenant: entry.overrides_tenant(),
                 redeploy_needed,
                 version: entry.record.version,

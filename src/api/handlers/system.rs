@@ -3,8 +3,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use hyper::StatusCode;
-use serde_json::json;
 
+use crate::api::dto::{
+    HealthDto, KeyStatusDto, KeysDto, ReadyAuditDto, ReadyClusterDto, ReadyDto, ReadyKeyringDto,
+    RotationStatusDto,
+};
 use crate::api::metrics::Gauges;
 use crate::api::problem::ApiError;
 use crate::api::{Call, Reply, openapi};
@@ -12,7 +15,9 @@ use crate::rotation::RotationState;
 use crate::store::StorageHealth;
 
 pub fn healthz() -> Result<Reply, ApiError> {
-    Ok(Reply::ok(&json!({ "status": "ok" })))
+    Ok(Reply::ok(&HealthDto {
+        status: "ok".to_owned(),
+    }))
 }
 
 /// Ready when the database answers, writes reach the disk and the cluster
@@ -40,30 +45,38 @@ pub async fn readyz(call: Call) -> Result<Reply, ApiError> {
         StorageHealth::Healthy => None,
         StorageHealth::Degraded(fault) => Some(fault.as_str()),
     };
-    Ok(Reply::json(
-        status,
-        &json!({
-            "status": if ready { "ready" } else { "not_ready" },
-            "degraded": keyring.is_empty() || chain_break.is_some(),
-            "database": if database.is_ok() { "ok" } else { "unavailable" },
-            "storage": if storage_fault.is_none() { "ok" } else { "degraded" },
-            "storage_fault": storage_fault,
-            "keyring": {
-                "active": keyring.active().map(ToString::to_string),
-                "keys": keyring.len(),
-                "degraded": keyring.is_empty(),
-            },
-            "audit": {
-                "chain": chain,
-                "error": chain_break,
-            },
-            "cluster": {
-                "target": cluster.name(),
-                "reachable": reachable.is_ok(),
-                "error": reachable.err().map(|e| e.to_string()),
-            },
-        }),
-    ))
+    let ready_dto = ReadyDto {
+        status: if ready { "ready" } else { "not_ready" }.to_owned(),
+        degraded: keyring.is_empty() || chain_break.is_some(),
+        database: if database.is_ok() {
+            "ok"
+        } else {
+            "unavailable"
+        }
+        .to_owned(),
+        storage: if storage_fault.is_none() {
+            "ok"
+        } else {
+            "degraded"
+        }
+        .to_owned(),
+        storage_fault: storage_fault.map(str::to_owned),
+        keyring: ReadyKeyringDto {
+            active: keyring.active().map(ToString::to_string),
+            keys: keyring.len(),
+            degraded: keyring.is_empty(),
+        },
+        audit: ReadyAuditDto {
+            chain: chain.to_owned(),
+            error: chain_break,
+        },
+        cluster: ReadyClusterDto {
+            target: cluster.name().to_owned(),
+            reachable: reachable.is_ok(),
+            error: reachable.err().map(|e| e.to_string()),
+        },
+    };
+    Ok(Reply::json_sorted(status, &ready_dto))
 }
 
 pub async fn metrics(call: Call) -> Result<Reply, ApiError> {
@@ -115,7 +128,7 @@ pub async fn keys(call: Call) -> Result<Reply, ApiError> {
         .collect();
     let mut remaining = 0u64;
     let mut waiting_for: BTreeMap<&str, u64> = BTreeMap::new();
-    let keys: Vec<_> = ids
+    let keys: Vec<KeyStatusDto> = ids
         .iter()
         .map(|id| {
             let present = keyring.ids().any(|k| k.as_str() == id);
@@ -126,12 +139,12 @@ pub async fn keys(call: Call) -> Result<Reply, ApiError> {
                     waiting_for.insert(id, records);
                 }
             }
-            json!({
-                "id": id,
-                "present": present,
-                "records": records,
-                "safe_to_remove": records == 0 && Some(id) != active.as_ref(),
-            })
+            KeyStatusDto {
+                id: id.clone(),
+                present,
+                records,
+                safe_to_remove: records == 0 && Some(id) != active.as_ref(),
+            }
         })
         .collect();
     // The job also counts records that do not open under a key that is
@@ -149,10 +162,17 @@ pub async fn keys(call: Call) -> Result<Reply, ApiError> {
     } else {
         "running"
     };
-    Ok(Reply::ok(&json!({
-        "active": active,
-        "degraded": keyring.is_empty(),
-        "keys": keys,
-        "rotation": { "state": state, "remaining": remaining, "waiting_for": waiting_for },
-    })))
+    Ok(Reply::ok_sorted(&KeysDto {
+        active,
+        degraded: keyring.is_empty(),
+        keys,
+        rotation: RotationStatusDto {
+            state: state.to_owned(),
+            remaining,
+            waiting_for: waiting_for
+                .into_iter()
+                .map(|(id, records)| (id.to_owned(), records))
+                .collect(),
+        },
+    }))
 }

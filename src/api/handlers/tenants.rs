@@ -1,11 +1,9 @@
 //! Tenants: created and deleted by the admin; a tenant token sees its own.
 
-use hyper::StatusCode;
-use serde_json::json;
-
-use crate::api::dto::{PutTenantBody, TenantDto};
+use crate::api::dto::{PutTenantBody, TenantDto, TenantListDto};
 use crate::api::problem::ApiError;
 use crate::api::{Call, Reply};
+use hyper::StatusCode;
 
 pub async fn list(call: Call) -> Result<Reply, ApiError> {
     let own = call.principal()?.tenant().cloned();
@@ -15,7 +13,7 @@ pub async fn list(call: Call) -> Result<Reply, ApiError> {
         .filter(|(id, _)| own.as_ref().is_none_or(|own| own == id))
         .map(|(id, record)| TenantDto::new(id.as_str(), record))
         .collect();
-    Ok(Reply::ok(&json!({ "tenants": tenants })))
+    Ok(Reply::ok_sorted(&TenantListDto { tenants }))
 }
 
 pub async fn put(call: Call) -> Result<Reply, ApiError> {

@@ -1,14 +1,12 @@
 //! Tenant tokens: minted by the admin (shown once), listed and revoked.
 
-use hyper::StatusCode;
-use serde_json::json;
-
 use crate::api::auth::mint_token;
-use crate::api::dto::{MintTokenBody, TokenDto};
+use crate::api::dto::{MintTokenBody, MintedTokenDto, TokenDto, TokenListDto};
 use crate::api::problem::ApiError;
 use crate::api::{Call, Reply};
 use crate::model::Timestamp;
 use crate::store::records::TokenRecord;
+use hyper::StatusCode;
 
 pub async fn mint(call: Call) -> Result<Reply, ApiError> {
     let tenant = call.tenant_param()?;
@@ -26,14 +24,14 @@ pub async fn mint(call: Call) -> Result<Reply, ApiError> {
         .store
         .write_async(move |w| w.insert_token(&token_id, &stored, &actor))
         .await?;
-    Ok(Reply::json(
+    Ok(Reply::json_sorted(
         StatusCode::CREATED,
-        &json!({
-            "token": minted.token.as_str(),
-            "token_id": minted.token_id,
-            "tenant_id": tenant.as_str(),
-            "created_at": record.created_at.to_rfc3339(),
-        }),
+        &MintedTokenDto {
+            token: minted.token.as_str().to_owned(),
+            token_id: minted.token_id,
+            tenant_id: tenant.to_string(),
+            created_at: record.created_at.to_rfc3339(),
+        },
     ))
 }
 
@@ -52,7 +50,7 @@ pub async fn list(call: Call) -> Result<Reply, ApiError> {
         ));
     }
     let tokens: Vec<TokenDto> = tokens.iter().map(|(id, r)| TokenDto::new(id, r)).collect();
-    Ok(Reply::ok(&json!({ "tokens": tokens })))
+    Ok(Reply::ok_sorted(&TokenListDto { tokens }))
 }
 
 pub async fn revoke(call: Call) -> Result<Reply, ApiError> {

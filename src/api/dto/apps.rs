@@ -1,0 +1,308 @@
+//! Apps on the wire: the app, its deletion, and what the cluster holds of
+//! it (key names and rollout, never values).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::schema::{
+    Schema, array, boolean, closed_object, count, list_of, names, nullable_string, one_of, record,
+    reference, reference_to, string, warnings,
+};
+use super::{RolloutDto, WarningDto};
+use crate::cluster::{DeploymentState, EnvFromSecret};
+use crate::store::records::{AppRecord, CleanupRecord};
+
+/// `PUT /v1/apps/{id}`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutAppBody {
+    /// The owning tenant (fixed once set).
+    pub tenant_id: String,
+    /// Env var names the app needs.
+    #[serde(default)]
+    pub required_env: Vec<String>,
+    /// Redeploy when its effective set changes; left out: unchanged for an
+    /// existing app, `deploy.auto_redeploy_default` for a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_redeploy: Option<bool>,
+}
+
+/// An app.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppDto {
+    /// Id.
+    pub app_id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Env var names the app needs.
+    pub required_env: Vec<String>,
+    /// Registration time.
+    pub created_at: String,
+    /// Last change.
+    pub updated_at: String,
+    /// Whether a change of its effective set redeploys it.
+    pub auto_redeploy: bool,
+}
+
+impl AppDto {
+    /// From the stored record.
+    pub fn new(app_id: &str, record: &AppRecord) -> Self {
+        Self {
+            app_id: app_id.to_owned(),
+            tenant_id: record.tenant_id.to_string(),
+            required_env: record
+                .required_env
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            created_at: record.created_at.to_rfc3339(),
+            updated_at: record.updated_at.to_rfc3339(),
+            auto_redeploy: record.auto_redeploy,
+        }
+    }
+}
+
+/// `GET /v1/apps`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AppListDto {
+    /// By id.
+    pub apps: Vec<AppDto>,
+}
+
+/// `DELETE /v1/apps/{id}` when objects of the app are left to remove.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AppDeletedDto {
+    /// The app.
+    pub app_id: String,
+    /// Always true: the app and its records are gone.
+    pub deleted: bool,
+    /// `cleanup_pending`: what is left and why.
+    pub warnings: Vec<WarningDto>,
+}
+
+/// Objects of an app that hold plaintext and wait for removal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CleanupDto {
+    /// `app_objects` (a deleted app's) or `stale_secret`.
+    pub kind: String,
+    /// When removal first failed.
+    pub since: String,
+    /// Failed removals so far.
+    pub attempts: u32,
+    /// When removal last failed.
+    pub last_attempt: String,
+    /// What the cluster target said.
+    pub last_error: String,
+}
+
+impl From<&CleanupRecord> for CleanupDto {
+    fn from(record: &CleanupRecord) -> Self {
+        Self {
+            kind: record.kind.as_str().to_owned(),
+            since: record.since.to_rfc3339(),
+            attempts: record.attempts,
+            last_attempt: record.last_attempt.to_rfc3339(),
+            last_error: record.last_error.clone(),
+        }
+    }
+}
+
+/// `GET /v1/apps/{id}/cluster`: what the cluster holds for the app.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterDto {
+    /// App.
+    pub app_id: String,
+    /// Tenant.
+    pub tenant_id: String,
+    /// `kubernetes` or `manifests`.
+    pub target: String,
+    /// Objects holding plaintext that wait for removal, if any.
+    pub cleanup_pending: Option<CleanupDto>,
+    /// Namespace of the app's objects.
+    pub namespace: String,
+    /// The app's Secret: names only.
+    pub secret: ClusterSecretDto,
+    /// The app's Deployment, if it exists.
+    pub deployment: Option<DeploymentDto>,
+}
+
+/// The app's Secret as the cluster holds it: key names, never values.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterSecretDto {
+    /// `app-{app_id}-external-secrets`.
+    pub name: String,
+    /// Whether it exists.
+    pub exists: bool,
+    /// Its key names (empty when absent).
+    pub keys: Vec<String>,
+}
+
+/// The parts of the app's Deployment that matter for injection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeploymentDto {
+    /// Image of the `app` container.
+    pub image: Option<String>,
+    /// Secrets the `app` container reads through `envFrom`.
+    pub env_from: Vec<EnvFromDto>,
+    /// The `exsec.io/deploy-id` of the pod template.
+    pub deploy_id: Option<String>,
+    /// Rollout progress as the cluster reports it.
+    pub rollout: RolloutDto,
+}
+
+impl From<&DeploymentState> for DeploymentDto {
+    fn from(state: &DeploymentState) -> Self {
+        Self {
+            image: state.image.clone(),
+            env_from: state.env_from.iter().map(EnvFromDto::from).collect(),
+            deploy_id: state.deploy_id.clone(),
+            rollout: RolloutDto::from(&state.rollout),
+        }
+    }
+}
+
+/// One `envFrom` Secret reference.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnvFromDto {
+    /// Secret name.
+    pub secret_name: String,
+    /// Whether a missing Secret is tolerated.
+    pub optional: bool,
+}
+
+impl From<&EnvFromSecret> for EnvFromDto {
+    fn from(source: &EnvFromSecret) -> Self {
+        Self {
+            secret_name: source.secret_name.clone(),
+            optional: source.optional,
+        }
+    }
+}
+
+impl Schema for PutAppBody {
+    const NAME: &'static str = "AppRequest";
+
+    fn schema() -> Value {
+        closed_object(
+            &["tenant_id"],
+            [
+                ("tenant_id", reference("ResourceId")),
+                (
+                    "required_env",
+                    json!({
+                        "type": "array",
+                        "items": reference("EnvKey"),
+                        "default": [],
+                        "description": "env var names the app needs; a deploy lacking one warns `missing_required_env`",
+                    }),
+                ),
+                (
+                    "auto_redeploy",
+                    json!({
+                        "type": ["boolean", "null"],
+                        "description": "redeploy the app (its last successful deploy's image, replicas and port) when a secret write changes its effective set; left out: unchanged for an existing app, `deploy.auto_redeploy_default` for a new one",
+                    }),
+                ),
+            ],
+        )
+    }
+}
+
+impl Schema for AppDto {
+    const NAME: &'static str = "App";
+
+    fn schema() -> Value {
+        record([
+            ("app_id", reference("ResourceId")),
+            ("tenant_id", reference("ResourceId")),
+            ("required_env", names()),
+            ("created_at", reference("Timestamp")),
+            ("updated_at", reference("Timestamp")),
+            ("auto_redeploy", boolean()),
+        ])
+    }
+}
+
+impl AppListDto {
+    /// Its schema (inline in the document).
+    pub fn schema() -> Value {
+        list_of::<AppDto>("apps")
+    }
+}
+
+impl Schema for AppDeletedDto {
+    const NAME: &'static str = "AppDeleted";
+
+    /// `DELETE /v1/apps/{app_id}` with objects left to remove.
+    fn schema() -> Value {
+        record([
+            ("app_id", reference("ResourceId")),
+            ("deleted", json!({ "const": true })),
+            ("warnings", warnings()),
+        ])
+    }
+}
+
+impl Schema for CleanupDto {
+    const NAME: &'static str = "Cleanup";
+
+    fn schema() -> Value {
+        record([
+            ("kind", one_of(&["app_objects", "stale_secret"])),
+            ("since", reference("Timestamp")),
+            ("attempts", count()),
+            ("last_attempt", reference("Timestamp")),
+            ("last_error", string()),
+        ])
+    }
+}
+
+impl Schema for ClusterDto {
+    const NAME: &'static str = "ClusterApp";
+
+    /// Key names, never values.
+    fn schema() -> Value {
+        record([
+            ("app_id", reference("ResourceId")),
+            ("tenant_id", reference("ResourceId")),
+            ("target", one_of(&["manifests", "kubernetes"])),
+            (
+                "cleanup_pending",
+                json!({ "oneOf": [{ "type": "null" }, reference_to::<CleanupDto>()] }),
+            ),
+            ("namespace", string()),
+            (
+                "secret",
+                record([
+                    ("name", secret_name()),
+                    ("exists", boolean()),
+                    ("keys", array(reference("EnvKey"))),
+                ]),
+            ),
+            (
+                "deployment",
+                json!({ "oneOf": [{ "type": "null" }, DeploymentDto::schema()] }),
+            ),
+        ])
+    }
+}
+
+impl DeploymentDto {
+    /// Its schema (inline in [`ClusterDto`]'s).
+    pub fn schema() -> Value {
+        record([
+            ("image", nullable_string()),
+            (
+                "env_from",
+                array(record([("secret_name", string()), ("optional", boolean())])),
+            ),
+            ("deploy_id", nullable_string()),
+            ("rollout", reference_to::<RolloutDto>()),
+        ])
+    }
+}
+
+/// `app-{app_id}-external-secrets`.
+pub(super) fn secret_name() -> Value {
+    super::schema::pattern("^app-[a-z0-9]([-a-z0-9]*[a-z0-9])?-external-secrets$")
+}

@@ -1,0 +1,79 @@
+//! Wire types: one type per JSON shape the API reads or writes, shared by
+//! the handlers (which build and serialize them) and the CLI (which
+//! decodes answers into them). Domain and stored types never go on the
+//! wire directly; they become DTOs here through `From`.
+//!
+//! Architecture invariant: this module imports nothing of the server
+//! (handlers, routes, auth, server) — only the domain and stored types it
+//! converts from — so the CLI can decode answers without the server.
+//! Request bodies deny unknown fields; answers do not, so a newer daemon
+//! may add members without breaking an older CLI. No type here holds a
+//! secret value except the request bodies that carry one in (parsed into
+//! `SecretValue` at once) and [`MintedTokenDto`] (the token shown once).
+
+mod apps;
+mod deploys;
+pub mod schema;
+mod secrets;
+mod system;
+mod tenants;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::resolve::Warning;
+use crate::store::records::WarningRecord;
+
+pub use apps::{
+    AppDeletedDto, AppDto, AppListDto, CleanupDto, ClusterDto, ClusterSecretDto, DeploymentDto,
+    EnvFromDto, PutAppBody,
+};
+pub use deploys::{
+    DeployBody, DeployDetailDto, DeployDto, DeployFailedDto, DeployListDto, DryRunDto,
+    DryRunInjectionDto, InjectionDto, ReplicaCountsDto, RolloutDto,
+};
+pub use secrets::{
+    EffectiveDto, EffectiveEntryDto, SecretListDto, SecretMetaDto, ValueBody, VerifyDto,
+};
+pub use system::{
+    AuditPageDto, HealthDto, KeyStatusDto, KeysDto, ReadyAuditDto, ReadyClusterDto, ReadyDto,
+    ReadyKeyringDto, RotationStatusDto,
+};
+pub use tenants::{
+    MintTokenBody, MintedTokenDto, PutTenantBody, TenantDto, TenantListDto, TokenDto, TokenListDto,
+};
+
+/// `{code, message}`: a note on an answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WarningDto {
+    /// Stable code.
+    pub code: String,
+    /// What it means.
+    pub message: String,
+}
+
+impl From<&Warning> for WarningDto {
+    fn from(w: &Warning) -> Self {
+        Self {
+            code: w.code.to_owned(),
+            message: w.message.clone(),
+        }
+    }
+}
+
+impl From<&WarningRecord> for WarningDto {
+    fn from(w: &WarningRecord) -> Self {
+        Self {
+            code: w.code.clone(),
+            message: w.message.clone(),
+        }
+    }
+}
+
+impl schema::Schema for WarningDto {
+    const NAME: &'static str = "Warning";
+
+    fn schema() -> Value {
+        schema::record([("code", schema::string()), ("message", schema::string())])
+    }
+}

@@ -1,0 +1,187 @@
+//! External secrets on the wire: metadata, the effective set, verify.
+//! Never a value in an answer.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::WarningDto;
+use super::schema::{
+    Schema, array, boolean, closed_object, list_of, names, one_of, record, reference, reference_to,
+    warnings,
+};
+use crate::model::MAX_VALUE_LEN;
+use crate::store::records::SecretRecord;
+
+/// `PUT …/external-secrets/{provider}/{key}` and `…/verify`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValueBody {
+    /// The plaintext; moved into a `SecretValue` at once.
+    pub value: String,
+}
+
+/// Secret metadata — never a value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SecretMetaDto {
+    /// Provider.
+    pub provider: String,
+    /// Env var name.
+    pub key: String,
+    /// `tenant` or `app`.
+    pub scope: String,
+    /// First set.
+    pub created_at: String,
+    /// Last replaced.
+    pub updated_at: String,
+    /// Version, from 1.
+    pub version: u64,
+}
+
+impl From<&SecretRecord> for SecretMetaDto {
+    fn from(r: &SecretRecord) -> Self {
+        Self {
+            provider: r.provider.to_string(),
+            key: r.key.to_string(),
+            scope: r.scope.kind().as_str().to_owned(),
+            created_at: r.created_at.to_rfc3339(),
+            updated_at: r.updated_at.to_rfc3339(),
+            version: r.version,
+        }
+    }
+}
+
+/// `GET …/external-secrets` of a scope.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SecretListDto {
+    /// By provider, then key.
+    pub secrets: Vec<SecretMetaDto>,
+}
+
+/// `POST …/verify`: whether the candidate equals the stored value.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct VerifyDto {
+    /// Equal (compared in constant time).
+    #[serde(rename = "match")]
+    pub matched: bool,
+}
+
+/// One env var of the effective set, without its value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EffectiveEntryDto {
+    /// Env var name.
+    pub key: String,
+    /// Provider of the winning record.
+    pub provider: String,
+    /// `app` or `tenant`.
+    pub source: String,
+    /// Whether an app override hides a tenant default.
+    pub overrides_tenant: bool,
+    /// Changed since the last deploy that synced the Secret.
+    pub redeploy_needed: bool,
+    /// Version of the winning record.
+    pub version: u64,
+    /// When its value last changed.
+    pub updated_at: String,
+}
+
+/// `GET /v1/apps/{id}/external-secrets/effective`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EffectiveDto {
+    /// App.
+    pub app_id: String,
+    /// Tenant.
+    pub tenant_id: String,
+    /// The merged set, by env var name.
+    pub keys: Vec<EffectiveEntryDto>,
+    /// Names injected by the last synced deploy that are no longer in the set.
+    pub removed_since_deploy: Vec<String>,
+    /// The last deploy that synced the Secret, if any.
+    pub last_synced_deploy_id: Option<String>,
+    /// Notes (`missing_required_env`, `env_name_conflict`).
+    pub warnings: Vec<WarningDto>,
+}
+
+impl Schema for ValueBody {
+    const NAME: &'static str = "ValueRequest";
+
+    fn schema() -> Value {
+        closed_object(
+            &["value"],
+            [(
+                "value",
+                json!({
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_VALUE_LEN,
+                    "pattern": "^[^\\u0000]+$",
+                    "description": "UTF-8, at most 64 KiB, no NUL",
+                }),
+            )],
+        )
+    }
+}
+
+impl Schema for SecretMetaDto {
+    const NAME: &'static str = "SecretMeta";
+
+    /// Never a value.
+    fn schema() -> Value {
+        record([
+            ("provider", reference("Provider")),
+            ("key", reference("EnvKey")),
+            ("scope", one_of(&["tenant", "app"])),
+            ("created_at", reference("Timestamp")),
+            ("updated_at", reference("Timestamp")),
+            ("version", json!({ "type": "integer", "minimum": 1 })),
+        ])
+    }
+}
+
+impl SecretListDto {
+    /// Its schema (inline in the document).
+    pub fn schema() -> Value {
+        list_of::<SecretMetaDto>("secrets")
+    }
+}
+
+impl Schema for VerifyDto {
+    const NAME: &'static str = "VerifyResult";
+
+    fn schema() -> Value {
+        record([("match", boolean())])
+    }
+}
+
+impl Schema for EffectiveDto {
+    const NAME: &'static str = "Effective";
+
+    fn schema() -> Value {
+        record([
+            ("app_id", reference("ResourceId")),
+            ("tenant_id", reference("ResourceId")),
+            ("keys", array(reference_to::<EffectiveEntryDto>())),
+            ("removed_since_deploy", names()),
+            (
+                "last_synced_deploy_id",
+                json!({ "type": ["string", "null"], "pattern": "^dep_[0-9]{12}$" }),
+            ),
+            ("warnings", warnings()),
+        ])
+    }
+}
+
+impl Schema for EffectiveEntryDto {
+    const NAME: &'static str = "EffectiveEntry";
+
+    fn schema() -> Value {
+        record([
+            ("key", reference("EnvKey")),
+            ("provider", reference("Provider")),
+            ("source", one_of(&["app", "tenant"])),
+            ("overrides_tenant", boolean()),
+            ("redeploy_needed", boolean()),
+            ("version", json!({ "type": "integer", "minimum": 1 })),
+            ("updated_at", reference("Timestamp")),
+        ])
+    }
+}

@@ -1,0 +1,261 @@
+//! The daemon itself on the wire: health, readiness, the keyring and
+//! rotation, pages of the audit log.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::schema::{
+    Schema, array, boolean, count, described, nullable_string, one_of, record, reference,
+    reference_to, string,
+};
+use crate::audit::AuditEvent;
+
+/// `GET /healthz`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HealthDto {
+    /// Always `ok`: the process answers.
+    pub status: String,
+}
+
+/// `GET /readyz` (200 when ready, else 503 with the same shape).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadyDto {
+    /// `ready` or `not_ready`.
+    pub status: String,
+    /// Serving, but without a master key or with a broken audit chain.
+    pub degraded: bool,
+    /// `ok` or `unavailable`.
+    pub database: String,
+    /// `ok` or `degraded`.
+    pub storage: String,
+    /// `no_space` or `io` while storage is degraded.
+    pub storage_fault: Option<String>,
+    /// The keyring.
+    pub keyring: ReadyKeyringDto,
+    /// The audit chain.
+    pub audit: ReadyAuditDto,
+    /// The cluster target.
+    pub cluster: ReadyClusterDto,
+}
+
+/// The keyring part of `/readyz`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadyKeyringDto {
+    /// The active key id.
+    pub active: Option<String>,
+    /// Keys loaded.
+    pub keys: usize,
+    /// No key loaded.
+    pub degraded: bool,
+}
+
+/// The audit part of `/readyz`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadyAuditDto {
+    /// `verified`, `verifying` or `broken`.
+    pub chain: String,
+    /// The first broken event, when broken.
+    pub error: Option<String>,
+}
+
+/// The cluster part of `/readyz`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadyClusterDto {
+    /// `kubernetes` or `manifests`.
+    pub target: String,
+    /// Whether it answered.
+    pub reachable: bool,
+    /// Why not.
+    pub error: Option<String>,
+}
+
+/// `GET /v1/keys`: the keyring and the rotation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeysDto {
+    /// The active key id.
+    pub active: Option<String>,
+    /// No key loaded.
+    pub degraded: bool,
+    /// Every key loaded or needed by records, by id.
+    pub keys: Vec<KeyStatusDto>,
+    /// The re-sealing job.
+    pub rotation: RotationStatusDto,
+}
+
+/// One key of `GET /v1/keys`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyStatusDto {
+    /// Key id.
+    pub id: String,
+    /// Its file is loaded.
+    pub present: bool,
+    /// Records sealed under it.
+    pub records: u64,
+    /// Not active and no record needs it.
+    pub safe_to_remove: bool,
+}
+
+/// The rotation part of `GET /v1/keys`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RotationStatusDto {
+    /// `idle`, `running` or `blocked_missing_key`.
+    pub state: String,
+    /// Records not yet under the active key.
+    pub remaining: u64,
+    /// Per missing key, the records that wait for it.
+    pub waiting_for: BTreeMap<String, u64>,
+}
+
+/// `GET /v1/audit-events`: a page of the chain. Events go out in their
+/// chained form (`crate::audit::AuditEvent`), the form their hashes cover,
+/// so a reader can check the links.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditPageDto {
+    /// Oldest first.
+    pub events: Vec<AuditEvent>,
+    /// Pass as `after` to read on; `null` at the end of the log.
+    pub next_after: Option<u64>,
+}
+
+impl HealthDto {
+    /// Its schema (inline in the document).
+    pub fn schema() -> Value {
+        record([("status", json!({ "const": "ok" }))])
+    }
+}
+
+impl Schema for ReadyDto {
+    const NAME: &'static str = "Ready";
+
+    fn schema() -> Value {
+        record([
+            ("status", one_of(&["ready", "not_ready"])),
+            (
+                "degraded",
+                described(
+                    boolean(),
+                    "serving, but no master key is loaded or the audit chain is broken",
+                ),
+            ),
+            ("database", one_of(&["ok", "unavailable"])),
+            (
+                "storage",
+                described(
+                    one_of(&["ok", "degraded"]),
+                    "`degraded` while writes fail (reads are still answered); heals by itself",
+                ),
+            ),
+            (
+                "storage_fault",
+                json!({ "type": ["string", "null"], "enum": ["no_space", "io_error", null] }),
+            ),
+            (
+                "keyring",
+                record([
+                    ("active", nullable_string()),
+                    ("keys", count()),
+                    ("degraded", boolean()),
+                ]),
+            ),
+            (
+                "audit",
+                record([
+                    (
+                        "chain",
+                        described(
+                            one_of(&["verified", "verifying", "broken"]),
+                            "what verifying the events appended since the last verified position found (at start and every audit.anchor_interval); `verifying` while a long backlog is checked after start",
+                        ),
+                    ),
+                    ("error", nullable_string()),
+                ]),
+            ),
+            (
+                "cluster",
+                record([
+                    ("target", one_of(&["kubernetes", "manifests"])),
+                    ("reachable", boolean()),
+                    ("error", nullable_string()),
+                ]),
+            ),
+        ])
+    }
+}
+
+impl Schema for KeysDto {
+    const NAME: &'static str = "Keyring";
+
+    fn schema() -> Value {
+        record([
+            ("active", nullable_string()),
+            ("degraded", boolean()),
+            ("keys", array(reference_to::<KeyStatusDto>())),
+            (
+                "rotation",
+                record([
+                    ("state", one_of(&["idle", "running", "blocked_missing_key"])),
+                    ("remaining", count()),
+                    (
+                        "waiting_for",
+                        json!({
+                            "type": "object",
+                            "propertyNames": reference("KeyId"),
+                            "additionalProperties": count(),
+                            "description": "per master key id that is not loaded, how many records wait for it (records that do not open under a loaded key are counted under that key); empty unless `state` is `blocked_missing_key`",
+                        }),
+                    ),
+                ]),
+            ),
+        ])
+    }
+}
+
+impl Schema for KeyStatusDto {
+    const NAME: &'static str = "KeyStatus";
+
+    fn schema() -> Value {
+        record([
+            ("id", reference("KeyId")),
+            ("present", boolean()),
+            ("records", count()),
+            ("safe_to_remove", boolean()),
+        ])
+    }
+}
+
+impl Schema for AuditEvent {
+    const NAME: &'static str = "AuditEvent";
+
+    fn schema() -> Value {
+        record([
+            ("seq", json!({ "type": "integer", "minimum": 1 })),
+            ("time", reference("Timestamp")),
+            ("type", string()),
+            ("actor", string()),
+            ("tenant_id", nullable_string()),
+            ("app_id", nullable_string()),
+            (
+                "data",
+                json!({ "type": "object", "description": "names, counts and reasons; never a value" }),
+            ),
+            ("prev_hash", reference("Hash")),
+            ("hash", reference("Hash")),
+        ])
+    }
+}
+
+impl Schema for AuditPageDto {
+    const NAME: &'static str = "AuditPage";
+
+    fn schema() -> Value {
+        record([
+            ("events", array(reference_to::<AuditEvent>())),
+            (
+                "next_after",
+                json!({ "type": ["integer", "null"], "minimum": 1, "description": "`after` of the next page; null at the end" }),
+            ),
+        ])
+    }
+}

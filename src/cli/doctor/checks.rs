@@ -1,0 +1,773 @@
+//! The checks of `exsec doctor`: one function per row of the
+//! troubleshooting table, each judging the typed facts without I/O.
+
+use std::collections::BTreeSet;
+
+use super::{Check, Facts, Fetched};
+use crate::cli::deploy::{injection_text, rollout_text};
+use crate::cli::output::{names, or_dash};
+
+/// One row of the troubleshooting table, judged from the facts.
+type CheckFn = fn(&Subject<'_>) -> Check;
+
+/// The checks, in the order the report lists them (the seed's table, then
+/// the daemon's own state and the last deploy's outcome).
+const CHECKS: &[CheckFn] = &[
+    secrets,
+    master_key,
+    storage,
+    audit_log,
+    redeploy,
+    cluster_secret,
+    env_from,
+    rollout,
+    overrides,
+    required_env,
+    last_deploy,
+    cleanup,
+];
+
+/// Judges the facts: one check per row of the troubleshooting table.
+pub fn diagnose(facts: &Facts) -> Vec<Check> {
+    let image = deploy_image(facts);
+    let subject = Subject {
+        facts,
+        app: &facts.app.app_id,
+        tenant: &facts.app.tenant_id,
+        redeploy: format!("exsec deploy {} --image {image}", facts.app.app_id),
+    };
+    CHECKS.iter().map(|check| check(&subject)).collect()
+}
+
+/// What the checks share: the facts and the words for the app.
+struct Subject<'a> {
+    facts: &'a Facts,
+    app: &'a str,
+    tenant: &'a str,
+    /// The command that redeploys the app.
+    redeploy: String,
+}
+
+impl Subject<'_> {
+    /// The effective set's env var names.
+    fn expected_keys(&self) -> BTreeSet<&str> {
+        self.facts
+            .effective
+            .keys
+            .iter()
+            .map(|k| k.key.as_str())
+            .collect()
+    }
+
+    /// Whether the effective set is empty.
+    fn no_secrets(&self) -> bool {
+        self.facts.effective.keys.is_empty()
+    }
+}
+
+/// 1. Secrets exist for the tenant or the app.
+fn secrets(s: &Subject<'_>) -> Check {
+    let (app, tenant) = (s.app, s.tenant);
+    let keys = &s.facts.effective.keys;
+    if keys.is_empty() {
+        return Check::problem(
+            "secrets",
+            format!("neither app {app} nor tenant {tenant} has external secrets"),
+            format!(
+                "exsec secrets set --tenant {tenant} PROVIDER KEY (all apps of the tenant) or --app {app} (this app only)"
+            ),
+        );
+    }
+    let from_app = keys.iter().filter(|k| k.source == "app").count();
+    Check::ok(
+        "secrets",
+        format!(
+            "{} env vars: {from_app} from the app, {} from tenant {tenant}",
+            keys.len(),
+            keys.len() - from_app
+        ),
+    )
+}
+
+/// 2. Master key loaded; no record waits for a missing key.
+fn master_key(s: &Subject<'_>) -> Check {
+    let keyring = match &s.facts.keys {
+        Fetched::NotAdmin => {
+            return Check::skipped(
+                "master key",
+                "needs the admin token (a tenant token cannot read the keyring)",
+            );
+        }
+        Fetched::Failed(reason) => {
+            return Check::skipped(
+                "master key",
+                format!("the keyring could not be read: {reason}"),
+            );
+        }
+        Fetched::Got(keyring) => keyring,
+    };
+    let Some(active) = keyring.active.as_deref().filter(|_| !keyring.degraded) else {
+        return Check::problem(
+            "master key",
+            "no master key is loaded: secret writes fail and deploys skip injection",
+            "on the daemon's host: exsec keys generate --dir KEYS_DIR (keys.dir of the config); no restart needed",
+        );
+    };
+    let missing: Vec<String> = keyring
+        .keys
+        .iter()
+        .filter(|k| !k.present && k.records > 0)
+        .map(|k| format!("{} ({} records)", k.id, k.records))
+        .collect();
+    if !missing.is_empty() {
+        return Check::problem(
+            "master key",
+            format!(
+                "records are sealed under keys that are not loaded: {}; deploys of apps using them fail injection",
+                missing.join(", ")
+            ),
+            "put those key files back into the key directory (ID.key); the daemon picks them up without a restart",
+        );
+    }
+    Check::ok(
+        "master key",
+        format!("active key {active}; no record waits for a missing key"),
+    )
+}
+
+/// The daemon's own state: writes reach the disk.
+fn storage(s: &Subject<'_>) -> Check {
+    let Some(ready) = &s.facts.ready else {
+        return Check::skipped("storage", "the daemon did not say (older than this CLI?)");
+    };
+    if ready.storage == "ok" {
+        return Check::ok("storage", "writes reach the disk");
+    }
+    Check::problem(
+        "storage",
+        format!(
+            "writes fail ({}); reads are still answered",
+            match ready.storage_fault.as_deref() {
+                Some("no_space") => "the daemon's disk is full",
+                _ => "the daemon's disk fails",
+            }
+        ),
+        "free space on (or repair) the file system of storage.path; exsec resumes writes by itself, no restart needed",
+    )
+}
+
+/// The daemon's own state: the audit log is whole.
+fn audit_log(s: &Subject<'_>) -> Check {
+    let Some(ready) = &s.facts.ready else {
+        return Check::skipped("audit log", "the daemon did not say (older than this CLI?)");
+    };
+    if ready.audit.chain == "verified" {
+        return Check::ok(
+            "audit log",
+            "the hash chain verified up to the newest event",
+        );
+    }
+    Check::problem(
+        "audit log",
+        format!(
+            "the audit log was changed after it was last verified: {}",
+            or_dash(ready.audit.error.as_deref())
+        ),
+        "compare with a logged anchor (exsec audit verify --anchor SEQ:HASH) or a backup, and find who had write access to the data directory",
+    )
+}
+
+/// 3. Redeploy after a change.
+fn redeploy(s: &Subject<'_>) -> Check {
+    let effective = &s.facts.effective;
+    let changed: Vec<&str> = effective
+        .keys
+        .iter()
+        .filter(|k| k.redeploy_needed)
+        .map(|k| k.key.as_str())
+        .collect();
+    let removed = &effective.removed_since_deploy;
+    match effective.last_synced_deploy_id.as_deref() {
+        None if s.no_secrets() => Check::ok("redeploy", "nothing to inject yet"),
+        None => Check::problem(
+            "redeploy",
+            "no deploy has injected the app's secrets yet",
+            s.redeploy.clone(),
+        ),
+        Some(deploy_id) if !changed.is_empty() || !removed.is_empty() => {
+            let mut detail = Vec::new();
+            if !changed.is_empty() {
+                detail.push(format!(
+                    "{} changed after deploy {deploy_id}",
+                    names(&changed)
+                ));
+            }
+            if !removed.is_empty() {
+                detail.push(format!(
+                    "{} removed after deploy {deploy_id} (still in the cluster)",
+                    names(removed)
+                ));
+            }
+            Check::problem("redeploy", detail.join("; "), s.redeploy.clone())
+        }
+        Some(deploy_id) => Check::ok(
+            "redeploy",
+            format!("the cluster got the current values with deploy {deploy_id}"),
+        ),
+    }
+}
+
+/// 4. The Secret exists with the expected key names.
+fn cluster_secret(s: &Subject<'_>) -> Check {
+    let cluster = match &s.facts.cluster {
+        Fetched::Got(cluster) => cluster,
+        unreadable => {
+            let reason = match unreadable {
+                Fetched::Failed(reason) => reason.clone(),
+                _ => "the cluster route is not available to this token".to_owned(),
+            };
+            return Check::problem(
+                "cluster secret",
+                format!("cannot read the cluster: {reason}"),
+                "check the daemon's cluster settings (cluster.*) and the API server; `exsec doctor` again",
+            );
+        }
+    };
+    let secret_name = &cluster.secret.name;
+    let expected = s.expected_keys();
+    if !cluster.secret.exists && expected.is_empty() {
+        return Check::ok(
+            "cluster secret",
+            format!("no Secret {secret_name}, and none is needed"),
+        );
+    }
+    if !cluster.secret.exists {
+        return Check::problem(
+            "cluster secret",
+            format!("Secret {secret_name} does not exist in the cluster"),
+            s.redeploy.clone(),
+        );
+    }
+    let present: BTreeSet<&str> = cluster.secret.keys.iter().map(String::as_str).collect();
+    let lacking: Vec<&str> = expected.difference(&present).copied().collect();
+    let extra: Vec<&str> = present.difference(&expected).copied().collect();
+    if lacking.is_empty() && extra.is_empty() {
+        return Check::ok(
+            "cluster secret",
+            format!(
+                "Secret {secret_name} holds the {} expected keys",
+                expected.len()
+            ),
+        );
+    }
+    let mut detail = Vec::new();
+    if !lacking.is_empty() {
+        detail.push(format!("lacks {}", lacking.join(", ")));
+    }
+    if !extra.is_empty() {
+        detail.push(format!(
+            "holds {} which the app no longer has",
+            extra.join(", ")
+        ));
+    }
+    Check::problem(
+        "cluster secret",
+        format!("Secret {secret_name} {}", detail.join(" and ")),
+        s.redeploy.clone(),
+    )
+}
+
+/// 5. The Deployment reads the Secret through envFrom.
+fn env_from(s: &Subject<'_>) -> Check {
+    let app = s.app;
+    let Fetched::Got(cluster) = &s.facts.cluster else {
+        return Check::skipped("envFrom", "cluster not readable");
+    };
+    let Some(deployment) = &cluster.deployment else {
+        return Check::problem(
+            "envFrom",
+            format!("there is no Deployment {app} in the cluster"),
+            s.redeploy.clone(),
+        );
+    };
+    let secret_name = &cluster.secret.name;
+    match deployment
+        .env_from
+        .iter()
+        .find(|r| &r.secret_name == secret_name)
+    {
+        Some(reference) => Check::ok(
+            "envFrom",
+            format!(
+                "Deployment {app} reads Secret {secret_name} through envFrom (optional: {})",
+                reference.optional
+            ),
+        ),
+        None => Check::problem(
+            "envFrom",
+            format!(
+                "Deployment {app} does not read Secret {secret_name} through envFrom: the values never reach its pods"
+            ),
+            format!(
+                "{} (exsec sets envFrom), or add `envFrom: [{{secretRef: {{name: {secret_name}, optional: true}}}}]` to the container `app` of your own manifest",
+                s.redeploy
+            ),
+        ),
+    }
+}
+
+/// 8. The rollout.
+fn rollout(s: &Subject<'_>) -> Check {
+    let app = s.app;
+    let Fetched::Got(cluster) = &s.facts.cluster else {
+        return Check::skipped("rollout", "cluster not readable");
+    };
+    let Some(deployment) = &cluster.deployment else {
+        return Check::skipped("rollout", "no Deployment to roll out");
+    };
+    let rollout = &deployment.rollout;
+    match rollout.status.as_str() {
+        "complete" => Check::ok("rollout", format!("complete: {}", rollout_text(rollout))),
+        "progressing" => Check::warning(
+            "rollout",
+            format!("in progress: {}", rollout_text(rollout)),
+            format!(
+                "wait, or look at why it is stuck: kubectl -n {namespace} rollout status deployment/{app}; kubectl -n {namespace} describe pods -l app.kubernetes.io/name={app}",
+                namespace = cluster.namespace
+            ),
+        ),
+        _ => Check::skipped(
+            "rollout",
+            format!("the {} target cannot report rollouts", cluster.target),
+        ),
+    }
+}
+
+/// 6. An app override shadows a tenant default ("wrong value injected").
+fn overrides(s: &Subject<'_>) -> Check {
+    let (app, tenant) = (s.app, s.tenant);
+    let shadowing: Vec<_> = s
+        .facts
+        .effective
+        .keys
+        .iter()
+        .filter(|k| k.overrides_tenant)
+        .collect();
+    let Some(first) = shadowing.first() else {
+        return Check::ok("overrides", "no app override shadows a tenant default");
+    };
+    let listed: Vec<&str> = shadowing.iter().map(|k| k.key.as_str()).collect();
+    let (provider, key) = (&first.provider, &first.key);
+    Check::warning(
+        "overrides",
+        format!(
+            "the app's own value of {} wins over tenant {tenant}'s default: if the app gets an unexpected value, this is why",
+            names(&listed)
+        ),
+        format!(
+            "compare a candidate: exsec secrets verify --app {app} {provider} {key}; use the tenant default instead: exsec secrets rm --app {app} {provider} {key}"
+        ),
+    )
+}
+
+/// 7. `required_env` names missing from the effective set.
+fn required_env(s: &Subject<'_>) -> Check {
+    let (app, tenant) = (s.app, s.tenant);
+    let required = &s.facts.app.required_env;
+    let expected = s.expected_keys();
+    let missing: Vec<&str> = required
+        .iter()
+        .map(String::as_str)
+        .filter(|name| !expected.contains(name))
+        .collect();
+    if required.is_empty() {
+        return Check::ok("required env", "the app declares no required env vars");
+    }
+    let Some(first) = missing.first() else {
+        return Check::ok(
+            "required env",
+            format!("all {} required env vars are set", required.len()),
+        );
+    };
+    Check::problem(
+        "required env",
+        format!(
+            "the app requires {} but its effective set lacks them (missing_required_env)",
+            names(&missing)
+        ),
+        format!(
+            "exsec secrets set --app {app} PROVIDER {first} (or --tenant {tenant}), then {}",
+            s.redeploy
+        ),
+    )
+}
+
+/// The last deploy's own outcome.
+fn last_deploy(s: &Subject<'_>) -> Check {
+    let Some(deploy) = &s.facts.last_deploy else {
+        return Check::skipped("last deploy", "the app has no deploys yet");
+    };
+    let secrets = &deploy.external_secrets;
+    let id = &deploy.deploy_id;
+    if deploy.status != "succeeded" {
+        return Check::problem(
+            "last deploy",
+            format!(
+                "deploy {id} failed: {}",
+                deploy
+                    .error
+                    .as_deref()
+                    .unwrap_or("the Deployment was not applied")
+            ),
+            format!(
+                "check the daemon's log and the cluster, then {}",
+                s.redeploy
+            ),
+        );
+    }
+    if secrets.status == "failed" || secrets.reason.as_deref() == Some("master_key_unavailable") {
+        return Check::problem(
+            "last deploy",
+            format!("deploy {id}: external secrets {}", injection_text(secrets)),
+            s.redeploy.clone(),
+        );
+    }
+    Check::ok(
+        "last deploy",
+        format!(
+            "deploy {id} succeeded; external secrets {}",
+            injection_text(secrets)
+        ),
+    )
+}
+
+/// 10. Nothing holding plaintext waits for removal.
+fn cleanup(s: &Subject<'_>) -> Check {
+    let Fetched::Got(cluster) = &s.facts.cluster else {
+        return Check::skipped("cleanup", "the cluster could not be read");
+    };
+    let Some(pending) = &cluster.cleanup_pending else {
+        return Check::ok("cleanup", "nothing left to remove");
+    };
+    Check::problem(
+        "cleanup",
+        format!(
+            "{} of app {} could not be removed since {} ({} attempts): {}; exsec keeps retrying",
+            if pending.kind == "stale_secret" {
+                "a Secret holding values the app no longer has"
+            } else {
+                "objects of a deleted app"
+            },
+            s.app,
+            pending.since,
+            pending.attempts,
+            pending.last_error,
+        ),
+        "fix what the error names (a read-only manifests directory, a missing `delete` right on secrets); the next retry removes it",
+    )
+}
+
+/// The image to suggest for a redeploy: the cluster's, else the last
+/// deploy's, else a placeholder.
+fn deploy_image(facts: &Facts) -> String {
+    let from_cluster = match &facts.cluster {
+        Fetched::Got(cluster) => cluster.deployment.as_ref().and_then(|d| d.image.as_deref()),
+        _ => None,
+    };
+    from_cluster
+        .or_else(|| Some(facts.last_deploy.as_ref()?.image_ref.as_str()))
+        .unwrap_or("IMAGE")
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::dto::{
+        AppDto, CleanupDto, ClusterDto, ClusterSecretDto, DeployDto, DeploymentDto, EffectiveDto,
+        EffectiveEntryDto, EnvFromDto, InjectionDto, KeyStatusDto, KeysDto, ReadyAuditDto,
+        ReadyClusterDto, ReadyDto, ReadyKeyringDto, ReplicaCountsDto, RolloutDto,
+        RotationStatusDto,
+    };
+    use crate::cli::doctor::Status;
+
+    const TIME: &str = "2026-11-30T00:00:00Z";
+    const SECRET: &str = "app-web-external-secrets";
+
+    fn key(id: &str, present: bool, records: u64) -> KeyStatusDto {
+        KeyStatusDto {
+            id: id.to_owned(),
+            present,
+            records,
+            safe_to_remove: records == 0,
+        }
+    }
+
+    fn keyring(keys: Vec<KeyStatusDto>) -> Fetched<KeysDto> {
+        Fetched::Got(KeysDto {
+            active: Some("k2".to_owned()),
+            degraded: false,
+            keys,
+            rotation: RotationStatusDto {
+                state: "idle".to_owned(),
+                remaining: 0,
+                waiting_for: std::collections::BTreeMap::new(),
+            },
+        })
+    }
+
+    fn rollout(status: &str, replicas: i32, updated: i32, available: i32) -> RolloutDto {
+        RolloutDto {
+            status: status.to_owned(),
+            error: None,
+            counts: Some(ReplicaCountsDto {
+                replicas: Some(replicas),
+                updated_replicas: Some(updated),
+                ready_replicas: None,
+                available_replicas: Some(available),
+            }),
+        }
+    }
+
+    fn injection(status: &str, reason: Option<&str>, undecryptable: &[&str]) -> InjectionDto {
+        let keys: Vec<String> = if status == "injected" {
+            vec!["OPENAI_API_KEY".to_owned()]
+        } else {
+            Vec::new()
+        };
+        InjectionDto {
+            status: status.to_owned(),
+            reason: reason.map(str::to_owned),
+            secret_name: SECRET.to_owned(),
+            key_count: keys.len(),
+            keys,
+            undecryptable: undecryptable.iter().map(|k| (*k).to_owned()).collect(),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn deploy(deploy_id: &str, external_secrets: InjectionDto) -> DeployDto {
+        DeployDto {
+            deploy_id: deploy_id.to_owned(),
+            app_id: "web".to_owned(),
+            tenant_id: "acme".to_owned(),
+            image_ref: "nginx:1".to_owned(),
+            replicas: None,
+            port: None,
+            status: "succeeded".to_owned(),
+            error: None,
+            created_at: TIME.to_owned(),
+            warnings: Vec::new(),
+            external_secrets,
+            trigger: "api".to_owned(),
+            rollout: Some("restarted".to_owned()),
+            secrets_hash: None,
+        }
+    }
+
+    fn ready(storage_fault: Option<&str>, chain_error: Option<&str>) -> Option<ReadyDto> {
+        Some(ReadyDto {
+            status: "ready".to_owned(),
+            degraded: chain_error.is_some(),
+            database: "ok".to_owned(),
+            storage: if storage_fault.is_some() {
+                "degraded"
+            } else {
+                "ok"
+            }
+            .to_owned(),
+            storage_fault: storage_fault.map(str::to_owned),
+            keyring: ReadyKeyringDto {
+                active: Some("k2".to_owned()),
+                keys: 1,
+                degraded: false,
+            },
+            audit: ReadyAuditDto {
+                chain: if chain_error.is_some() {
+                    "broken"
+                } else {
+                    "verified"
+                }
+                .to_owned(),
+                error: chain_error.map(str::to_owned),
+            },
+            cluster: ReadyClusterDto {
+                target: "kubernetes".to_owned(),
+                reachable: true,
+                error: None,
+            },
+        })
+    }
+
+    fn healthy() -> Facts {
+        Facts {
+            app: AppDto {
+                app_id: "web".to_owned(),
+                tenant_id: "acme".to_owned(),
+                required_env: vec!["OPENAI_API_KEY".to_owned()],
+                created_at: TIME.to_owned(),
+                updated_at: TIME.to_owned(),
+                auto_redeploy: false,
+            },
+            effective: EffectiveDto {
+                app_id: "web".to_owned(),
+                tenant_id: "acme".to_owned(),
+                keys: vec![EffectiveEntryDto {
+                    key: "OPENAI_API_KEY".to_owned(),
+                    provider: "openai".to_owned(),
+                    source: "tenant".to_owned(),
+                    overrides_tenant: false,
+                    redeploy_needed: false,
+                    version: 1,
+                    updated_at: TIME.to_owned(),
+                }],
+                removed_since_deploy: Vec::new(),
+                last_synced_deploy_id: Some("dep_1".to_owned()),
+                warnings: Vec::new(),
+            },
+            keys: keyring(vec![key("k1", false, 0), key("k2", true, 1)]),
+            cluster: Fetched::Got(ClusterDto {
+                app_id: "web".to_owned(),
+                tenant_id: "acme".to_owned(),
+                target: "kubernetes".to_owned(),
+                cleanup_pending: None,
+                namespace: "paas-apps".to_owned(),
+                secret: ClusterSecretDto {
+                    name: SECRET.to_owned(),
+                    exists: true,
+                    keys: vec!["OPENAI_API_KEY".to_owned()],
+                },
+                deployment: Some(DeploymentDto {
+                    image: Some("nginx:1".to_owned()),
+                    env_from: vec![EnvFromDto {
+                        secret_name: SECRET.to_owned(),
+                        optional: true,
+                    }],
+                    deploy_id: Some("dep_1".to_owned()),
+                    rollout: rollout("complete", 2, 2, 2),
+                }),
+            }),
+            last_deploy: Some(deploy("dep_1", injection("injected", None, &[]))),
+            ready: ready(None, None),
+        }
+    }
+
+    fn cluster_of(facts: &mut Facts) -> &mut ClusterDto {
+        match &mut facts.cluster {
+            Fetched::Got(cluster) => cluster,
+            _ => panic!("the healthy facts read the cluster"),
+        }
+    }
+
+    fn status_of(checks: &[Check], name: &str) -> Status {
+        checks
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no check {name}"))
+            .status
+    }
+
+    #[test]
+    fn a_healthy_app_passes_every_check() {
+        let checks = diagnose(&healthy());
+        for check in &checks {
+            assert_eq!(check.status, Status::Ok, "{check:?}");
+        }
+        assert_eq!(checks.len(), 12);
+    }
+
+    #[test]
+    fn a_pending_cleanup_is_a_problem() {
+        let mut facts = healthy();
+        cluster_of(&mut facts).cleanup_pending = Some(CleanupDto {
+            kind: "stale_secret".to_owned(),
+            since: TIME.to_owned(),
+            attempts: 3,
+            last_attempt: "2026-11-30T00:01:00Z".to_owned(),
+            last_error: "write app-web: Read-only file system".to_owned(),
+        });
+        let checks = diagnose(&facts);
+        assert_eq!(status_of(&checks, "cleanup"), Status::Problem);
+        let row = checks.iter().find(|c| c.name == "cleanup").unwrap();
+        assert!(row.detail.contains("Read-only file system"), "{row:?}");
+        facts.cluster = Fetched::Failed("unreachable".into());
+        assert_eq!(status_of(&diagnose(&facts), "cleanup"), Status::Skipped);
+    }
+
+    #[test]
+    fn a_full_disk_and_a_broken_audit_chain_are_problems() {
+        let mut facts = healthy();
+        facts.ready = ready(Some("no_space"), Some("audit event 7 was altered"));
+        let checks = diagnose(&facts);
+        let storage = checks.iter().find(|c| c.name == "storage").unwrap();
+        assert_eq!(storage.status, Status::Problem);
+        assert!(storage.detail.contains("disk is full"), "{storage:?}");
+        let audit = checks.iter().find(|c| c.name == "audit log").unwrap();
+        assert_eq!(audit.status, Status::Problem);
+        assert!(audit.detail.contains("event 7 was altered"), "{audit:?}");
+        facts.ready = None;
+        assert_eq!(status_of(&diagnose(&facts), "storage"), Status::Skipped);
+    }
+
+    #[test]
+    fn a_progressing_rollout_is_a_warning() {
+        let mut facts = healthy();
+        if let Some(deployment) = &mut cluster_of(&mut facts).deployment {
+            deployment.rollout = rollout("progressing", 2, 1, 1);
+        }
+        let checks = diagnose(&facts);
+        assert_eq!(status_of(&checks, "rollout"), Status::Warning);
+        let rollout = checks.iter().find(|c| c.name == "rollout").unwrap();
+        assert!(rollout.detail.contains("1/2 updated"), "{}", rollout.detail);
+        assert!(
+            rollout
+                .fix
+                .as_ref()
+                .unwrap()
+                .contains("kubectl -n paas-apps rollout status")
+        );
+    }
+
+    #[test]
+    fn a_missing_key_with_records_and_a_tenant_token_are_told_apart() {
+        let mut facts = healthy();
+        facts.keys = keyring(vec![key("k1", false, 3), key("k2", true, 1)]);
+        let checks = diagnose(&facts);
+        assert_eq!(status_of(&checks, "master key"), Status::Problem);
+        assert!(
+            checks[1].detail.contains("k1 (3 records)"),
+            "{}",
+            checks[1].detail
+        );
+        facts.keys = Fetched::NotAdmin;
+        assert_eq!(status_of(&diagnose(&facts), "master key"), Status::Skipped);
+    }
+
+    #[test]
+    fn an_unreadable_cluster_is_a_problem() {
+        let mut facts = healthy();
+        facts.cluster =
+            Fetched::Failed("connection refused (HTTP 502, cluster_unreachable)".to_owned());
+        let checks = diagnose(&facts);
+        assert_eq!(status_of(&checks, "cluster secret"), Status::Problem);
+        assert_eq!(status_of(&checks, "envFrom"), Status::Skipped);
+    }
+
+    #[test]
+    fn a_failed_injection_is_named() {
+        let mut facts = healthy();
+        facts.last_deploy = Some(deploy(
+            "dep_2",
+            injection("failed", Some("undecryptable_values"), &["OPENAI_API_KEY"]),
+        ));
+        let checks = diagnose(&facts);
+        let last = checks.iter().find(|c| c.name == "last deploy").unwrap();
+        assert_eq!(last.status, Status::Problem);
+        assert!(
+            last.detail
+                .contains("OPENAI_API_KEY are sealed under a master key"),
+            "{}",
+            last.detail
+        );
+    }
+}
