@@ -27,7 +27,7 @@ use crate::deploy::{DeploySettings, Deployer};
 use crate::error_chain::chain;
 use crate::keywatch::{self, KeyWatch};
 use crate::rotation::Rotation;
-use crate::store::{Store, StoreError, StoreOptions};
+use crate::store::{OpenError, Store, StoreError, StoreOptions};
 use crate::tls::{PairError, PairFiles, Reload, ServerTls};
 use crate::tlswatch::TlsWatch;
 
@@ -53,6 +53,9 @@ pub enum StartError {
     #[error(transparent)]
     Harden(#[from] crate::process::HardenError),
     /// The store could not be opened.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// The store failed after opening (the start-up audit verification).
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The listener could not be bound.

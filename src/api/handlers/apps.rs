@@ -8,7 +8,7 @@ use crate::api::dto::{AppDeletedDto, AppDto, PutAppBody, WarningDto};
 use crate::api::problem::ApiError;
 use crate::api::{Call, Reply};
 use crate::model::{AppId, EnvKey, TenantId};
-use crate::store::StoreError;
+use crate::store::{Missing, Rejected, StoreError};
 
 pub async fn list(call: Call) -> Result<Reply, ApiError> {
     let principal = call.principal()?.clone();
@@ -56,7 +56,10 @@ pub async fn put(call: Call) -> Result<Reply, ApiError> {
         .await
         .map_err(|error| match error {
             // The id came from the body: name the field, not what it held.
-            StoreError::NotFound { kind: "tenant", .. } => ApiError::new(
+            StoreError::Rejected(Rejected::NotFound {
+                kind: Missing::Tenant,
+                ..
+            }) => ApiError::new(
                 StatusCode::NOT_FOUND,
                 "tenant_not_found",
                 "the tenant named by tenant_id does not exist; create it first",
