@@ -34,7 +34,13 @@ use crate::audit::{NewEvent, event};
 use crate::cluster::objects::{self, DeploymentParams};
 use crate::cluster::{ClusterError, ClusterTarget};
 use crate::crypto::SharedKeyring;
-use crate::model::{AppId, EnvKey, TenantId, Timestamp, ValidationError};
+use crate::model::InjectionReason::{
+    MasterKeyUnavailable, NoSecrets, SecretApplyFailed, UndecryptableValues,
+};
+use crate::model::{
+    AppId, DeployStatus, EnvKey, InjectionReason, InjectionStatus, TenantId, Timestamp,
+    ValidationError,
+};
 use crate::resolve::{self, EffectiveSet, Warning};
 use crate::store::deploys::deploy_id;
 use crate::store::records::{
@@ -161,10 +167,10 @@ pub struct DryRunReport {
 /// The injection part of a dry run.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DryRunInjection {
-    /// `injected`, `skipped` or `failed`: what a real deploy would report.
-    pub status: &'static str,
+    /// What a real deploy would report.
+    pub status: InjectionStatus,
     /// Why skipped or failed.
-    pub reason: Option<&'static str>,
+    pub reason: Option<InjectionReason>,
     /// The Secret's name.
     pub secret_name: String,
     /// Names that would be added to the cluster's Secret.
@@ -308,12 +314,12 @@ impl Deployer {
             image_ref: request.image_ref.clone(),
             replicas: checked.replicas,
             port: checked.port,
-            status: "failed".to_owned(),
+            status: DeployStatus::Failed,
             error: Some(INTERRUPTED.to_owned()),
             created_at,
             injection: InjectionRecord {
-                status: "failed".to_owned(),
-                reason: Some("interrupted".to_owned()),
+                status: InjectionStatus::Failed,
+                reason: Some(InjectionReason::Interrupted),
                 secret_name: secret_name.clone(),
                 injected: Vec::new(),
                 undecryptable: Vec::new(),
@@ -360,11 +366,10 @@ impl Deployer {
         let error = applied.err().map(|e| e.to_string());
 
         record.status = if error.is_none() {
-            "succeeded"
+            DeployStatus::Succeeded
         } else {
-            "failed"
-        }
-        .to_owned();
+            DeployStatus::Failed
+        };
         record.error = error.clone();
         record.injection = InjectionRecord {
             secret_name,
@@ -424,7 +429,7 @@ impl Deployer {
             deploy_id = %record.deploy_id,
             status = %record.status,
             injection = %record.injection.status,
-            reason = record.injection.reason.as_deref().unwrap_or(""),
+            reason = record.injection.reason.map_or("", InjectionReason::as_str),
             keys = record.injection.injected.len(),
             "deploy finished"
         );
@@ -475,9 +480,9 @@ impl Deployer {
     ) -> (InjectionRecord, NewEvent, SecretOutcome) {
         let app_id = &request.app_id;
         let secret_name = objects::secret_name(app_id);
-        let outcome = |status: &str, reason: Option<&str>| InjectionRecord {
-            status: status.to_owned(),
-            reason: reason.map(str::to_owned),
+        let outcome = |status, reason| InjectionRecord {
+            status,
+            reason,
             secret_name: secret_name.clone(),
             injected: Vec::new(),
             undecryptable: Vec::new(),
@@ -490,8 +495,8 @@ impl Deployer {
         };
         if keyless {
             return (
-                outcome("skipped", Some("master_key_unavailable")),
-                base_event(event::SECRET_SKIPPED).with("reason", "master_key_unavailable"),
+                outcome(InjectionStatus::Skipped, Some(MasterKeyUnavailable)),
+                base_event(event::SECRET_SKIPPED).with("reason", MasterKeyUnavailable.as_str()),
                 SecretOutcome::Untouched,
             );
         }
@@ -501,7 +506,7 @@ impl Deployer {
                 .iter()
                 .map(|u| u.key.to_string())
                 .collect();
-            let mut record = outcome("failed", Some("undecryptable_values"));
+            let mut record = outcome(InjectionStatus::Failed, Some(UndecryptableValues));
             record.undecryptable = names.clone();
             let missing_keys: BTreeSet<String> = set
                 .undecryptable
@@ -510,7 +515,7 @@ impl Deployer {
                 .map(|u| u.key_id.to_string())
                 .collect();
             record.warnings.push(WarningRecord {
-                code: "undecryptable_values".to_owned(),
+                code: UndecryptableValues.as_str().to_owned(),
                 message: format!(
                     "{} value(s) cannot be opened ({}); the live Secret was left untouched{}",
                     names.len(),
@@ -528,7 +533,7 @@ impl Deployer {
             return (
                 record,
                 base_event(event::SECRET_INJECTION_FAILED)
-                    .with("reason", "undecryptable_values")
+                    .with("reason", UndecryptableValues.as_str())
                     .with("keys", names),
                 SecretOutcome::Untouched,
             );
@@ -540,16 +545,16 @@ impl Deployer {
                     self.cluster.delete_secret(app_id),
                 )
                 .await;
-            let mut record = outcome("skipped", Some("no_secrets"));
+            let mut record = outcome(InjectionStatus::Skipped, Some(NoSecrets));
             return match deleted {
                 Ok(true) => (
                     record,
-                    base_event(event::SECRET_REMOVED).with("reason", "no_secrets"),
+                    base_event(event::SECRET_REMOVED).with("reason", NoSecrets.as_str()),
                     SecretOutcome::Replaced,
                 ),
                 Ok(false) => (
                     record,
-                    base_event(event::SECRET_SKIPPED).with("reason", "no_secrets"),
+                    base_event(event::SECRET_SKIPPED).with("reason", NoSecrets.as_str()),
                     SecretOutcome::Replaced,
                 ),
                 Err(error) => {
@@ -561,7 +566,7 @@ impl Deployer {
                     (
                         record,
                         base_event(event::SECRET_SKIPPED)
-                            .with("reason", "no_secrets")
+                            .with("reason", NoSecrets.as_str())
                             .with("error", error.as_str())
                             .with("cleanup_pending", true),
                         SecretOutcome::Stale(error),
@@ -579,7 +584,7 @@ impl Deployer {
         drop(secret);
         match applied {
             Ok(()) => {
-                let mut record = outcome("injected", None);
+                let mut record = outcome(InjectionStatus::Injected, None);
                 record.injected = set
                     .values
                     .iter()
@@ -598,15 +603,15 @@ impl Deployer {
                 (record, event, SecretOutcome::Replaced)
             }
             Err(error) => {
-                let mut record = outcome("failed", Some("secret_apply_failed"));
+                let mut record = outcome(InjectionStatus::Failed, Some(SecretApplyFailed));
                 record.warnings.push(WarningRecord {
-                    code: "secret_apply_failed".to_owned(),
+                    code: SecretApplyFailed.as_str().to_owned(),
                     message: error.to_string(),
                 });
                 (
                     record,
                     base_event(event::SECRET_INJECTION_FAILED)
-                        .with("reason", "secret_apply_failed")
+                        .with("reason", SecretApplyFailed.as_str())
                         .with("error", error.to_string()),
                     SecretOutcome::Untouched,
                 )
@@ -642,13 +647,13 @@ impl Deployer {
             }
         };
         let (status, reason) = if keyless {
-            ("skipped", Some("master_key_unavailable"))
+            (InjectionStatus::Skipped, Some(MasterKeyUnavailable))
         } else if !set.undecryptable.is_empty() {
-            ("failed", Some("undecryptable_values"))
+            (InjectionStatus::Failed, Some(UndecryptableValues))
         } else if set.values.is_empty() {
-            ("skipped", Some("no_secrets"))
+            (InjectionStatus::Skipped, Some(NoSecrets))
         } else {
-            ("injected", None)
+            (InjectionStatus::Injected, None)
         };
         let mut injection = DryRunInjection {
             status,
@@ -660,7 +665,7 @@ impl Deployer {
             unchanged: Vec::new(),
         };
         // Only an apply or a delete changes the Secret.
-        if status == "injected" || reason == Some("no_secrets") {
+        if status == InjectionStatus::Injected || reason == Some(NoSecrets) {
             for value in &set.values {
                 match live.get(value.key.as_str()) {
                     None => injection.added.push(value.key.to_string()),

@@ -7,6 +7,10 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+mod outcome;
+
+pub use outcome::{DeployStatus, InjectionReason, InjectionStatus, UnknownWord};
+
 /// Longest tenant or app id: `app-{app_id}-external-secrets` must stay a
 /// valid DNS label (≤ 63 bytes), and 63 − len("app--external-secrets") = 42.
 pub const MAX_ID_LEN: usize = 42;

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::deploy::{DryRunInjection, DryRunReport};
+use crate::model::{DeployStatus, InjectionReason, InjectionStatus};
 use crate::resolve::Warning;
 use crate::store::records::{
     AppRecord, CleanupRecord, DeployRecord, SecretRecord, TenantRecord, TokenRecord, WarningRecord,
@@ -262,9 +263,9 @@ impl TokenDto {
 #[derive(Debug, Serialize)]
 pub struct InjectionDto {
     /// `injected`, `skipped` or `failed`.
-    pub status: String,
+    pub status: InjectionStatus,
     /// Why skipped or failed (`null` when injected).
-    pub reason: Option<String>,
+    pub reason: Option<InjectionReason>,
     /// `app-{app_id}-external-secrets`.
     pub secret_name: String,
     /// Number of keys injected.
@@ -293,7 +294,7 @@ pub struct DeployDto {
     /// Port asked for.
     pub port: Option<u16>,
     /// `succeeded` or `failed`.
-    pub status: String,
+    pub status: DeployStatus,
     /// Why it failed.
     pub error: Option<String>,
     /// Start time.
@@ -314,13 +315,13 @@ impl From<&DeployRecord> for DeployDto {
             image_ref: r.image_ref.clone(),
             replicas: r.replicas,
             port: r.port,
-            status: r.status.clone(),
+            status: r.status,
             error: r.error.clone(),
             created_at: r.created_at.to_rfc3339(),
             warnings: r.warnings.iter().map(WarningDto::from).collect(),
             external_secrets: InjectionDto {
-                status: r.injection.status.clone(),
-                reason: r.injection.reason.clone(),
+                status: r.injection.status,
+                reason: r.injection.reason,
                 secret_name: r.injection.secret_name.clone(),
                 key_count: keys.len(),
                 keys,

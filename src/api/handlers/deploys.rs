@@ -11,6 +11,7 @@ use crate::api::routes::{DEFAULT_HISTORY, MAX_HISTORY};
 use crate::api::{Call, Reply, parse_json, to_value};
 use crate::deploy::{DeployError, DeployRequest, DeployResult, request_hash};
 use crate::error_chain::chain;
+use crate::model::{DeployStatus, InjectionReason};
 
 /// Longest `Idempotency-Key` accepted.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
@@ -56,13 +57,13 @@ pub async fn create(call: Call) -> Result<Reply, ApiError> {
         DeployResult::DryRun(report) => Ok(Reply::ok(&DryRunDto::from(&*report))),
         DeployResult::Done(record) => {
             call.state.metrics.deploy(
-                &record.status,
-                &record.injection.status,
-                record.injection.reason.as_deref().unwrap_or(""),
+                record.status.as_str(),
+                record.injection.status.as_str(),
+                record.injection.reason.map_or("", InjectionReason::as_str),
                 started.elapsed(),
             );
             let dto = DeployDto::from(record.as_ref());
-            if record.status == "succeeded" {
+            if record.status == DeployStatus::Succeeded {
                 return Ok(Reply::json(StatusCode::CREATED, &dto));
             }
             let error = ApiError::new(
