@@ -38,8 +38,8 @@ use crate::model::InjectionReason::{
     MasterKeyUnavailable, NoSecrets, SecretApplyFailed, UndecryptableValues,
 };
 use crate::model::{
-    AppId, DeployStatus, EnvKey, InjectionReason, InjectionStatus, TenantId, Timestamp,
-    ValidationError,
+    AppId, DeployStatus, EnvKey, ImageRef, InjectionReason, InjectionStatus, Port, Replicas,
+    TenantId, Timestamp,
 };
 use crate::resolve::{self, EffectiveSet, Warning};
 use crate::store::deploys::deploy_id;
@@ -49,10 +49,7 @@ use crate::store::records::{
 use crate::store::{Store, StoreError};
 use cleanup::SecretOutcome;
 
-/// Longest image reference accepted.
-pub const MAX_IMAGE_REF_LEN: usize = 512;
-/// Most replicas a deploy may ask for.
-pub const MAX_REPLICAS: i32 = 10_000;
+pub use crate::model::{MAX_IMAGE_REF_LEN, MAX_REPLICAS};
 
 /// Deploy settings from the config.
 #[derive(Debug, Clone)]
@@ -65,7 +62,9 @@ pub struct DeploySettings {
     pub queue_timeout: Duration,
 }
 
-/// A deploy as asked for, after authentication and authorization.
+/// A deploy as asked for, after authentication and authorization, its
+/// fields parsed by the caller (the API handler): the pipeline checks only
+/// how they relate to the app.
 #[derive(Debug, Clone)]
 pub struct DeployRequest {
     /// The app of the path.
@@ -73,15 +72,16 @@ pub struct DeployRequest {
     /// Its record.
     pub app: AppRecord,
     /// `tenant_id` of the body, if any (empty counts as missing).
-    pub tenant_id: Option<String>,
-    /// `app_id` of the body, if any.
+    pub tenant_id: Option<TenantId>,
+    /// `app_id` of the body, if any, as sent: any value other than the
+    /// path's (or empty) is `app_id_mismatch`, so it is not parsed.
     pub body_app_id: Option<String>,
     /// Image to roll out.
-    pub image_ref: String,
-    /// Replicas, if given, as sent (checked into `i32` by the pipeline).
-    pub replicas: Option<i64>,
-    /// Container port, if given, as sent (checked into `u16` by the pipeline).
-    pub port: Option<i64>,
+    pub image_ref: ImageRef,
+    /// Replicas, if given.
+    pub replicas: Option<Replicas>,
+    /// Container port, if given.
+    pub port: Option<Port>,
     /// `?dry_run=true`.
     pub dry_run: bool,
     /// `Idempotency-Key` header and the hash of the request it came with.
@@ -93,9 +93,6 @@ pub struct DeployRequest {
 /// Why a deploy was refused before anything was applied.
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
-    /// A field of the body is invalid.
-    #[error(transparent)]
-    Invalid(#[from] ValidationError),
     /// `app_id` in the body differs from the path. Neither this error nor
     /// the next keeps the value sent: an error message never repeats a
     /// body field, which may be a misplaced secret.
@@ -311,9 +308,9 @@ impl Deployer {
             deploy_id: deploy_id.clone(),
             app_id: request.app_id.clone(),
             tenant_id: checked.tenant_id.clone(),
-            image_ref: request.image_ref.clone(),
-            replicas: checked.replicas,
-            port: checked.port,
+            image_ref: request.image_ref.to_string(),
+            replicas: request.replicas.map(Replicas::get),
+            port: request.port.map(Port::get),
             status: DeployStatus::Failed,
             error: Some(INTERRUPTED.to_owned()),
             created_at,
@@ -352,9 +349,9 @@ impl Deployer {
             app_id: &request.app_id,
             tenant_id: &checked.tenant_id,
             namespace: &self.settings.namespace,
-            image_ref: &request.image_ref,
-            replicas: checked.replicas,
-            port: checked.port,
+            image_ref: request.image_ref.as_str(),
+            replicas: request.replicas.map(Replicas::get),
+            port: request.port.map(Port::get),
             deploy_id: &deploy_id,
         });
         let applied = budget
@@ -699,12 +696,10 @@ impl Deployer {
 /// What the request check established.
 struct Checked {
     tenant_id: TenantId,
-    replicas: Option<i32>,
-    port: Option<u16>,
     warnings: Vec<WarningRecord>,
 }
 
-/// Steps 1–2 of the contract, plus field checks.
+/// Steps 1–2 of the contract: the body's app and tenant against the app.
 fn check(request: &DeployRequest) -> Result<Checked, DeployError> {
     if let Some(body_app) = request.body_app_id.as_deref().filter(|a| !a.is_empty())
         && body_app != request.app_id.as_str()
@@ -714,7 +709,7 @@ fn check(request: &DeployRequest) -> Result<Checked, DeployError> {
         });
     }
     let mut warnings = Vec::new();
-    let tenant_id = match request.tenant_id.as_deref().filter(|t| !t.is_empty()) {
+    let tenant_id = match &request.tenant_id {
         None => {
             warnings.push(WarningRecord {
                 code: "tenant_id_inferred".to_owned(),
@@ -725,57 +720,15 @@ fn check(request: &DeployRequest) -> Result<Checked, DeployError> {
             });
             request.app.tenant_id.clone()
         }
-        Some(given) => {
-            let parsed = TenantId::parse(given)?;
-            if parsed != request.app.tenant_id {
-                return Err(DeployError::TenantMismatch {
-                    app_id: request.app_id.to_string(),
-                });
-            }
-            parsed
+        Some(given) if *given != request.app.tenant_id => {
+            return Err(DeployError::TenantMismatch {
+                app_id: request.app_id.to_string(),
+            });
         }
+        Some(given) => given.clone(),
     };
-    let image = request.image_ref.as_str();
-    if image.is_empty()
-        || image.len() > MAX_IMAGE_REF_LEN
-        || image.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
-        return Err(ValidationError {
-            field: "image_ref",
-            reason: format!(
-                "must be 1 to {MAX_IMAGE_REF_LEN} characters without spaces, e.g. registry.example/app:1.2"
-            ),
-        }
-        .into());
-    }
-    let replicas = request
-        .replicas
-        .map(|replicas| {
-            i32::try_from(replicas)
-                .ok()
-                .filter(|r| (0..=MAX_REPLICAS).contains(r))
-                .ok_or_else(|| ValidationError {
-                    field: "replicas",
-                    reason: format!("must be between 0 and {MAX_REPLICAS}"),
-                })
-        })
-        .transpose()?;
-    let port = request
-        .port
-        .map(|port| {
-            u16::try_from(port)
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| ValidationError {
-                    field: "port",
-                    reason: "must be between 1 and 65535".to_owned(),
-                })
-        })
-        .transpose()?;
     Ok(Checked {
         tenant_id,
-        replicas,
-        port,
         warnings,
     })
 }

@@ -136,6 +136,9 @@ impl From<ValidationError> for ApiError {
             "key" => "invalid_key",
             "value" => "invalid_value",
             "key_id" => "invalid_key_id",
+            "image_ref" => "invalid_image_ref",
+            "replicas" => "invalid_replicas",
+            "port" => "invalid_port",
             _ => "invalid_input",
         };
         ApiError::bad_request(code, error.to_string())

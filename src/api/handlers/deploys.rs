@@ -11,7 +11,7 @@ use crate::api::routes::{DEFAULT_HISTORY, MAX_HISTORY};
 use crate::api::{Call, Reply, parse_json, to_value};
 use crate::deploy::{DeployError, DeployRequest, DeployResult, request_hash};
 use crate::error_chain::chain;
-use crate::model::{DeployStatus, InjectionReason};
+use crate::model::{DeployStatus, ImageRef, InjectionReason, Port, Replicas, TenantId};
 
 /// Longest `Idempotency-Key` accepted.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
@@ -42,11 +42,15 @@ pub async fn create(call: Call) -> Result<Reply, ApiError> {
     let request = DeployRequest {
         app_id: app_id.clone(),
         app,
-        tenant_id: body.tenant_id,
+        tenant_id: body
+            .tenant_id
+            .filter(|tenant| !tenant.is_empty())
+            .map(|tenant| TenantId::parse(&tenant))
+            .transpose()?,
         body_app_id: body.app_id,
-        image_ref: body.image_ref,
-        replicas: body.replicas,
-        port: body.port,
+        image_ref: ImageRef::try_from(body.image_ref)?,
+        replicas: body.replicas.map(Replicas::try_from).transpose()?,
+        port: body.port.map(Port::try_from).transpose()?,
         dry_run,
         idempotency,
         actor: call.actor(),
@@ -107,15 +111,6 @@ impl From<DeployError> for ApiError {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, error.to_string())
         };
         match &error {
-            DeployError::Invalid(invalid) => {
-                let code = match invalid.field {
-                    "image_ref" => "invalid_image_ref",
-                    "replicas" => "invalid_replicas",
-                    "port" => "invalid_port",
-                    _ => return ApiError::from(invalid.clone()),
-                };
-                ApiError::bad_request(code, invalid.to_string())
-            }
             DeployError::AppIdMismatch { .. } => unprocessable("app_id_mismatch", &error),
             DeployError::TenantMismatch { .. } => unprocessable("tenant_mismatch", &error),
             DeployError::IdempotencyKeyReused { .. } => {
