@@ -21,7 +21,7 @@ use crate::audit_maintenance::ChainStatus;
 use crate::cluster::ClusterTarget;
 use crate::cluster::kubernetes::KubernetesTarget;
 use crate::cluster::manifests::ManifestsTarget;
-use crate::config::{ClusterTarget as TargetKind, Config};
+use crate::config::{Config, TargetKind};
 use crate::crypto::SharedKeyring;
 use crate::deploy::{DeploySettings, Deployer};
 use crate::error_chain::chain;
