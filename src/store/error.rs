@@ -60,9 +60,9 @@ pub enum OpenError {
     Prepare {
         /// The redb file.
         path: PathBuf,
-        /// What failed.
+        /// What failed (boxed: it is rare, and keeps the error small).
         #[source]
-        source: StoreError,
+        source: Box<StoreError>,
     },
 }
 

@@ -23,7 +23,7 @@ pub const CURRENT: u32 = 2;
 pub(super) fn prepare(db: &Database, path: &Path) -> Result<(), OpenError> {
     let failed = |source| OpenError::Prepare {
         path: path.to_owned(),
-        source,
+        source: Box::new(source),
     };
     let (present, version) = inspect(db).map_err(failed)?;
     if let Some(found) = version

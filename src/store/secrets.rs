@@ -142,11 +142,10 @@ impl<T: Tables> Snapshot<T> {
     /// Total number of secret records.
     pub fn secret_count(&self) -> Result<u64, StoreError> {
         use redb::ReadableTableMetadata;
-        Ok(self
-            .txn()
+        self.txn()
             .table(tables::SECRETS)?
             .len()
-            .in_table(tables::SECRETS)?)
+            .in_table(tables::SECRETS)
     }
 }
 
@@ -202,7 +201,7 @@ impl Writer {
     ) -> Result<SecretRecord, StoreError> {
         let tenant_id = self.owner_tenant(scope)?;
         let Some(record) = self.secret(scope, provider, key)? else {
-            return Err(not_found(Missing::Secret, &format!("{provider}/{key}")));
+            return Err(not_found(Missing::Secret, format!("{provider}/{key}")));
         };
         let name = tables::secret_key(
             scope.kind().tag(),
