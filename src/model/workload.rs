@@ -67,13 +67,8 @@ impl TryFrom<i64> for Replicas {
     type Error = ValidationError;
 
     fn try_from(raw: i64) -> Result<Self, ValidationError> {
-        i32::try_from(raw)
-            .ok()
-            .filter(|r| (0..=MAX_REPLICAS).contains(r))
-            .map(Self)
-            .ok_or_else(|| {
-                ValidationError::new("replicas", format!("must be between 0 and {MAX_REPLICAS}"))
-            })
+        let rule = || format!("must be between 0 and {MAX_REPLICAS}");
+        number(raw, |r| (0..=MAX_REPLICAS).contains(r), "replicas", rule).map(Self)
     }
 }
 
@@ -93,12 +88,22 @@ impl TryFrom<i64> for Port {
     type Error = ValidationError;
 
     fn try_from(raw: i64) -> Result<Self, ValidationError> {
-        u16::try_from(raw)
-            .ok()
-            .filter(|p| *p != 0)
-            .map(Self)
-            .ok_or_else(|| ValidationError::new("port", "must be between 1 and 65535"))
+        let rule = || "must be between 1 and 65535".to_owned();
+        number(raw, |p| *p != 0, "port", rule).map(Self)
     }
+}
+
+/// `raw` as a `T` within the range `fits` accepts, or `field`'s `rule`.
+fn number<T: TryFrom<i64>>(
+    raw: i64,
+    fits: impl Fn(&T) -> bool,
+    field: &'static str,
+    rule: impl FnOnce() -> String,
+) -> Result<T, ValidationError> {
+    T::try_from(raw)
+        .ok()
+        .filter(fits)
+        .ok_or_else(|| ValidationError::new(field, rule()))
 }
 
 #[cfg(test)]
