@@ -21,14 +21,14 @@ use crate::audit_maintenance::ChainStatus;
 use crate::cluster::ClusterTarget;
 use crate::cluster::kubernetes::KubernetesTarget;
 use crate::cluster::manifests::ManifestsTarget;
-use crate::config::{ClusterTarget as TargetKind, Config};
+use crate::config::{Config, TargetKind};
 use crate::crypto::SharedKeyring;
 use crate::deploy::{DeploySettings, Deployer};
 use crate::error_chain::chain;
 use crate::keywatch::{self, KeyWatch};
 use crate::rotation::Rotation;
 use crate::shutdown::Trigger;
-use crate::store::{Store, StoreError, StoreOptions};
+use crate::store::{OpenError, Store, StoreError, StoreOptions};
 use crate::tls::{PairError, PairFiles, Reload, ServerTls};
 use crate::tlswatch::TlsWatch;
 
@@ -54,6 +54,9 @@ pub enum StartError {
     #[error(transparent)]
     Harden(#[from] crate::process::HardenError),
     /// The store could not be opened.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// The store failed after opening (the start-up audit verification).
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The listener could not be bound.

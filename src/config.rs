@@ -114,7 +114,7 @@ pub struct AuthConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
     /// The apply target: a Kubernetes API, or manifest files on disk.
-    pub target: ClusterTarget,
+    pub target: TargetKind,
     /// Namespace of every Secret and Deployment exsec manages.
     pub namespace: Namespace,
     /// Kubeconfig for the `kubernetes` target; absent means the in-cluster
@@ -128,7 +128,7 @@ pub struct ClusterConfig {
 /// The apply target of a deploy (SPEC §5), `cluster.target` in TOML.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum ClusterTarget {
+pub enum TargetKind {
     /// Server-side apply through the Kubernetes API.
     Kubernetes,
     /// One YAML file per app in `manifests.dir` (k3s auto-deploy or GitOps).
@@ -464,7 +464,7 @@ impl Default for AuthConfig {
 impl Default for ClusterConfig {
     fn default() -> Self {
         Self {
-            target: ClusterTarget::Kubernetes,
+            target: TargetKind::Kubernetes,
             namespace: Namespace("paas-apps".to_owned()),
             kubeconfig: None,
             create_namespace: false,
@@ -679,7 +679,7 @@ mod tests {
         assert!(!config.keys.allow_group_readable);
         assert_eq!(config.keys.rescan_interval, Duration::from_secs(30));
         assert_eq!(config.auth.admin_token_file, base.join("var/admin.token"));
-        assert_eq!(config.cluster.target, ClusterTarget::Manifests);
+        assert_eq!(config.cluster.target, TargetKind::Manifests);
         assert_eq!(config.cluster.namespace.as_str(), "paas-apps");
         assert_eq!(config.cluster.kubeconfig, None);
         assert!(!config.cluster.create_namespace);
@@ -736,7 +736,7 @@ mod tests {
         );
         assert_eq!(config.storage.path, Path::new("/var/lib/exsec/exsec.redb"));
         assert_eq!(config.storage.cache_size, 33_554_432);
-        assert_eq!(config.cluster.target, ClusterTarget::Kubernetes);
+        assert_eq!(config.cluster.target, TargetKind::Kubernetes);
         assert_eq!(config.audit.anchor_interval, Duration::from_secs(3600));
         assert_eq!(config.audit.retention, None);
     }

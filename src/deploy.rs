@@ -34,7 +34,13 @@ use crate::audit::{NewEvent, event};
 use crate::cluster::objects::{self, DeploymentParams};
 use crate::cluster::{ClusterError, ClusterTarget};
 use crate::crypto::{self, HashedEntry, InstallationKey, SharedKeyring};
-use crate::model::{AppId, EnvKey, TenantId, Timestamp, ValidationError};
+use crate::model::InjectionReason::{
+    MasterKeyUnavailable, NoSecrets, SecretApplyFailed, UndecryptableValues,
+};
+use crate::model::{
+    AppId, DeployStatus, EnvKey, ImageRef, InjectionReason, InjectionStatus, Port, Replicas,
+    TenantId, Timestamp,
+};
 use crate::resolve::{self, EffectiveSet, Warning};
 use crate::store::deploys::deploy_id;
 use crate::store::records::{
@@ -44,10 +50,7 @@ use crate::store::records::{
 use crate::store::{Store, StoreError};
 use cleanup::SecretOutcome;
 
-/// Longest image reference accepted.
-pub const MAX_IMAGE_REF_LEN: usize = 512;
-/// Most replicas a deploy may ask for.
-pub const MAX_REPLICAS: i32 = 10_000;
+pub use crate::model::{MAX_IMAGE_REF_LEN, MAX_REPLICAS};
 
 /// Deploy settings from the config.
 #[derive(Debug, Clone)]
@@ -62,7 +65,9 @@ pub struct DeploySettings {
     pub auto_redeploy_default: bool,
 }
 
-/// A deploy as asked for, after authentication and authorization.
+/// A deploy as asked for, after authentication and authorization, its
+/// fields parsed by the caller (the API handler): the pipeline checks only
+/// how they relate to the app.
 #[derive(Debug, Clone)]
 pub struct DeployRequest {
     /// The app of the path.
@@ -70,15 +75,16 @@ pub struct DeployRequest {
     /// Its record.
     pub app: AppRecord,
     /// `tenant_id` of the body, if any (empty counts as missing).
-    pub tenant_id: Option<String>,
-    /// `app_id` of the body, if any.
+    pub tenant_id: Option<TenantId>,
+    /// `app_id` of the body, if any, as sent: any value other than the
+    /// path's (or empty) is `app_id_mismatch`, so it is not parsed.
     pub body_app_id: Option<String>,
     /// Image to roll out.
-    pub image_ref: String,
-    /// Replicas, if given, as sent (checked into `i32` by the pipeline).
-    pub replicas: Option<i64>,
-    /// Container port, if given, as sent (checked into `u16` by the pipeline).
-    pub port: Option<i64>,
+    pub image_ref: ImageRef,
+    /// Replicas, if given.
+    pub replicas: Option<Replicas>,
+    /// Container port, if given.
+    pub port: Option<Port>,
     /// `?dry_run=true`.
     pub dry_run: bool,
     /// `"restart": true`: roll the pods even if nothing changed.
@@ -94,9 +100,6 @@ pub struct DeployRequest {
 /// Why a deploy was refused before anything was applied.
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
-    /// A field of the body is invalid.
-    #[error(transparent)]
-    Invalid(#[from] ValidationError),
     /// `app_id` in the body differs from the path. Neither this error nor
     /// the next keeps the value sent: an error message never repeats a
     /// body field, which may be a misplaced secret.
@@ -168,10 +171,10 @@ pub struct DryRunReport {
 /// The injection part of a dry run.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DryRunInjection {
-    /// `injected`, `skipped` or `failed`: what a real deploy would report.
-    pub status: &'static str,
+    /// What a real deploy would report.
+    pub status: InjectionStatus,
     /// Why skipped or failed.
-    pub reason: Option<&'static str>,
+    pub reason: Option<InjectionReason>,
     /// The Secret's name.
     pub secret_name: String,
     /// Names that would be added to the cluster's Secret.
@@ -317,15 +320,15 @@ impl Deployer {
             deploy_id: deploy_id.clone(),
             app_id: request.app_id.clone(),
             tenant_id: checked.tenant_id.clone(),
-            image_ref: request.image_ref.clone(),
-            replicas: checked.replicas,
-            port: checked.port,
-            status: "failed".to_owned(),
+            image_ref: request.image_ref.to_string(),
+            replicas: request.replicas.map(Replicas::get),
+            port: request.port.map(Port::get),
+            status: DeployStatus::Failed,
             error: Some(INTERRUPTED.to_owned()),
             created_at,
             injection: InjectionRecord {
-                status: "failed".to_owned(),
-                reason: Some("interrupted".to_owned()),
+                status: InjectionStatus::Failed,
+                reason: Some(InjectionReason::Interrupted),
                 secret_name: secret_name.clone(),
                 injected: Vec::new(),
                 undecryptable: Vec::new(),
@@ -375,9 +378,9 @@ impl Deployer {
             app_id: &request.app_id,
             tenant_id: &checked.tenant_id,
             namespace: &self.settings.namespace,
-            image_ref: &request.image_ref,
-            replicas: checked.replicas,
-            port: checked.port,
+            image_ref: request.image_ref.as_str(),
+            replicas: request.replicas.map(Replicas::get),
+            port: request.port.map(Port::get),
             deploy_id: &deploy_id,
             secrets_hash: &template.secrets_hash,
             restarted_at: template.restarted_at.as_deref(),
@@ -391,15 +394,14 @@ impl Deployer {
         let error = applied.err().map(|e| e.to_string());
 
         record.status = if error.is_none() {
-            "succeeded"
+            DeployStatus::Succeeded
         } else {
-            "failed"
-        }
-        .to_owned();
+            DeployStatus::Failed
+        };
         record.error = error.clone();
         if error.is_none() {
             record.rollout =
-                Some(template.change_from(previous.as_ref(), &request.image_ref, checked.port));
+                Some(template.change_from(previous.as_ref(), &record.image_ref, record.port));
         }
         record.injection = InjectionRecord {
             secret_name,
@@ -459,7 +461,7 @@ impl Deployer {
             deploy_id = %record.deploy_id,
             status = %record.status,
             injection = %record.injection.status,
-            reason = record.injection.reason.as_deref().unwrap_or(""),
+            reason = record.injection.reason.map_or("", InjectionReason::as_str),
             keys = record.injection.injected.len(),
             "deploy finished"
         );
@@ -522,9 +524,9 @@ impl Deployer {
     ) -> (InjectionRecord, NewEvent, SecretOutcome) {
         let app_id = &request.app_id;
         let secret_name = objects::secret_name(app_id);
-        let outcome = |status: &str, reason: Option<&str>| InjectionRecord {
-            status: status.to_owned(),
-            reason: reason.map(str::to_owned),
+        let outcome = |status, reason| InjectionRecord {
+            status,
+            reason,
             secret_name: secret_name.clone(),
             injected: Vec::new(),
             undecryptable: Vec::new(),
@@ -537,8 +539,8 @@ impl Deployer {
         };
         if keyless {
             return (
-                outcome("skipped", Some("master_key_unavailable")),
-                base_event(event::SECRET_SKIPPED).with("reason", "master_key_unavailable"),
+                outcome(InjectionStatus::Skipped, Some(MasterKeyUnavailable)),
+                base_event(event::SECRET_SKIPPED).with("reason", MasterKeyUnavailable.as_str()),
                 SecretOutcome::Untouched,
             );
         }
@@ -548,7 +550,7 @@ impl Deployer {
                 .iter()
                 .map(|u| u.key.to_string())
                 .collect();
-            let mut record = outcome("failed", Some("undecryptable_values"));
+            let mut record = outcome(InjectionStatus::Failed, Some(UndecryptableValues));
             record.undecryptable = names.clone();
             let missing_keys: BTreeSet<String> = set
                 .undecryptable
@@ -557,7 +559,7 @@ impl Deployer {
                 .map(|u| u.key_id.to_string())
                 .collect();
             record.warnings.push(WarningRecord {
-                code: "undecryptable_values".to_owned(),
+                code: UndecryptableValues.as_str().to_owned(),
                 message: format!(
                     "{} value(s) cannot be opened ({}); the live Secret was left untouched{}",
                     names.len(),
@@ -575,7 +577,7 @@ impl Deployer {
             return (
                 record,
                 base_event(event::SECRET_INJECTION_FAILED)
-                    .with("reason", "undecryptable_values")
+                    .with("reason", UndecryptableValues.as_str())
                     .with("keys", names),
                 SecretOutcome::Untouched,
             );
@@ -587,16 +589,16 @@ impl Deployer {
                     self.cluster.delete_secret(app_id),
                 )
                 .await;
-            let mut record = outcome("skipped", Some("no_secrets"));
+            let mut record = outcome(InjectionStatus::Skipped, Some(NoSecrets));
             return match deleted {
                 Ok(true) => (
                     record,
-                    base_event(event::SECRET_REMOVED).with("reason", "no_secrets"),
+                    base_event(event::SECRET_REMOVED).with("reason", NoSecrets.as_str()),
                     SecretOutcome::Replaced,
                 ),
                 Ok(false) => (
                     record,
-                    base_event(event::SECRET_SKIPPED).with("reason", "no_secrets"),
+                    base_event(event::SECRET_SKIPPED).with("reason", NoSecrets.as_str()),
                     SecretOutcome::Replaced,
                 ),
                 Err(error) => {
@@ -608,7 +610,7 @@ impl Deployer {
                     (
                         record,
                         base_event(event::SECRET_SKIPPED)
-                            .with("reason", "no_secrets")
+                            .with("reason", NoSecrets.as_str())
                             .with("error", error.as_str())
                             .with("cleanup_pending", true),
                         SecretOutcome::Stale(error),
@@ -626,7 +628,7 @@ impl Deployer {
         drop(secret);
         match applied {
             Ok(()) => {
-                let mut record = outcome("injected", None);
+                let mut record = outcome(InjectionStatus::Injected, None);
                 record.injected = set
                     .values
                     .iter()
@@ -645,15 +647,15 @@ impl Deployer {
                 (record, event, SecretOutcome::Replaced)
             }
             Err(error) => {
-                let mut record = outcome("failed", Some("secret_apply_failed"));
+                let mut record = outcome(InjectionStatus::Failed, Some(SecretApplyFailed));
                 record.warnings.push(WarningRecord {
-                    code: "secret_apply_failed".to_owned(),
+                    code: SecretApplyFailed.as_str().to_owned(),
                     message: error.to_string(),
                 });
                 (
                     record,
                     base_event(event::SECRET_INJECTION_FAILED)
-                        .with("reason", "secret_apply_failed")
+                        .with("reason", SecretApplyFailed.as_str())
                         .with("error", error.to_string()),
                     SecretOutcome::Untouched,
                 )
@@ -689,13 +691,13 @@ impl Deployer {
             }
         };
         let (status, reason) = if keyless {
-            ("skipped", Some("master_key_unavailable"))
+            (InjectionStatus::Skipped, Some(MasterKeyUnavailable))
         } else if !set.undecryptable.is_empty() {
-            ("failed", Some("undecryptable_values"))
+            (InjectionStatus::Failed, Some(UndecryptableValues))
         } else if set.values.is_empty() {
-            ("skipped", Some("no_secrets"))
+            (InjectionStatus::Skipped, Some(NoSecrets))
         } else {
-            ("injected", None)
+            (InjectionStatus::Injected, None)
         };
         let mut injection = DryRunInjection {
             status,
@@ -707,7 +709,7 @@ impl Deployer {
             unchanged: Vec::new(),
         };
         // Only an apply or a delete changes the Secret.
-        if status == "injected" || reason == Some("no_secrets") {
+        if status == InjectionStatus::Injected || reason == Some(NoSecrets) {
             for value in &set.values {
                 match live.get(value.key.as_str()) {
                     None => injection.added.push(value.key.to_string()),
@@ -795,12 +797,10 @@ impl PodTemplate {
 /// What the request check established.
 struct Checked {
     tenant_id: TenantId,
-    replicas: Option<i32>,
-    port: Option<u16>,
     warnings: Vec<WarningRecord>,
 }
 
-/// Steps 1–2 of the contract, plus field checks.
+/// Steps 1–2 of the contract: the body's app and tenant against the app.
 fn check(request: &DeployRequest) -> Result<Checked, DeployError> {
     if let Some(body_app) = request.body_app_id.as_deref().filter(|a| !a.is_empty())
         && body_app != request.app_id.as_str()
@@ -810,7 +810,7 @@ fn check(request: &DeployRequest) -> Result<Checked, DeployError> {
         });
     }
     let mut warnings = Vec::new();
-    let tenant_id = match request.tenant_id.as_deref().filter(|t| !t.is_empty()) {
+    let tenant_id = match &request.tenant_id {
         None => {
             warnings.push(WarningRecord {
                 code: "tenant_id_inferred".to_owned(),
@@ -821,57 +821,15 @@ fn check(request: &DeployRequest) -> Result<Checked, DeployError> {
             });
             request.app.tenant_id.clone()
         }
-        Some(given) => {
-            let parsed = TenantId::parse(given)?;
-            if parsed != request.app.tenant_id {
-                return Err(DeployError::TenantMismatch {
-                    app_id: request.app_id.to_string(),
-                });
-            }
-            parsed
+        Some(given) if *given != request.app.tenant_id => {
+            return Err(DeployError::TenantMismatch {
+                app_id: request.app_id.to_string(),
+            });
         }
+        Some(given) => given.clone(),
     };
-    let image = request.image_ref.as_str();
-    if image.is_empty()
-        || image.len() > MAX_IMAGE_REF_LEN
-        || image.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
-        return Err(ValidationError {
-            field: "image_ref",
-            reason: format!(
-                "must be 1 to {MAX_IMAGE_REF_LEN} characters without spaces, e.g. registry.example/app:1.2"
-            ),
-        }
-        .into());
-    }
-    let replicas = request
-        .replicas
-        .map(|replicas| {
-            i32::try_from(replicas)
-                .ok()
-                .filter(|r| (0..=MAX_REPLICAS).contains(r))
-                .ok_or_else(|| ValidationError {
-                    field: "replicas",
-                    reason: format!("must be between 0 and {MAX_REPLICAS}"),
-                })
-        })
-        .transpose()?;
-    let port = request
-        .port
-        .map(|port| {
-            u16::try_from(port)
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| ValidationError {
-                    field: "port",
-                    reason: "must be between 1 and 65535".to_owned(),
-                })
-        })
-        .transpose()?;
     Ok(Checked {
         tenant_id,
-        replicas,
-        port,
         warnings,
     })
 }

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error_chain::chain;
 use crate::model::ValidationError;
-use crate::store::{StorageFault, StoreError};
+use crate::store::{Missing, Rejected, StorageFault, StoreError};
 
 /// One API error.
 #[derive(Debug, Clone)]
@@ -136,47 +136,63 @@ impl From<ValidationError> for ApiError {
             "key" => "invalid_key",
             "value" => "invalid_value",
             "key_id" => "invalid_key_id",
+            "image_ref" => "invalid_image_ref",
+            "replicas" => "invalid_replicas",
+            "port" => "invalid_port",
             _ => "invalid_input",
         };
         ApiError::bad_request(code, error.to_string())
     }
 }
 
+/// The one place store errors become API answers: a refusal gets its own
+/// status and code, a storage fault 507 or 503 (the chain goes to the log).
+/// Both matches are exhaustive, so a new variant cannot go unmapped.
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        if let Some(fault) = error.fault() {
-            tracing::error!(error = %chain(&error), "storage failure");
-            return ApiError::storage(fault);
-        }
         match error {
-            StoreError::NotFound { kind, id } => {
-                let code = match kind {
-                    "tenant" => "tenant_not_found",
-                    "app" => "app_not_found",
-                    "token" => "token_not_found",
-                    "deploy" => "deploy_not_found",
-                    _ => "secret_not_found",
-                };
-                ApiError::not_found(code, format!("{kind} {id}"))
-            }
-            StoreError::Conflict { code, message } => {
-                ApiError::new(StatusCode::CONFLICT, code, message)
-            }
-            error @ StoreError::EffectiveSetTooLarge { .. } => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "effective_set_too_large",
-                format!("{error}; remove or shorten other secrets first"),
-            ),
-            error @ StoreError::KeyFingerprintMismatch { .. } => {
-                tracing::error!(error = %error, "refusing to seal under a changed key");
-                ApiError::master_key_unavailable(
-                    "the active master key differs from the key of the same id that sealed stored values; see the server log",
-                )
-            }
-            error => {
+            StoreError::Rejected(rejected) => refusal(rejected),
+            error @ (StoreError::Storage { .. }
+            | StoreError::Corrupt { .. }
+            | StoreError::CorruptKey { .. }
+            | StoreError::Interrupted
+            | StoreError::Batch(_)
+            | StoreError::Unavailable { .. }) => {
                 tracing::error!(error = %chain(&error), "storage failure");
-                ApiError::storage(StorageFault::Io)
+                ApiError::storage(error.fault().unwrap_or(StorageFault::Io))
             }
+        }
+    }
+}
+
+/// A domain refusal as its problem: what it names is missing (404), the
+/// change conflicts (409), the effective set would not fit (422), or the
+/// active key is not the one that sealed stored values (503).
+fn refusal(rejected: Rejected) -> ApiError {
+    let conflict = |code| ApiError::new(StatusCode::CONFLICT, code, rejected.to_string());
+    match &rejected {
+        Rejected::NotFound { kind, id } => {
+            let code = match kind {
+                Missing::Tenant => "tenant_not_found",
+                Missing::App => "app_not_found",
+                Missing::Secret => "secret_not_found",
+                Missing::Token => "token_not_found",
+            };
+            ApiError::not_found(code, format!("{kind} {id}"))
+        }
+        Rejected::TenantHasApps { .. } => conflict("tenant_has_apps"),
+        Rejected::AppTenantFixed { .. } => conflict("app_tenant_fixed"),
+        Rejected::EnvNameTaken { .. } => conflict("env_name_taken"),
+        Rejected::EffectiveSetTooLarge { .. } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "effective_set_too_large",
+            format!("{rejected}; remove or shorten other secrets first"),
+        ),
+        Rejected::KeyFingerprintMismatch { .. } => {
+            tracing::error!(error = %rejected, "refusing to seal under a changed key");
+            ApiError::master_key_unavailable(
+                "the active master key differs from the key of the same id that sealed stored values; see the server log",
+            )
         }
     }
 }
@@ -184,6 +200,7 @@ impl From<StoreError> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{AppId, ScopeKind, TenantId};
 
     #[test]
     fn extra_members_never_replace_the_standard_ones() {
@@ -194,5 +211,76 @@ mod tests {
         assert_eq!(body["status"], 502);
         assert_eq!(body["code"], "deployment_apply_failed");
         assert_eq!(body["deploy_id"], "dep_000000000001");
+    }
+
+    /// The codes and statuses clients and the CLI's hints rely on, one per
+    /// refusal (the mapping is exhaustive; this pins what each one says).
+    #[test]
+    fn each_refusal_keeps_its_status_and_code() {
+        let tenant = TenantId::parse("acme").unwrap();
+        let app = AppId::parse("web").unwrap();
+        let missing = |kind| Rejected::NotFound {
+            kind,
+            id: "x".to_owned(),
+        };
+        let cases = [
+            (missing(Missing::Tenant), 404, "tenant_not_found"),
+            (missing(Missing::App), 404, "app_not_found"),
+            (missing(Missing::Secret), 404, "secret_not_found"),
+            (missing(Missing::Token), 404, "token_not_found"),
+            (
+                Rejected::TenantHasApps {
+                    tenant: tenant.clone(),
+                    apps: 2,
+                },
+                409,
+                "tenant_has_apps",
+            ),
+            (
+                Rejected::AppTenantFixed {
+                    app,
+                    tenant: tenant.clone(),
+                },
+                409,
+                "app_tenant_fixed",
+            ),
+            (
+                Rejected::EnvNameTaken {
+                    key: "API_KEY".to_owned(),
+                    provider: "openai".to_owned(),
+                    scope: ScopeKind::Tenant,
+                },
+                409,
+                "env_name_taken",
+            ),
+            (
+                Rejected::EffectiveSetTooLarge {
+                    app_id: "web".to_owned(),
+                    bytes: 2 << 20,
+                },
+                422,
+                "effective_set_too_large",
+            ),
+            (
+                Rejected::KeyFingerprintMismatch {
+                    key_id: "k1".to_owned(),
+                },
+                503,
+                "master_key_unavailable",
+            ),
+        ];
+        for (rejected, status, code) in cases {
+            let error = ApiError::from(StoreError::from(rejected));
+            assert_eq!((error.status.as_u16(), error.code), (status, code));
+        }
+        let detail = ApiError::from(StoreError::from(missing(Missing::Secret))).detail;
+        assert_eq!(detail, "external secret x not found");
+    }
+
+    #[test]
+    fn a_storage_fault_is_503_and_says_nothing_more() {
+        let error = ApiError::from(StoreError::Interrupted);
+        assert_eq!(error.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(error.code, "storage_unavailable");
     }
 }

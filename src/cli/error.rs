@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use super::client::ClientError;
 use super::dotenv::DotenvError;
 use super::problems;
-use crate::store::StoreError;
 use crate::store::backup::BackupError;
+use crate::store::{OpenError, Rejected, StoreError};
 use crate::tls::GenerateError;
 use crate::tls::client::{CertificateProblem, TrustError};
 
@@ -94,6 +94,9 @@ pub enum CliError {
     /// The daemon answered something the CLI cannot use.
     #[error("unexpected answer from the daemon: {0}")]
     Unexpected(String),
+    /// The store could not be opened (offline commands).
+    #[error(transparent)]
+    Open(#[from] OpenError),
     /// The store failed (offline commands).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -133,6 +136,7 @@ impl CliError {
             CliError::Unavailable(_) => exit::UNAVAILABLE,
             CliError::CheckFailed(_) => exit::CHECK_FAILED,
             CliError::Client(error) => client_exit_code(error),
+            CliError::Open(error) => open_exit_code(error),
             CliError::Store(error) => store_exit_code(error),
             CliError::Backup(error) => match error {
                 BackupError::Exists { .. }
@@ -146,6 +150,7 @@ impl CliError {
                 | BackupError::Malformed { .. }
                 | BackupError::Chain(_)
                 | BackupError::HeadMismatch { .. } => exit::CHECK_FAILED,
+                BackupError::Open(error) => open_exit_code(error),
                 BackupError::Store(error) => store_exit_code(error),
                 // A file the command reads or writes: an I/O failure, even
                 // when it is missing (3 is for what the daemon holds).
@@ -207,8 +212,8 @@ impl CliError {
             CliError::Backup(BackupError::Forged { key_id, key_missing: true }) => Some(format!(
                 "Point --keys-dir at the key directory as it was when the backup was taken: it needs {key_id}.key (a retired key is kept as {key_id}.key.retired; copy it back under its .key name)."
             )),
-            CliError::Store(StoreError::InUse { .. })
-            | CliError::Backup(BackupError::Store(StoreError::InUse { .. })) => Some(
+            CliError::Open(OpenError::InUse { .. })
+            | CliError::Backup(BackupError::Open(OpenError::InUse { .. })) => Some(
                 "Stop the daemon first (`systemctl stop exsec`), or work on a copy of the file; online checks go through the daemon (`exsec audit verify` without --db).".to_owned(),
             ),
             _ => None,
@@ -259,12 +264,23 @@ fn client_exit_code(error: &ClientError) -> u8 {
     }
 }
 
+fn open_exit_code(error: &OpenError) -> u8 {
+    match error {
+        OpenError::InUse { .. } => exit::UNAVAILABLE,
+        OpenError::NewerSchema { .. } => exit::REFUSED,
+        OpenError::Open { .. } | OpenError::Random { .. } => exit::FAILURE,
+        OpenError::Prepare { source, .. } => store_exit_code(source),
+    }
+}
+
 fn store_exit_code(error: &StoreError) -> u8 {
     match error {
-        StoreError::InUse { .. } => exit::UNAVAILABLE,
-        StoreError::NewerSchema { .. } => exit::REFUSED,
-        StoreError::NotFound { .. } => exit::NOT_FOUND,
+        StoreError::Rejected(Rejected::NotFound { .. }) => exit::NOT_FOUND,
         StoreError::Corrupt { .. } | StoreError::CorruptKey { .. } => exit::CHECK_FAILED,
-        _ => exit::FAILURE,
+        StoreError::Rejected(_)
+        | StoreError::Storage { .. }
+        | StoreError::Interrupted
+        | StoreError::Batch(_)
+        | StoreError::Unavailable { .. } => exit::FAILURE,
     }
 }

@@ -10,19 +10,26 @@
 //! rescan and how to report [`KeyFileProblem`]s).
 
 mod backup_mac;
+mod key_errors;
+#[cfg(test)]
+mod key_testing;
+mod keydir;
 mod keyfile;
+mod keyparse;
 mod keyring;
+mod master_key;
 mod seal;
 mod secrets_hash;
 mod shared;
 
 pub use backup_mac::{BACKUP_MAC_LEN, BackupMac};
+pub use key_errors::{KeyEncoding, KeyFileError, KeyFileProblem, KeyringError, MAX_KEY_FILE_BYTES};
+pub use keydir::{KeyDirScan, scan_dir};
 pub use keyfile::{GeneratedKey, KeyfileError, generate_key_file};
-pub use keyring::{
-    CryptoError, Fingerprint, KeyDirScan, KeyEncoding, KeyFileError, KeyFileProblem, Keyring,
-    KeyringError, MASTER_KEY_LEN, MAX_KEY_FILE_BYTES, MasterKey, parse_key_file, scan_dir,
-};
-pub use seal::{NONCE_LEN, SealedValue, SecretLocation, TAG_LEN, aad};
+pub use keyparse::parse_key_file;
+pub use keyring::Keyring;
+pub use master_key::{Fingerprint, MASTER_KEY_LEN, MasterKey};
+pub use seal::{CryptoError, NONCE_LEN, SealedValue, SecretLocation, TAG_LEN, aad};
 pub use secrets_hash::{HashedEntry, INSTALLATION_KEY_LEN, InstallationKey, secrets_hash};
 pub use shared::SharedKeyring;
 

@@ -9,14 +9,49 @@
 //! hold plaintext outside a zeroizing buffer.
 
 use std::fmt;
+use std::io;
 
 use chacha20poly1305::aead::AeadInOut;
 use chacha20poly1305::{Key, KeyInit, Tag, XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::CryptoError;
 use crate::model::{EnvKey, KeyId, Provider, Scope};
+
+/// Sealing or opening failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    /// The keyring is empty, so nothing can be sealed.
+    #[error("no master key is loaded")]
+    NoActiveKey,
+    /// The record was sealed under a key that is not in the keyring.
+    #[error("master key {key_id} is not loaded")]
+    MissingKey {
+        /// The key the record needs.
+        key_id: KeyId,
+    },
+    /// Authentication failed (wrong key content, tampering, or a record
+    /// moved to another location) or the plaintext is not a valid value.
+    /// Deliberately one variant: no detail for an oracle.
+    #[error("sealed value cannot be opened with master key {key_id}")]
+    Unopenable {
+        /// The key the record names.
+        key_id: KeyId,
+    },
+    /// The cipher refused to seal (only possible for absurd lengths).
+    #[error("sealing under master key {key_id} failed")]
+    SealFailed {
+        /// The active key.
+        key_id: KeyId,
+    },
+    /// The operating system's random source failed.
+    #[error("system random source failed")]
+    Random {
+        /// What the OS said.
+        #[source]
+        source: io::Error,
+    },
+}
 
 // A portable x86 build must hash with poly1305's portable backend, which
 // `.cargo/config.toml` selects: the crate's run-time-detected AVX2 backend

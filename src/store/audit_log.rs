@@ -3,6 +3,7 @@
 
 use redb::{ReadableTable, WriteTransaction};
 
+use super::error::Context;
 use super::records::StoredAuditEvent;
 use super::{Snapshot, StoreError, Tables, Writer, decode, encode, tables};
 use crate::audit::{Anchor, AuditEvent, ChainBreak, ChainHash, ChainVerifier, NewEvent, event};
@@ -40,7 +41,7 @@ impl<T: Tables> Snapshot<T> {
     pub fn audit_head(&self) -> Result<Anchor, StoreError> {
         let last = {
             let audit = self.txn().table(tables::AUDIT)?;
-            match audit.last()? {
+            match audit.last().in_table(tables::AUDIT)? {
                 Some((seq, bytes)) => {
                     let stored: StoredAuditEvent = decode("paas_audit_events", bytes.value())?;
                     Some(Anchor {
@@ -63,8 +64,8 @@ impl<T: Tables> Snapshot<T> {
         let audit = self.txn().table(tables::AUDIT)?;
         let mut events = Vec::new();
         let start = filter.after.saturating_add(1);
-        for entry in audit.range(start..)? {
-            let (seq, bytes) = entry?;
+        for entry in audit.range(start..).in_table(tables::AUDIT)? {
+            let (seq, bytes) = entry.in_table(tables::AUDIT)?;
             let stored: StoredAuditEvent = decode("paas_audit_events", bytes.value())?;
             if !matches(filter, &stored) {
                 continue;
@@ -87,8 +88,8 @@ impl<T: Tables> Snapshot<T> {
         mut visit: impl FnMut(AuditEvent) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let audit = self.txn().table(tables::AUDIT)?;
-        for entry in audit.iter()? {
-            let (seq, bytes) = entry?;
+        for entry in audit.iter().in_table(tables::AUDIT)? {
+            let (seq, bytes) = entry.in_table(tables::AUDIT)?;
             let stored: StoredAuditEvent = decode("paas_audit_events", bytes.value())?;
             visit(stored.into_event(seq.value()))?;
         }
@@ -157,26 +158,32 @@ impl<T: Tables> Snapshot<T> {
         let mut verifier = ChainVerifier::new(from, None);
         let mut broken = None;
         if from.seq > checkpoint.seq {
-            broken = match audit.get(from.seq)? {
+            broken = match audit.get(from.seq).in_table(tables::AUDIT)? {
                 Some(bytes) => {
                     let stored: StoredAuditEvent = decode("paas_audit_events", bytes.value())?;
                     (ChainHash(stored.hash) != from.hash)
                         .then_some(ChainBreak::AnchorMismatch { seq: from.seq })
                 }
                 None => Some(ChainBreak::Truncated {
-                    head_seq: audit.last()?.map_or(checkpoint.seq, |(seq, _)| seq.value()),
+                    head_seq: audit
+                        .last()
+                        .in_table(tables::AUDIT)?
+                        .map_or(checkpoint.seq, |(seq, _)| seq.value()),
                     anchor_seq: from.seq,
                 }),
             };
         }
         let mut complete = true;
         if broken.is_none() {
-            for entry in audit.range(from.seq.saturating_add(1)..)? {
+            for entry in audit
+                .range(from.seq.saturating_add(1)..)
+                .in_table(tables::AUDIT)?
+            {
                 if verifier.events() == max_events {
                     complete = false;
                     break;
                 }
-                let (seq, bytes) = entry?;
+                let (seq, bytes) = entry.in_table(tables::AUDIT)?;
                 let stored: StoredAuditEvent = decode("paas_audit_events", bytes.value())?;
                 if let Err(error) = verifier.push(&stored.into_event(seq.value())) {
                     broken = Some(error);
@@ -205,12 +212,12 @@ impl Writer {
         let mut last = None;
         let mut doomed = Vec::new();
         {
-            let audit = self.txn().open_table(tables::AUDIT)?;
-            for entry in audit.iter()? {
+            let audit = self.txn().table(tables::AUDIT)?;
+            for entry in audit.iter().in_table(tables::AUDIT)? {
                 if doomed.len() >= max {
                     break;
                 }
-                let (seq, bytes) = entry?;
+                let (seq, bytes) = entry.in_table(tables::AUDIT)?;
                 let stored: StoredAuditEvent = decode("paas_audit_events", bytes.value())?;
                 if stored.time >= cutoff {
                     break;
@@ -226,14 +233,15 @@ impl Writer {
             return Ok(0);
         };
         {
-            let mut audit = self.txn().open_table(tables::AUDIT)?;
+            let mut audit = self.txn().table(tables::AUDIT)?;
             for seq in &doomed {
-                audit.remove(seq)?;
+                audit.remove(seq).in_table(tables::AUDIT)?;
             }
             let encoded = encode("meta", &checkpoint)?;
             self.txn()
-                .open_table(tables::META)?
-                .insert(tables::META_AUDIT_CHECKPOINT, encoded.as_slice())?;
+                .table(tables::META)?
+                .insert(tables::META_AUDIT_CHECKPOINT, encoded.as_slice())
+                .in_table(tables::META)?;
         }
         let count = doomed.len() as u64;
         self.audit(
@@ -261,7 +269,8 @@ fn matches(filter: &AuditFilter, event: &StoredAuditEvent) -> bool {
 /// Inserts a linked event at its sequence number.
 pub(super) fn insert(txn: &WriteTransaction, event: &AuditEvent) -> Result<(), StoreError> {
     let encoded = encode("paas_audit_events", &StoredAuditEvent::from_event(event))?;
-    txn.open_table(tables::AUDIT)?
-        .insert(event.seq, encoded.as_slice())?;
+    txn.table(tables::AUDIT)?
+        .insert(event.seq, encoded.as_slice())
+        .in_table(tables::AUDIT)?;
     Ok(())
 }

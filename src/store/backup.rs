@@ -53,13 +53,14 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use redb::{
-    Database, Durability, Key, ReadTransaction, ReadableTableMetadata, TableDefinition,
-    TableHandle, Value, WriteTransaction,
+    Database, Key, ReadTransaction, ReadableTableMetadata, TableDefinition, TableHandle, Value,
+    WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Store, StoreError, StoreOptions, schema, tables};
+use super::error::Context;
+use super::{OpenError, Store, StoreError, StoreOptions, Tables, Writer, schema, tables};
 use crate::audit::{Anchor, ChainBreak};
 use crate::crypto::{BACKUP_MAC_LEN, BackupMac, Keyring};
 use crate::model::{KeyId, Timestamp};
@@ -220,7 +221,10 @@ pub enum BackupError {
         /// The file.
         path: PathBuf,
     },
-    /// The store failed (open, lock, read).
+    /// The store could not be opened (lock, schema).
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// Reading or writing the store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The restored audit chain does not verify.
@@ -234,12 +238,6 @@ pub enum BackupError {
         /// The head after restoring.
         found: Anchor,
     },
-}
-
-impl<E: Into<redb::Error>> From<E> for BackupError {
-    fn from(error: E) -> Self {
-        BackupError::Store(StoreError::Storage(error.into()))
-    }
 }
 
 impl Store {
@@ -430,11 +428,11 @@ fn refuse_if_in_use(path: &Path) -> Result<(), BackupError> {
             drop(db);
             Ok(())
         }
-        Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(StoreError::InUse {
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(OpenError::InUse {
             path: path.to_owned(),
         }
         .into()),
-        Err(source) => Err(StoreError::Open {
+        Err(source) => Err(OpenError::Open {
             path: path.to_owned(),
             source,
         }
@@ -463,18 +461,15 @@ fn write_and_verify(
     {
         let mut builder = Database::builder();
         builder.set_cache_size(options.cache_size);
-        let db = builder.create(path).map_err(|source| StoreError::Open {
+        let db = builder.create(path).map_err(|source| OpenError::Open {
             path: path.to_owned(),
             source,
         })?;
-        let mut txn = db.begin_write()?;
-        txn.set_two_phase_commit(true);
-        txn.set_durability(Durability::Immediate)
-            .map_err(redb::Error::from)?;
+        let writer = Writer::begin(&db)?;
         let mut records = source.records(trust)?;
-        for_each_table!(load_table, &txn, &mut records);
+        for_each_table!(load_table, writer.txn(), &mut records);
         records.finish(&source.header)?;
-        txn.commit()?;
+        writer.finish()?;
     }
     let store = Store::open(path, options.clone())?;
     let check = store.read(|r| r.verify_audit_chain(None))?;
@@ -497,8 +492,11 @@ fn count_table<K: Field + Key, V: Field>(
     txn: &ReadTransaction,
     counts: &mut BTreeMap<String, u64>,
 ) -> Result<(), BackupError> {
-    let table = txn.open_table(definition)?;
-    counts.insert(definition.name().to_owned(), table.len()?);
+    let table = txn.table(definition)?;
+    counts.insert(
+        definition.name().to_owned(),
+        table.len().in_table(definition)?,
+    );
     Ok(())
 }
 
@@ -509,12 +507,12 @@ fn dump_table<K: Field + Key, V: Field>(
     records: &mut u64,
 ) -> Result<(), BackupError> {
     use redb::ReadableTable;
-    let table = txn.open_table(definition)?;
+    let table = txn.table(definition)?;
     let name = definition.name().as_bytes();
     let mut key = Vec::new();
     let mut value = Vec::new();
-    for entry in table.iter()? {
-        let (k, v) = entry?;
+    for entry in table.iter().in_table(definition)? {
+        let (k, v) = entry.in_table(definition)?;
         key.clear();
         value.clear();
         K::write(&k.value(), &mut key);
@@ -539,12 +537,12 @@ fn load_table<K: Field + Key, V: Field>(
     txn: &WriteTransaction,
     records: &mut Records<'_>,
 ) -> Result<(), BackupError> {
-    let mut table = txn.open_table(definition)?;
+    let mut table = txn.table(definition)?;
     while let Some(record) = records.next_of(definition.name())? {
         let (Some(key), Some(value)) = (K::read(&record.key), V::read(&record.value)) else {
             return Err(record.undecodable());
         };
-        table.insert(key, value)?;
+        table.insert(key, value).in_table(definition)?;
     }
     Ok(())
 }

@@ -8,6 +8,7 @@
 
 use redb::ReadableTable;
 
+use super::error::Context;
 use super::records::{CleanupKind, CleanupRecord};
 use super::{Snapshot, StoreError, Tables, Writer, decode, encode, tables};
 use crate::model::AppId;
@@ -17,8 +18,8 @@ impl<T: Tables> Snapshot<T> {
     pub fn pending_cleanups(&self) -> Result<Vec<(AppId, CleanupRecord)>, StoreError> {
         let table = self.txn().table(tables::PENDING_CLEANUPS)?;
         let mut out = Vec::new();
-        for entry in table.iter()? {
-            let (key, bytes) = entry?;
+        for entry in table.iter().in_table(tables::PENDING_CLEANUPS)? {
+            let (key, bytes) = entry.in_table(tables::PENDING_CLEANUPS)?;
             let app_id = AppId::parse(key.value()).map_err(|_| StoreError::CorruptKey {
                 table: "pending_cleanups",
                 key: key.value().to_owned(),
@@ -32,7 +33,8 @@ impl<T: Tables> Snapshot<T> {
     pub fn pending_cleanup(&self, app_id: &AppId) -> Result<Option<CleanupRecord>, StoreError> {
         let table = self.txn().table(tables::PENDING_CLEANUPS)?;
         table
-            .get(app_id.as_str())?
+            .get(app_id.as_str())
+            .in_table(tables::PENDING_CLEANUPS)?
             .map(|bytes| decode("pending_cleanups", bytes.value()))
             .transpose()
     }
@@ -72,8 +74,9 @@ impl Writer {
         };
         let encoded = encode("pending_cleanups", &record)?;
         self.txn()
-            .open_table(tables::PENDING_CLEANUPS)?
-            .insert(app_id.as_str(), encoded.as_slice())?;
+            .table(tables::PENDING_CLEANUPS)?
+            .insert(app_id.as_str(), encoded.as_slice())
+            .in_table(tables::PENDING_CLEANUPS)?;
         Ok(record)
     }
 
@@ -82,8 +85,9 @@ impl Writer {
     pub fn cleanup_done(&mut self, app_id: &AppId) -> Result<Option<CleanupRecord>, StoreError> {
         let removed = self
             .txn()
-            .open_table(tables::PENDING_CLEANUPS)?
-            .remove(app_id.as_str())?
+            .table(tables::PENDING_CLEANUPS)?
+            .remove(app_id.as_str())
+            .in_table(tables::PENDING_CLEANUPS)?
             .map(|bytes| decode("pending_cleanups", bytes.value()))
             .transpose()?;
         Ok(removed)

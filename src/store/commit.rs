@@ -347,6 +347,7 @@ mod tests {
 
     use super::*;
     use crate::model::TenantId;
+    use crate::store::error::{Missing, Rejected, not_found};
     use crate::store::tests::{Failure, flaky_store, options};
 
     fn tenant(id: &str) -> TenantId {
@@ -386,10 +387,7 @@ mod tests {
         let (first, first_reply) = put_tenant("first");
         let (bad, bad_reply) = queued(|w: &mut Writer| -> Result<(), StoreError> {
             w.put_tenant(&tenant("half"), "admin")?;
-            Err(StoreError::Conflict {
-                code: "test_conflict",
-                message: "refused after writing".into(),
-            })
+            Err(not_found(Missing::App, "refused-after-writing"))
         });
         let (panics, panic_reply) =
             queued(|_: &mut Writer| -> Result<(), StoreError> { panic!("a bug in a write") });
@@ -400,10 +398,10 @@ mod tests {
         answer(&first_reply).unwrap();
         assert!(matches!(
             answer(&bad_reply),
-            Err(StoreError::Conflict {
-                code: "test_conflict",
+            Err(StoreError::Rejected(Rejected::NotFound {
+                kind: Missing::App,
                 ..
-            })
+            }))
         ));
         assert!(matches!(answer(&panic_reply), Err(StoreError::Interrupted)));
         answer(&last_reply).unwrap();

@@ -5,10 +5,11 @@
 
 use redb::ReadableTable;
 
+use super::error::Context;
 use super::records::{DeployRecord, IdempotencyRecord};
 use super::{Snapshot, StoreError, Tables, Writer, decode, encode, tables};
 use crate::audit::{NewEvent, event};
-use crate::model::{AppId, Timestamp};
+use crate::model::{AppId, DeployStatus, Timestamp};
 
 /// Meta key of the last deploy sequence number.
 const META_DEPLOY_SEQ: &str = "deploy_seq";
@@ -38,7 +39,7 @@ impl<T: Tables> Snapshot<T> {
     /// costs no commit of its own.
     pub fn last_deploy_seq(&self) -> Result<u64, StoreError> {
         let meta = self.txn().table(tables::META)?;
-        match meta.get(META_DEPLOY_SEQ)? {
+        match meta.get(META_DEPLOY_SEQ).in_table(tables::META)? {
             Some(bytes) => decode("meta", bytes.value()),
             None => Ok(0),
         }
@@ -47,10 +48,15 @@ impl<T: Tables> Snapshot<T> {
     /// The newest deploys of an app, newest first.
     pub fn deploys(&self, app_id: &AppId, limit: usize) -> Result<Vec<DeployRecord>, StoreError> {
         let deploys = self.txn().table(tables::DEPLOYS)?;
-        let range = deploys.range((app_id.as_str(), 0)..=(app_id.as_str(), u64::MAX))?;
+        let range = deploys
+            .range((app_id.as_str(), 0)..=(app_id.as_str(), u64::MAX))
+            .in_table(tables::DEPLOYS)?;
         let mut out = Vec::new();
         for entry in range.rev().take(limit) {
-            out.push(decode("deploys", entry?.1.value())?);
+            out.push(decode(
+                "deploys",
+                entry.in_table(tables::DEPLOYS)?.1.value(),
+            )?);
         }
         Ok(out)
     }
@@ -65,7 +71,9 @@ impl<T: Tables> Snapshot<T> {
             return Ok(None);
         };
         let deploys = self.txn().table(tables::DEPLOYS)?;
-        let bytes = deploys.get((app_id.as_str(), seq))?;
+        let bytes = deploys
+            .get((app_id.as_str(), seq))
+            .in_table(tables::DEPLOYS)?;
         bytes.map(|b| decode("deploys", b.value())).transpose()
     }
 
@@ -76,7 +84,7 @@ impl<T: Tables> Snapshot<T> {
         &self,
         app_id: &AppId,
     ) -> Result<Option<DeployRecord>, StoreError> {
-        self.newest_deploy_where(app_id, |record| record.status == "succeeded")
+        self.newest_deploy_where(app_id, |record| record.status == DeployStatus::Succeeded)
     }
 
     /// The newest deploy of an app that left the cluster's Secret matching
@@ -92,9 +100,12 @@ impl<T: Tables> Snapshot<T> {
         wanted: impl Fn(&DeployRecord) -> bool,
     ) -> Result<Option<DeployRecord>, StoreError> {
         let deploys = self.txn().table(tables::DEPLOYS)?;
-        let range = deploys.range((app_id.as_str(), 0)..=(app_id.as_str(), u64::MAX))?;
+        let range = deploys
+            .range((app_id.as_str(), 0)..=(app_id.as_str(), u64::MAX))
+            .in_table(tables::DEPLOYS)?;
         for entry in range.rev() {
-            let record: DeployRecord = decode("deploys", entry?.1.value())?;
+            let record: DeployRecord =
+                decode("deploys", entry.in_table(tables::DEPLOYS)?.1.value())?;
             if wanted(&record) {
                 return Ok(Some(record));
             }
@@ -111,7 +122,7 @@ impl<T: Tables> Snapshot<T> {
     ) -> Result<Option<IdempotencyRecord>, StoreError> {
         let records = self.txn().table(tables::IDEMPOTENCY)?;
         let name = format!("{app_id}/{key}");
-        let Some(bytes) = records.get(name.as_str())? else {
+        let Some(bytes) = records.get(name.as_str()).in_table(tables::IDEMPOTENCY)? else {
             return Ok(None);
         };
         let record: IdempotencyRecord = decode("idempotency_keys", bytes.value())?;
@@ -137,8 +148,9 @@ impl Writer {
         let name = format!("{META_PENDING_PREFIX}{}", interrupted.deploy_id);
         let encoded = encode("meta", interrupted)?;
         self.txn()
-            .open_table(tables::META)?
-            .insert(name.as_str(), encoded.as_slice())?;
+            .table(tables::META)?
+            .insert(name.as_str(), encoded.as_slice())
+            .in_table(tables::META)?;
         for event in events {
             self.audit(event)?;
         }
@@ -153,10 +165,11 @@ impl Writer {
             format!("{META_PENDING_PREFIX}\u{10ffff}"),
         );
         let pending: Vec<DeployRecord> = {
-            let meta = self.txn().open_table(tables::META)?;
-            meta.range(start.as_str()..end.as_str())?
+            let meta = self.txn().table(tables::META)?;
+            meta.range(start.as_str()..end.as_str())
+                .in_table(tables::META)?
                 .map(|entry| {
-                    let (_, bytes) = entry?;
+                    let (_, bytes) = entry.in_table(tables::META)?;
                     decode("meta", bytes.value())
                 })
                 .collect::<Result<_, StoreError>>()?
@@ -184,19 +197,22 @@ impl Writer {
         let seq = self.deploy_seq_of(record)?;
         let encoded = encode("deploys", record)?;
         self.txn()
-            .open_table(tables::DEPLOYS)?
-            .insert((record.app_id.as_str(), seq), encoded.as_slice())?;
+            .table(tables::DEPLOYS)?
+            .insert((record.app_id.as_str(), seq), encoded.as_slice())
+            .in_table(tables::DEPLOYS)?;
         self.raise_deploy_seq(seq)?;
         let pending = format!("{META_PENDING_PREFIX}{}", record.deploy_id);
         self.txn()
-            .open_table(tables::META)?
-            .remove(pending.as_str())?;
+            .table(tables::META)?
+            .remove(pending.as_str())
+            .in_table(tables::META)?;
         if let Some((key, replay)) = idempotency {
             let name = format!("{}/{key}", record.app_id);
             let encoded = encode("idempotency_keys", &replay)?;
             self.txn()
-                .open_table(tables::IDEMPOTENCY)?
-                .insert(name.as_str(), encoded.as_slice())?;
+                .table(tables::IDEMPOTENCY)?
+                .insert(name.as_str(), encoded.as_slice())
+                .in_table(tables::IDEMPOTENCY)?;
         }
         for event in events {
             self.audit(event)?;
@@ -216,23 +232,26 @@ impl Writer {
         if seq > self.last_deploy_seq()? {
             let encoded = encode("meta", &seq)?;
             self.txn()
-                .open_table(tables::META)?
-                .insert(META_DEPLOY_SEQ, encoded.as_slice())?;
+                .table(tables::META)?
+                .insert(META_DEPLOY_SEQ, encoded.as_slice())
+                .in_table(tables::META)?;
         }
         Ok(())
     }
 
     /// Drops idempotency records older than 24 h; returns how many.
     pub fn prune_idempotency(&mut self, now: Timestamp) -> Result<u64, StoreError> {
-        let mut records = self.txn().open_table(tables::IDEMPOTENCY)?;
+        let mut records = self.txn().table(tables::IDEMPOTENCY)?;
         let mut removed = 0;
-        records.retain(|_, bytes| {
-            let keep = decode::<IdempotencyRecord>("idempotency_keys", bytes)
-                .map(|r| now.0 - r.created_at.0 < IDEMPOTENCY_TTL_MS)
-                .unwrap_or(false);
-            removed += u64::from(!keep);
-            keep
-        })?;
+        records
+            .retain(|_, bytes| {
+                let keep = decode::<IdempotencyRecord>("idempotency_keys", bytes)
+                    .map(|r| now.0 - r.created_at.0 < IDEMPOTENCY_TTL_MS)
+                    .unwrap_or(false);
+                removed += u64::from(!keep);
+                keep
+            })
+            .in_table(tables::IDEMPOTENCY)?;
         Ok(removed)
     }
 }

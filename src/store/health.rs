@@ -136,18 +136,21 @@ impl StoreError {
     /// answers 507 `insufficient_storage` or 503 `storage_unavailable` for.
     pub fn fault(&self) -> Option<StorageFault> {
         match self {
-            StoreError::Storage(redb::Error::Io(error)) => Some(StorageFault::of(error)),
-            StoreError::Storage(redb::Error::PreviousIo | redb::Error::DatabaseClosed) => {
-                Some(StorageFault::Io)
-            }
-            StoreError::Open {
-                source: redb::DatabaseError::Storage(redb::StorageError::Io(error)),
+            StoreError::Storage {
+                source: redb::Error::Io(error),
                 ..
             } => Some(StorageFault::of(error)),
-            StoreError::Open { .. } => Some(StorageFault::Io),
+            StoreError::Storage {
+                source: redb::Error::PreviousIo | redb::Error::DatabaseClosed,
+                ..
+            } => Some(StorageFault::Io),
             StoreError::Unavailable { fault } => Some(*fault),
             StoreError::Batch(shared) => shared.fault(),
-            _ => None,
+            StoreError::Storage { .. }
+            | StoreError::Rejected(_)
+            | StoreError::Corrupt { .. }
+            | StoreError::CorruptKey { .. }
+            | StoreError::Interrupted => None,
         }
     }
 }
@@ -185,6 +188,7 @@ pub async fn run(store: Arc<Store>, mut shutdown: Shutdown) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{Operation, Rejected};
 
     #[test]
     fn enospc_and_edquot_are_no_space_everything_else_is_io() {
@@ -202,14 +206,15 @@ mod tests {
             StorageFault::Io
         );
         assert_eq!(StorageFault::of(&Error::other("EIO")), StorageFault::Io);
-        let batch = StoreError::Batch(Arc::new(StoreError::Storage(redb::Error::Io(Error::from(
-            ErrorKind::StorageFull,
-        )))));
+        let batch = StoreError::Batch(Arc::new(StoreError::Storage {
+            operation: Operation::Commit,
+            source: redb::Error::Io(Error::from(ErrorKind::StorageFull)),
+        }));
         assert_eq!(batch.fault(), Some(StorageFault::NoSpace));
-        let conflict = StoreError::Conflict {
-            code: "x",
-            message: String::new(),
-        };
-        assert_eq!(conflict.fault(), None);
+        let refusal = StoreError::from(Rejected::TenantHasApps {
+            tenant: crate::model::TenantId::parse("acme").unwrap(),
+            apps: 1,
+        });
+        assert_eq!(refusal.fault(), None);
     }
 }

@@ -9,7 +9,7 @@
 use serde::Deserialize;
 
 use super::records::{AppRecord, DeployRecord, DeployTrigger, InjectionRecord, WarningRecord};
-use crate::model::{AppId, EnvKey, TenantId, Timestamp};
+use crate::model::{AppId, DeployStatus, EnvKey, TenantId, Timestamp};
 
 /// An app record of schema 1 and 2.
 #[derive(Debug, Deserialize)]
@@ -35,6 +35,7 @@ impl From<AppRecordV2> for AppRecord {
 
 /// A deploy record of schema 1 and 2.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 pub(super) struct DeployRecordV2 {
     deploy_id: String,
     app_id: AppId,
@@ -42,7 +43,7 @@ pub(super) struct DeployRecordV2 {
     image_ref: String,
     replicas: Option<i32>,
     port: Option<u16>,
-    status: String,
+    status: DeployStatus,
     error: Option<String>,
     created_at: Timestamp,
     injection: InjectionRecord,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use redb::ReadableTable;
 
+use super::error::{Context, Rejected};
 use super::{Snapshot, StoreError, Tables, Writer, decode, encode, tables};
 use crate::audit::Anchor;
 use crate::crypto::{Fingerprint, INSTALLATION_KEY_LEN, InstallationKey};
@@ -19,8 +20,11 @@ impl<T: Tables> Snapshot<T> {
             format!("{}\u{10ffff}", tables::META_FINGERPRINT_PREFIX),
         );
         let mut out = BTreeMap::new();
-        for entry in meta.range(start.as_str()..end.as_str())? {
-            let (name, bytes) = entry?;
+        for entry in meta
+            .range(start.as_str()..end.as_str())
+            .in_table(tables::META)?
+        {
+            let (name, bytes) = entry.in_table(tables::META)?;
             let id = name
                 .value()
                 .strip_prefix(tables::META_FINGERPRINT_PREFIX)
@@ -35,7 +39,9 @@ impl<T: Tables> Snapshot<T> {
     /// The key of the secrets hash, created when the file was prepared.
     pub fn installation_key(&self) -> Result<InstallationKey, StoreError> {
         let meta = self.txn().table(tables::META)?;
-        let bytes = meta.get(tables::META_INSTALLATION_KEY)?;
+        let bytes = meta
+            .get(tables::META_INSTALLATION_KEY)
+            .in_table(tables::META)?;
         bytes
             .and_then(|b| <[u8; INSTALLATION_KEY_LEN]>::try_from(b.value()).ok())
             .map(InstallationKey::from_bytes)
@@ -48,7 +54,10 @@ impl<T: Tables> Snapshot<T> {
     /// The checkpoint the chain starts from after pruning (genesis if never pruned).
     pub fn audit_checkpoint(&self) -> Result<Anchor, StoreError> {
         let meta = self.txn().table(tables::META)?;
-        match meta.get(tables::META_AUDIT_CHECKPOINT)? {
+        match meta
+            .get(tables::META_AUDIT_CHECKPOINT)
+            .in_table(tables::META)?
+        {
             Some(bytes) => decode("meta", bytes.value()),
             None => Ok(Anchor::GENESIS),
         }
@@ -58,7 +67,8 @@ impl<T: Tables> Snapshot<T> {
     /// upkeep, if any.
     pub fn audit_verified(&self) -> Result<Option<Anchor>, StoreError> {
         let meta = self.txn().table(tables::META)?;
-        meta.get(tables::META_AUDIT_VERIFIED)?
+        meta.get(tables::META_AUDIT_VERIFIED)
+            .in_table(tables::META)?
             .map(|bytes| decode("meta", bytes.value()))
             .transpose()
     }
@@ -74,8 +84,9 @@ impl Writer {
         let probe = (self.now(), vec![0u8; crate::model::MAX_VALUE_LEN]);
         let encoded = encode("meta", &probe)?;
         self.txn()
-            .open_table(tables::META)?
-            .insert(tables::META_STORAGE_PROBE, encoded.as_slice())?;
+            .table(tables::META)?
+            .insert(tables::META_STORAGE_PROBE, encoded.as_slice())
+            .in_table(tables::META)?;
         Ok(())
     }
 
@@ -83,8 +94,9 @@ impl Writer {
     pub fn record_audit_verified(&mut self, anchor: Anchor) -> Result<(), StoreError> {
         let encoded = encode("meta", &anchor)?;
         self.txn()
-            .open_table(tables::META)?
-            .insert(tables::META_AUDIT_VERIFIED, encoded.as_slice())?;
+            .table(tables::META)?
+            .insert(tables::META_AUDIT_VERIFIED, encoded.as_slice())
+            .in_table(tables::META)?;
         Ok(())
     }
 
@@ -96,18 +108,20 @@ impl Writer {
         fingerprint: Fingerprint,
     ) -> Result<(), StoreError> {
         let name = format!("{}{key_id}", tables::META_FINGERPRINT_PREFIX);
-        let mut meta = self.txn().open_table(tables::META)?;
-        if let Some(bytes) = meta.get(name.as_str())? {
+        let mut meta = self.txn().table(tables::META)?;
+        if let Some(bytes) = meta.get(name.as_str()).in_table(tables::META)? {
             let known: Fingerprint = decode("meta", bytes.value())?;
             if known != fingerprint {
-                return Err(StoreError::KeyFingerprintMismatch {
+                return Err(Rejected::KeyFingerprintMismatch {
                     key_id: key_id.to_string(),
-                });
+                }
+                .into());
             }
             return Ok(());
         }
         let encoded = encode("meta", &fingerprint)?;
-        meta.insert(name.as_str(), encoded.as_slice())?;
+        meta.insert(name.as_str(), encoded.as_slice())
+            .in_table(tables::META)?;
         Ok(())
     }
 }

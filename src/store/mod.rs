@@ -27,6 +27,7 @@ mod commit;
 #[cfg(test)]
 mod crash_points;
 pub mod deploys;
+mod error;
 pub mod health;
 mod legacy;
 mod meta;
@@ -51,9 +52,11 @@ use redb::{
 
 use crate::audit::{Anchor, AuditEvent, NewEvent};
 use crate::model::Timestamp;
+use error::Context;
 
 pub use audit_log::{AuditFilter, AuditPage, ChainCheck, MAX_PAGE as MAX_AUDIT_PAGE};
 pub use commit::{CommitStats, MAX_BATCH};
+pub use error::{Missing, OpenError, Operation, Rejected, StoreError};
 pub use health::{StorageFault, StorageHealth};
 pub use secrets::{PutSecret, SecretWrite};
 
@@ -79,119 +82,14 @@ impl StoreOptions {
     }
 }
 
-/// Everything that can go wrong in the store, with what the caller needs
-/// to answer the user.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// Another process holds the file (redb locks it).
-    #[error("database {path} is in use by another exsec process")]
-    InUse {
-        /// The redb file.
-        path: PathBuf,
-    },
-    /// The file was written by a newer exsec; downgrades are refused.
-    #[error(
-        "database {path} has schema version {found}, newer than this exsec supports ({supported}); run the exsec version that wrote it, or restore a backup made by this version"
-    )]
-    NewerSchema {
-        /// The redb file.
-        path: PathBuf,
-        /// Version in the file.
-        found: u32,
-        /// Newest version this build reads.
-        supported: u32,
-    },
-    /// The file could not be opened.
-    #[error("cannot open database {path}")]
-    Open {
-        /// The redb file.
-        path: PathBuf,
-        /// What redb said.
-        #[source]
-        source: redb::DatabaseError,
-    },
-    /// A record could not be decoded (corruption or a foreign file).
-    #[error("stored record in table {table} is unreadable")]
-    Corrupt {
-        /// Which table.
-        table: &'static str,
-        /// Why.
-        #[source]
-        source: codec::CodecError,
-    },
-    /// The blocking task running a store call panicked or was cancelled.
-    #[error("storage task was interrupted")]
-    Interrupted,
-    /// A table key does not parse (corruption or a foreign file).
-    #[error("stored key {key:?} in table {table} is malformed")]
-    CorruptKey {
-        /// Which table.
-        table: &'static str,
-        /// The key as found.
-        key: String,
-    },
-    /// redb failed: I/O, corruption, or writes refused after an I/O error.
-    #[error("storage error")]
-    Storage(#[source] redb::Error),
-    /// The commit shared by a group of writes failed; every write of the
-    /// group gets this one error.
-    #[error("storage error in a group commit")]
-    Batch(#[source] Arc<StoreError>),
-    /// No usable database handle: the reopen after a failed commit failed
-    /// too (logged where it happened); retried in the background.
-    #[error("storage is unavailable ({})", .fault.as_str())]
-    Unavailable {
-        /// What the last failure was.
-        fault: StorageFault,
-    },
-    /// The thing named does not exist.
-    #[error("{kind} {id} not found")]
-    NotFound {
-        /// `tenant`, `app`, `external secret`, `token`, `deploy`.
-        kind: &'static str,
-        /// Its id.
-        id: String,
-    },
-    /// The write conflicts with what is stored; `code` is the API code.
-    #[error("{message}")]
-    Conflict {
-        /// Stable machine code (`app_tenant_fixed`, `env_name_taken`, …).
-        code: &'static str,
-        /// What conflicts and how to fix it.
-        message: String,
-    },
-    /// The write would push an app's effective set past 1 MiB.
-    #[error(
-        "effective set of app {app_id} would be {bytes} bytes, above the 1 MiB a Kubernetes Secret holds"
-    )]
-    EffectiveSetTooLarge {
-        /// The app that would overflow.
-        app_id: String,
-        /// Its size after the write.
-        bytes: usize,
-    },
-    /// The OS random source failed (creating the installation key).
-    #[error("cannot read random bytes from the operating system")]
-    Random(#[source] std::io::Error),
-    /// A master key id is known with another fingerprint.
-    #[error("master key {key_id} differs from the key of that id that sealed stored values")]
-    KeyFingerprintMismatch {
-        /// The key id.
-        key_id: String,
-    },
-}
-
-impl<E: Into<redb::Error>> From<E> for StoreError {
-    fn from(error: E) -> Self {
-        StoreError::Storage(error.into())
-    }
-}
-
 impl StoreError {
     /// Whether redb now refuses transactions until the database is reopened.
     fn needs_reopen(&self) -> bool {
         match self {
-            StoreError::Storage(redb::Error::Io(_) | redb::Error::PreviousIo) => true,
+            StoreError::Storage {
+                source: redb::Error::Io(_) | redb::Error::PreviousIo,
+                ..
+            } => true,
             StoreError::Batch(shared) => shared.needs_reopen(),
             _ => false,
         }
@@ -233,7 +131,7 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the redb file at `path`, creates missing tables,
     /// checks the schema version and runs forward migrations.
-    pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+    pub fn open(path: &Path, options: StoreOptions) -> Result<Store, OpenError> {
         let store = Store::unopened(path, options);
         let db = store.open_database()?;
         *store.db.write().unwrap_or_else(|p| p.into_inner()) = Some(db);
@@ -294,7 +192,7 @@ impl Store {
         };
         let result = db
             .begin_read()
-            .map_err(StoreError::from)
+            .during(Operation::BeginRead)
             .and_then(|txn| f(&Snapshot { txn }));
         if let Err(error) = &result {
             self.note_failure(error, self.generation());
@@ -368,8 +266,13 @@ impl Store {
             tracing::debug!(path = %self.path.display(), error = ?error, "storage I/O error; reopening the database");
         }
         // `PreviousIo` repeats a failure already classified.
-        if !matches!(error, StoreError::Storage(redb::Error::PreviousIo))
-            || self.health() == StorageHealth::Healthy
+        if !matches!(
+            error,
+            StoreError::Storage {
+                source: redb::Error::PreviousIo,
+                ..
+            }
+        ) || self.health() == StorageHealth::Healthy
         {
             let fault = error.fault().unwrap_or(StorageFault::Io);
             self.health.set(StorageHealth::Degraded(fault), &self.path);
@@ -420,7 +323,7 @@ impl Store {
         }
     }
 
-    fn open_database(&self) -> Result<Database, StoreError> {
+    fn open_database(&self) -> Result<Database, OpenError> {
         let mut builder = Database::builder();
         builder.set_cache_size(self.options.cache_size);
         #[cfg(test)]
@@ -431,10 +334,10 @@ impl Store {
         #[cfg(not(test))]
         let opened = builder.create(&self.path);
         let db = opened.map_err(|source| match source {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse {
+            redb::DatabaseError::DatabaseAlreadyOpen => OpenError::InUse {
                 path: self.path.clone(),
             },
-            source => StoreError::Open {
+            source => OpenError::Open {
                 path: self.path.clone(),
                 source,
             },
@@ -466,10 +369,10 @@ pub struct Writer {
 impl Writer {
     /// Opens the one kind of write transaction exsec uses.
     fn begin(db: &Database) -> Result<Writer, StoreError> {
-        let mut txn = db.begin_write()?;
+        let mut txn = db.begin_write().during(Operation::BeginWrite)?;
         txn.set_two_phase_commit(true);
         txn.set_durability(Durability::Immediate)
-            .map_err(redb::Error::from)?;
+            .during(Operation::BeginWrite)?;
         Ok(Writer {
             snapshot: Snapshot { txn },
             audit_head: None,
@@ -500,7 +403,7 @@ impl Writer {
     }
 
     fn finish(self) -> Result<Vec<AuditEvent>, StoreError> {
-        self.snapshot.txn.commit()?;
+        self.snapshot.txn.commit().during(Operation::Commit)?;
         Ok(self.appended)
     }
 
@@ -535,7 +438,7 @@ impl Tables for ReadTransaction {
         &self,
         definition: TableDefinition<K, V>,
     ) -> Result<ReadOnlyTable<K, V>, StoreError> {
-        Ok(self.open_table(definition)?)
+        self.open_table(definition).in_table(definition)
     }
 }
 
@@ -546,7 +449,7 @@ impl Tables for WriteTransaction {
         &self,
         definition: TableDefinition<K, V>,
     ) -> Result<Table<'_, K, V>, StoreError> {
-        Ok(self.open_table(definition)?)
+        self.open_table(definition).in_table(definition)
     }
 }
 
@@ -624,7 +527,7 @@ mod tests {
         }
         let error = Store::open(&path, options()).err().unwrap();
         assert!(
-            matches!(error, StoreError::NewerSchema { found, .. } if found == schema::CURRENT + 1)
+            matches!(error, OpenError::NewerSchema { found, .. } if found == schema::CURRENT + 1)
         );
         assert!(error.to_string().contains("newer than this exsec supports"));
     }

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEvent, ChainHash};
 use crate::crypto::SealedValue;
-use crate::model::{EnvKey, Provider, Scope, TenantId, Timestamp};
+use crate::model::{
+    DeployStatus, EnvKey, InjectionReason, InjectionStatus, Provider, Scope, TenantId, Timestamp,
+};
 
 /// A tenant. Its id is the table key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,8 +136,8 @@ pub struct DeployRecord {
     pub replicas: Option<i32>,
     /// Container port asked for, if any.
     pub port: Option<u16>,
-    /// `succeeded` or `failed` (the Deployment apply failed).
-    pub status: String,
+    /// Whether the Deployment was applied.
+    pub status: DeployStatus,
     /// Why it failed, if it did.
     pub error: Option<String>,
     /// When it started.
@@ -203,10 +205,10 @@ impl RolloutChange {
 /// The injection outcome of a deploy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InjectionRecord {
-    /// `injected`, `skipped` or `failed`.
-    pub status: String,
+    /// What injection did.
+    pub status: InjectionStatus,
     /// Why it was skipped or failed.
-    pub reason: Option<String>,
+    pub reason: Option<InjectionReason>,
     /// `app-{app_id}-external-secrets`.
     pub secret_name: String,
     /// What was injected, per env var (empty unless injected).
@@ -222,7 +224,7 @@ impl InjectionRecord {
     /// set: injected, or skipped because the set was empty (the Secret was
     /// removed).
     pub fn synced(&self) -> bool {
-        self.status == "injected" || self.reason.as_deref() == Some("no_secrets")
+        self.status == InjectionStatus::Injected || self.reason == Some(InjectionReason::NoSecrets)
     }
 }
 
@@ -296,6 +298,110 @@ impl CleanupKind {
         match self {
             CleanupKind::AppObjects => "app_objects",
             CleanupKind::StaleSecret => "stale_secret",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::AppId;
+    use crate::store::codec;
+
+    /// A deploy record as [`codec::encode`] wrote it when status, injection
+    /// status and reason were `String`s (commit c4eb184), one per line:
+    /// succeeded/injected, failed/failed/interrupted,
+    /// succeeded/skipped/no_secrets.
+    const WRITTEN_WITH_STRINGS: [&str; 3] = [
+        "01106465705f303030303030303030303037037765620461636d650a6e67696e783a312e3237010401fb901f0973756363656564656400fd00501ea43503000008696e6a656374656400186170702d7765622d65787465726e616c2d7365637265747300000000",
+        "01106465705f303030303030303030303037037765620461636d650a6e67696e783a312e3237010401fb901f066661696c656400fd00501ea435030000066661696c6564010b696e746572727570746564186170702d7765622d65787465726e616c2d7365637265747300000000",
+        "01106465705f303030303030303030303037037765620461636d650a6e67696e783a312e3237010401fb901f0973756363656564656400fd00501ea43503000007736b6970706564010a6e6f5f73656372657473186170702d7765622d65787465726e616c2d7365637265747300000000",
+    ];
+
+    fn record(
+        status: DeployStatus,
+        injection: InjectionStatus,
+        reason: Option<InjectionReason>,
+    ) -> DeployRecord {
+        DeployRecord {
+            deploy_id: "dep_000000000007".to_owned(),
+            app_id: AppId::parse("web").unwrap(),
+            tenant_id: TenantId::parse("acme").unwrap(),
+            image_ref: "nginx:1.27".to_owned(),
+            replicas: Some(2),
+            port: Some(8080),
+            status,
+            error: None,
+            created_at: Timestamp(1_764_460_800_000),
+            injection: InjectionRecord {
+                status: injection,
+                reason,
+                secret_name: "app-web-external-secrets".to_owned(),
+                injected: Vec::new(),
+                undecryptable: Vec::new(),
+                warnings: Vec::new(),
+            },
+            warnings: Vec::new(),
+            trigger: DeployTrigger::Api,
+            secrets_hash: None,
+            restarted_at: None,
+            rollout: None,
+        }
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The enums changed no stored byte: records written with strings
+    /// decode to the enums, and encode back to the same bytes.
+    #[test]
+    fn deploy_records_written_with_strings_read_and_write_the_same_bytes() {
+        let expected = [
+            record(DeployStatus::Succeeded, InjectionStatus::Injected, None),
+            record(
+                DeployStatus::Failed,
+                InjectionStatus::Failed,
+                Some(InjectionReason::Interrupted),
+            ),
+            record(
+                DeployStatus::Succeeded,
+                InjectionStatus::Skipped,
+                Some(InjectionReason::NoSecrets),
+            ),
+        ];
+        for (old, expected) in WRITTEN_WITH_STRINGS.iter().zip(expected) {
+            let bytes: Vec<u8> = (0..old.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&old[i..i + 2], 16).unwrap())
+                .collect();
+            // Schema 2's layout (the fields before `trigger`), as the
+            // migration to schema 3 reads it.
+            let decoded: crate::store::legacy::DeployRecordV2 = codec::decode(&bytes).unwrap();
+            assert_eq!(hex(&codec::encode(&decoded).unwrap()), *old);
+            assert_eq!(DeployRecord::from(decoded), expected);
+        }
+    }
+
+    /// Every word is stored as the string it was, so no variant can be
+    /// written in a form an older exsec (or the records above) would not read.
+    #[test]
+    fn every_status_and_reason_is_stored_as_its_word() {
+        let words = DeployStatus::ALL
+            .iter()
+            .map(|s| (codec::encode(s).unwrap(), s.as_str()))
+            .chain(
+                InjectionStatus::ALL
+                    .iter()
+                    .map(|s| (codec::encode(s).unwrap(), s.as_str())),
+            )
+            .chain(
+                InjectionReason::ALL
+                    .iter()
+                    .map(|s| (codec::encode(s).unwrap(), s.as_str())),
+            );
+        for (stored, word) in words {
+            assert_eq!(stored, codec::encode(word).unwrap(), "{word}");
         }
     }
 }

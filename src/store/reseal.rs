@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use redb::ReadableTable;
 
+use super::error::Context;
 use super::records::SecretRecord;
 use super::{Snapshot, StoreError, Tables, Writer, decode, encode, tables};
 use crate::crypto::{Fingerprint, SealedValue};
@@ -40,12 +41,13 @@ impl<T: Tables> Snapshot<T> {
         let secrets = self.txn().table(tables::SECRETS)?;
         let range = match after {
             Some(after) => secrets
-                .range::<&str>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))?,
-            None => secrets.range::<&str>(..)?,
+                .range::<&str>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+                .in_table(tables::SECRETS)?,
+            None => secrets.range::<&str>(..).in_table(tables::SECRETS)?,
         };
         let mut out: Vec<ResealCandidate> = Vec::with_capacity(limit.min(4096));
         for entry in range {
-            let (name, bytes) = entry?;
+            let (name, bytes) = entry.in_table(tables::SECRETS)?;
             let record: SecretRecord = decode("external_secrets", bytes.value())?;
             if record.sealed.key_id != *active {
                 out.push(ResealCandidate {
@@ -83,9 +85,12 @@ impl Writer {
         let mut moved: BTreeMap<KeyId, i64> = BTreeMap::new();
         let mut written = 0u64;
         {
-            let mut secrets = self.txn().open_table(tables::SECRETS)?;
+            let mut secrets = self.txn().table(tables::SECRETS)?;
             for (candidate, sealed) in batch {
-                let unchanged = match secrets.get(candidate.name.as_str())? {
+                let unchanged = match secrets
+                    .get(candidate.name.as_str())
+                    .in_table(tables::SECRETS)?
+                {
                     Some(bytes) => bytes.value() == candidate.stored.as_slice(),
                     None => false,
                 };
@@ -101,7 +106,9 @@ impl Writer {
                     ..candidate.record.clone()
                 };
                 let encoded = encode("external_secrets", &record)?;
-                secrets.insert(candidate.name.as_str(), encoded.as_slice())?;
+                secrets
+                    .insert(candidate.name.as_str(), encoded.as_slice())
+                    .in_table(tables::SECRETS)?;
                 written += 1;
             }
         }

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableHandle};
 
+use super::error::{Context, OpenError, Operation};
 use super::records::{AppRecord, DeployRecord};
 use super::{StoreError, Tables, Writer, legacy, tables};
 use crate::crypto::InstallationKey;
@@ -24,19 +25,16 @@ pub const CURRENT: u32 = 3;
 /// Makes the file ready for this build: creates tables, records or checks
 /// the schema version, migrates forward. Writes only when something is
 /// missing or old, so a normal start does not commit.
-pub(super) fn prepare(db: &Database, path: &Path) -> Result<(), StoreError> {
-    let read = db.begin_read()?;
-    let present: Vec<String> = read.list_tables()?.map(|t| t.name().to_owned()).collect();
-    let version = if present.iter().any(|name| name == tables::META.name()) {
-        stored_version(&read)?
-    } else {
-        None
+pub(super) fn prepare(db: &Database, path: &Path) -> Result<(), OpenError> {
+    let failed = |source| OpenError::Prepare {
+        path: path.to_owned(),
+        source: Box::new(source),
     };
-    drop(read);
+    let (present, version) = inspect(db).map_err(failed)?;
     if let Some(found) = version
         && found > CURRENT
     {
-        return Err(StoreError::NewerSchema {
+        return Err(OpenError::NewerSchema {
             path: path.to_owned(),
             found,
             supported: CURRENT,
@@ -45,22 +43,53 @@ pub(super) fn prepare(db: &Database, path: &Path) -> Result<(), StoreError> {
     let complete = tables::names()
         .iter()
         .all(|name| present.iter().any(|p| p == name));
-    if complete && version == Some(CURRENT) && has_installation_key(db)? {
+    if complete && version == Some(CURRENT) && has_installation_key(db).map_err(failed)? {
         return Ok(());
     }
+    // Drawn before the transaction, used only if the file has none.
+    let fresh_key = InstallationKey::generate().map_err(|source| OpenError::Random {
+        path: path.to_owned(),
+        source,
+    })?;
+    create_and_migrate(db, version, &fresh_key).map_err(failed)
+}
+
+/// The tables present and the schema version recorded (if any).
+fn inspect(db: &Database) -> Result<(Vec<String>, Option<u32>), StoreError> {
+    let read = db.begin_read().during(Operation::BeginRead)?;
+    let present: Vec<String> = read
+        .list_tables()
+        .during(Operation::ListTables)?
+        .map(|t| t.name().to_owned())
+        .collect();
+    let version = if present.iter().any(|name| name == tables::META.name()) {
+        stored_version(&read)?
+    } else {
+        None
+    };
+    Ok((present, version))
+}
+
+/// Creates every missing table and migrates a file of schema `version`
+/// (none: a new file) to [`CURRENT`], in one transaction.
+fn create_and_migrate(
+    db: &Database,
+    version: Option<u32>,
+    fresh_key: &InstallationKey,
+) -> Result<(), StoreError> {
     let writer = Writer::begin(db)?;
     {
         let txn = writer.txn();
-        txn.open_table(tables::META)?;
-        txn.open_table(tables::TENANTS)?;
-        txn.open_table(tables::APPS)?;
-        txn.open_table(tables::TENANT_APPS)?;
-        txn.open_table(tables::SECRETS)?;
-        txn.open_table(tables::KEY_USAGE)?;
-        txn.open_table(tables::TOKENS)?;
-        txn.open_table(tables::DEPLOYS)?;
-        txn.open_table(tables::IDEMPOTENCY)?;
-        txn.open_table(tables::AUDIT)?;
+        txn.table(tables::META)?;
+        txn.table(tables::TENANTS)?;
+        txn.table(tables::APPS)?;
+        txn.table(tables::TENANT_APPS)?;
+        txn.table(tables::SECRETS)?;
+        txn.table(tables::KEY_USAGE)?;
+        txn.table(tables::TOKENS)?;
+        txn.table(tables::DEPLOYS)?;
+        txn.table(tables::IDEMPOTENCY)?;
+        txn.table(tables::AUDIT)?;
         // Forward migrations, one step per version.
         let from = version.unwrap_or(CURRENT);
         if from < 2 {
@@ -69,11 +98,9 @@ pub(super) fn prepare(db: &Database, path: &Path) -> Result<(), StoreError> {
         if from < 3 {
             migrate_2_to_3(txn)?;
         }
-        txn.open_table(tables::PENDING_CLEANUPS)?;
-        ensure_installation_key(txn)?;
-        let encoded = super::encode("meta", &CURRENT)?;
-        txn.open_table(tables::META)?
-            .insert(tables::META_SCHEMA_VERSION, encoded.as_slice())?;
+        txn.table(tables::PENDING_CLEANUPS)?;
+        ensure_installation_key(txn, fresh_key)?;
+        write_version(txn, CURRENT)?;
     }
     writer.finish()?;
     Ok(())
@@ -82,7 +109,7 @@ pub(super) fn prepare(db: &Database, path: &Path) -> Result<(), StoreError> {
 /// Version 2 adds the `pending_cleanups` table; nothing is pending in a
 /// file from version 1 (it never recorded a failed removal).
 fn migrate_1_to_2(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
-    txn.open_table(tables::PENDING_CLEANUPS)?;
+    txn.table(tables::PENDING_CLEANUPS)?;
     tracing::info!("schema migrated from version 1 to 2 (pending_cleanups)");
     Ok(())
 }
@@ -92,28 +119,31 @@ fn migrate_1_to_2(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
 /// secrets hash). One transaction: a crash leaves version 2 untouched and
 /// the next start migrates again.
 fn migrate_2_to_3(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
-    let mut apps = txn.open_table(tables::APPS)?;
+    let mut apps = txn.table(tables::APPS)?;
     let mut migrated_apps = Vec::new();
-    for entry in apps.iter()? {
-        let (id, bytes) = entry?;
+    for entry in apps.iter().in_table(tables::APPS)? {
+        let (id, bytes) = entry.in_table(tables::APPS)?;
         let old: legacy::AppRecordV2 = super::decode("apps", bytes.value())?;
         let record = AppRecord::from(old);
         migrated_apps.push((id.value().to_owned(), super::encode("apps", &record)?));
     }
     for (id, encoded) in &migrated_apps {
-        apps.insert(id.as_str(), encoded.as_slice())?;
+        apps.insert(id.as_str(), encoded.as_slice())
+            .in_table(tables::APPS)?;
     }
-    let mut deploys = txn.open_table(tables::DEPLOYS)?;
+    let mut deploys = txn.table(tables::DEPLOYS)?;
     let mut migrated_deploys = Vec::new();
-    for entry in deploys.iter()? {
-        let (key, bytes) = entry?;
+    for entry in deploys.iter().in_table(tables::DEPLOYS)? {
+        let (key, bytes) = entry.in_table(tables::DEPLOYS)?;
         let old: legacy::DeployRecordV2 = super::decode("deploys", bytes.value())?;
         let record = DeployRecord::from(old);
         let (app, seq) = key.value();
         migrated_deploys.push(((app.to_owned(), seq), super::encode("deploys", &record)?));
     }
     for ((app, seq), encoded) in &migrated_deploys {
-        deploys.insert((app.as_str(), *seq), encoded.as_slice())?;
+        deploys
+            .insert((app.as_str(), *seq), encoded.as_slice())
+            .in_table(tables::DEPLOYS)?;
     }
     tracing::info!(
         apps = migrated_apps.len(),
@@ -125,42 +155,58 @@ fn migrate_2_to_3(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
 
 /// Whether `meta` holds the installation key.
 fn has_installation_key(db: &Database) -> Result<bool, StoreError> {
-    let read = db.begin_read()?;
-    let meta = read.open_table(tables::META)?;
-    Ok(meta.get(tables::META_INSTALLATION_KEY)?.is_some())
+    let read = db.begin_read().during(Operation::BeginRead)?;
+    let meta = read.table(tables::META)?;
+    Ok(meta
+        .get(tables::META_INSTALLATION_KEY)
+        .in_table(tables::META)?
+        .is_some())
 }
 
-/// Creates the installation key (the key of the secrets hash) unless the
-/// file has one: once per file, never replaced — a new key would change
-/// every app's hash and restart every pod.
-fn ensure_installation_key(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
-    let mut meta = txn.open_table(tables::META)?;
-    if meta.get(tables::META_INSTALLATION_KEY)?.is_some() {
+/// Stores `fresh` as the installation key (the key of the secrets hash)
+/// unless the file has one: once per file, never replaced — a new key
+/// would change every app's hash and restart every pod.
+fn ensure_installation_key(
+    txn: &redb::WriteTransaction,
+    fresh: &InstallationKey,
+) -> Result<(), StoreError> {
+    let mut meta = txn.table(tables::META)?;
+    if meta
+        .get(tables::META_INSTALLATION_KEY)
+        .in_table(tables::META)?
+        .is_some()
+    {
         return Ok(());
     }
-    let key = InstallationKey::generate().map_err(StoreError::Random)?;
-    meta.insert(tables::META_INSTALLATION_KEY, key.as_bytes().as_slice())?;
+    meta.insert(tables::META_INSTALLATION_KEY, fresh.as_bytes().as_slice())
+        .in_table(tables::META)?;
     Ok(())
 }
 
 fn stored_version<T: Tables>(txn: &T) -> Result<Option<u32>, StoreError> {
     let meta = txn.table(tables::META)?;
-    let Some(bytes) = meta.get(tables::META_SCHEMA_VERSION)? else {
+    let Some(bytes) = meta
+        .get(tables::META_SCHEMA_VERSION)
+        .in_table(tables::META)?
+    else {
         return Ok(None);
     };
     super::decode("meta", bytes.value()).map(Some)
 }
 
+/// Records `version` as the file's schema.
+fn write_version(txn: &redb::WriteTransaction, version: u32) -> Result<(), StoreError> {
+    let encoded = super::encode("meta", &version)?;
+    txn.table(tables::META)?
+        .insert(tables::META_SCHEMA_VERSION, encoded.as_slice())
+        .in_table(tables::META)?;
+    Ok(())
+}
+
 #[cfg(test)]
 pub(super) fn force_version(db: &Database, version: u32) -> Result<(), StoreError> {
     let writer = Writer::begin(db)?;
-    {
-        let encoded = super::encode("meta", &version)?;
-        writer
-            .txn()
-            .open_table(tables::META)?
-            .insert(tables::META_SCHEMA_VERSION, encoded.as_slice())?;
-    }
+    write_version(writer.txn(), version)?;
     writer.finish()?;
     Ok(())
 }

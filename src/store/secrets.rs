@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use redb::ReadableTable;
 
+use super::error::{Context, Missing, Rejected, not_found};
 use super::records::SecretRecord;
-use super::tenants::not_found;
 use super::{Snapshot, StoreError, Tables, Writer, decode, encode, tables};
 use crate::audit::{NewEvent, event};
 use crate::crypto::{Fingerprint, SealedValue};
@@ -67,7 +67,7 @@ impl<T: Tables> Snapshot<T> {
             provider.as_str(),
             key.as_str(),
         );
-        let bytes = secrets.get(name.as_str())?;
+        let bytes = secrets.get(name.as_str()).in_table(tables::SECRETS)?;
         bytes
             .map(|b| decode("external_secrets", b.value()))
             .transpose()
@@ -78,8 +78,14 @@ impl<T: Tables> Snapshot<T> {
         let secrets = self.txn().table(tables::SECRETS)?;
         let (start, end) = tables::secret_scope_range(scope.kind().tag(), scope.owner());
         let mut out = Vec::new();
-        for entry in secrets.range(start.as_str()..end.as_str())? {
-            out.push(decode("external_secrets", entry?.1.value())?);
+        for entry in secrets
+            .range(start.as_str()..end.as_str())
+            .in_table(tables::SECRETS)?
+        {
+            out.push(decode(
+                "external_secrets",
+                entry.in_table(tables::SECRETS)?.1.value(),
+            )?);
         }
         Ok(out)
     }
@@ -101,8 +107,8 @@ impl<T: Tables> Snapshot<T> {
     pub fn key_usage(&self) -> Result<BTreeMap<String, u64>, StoreError> {
         let usage = self.txn().table(tables::KEY_USAGE)?;
         let mut out = BTreeMap::new();
-        for entry in usage.iter()? {
-            let (id, count) = entry?;
+        for entry in usage.iter().in_table(tables::KEY_USAGE)? {
+            let (id, count) = entry.in_table(tables::KEY_USAGE)?;
             out.insert(id.value().to_owned(), count.value());
         }
         Ok(out)
@@ -114,8 +120,11 @@ impl<T: Tables> Snapshot<T> {
         let secrets = self.txn().table(tables::SECRETS)?;
         let (start, end) = tables::secret_scope_range(scope.kind().tag(), scope.owner());
         let mut index = ScopeIndex::default();
-        for entry in secrets.range(start.as_str()..end.as_str())? {
-            let (name, bytes) = entry?;
+        for entry in secrets
+            .range(start.as_str()..end.as_str())
+            .in_table(tables::SECRETS)?
+        {
+            let (name, bytes) = entry.in_table(tables::SECRETS)?;
             let name = name.value();
             let (provider, key) = name
                 .strip_prefix(start.as_str())
@@ -133,7 +142,10 @@ impl<T: Tables> Snapshot<T> {
     /// Total number of secret records.
     pub fn secret_count(&self) -> Result<u64, StoreError> {
         use redb::ReadableTableMetadata;
-        Ok(self.txn().table(tables::SECRETS)?.len()?)
+        self.txn()
+            .table(tables::SECRETS)?
+            .len()
+            .in_table(tables::SECRETS)
     }
 }
 
@@ -149,15 +161,12 @@ impl Writer {
             .iter()
             .find(|(provider, key)| key == put.key.as_str() && provider != put.provider.as_str())
         {
-            return Err(StoreError::Conflict {
-                code: "env_name_taken",
-                message: format!(
-                    "env var {} is already set by provider {} in this {} scope; delete that one first or choose another key",
-                    put.key,
-                    taken,
-                    put.scope.kind()
-                ),
-            });
+            return Err(Rejected::EnvNameTaken {
+                key: put.key.to_string(),
+                provider: taken.clone(),
+                scope: put.scope.kind(),
+            }
+            .into());
         }
         let now = self.now();
         let record = SecretRecord {
@@ -192,7 +201,7 @@ impl Writer {
     ) -> Result<SecretRecord, StoreError> {
         let tenant_id = self.owner_tenant(scope)?;
         let Some(record) = self.secret(scope, provider, key)? else {
-            return Err(not_found("external secret", &format!("{provider}/{key}")));
+            return Err(not_found(Missing::Secret, format!("{provider}/{key}")));
         };
         let name = tables::secret_key(
             scope.kind().tag(),
@@ -201,8 +210,9 @@ impl Writer {
             key.as_str(),
         );
         self.txn()
-            .open_table(tables::SECRETS)?
-            .remove(name.as_str())?;
+            .table(tables::SECRETS)?
+            .remove(name.as_str())
+            .in_table(tables::SECRETS)?;
         self.adjust_usage(&record.sealed.key_id, -1)?;
         self.audit(secret_event(
             event::SECRET_DELETED,
@@ -219,8 +229,9 @@ impl Writer {
         let records = self.secrets(scope)?;
         let (start, end) = tables::secret_scope_range(scope.kind().tag(), scope.owner());
         self.txn()
-            .open_table(tables::SECRETS)?
-            .retain_in(start.as_str()..end.as_str(), |_, _| false)?;
+            .table(tables::SECRETS)?
+            .retain_in(start.as_str()..end.as_str(), |_, _| false)
+            .in_table(tables::SECRETS)?;
         for record in &records {
             self.adjust_usage(&record.sealed.key_id, -1)?;
         }
@@ -242,8 +253,9 @@ impl Writer {
         );
         let encoded = encode("external_secrets", record)?;
         self.txn()
-            .open_table(tables::SECRETS)?
-            .insert(name.as_str(), encoded.as_slice())?;
+            .table(tables::SECRETS)?
+            .insert(name.as_str(), encoded.as_slice())
+            .in_table(tables::SECRETS)?;
         if previous_key != Some(&record.sealed.key_id) {
             if let Some(previous) = previous_key {
                 self.adjust_usage(previous, -1)?;
@@ -255,13 +267,18 @@ impl Writer {
 
     /// Moves the record count of `key_id` in `key_usage` by `delta`.
     pub(super) fn adjust_usage(&mut self, key_id: &KeyId, delta: i64) -> Result<(), StoreError> {
-        let mut usage = self.txn().open_table(tables::KEY_USAGE)?;
-        let current = usage.get(key_id.as_str())?.map_or(0, |c| c.value());
+        let mut usage = self.txn().table(tables::KEY_USAGE)?;
+        let current = usage
+            .get(key_id.as_str())
+            .in_table(tables::KEY_USAGE)?
+            .map_or(0, |c| c.value());
         let next = current.saturating_add_signed(delta);
         if next == 0 {
-            usage.remove(key_id.as_str())?;
+            usage.remove(key_id.as_str()).in_table(tables::KEY_USAGE)?;
         } else {
-            usage.insert(key_id.as_str(), next)?;
+            usage
+                .insert(key_id.as_str(), next)
+                .in_table(tables::KEY_USAGE)?;
         }
         Ok(())
     }
@@ -271,11 +288,11 @@ impl Writer {
         match scope {
             Scope::Tenant(id) => match self.tenant(id)? {
                 Some(_) => Ok(id.clone()),
-                None => Err(not_found("tenant", id.as_str())),
+                None => Err(not_found(Missing::Tenant, id.as_str())),
             },
             Scope::App(id) => match self.app(id)? {
                 Some(app) => Ok(app.tenant_id),
-                None => Err(not_found("app", id.as_str())),
+                None => Err(not_found(Missing::App, id.as_str())),
             },
         }
     }
@@ -369,10 +386,11 @@ fn check_size(
 ) -> Result<(), StoreError> {
     let bytes = resolve::merge(tenant, app).size();
     if bytes > MAX_EFFECTIVE_SET_BYTES {
-        return Err(StoreError::EffectiveSetTooLarge {
+        return Err(Rejected::EffectiveSetTooLarge {
             app_id: app_id.to_string(),
             bytes,
-        });
+        }
+        .into());
     }
     Ok(())
 }

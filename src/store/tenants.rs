@@ -6,6 +6,7 @@
 
 use redb::ReadableTable;
 
+use super::error::{Context, Missing, Rejected, not_found};
 use super::records::{AppRecord, CleanupKind, TenantRecord};
 use super::{Snapshot, StoreError, Tables, Writer, decode, encode, tables};
 use crate::audit::{NewEvent, event};
@@ -24,7 +25,7 @@ impl<T: Tables> Snapshot<T> {
     /// One tenant.
     pub fn tenant(&self, id: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
         let tenants = self.txn().table(tables::TENANTS)?;
-        let bytes = tenants.get(id.as_str())?;
+        let bytes = tenants.get(id.as_str()).in_table(tables::TENANTS)?;
         bytes.map(|b| decode("tenants", b.value())).transpose()
     }
 
@@ -32,8 +33,8 @@ impl<T: Tables> Snapshot<T> {
     pub fn tenants(&self) -> Result<Vec<(TenantId, TenantRecord)>, StoreError> {
         let tenants = self.txn().table(tables::TENANTS)?;
         let mut out = Vec::new();
-        for entry in tenants.iter()? {
-            let (id, bytes) = entry?;
+        for entry in tenants.iter().in_table(tables::TENANTS)? {
+            let (id, bytes) = entry.in_table(tables::TENANTS)?;
             out.push((parse_id(id.value())?, decode("tenants", bytes.value())?));
         }
         Ok(out)
@@ -42,7 +43,7 @@ impl<T: Tables> Snapshot<T> {
     /// One app.
     pub fn app(&self, id: &AppId) -> Result<Option<AppRecord>, StoreError> {
         let apps = self.txn().table(tables::APPS)?;
-        let bytes = apps.get(id.as_str())?;
+        let bytes = apps.get(id.as_str()).in_table(tables::APPS)?;
         bytes.map(|b| decode("apps", b.value())).transpose()
     }
 
@@ -53,8 +54,8 @@ impl<T: Tables> Snapshot<T> {
             None => {
                 let apps = self.txn().table(tables::APPS)?;
                 let mut ids = Vec::new();
-                for entry in apps.iter()? {
-                    ids.push(parse_id(entry?.0.value())?);
+                for entry in apps.iter().in_table(tables::APPS)? {
+                    ids.push(parse_id(entry.in_table(tables::APPS)?.0.value())?);
                 }
                 ids
             }
@@ -73,8 +74,11 @@ impl<T: Tables> Snapshot<T> {
         let index = self.txn().table(tables::TENANT_APPS)?;
         let (start, end) = tables::prefix_range(tenant.as_str());
         let mut out = Vec::new();
-        for entry in index.range(start.as_str()..end.as_str())? {
-            let (key, _) = entry?;
+        for entry in index
+            .range(start.as_str()..end.as_str())
+            .in_table(tables::TENANT_APPS)?
+        {
+            let (key, _) = entry.in_table(tables::TENANT_APPS)?;
             let app = key
                 .value()
                 .rsplit('/')
@@ -103,8 +107,9 @@ impl Writer {
         };
         let encoded = encode("tenants", &record)?;
         self.txn()
-            .open_table(tables::TENANTS)?
-            .insert(id.as_str(), encoded.as_slice())?;
+            .table(tables::TENANTS)?
+            .insert(id.as_str(), encoded.as_slice())
+            .in_table(tables::TENANTS)?;
         self.audit(NewEvent::new(event::TENANT_CREATED, actor).tenant(id.as_str()))?;
         Ok((record, true))
     }
@@ -113,24 +118,23 @@ impl Writer {
     /// its tokens.
     pub fn delete_tenant(&mut self, id: &TenantId, actor: &str) -> Result<(), StoreError> {
         if self.tenant(id)?.is_none() {
-            return Err(not_found("tenant", id.as_str()));
+            return Err(not_found(Missing::Tenant, id.as_str()));
         }
         let apps = self.app_ids_of(id)?;
         if !apps.is_empty() {
-            return Err(StoreError::Conflict {
-                code: "tenant_has_apps",
-                message: format!(
-                    "tenant {id} still has {} app(s); delete them first",
-                    apps.len()
-                ),
-            });
+            return Err(Rejected::TenantHasApps {
+                tenant: id.clone(),
+                apps: apps.len(),
+            }
+            .into());
         }
         let removed_secrets =
             self.remove_scope_secrets(&crate::model::Scope::Tenant(id.clone()))?;
         let removed_tokens = self.remove_tenant_tokens(id)?;
         self.txn()
-            .open_table(tables::TENANTS)?
-            .remove(id.as_str())?;
+            .table(tables::TENANTS)?
+            .remove(id.as_str())
+            .in_table(tables::TENANTS)?;
         self.audit(
             NewEvent::new(event::TENANT_DELETED, actor)
                 .tenant(id.as_str())
@@ -150,19 +154,17 @@ impl Writer {
         actor: &str,
     ) -> Result<(AppRecord, bool), StoreError> {
         if self.tenant(tenant)?.is_none() {
-            return Err(not_found("tenant", tenant.as_str()));
+            return Err(not_found(Missing::Tenant, tenant.as_str()));
         }
         let existing = self.app(id)?;
         if let Some(existing) = &existing
             && existing.tenant_id != *tenant
         {
-            return Err(StoreError::Conflict {
-                code: "app_tenant_fixed",
-                message: format!(
-                    "app {id} belongs to tenant {}; an app cannot move to another tenant",
-                    existing.tenant_id
-                ),
-            });
+            return Err(Rejected::AppTenantFixed {
+                app: id.clone(),
+                tenant: existing.tenant_id.clone(),
+            }
+            .into());
         }
         let now = self.now();
         let created = existing.is_none();
@@ -178,12 +180,14 @@ impl Writer {
         }
         let encoded = encode("apps", &record)?;
         self.txn()
-            .open_table(tables::APPS)?
-            .insert(id.as_str(), encoded.as_slice())?;
+            .table(tables::APPS)?
+            .insert(id.as_str(), encoded.as_slice())
+            .in_table(tables::APPS)?;
         let index_key = format!("{tenant}/{id}");
         self.txn()
-            .open_table(tables::TENANT_APPS)?
-            .insert(index_key.as_str(), ())?;
+            .table(tables::TENANT_APPS)?
+            .insert(index_key.as_str(), ())
+            .in_table(tables::TENANT_APPS)?;
         let kind = if created {
             event::APP_CREATED
         } else {
@@ -212,28 +216,36 @@ impl Writer {
         cleanup_error: Option<&str>,
     ) -> Result<AppRecord, StoreError> {
         let Some(record) = self.app(id)? else {
-            return Err(not_found("app", id.as_str()));
+            return Err(not_found(Missing::App, id.as_str()));
         };
         let removed_secrets = self.remove_scope_secrets(&crate::model::Scope::App(id.clone()))?;
         let removed_deploys = {
-            let mut deploys = self.txn().open_table(tables::DEPLOYS)?;
+            let mut deploys = self.txn().table(tables::DEPLOYS)?;
             let mut removed = 0u64;
-            deploys.retain_in((id.as_str(), 0)..=(id.as_str(), u64::MAX), |_, _| {
-                removed += 1;
-                false
-            })?;
+            deploys
+                .retain_in((id.as_str(), 0)..=(id.as_str(), u64::MAX), |_, _| {
+                    removed += 1;
+                    false
+                })
+                .in_table(tables::DEPLOYS)?;
             removed
         };
         {
-            let mut idempotency = self.txn().open_table(tables::IDEMPOTENCY)?;
+            let mut idempotency = self.txn().table(tables::IDEMPOTENCY)?;
             let (start, end) = tables::prefix_range(id.as_str());
-            idempotency.retain_in(start.as_str()..end.as_str(), |_, _| false)?;
+            idempotency
+                .retain_in(start.as_str()..end.as_str(), |_, _| false)
+                .in_table(tables::IDEMPOTENCY)?;
         }
         let index_key = format!("{}/{id}", record.tenant_id);
         self.txn()
-            .open_table(tables::TENANT_APPS)?
-            .remove(index_key.as_str())?;
-        self.txn().open_table(tables::APPS)?.remove(id.as_str())?;
+            .table(tables::TENANT_APPS)?
+            .remove(index_key.as_str())
+            .in_table(tables::TENANT_APPS)?;
+        self.txn()
+            .table(tables::APPS)?
+            .remove(id.as_str())
+            .in_table(tables::APPS)?;
         let mut deleted = NewEvent::new(event::APP_DELETED, actor)
             .tenant(record.tenant_id.as_str())
             .app(id.as_str())
@@ -251,13 +263,6 @@ impl Writer {
         }
         self.audit(deleted)?;
         Ok(record)
-    }
-}
-
-pub(super) fn not_found(kind: &'static str, id: &str) -> StoreError {
-    StoreError::NotFound {
-        kind,
-        id: id.to_owned(),
     }
 }
 

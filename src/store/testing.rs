@@ -10,8 +10,9 @@ use std::path::Path;
 
 use redb::{Database, ReadableTable};
 
+use super::error::Context;
 use super::records::StoredAuditEvent;
-use super::{Store, StoreError, Writer, decode, encode, tables};
+use super::{OpenError, Store, StoreError, Tables, Writer, decode, encode, tables};
 use crate::audit::AuditEvent;
 
 /// Rewrites audit event `seq` after `edit` changed it, keeping its stored
@@ -21,12 +22,12 @@ pub fn tamper_audit_event(
     path: &Path,
     seq: u64,
     edit: impl FnOnce(&mut AuditEvent),
-) -> Result<bool, StoreError> {
+) -> Result<bool, DamageError> {
     let db = open(path)?;
     let writer = Writer::begin(&db)?;
     let found = {
-        let mut audit = writer.txn().open_table(tables::AUDIT)?;
-        let stored: Option<StoredAuditEvent> = match audit.get(seq)? {
+        let mut audit = writer.txn().table(tables::AUDIT)?;
+        let stored: Option<StoredAuditEvent> = match audit.get(seq).in_table(tables::AUDIT)? {
             Some(bytes) => Some(decode("paas_audit_events", bytes.value())?),
             None => None,
         };
@@ -35,7 +36,9 @@ pub fn tamper_audit_event(
                 let mut event = stored.into_event(seq);
                 edit(&mut event);
                 let encoded = encode("paas_audit_events", &StoredAuditEvent::from_event(&event))?;
-                audit.insert(seq, encoded.as_slice())?;
+                audit
+                    .insert(seq, encoded.as_slice())
+                    .in_table(tables::AUDIT)?;
                 true
             }
             None => false,
@@ -47,17 +50,19 @@ pub fn tamper_audit_event(
 
 /// Removes every audit event after `seq`: a cut tail that only an anchor
 /// recorded earlier can reveal. Returns how many were removed.
-pub fn truncate_audit_log(path: &Path, seq: u64) -> Result<u64, StoreError> {
+pub fn truncate_audit_log(path: &Path, seq: u64) -> Result<u64, DamageError> {
     let db = open(path)?;
     let writer = Writer::begin(&db)?;
     let removed = {
-        let mut audit = writer.txn().open_table(tables::AUDIT)?;
+        let mut audit = writer.txn().table(tables::AUDIT)?;
         let doomed: Vec<u64> = audit
-            .range(seq.saturating_add(1)..)?
+            .range(seq.saturating_add(1)..)
+            .in_table(tables::AUDIT)?
             .map(|entry| entry.map(|(key, _)| key.value()))
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, _>>()
+            .in_table(tables::AUDIT)?;
         for key in &doomed {
-            audit.remove(key)?;
+            audit.remove(key).in_table(tables::AUDIT)?;
         }
         doomed.len() as u64
     };
@@ -65,14 +70,28 @@ pub fn truncate_audit_log(path: &Path, seq: u64) -> Result<u64, StoreError> {
     Ok(removed)
 }
 
-fn open(path: &Path) -> Result<Database, StoreError> {
+/// Why damaging a file failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DamageError {
+    /// The file could not be opened (a daemon holds it, a newer schema).
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// Reading or writing it failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn open(path: &Path) -> Result<Database, DamageError> {
     // Through the store first: the same lock error and schema checks.
     drop(Store::open(
         path,
         super::StoreOptions::with_cache_size(1024 * 1024),
     )?);
-    Database::open(path).map_err(|source| StoreError::Open {
-        path: path.to_owned(),
-        source,
+    Database::open(path).map_err(|source| {
+        OpenError::Open {
+            path: path.to_owned(),
+            source,
+        }
+        .into()
     })
 }

@@ -498,6 +498,11 @@ async fn deploy_bodies_are_checked_before_anything_is_applied() {
             422,
             "tenant_mismatch",
         ),
+        (
+            r#"{"image_ref":"img:1","tenant_id":"Not_A_Tenant"}"#,
+            400,
+            "invalid_tenant_id",
+        ),
         (r#"{"image_ref":""}"#, 400, "invalid_image_ref"),
         (r#"{"image_ref":"has space:1"}"#, 400, "invalid_image_ref"),
         (r#"{"image_ref":"img:1\n"}"#, 400, "invalid_image_ref"),

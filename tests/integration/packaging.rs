@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use exsec::config::{ClusterTarget, Config};
+use exsec::config::{Config, TargetKind};
 
 fn packaging(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -28,7 +28,7 @@ fn debian_config_loads_with_system_paths() {
         config.auth.admin_token_file,
         Path::new("/etc/exsec/admin.token")
     );
-    assert_eq!(config.cluster.target, ClusterTarget::Kubernetes);
+    assert_eq!(config.cluster.target, TargetKind::Kubernetes);
     assert_eq!(config.cluster.namespace.as_str(), "paas-apps");
     assert_eq!(config.cluster.kubeconfig, None, "kubeconfig is a hint only");
     assert_eq!(
@@ -78,7 +78,7 @@ fn kubernetes_configmap_config_loads_for_the_statefulset() {
     let yaml = std::fs::read_to_string(packaging("kubernetes/20-configmap.yaml")).unwrap();
     let text = literal_block(&yaml, "config.toml");
     let config = Config::parse(&text, Path::new("/etc/exsec/config.toml")).unwrap();
-    assert_eq!(config.cluster.target, ClusterTarget::Kubernetes);
+    assert_eq!(config.cluster.target, TargetKind::Kubernetes);
     assert_eq!(
         config.cluster.kubeconfig, None,
         "in-cluster service account"

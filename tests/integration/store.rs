@@ -4,7 +4,7 @@
 use exsec::audit::{self, Anchor, event};
 use exsec::crypto::SecretLocation;
 use exsec::model::{EnvKey, Provider, Scope};
-use exsec::store::{AuditFilter, Store, StoreError};
+use exsec::store::{AuditFilter, Missing, OpenError, Rejected, Store, StoreError};
 
 use crate::harness::*;
 
@@ -79,7 +79,7 @@ fn a_held_file_gives_a_clear_error() {
     let error = Store::open(&test.path(), options())
         .err()
         .expect("second open must fail");
-    assert!(matches!(error, StoreError::InUse { .. }), "{error:?}");
+    assert!(matches!(error, OpenError::InUse { .. }), "{error:?}");
     assert!(
         error
             .to_string()
@@ -99,7 +99,10 @@ fn a_failed_write_keeps_nothing() {
     });
     assert!(matches!(
         result,
-        Err(StoreError::NotFound { kind: "tenant", .. })
+        Err(StoreError::Rejected(Rejected::NotFound {
+            kind: Missing::Tenant,
+            ..
+        }))
     ));
     test.store
         .read(|r| {
@@ -128,10 +131,7 @@ fn write_rules_are_enforced() {
         .write(|w| w.put_app(&app("web"), &tenant("other"), Default::default(), "admin"));
     assert!(matches!(
         moved,
-        Err(StoreError::Conflict {
-            code: "app_tenant_fixed",
-            ..
-        })
+        Err(StoreError::Rejected(Rejected::AppTenantFixed { .. }))
     ));
 
     // A second provider for an env var name in the same scope is refused;
@@ -147,10 +147,7 @@ fn write_rules_are_enforced() {
         .write(move |w| w.put_secret(second.clone(), "admin"));
     assert!(matches!(
         taken,
-        Err(StoreError::Conflict {
-            code: "env_name_taken",
-            ..
-        })
+        Err(StoreError::Rejected(Rejected::EnvNameTaken { .. }))
     ));
     test.store
         .write(move |w| w.put_secret(other_scope.clone(), "admin"))
@@ -162,10 +159,7 @@ fn write_rules_are_enforced() {
         .write(|w| w.delete_tenant(&tenant("acme"), "admin"));
     assert!(matches!(
         busy,
-        Err(StoreError::Conflict {
-            code: "tenant_has_apps",
-            ..
-        })
+        Err(StoreError::Rejected(Rejected::TenantHasApps { .. }))
     ));
 }
 
@@ -221,7 +215,7 @@ fn the_effective_set_size_limit_holds_for_every_app() {
         .store
         .write(move |w| w.put_secret(tenant_wide.clone(), "admin"));
     match refused {
-        Err(StoreError::EffectiveSetTooLarge { app_id, bytes }) => {
+        Err(StoreError::Rejected(Rejected::EffectiveSetTooLarge { app_id, bytes })) => {
             assert_eq!(app_id, "big");
             assert!(bytes > 1024 * 1024);
         }
@@ -264,7 +258,7 @@ fn shadowed_defaults_count_once_toward_the_size_limit() {
         put(&app_scope("web"), format!("KEY_{i:02}")).unwrap();
     }
     match put(&app_scope("web"), "KEY_17".to_owned()) {
-        Err(StoreError::EffectiveSetTooLarge { app_id, bytes }) => {
+        Err(StoreError::Rejected(Rejected::EffectiveSetTooLarge { app_id, bytes })) => {
             assert_eq!(app_id, "web");
             assert!(bytes > 1024 * 1024, "{bytes}");
         }
@@ -319,7 +313,10 @@ fn deleting_an_app_removes_its_secrets_but_not_its_audit_events() {
     });
     assert!(matches!(
         missing,
-        Err(StoreError::NotFound { kind: "app", .. })
+        Err(StoreError::Rejected(Rejected::NotFound {
+            kind: Missing::App,
+            ..
+        }))
     ));
 }
 
@@ -390,7 +387,9 @@ fn a_changed_key_under_a_known_id_is_refused() {
         .write(move |w| w.put_secret(put.clone(), "admin"));
     assert!(matches!(
         refused,
-        Err(StoreError::KeyFingerprintMismatch { .. })
+        Err(StoreError::Rejected(
+            Rejected::KeyFingerprintMismatch { .. }
+        ))
     ));
     let known = test.store.read(|r| r.known_fingerprints()).unwrap();
     assert_eq!(

@@ -104,13 +104,13 @@ impl From<&DeployRecord> for DeployDto {
             image_ref: r.image_ref.clone(),
             replicas: r.replicas,
             port: r.port,
-            status: r.status.clone(),
+            status: r.status.as_str().to_owned(),
             error: r.error.clone(),
             created_at: r.created_at.to_rfc3339(),
             warnings: r.warnings.iter().map(WarningDto::from).collect(),
             external_secrets: InjectionDto {
-                status: r.injection.status.clone(),
-                reason: r.injection.reason.clone(),
+                status: r.injection.status.as_str().to_owned(),
+                reason: r.injection.reason.map(|r| r.as_str().to_owned()),
                 secret_name: r.injection.secret_name.clone(),
                 key_count: keys.len(),
                 keys,
@@ -275,8 +275,8 @@ pub struct DryRunInjectionDto {
 impl From<&DryRunInjection> for DryRunInjectionDto {
     fn from(injection: &DryRunInjection) -> Self {
         Self {
-            status: injection.status.to_owned(),
-            reason: injection.reason.map(str::to_owned),
+            status: injection.status.as_str().to_owned(),
+            reason: injection.reason.map(|r| r.as_str().to_owned()),
             secret_name: injection.secret_name.clone(),
             added: injection.added.clone(),
             removed: injection.removed.clone(),

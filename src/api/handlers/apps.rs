@@ -5,8 +5,8 @@ use crate::api::dto::{AppDeletedDto, AppDto, AppListDto, PutAppBody, WarningDto}
 use crate::api::problem::ApiError;
 use crate::api::{Call, Reply};
 use crate::model::{AppId, EnvKey, TenantId};
-use crate::store::StoreError;
 use crate::store::tenants::AppSettings;
+use crate::store::{Missing, Rejected, StoreError};
 use hyper::StatusCode;
 
 pub async fn list(call: Call) -> Result<Reply, ApiError> {
@@ -65,7 +65,10 @@ pub async fn put(call: Call) -> Result<Reply, ApiError> {
         .await
         .map_err(|error| match error {
             // The id came from the body: name the field, not what it held.
-            StoreError::NotFound { kind: "tenant", .. } => ApiError::new(
+            StoreError::Rejected(Rejected::NotFound {
+                kind: Missing::Tenant,
+                ..
+            }) => ApiError::new(
                 StatusCode::NOT_FOUND,
                 "tenant_not_found",
                 "the tenant named by tenant_id does not exist; create it first",

@@ -13,6 +13,7 @@ use crate::api::routes::{DEFAULT_HISTORY, MAX_HISTORY};
 use crate::api::{Call, Reply, parse_json, to_value};
 use crate::deploy::{DeployError, DeployRequest, DeployResult, request_hash};
 use crate::error_chain::chain;
+use crate::model::{DeployStatus, ImageRef, InjectionReason, Port, Replicas, TenantId};
 use crate::store::records::DeployTrigger;
 
 /// Longest `Idempotency-Key` accepted.
@@ -44,11 +45,15 @@ pub async fn create(call: Call) -> Result<Reply, ApiError> {
     let request = DeployRequest {
         app_id: app_id.clone(),
         app,
-        tenant_id: body.tenant_id,
+        tenant_id: body
+            .tenant_id
+            .filter(|tenant| !tenant.is_empty())
+            .map(|tenant| TenantId::parse(&tenant))
+            .transpose()?,
         body_app_id: body.app_id,
-        image_ref: body.image_ref,
-        replicas: body.replicas,
-        port: body.port,
+        image_ref: ImageRef::try_from(body.image_ref)?,
+        replicas: body.replicas.map(Replicas::try_from).transpose()?,
+        port: body.port.map(Port::try_from).transpose()?,
         dry_run,
         restart: body.restart,
         trigger: DeployTrigger::Api,
@@ -61,13 +66,13 @@ pub async fn create(call: Call) -> Result<Reply, ApiError> {
         DeployResult::DryRun(report) => Ok(Reply::ok(&DryRunDto::from(&*report))),
         DeployResult::Done(record) => {
             call.state.metrics.deploy(
-                &record.status,
-                &record.injection.status,
-                record.injection.reason.as_deref().unwrap_or(""),
+                record.status.as_str(),
+                record.injection.status.as_str(),
+                record.injection.reason.map_or("", InjectionReason::as_str),
                 started.elapsed(),
             );
             let dto = DeployDto::from(record.as_ref());
-            if record.status == "succeeded" {
+            if record.status == DeployStatus::Succeeded {
                 return Ok(Reply::json(StatusCode::CREATED, &dto));
             }
             let error = ApiError::new(
@@ -102,15 +107,6 @@ impl From<DeployError> for ApiError {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, error.to_string())
         };
         match &error {
-            DeployError::Invalid(invalid) => {
-                let code = match invalid.field {
-                    "image_ref" => "invalid_image_ref",
-                    "replicas" => "invalid_replicas",
-                    "port" => "invalid_port",
-                    _ => return ApiError::from(invalid.clone()),
-                };
-                ApiError::bad_request(code, invalid.to_string())
-            }
             DeployError::AppIdMismatch { .. } => unprocessable("app_id_mismatch", &error),
             DeployError::TenantMismatch { .. } => unprocessable("tenant_mismatch", &error),
             DeployError::IdempotencyKeyReused { .. } => {
