@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::deploy::{DryRunInjection, DryRunReport};
 use crate::resolve::Warning;
+use crate::store::BulkWrite;
 use crate::store::records::{
     AppRecord, CleanupRecord, DeployRecord, SecretRecord, TenantRecord, TokenRecord, WarningRecord,
 };
@@ -365,4 +366,64 @@ pub struct EffectiveDto {
     pub last_synced_deploy_id: Option<String>,
     /// Notes (`missing_required_env`, `env_name_conflict`).
     pub warnings: Vec<WarningDto>,
+}
+
+/// `PUT …/external-secrets` (the bulk write of one scope).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkSecretsBody {
+    /// Every secret to set, in order; each env var name at most once.
+    pub secrets: Vec<BulkSecretItem>,
+    /// Also delete the scope's secrets not listed.
+    #[serde(default)]
+    pub replace: bool,
+}
+
+/// One secret of [`BulkSecretsBody`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkSecretItem {
+    /// Provider name.
+    pub provider: String,
+    /// Env var name.
+    pub key: String,
+    /// The plaintext; moved into a `SecretValue` at once.
+    pub value: String,
+}
+
+/// The answer of a bulk write: what happened to each key, never a value.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct BulkSecretsDto {
+    /// Listed keys in request order, then the deleted ones.
+    pub secrets: Vec<SecretOutcomeDto>,
+}
+
+/// What a bulk write did to one key.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct SecretOutcomeDto {
+    /// Provider.
+    pub provider: String,
+    /// Env var name.
+    pub key: String,
+    /// `created`, `updated` or `deleted`.
+    pub outcome: String,
+    /// The stored version; `null` once deleted.
+    pub version: Option<u64>,
+}
+
+impl From<&BulkWrite> for BulkSecretsDto {
+    fn from(write: &BulkWrite) -> Self {
+        Self {
+            secrets: write
+                .outcomes
+                .iter()
+                .map(|o| SecretOutcomeDto {
+                    provider: o.provider.to_string(),
+                    key: o.key.to_string(),
+                    outcome: o.outcome.as_str().to_owned(),
+                    version: o.version,
+                })
+                .collect(),
+        }
+    }
 }

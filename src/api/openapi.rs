@@ -21,7 +21,7 @@ use hyper::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
 use super::MAX_BODY_BYTES;
-use super::handlers::MAX_IDEMPOTENCY_KEY_LEN;
+use super::handlers::{MAX_BULK_SECRETS, MAX_IDEMPOTENCY_KEY_LEN};
 use super::routes::{Access, Body, Query, ROUTES, Route, RouteId};
 use crate::deploy::{MAX_IMAGE_REF_LEN, MAX_REPLICAS};
 use crate::model::{MAX_ID_LEN, MAX_KEY_ID_LEN, MAX_KEY_LEN, MAX_PROVIDER_LEN, MAX_VALUE_LEN};
@@ -321,6 +321,7 @@ fn answers(id: RouteId) -> Answers {
             )
             .problems(&[(409, "deploy_in_progress")]),
         R::ListTenantSecrets | R::ListAppSecrets => Answers::ok(list_of("secrets", "SecretMeta")),
+        R::PutTenantSecrets | R::PutAppSecrets => bulk_answers(),
         R::PutTenantSecret | R::PutAppSecret => Answers::put("SecretMeta")
             .body("ValueRequest")
             .problems(SECRET_WRITE_PROBLEMS),
@@ -360,6 +361,26 @@ fn answers(id: RouteId) -> Answers {
         )
         .problems(&[(503, "master_key_unavailable")]),
     }
+}
+
+/// The bulk write: one answer per key; a refused item is named by
+/// `index` and `field` in the problem.
+fn bulk_answers() -> Answers {
+    let mut answers = Answers::ok(reference("BulkSecretsResult"))
+        .body("BulkSecretsRequest")
+        .problems(&[
+            (400, "invalid_provider"),
+            (400, "invalid_key"),
+            (400, "invalid_value"),
+            (409, "env_name_taken"),
+            (422, "duplicate_key"),
+            (422, "too_many_secrets"),
+            (422, "effective_set_too_large"),
+            (500, "internal"),
+            (503, "master_key_unavailable"),
+        ]);
+    answers.extended_problems = &[(400, "ItemProblem"), (422, "ItemProblem")];
+    answers
 }
 
 fn deploy_answers() -> Answers {
@@ -699,6 +720,10 @@ fn schemas() -> Map<String, Value> {
         ("EmptyRequest", empty_request()),
         ("AppRequest", app_request()),
         ("ValueRequest", value_request()),
+        ("BulkSecretsRequest", bulk_secrets_request()),
+        ("BulkSecretsResult", list_of("secrets", "SecretOutcome")),
+        ("SecretOutcome", secret_outcome()),
+        ("ItemProblem", item_problem()),
         ("DeployRequest", deploy_request()),
         ("Tenant", tenant()),
         ("App", app()),
@@ -911,19 +936,70 @@ fn app_request() -> Value {
 }
 
 fn value_request() -> Value {
+    closed_object(&["value"], [("value", secret_value())])
+}
+
+fn secret_value() -> Value {
+    json!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_VALUE_LEN,
+        "pattern": "^[^\\u0000]+$",
+        "description": "UTF-8, at most 64 KiB, no NUL",
+    })
+}
+
+fn bulk_secrets_request() -> Value {
     closed_object(
-        &["value"],
-        [(
-            "value",
-            json!({
-                "type": "string",
-                "minLength": 1,
-                "maxLength": MAX_VALUE_LEN,
-                "pattern": "^[^\\u0000]+$",
-                "description": "UTF-8, at most 64 KiB, no NUL",
-            }),
-        )],
+        &["secrets"],
+        [
+            (
+                "secrets",
+                json!({
+                    "type": "array",
+                    "maxItems": MAX_BULK_SECRETS,
+                    "items": record([
+                        ("provider", reference("Provider")),
+                        ("key", reference("EnvKey")),
+                        ("value", secret_value()),
+                    ]),
+                    "description": "every secret to set; each env var name at most once (else 422 `duplicate_key`)",
+                }),
+            ),
+            (
+                "replace",
+                json!({
+                    "type": "boolean",
+                    "default": false,
+                    "description": "also delete the scope's secrets not listed",
+                }),
+            ),
+        ],
     )
+}
+
+/// What a bulk write did to one key; never a value.
+fn secret_outcome() -> Value {
+    record([
+        ("provider", reference("Provider")),
+        ("key", reference("EnvKey")),
+        ("outcome", one_of(&["created", "updated", "deleted"])),
+        (
+            "version",
+            json!({ "type": ["integer", "null"], "minimum": 1, "description": "`null` once deleted" }),
+        ),
+    ])
+}
+
+/// A problem of the bulk write that names the refused item.
+fn item_problem() -> Value {
+    json!({
+        "allOf": [reference("Problem")],
+        "properties": {
+            "index": { "type": "integer", "minimum": 0, "description": "the refused item of `secrets`" },
+            "field": one_of(&["provider", "key", "value"]),
+        },
+    })
 }
 
 fn deploy_request() -> Value {

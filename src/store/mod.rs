@@ -21,6 +21,7 @@
 
 mod audit_log;
 pub mod backup;
+mod bulk;
 mod cleanups;
 pub mod codec;
 mod commit;
@@ -52,6 +53,7 @@ use crate::audit::{Anchor, AuditEvent, NewEvent};
 use crate::model::Timestamp;
 
 pub use audit_log::{AuditFilter, AuditPage, ChainCheck, MAX_PAGE as MAX_AUDIT_PAGE};
+pub use bulk::{BulkItem, BulkPut, BulkWrite, KeyOutcome, RepeatedKey, SecretOutcome};
 pub use commit::{CommitStats, MAX_BATCH};
 pub use health::{StorageFault, StorageHealth};
 pub use secrets::{PutSecret, SecretWrite};
