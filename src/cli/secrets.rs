@@ -259,10 +259,7 @@ pub async fn import(
             &[],
         )
         .await
-        .map_err(|error| {
-            note(&refused_line(&error, &entries));
-            error
-        })?;
+        .inspect_err(|error| note(&refused_line(error, &entries)))?;
     let answer: BulkSecretsDto = serde_json::from_value(written.body).map_err(|error| {
         CliError::Unexpected(format!("the bulk write answer does not parse: {error}"))
     })?;
