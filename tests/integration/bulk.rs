@@ -7,7 +7,7 @@ use exsec::store::{BulkItem, BulkPut, RepeatedKey, SecretOutcome, StoreError};
 use serde_json::{Value, json};
 
 use crate::harness::{TestStore, app, app_scope, open_record, tenant, tenant_scope};
-use crate::server::TestServer;
+use crate::server::{TestServer, provider_keys};
 
 const APP_SECRETS: &str = "/v1/apps/web/external-secrets";
 const TENANT_SECRETS: &str = "/v1/tenants/acme/external-secrets";
@@ -31,20 +31,10 @@ async fn state(server: &TestServer) -> (String, String, u64) {
 
 /// `(provider/key, outcome)` of a bulk answer, in its order.
 fn outcomes(answer: &Value) -> Vec<(String, String)> {
-    answer["secrets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                format!(
-                    "{}/{}",
-                    s["provider"].as_str().unwrap(),
-                    s["key"].as_str().unwrap()
-                ),
-                s["outcome"].as_str().unwrap().to_owned(),
-            )
-        })
+    let outcomes = answer["secrets"].as_array().unwrap().iter();
+    provider_keys(&answer["secrets"])
+        .into_iter()
+        .zip(outcomes.map(|s| s["outcome"].as_str().unwrap().to_owned()))
         .collect()
 }
 
@@ -263,19 +253,7 @@ async fn replace_deletes_the_unlisted_and_may_move_a_key_to_another_provider() {
         ]
     );
     assert_eq!(answer["secrets"][2]["version"], Value::Null);
-    let listed = server.admin("GET", TENANT_SECRETS, None).await.json();
-    let names: Vec<String> = listed["secrets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            format!(
-                "{}/{}",
-                s["provider"].as_str().unwrap(),
-                s["key"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let names = server.secret_names("/v1/tenants/acme").await;
     assert_eq!(names, ["openai/OPENAI_API_KEY", "vault/MOVED"]);
     assert_eq!(
         server

@@ -424,26 +424,6 @@ async fn import(server: &TestServer, file: &std::path::Path, extra: &[&str]) -> 
     admin(server, &args, None).await
 }
 
-/// The `provider/key` names of app web's overrides.
-async fn web_names(server: &TestServer) -> Vec<String> {
-    let listed = server
-        .admin("GET", "/v1/apps/web/external-secrets", None)
-        .await
-        .json();
-    listed["secrets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            format!(
-                "{}/{}",
-                s["provider"].as_str().unwrap(),
-                s["key"].as_str().unwrap()
-            )
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn import_is_one_atomic_write_and_replace_deletes_the_unlisted() {
     let server = TestServer::start().await;
@@ -468,7 +448,7 @@ async fn import_is_one_atomic_write_and_replace_deletes_the_unlisted() {
     );
     assert!(refused.stderr.contains("env var SHARED"), "{refused:?}");
     assert!(!refused.all().contains("sk-"), "{refused:?}");
-    assert_eq!(web_names(&server).await, ["stripe/SHARED"]);
+    assert_eq!(server.secret_names("/v1/apps/web").await, ["stripe/SHARED"]);
 
     // A value the daemon refuses is named by its line, never printed.
     let long = server.path("long.env");
@@ -484,7 +464,7 @@ async fn import_is_one_atomic_write_and_replace_deletes_the_unlisted() {
         refused.stderr
     );
     assert!(!refused.all().contains("sk-"), "{}", refused.stderr);
-    assert_eq!(web_names(&server).await, ["stripe/SHARED"]);
+    assert_eq!(server.secret_names("/v1/apps/web").await, ["stripe/SHARED"]);
 
     // --replace: one write sets the file's keys and deletes the rest.
     let good = server.path("good.env");
@@ -504,7 +484,10 @@ async fn import_is_one_atomic_write_and_replace_deletes_the_unlisted() {
         imported.stdout
     );
     assert!(!imported.all().contains("sk-"), "{imported:?}");
-    assert_eq!(web_names(&server).await, ["vendor/FIRST", "vendor/SHARED"]);
+    assert_eq!(
+        server.secret_names("/v1/apps/web").await,
+        ["vendor/FIRST", "vendor/SHARED"]
+    );
     server.stop().await;
 }
 
