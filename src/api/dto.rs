@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::deploy::{DryRunInjection, DryRunReport};
 use crate::resolve::Warning;
-use crate::store::BulkWrite;
 use crate::store::records::{
     AppRecord, CleanupRecord, DeployRecord, SecretRecord, TenantRecord, TokenRecord, WarningRecord,
 };
+use crate::store::{BulkWrite, SecretOutcome};
 
 /// `PUT /v1/tenants/{id}` (body optional, no fields yet).
 #[derive(Debug, Default, Deserialize)]
@@ -405,10 +405,43 @@ pub struct SecretOutcomeDto {
     pub provider: String,
     /// Env var name.
     pub key: String,
-    /// `created`, `updated` or `deleted`.
-    pub outcome: String,
+    /// What happened to it.
+    pub outcome: SecretOutcomeName,
     /// The stored version; `null` once deleted.
     pub version: Option<u64>,
+}
+
+/// [`SecretOutcome`] on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretOutcomeName {
+    /// The key was new.
+    Created,
+    /// A value was replaced.
+    Updated,
+    /// `replace` removed the unlisted key.
+    Deleted,
+}
+
+impl SecretOutcomeName {
+    /// The wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Updated => "updated",
+            Self::Deleted => "deleted",
+        }
+    }
+}
+
+impl From<SecretOutcome> for SecretOutcomeName {
+    fn from(outcome: SecretOutcome) -> Self {
+        match outcome {
+            SecretOutcome::Created => Self::Created,
+            SecretOutcome::Updated => Self::Updated,
+            SecretOutcome::Deleted => Self::Deleted,
+        }
+    }
 }
 
 impl From<&BulkWrite> for BulkSecretsDto {
@@ -420,7 +453,7 @@ impl From<&BulkWrite> for BulkSecretsDto {
                 .map(|o| SecretOutcomeDto {
                     provider: o.provider.to_string(),
                     key: o.key.to_string(),
-                    outcome: o.outcome.as_str().to_owned(),
+                    outcome: o.outcome.into(),
                     version: o.version,
                 })
                 .collect(),

@@ -16,9 +16,8 @@ use zeroize::Zeroizing;
 use super::client::ClientError;
 use super::output::{self, items, line, note, table, text, yes_no};
 use super::{CliError, Context, ScopeArgs, dotenv};
-use crate::api::dto::BulkSecretsDto;
+use crate::api::dto::{BulkSecretsDto, SecretOutcomeName};
 use crate::model::{AppId, EnvKey, MAX_VALUE_LEN, Provider, Scope, TenantId};
-use crate::store::SecretOutcome;
 
 impl ScopeArgs {
     /// The scope named by `--tenant` or `--app` (clap makes them exclusive).
@@ -277,7 +276,7 @@ pub async fn import(
         .map(|s| {
             vec![
                 format!("{}/{}", s.provider, s.key),
-                s.outcome.clone(),
+                s.outcome.as_str().to_owned(),
                 s.version.map_or_else(|| "-".to_owned(), |v| v.to_string()),
             ]
         })
@@ -285,7 +284,7 @@ pub async fn import(
     let deleted = answer
         .secrets
         .iter()
-        .filter(|s| s.outcome == SecretOutcome::Deleted.as_str())
+        .filter(|s| s.outcome == SecretOutcomeName::Deleted)
         .count();
     let mut summary = format!(
         "imported {} keys into {}",

@@ -73,17 +73,6 @@ pub enum SecretOutcome {
     Deleted,
 }
 
-impl SecretOutcome {
-    /// The wire name.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Created => "created",
-            Self::Updated => "updated",
-            Self::Deleted => "deleted",
-        }
-    }
-}
-
 /// One key of a bulk write's answer.
 #[derive(Debug, Clone)]
 pub struct KeyOutcome {
