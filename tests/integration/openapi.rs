@@ -587,6 +587,19 @@ async fn a_keyless_server_answers_as_documented() {
         Some(&body),
     )
     .await;
+    let bulk = r#"{"secrets":[{"provider":"openai","key":"OPENAI_API_KEY","value":"sk"}]}"#;
+    api.expect_problem(
+        (503, "master_key_unavailable"),
+        "PUT",
+        "/v1/apps/web/external-secrets",
+        Some(&admin),
+        Some(bulk),
+    )
+    .await;
+    assert_eq!(
+        api.server.secret_names("/v1/apps/web").await,
+        [] as [&str; 0]
+    );
     let deploy = r#"{"image_ref":"registry.example/web:1"}"#;
     let dry = api
         .expect(
