@@ -25,11 +25,12 @@ use serde_json::{Map, Value, json};
 use super::MAX_BODY_BYTES;
 use super::dto::schema::{self, Schema, reference, reference_to, string};
 use super::dto::{
-    AppDeletedDto, AppDto, AppListDto, AuditPageDto, CleanupDto, ClusterDto, DeployBody,
-    DeployDetailDto, DeployDto, DeployFailedDto, DeployListDto, DryRunDto, DryRunInjectionDto,
-    EffectiveDto, EffectiveEntryDto, HealthDto, InjectionDto, KeyStatusDto, KeysDto,
-    MintedTokenDto, PutAppBody, PutTenantBody, ReadyDto, RolloutDto, SecretListDto, SecretMetaDto,
-    TenantDto, TenantListDto, TokenDto, TokenListDto, ValueBody, VerifyDto, WarningDto,
+    AppDeletedDto, AppDto, AppListDto, AuditPageDto, BulkSecretsBody, BulkSecretsDto, CleanupDto,
+    ClusterDto, DeployBody, DeployDetailDto, DeployDto, DeployFailedDto, DeployListDto, DryRunDto,
+    DryRunInjectionDto, EffectiveDto, EffectiveEntryDto, HealthDto, InjectionDto, KeyStatusDto,
+    KeysDto, MintedTokenDto, PutAppBody, PutTenantBody, ReadyDto, RolloutDto, SecretListDto,
+    SecretMetaDto, SecretOutcomeDto, TenantDto, TenantListDto, TokenDto, TokenListDto, ValueBody,
+    VerifyDto, WarningDto,
 };
 use super::handlers::MAX_IDEMPOTENCY_KEY_LEN;
 use super::routes::{Access, Body, Query, ROUTES, Route, RouteId};
@@ -325,6 +326,7 @@ fn answers(id: RouteId) -> Answers {
             )
             .problems(&[(409, "deploy_in_progress")]),
         R::ListTenantSecrets | R::ListAppSecrets => Answers::ok(SecretListDto::schema()),
+        R::PutTenantSecrets | R::PutAppSecrets => bulk_answers(),
         R::PutTenantSecret | R::PutAppSecret => Answers::put(SecretMetaDto::NAME)
             .body(ValueBody::NAME)
             .problems(SECRET_WRITE_PROBLEMS),
@@ -364,6 +366,26 @@ fn answers(id: RouteId) -> Answers {
         )
         .problems(&[(503, "master_key_unavailable")]),
     }
+}
+
+/// The bulk write: one answer per key; a refused item is named by
+/// `index` and `field` in the problem.
+fn bulk_answers() -> Answers {
+    let mut answers = Answers::ok(reference_to::<BulkSecretsDto>())
+        .body(BulkSecretsBody::NAME)
+        .problems(&[
+            (400, "invalid_provider"),
+            (400, "invalid_key"),
+            (400, "invalid_value"),
+            (409, "env_name_taken"),
+            (422, "duplicate_key"),
+            (422, "too_many_secrets"),
+            (422, "effective_set_too_large"),
+            (500, "internal"),
+            (503, "master_key_unavailable"),
+        ]);
+    answers.extended_problems = &[(400, "ItemProblem"), (422, "ItemProblem")];
+    answers
 }
 
 fn deploy_answers() -> Answers {
@@ -692,6 +714,7 @@ fn schemas() -> Map<String, Value> {
         .map(|(name, schema)| (name.to_owned(), schema))
         .collect();
     schemas.insert("Problem".to_owned(), problem());
+    schemas.insert("ItemProblem".to_owned(), item_problem());
     schemas.insert(
         DeployFailedDto::PENDING_NAME.to_owned(),
         DeployFailedDto::pending_schema(),
@@ -702,6 +725,9 @@ fn schemas() -> Map<String, Value> {
         component::<PutTenantBody>(),
         component::<PutAppBody>(),
         component::<ValueBody>(),
+        component::<BulkSecretsBody>(),
+        component::<BulkSecretsDto>(),
+        component::<SecretOutcomeDto>(),
         component::<DeployBody>(),
         component::<TenantDto>(),
         component::<AppDto>(),
@@ -734,6 +760,17 @@ fn schemas() -> Map<String, Value> {
 /// A DTO's entry under `components.schemas`.
 fn component<T: Schema>() -> (&'static str, Value) {
     (T::NAME, T::schema())
+}
+
+/// A problem of the bulk write that names the refused item.
+fn item_problem() -> Value {
+    json!({
+        "allOf": [reference("Problem")],
+        "properties": {
+            "index": { "type": "integer", "minimum": 0, "description": "the refused item of `secrets`" },
+            "field": schema::one_of(&["provider", "key", "value"]),
+        },
+    })
 }
 
 /// RFC 9457; open, as the RFC allows extension members.

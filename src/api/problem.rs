@@ -249,6 +249,7 @@ mod tests {
                     key: "API_KEY".to_owned(),
                     provider: "openai".to_owned(),
                     scope: ScopeKind::Tenant,
+                    item: None,
                 },
                 409,
                 "env_name_taken",

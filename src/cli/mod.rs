@@ -372,7 +372,8 @@ enum SecretsCommand {
         #[command(flatten)]
         refused: RefusedValue,
     },
-    /// Set every KEY=VALUE of a dotenv file under one provider.
+    /// Set every KEY=VALUE of a dotenv file under one provider, all or
+    /// nothing (one write on the daemon).
     ///
     /// Accepts `export ` prefixes, comments, blank lines, single quotes
     /// (literal) and double quotes (\n \t \" \\ \$ escapes). The whole file
@@ -387,6 +388,10 @@ enum SecretsCommand {
         /// The dotenv file.
         #[arg(long, value_name = "FILE")]
         from_env_file: PathBuf,
+        /// Also delete the scope's secrets (of every provider) that the
+        /// file does not list, in the same all-or-nothing write.
+        #[arg(long)]
+        replace: bool,
     },
 }
 
@@ -697,7 +702,10 @@ async fn dispatch(context: &Context, command: Command) -> Result<(), CliError> {
                 scope,
                 provider,
                 from_env_file,
-            } => secrets::import(context, &scope.parse()?, &provider, &from_env_file).await,
+                replace,
+            } => {
+                secrets::import(context, &scope.parse()?, &provider, &from_env_file, replace).await
+            }
         },
         Command::Deploy(args) => {
             let request = deploy::Request {

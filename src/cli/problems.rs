@@ -133,6 +133,14 @@ pub const EXPLANATIONS: &[(&str, &str)] = &[
         "Another provider already sets this environment variable in the same scope. Remove that secret first (`exsec secrets rm ...`), or use another key name.",
     ),
     (
+        "duplicate_key",
+        "A bulk write (e.g. `exsec secrets import`) listed one environment variable twice. Keep one line per key.",
+    ),
+    (
+        "too_many_secrets",
+        "A bulk write lists at most 1000 secrets. Split the file, e.g. by provider.",
+    ),
+    (
         "effective_set_too_large",
         "The app's merged secrets would exceed the 1 MiB a Kubernetes Secret holds. Remove or shorten other secrets of the app or its tenant first.",
     ),
@@ -263,6 +271,8 @@ mod tests {
             "app_tenant_fixed",
             "env_name_taken",
             "effective_set_too_large",
+            "duplicate_key",
+            "too_many_secrets",
             "app_id_mismatch",
             "tenant_mismatch",
             "idempotency_key_reused",

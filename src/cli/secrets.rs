@@ -11,13 +11,14 @@ use std::path::Path;
 use bytes::Bytes;
 use hyper::Method;
 use serde::Serialize;
-use serde_json::Value;
 use zeroize::Zeroizing;
 
-use super::client::decode;
+use super::client::{ClientError, decode};
 use super::output::{self, line, note, table, yes_no};
 use super::{CliError, Context, ScopeArgs, dotenv};
-use crate::api::dto::{EffectiveDto, SecretListDto, SecretMetaDto, VerifyDto};
+use crate::api::dto::{
+    BulkSecretsDto, EffectiveDto, SecretListDto, SecretMetaDto, SecretOutcomeName, VerifyDto,
+};
 use crate::model::{AppId, EnvKey, MAX_VALUE_LEN, Provider, Scope, TenantId};
 
 impl ScopeArgs {
@@ -215,11 +216,15 @@ pub async fn verify(
     Ok(())
 }
 
+/// One bulk write of every line of a dotenv file: all land, or none (the
+/// daemon writes them in one transaction). `replace` also deletes the
+/// scope's secrets the file does not list.
 pub async fn import(
     context: &Context,
     scope: &Scope,
     provider: &str,
     file: &Path,
+    replace: bool,
 ) -> Result<(), CliError> {
     let provider = Provider::parse(provider)?;
     let text = read_env_file(file)?;
@@ -231,61 +236,106 @@ pub async fn import(
             file.display()
         )));
     }
-    let mut results = Vec::new();
-    for entry in &entries {
-        let written = put(context, scope, &provider, &entry.key, &entry.value).await;
-        let answer = match written {
-            Ok(answer) => answer,
-            Err(error) => {
-                if !results.is_empty() {
-                    note(&format!(
-                        "imported {} of {} before line {} failed; the rest were not sent",
-                        results.len(),
-                        entries.len(),
-                        entry.line
-                    ));
-                }
-                return Err(error);
-            }
-        };
-        let outcome = if answer.status == 201 {
-            "created"
-        } else {
-            "replaced"
-        };
-        let written: SecretMetaDto = decode(&answer.body)?;
-        results.push((entry.key.to_string(), outcome, written.version));
-    }
+    let body = bulk_body(&provider, &entries, replace)?;
+    let written = context
+        .client
+        .request(
+            Method::PUT,
+            &format!("{}/external-secrets", scope_path(scope)),
+            Some(body),
+            &[],
+        )
+        .await
+        .inspect_err(|error| note(&refused_line(error, &entries)))?;
+    let answer: BulkSecretsDto = decode(&written.body)?;
     if context.output.json() {
-        let imported: Vec<Value> = results
-            .iter()
-            .map(|(key, outcome, version)| {
-                serde_json::json!({ "key": key, "outcome": outcome, "version": version })
-            })
-            .collect();
         return context.output.value(&serde_json::json!({
             "provider": provider.as_str(),
             "scope": scope.kind().as_str(),
             "owner": scope.owner(),
-            "imported": imported,
+            "imported": answer.secrets,
         }));
     }
-    let rows: Vec<Vec<String>> = results
+    let rows: Vec<Vec<String>> = answer
+        .secrets
         .iter()
-        .map(|(key, outcome, version)| {
+        .map(|s| {
             vec![
-                format!("{provider}/{key}"),
-                (*outcome).to_owned(),
-                version.to_string(),
+                format!("{}/{}", s.provider, s.key),
+                s.outcome.as_str().to_owned(),
+                s.version.map_or_else(|| "-".to_owned(), |v| v.to_string()),
             ]
         })
         .collect();
-    line(&format!(
-        "{}\nimported {} keys into {}",
-        table(&["SECRET", "OUTCOME", "VERSION"], &rows),
-        results.len(),
+    let deleted = answer
+        .secrets
+        .iter()
+        .filter(|s| s.outcome == SecretOutcomeName::Deleted)
+        .count();
+    let mut summary = format!(
+        "imported {} keys into {}",
+        entries.len(),
         scope_label(scope)
+    );
+    if deleted > 0 {
+        summary.push_str(&format!(" and deleted {deleted} not in the file"));
+    }
+    line(&format!(
+        "{}\n{summary}",
+        table(&["SECRET", "OUTCOME", "VERSION"], &rows)
     ))
+}
+
+/// What a refused import wrote (nothing) and, when the daemon named the
+/// item, which line of the file it was.
+fn refused_line(error: &ClientError, entries: &[dotenv::Entry]) -> String {
+    let line = match error {
+        ClientError::Problem(problem) => problem.body["index"]
+            .as_u64()
+            .and_then(|index| entries.get(usize::try_from(index).ok()?))
+            .map(|entry| entry.line),
+        _ => None,
+    };
+    match line {
+        Some(line) => format!("line {line} of the env file was refused; nothing was imported"),
+        None => "nothing was imported".to_owned(),
+    }
+}
+
+/// `{"secrets": [{"provider", "key", "value"}…], "replace"}`, built without
+/// an intermediate `serde_json::Value` into a buffer wiped when dropped.
+fn bulk_body(
+    provider: &Provider,
+    entries: &[dotenv::Entry],
+    replace: bool,
+) -> Result<Bytes, CliError> {
+    #[derive(Serialize)]
+    struct Item<'a> {
+        provider: &'a str,
+        key: &'a str,
+        value: &'a str,
+    }
+    #[derive(Serialize)]
+    struct Body<'a> {
+        secrets: Vec<Item<'a>>,
+        replace: bool,
+    }
+    let body = Body {
+        secrets: entries
+            .iter()
+            .map(|entry| Item {
+                provider: provider.as_str(),
+                key: entry.key.as_str(),
+                value: &entry.value,
+            })
+            .collect(),
+        replace,
+    };
+    let encoded = Zeroizing::new(
+        serde_json::to_vec(&body)
+            .map_err(|_| CliError::Usage("the values cannot be encoded as JSON".to_owned()))?,
+    );
+    Ok(Bytes::copy_from_slice(&encoded))
 }
 
 /// `PUT …/external-secrets/{provider}/{key}` with the value.

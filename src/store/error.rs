@@ -240,7 +240,8 @@ pub enum Rejected {
     },
     /// Another provider already sets this env var name in the scope.
     #[error(
-        "env var {key} is already set by provider {provider} in this {scope} scope; delete that one first or choose another key"
+        "{}env var {key} is already set by provider {provider} in this {scope} scope; delete that one first or choose another key",
+        .item.map(|i| format!("secrets[{i}].key: ")).unwrap_or_default()
     )]
     EnvNameTaken {
         /// The env var name.
@@ -249,6 +250,8 @@ pub enum Rejected {
         provider: String,
         /// Which kind of scope.
         scope: ScopeKind,
+        /// The item of a bulk write that asked for it.
+        item: Option<usize>,
     },
     /// The write would push an app's effective set past 1 MiB.
     #[error(

@@ -21,6 +21,7 @@
 
 mod audit_log;
 pub mod backup;
+mod bulk;
 mod cleanups;
 pub mod codec;
 mod commit;
@@ -55,6 +56,7 @@ use crate::model::Timestamp;
 use error::Context;
 
 pub use audit_log::{AuditFilter, AuditPage, ChainCheck, MAX_PAGE as MAX_AUDIT_PAGE};
+pub use bulk::{BulkItem, BulkPut, BulkWrite, KeyOutcome, RepeatedKey, SecretOutcome};
 pub use commit::{CommitStats, MAX_BATCH};
 pub use error::{Missing, OpenError, Operation, Rejected, StoreError};
 pub use health::{StorageFault, StorageHealth};

@@ -161,33 +161,61 @@ impl Writer {
             .iter()
             .find(|(provider, key)| key == put.key.as_str() && provider != put.provider.as_str())
         {
-            return Err(Rejected::EnvNameTaken {
-                key: put.key.to_string(),
-                provider: taken.clone(),
-                scope: put.scope.kind(),
-            }
-            .into());
+            return Err(env_name_taken(&put.key, taken, &put.scope, None));
         }
-        let now = self.now();
-        let record = SecretRecord {
-            scope: put.scope.clone(),
-            provider: put.provider,
-            key: put.key,
-            created_at: existing.as_ref().map_or(now, |e| e.created_at),
-            updated_at: now,
-            version: existing.as_ref().map_or(1, |e| e.version + 1),
-            sealed: put.sealed,
-        };
+        let fingerprint = put.fingerprint;
+        let record = self.next_record(
+            put.scope,
+            put.provider,
+            put.key,
+            put.sealed,
+            existing.as_ref(),
+        );
         self.check_effective_sizes(&tenant_id, &record, siblings.bytes)?;
-        self.remember_fingerprint(&record.sealed.key_id, put.fingerprint)?;
-        self.store_secret(&record, existing.as_ref().map(|e| &e.sealed.key_id))?;
+        self.write_record(record, fingerprint, existing.as_ref(), &tenant_id, actor)
+    }
+
+    /// The record a write stores: a new key starts at version 1, a
+    /// replaced one keeps its creation time and counts up.
+    pub(super) fn next_record(
+        &self,
+        scope: Scope,
+        provider: Provider,
+        key: EnvKey,
+        sealed: SealedValue,
+        existing: Option<&SecretRecord>,
+    ) -> SecretRecord {
+        let now = self.now();
+        SecretRecord {
+            scope,
+            provider,
+            key,
+            created_at: existing.map_or(now, |e| e.created_at),
+            updated_at: now,
+            version: existing.map_or(1, |e| e.version + 1),
+            sealed,
+        }
+    }
+
+    /// Stores a record the caller has checked (env-name and size rules)
+    /// and appends `external_secret.created|updated`.
+    pub(super) fn write_record(
+        &mut self,
+        record: SecretRecord,
+        fingerprint: Fingerprint,
+        existing: Option<&SecretRecord>,
+        tenant_id: &TenantId,
+        actor: &str,
+    ) -> Result<SecretWrite, StoreError> {
+        self.remember_fingerprint(&record.sealed.key_id, fingerprint)?;
+        self.store_secret(&record, existing.map(|e| &e.sealed.key_id))?;
         let created = existing.is_none();
         let kind = if created {
             event::SECRET_CREATED
         } else {
             event::SECRET_UPDATED
         };
-        self.audit(secret_event(kind, actor, &tenant_id, &record).with("version", record.version))?;
+        self.audit(secret_event(kind, actor, tenant_id, &record).with("version", record.version))?;
         Ok(SecretWrite { record, created })
     }
 
@@ -203,11 +231,22 @@ impl Writer {
         let Some(record) = self.secret(scope, provider, key)? else {
             return Err(not_found(Missing::Secret, format!("{provider}/{key}")));
         };
+        self.remove_record(&record, &tenant_id, actor)?;
+        Ok(record)
+    }
+
+    /// Removes a stored record and appends `external_secret.deleted`.
+    pub(super) fn remove_record(
+        &mut self,
+        record: &SecretRecord,
+        tenant_id: &TenantId,
+        actor: &str,
+    ) -> Result<(), StoreError> {
         let name = tables::secret_key(
-            scope.kind().tag(),
-            scope.owner(),
-            provider.as_str(),
-            key.as_str(),
+            record.scope.kind().tag(),
+            record.scope.owner(),
+            record.provider.as_str(),
+            record.key.as_str(),
         );
         self.txn()
             .table(tables::SECRETS)?
@@ -217,10 +256,10 @@ impl Writer {
         self.audit(secret_event(
             event::SECRET_DELETED,
             actor,
-            &tenant_id,
-            &record,
+            tenant_id,
+            record,
         ))?;
-        Ok(record)
+        Ok(())
     }
 
     /// Removes every secret of a scope (tenant or app deletion); the
@@ -284,7 +323,7 @@ impl Writer {
     }
 
     /// The tenant a scope belongs to; the owner must exist.
-    fn owner_tenant(&self, scope: &Scope) -> Result<TenantId, StoreError> {
+    pub(super) fn owner_tenant(&self, scope: &Scope) -> Result<TenantId, StoreError> {
         match scope {
             Scope::Tenant(id) => match self.tenant(id)? {
                 Some(_) => Ok(id.clone()),
@@ -343,15 +382,27 @@ impl Writer {
         record: &SecretRecord,
     ) -> Result<(), StoreError> {
         let with_record = replace_or_push(self.secrets(&record.scope)?, record);
-        match &record.scope {
+        self.check_effective_sizes_with(tenant_id, &record.scope, &with_record)
+    }
+
+    /// Refuses if any app affected by `scope` would have an effective set
+    /// above 1 MiB when `scope` holds `records` (and the other scopes what
+    /// is stored).
+    pub(super) fn check_effective_sizes_with(
+        &self,
+        tenant_id: &TenantId,
+        scope: &Scope,
+        records: &[SecretRecord],
+    ) -> Result<(), StoreError> {
+        match scope {
             Scope::App(app_id) => {
                 let tenant = self.secrets(&Scope::Tenant(tenant_id.clone()))?;
-                check_size(app_id, &tenant, &with_record)
+                check_size(app_id, &tenant, records)
             }
             Scope::Tenant(_) => {
                 for app_id in self.app_ids_of(tenant_id)? {
                     let app = self.secrets(&Scope::App(app_id.clone()))?;
-                    check_size(&app_id, &with_record, &app)?;
+                    check_size(&app_id, records, &app)?;
                 }
                 Ok(())
             }
@@ -393,6 +444,23 @@ fn check_size(
         .into());
     }
     Ok(())
+}
+
+/// `env_name_taken`: `key` is set by another provider in this scope.
+/// `item` names the offending item of a bulk write (or is empty).
+pub(super) fn env_name_taken(
+    key: &EnvKey,
+    taken_by: &str,
+    scope: &Scope,
+    item: Option<usize>,
+) -> StoreError {
+    Rejected::EnvNameTaken {
+        key: key.to_string(),
+        provider: taken_by.to_owned(),
+        scope: scope.kind(),
+        item,
+    }
+    .into()
 }
 
 fn secret_event(

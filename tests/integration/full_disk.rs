@@ -270,6 +270,19 @@ async fn a_full_disk_degrades_writes_only_and_heals_without_help() {
         assert!(n < 900_020, "the full disk kept taking writes");
         tally.acked.lock().await.push((1, n));
     }
+    // A bulk write is refused the same way, whole.
+    let bulk = json!({"secrets": [{"provider": "fill", "key": "BULK", "value": value(1, 0)}]});
+    let answer = server
+        .call_with(
+            "PUT",
+            "/v1/apps/app1/external-secrets",
+            Some(&token),
+            Some(&bulk.to_string()),
+            &[],
+        )
+        .await;
+    contract.check("PUT", "/v1/apps/app1/external-secrets", &answer);
+    answer.assert_problem(507, "insufficient_storage");
     let ready = server.call("GET", "/readyz", None, None).await;
     assert_eq!(ready.status, 503, "{}", ready.text());
     contract.check("GET", "/readyz", &ready);

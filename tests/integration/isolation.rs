@@ -165,6 +165,9 @@ fn body_of(route: &Route) -> Option<&'static str> {
         RouteId::VerifyTenantSecret | RouteId::VerifyAppSecret => {
             Some(r#"{"value":"replacement"}"#)
         }
+        RouteId::PutTenantSecrets | RouteId::PutAppSecrets => Some(
+            r#"{"secrets":[{"provider":"openai","key":"OPENAI_API_KEY","value":"replacement"},{"provider":"other","key":"EXTRA_KEY","value":"extra"}],"replace":true}"#,
+        ),
         RouteId::Deploy => Some(r#"{"image_ref":"registry.example/other:2"}"#),
         RouteId::Healthz
         | RouteId::Readyz

@@ -4,6 +4,7 @@
 
 mod api_canary;
 mod bad_input;
+mod bulk;
 mod campaign;
 mod canary;
 mod cleanup;

@@ -277,6 +277,20 @@ async fn every_route_answers_as_documented() {
         .call("POST", &verify, token, Some(&value_body("wrong")))
         .await;
     assert_eq!(answer.json()["match"], false);
+    let bulk =
+        r#"{"secrets":[{"provider":"openai","key":"OPENAI_API_KEY","value":"sk-tenant-3"}]}"#;
+    let answer = api
+        .call(
+            "PUT",
+            "/v1/tenants/acme/external-secrets",
+            token,
+            Some(bulk),
+        )
+        .await;
+    assert_eq!(answer.json()["secrets"][0]["outcome"], "updated");
+    let bulk = r#"{"secrets":[{"provider":"stripe","key":"STRIPE_KEY","value":"rk-2"}]}"#;
+    api.expect(200, "PUT", "/v1/apps/web/external-secrets", Some(bulk))
+        .await;
     let effective = api
         .expect(200, "GET", "/v1/apps/web/external-secrets/effective", None)
         .await;
@@ -423,6 +437,7 @@ async fn error_answers_are_documented_problems() {
     let huge = value_body(&"x".repeat(1024 * 1024));
     let web_key = "/v1/apps/web/external-secrets/openai/KEY";
     let deploys = "/v1/apps/web/deploys";
+    let bulk_web = "/v1/apps/web/external-secrets";
     let x = r#"{"image_ref":"x"}"#;
 
     // One line per case reads as a table.
@@ -458,6 +473,10 @@ async fn error_answers_are_documented_problems() {
         ((409, "app_tenant_fixed"), admin, "PUT", "/v1/apps/web", Some(r#"{"tenant_id":"other"}"#)),
         ((409, "env_name_taken"), admin, "PUT", "/v1/apps/web/external-secrets/b/SHARED", Some(one)),
         ((413, "body_too_large"), admin, "PUT", web_key, Some(huge.as_str())),
+        ((400, "invalid_value"), admin, "PUT", bulk_web, Some(r#"{"secrets":[{"provider":"a","key":"OK","value":"v"},{"provider":"a","key":"EMPTY","value":""}]}"#)),
+        ((400, "invalid_provider"), admin, "PUT", bulk_web, Some(r#"{"secrets":[{"provider":"A B","key":"OK","value":"v"}]}"#)),
+        ((409, "env_name_taken"), admin, "PUT", bulk_web, Some(r#"{"secrets":[{"provider":"b","key":"SHARED","value":"v"}]}"#)),
+        ((422, "duplicate_key"), admin, "PUT", bulk_web, Some(r#"{"secrets":[{"provider":"a","key":"K","value":"v"},{"provider":"b","key":"K","value":"v"}]}"#)),
         ((422, "app_id_mismatch"), admin, "POST", deploys, Some(r#"{"app_id":"api","image_ref":"x"}"#)),
         ((422, "tenant_mismatch"), admin, "POST", deploys, Some(r#"{"tenant_id":"other","image_ref":"x"}"#)),
     ];
@@ -568,6 +587,19 @@ async fn a_keyless_server_answers_as_documented() {
         Some(&body),
     )
     .await;
+    let bulk = r#"{"secrets":[{"provider":"openai","key":"OPENAI_API_KEY","value":"sk"}]}"#;
+    api.expect_problem(
+        (503, "master_key_unavailable"),
+        "PUT",
+        "/v1/apps/web/external-secrets",
+        Some(&admin),
+        Some(bulk),
+    )
+    .await;
+    assert_eq!(
+        api.server.secret_names("/v1/apps/web").await,
+        [] as [&str; 0]
+    );
     let deploy = r#"{"image_ref":"registry.example/web:1"}"#;
     let dry = api
         .expect(

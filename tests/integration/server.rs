@@ -422,6 +422,16 @@ format = "json"
         }
     }
 
+    /// The `provider/key` names a scope holds (`/v1/apps/web`), read with
+    /// the admin token.
+    pub async fn secret_names(&self, scope_path: &str) -> Vec<String> {
+        let listed = self
+            .admin("GET", &format!("{scope_path}/external-secrets"), None)
+            .await
+            .json();
+        provider_keys(&listed["secrets"])
+    }
+
     /// Deploys an app with the admin token.
     pub async fn deploy(&self, app: &str, body: serde_json::Value) -> Answer {
         self.admin(
@@ -600,4 +610,21 @@ pub async fn deployment_apply_reached(cluster: &kube_standin::StandIn) {
         }
         cluster.wait_for_requests(seen + 1).await;
     }
+}
+
+/// `provider/key` of each element of a JSON array of secrets (a list or a
+/// bulk write's answer).
+pub fn provider_keys(secrets: &Value) -> Vec<String> {
+    secrets
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array of secrets: {secrets}"))
+        .iter()
+        .map(|s| {
+            format!(
+                "{}/{}",
+                s["provider"].as_str().unwrap(),
+                s["key"].as_str().unwrap()
+            )
+        })
+        .collect()
 }

@@ -33,7 +33,9 @@ pub use deploys::{
     DryRunInjectionDto, InjectionDto, ReplicaCountsDto, RolloutDto,
 };
 pub use secrets::{
-    EffectiveDto, EffectiveEntryDto, SecretListDto, SecretMetaDto, ValueBody, VerifyDto,
+    BulkSecretItem, BulkSecretsBody, BulkSecretsDto, EffectiveDto, EffectiveEntryDto,
+    MAX_BULK_SECRETS, SecretListDto, SecretMetaDto, SecretOutcomeDto, SecretOutcomeName, ValueBody,
+    VerifyDto,
 };
 pub use system::{
     AuditPageDto, HealthDto, KeyStatusDto, KeysDto, ReadyAuditDto, ReadyClusterDto, ReadyDto,

@@ -11,6 +11,7 @@ use super::schema::{
 };
 use crate::model::MAX_VALUE_LEN;
 use crate::store::records::SecretRecord;
+use crate::store::{BulkWrite, SecretOutcome};
 
 /// `PUT …/external-secrets/{provider}/{key}` and `…/verify`.
 #[derive(Deserialize)]
@@ -105,19 +106,7 @@ impl Schema for ValueBody {
     const NAME: &'static str = "ValueRequest";
 
     fn schema() -> Value {
-        closed_object(
-            &["value"],
-            [(
-                "value",
-                json!({
-                    "type": "string",
-                    "minLength": 1,
-                    "maxLength": MAX_VALUE_LEN,
-                    "pattern": "^[^\\u0000]+$",
-                    "description": "UTF-8, at most 64 KiB, no NUL",
-                }),
-            )],
-        )
+        closed_object(&["value"], [("value", secret_value())])
     }
 }
 
@@ -133,6 +122,75 @@ impl Schema for SecretMetaDto {
             ("created_at", reference("Timestamp")),
             ("updated_at", reference("Timestamp")),
             ("version", json!({ "type": "integer", "minimum": 1 })),
+        ])
+    }
+}
+
+/// A secret value in a request: UTF-8, 1 byte to 64 KiB, no NUL.
+fn secret_value() -> Value {
+    json!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_VALUE_LEN,
+        "pattern": "^[^\\u0000]+$",
+        "description": "UTF-8, at most 64 KiB, no NUL",
+    })
+}
+
+impl Schema for BulkSecretsBody {
+    const NAME: &'static str = "BulkSecretsRequest";
+
+    fn schema() -> Value {
+        closed_object(
+            &["secrets"],
+            [
+                (
+                    "secrets",
+                    json!({
+                        "type": "array",
+                        "maxItems": MAX_BULK_SECRETS,
+                        "items": record([
+                            ("provider", reference("Provider")),
+                            ("key", reference("EnvKey")),
+                            ("value", secret_value()),
+                        ]),
+                        "description": "every secret to set; each env var name at most once (else 422 `duplicate_key`)",
+                    }),
+                ),
+                (
+                    "replace",
+                    json!({
+                        "type": "boolean",
+                        "default": false,
+                        "description": "also delete the scope's secrets not listed",
+                    }),
+                ),
+            ],
+        )
+    }
+}
+
+impl Schema for BulkSecretsDto {
+    const NAME: &'static str = "BulkSecretsResult";
+
+    fn schema() -> Value {
+        list_of::<SecretOutcomeDto>("secrets")
+    }
+}
+
+impl Schema for SecretOutcomeDto {
+    const NAME: &'static str = "SecretOutcome";
+
+    /// What a bulk write did to one key; never a value.
+    fn schema() -> Value {
+        record([
+            ("provider", reference("Provider")),
+            ("key", reference("EnvKey")),
+            ("outcome", one_of(&["created", "updated", "deleted"])),
+            (
+                "version",
+                json!({ "type": ["integer", "null"], "minimum": 1, "description": "`null` once deleted" }),
+            ),
         ])
     }
 }
@@ -183,5 +241,103 @@ impl Schema for EffectiveEntryDto {
             ("version", json!({ "type": "integer", "minimum": 1 })),
             ("updated_at", reference("Timestamp")),
         ])
+    }
+}
+
+/// Most secrets one bulk write may list. A scope this large is already
+/// beyond what one Kubernetes Secret comfortably holds; the 1 MiB body and
+/// effective-set limits apply as well.
+pub const MAX_BULK_SECRETS: usize = 1000;
+
+/// `PUT …/external-secrets` (the bulk write of one scope).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkSecretsBody {
+    /// Every secret to set, in order; each env var name at most once.
+    pub secrets: Vec<BulkSecretItem>,
+    /// Also delete the scope's secrets not listed.
+    #[serde(default)]
+    pub replace: bool,
+}
+
+/// One secret of [`BulkSecretsBody`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkSecretItem {
+    /// Provider name.
+    pub provider: String,
+    /// Env var name.
+    pub key: String,
+    /// The plaintext; moved into a `SecretValue` at once.
+    pub value: String,
+}
+
+/// The answer of a bulk write: what happened to each key, never a value.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct BulkSecretsDto {
+    /// Listed keys in request order, then the deleted ones.
+    pub secrets: Vec<SecretOutcomeDto>,
+}
+
+/// What a bulk write did to one key.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct SecretOutcomeDto {
+    /// Provider.
+    pub provider: String,
+    /// Env var name.
+    pub key: String,
+    /// What happened to it.
+    pub outcome: SecretOutcomeName,
+    /// The stored version; `null` once deleted.
+    pub version: Option<u64>,
+}
+
+/// [`SecretOutcome`] on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretOutcomeName {
+    /// The key was new.
+    Created,
+    /// A value was replaced.
+    Updated,
+    /// `replace` removed the unlisted key.
+    Deleted,
+}
+
+impl SecretOutcomeName {
+    /// The wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Updated => "updated",
+            Self::Deleted => "deleted",
+        }
+    }
+}
+
+impl From<SecretOutcome> for SecretOutcomeName {
+    fn from(outcome: SecretOutcome) -> Self {
+        match outcome {
+            SecretOutcome::Created => Self::Created,
+            SecretOutcome::Updated => Self::Updated,
+            SecretOutcome::Deleted => Self::Deleted,
+        }
+    }
+}
+
+impl From<&BulkWrite> for BulkSecretsDto {
+    fn from(write: &BulkWrite) -> Self {
+        Self {
+            secrets: write
+                .outcomes
+                .iter()
+                .map(|o| SecretOutcomeDto {
+                    provider: o.provider.to_string(),
+                    key: o.key.to_string(),
+                    outcome: o.outcome.into(),
+                    version: o.version,
+                })
+                .collect(),
+        }
     }
 }

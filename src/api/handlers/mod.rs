@@ -4,6 +4,7 @@
 mod apps;
 mod audit;
 mod backup;
+mod bulk_secrets;
 mod deploys;
 mod secrets;
 mod system;
@@ -11,6 +12,7 @@ mod tenants;
 mod tokens;
 
 pub use backup::CONTENT_TYPE as BACKUP_CONTENT_TYPE;
+pub use bulk_secrets::MAX_BULK_SECRETS;
 pub use deploys::MAX_IDEMPOTENCY_KEY_LEN;
 
 use super::routes::RouteId;
@@ -39,6 +41,7 @@ pub async fn dispatch(call: Call) -> Result<Reply, ApiError> {
         RouteId::DeleteApp => apps::delete(call).await,
         RouteId::ListTenantSecrets | RouteId::ListAppSecrets => secrets::list(call).await,
         RouteId::PutTenantSecret | RouteId::PutAppSecret => secrets::put(call).await,
+        RouteId::PutTenantSecrets | RouteId::PutAppSecrets => bulk_secrets::put(call).await,
         RouteId::DeleteTenantSecret | RouteId::DeleteAppSecret => secrets::delete(call).await,
         RouteId::VerifyTenantSecret | RouteId::VerifyAppSecret => secrets::verify(call).await,
         RouteId::Effective => secrets::effective(call).await,

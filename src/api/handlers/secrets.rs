@@ -11,18 +11,49 @@ use crate::api::problem::ApiError;
 use crate::api::routes::RouteId;
 use crate::api::{Call, Reply};
 use crate::audit::{NewEvent, event};
-use crate::crypto::{CryptoError, SecretLocation};
+use crate::crypto::{CryptoError, Fingerprint, SealedValue, SecretLocation};
 use crate::model::{AppId, EnvKey, Provider, Scope, SecretValue};
 use crate::resolve;
 use crate::store::PutSecret;
 
 /// The scope of the route: `{tenant_id}` or `{app_id}`.
-fn scope(call: &Call) -> Result<Scope, ApiError> {
+pub(super) fn scope(call: &Call) -> Result<Scope, ApiError> {
     if call.params.has("app_id") {
         Ok(Scope::App(call.app()?.0.clone()))
     } else {
         Ok(Scope::Tenant(call.tenant_param()?))
     }
+}
+
+/// Seals a value for its place under the active master key; the
+/// fingerprint of that key goes with it (the store remembers it).
+pub(super) fn seal(
+    call: &Call,
+    scope: &Scope,
+    provider: &Provider,
+    key: &EnvKey,
+    value: &SecretValue,
+) -> Result<(SealedValue, Fingerprint), ApiError> {
+    let keyring = call.state.keyring.snapshot();
+    let sealed = keyring
+        .seal(
+            &SecretLocation {
+                scope,
+                provider,
+                key,
+            },
+            value,
+        )
+        .map_err(|error| match error {
+            CryptoError::NoActiveKey => ApiError::master_key_unavailable(
+                "no master key is loaded; add a key file to the key directory (exsec keys generate)",
+            ),
+            other => ApiError::internal("sealing failed", &other),
+        })?;
+    let fingerprint = keyring.fingerprint(&sealed.key_id).ok_or_else(|| {
+        ApiError::master_key_unavailable("the active master key was unloaded; retry")
+    })?;
+    Ok((sealed, fingerprint))
 }
 
 /// `{provider}` and `{key}`.
@@ -62,26 +93,8 @@ pub async fn put(call: Call) -> Result<Reply, ApiError> {
     let (provider, key) = name(&call)?;
     let body: ValueBody = call.json()?;
     let value = SecretValue::parse(body.value)?;
-    let keyring = call.state.keyring.snapshot();
-    let sealed = keyring
-        .seal(
-            &SecretLocation {
-                scope: &scope,
-                provider: &provider,
-                key: &key,
-            },
-            &value,
-        )
-        .map_err(|error| match error {
-            CryptoError::NoActiveKey => ApiError::master_key_unavailable(
-                "no master key is loaded; add a key file to the key directory (exsec keys generate)",
-            ),
-            other => ApiError::internal("sealing failed", &other),
-        })?;
+    let (sealed, fingerprint) = seal(&call, &scope, &provider, &key, &value)?;
     drop(value);
-    let fingerprint = keyring.fingerprint(&sealed.key_id).ok_or_else(|| {
-        ApiError::master_key_unavailable("the active master key was unloaded; retry")
-    })?;
     let put = PutSecret {
         scope,
         provider,

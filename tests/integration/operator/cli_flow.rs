@@ -407,6 +407,90 @@ async fn import_reads_a_dotenv_file_and_names_a_bad_line() {
     server.stop().await;
 }
 
+/// `exsec secrets import --app web --provider vendor --from-env-file FILE [extra]`.
+async fn import(server: &TestServer, file: &std::path::Path, extra: &[&str]) -> super::Run {
+    let file = file.to_str().unwrap();
+    let mut args = vec![
+        "secrets",
+        "import",
+        "--app",
+        "web",
+        "--provider",
+        "vendor",
+        "--from-env-file",
+        file,
+    ];
+    args.extend_from_slice(extra);
+    admin(server, &args, None).await
+}
+
+#[tokio::test]
+async fn import_is_one_atomic_write_and_replace_deletes_the_unlisted() {
+    let server = TestServer::start().await;
+    seed_acme_web(&server).await;
+    server
+        .set_secret_ok("/v1/apps/web", "stripe", "SHARED", "sk-stripe")
+        .await;
+
+    // The daemon refuses the last line (another provider sets SHARED):
+    // the first two are not written either.
+    let clash = server.path("clash.env");
+    std::fs::write(
+        &clash,
+        "FIRST=sk-first\nSECOND=sk-second\nSHARED=sk-shared\n",
+    )
+    .unwrap();
+    let refused = import(&server, &clash, &[]).await;
+    refused.expect(4);
+    assert!(
+        refused.stderr.contains("nothing was imported"),
+        "{refused:?}"
+    );
+    assert!(refused.stderr.contains("env var SHARED"), "{refused:?}");
+    assert!(!refused.all().contains("sk-"), "{refused:?}");
+    assert_eq!(server.secret_names("/v1/apps/web").await, ["stripe/SHARED"]);
+
+    // A value the daemon refuses is named by its line, never printed.
+    let long = server.path("long.env");
+    let value = "sk-".to_owned() + &"x".repeat(64 * 1024);
+    std::fs::write(&long, format!("# header\nFIRST=sk-first\nLONG={value}\n")).unwrap();
+    let refused = import(&server, &long, &[]).await;
+    refused.expect(2);
+    assert!(
+        refused
+            .stderr
+            .contains("line 3 of the env file was refused; nothing was imported"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!refused.all().contains("sk-"), "{}", refused.stderr);
+    assert_eq!(server.secret_names("/v1/apps/web").await, ["stripe/SHARED"]);
+
+    // --replace: one write sets the file's keys and deletes the rest.
+    let good = server.path("good.env");
+    std::fs::write(&good, "FIRST=sk-first\nSHARED=sk-shared\n").unwrap();
+    let imported = import(&server, &good, &["--replace"]).await;
+    imported.expect(0);
+    assert!(
+        imported
+            .stdout
+            .contains("imported 2 keys into app web and deleted 1 not in the file"),
+        "{}",
+        imported.stdout
+    );
+    assert!(
+        imported.stdout.contains("stripe/SHARED"),
+        "{}",
+        imported.stdout
+    );
+    assert!(!imported.all().contains("sk-"), "{imported:?}");
+    assert_eq!(
+        server.secret_names("/v1/apps/web").await,
+        ["vendor/FIRST", "vendor/SHARED"]
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn tokens_and_errors_map_to_documented_exit_codes() {
     let server = TestServer::start().await;
