@@ -20,6 +20,7 @@ mod isolation;
 mod kubernetes;
 mod layers;
 mod listeners;
+mod migration;
 mod openapi;
 mod operator;
 mod packaging;
