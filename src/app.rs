@@ -26,6 +26,7 @@ use crate::crypto::SharedKeyring;
 use crate::deploy::{DeploySettings, Deployer};
 use crate::error_chain::chain;
 use crate::keywatch::{self, KeyWatch};
+use crate::redeploy::Redeployer;
 use crate::rotation::Rotation;
 use crate::shutdown::Trigger;
 use crate::store::{OpenError, Store, StoreError, StoreOptions};
@@ -314,6 +315,19 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
     background.push(tokio::spawn(
         deployer.clone().run_cleanups(background_stop.subscribe()),
     ));
+    // Automatic redeploys: what secret writes queued (and a crash left).
+    let redeploys = Arc::new(Redeployer::new(
+        store.clone(),
+        deployer.clone(),
+        crate::redeploy::Settings {
+            quiet: config.deploy.auto_redeploy_quiet,
+            max_delay: config.deploy.auto_redeploy_max_delay,
+            concurrency: config.deploy.auto_redeploy_concurrency,
+        },
+    ));
+    background.push(tokio::spawn(
+        redeploys.clone().run(background_stop.subscribe()),
+    ));
     // Writes the final records a storage fault held back, once it heals.
     background.push(tokio::spawn(
         deployer
@@ -348,6 +362,7 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
         keyring,
         rotation,
         deployer,
+        redeploys,
         admin,
         metrics: Metrics::default(),
         verify_limiter: RateLimiter::new(VERIFY_PER_MINUTE, Duration::from_secs(60)),

@@ -39,6 +39,8 @@ pub mod event {
     pub const SECRET_VERIFIED: &str = "external_secret.verified";
     pub const DEPLOY_CREATED: &str = "deploy.created";
     pub const DEPLOY_FAILED: &str = "deploy.failed";
+    /// An automatic redeploy that was not run (a paused Deployment).
+    pub const DEPLOY_SKIPPED: &str = "deploy.skipped";
     pub const SECRET_INJECTED: &str = "external_secret.injected";
     pub const SECRET_SKIPPED: &str = "external_secret.skipped";
     pub const SECRET_REMOVED: &str = "external_secret.removed";

@@ -468,6 +468,26 @@ impl Deployer {
         Ok(DeployResult::Done(Box::new(record)))
     }
 
+    /// The secrets hash the app's effective set has now, if every value
+    /// opens (an automatic redeploy whose hash did not change is skipped).
+    pub async fn current_secrets_hash(&self, app_id: &AppId) -> Result<Option<String>, StoreError> {
+        let keyring = self.keyring.snapshot();
+        if keyring.is_empty() {
+            return Ok(None);
+        }
+        let app = app_id.clone();
+        let set = self
+            .store
+            .read_async(move |r| {
+                let layout = r.secret_layout(&app)?;
+                Ok(layout.map(|l| resolve::resolve(&l.tenant, &l.app, &keyring)))
+            })
+            .await?;
+        Ok(set
+            .filter(|set| set.undecryptable.is_empty())
+            .map(|set| self.secrets_hash(&set)))
+    }
+
     /// `exsec.io/secrets-hash` of a set (SPEC §11.2).
     fn secrets_hash(&self, set: &EffectiveSet) -> String {
         crypto::secrets_hash(

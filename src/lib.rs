@@ -16,6 +16,7 @@
 //! - [`tls`]: TLS for the listener and the CLI; `exsec tls generate` (the only importer of rustls).
 //! - [`fswatch`]: debounced change events for a few directories (the only importer of notify).
 //! - [`keywatch`]: reloads the running keyring when the key directory changes.
+//! - [`redeploy`]: automatic redeploys of apps whose effective set changed.
 //! - [`rotation`]: re-seals stored values under the active key.
 //! - [`tlswatch`]: the served certificate, reloaded when its files change or on SIGHUP.
 //! - [`api`]: the HTTP API: routes, auth, handlers, wire types, OpenAPI.
@@ -39,6 +40,7 @@ pub mod keywatch;
 pub mod model;
 pub mod private_file;
 pub mod process;
+pub mod redeploy;
 pub mod resolve;
 pub mod rotation;
 pub mod shutdown;

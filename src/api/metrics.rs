@@ -85,6 +85,8 @@ pub struct Gauges {
     pub connections: super::server::ConnectionStats,
     /// Whether writes currently fail (a full or failing disk).
     pub storage_degraded: bool,
+    /// Automatic redeploys queued (waiting, running or failing).
+    pub redeploy_queue: u64,
 }
 
 /// The methods a metric label or a log line may name; anything else is
@@ -209,6 +211,12 @@ impl Metrics {
                 gauges.rotation_remaining,
             ),
             (
+                "exsec_auto_redeploy_queue",
+                "gauge",
+                "Automatic redeploys queued by secret writes: waiting for quiet, running or retrying.",
+                gauges.redeploy_queue,
+            ),
+            (
                 "exsec_keyring_degraded",
                 "gauge",
                 "1 when no master key is loaded (values cannot be sealed or opened).",
@@ -312,6 +320,7 @@ mod tests {
             keyring_degraded: true,
             key_reload_failures: 2,
             storage_degraded: false,
+            redeploy_queue: 4,
             connections: crate::api::server::ConnectionStats {
                 open: 1,
                 max: 1024,
@@ -359,6 +368,7 @@ mod tests {
         assert_eq!(line("exsec_keyring_degraded"), "1");
         assert_eq!(line("exsec_key_reload_failures_total"), "2");
         assert_eq!(line("exsec_rotation_pending_records"), "3");
+        assert_eq!(line("exsec_auto_redeploy_queue"), "4");
         assert_eq!(
             line("exsec_build_info{"),
             "1",

@@ -51,6 +51,8 @@ pub struct ApiState {
     /// The deploy pipeline (and through it the cluster target); shared
     /// with the task retrying removals.
     pub deployer: Arc<Deployer>,
+    /// Automatic redeploys: woken after every secret write.
+    pub redeploys: Arc<crate::redeploy::Redeployer>,
     /// The admin token.
     pub admin: AdminToken,
     /// Counters for `/metrics`.

@@ -110,6 +110,9 @@ pub struct DeploymentState {
     /// The `exsec.io/deploy-id` of the Deployment (of its pod template
     /// when an exsec before schema 3 applied it).
     pub deploy_id: Option<String>,
+    /// `spec.paused`: someone holds its rollouts (an automatic redeploy
+    /// leaves it alone).
+    pub paused: bool,
     /// Rollout progress as the cluster reports it.
     pub rollout: Rollout,
 }
@@ -199,6 +202,7 @@ impl DeploymentState {
             image: container.and_then(|c| c.image.clone()),
             env_from,
             deploy_id,
+            paused: spec.and_then(|s| s.paused).unwrap_or(false),
             rollout,
         }
     }

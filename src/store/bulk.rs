@@ -161,9 +161,10 @@ impl Writer {
         }
         let stored = self.secrets(&scope)?;
         self.check_effective_sizes_with(&tenant_id, &scope, &stored)?;
-        // Automatic redeploy (issue 15 item 2) hooks in here: `outcomes`
-        // names every changed (provider, key) of `scope`; a redeploy queued
-        // now lands in this same transaction, or not at all.
+        // One queued redeploy per affected app for the whole set, in this
+        // same transaction: a half-written set never rolls out.
+        let changed: BTreeSet<EnvKey> = outcomes.iter().map(|o| o.key.clone()).collect();
+        self.queue_redeploys(&scope, &changed)?;
         Ok(BulkWrite { outcomes })
     }
 }

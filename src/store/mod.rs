@@ -33,6 +33,7 @@ pub mod health;
 mod legacy;
 mod meta;
 pub mod records;
+mod redeploys;
 pub mod reseal;
 mod schema;
 mod secrets;

@@ -282,6 +282,25 @@ pub struct CleanupRecord {
     pub last_error: String,
 }
 
+/// An automatic redeploy waiting to run (SPEC §11.2): queued by the write
+/// that changed the app's effective set, in the same transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedeployRecord {
+    /// The app's tenant (the debounce is per tenant).
+    pub tenant_id: TenantId,
+    /// When the first change of this wait was queued.
+    pub queued_at: Timestamp,
+    /// When the last change was queued.
+    pub changed_at: Timestamp,
+    /// Bumped by every change: the worker removes the record only if no
+    /// change came in while it redeployed.
+    pub generation: u64,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// Why the last attempt failed (never a value).
+    pub last_error: Option<String>,
+}
+
 /// What a pending cleanup removes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CleanupKind {

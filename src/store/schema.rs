@@ -19,7 +19,7 @@ use crate::crypto::InstallationKey;
 /// - 2: adds `pending_cleanups`.
 /// - 3: app records gain `auto_redeploy`, deploy records `trigger`,
 ///   `secrets_hash`, `restarted_at` and `rollout`; `meta` gains the
-///   installation key (SPEC §11.2).
+///   installation key; adds `redeploy_queue` (SPEC §11.2).
 pub const CURRENT: u32 = 3;
 
 /// Makes the file ready for this build: creates tables, records or checks
@@ -99,6 +99,7 @@ fn create_and_migrate(
             migrate_2_to_3(txn)?;
         }
         txn.table(tables::PENDING_CLEANUPS)?;
+        txn.table(tables::REDEPLOY_QUEUE)?;
         ensure_installation_key(txn, fresh_key)?;
         write_version(txn, CURRENT)?;
     }

@@ -4,7 +4,7 @@
 //! one provider per env var name within a scope (`env_name_taken`), and no
 //! app's effective set above 1 MiB (`effective_set_too_large`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use redb::ReadableTable;
 
@@ -172,7 +172,12 @@ impl Writer {
             existing.as_ref(),
         );
         self.check_effective_sizes(&tenant_id, &record, siblings.bytes)?;
-        self.write_record(record, fingerprint, existing.as_ref(), &tenant_id, actor)
+        let scope = record.scope.clone();
+        let changed = BTreeSet::from([record.key.clone()]);
+        let written =
+            self.write_record(record, fingerprint, existing.as_ref(), &tenant_id, actor)?;
+        self.queue_redeploys(&scope, &changed)?;
+        Ok(written)
     }
 
     /// The record a write stores: a new key starts at version 1, a
@@ -232,6 +237,7 @@ impl Writer {
             return Err(not_found(Missing::Secret, format!("{provider}/{key}")));
         };
         self.remove_record(&record, &tenant_id, actor)?;
+        self.queue_redeploys(scope, &BTreeSet::from([record.key.clone()]))?;
         Ok(record)
     }
 

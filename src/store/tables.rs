@@ -33,10 +33,13 @@ pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("paas_audit_
 /// file, a Secret) that could not be removed yet; retried until they are
 /// (schema version 2).
 pub const PENDING_CLEANUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("pending_cleanups");
+/// `app_id → RedeployRecord`: automatic redeploys queued by secret writes
+/// in the same transaction, until they ran (schema version 3).
+pub const REDEPLOY_QUEUE: TableDefinition<&str, &[u8]> = TableDefinition::new("redeploy_queue");
 
 /// Names of every table, in a fixed order (schema preparation checks they
 /// all exist; backups dump them in this order).
-pub fn names() -> [&'static str; 11] {
+pub fn names() -> [&'static str; 12] {
     use redb::TableHandle;
     [
         META.name(),
@@ -50,6 +53,7 @@ pub fn names() -> [&'static str; 11] {
         IDEMPOTENCY.name(),
         AUDIT.name(),
         PENDING_CLEANUPS.name(),
+        REDEPLOY_QUEUE.name(),
     ]
 }
 

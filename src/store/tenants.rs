@@ -261,6 +261,7 @@ impl Writer {
                 self.cleanup_done(id)?;
             }
         }
+        self.remove_redeploy(id)?;
         self.audit(deleted)?;
         Ok(record)
     }

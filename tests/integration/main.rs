@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, reason = "tests report failures by panicking")]
 
 mod api_canary;
+mod auto_redeploy;
 mod bad_input;
 mod bulk;
 mod campaign;

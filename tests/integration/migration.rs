@@ -124,7 +124,12 @@ async fn a_schema_2_file_migrates_and_everything_in_it_works() {
     let ready = server.call("GET", "/readyz", None, None).await;
     assert_eq!(ready.status, 200, "{}", ready.text());
     assert_eq!(ready.json()["degraded"], false, "{}", ready.text());
-    assert_eq!(ready.json()["audit"]["chain"], "verified", "{}", ready.text());
+    assert_eq!(
+        ready.json()["audit"]["chain"],
+        "verified",
+        "{}",
+        ready.text()
+    );
     let beta = server
         .admin("GET", "/v1/tenants/beta/external-secrets", None)
         .await

@@ -34,6 +34,8 @@ pub struct Options {
     pub storage_path: Option<PathBuf>,
     /// `keys.rescan_interval`.
     pub rescan_interval: &'static str,
+    /// Extra keys of the `[deploy]` table (automatic redeploy settings).
+    pub deploy_config: String,
 }
 
 impl Default for Options {
@@ -47,6 +49,7 @@ impl Default for Options {
             deploy_timeout: "5s",
             storage_path: None,
             rescan_interval: "30s",
+            deploy_config: String::new(),
         }
     }
 }
@@ -216,6 +219,7 @@ include_values = {}
 [deploy]
 timeout = "{}"
 queue_timeout = "2s"
+{deploy_config}
 [log]
 format = "json"
 {}"#,
@@ -234,6 +238,7 @@ format = "json"
                     ""
                 },
                 rescan_interval = options.rescan_interval,
+                deploy_config = options.deploy_config,
                 storage_path = options
                     .storage_path
                     .as_deref()

@@ -10,7 +10,7 @@ use super::schema::{
 };
 use super::{RolloutDto, WarningDto};
 use crate::cluster::{DeploymentState, EnvFromSecret};
-use crate::store::records::{AppRecord, CleanupRecord};
+use crate::store::records::{AppRecord, CleanupRecord, RedeployRecord};
 
 /// `PUT /v1/apps/{id}`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -42,6 +42,34 @@ pub struct AppDto {
     pub updated_at: String,
     /// Whether a change of its effective set redeploys it.
     pub auto_redeploy: bool,
+    /// An automatic redeploy waiting to run (`GET /v1/apps/{id}` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redeploy_queued: Option<QueuedRedeployDto>,
+}
+
+/// An automatic redeploy waiting to run: since when, and how its attempts
+/// went.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueuedRedeployDto {
+    /// When the first change of this wait was queued.
+    pub queued_at: String,
+    /// When the last change was queued.
+    pub changed_at: String,
+    /// Failed attempts so far (retried with backoff).
+    pub attempts: u32,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+impl From<&RedeployRecord> for QueuedRedeployDto {
+    fn from(record: &RedeployRecord) -> Self {
+        Self {
+            queued_at: record.queued_at.to_rfc3339(),
+            changed_at: record.changed_at.to_rfc3339(),
+            attempts: record.attempts,
+            last_error: record.last_error.clone(),
+        }
+    }
 }
 
 impl AppDto {
@@ -58,6 +86,7 @@ impl AppDto {
             created_at: record.created_at.to_rfc3339(),
             updated_at: record.updated_at.to_rfc3339(),
             auto_redeploy: record.auto_redeploy,
+            redeploy_queued: None,
         }
     }
 }
@@ -212,14 +241,39 @@ impl Schema for AppDto {
     const NAME: &'static str = "App";
 
     fn schema() -> Value {
-        record([
-            ("app_id", reference("ResourceId")),
-            ("tenant_id", reference("ResourceId")),
-            ("required_env", names()),
-            ("created_at", reference("Timestamp")),
-            ("updated_at", reference("Timestamp")),
-            ("auto_redeploy", boolean()),
-        ])
+        closed_object(
+            &[
+                "app_id",
+                "tenant_id",
+                "required_env",
+                "created_at",
+                "updated_at",
+                "auto_redeploy",
+            ],
+            [
+                ("app_id", reference("ResourceId")),
+                ("tenant_id", reference("ResourceId")),
+                ("required_env", names()),
+                ("created_at", reference("Timestamp")),
+                ("updated_at", reference("Timestamp")),
+                ("auto_redeploy", boolean()),
+                (
+                    "redeploy_queued",
+                    json!({
+                        "description": "an automatic redeploy waiting to run (GET of one app only): it runs once the tenant's secrets were quiet for deploy.auto_redeploy_quiet; failures are retried with backoff",
+                        "type": "object",
+                        "required": ["queued_at", "changed_at", "attempts", "last_error"],
+                        "properties": {
+                            "queued_at": reference("Timestamp"),
+                            "changed_at": reference("Timestamp"),
+                            "attempts": { "type": "integer", "minimum": 0 },
+                            "last_error": nullable_string(),
+                        },
+                        "additionalProperties": false,
+                    }),
+                ),
+            ],
+        )
     }
 }
 

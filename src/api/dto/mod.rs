@@ -26,7 +26,7 @@ use crate::store::records::WarningRecord;
 
 pub use apps::{
     AppDeletedDto, AppDto, AppListDto, CleanupDto, ClusterDto, ClusterSecretDto, DeploymentDto,
-    EnvFromDto, PutAppBody,
+    EnvFromDto, PutAppBody, QueuedRedeployDto,
 };
 pub use deploys::{
     DeployBody, DeployDetailDto, DeployDto, DeployFailedDto, DeployListDto, DryRunDto,

@@ -1,7 +1,9 @@
 //! Apps: registered and deleted by the admin; each belongs to one tenant
 //! forever.
 
-use crate::api::dto::{AppDeletedDto, AppDto, AppListDto, PutAppBody, WarningDto};
+use crate::api::dto::{
+    AppDeletedDto, AppDto, AppListDto, PutAppBody, QueuedRedeployDto, WarningDto,
+};
 use crate::api::problem::ApiError;
 use crate::api::{Call, Reply};
 use crate::model::{AppId, EnvKey, TenantId};
@@ -83,9 +85,17 @@ pub async fn put(call: Call) -> Result<Reply, ApiError> {
     Ok(Reply::json(status, &AppDto::new(app_id.as_str(), &record)))
 }
 
-pub fn get(call: Call) -> Result<Reply, ApiError> {
+pub async fn get(call: Call) -> Result<Reply, ApiError> {
     let (app_id, record) = call.app()?;
-    Ok(Reply::ok(&AppDto::new(app_id.as_str(), record)))
+    let lookup = app_id.clone();
+    let queued = call
+        .state
+        .store
+        .read_async(move |r| r.queued_redeploy(&lookup))
+        .await?;
+    let mut dto = AppDto::new(app_id.as_str(), record);
+    dto.redeploy_queued = queued.as_ref().map(QueuedRedeployDto::from);
+    Ok(Reply::ok(&dto))
 }
 
 /// 204 when the app and its cluster objects are gone; 200 with the

@@ -50,6 +50,7 @@ pub async fn put(call: Call) -> Result<Reply, ApiError> {
         .store
         .write_async(move |w| w.put_secrets(bulk.clone(), &actor))
         .await?;
+    call.state.redeploys.wake();
     Ok(Reply::ok(&BulkSecretsDto::from(&written)))
 }
 

@@ -37,7 +37,7 @@ pub async fn dispatch(call: Call) -> Result<Reply, ApiError> {
         RouteId::RevokeToken => tokens::revoke(call).await,
         RouteId::ListApps => apps::list(call).await,
         RouteId::PutApp => apps::put(call).await,
-        RouteId::GetApp => apps::get(call),
+        RouteId::GetApp => apps::get(call).await,
         RouteId::DeleteApp => apps::delete(call).await,
         RouteId::ListTenantSecrets | RouteId::ListAppSecrets => secrets::list(call).await,
         RouteId::PutTenantSecret | RouteId::PutAppSecret => secrets::put(call).await,

@@ -108,6 +108,8 @@ pub async fn put(call: Call) -> Result<Reply, ApiError> {
         .store
         .write_async(move |w| w.put_secret(put.clone(), &actor))
         .await?;
+    // The write may have queued automatic redeploys.
+    call.state.redeploys.wake();
     let status = if written.created {
         StatusCode::CREATED
     } else {
@@ -124,6 +126,7 @@ pub async fn delete(call: Call) -> Result<Reply, ApiError> {
         .store
         .write_async(move |w| w.delete_secret(&scope, &provider, &key, &actor))
         .await?;
+    call.state.redeploys.wake();
     Ok(Reply::no_content())
 }
 

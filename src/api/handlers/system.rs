@@ -96,6 +96,7 @@ pub async fn metrics(call: Call) -> Result<Reply, ApiError> {
         key_reload_failures: call.state.keyring.reload_failures(),
         connections: call.state.connections.stats(),
         storage_degraded: call.state.store.health() != StorageHealth::Healthy,
+        redeploy_queue: call.state.redeploys.queued() as u64,
     });
     Ok(Reply::raw(
         StatusCode::OK,

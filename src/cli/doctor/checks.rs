@@ -179,6 +179,28 @@ fn audit_log(s: &Subject<'_>) -> Check {
 
 /// 3. Redeploy after a change.
 fn redeploy(s: &Subject<'_>) -> Check {
+    if let Some(queued) = &s.facts.app.redeploy_queued {
+        return match &queued.last_error {
+            Some(error) if queued.attempts > 0 => Check::problem(
+                "redeploy",
+                format!(
+                    "an automatic redeploy queued at {} failed {} time(s): {error}; exsec retries with backoff",
+                    queued.queued_at, queued.attempts
+                ),
+                format!(
+                    "fix what the error names, or deploy by hand: {}",
+                    s.redeploy
+                ),
+            ),
+            _ => Check::ok(
+                "redeploy",
+                format!(
+                    "an automatic redeploy is queued (last change {}); it runs once the tenant's secrets are quiet",
+                    queued.changed_at
+                ),
+            ),
+        };
+    }
     let effective = &s.facts.effective;
     let changed: Vec<&str> = effective
         .keys
@@ -608,6 +630,7 @@ mod tests {
                 created_at: TIME.to_owned(),
                 updated_at: TIME.to_owned(),
                 auto_redeploy: false,
+                redeploy_queued: None,
             },
             effective: EffectiveDto {
                 app_id: "web".to_owned(),
