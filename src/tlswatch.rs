@@ -48,6 +48,9 @@ impl TlsWatch {
         let mut tick = tokio::time::interval(RESCAN_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
+        // The files may have changed between the start-up load and the
+        // watch (the task starts after the listener): look once now.
+        self.reload().await;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
