@@ -27,27 +27,7 @@ fn from_fixture(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
         std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
     std::fs::copy(fixtures.join("exsec.redb"), dir.path().join("exsec.redb")).unwrap();
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        r#"[server]
-listen = "127.0.0.1:0"
-[storage]
-path = "exsec.redb"
-cache_size = "4MiB"
-[keys]
-dir = "keys.d"
-[auth]
-admin_token_file = "admin.token"
-[cluster]
-target = "manifests"
-[manifests]
-dir = "manifests"
-[log]
-format = "json"
-"#,
-    )
-    .unwrap();
+    let config = crate::daemon::write_config(dir.path());
     std::fs::create_dir(dir.path().join("manifests")).unwrap();
     (dir, config)
 }
