@@ -153,11 +153,9 @@ async fn a_stale_secret_the_cluster_refused_to_delete_is_deleted_later() {
         ..Options::default()
     })
     .await;
-    server.seed("acme", &["web"]).await;
     server
-        .set_secret_ok("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-stale")
+        .web_deployed_with("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-stale")
         .await;
-    server.deploy_ok("web").await;
     let cluster = server.cluster.as_ref().unwrap();
     let secret = || cluster.object(Kind::Secret, "paas-apps", "app-web-external-secrets");
     assert!(secret().is_some());

@@ -182,11 +182,9 @@ async fn another_tenants_id_is_refused_and_nothing_is_applied() {
 #[tokio::test]
 async fn without_a_master_key_deploys_skip_injection_and_keep_the_secret() {
     let server = TestServer::start().await;
-    server.seed("acme", &["web"]).await;
     server
-        .set_secret_ok("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-live")
+        .web_deployed_with("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-live")
         .await;
-    server.deploy_ok("web").await;
     let before = std::fs::read(server.path("manifests/web.yaml")).unwrap();
 
     let dir = server.stop().await;
@@ -246,11 +244,9 @@ async fn a_daemon_without_keys_starts_degraded() {
 #[tokio::test]
 async fn unopenable_values_fail_injection_and_keep_the_secret() {
     let server = TestServer::start().await;
-    server.seed("acme", &["web"]).await;
     server
-        .set_secret_ok("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-live")
+        .web_deployed_with("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-live")
         .await;
-    server.deploy_ok("web").await;
     let before = std::fs::read_to_string(server.path("manifests/web.yaml")).unwrap();
 
     let dir = server.stop().await;

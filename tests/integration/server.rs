@@ -437,6 +437,21 @@ format = "json"
         provider_keys(&listed["secrets"])
     }
 
+    /// The most common start: tenant `acme`, app `web`, one secret set
+    /// (`scope_path` is `/v1/tenants/acme` or `/v1/apps/web`), `web`
+    /// deployed with image `nginx` (each step asserted).
+    pub async fn web_deployed_with(
+        &self,
+        scope_path: &str,
+        provider: &str,
+        key: &str,
+        value: &str,
+    ) {
+        self.seed("acme", &["web"]).await;
+        self.set_secret_ok(scope_path, provider, key, value).await;
+        self.deploy_ok("web").await;
+    }
+
     /// Deploys an app with the admin token.
     pub async fn deploy(&self, app: &str, body: serde_json::Value) -> Answer {
         self.admin(
