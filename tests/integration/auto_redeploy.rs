@@ -246,3 +246,70 @@ async fn a_bulk_write_refused_on_its_last_item_queues_nothing() {
     assert_eq!(values["OPENAI_API_KEY"], "sk-2");
     assert_eq!(values["STRIPE_KEY"], "rk-1");
 }
+
+/// An operator paused the Deployment (`kubectl patch … spec.paused`): the
+/// automatic redeploy leaves it alone, says so in the audit log, and
+/// dequeues; a deploy by hand still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_deployment_is_skipped_and_audited() {
+    let Ok(kubectl) = crate::kubernetes::which_kubectl() else {
+        eprintln!(
+            "SKIPPED LOUDLY: kubectl is not on PATH; the paused-Deployment skip was not checked"
+        );
+        return;
+    };
+    let server = TestServer::start_with(options("1s")).await;
+    server.seed("acme", &[]).await;
+    register(&server, "web", true).await;
+    server
+        .set_secret_ok("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-1")
+        .await;
+    server.deploy_ok("web").await;
+    let kubeconfig = server.path("kubeconfig.yaml");
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new(&kubectl)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args([
+                "-n",
+                "paas-apps",
+                "patch",
+                "deployment",
+                "web",
+                "--type",
+                "merge",
+            ])
+            .args(["-p", r#"{"spec":{"paused":true}}"#])
+            .output()
+    })
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    server
+        .set_secret_ok("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-2")
+        .await;
+    let skipped = eventually("deploy.skipped is audited", || async {
+        let events = server.audit_events_of("deploy.skipped").await;
+        match events.first() {
+            Some(event) => Ok(event.clone()),
+            None => Err("not yet".to_owned()),
+        }
+    })
+    .await;
+    assert_eq!(skipped["app_id"], "web");
+    assert_eq!(skipped["actor"], "system:auto-redeploy");
+    assert_eq!(skipped["data"]["reason"], "deployment_paused");
+    drained(&server, &["web"]).await;
+    assert_eq!(
+        by_trigger(&deploys(&server, "web").await, "secret_change"),
+        0
+    );
+    assert_eq!(
+        secret_values(&server, "web").unwrap()["OPENAI_API_KEY"],
+        "sk-1"
+    );
+}

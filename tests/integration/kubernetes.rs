@@ -383,7 +383,7 @@ async fn kubectl_sees_what_the_seed_document_says() {
     assert!(deploy_yaml.contains("optional: true"), "{deploy_yaml}");
 }
 
-fn which_kubectl() -> Result<std::path::PathBuf, ()> {
+pub(crate) fn which_kubectl() -> Result<std::path::PathBuf, ()> {
     std::env::var_os("PATH")
         .into_iter()
         .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
