@@ -34,9 +34,14 @@ pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("paas_audit_
 /// (schema version 2).
 pub const PENDING_CLEANUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("pending_cleanups");
 
+/// `("{t|a}/{owner}/{provider}/{key}", version) → SecretVersionRecord`: the
+/// kept versions of each secret, oldest first (schema version 4).
+pub const SECRET_VERSIONS: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("external_secret_versions");
+
 /// Names of every table, in a fixed order (schema preparation checks they
 /// all exist; backups dump them in this order).
-pub fn names() -> [&'static str; 11] {
+pub fn names() -> [&'static str; 12] {
     use redb::TableHandle;
     [
         META.name(),
@@ -50,6 +55,7 @@ pub fn names() -> [&'static str; 11] {
         IDEMPOTENCY.name(),
         AUDIT.name(),
         PENDING_CLEANUPS.name(),
+        SECRET_VERSIONS.name(),
     ]
 }
 
