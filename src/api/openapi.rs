@@ -29,8 +29,8 @@ use super::dto::{
     ClusterDto, DeployBody, DeployDetailDto, DeployDto, DeployFailedDto, DeployListDto, DryRunDto,
     DryRunInjectionDto, EffectiveDto, EffectiveEntryDto, HealthDto, InjectionDto, KeyStatusDto,
     KeysDto, MintedTokenDto, PutAppBody, PutTenantBody, ReadyDto, RolloutDto, SecretListDto,
-    SecretMetaDto, SecretOutcomeDto, TenantDto, TenantListDto, TokenDto, TokenListDto, ValueBody,
-    VerifyDto, WarningDto,
+    SecretMetaDto, SecretOutcomeDto, SecretVersionDto, SecretVersionListDto, TenantDto,
+    TenantListDto, TokenDto, TokenListDto, ValueBody, VerifyDto, WarningDto,
 };
 use super::handlers::MAX_IDEMPOTENCY_KEY_LEN;
 use super::routes::{Access, Body, Query, ROUTES, Route, RouteId};
@@ -260,7 +260,10 @@ const SECRET_WRITE_PROBLEMS: &[(u16, &str)] = &[
 /// Errors of both verify routes.
 const SECRET_VERIFY_PROBLEMS: &[(u16, &str)] = &[
     (400, "invalid_value"),
+    (400, "invalid_query"),
     (404, "secret_not_found"),
+    (404, "version_not_found"),
+    (409, "version_is_tombstone"),
     (429, "rate_limited"),
     (500, "internal"),
     (503, "master_key_unavailable"),
@@ -336,6 +339,26 @@ fn answers(id: RouteId) -> Answers {
         R::VerifyTenantSecret | R::VerifyAppSecret => Answers::ok(reference_to::<VerifyDto>())
             .body(ValueBody::NAME)
             .problems(SECRET_VERIFY_PROBLEMS),
+        R::ListTenantSecretVersions | R::ListAppSecretVersions => {
+            Answers::ok(reference_to::<SecretVersionListDto>())
+                .problems(&[(404, "secret_not_found")])
+        }
+        R::RestoreTenantSecret | R::RestoreAppSecret => Answers::ok(reference_to::<SecretMetaDto>())
+            .and(
+                201,
+                json_response(
+                    "restored a secret that had been deleted",
+                    reference_to::<SecretMetaDto>(),
+                ),
+            )
+            .problems(&[
+                (400, "invalid_version"),
+                (404, "version_not_found"),
+                (409, "version_is_tombstone"),
+                (409, "env_name_taken"),
+                (422, "effective_set_too_large"),
+            ]),
+        R::Unpin => Answers::ok(reference_to::<AppDto>()),
         R::Effective => Answers::ok(reference_to::<EffectiveDto>()),
         R::Deploy => deploy_answers(),
         R::ListDeploys => Answers::ok(DeployListDto::schema())
@@ -425,7 +448,10 @@ fn deploy_answers() -> Answers {
         (400, "invalid_replicas"),
         (400, "invalid_port"),
         (400, "invalid_tenant_id"),
+        (400, "invalid_rollback"),
+        (404, "deploy_not_found"),
         (409, "deploy_in_progress"),
+        (409, "snapshot_unavailable"),
         (422, "app_id_mismatch"),
         (422, "tenant_mismatch"),
         (422, "idempotency_key_reused"),
@@ -462,6 +488,10 @@ fn query_parameter(query: Query) -> Value {
             reference("ResourceId"),
         ),
         Query::AppFilter => ("only events of this app", reference("ResourceId")),
+        Query::Version => (
+            "compare with this kept version instead of the current value (404 `version_not_found` when it is not kept, 409 `version_is_tombstone` for a deletion)",
+            json!({ "type": "integer", "minimum": 1 }),
+        ),
         Query::After => (
             "only events with a greater `seq`: pass the previous page's `next_after`",
             json!({ "type": "integer", "minimum": 0, "default": 0 }),
@@ -732,6 +762,8 @@ fn schemas() -> Map<String, Value> {
         component::<TenantDto>(),
         component::<AppDto>(),
         component::<SecretMetaDto>(),
+        component::<SecretVersionDto>(),
+        component::<SecretVersionListDto>(),
         component::<VerifyDto>(),
         component::<TokenDto>(),
         component::<MintedTokenDto>(),

@@ -186,6 +186,7 @@ fn refusal(rejected: Rejected) -> ApiError {
         Rejected::AppTenantFixed { .. } => conflict("app_tenant_fixed"),
         Rejected::EnvNameTaken { .. } => conflict("env_name_taken"),
         Rejected::VersionIsTombstone { .. } => conflict("version_is_tombstone"),
+        Rejected::NothingToRollBackTo { .. } => conflict("snapshot_unavailable"),
         Rejected::SnapshotUnavailable {
             scope,
             provider,
@@ -251,6 +252,13 @@ mod tests {
                 },
                 409,
                 "version_is_tombstone",
+            ),
+            (
+                Rejected::NothingToRollBackTo {
+                    deploy_id: "dep_000000000001".to_owned(),
+                },
+                409,
+                "snapshot_unavailable",
             ),
             (
                 Rejected::SnapshotUnavailable {

@@ -41,10 +41,11 @@ pub async fn deploy(context: &Context, request: Request) -> Result<(), CliError>
             None => None,
         },
         app_id: None,
-        image_ref: request.image.clone(),
+        image_ref: Some(request.image.clone()),
         replicas: request.replicas.map(i64::from),
         port: request.port.map(i64::from),
         restart: request.restart,
+        rollback_to: None,
     };
     let path = if request.dry_run {
         format!("/v1/apps/{app}/deploys?dry_run=true")

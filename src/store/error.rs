@@ -278,6 +278,15 @@ pub enum Rejected {
         /// The version asked for.
         version: u64,
     },
+    /// A rollback target whose deploy did not leave the Secret in step
+    /// with its set: there is no set to return to.
+    #[error(
+        "deploy {deploy_id} did not inject its secrets, so there is no secret set to roll back to; choose a deploy whose injection succeeded"
+    )]
+    NothingToRollBackTo {
+        /// The deploy asked for.
+        deploy_id: String,
+    },
     /// A rollback needs a secret version that is no longer kept.
     #[error(
         "deploy {deploy_id} used {scope} secret {provider}/{key} version {version}, which is no longer kept (pruned or deleted with its scope); nothing was applied"

@@ -33,6 +33,7 @@ pub mod health;
 pub mod history;
 mod legacy;
 mod meta;
+pub mod pins;
 pub mod records;
 pub mod reseal;
 mod schema;

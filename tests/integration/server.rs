@@ -34,6 +34,8 @@ pub struct Options {
     pub storage_path: Option<PathBuf>,
     /// `keys.rescan_interval`.
     pub rescan_interval: &'static str,
+    /// `storage.secret_history`.
+    pub secret_history: u32,
 }
 
 impl Default for Options {
@@ -47,6 +49,7 @@ impl Default for Options {
             deploy_timeout: "5s",
             storage_path: None,
             rescan_interval: "30s",
+            secret_history: 10,
         }
     }
 }
@@ -202,6 +205,7 @@ listen = "127.0.0.1:0"
 [storage]
 path = {storage_path:?}
 cache_size = "4MiB"
+secret_history = {secret_history}
 [keys]
 dir = "keys.d"
 rescan_interval = "{rescan_interval}"
@@ -234,6 +238,7 @@ format = "json"
                     ""
                 },
                 rescan_interval = options.rescan_interval,
+                secret_history = options.secret_history,
                 storage_path = options
                     .storage_path
                     .as_deref()

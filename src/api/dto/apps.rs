@@ -42,6 +42,10 @@ pub struct AppDto {
     pub updated_at: String,
     /// Whether a change of its effective set redeploys it.
     pub auto_redeploy: bool,
+    /// The deploy a rollback pinned the app to: it runs that deploy's
+    /// secret versions until a normal deploy or an unpin (`null`: none).
+    #[serde(default)]
+    pub pinned_to: Option<String>,
 }
 
 impl AppDto {
@@ -58,6 +62,7 @@ impl AppDto {
             created_at: record.created_at.to_rfc3339(),
             updated_at: record.updated_at.to_rfc3339(),
             auto_redeploy: record.auto_redeploy,
+            pinned_to: record.pinned_to.clone(),
         }
     }
 }
@@ -219,6 +224,13 @@ impl Schema for AppDto {
             ("created_at", reference("Timestamp")),
             ("updated_at", reference("Timestamp")),
             ("auto_redeploy", boolean()),
+            (
+                "pinned_to",
+                json!({
+                    "type": ["string", "null"],
+                    "description": "the deploy a rollback pinned the app to; automatic redeploys wait until a normal deploy or `POST /v1/apps/{app_id}/unpin`",
+                }),
+            ),
         ])
     }
 }

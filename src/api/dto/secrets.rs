@@ -10,6 +10,7 @@ use super::schema::{
     warnings,
 };
 use crate::model::MAX_VALUE_LEN;
+use crate::store::history::VersionInfo;
 use crate::store::records::SecretRecord;
 use crate::store::{BulkWrite, SecretOutcome};
 
@@ -56,6 +57,40 @@ impl From<&SecretRecord> for SecretMetaDto {
 pub struct SecretListDto {
     /// By provider, then key.
     pub secrets: Vec<SecretMetaDto>,
+}
+
+/// One kept version of a secret: metadata only, never a value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SecretVersionDto {
+    /// The version number.
+    pub version: u64,
+    /// When it was written.
+    pub created_at: String,
+    /// Who wrote it.
+    pub actor: String,
+    /// Whether it records a deletion.
+    pub tombstone: bool,
+    /// The master key its value is sealed under (`null` for a tombstone).
+    pub key_id: Option<String>,
+}
+
+impl From<&VersionInfo> for SecretVersionDto {
+    fn from(v: &VersionInfo) -> Self {
+        Self {
+            version: v.version,
+            created_at: v.created_at.to_rfc3339(),
+            actor: v.actor.clone(),
+            tombstone: v.tombstone,
+            key_id: v.key_id.as_ref().map(ToString::to_string),
+        }
+    }
+}
+
+/// `GET …/external-secrets/{provider}/{key}/versions`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SecretVersionListDto {
+    /// Newest first.
+    pub versions: Vec<SecretVersionDto>,
 }
 
 /// `POST …/verify`: whether the candidate equals the stored value.
@@ -123,6 +158,32 @@ impl Schema for SecretMetaDto {
             ("updated_at", reference("Timestamp")),
             ("version", json!({ "type": "integer", "minimum": 1 })),
         ])
+    }
+}
+
+impl Schema for SecretVersionDto {
+    const NAME: &'static str = "SecretVersion";
+
+    /// Never a value.
+    fn schema() -> Value {
+        record([
+            ("version", json!({ "type": "integer", "minimum": 1 })),
+            ("created_at", reference("Timestamp")),
+            ("actor", json!({ "type": "string" })),
+            ("tombstone", boolean()),
+            (
+                "key_id",
+                json!({ "type": ["string", "null"], "description": "`null` for a tombstone" }),
+            ),
+        ])
+    }
+}
+
+impl Schema for SecretVersionListDto {
+    const NAME: &'static str = "SecretVersionList";
+
+    fn schema() -> Value {
+        list_of::<SecretVersionDto>("versions")
     }
 }
 

@@ -15,6 +15,12 @@ use crate::crypto::{CryptoError, Fingerprint, SealedValue, SecretLocation};
 use crate::model::{AppId, EnvKey, Provider, Scope, SecretValue};
 use crate::resolve;
 use crate::store::PutSecret;
+use crate::store::history::KeptValue;
+
+/// A version number from a path or query: a whole number from 1.
+pub(super) fn parse_version(raw: &str) -> Option<u64> {
+    raw.parse::<u64>().ok().filter(|v| *v >= 1)
+}
 
 /// The scope of the route: `{tenant_id}` or `{app_id}`.
 pub(super) fn scope(call: &Call) -> Result<Scope, ApiError> {
@@ -57,7 +63,7 @@ pub(super) fn seal(
 }
 
 /// `{provider}` and `{key}`.
-fn name(call: &Call) -> Result<(Provider, EnvKey), ApiError> {
+pub(super) fn name(call: &Call) -> Result<(Provider, EnvKey), ApiError> {
     Ok((
         Provider::parse(call.params.get("provider"))?,
         EnvKey::parse(call.params.get("key"))?,
@@ -144,19 +150,50 @@ pub async fn verify(call: Call) -> Result<Reply, ApiError> {
     }
     let body: ValueBody = call.json()?;
     let candidate = SecretValue::parse(body.value)?;
+    let version = match call.query_param("version") {
+        Some(raw) => Some(parse_version(&raw).ok_or_else(|| {
+            ApiError::bad_request("invalid_query", "version must be a whole number from 1")
+        })?),
+        None => None,
+    };
     let (lookup_scope, lookup_provider, lookup_key) =
         (scope.clone(), provider.clone(), key.clone());
-    let record = call
+    let sealed = call
         .state
         .store
-        .read_async(move |r| r.secret(&lookup_scope, &lookup_provider, &lookup_key))
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "secret_not_found",
-                format!("external secret {provider}/{key}"),
-            )
-        })?;
+        .read_async(move |r| match version {
+            None => Ok(r
+                .secret(&lookup_scope, &lookup_provider, &lookup_key)?
+                .map_or(KeptValue::Missing, |record| {
+                    KeptValue::Sealed(record.sealed)
+                })),
+            Some(version) => {
+                r.secret_version(&lookup_scope, &lookup_provider, &lookup_key, version)
+            }
+        })
+        .await?;
+    let sealed = match sealed {
+        KeptValue::Sealed(sealed) => sealed,
+        KeptValue::Tombstone => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "version_is_tombstone",
+                format!("that version of {key} records its deletion; it has no value"),
+            ));
+        }
+        KeptValue::Missing => {
+            return Err(match version {
+                None => ApiError::not_found(
+                    "secret_not_found",
+                    format!("external secret {provider}/{key}"),
+                ),
+                Some(version) => ApiError::not_found(
+                    "version_not_found",
+                    format!("secret version {provider}/{key} version {version}"),
+                ),
+            });
+        }
+    };
     let keyring = call.state.keyring.snapshot();
     let stored = keyring
         .open(
@@ -165,7 +202,7 @@ pub async fn verify(call: Call) -> Result<Reply, ApiError> {
                 provider: &provider,
                 key: &key,
             },
-            &record.sealed,
+            &sealed,
         )
         .map_err(|error| match error {
             CryptoError::MissingKey { key_id } => ApiError::master_key_unavailable(format!(
@@ -190,6 +227,9 @@ pub async fn verify(call: Call) -> Result<Reply, ApiError> {
         .with("provider", provider.as_str())
         .with("key", key.as_str())
         .with("match", matched);
+    if let Some(version) = version {
+        audit = audit.with("version", version);
+    }
     if let Scope::App(app_id) = &scope {
         audit = audit.app(app_id.as_str());
     }
