@@ -25,6 +25,8 @@ const MAX_SOCKET_PATH: usize = 107;
 /// Most versions `storage.secret_history` may keep per secret: each one
 /// costs a record per secret, and rotation re-seals all of them.
 const MAX_SECRET_HISTORY: u32 = 1000;
+/// Versions kept per secret without `storage.secret_history`.
+pub const DEFAULT_SECRET_HISTORY: u32 = 10;
 
 /// The whole configuration file; every section may be omitted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -449,7 +451,7 @@ impl Default for StorageConfig {
         Self {
             path: PathBuf::from("/var/lib/exsec/exsec.redb"),
             cache_size: 32 * 1024 * 1024,
-            secret_history: crate::store::history::DEFAULT_SECRET_HISTORY,
+            secret_history: DEFAULT_SECRET_HISTORY,
         }
     }
 }

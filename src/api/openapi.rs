@@ -730,6 +730,12 @@ fn path_parameter(name: &str) -> (Value, &'static str) {
         "key" => ("EnvKey", "the environment variable name"),
         "token_id" => ("TokenId", "a token id (never the token)"),
         "deploy_id" => ("DeployId", "a deploy"),
+        "version" => {
+            return (
+                json!({ "type": "string", "pattern": "^[1-9][0-9]{0,18}$" }),
+                "a kept version of the secret, as its history lists it",
+            );
+        }
         _ => return (string(), "a path segment"),
     };
     (reference(component), description)

@@ -17,8 +17,7 @@ use crate::audit::event;
 use crate::crypto::SealedValue;
 use crate::model::{EnvKey, KeyId, Provider, Scope, Timestamp};
 
-/// Versions kept per secret unless `storage.secret_history` says otherwise.
-pub const DEFAULT_SECRET_HISTORY: u32 = 10;
+pub use crate::config::DEFAULT_SECRET_HISTORY;
 
 /// One kept version as listed: metadata only, never a value.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -352,6 +352,41 @@ async fn every_route_answers_as_documented() {
     let held = api.expect(200, "GET", "/v1/apps/web/cluster", None).await;
     assert_eq!(held["secret"]["exists"], true);
 
+    // History, restore, rollback and unpin (SPEC §11.3).
+    let versions = api
+        .expect(200, "GET", &format!("{tenant_secret}/versions"), None)
+        .await;
+    assert_eq!(versions["versions"][0]["version"], 3);
+    let versions = api
+        .expect(200, "GET", &format!("{app_secret}/versions"), None)
+        .await;
+    assert_eq!(versions["versions"][0]["version"], 1);
+    let restored = api
+        .expect(
+            200,
+            "POST",
+            &format!("{tenant_secret}/versions/1/restore"),
+            None,
+        )
+        .await;
+    assert_eq!(restored["version"], 4);
+    let restored = api
+        .expect(
+            200,
+            "POST",
+            &format!("{app_secret}/versions/1/restore"),
+            None,
+        )
+        .await;
+    assert_eq!(restored["version"], 2);
+    let rollback = json!({ "rollback_to": deploy_ids[0] }).to_string();
+    let rolled = api
+        .expect(201, "POST", "/v1/apps/web/deploys", Some(&rollback))
+        .await;
+    assert_eq!(rolled["trigger"], "rollback");
+    let unpinned = api.expect(200, "POST", "/v1/apps/web/unpin", None).await;
+    assert_eq!(unpinned["pinned_to"], Value::Null);
+
     let stripe = "/v1/apps/web/external-secrets/stripe/STRIPE_KEY";
     assert_eq!(api.call("DELETE", stripe, token, None).await.status, 204);
     let effective = api

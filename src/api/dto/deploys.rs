@@ -332,7 +332,7 @@ impl Schema for DeployBody {
                     "rollback_to",
                     json!({
                         "type": "string",
-                        "pattern": "^dep_[0-9]+$",
+                        "pattern": "^dep_[0-9]{12}$",
                         "description": "roll back to this deploy of the app: its image, replicas, port and exactly the secret versions it injected (409 `snapshot_unavailable` naming the version when one is no longer kept; nothing applied). The app is then pinned (`pinned_to`). Not combined with `image_ref`, `replicas`, `port` or `restart` (400 `invalid_rollback`)",
                     }),
                 ),

@@ -114,8 +114,8 @@ impl Workload {
     ) -> Result<Self, ApiError> {
         let image_ref = image_ref.ok_or_else(|| {
             ApiError::bad_request(
-                "invalid_image_ref",
-                "image_ref is required (or rollback_to, to roll back to an earlier deploy)",
+                "missing_field",
+                "missing field `image_ref` (or `rollback_to`, to roll back to an earlier deploy)",
             )
         })?;
         Ok(Self {
