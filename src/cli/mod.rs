@@ -407,6 +407,7 @@ enum SecretsCommand {
         key: String,
     },
     /// Write a kept version again, as a new version (deploy to inject it).
+    #[command(disable_version_flag = true)]
     Restore {
         #[command(flatten)]
         scope: ScopeArgs,
