@@ -186,21 +186,14 @@ impl Writer {
         record: &SecretRecord,
         actor: &str,
     ) -> Result<(), StoreError> {
-        self.retire_current(previous)?;
-        let name = record_name(record);
-        self.insert_version(
-            &name,
-            &SecretVersionRecord {
-                scope: record.scope.clone(),
-                provider: record.provider.clone(),
-                key: record.key.clone(),
-                version: record.version,
-                created_at: record.updated_at,
-                actor: actor.to_owned(),
-                value: VersionValue::Current,
-            },
-        )?;
-        self.prune_versions(&name)
+        let entry = entry_of(
+            record,
+            record.version,
+            record.updated_at,
+            actor,
+            VersionValue::Current,
+        );
+        self.push(previous, &entry)
     }
 
     /// Records the deletion of `record`: its value stays in its entry and a
@@ -210,20 +203,25 @@ impl Writer {
         record: &SecretRecord,
         actor: &str,
     ) -> Result<(), StoreError> {
-        self.retire_current(Some(record))?;
-        let name = record_name(record);
-        self.insert_version(
-            &name,
-            &SecretVersionRecord {
-                scope: record.scope.clone(),
-                provider: record.provider.clone(),
-                key: record.key.clone(),
-                version: record.version + 1,
-                created_at: self.now(),
-                actor: actor.to_owned(),
-                value: VersionValue::Tombstone,
-            },
-        )?;
+        let entry = entry_of(
+            record,
+            record.version + 1,
+            self.now(),
+            actor,
+            VersionValue::Tombstone,
+        );
+        self.push(Some(record), &entry)
+    }
+
+    /// Retires `previous`, stores `entry` as the newest version, prunes.
+    fn push(
+        &mut self,
+        previous: Option<&SecretRecord>,
+        entry: &SecretVersionRecord,
+    ) -> Result<(), StoreError> {
+        self.retire_current(previous)?;
+        let name = secret_name(&entry.scope, &entry.provider, &entry.key);
+        self.insert_version(&name, entry)?;
         self.prune_versions(&name)
     }
 
@@ -265,17 +263,21 @@ impl Writer {
             .in_table(tables::SECRET_VERSIONS)?
             .map(|bytes| decode::<SecretVersionRecord>("external_secret_versions", bytes.value()))
             .transpose()?;
-        let entry = SecretVersionRecord {
-            value: VersionValue::Sealed(previous.sealed.clone()),
-            ..kept.unwrap_or_else(|| SecretVersionRecord {
-                scope: previous.scope.clone(),
-                provider: previous.provider.clone(),
-                key: previous.key.clone(),
-                version: previous.version,
-                created_at: previous.updated_at,
-                actor: "unknown".to_owned(),
-                value: VersionValue::Current,
-            })
+        let sealed = VersionValue::Sealed(previous.sealed.clone());
+        let entry = match kept {
+            Some(kept) => SecretVersionRecord {
+                value: sealed,
+                ..kept
+            },
+            // Not in the history (never expected after schema 4): kept
+            // from now on, its writer unknown.
+            None => entry_of(
+                previous,
+                previous.version,
+                previous.updated_at,
+                "unknown",
+                sealed,
+            ),
         };
         self.insert_version(&name, &entry)
     }
@@ -320,6 +322,25 @@ fn secret_name(scope: &Scope, provider: &Provider, key: &EnvKey) -> String {
         provider.as_str(),
         key.as_str(),
     )
+}
+
+/// A history entry of `record`'s secret.
+fn entry_of(
+    record: &SecretRecord,
+    version: u64,
+    created_at: Timestamp,
+    actor: &str,
+    value: VersionValue,
+) -> SecretVersionRecord {
+    SecretVersionRecord {
+        scope: record.scope.clone(),
+        provider: record.provider.clone(),
+        key: record.key.clone(),
+        version,
+        created_at,
+        actor: actor.to_owned(),
+        value,
+    }
 }
 
 fn record_name(record: &SecretRecord) -> String {

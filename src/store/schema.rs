@@ -125,18 +125,7 @@ fn migrate_1_to_2(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
 /// secrets hash). One transaction: a crash leaves version 2 untouched and
 /// the next start migrates again.
 fn migrate_2_to_3(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
-    let mut apps = txn.table(tables::APPS)?;
-    let mut migrated_apps = Vec::new();
-    for entry in apps.iter().in_table(tables::APPS)? {
-        let (id, bytes) = entry.in_table(tables::APPS)?;
-        let old: legacy::AppRecordV2 = super::decode("apps", bytes.value())?;
-        let record = legacy::AppRecordV3::from(old);
-        migrated_apps.push((id.value().to_owned(), super::encode("apps", &record)?));
-    }
-    for (id, encoded) in &migrated_apps {
-        apps.insert(id.as_str(), encoded.as_slice())
-            .in_table(tables::APPS)?;
-    }
+    let migrated_apps = rewrite_apps::<legacy::AppRecordV2, legacy::AppRecordV3>(txn)?;
     let mut deploys = txn.table(tables::DEPLOYS)?;
     let mut migrated_deploys = Vec::new();
     for entry in deploys.iter().in_table(tables::DEPLOYS)? {
@@ -152,7 +141,7 @@ fn migrate_2_to_3(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
             .in_table(tables::DEPLOYS)?;
     }
     tracing::info!(
-        apps = migrated_apps.len(),
+        apps = migrated_apps,
         deploys = migrated_deploys.len(),
         "schema migrated from version 2 to 3 (automatic redeploy, secrets hash)"
     );
@@ -163,18 +152,7 @@ fn migrate_2_to_3(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
 /// every live secret its current version in `external_secret_versions`
 /// (the actor is unknown: `migration`). Older values were never kept.
 fn migrate_3_to_4(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
-    let mut apps = txn.table(tables::APPS)?;
-    let mut migrated_apps = Vec::new();
-    for entry in apps.iter().in_table(tables::APPS)? {
-        let (id, bytes) = entry.in_table(tables::APPS)?;
-        let old: legacy::AppRecordV3 = super::decode("apps", bytes.value())?;
-        let record = AppRecord::from(old);
-        migrated_apps.push((id.value().to_owned(), super::encode("apps", &record)?));
-    }
-    for (id, encoded) in &migrated_apps {
-        apps.insert(id.as_str(), encoded.as_slice())
-            .in_table(tables::APPS)?;
-    }
+    let migrated_apps = rewrite_apps::<legacy::AppRecordV3, AppRecord>(txn)?;
     let secrets = txn.table(tables::SECRETS)?;
     let mut versions = txn.table(tables::SECRET_VERSIONS)?;
     let mut migrated_secrets = 0u64;
@@ -197,11 +175,34 @@ fn migrate_3_to_4(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
         migrated_secrets += 1;
     }
     tracing::info!(
-        apps = migrated_apps.len(),
+        apps = migrated_apps,
         secrets = migrated_secrets,
         "schema migrated from version 3 to 4 (secret history, pinned deploys)"
     );
     Ok(())
+}
+
+/// Rewrites every app record from layout `Old` to `New`; returns how many.
+fn rewrite_apps<Old, New>(txn: &redb::WriteTransaction) -> Result<usize, StoreError>
+where
+    Old: serde::de::DeserializeOwned,
+    New: From<Old> + serde::Serialize,
+{
+    let mut apps = txn.table(tables::APPS)?;
+    let mut migrated = Vec::new();
+    for entry in apps.iter().in_table(tables::APPS)? {
+        let (id, bytes) = entry.in_table(tables::APPS)?;
+        let old: Old = super::decode("apps", bytes.value())?;
+        migrated.push((
+            id.value().to_owned(),
+            super::encode("apps", &New::from(old))?,
+        ));
+    }
+    for (id, encoded) in &migrated {
+        apps.insert(id.as_str(), encoded.as_slice())
+            .in_table(tables::APPS)?;
+    }
+    Ok(migrated.len())
 }
 
 /// Whether `meta` holds the installation key.

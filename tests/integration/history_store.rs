@@ -84,16 +84,11 @@ fn expected() -> Vec<(u64, Option<String>)> {
 #[test]
 fn rotation_reseals_every_kept_version() {
     let test = TestStore::new();
-    let mut old_bytes = [0u8; 32];
-    let mut new_bytes = [0u8; 32];
-    getrandom::fill(&mut old_bytes).unwrap();
-    getrandom::fill(&mut new_bytes).unwrap();
-    let old = Keyring::from_keys([(key_id("k1"), MasterKey::from_bytes(old_bytes))]);
-    let both = Keyring::from_keys([
-        (key_id("k1"), MasterKey::from_bytes(old_bytes)),
-        (key_id("k2"), MasterKey::from_bytes(new_bytes)),
-    ]);
-    let only_new = Keyring::from_keys([(key_id("k2"), MasterKey::from_bytes(new_bytes))]);
+    let Rotation {
+        old,
+        rotated: both,
+        new_only: only_new,
+    } = rotation_keyrings();
     three_versions_and_a_delete(&test.store, &old);
     let usage = |store: &Store| store.read(|r| r.key_usage()).unwrap();
     assert_eq!(usage(&test.store), [("k1".to_owned(), 3)].into());

@@ -405,18 +405,8 @@ fn a_changed_key_under_a_known_id_is_refused() {
 /// what was actually written.
 #[test]
 fn a_reseal_batch_never_overwrites_a_newer_value() {
-    use exsec::crypto::{Keyring, MasterKey};
-
     let test = TestStore::new();
-    let mut old_bytes = [0u8; 32];
-    let mut new_bytes = [0u8; 32];
-    getrandom::fill(&mut old_bytes).unwrap();
-    getrandom::fill(&mut new_bytes).unwrap();
-    let old = Keyring::from_keys([(key_id("k1"), MasterKey::from_bytes(old_bytes))]);
-    let rotated = Keyring::from_keys([
-        (key_id("k1"), MasterKey::from_bytes(old_bytes)),
-        (key_id("k2"), MasterKey::from_bytes(new_bytes)),
-    ]);
+    let Rotation { old, rotated, .. } = rotation_keyrings();
     let scope = tenant_scope("acme");
     let puts: Vec<_> = ["A", "B", "C"]
         .into_iter()

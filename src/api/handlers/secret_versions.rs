@@ -3,11 +3,10 @@
 
 use hyper::StatusCode;
 
-use super::secrets::{name, parse_version, scope};
+use super::secrets::{name, owner_exists, owner_missing, parse_version, scope};
 use crate::api::dto::{SecretMetaDto, SecretVersionDto, SecretVersionListDto};
 use crate::api::problem::ApiError;
 use crate::api::{Call, Reply};
-use crate::model::Scope;
 
 /// `GET …/{provider}/{key}/versions`: newest first, never a value.
 pub async fn list(call: Call) -> Result<Reply, ApiError> {
@@ -15,25 +14,18 @@ pub async fn list(call: Call) -> Result<Reply, ApiError> {
     let (provider, key) = name(&call)?;
     let (lookup_scope, lookup_provider, lookup_key) =
         (scope.clone(), provider.clone(), key.clone());
-    let (owner_exists, versions) = call
+    let (exists, versions) = call
         .state
         .store
         .read_async(move |r| {
-            let exists = match &lookup_scope {
-                Scope::Tenant(id) => r.tenant(id)?.is_some(),
-                Scope::App(_) => true,
-            };
             Ok((
-                exists,
+                owner_exists(r, &lookup_scope)?,
                 r.secret_versions(&lookup_scope, &lookup_provider, &lookup_key)?,
             ))
         })
         .await?;
-    if !owner_exists {
-        return Err(ApiError::not_found(
-            "tenant_not_found",
-            format!("tenant {}", scope.owner()),
-        ));
+    if !exists {
+        return Err(owner_missing(&scope));
     }
     if versions.is_empty() {
         return Err(ApiError::not_found(

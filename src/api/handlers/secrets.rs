@@ -14,8 +14,8 @@ use crate::audit::{NewEvent, event};
 use crate::crypto::{CryptoError, Fingerprint, SealedValue, SecretLocation};
 use crate::model::{AppId, EnvKey, Provider, Scope, SecretValue};
 use crate::resolve;
-use crate::store::PutSecret;
 use crate::store::history::KeptValue;
+use crate::store::{PutSecret, Reader, StoreError};
 
 /// A version number from a path or query: a whole number from 1.
 pub(super) fn parse_version(raw: &str) -> Option<u64> {
@@ -62,6 +62,20 @@ pub(super) fn seal(
     Ok((sealed, fingerprint))
 }
 
+/// Whether the scope's owner exists: a tenant is looked up, an app was
+/// loaded by authorization already.
+pub(super) fn owner_exists(r: &Reader, scope: &Scope) -> Result<bool, StoreError> {
+    match scope {
+        Scope::Tenant(id) => Ok(r.tenant(id)?.is_some()),
+        Scope::App(_) => Ok(true),
+    }
+}
+
+/// 404 for a scope whose tenant does not exist.
+pub(super) fn owner_missing(scope: &Scope) -> ApiError {
+    ApiError::not_found("tenant_not_found", format!("tenant {}", scope.owner()))
+}
+
 /// `{provider}` and `{key}`.
 pub(super) fn name(call: &Call) -> Result<(Provider, EnvKey), ApiError> {
     Ok((
@@ -76,19 +90,10 @@ pub async fn list(call: Call) -> Result<Reply, ApiError> {
     let (exists, records) = call
         .state
         .store
-        .read_async(move |r| {
-            let exists = match &owner {
-                Scope::Tenant(id) => r.tenant(id)?.is_some(),
-                Scope::App(_) => true,
-            };
-            Ok((exists, r.secrets(&owner)?))
-        })
+        .read_async(move |r| Ok((owner_exists(r, &owner)?, r.secrets(&owner)?)))
         .await?;
     if !exists {
-        return Err(ApiError::not_found(
-            "tenant_not_found",
-            format!("tenant {}", scope.owner()),
-        ));
+        return Err(owner_missing(&scope));
     }
     let secrets: Vec<SecretMetaDto> = records.iter().map(SecretMetaDto::from).collect();
     Ok(Reply::ok_sorted(&SecretListDto { secrets }))
