@@ -204,6 +204,11 @@ async fn a_rollback_applies_exactly_the_earlier_set_and_pins_the_app() {
     assert_eq!(live["spec"]["replicas"], 2);
     assert_eq!(container["ports"][0]["containerPort"], 8080);
     assert_eq!(pinned_to(&server).await, a["deploy_id"]);
+    let effective = server
+        .admin("GET", "/v1/apps/web/external-secrets/effective", None)
+        .await
+        .json();
+    assert_eq!(effective["pinned_to"], a["deploy_id"], "{effective}");
     let created = server.audit_events_of("deploy.created").await;
     assert_eq!(
         created.last().unwrap()["data"]["rollback_to"],

@@ -133,6 +133,10 @@ pub struct EffectiveDto {
     pub removed_since_deploy: Vec<String>,
     /// The last deploy that synced the Secret, if any.
     pub last_synced_deploy_id: Option<String>,
+    /// The deploy a rollback pinned the app to: the cluster runs that
+    /// deploy's versions, not this set, until a normal deploy or an unpin.
+    #[serde(default)]
+    pub pinned_to: Option<String>,
     /// Notes (`missing_required_env`, `env_name_conflict`).
     pub warnings: Vec<WarningDto>,
 }
@@ -283,6 +287,14 @@ impl Schema for EffectiveDto {
             (
                 "last_synced_deploy_id",
                 json!({ "type": ["string", "null"], "pattern": "^dep_[0-9]{12}$" }),
+            ),
+            (
+                "pinned_to",
+                json!({
+                    "type": ["string", "null"],
+                    "pattern": "^dep_[0-9]{12}$",
+                    "description": "the deploy a rollback pinned the app to: the cluster runs its secret versions, not this set",
+                }),
             ),
             ("warnings", warnings()),
         ])

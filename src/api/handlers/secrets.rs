@@ -319,6 +319,7 @@ pub async fn effective(call: Call) -> Result<Reply, ApiError> {
         keys,
         removed_since_deploy,
         last_synced_deploy_id: last.map(|d| d.deploy_id),
+        pinned_to: app.pinned_to.clone(),
         warnings,
     }))
 }

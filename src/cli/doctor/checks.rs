@@ -644,6 +644,7 @@ mod tests {
                 }],
                 removed_since_deploy: Vec::new(),
                 last_synced_deploy_id: Some("dep_1".to_owned()),
+                pinned_to: None,
                 warnings: Vec::new(),
             },
             keys: keyring(vec![key("k1", false, 0), key("k2", true, 1)]),
