@@ -229,19 +229,24 @@ impl Writer {
     /// deleted) and their key-usage counts.
     pub(super) fn remove_scope_versions(&mut self, scope: &Scope) -> Result<(), StoreError> {
         let (start, end) = tables::secret_scope_range(scope.kind().tag(), scope.owner());
+        let range = (start.as_str(), 0)..(end.as_str(), 0);
         let mut released: Vec<KeyId> = Vec::new();
-        self.txn()
-            .table(tables::SECRET_VERSIONS)?
-            .retain_in((start.as_str(), 0)..(end.as_str(), 0), |_, bytes| {
-                if let Ok(SecretVersionRecord {
-                    value: VersionValue::Sealed(sealed),
-                    ..
-                }) = decode::<SecretVersionRecord>("external_secret_versions", bytes)
-                {
+        {
+            let versions = self.txn().table(tables::SECRET_VERSIONS)?;
+            for entry in versions
+                .range(range.clone())
+                .in_table(tables::SECRET_VERSIONS)?
+            {
+                let (_, bytes) = entry.in_table(tables::SECRET_VERSIONS)?;
+                let kept: SecretVersionRecord = decode("external_secret_versions", bytes.value())?;
+                if let VersionValue::Sealed(sealed) = kept.value {
                     released.push(sealed.key_id);
                 }
-                false
-            })
+            }
+        }
+        self.txn()
+            .table(tables::SECRET_VERSIONS)?
+            .retain_in(range, |_, _| false)
             .in_table(tables::SECRET_VERSIONS)?;
         for key_id in &released {
             self.adjust_usage(key_id, -1)?;

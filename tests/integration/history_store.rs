@@ -277,3 +277,27 @@ fn a_schema_2_file_migrates_to_4_and_every_record_reads_back() {
         .unwrap();
     assert_eq!(versions.len(), 1);
 }
+
+/// Deleting a tenant deletes the kept versions of its secrets with them,
+/// and their key-usage counts (nothing of it is left to restore).
+#[test]
+fn deleting_a_scope_deletes_its_history() {
+    let test = TestStore::new();
+    three_versions_and_a_delete(&test.store, &test.keyring);
+    let (scope, provider, key) = name();
+    let put = seal_with(&test.keyring, &scope, "openai", "OPENAI_API_KEY", "sk-5");
+    test.store
+        .write(move |w| w.put_secret(put.clone(), "admin"))
+        .unwrap();
+    assert_eq!(test.store.read(|r| r.key_usage()).unwrap()["k1"], 4);
+    test.store
+        .write(|w| w.delete_tenant(&tenant("acme"), "admin"))
+        .unwrap();
+    assert!(
+        test.store
+            .read(|r| r.secret_versions(&scope, &provider, &key))
+            .unwrap()
+            .is_empty()
+    );
+    assert!(test.store.read(|r| r.key_usage()).unwrap().is_empty());
+}
