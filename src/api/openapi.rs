@@ -459,6 +459,7 @@ fn deploy_answers() -> Answers {
         (503, "deploy_record_pending"),
     ]);
     answers.extended_problems = &[
+        (409, "SnapshotProblem"),
         (502, DeployFailedDto::NAME),
         (503, DeployFailedDto::PENDING_NAME),
     ];
@@ -751,6 +752,7 @@ fn schemas() -> Map<String, Value> {
         .collect();
     schemas.insert("Problem".to_owned(), problem());
     schemas.insert("ItemProblem".to_owned(), item_problem());
+    schemas.insert("SnapshotProblem".to_owned(), snapshot_problem());
     schemas.insert(
         DeployFailedDto::PENDING_NAME.to_owned(),
         DeployFailedDto::pending_schema(),
@@ -807,6 +809,20 @@ fn item_problem() -> Value {
         "properties": {
             "index": { "type": "integer", "minimum": 0, "description": "the refused item of `secrets`" },
             "field": schema::one_of(&["provider", "key", "value"]),
+        },
+    })
+}
+
+/// A 409 of the deploy route: `snapshot_unavailable` for a pruned version
+/// names it (never its value); the other conflicts carry no extra member.
+fn snapshot_problem() -> Value {
+    json!({
+        "allOf": [reference("Problem")],
+        "properties": {
+            "scope": schema::one_of(&["tenant", "app"]),
+            "provider": reference("Provider"),
+            "key": reference("EnvKey"),
+            "version": { "type": "integer", "minimum": 1 },
         },
     })
 }

@@ -820,3 +820,61 @@ async fn the_longest_app_id_answers_as_documented() {
     assert_eq!(cluster["secret"]["name"], name.as_str());
     api.server.stop().await;
 }
+
+/// A rollback refused for a pruned version names it in members the
+/// document declares (`SnapshotProblem`), and the version routes' refusals
+/// are documented problems too.
+#[tokio::test]
+async fn refused_restores_and_rollbacks_answer_as_documented() {
+    let mut api = Checked::new(
+        TestServer::start_with(crate::server::Options {
+            secret_history: 1,
+            ..crate::server::Options::default()
+        })
+        .await,
+    );
+    api.server.seed("acme", &["web"]).await;
+    let secret = "/v1/apps/web/external-secrets/openai/OPENAI_API_KEY";
+    api.expect(201, "PUT", secret, Some(&value_body("sk-1")))
+        .await;
+    let first = api
+        .expect(
+            201,
+            "POST",
+            "/v1/apps/web/deploys",
+            Some(r#"{"image_ref":"nginx"}"#),
+        )
+        .await;
+    api.expect(200, "PUT", secret, Some(&value_body("sk-2")))
+        .await;
+    let rollback = json!({ "rollback_to": first["deploy_id"] }).to_string();
+    let admin = api.server.admin_token.clone();
+    let refused = api
+        .expect_problem(
+            (409, "snapshot_unavailable"),
+            "POST",
+            "/v1/apps/web/deploys",
+            Some(&admin),
+            Some(&rollback),
+        )
+        .await;
+    assert_eq!(refused.json()["version"], 1);
+    api.expect_problem(
+        (404, "version_not_found"),
+        "POST",
+        &format!("{secret}/versions/1/restore"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    api.expect(204, "DELETE", secret, None).await;
+    api.expect_problem(
+        (409, "version_is_tombstone"),
+        "POST",
+        &format!("{secret}/versions/3/restore"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    api.server.stop().await;
+}
