@@ -1,10 +1,8 @@
 //! Secret history on the wire (SPEC §11.3): the kept versions of one
 //! secret (metadata only) and restoring one of them as a new version.
 
-use hyper::StatusCode;
-
-use super::secrets::{name, owner_exists, owner_missing, parse_version, scope};
-use crate::api::dto::{SecretMetaDto, SecretVersionDto, SecretVersionListDto};
+use super::secrets::{name, owner_exists, owner_missing, parse_version, scope, written_reply};
+use crate::api::dto::{SecretVersionDto, SecretVersionListDto};
 use crate::api::problem::ApiError;
 use crate::api::{Call, Reply};
 
@@ -52,10 +50,5 @@ pub async fn restore(call: Call) -> Result<Reply, ApiError> {
         .store
         .write_async(move |w| w.restore_secret(&scope, &provider, &key, version, &actor))
         .await?;
-    let status = if written.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok(Reply::json(status, &SecretMetaDto::from(&written.record)))
+    Ok(written_reply(&written))
 }

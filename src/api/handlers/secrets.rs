@@ -15,7 +15,7 @@ use crate::crypto::{CryptoError, Fingerprint, SealedValue, SecretLocation};
 use crate::model::{AppId, EnvKey, Provider, Scope, SecretValue};
 use crate::resolve;
 use crate::store::history::KeptValue;
-use crate::store::{PutSecret, Reader, StoreError};
+use crate::store::{PutSecret, Reader, SecretWrite, StoreError};
 
 /// A version number from a path or query: a whole number from 1.
 pub(super) fn parse_version(raw: &str) -> Option<u64> {
@@ -119,12 +119,17 @@ pub async fn put(call: Call) -> Result<Reply, ApiError> {
         .store
         .write_async(move |w| w.put_secret(put.clone(), &actor))
         .await?;
+    Ok(written_reply(&written))
+}
+
+/// 201 with the metadata of a new secret, 200 of a replaced one.
+pub(super) fn written_reply(written: &SecretWrite) -> Reply {
     let status = if written.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok(Reply::json(status, &SecretMetaDto::from(&written.record)))
+    Reply::json(status, &SecretMetaDto::from(&written.record))
 }
 
 pub async fn delete(call: Call) -> Result<Reply, ApiError> {
