@@ -229,9 +229,12 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
     }
 
     let store_path = config.storage.path.clone();
-    let options = StoreOptions::with_cache_size(
-        usize::try_from(config.storage.cache_size).unwrap_or(usize::MAX),
-    );
+    let options = StoreOptions {
+        secret_history: config.storage.secret_history,
+        ..StoreOptions::with_cache_size(
+            usize::try_from(config.storage.cache_size).unwrap_or(usize::MAX),
+        )
+    };
     let store = tokio::task::spawn_blocking(move || Store::open(&store_path, options))
         .await
         .map_err(|_| StoreError::Interrupted)??;

@@ -37,6 +37,8 @@ pub mod event {
     pub const SECRET_UPDATED: &str = "external_secret.updated";
     pub const SECRET_DELETED: &str = "external_secret.deleted";
     pub const SECRET_VERIFIED: &str = "external_secret.verified";
+    pub const SECRET_RESTORED: &str = "external_secret.restored";
+    pub const APP_UNPINNED: &str = "app.unpinned";
     pub const DEPLOY_CREATED: &str = "deploy.created";
     pub const DEPLOY_FAILED: &str = "deploy.failed";
     /// An automatic redeploy that was not run (a paused Deployment).

@@ -22,6 +22,11 @@ use crate::model::ValidationError;
 
 /// Longest Unix socket path Linux accepts (`sun_path` less its NUL).
 const MAX_SOCKET_PATH: usize = 107;
+/// Most versions `storage.secret_history` may keep per secret: each one
+/// costs a record per secret, and rotation re-seals all of them.
+const MAX_SECRET_HISTORY: u32 = 1000;
+/// Versions kept per secret without `storage.secret_history`.
+pub const DEFAULT_SECRET_HISTORY: u32 = 10;
 
 /// The whole configuration file; every section may be omitted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -82,6 +87,9 @@ pub struct StorageConfig {
     /// (1 GiB) is too much for edge boxes.
     #[serde(deserialize_with = "size")]
     pub cache_size: u64,
+    /// Versions kept per secret, tombstones included (SPEC §11.3): what
+    /// `restore` and rollback can reach back to.
+    pub secret_history: u32,
 }
 
 /// `[keys]`: master keys and their rotation (SPEC §3).
@@ -341,6 +349,10 @@ impl Config {
             }
             _ => {}
         }
+        if !(1..=MAX_SECRET_HISTORY).contains(&self.storage.secret_history) {
+            let reason = format!("must be between 1 and {MAX_SECRET_HISTORY} (default 10)");
+            return Err(invalid(path, "storage.secret_history", reason));
+        }
         if server.max_connections == 0 {
             let reason = "must be at least 1 (default 1024)".to_owned();
             return Err(invalid(path, "server.max_connections", reason));
@@ -439,6 +451,7 @@ impl Default for StorageConfig {
         Self {
             path: PathBuf::from("/var/lib/exsec/exsec.redb"),
             cache_size: 32 * 1024 * 1024,
+            secret_history: DEFAULT_SECRET_HISTORY,
         }
     }
 }
@@ -702,6 +715,7 @@ mod tests {
             "max_connections",
             "path",
             "cache_size",
+            "secret_history",
             "dir",
             "allow_group_readable",
             "rescan_interval",
@@ -838,10 +852,20 @@ mod tests {
         let message = error("[storage]\npath = \"x\"\ncache = \"1MiB\"\n");
         assert!(message.contains("key `storage.cache`"), "{message}");
         assert!(
-            message.contains("expected `path` or `cache_size`"),
+            message.contains("expected one of `path`, `cache_size`, `secret_history`"),
             "{message}"
         );
         assert!(message.contains("line 3"), "{message}");
+    }
+
+    #[test]
+    fn secret_history_is_bounded() {
+        assert_eq!(Config::default().storage.secret_history, 10);
+        for bad in ["0", "1001"] {
+            let message = error(&format!("[storage]\nsecret_history = {bad}\n"));
+            assert!(message.contains("`storage.secret_history`"), "{message}");
+            assert!(message.contains("between 1 and 1000"), "{message}");
+        }
     }
 
     #[test]

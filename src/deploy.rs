@@ -43,6 +43,7 @@ use crate::model::{
 };
 use crate::resolve::{self, EffectiveSet, Warning};
 use crate::store::deploys::deploy_id;
+use crate::store::pins::PinChange;
 use crate::store::records::{
     AppRecord, DeployRecord, DeployTrigger, IdempotencyRecord, InjectedKey, InjectionRecord,
     RolloutChange, WarningRecord,
@@ -91,6 +92,10 @@ pub struct DeployRequest {
     pub restart: bool,
     /// What started it.
     pub trigger: DeployTrigger,
+    /// A rollback: the earlier deploy whose exact secret versions are
+    /// injected (image, replicas and port are the caller's, taken from
+    /// that deploy). `None`: the app's current effective set.
+    pub rollback_to: Option<String>,
     /// `Idempotency-Key` header and the hash of the request it came with.
     pub idempotency: Option<(String, [u8; 32])>,
     /// Audit actor.
@@ -280,11 +285,15 @@ impl Deployer {
 
         let keyring = self.keyring.snapshot();
         let app_id = request.app_id.clone();
+        let rollback_to = request.rollback_to.clone();
         let (set, previous) = {
             let keyring = keyring.clone();
             self.store
                 .read_async(move |r| {
-                    let layout = r.secret_layout(&app_id)?;
+                    let layout = match &rollback_to {
+                        None => r.secret_layout(&app_id)?,
+                        Some(target) => Some(r.rollback_layout(&app_id, target)?.1),
+                    };
                     let set = layout.map(|l| resolve::resolve(&l.tenant, &l.app, &keyring));
                     Ok((set.unwrap_or_default(), r.last_succeeded_deploy(&app_id)?))
                 })
@@ -340,11 +349,14 @@ impl Deployer {
             restarted_at: None,
             rollout: None,
         };
-        let created = NewEvent::new(event::DEPLOY_CREATED, &request.actor)
+        let mut created = NewEvent::new(event::DEPLOY_CREATED, &request.actor)
             .tenant(checked.tenant_id.as_str())
             .app(request.app_id.as_str())
             .with("deploy_id", deploy_id.as_str())
             .with("image_ref", request.image_ref.as_str());
+        if let Some(target) = &request.rollback_to {
+            created = created.with("rollback_to", target.as_str());
+        }
         let interrupted = record.clone();
         self.store
             .write_async(move |w| w.start_deploy(&interrupted, vec![created.clone()]))
@@ -436,6 +448,7 @@ impl Deployer {
             events,
             idempotency,
             secret_outcome,
+            pin: pin_change(&request, record.status),
         });
         let written = final_record.clone();
         if let Err(error) = self.store.write_async(move |w| written.write(w)).await {
@@ -861,6 +874,19 @@ pub fn request_hash(body: &serde_json::Value, dry_run: bool) -> [u8; 32] {
     hasher.update(body.to_string().as_bytes());
     hasher.update([u8::from(dry_run)]);
     hasher.finalize().into()
+}
+
+/// A rollback that applied pins the app; a normal deploy that applied
+/// unpins it; anything else leaves the pin.
+fn pin_change(request: &DeployRequest, status: DeployStatus) -> PinChange {
+    if status != DeployStatus::Succeeded {
+        return PinChange::Keep;
+    }
+    match (&request.rollback_to, request.trigger) {
+        (Some(target), _) => PinChange::Set(target.clone()),
+        (None, DeployTrigger::Api) => PinChange::Clear,
+        (None, _) => PinChange::Keep,
+    }
 }
 
 fn warning_record(warning: &Warning) -> WarningRecord {

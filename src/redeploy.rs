@@ -12,6 +12,7 @@
 //!   like any deploy. Skipped (and dequeued) when the secrets hash did not
 //!   change, when the app has no successful deploy any more, or when its
 //!   Deployment is paused (with a warning in the log and the audit log).
+//!   An app a rollback pinned waits, queued, until it is unpinned.
 //! - **At most `deploy.auto_redeploy_concurrency` at once**; a failure
 //!   stays queued and is retried with backoff (1 s doubling to 5 min); the
 //!   queue and its failures show in `GET /v1/apps/{id}`, `doctor` and
@@ -301,6 +302,13 @@ impl Redeployer {
         if !app.auto_redeploy {
             return Ok(Ended::Done);
         }
+        // A rollback pinned the app: the change waits (queued, retried)
+        // until a normal deploy or an unpin.
+        if let Some(pin) = &app.pinned_to {
+            return Ok(Ended::Failed(format!(
+                "app {app_id} is pinned to {pin} by a rollback; `exsec unpin {app_id}` or a deploy lets the change roll out"
+            )));
+        }
         let now = self.deployer.current_secrets_hash(app_id).await?;
         if now.is_some() && now == last.secrets_hash {
             tracing::info!(app_id = %app_id, "automatic redeploy skipped: the secrets hash did not change");
@@ -340,6 +348,7 @@ impl Redeployer {
             dry_run: false,
             restart: false,
             trigger: DeployTrigger::SecretChange,
+            rollback_to: None,
             idempotency: None,
             actor: ACTOR.to_owned(),
         };

@@ -29,8 +29,8 @@ use super::dto::{
     ClusterDto, DeployBody, DeployDetailDto, DeployDto, DeployFailedDto, DeployListDto, DryRunDto,
     DryRunInjectionDto, EffectiveDto, EffectiveEntryDto, HealthDto, InjectionDto, KeyStatusDto,
     KeysDto, MintedTokenDto, PutAppBody, PutTenantBody, ReadyDto, RolloutDto, SecretListDto,
-    SecretMetaDto, SecretOutcomeDto, TenantDto, TenantListDto, TokenDto, TokenListDto, ValueBody,
-    VerifyDto, WarningDto,
+    SecretMetaDto, SecretOutcomeDto, SecretVersionDto, SecretVersionListDto, TenantDto,
+    TenantListDto, TokenDto, TokenListDto, ValueBody, VerifyDto, WarningDto,
 };
 use super::handlers::MAX_IDEMPOTENCY_KEY_LEN;
 use super::routes::{Access, Body, Query, ROUTES, Route, RouteId};
@@ -260,7 +260,10 @@ const SECRET_WRITE_PROBLEMS: &[(u16, &str)] = &[
 /// Errors of both verify routes.
 const SECRET_VERIFY_PROBLEMS: &[(u16, &str)] = &[
     (400, "invalid_value"),
+    (400, "invalid_query"),
     (404, "secret_not_found"),
+    (404, "version_not_found"),
+    (409, "version_is_tombstone"),
     (429, "rate_limited"),
     (500, "internal"),
     (503, "master_key_unavailable"),
@@ -336,6 +339,26 @@ fn answers(id: RouteId) -> Answers {
         R::VerifyTenantSecret | R::VerifyAppSecret => Answers::ok(reference_to::<VerifyDto>())
             .body(ValueBody::NAME)
             .problems(SECRET_VERIFY_PROBLEMS),
+        R::ListTenantSecretVersions | R::ListAppSecretVersions => {
+            Answers::ok(reference_to::<SecretVersionListDto>())
+                .problems(&[(404, "secret_not_found")])
+        }
+        R::RestoreTenantSecret | R::RestoreAppSecret => Answers::ok(reference_to::<SecretMetaDto>())
+            .and(
+                201,
+                json_response(
+                    "restored a secret that had been deleted",
+                    reference_to::<SecretMetaDto>(),
+                ),
+            )
+            .problems(&[
+                (400, "invalid_version"),
+                (404, "version_not_found"),
+                (409, "version_is_tombstone"),
+                (409, "env_name_taken"),
+                (422, "effective_set_too_large"),
+            ]),
+        R::Unpin => Answers::ok(reference_to::<AppDto>()),
         R::Effective => Answers::ok(reference_to::<EffectiveDto>()),
         R::Deploy => deploy_answers(),
         R::ListDeploys => Answers::ok(DeployListDto::schema())
@@ -425,7 +448,10 @@ fn deploy_answers() -> Answers {
         (400, "invalid_replicas"),
         (400, "invalid_port"),
         (400, "invalid_tenant_id"),
+        (400, "invalid_rollback"),
+        (404, "deploy_not_found"),
         (409, "deploy_in_progress"),
+        (409, "snapshot_unavailable"),
         (422, "app_id_mismatch"),
         (422, "tenant_mismatch"),
         (422, "idempotency_key_reused"),
@@ -433,6 +459,7 @@ fn deploy_answers() -> Answers {
         (503, "deploy_record_pending"),
     ]);
     answers.extended_problems = &[
+        (409, "SnapshotProblem"),
         (502, DeployFailedDto::NAME),
         (503, DeployFailedDto::PENDING_NAME),
     ];
@@ -462,6 +489,10 @@ fn query_parameter(query: Query) -> Value {
             reference("ResourceId"),
         ),
         Query::AppFilter => ("only events of this app", reference("ResourceId")),
+        Query::Version => (
+            "compare with this kept version instead of the current value (404 `version_not_found` when it is not kept, 409 `version_is_tombstone` for a deletion)",
+            json!({ "type": "integer", "minimum": 1 }),
+        ),
         Query::After => (
             "only events with a greater `seq`: pass the previous page's `next_after`",
             json!({ "type": "integer", "minimum": 0, "default": 0 }),
@@ -700,6 +731,12 @@ fn path_parameter(name: &str) -> (Value, &'static str) {
         "key" => ("EnvKey", "the environment variable name"),
         "token_id" => ("TokenId", "a token id (never the token)"),
         "deploy_id" => ("DeployId", "a deploy"),
+        "version" => {
+            return (
+                json!({ "type": "string", "pattern": "^[1-9][0-9]{0,18}$" }),
+                "a kept version of the secret, as its history lists it",
+            );
+        }
         _ => return (string(), "a path segment"),
     };
     (reference(component), description)
@@ -715,6 +752,7 @@ fn schemas() -> Map<String, Value> {
         .collect();
     schemas.insert("Problem".to_owned(), problem());
     schemas.insert("ItemProblem".to_owned(), item_problem());
+    schemas.insert("SnapshotProblem".to_owned(), snapshot_problem());
     schemas.insert(
         DeployFailedDto::PENDING_NAME.to_owned(),
         DeployFailedDto::pending_schema(),
@@ -732,6 +770,8 @@ fn schemas() -> Map<String, Value> {
         component::<TenantDto>(),
         component::<AppDto>(),
         component::<SecretMetaDto>(),
+        component::<SecretVersionDto>(),
+        component::<SecretVersionListDto>(),
         component::<VerifyDto>(),
         component::<TokenDto>(),
         component::<MintedTokenDto>(),
@@ -769,6 +809,20 @@ fn item_problem() -> Value {
         "properties": {
             "index": { "type": "integer", "minimum": 0, "description": "the refused item of `secrets`" },
             "field": schema::one_of(&["provider", "key", "value"]),
+        },
+    })
+}
+
+/// A 409 of the deploy route: `snapshot_unavailable` for a pruned version
+/// names it (never its value); the other conflicts carry no extra member.
+fn snapshot_problem() -> Value {
+    json!({
+        "allOf": [reference("Problem")],
+        "properties": {
+            "scope": schema::one_of(&["tenant", "app"]),
+            "provider": reference("Provider"),
+            "key": reference("EnvKey"),
+            "version": { "type": "integer", "minimum": 1 },
         },
     })
 }

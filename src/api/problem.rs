@@ -177,12 +177,27 @@ fn refusal(rejected: Rejected) -> ApiError {
                 Missing::App => "app_not_found",
                 Missing::Secret => "secret_not_found",
                 Missing::Token => "token_not_found",
+                Missing::SecretVersion => "version_not_found",
+                Missing::Deploy => "deploy_not_found",
             };
             ApiError::not_found(code, format!("{kind} {id}"))
         }
         Rejected::TenantHasApps { .. } => conflict("tenant_has_apps"),
         Rejected::AppTenantFixed { .. } => conflict("app_tenant_fixed"),
         Rejected::EnvNameTaken { .. } => conflict("env_name_taken"),
+        Rejected::VersionIsTombstone { .. } => conflict("version_is_tombstone"),
+        Rejected::NothingToRollBackTo { .. } => conflict("snapshot_unavailable"),
+        Rejected::SnapshotUnavailable {
+            scope,
+            provider,
+            key,
+            version,
+            ..
+        } => conflict("snapshot_unavailable")
+            .with("scope", scope.as_str())
+            .with("provider", provider.as_str())
+            .with("key", key.as_str())
+            .with("version", *version),
         Rejected::EffectiveSetTooLarge { .. } => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "effective_set_too_large",
@@ -228,6 +243,34 @@ mod tests {
             (missing(Missing::App), 404, "app_not_found"),
             (missing(Missing::Secret), 404, "secret_not_found"),
             (missing(Missing::Token), 404, "token_not_found"),
+            (missing(Missing::SecretVersion), 404, "version_not_found"),
+            (missing(Missing::Deploy), 404, "deploy_not_found"),
+            (
+                Rejected::VersionIsTombstone {
+                    key: "API_KEY".to_owned(),
+                    version: 4,
+                },
+                409,
+                "version_is_tombstone",
+            ),
+            (
+                Rejected::NothingToRollBackTo {
+                    deploy_id: "dep_000000000001".to_owned(),
+                },
+                409,
+                "snapshot_unavailable",
+            ),
+            (
+                Rejected::SnapshotUnavailable {
+                    deploy_id: "dep_000000000001".to_owned(),
+                    scope: ScopeKind::App,
+                    provider: "openai".to_owned(),
+                    key: "API_KEY".to_owned(),
+                    version: 1,
+                },
+                409,
+                "snapshot_unavailable",
+            ),
             (
                 Rejected::TenantHasApps {
                     tenant: tenant.clone(),

@@ -53,6 +53,8 @@ pub enum Query {
     AppFilter,
     /// `after`: the audit page cursor.
     After,
+    /// `version`: a kept version of a secret (default: the current one).
+    Version,
     /// `limit`: 1 to `max`, `default` when absent.
     Limit {
         /// Used without `limit`.
@@ -71,6 +73,7 @@ impl Query {
             Self::TenantFilter => "tenant_id",
             Self::AppFilter => "app_id",
             Self::After => "after",
+            Self::Version => "version",
             Self::Limit { .. } => "limit",
         }
     }
@@ -105,10 +108,15 @@ pub enum RouteId {
     PutAppSecret,
     DeleteAppSecret,
     VerifyAppSecret,
+    ListTenantSecretVersions,
+    RestoreTenantSecret,
+    ListAppSecretVersions,
+    RestoreAppSecret,
     Effective,
     Deploy,
     ListDeploys,
     GetDeploy,
+    Unpin,
     AppCluster,
     ListAuditEvents,
     Keys,
@@ -332,6 +340,23 @@ pub const ROUTES: &[Route] = &[
         Tenant,
         Required,
         "check a candidate against a tenant default",
+    )
+    .with_query(&[Query::Version]),
+    route(
+        R::ListTenantSecretVersions,
+        Method::GET,
+        "/v1/tenants/{tenant_id}/external-secrets/{provider}/{key}/versions",
+        Tenant,
+        NoBody,
+        "kept versions of a tenant default, newest first (metadata only)",
+    ),
+    route(
+        R::RestoreTenantSecret,
+        Method::POST,
+        "/v1/tenants/{tenant_id}/external-secrets/{provider}/{key}/versions/{version}/restore",
+        Tenant,
+        NoBody,
+        "write a kept version of a tenant default again, as a new version",
     ),
     route(
         R::ListAppSecrets,
@@ -372,6 +397,23 @@ pub const ROUTES: &[Route] = &[
         Tenant,
         Required,
         "check a candidate against an app override",
+    )
+    .with_query(&[Query::Version]),
+    route(
+        R::ListAppSecretVersions,
+        Method::GET,
+        "/v1/apps/{app_id}/external-secrets/{provider}/{key}/versions",
+        Tenant,
+        NoBody,
+        "kept versions of an app override, newest first (metadata only)",
+    ),
+    route(
+        R::RestoreAppSecret,
+        Method::POST,
+        "/v1/apps/{app_id}/external-secrets/{provider}/{key}/versions/{version}/restore",
+        Tenant,
+        NoBody,
+        "write a kept version of an app override again, as a new version",
     ),
     route(
         R::Effective,
@@ -409,6 +451,14 @@ pub const ROUTES: &[Route] = &[
         Tenant,
         NoBody,
         "one deploy",
+    ),
+    route(
+        R::Unpin,
+        Method::POST,
+        "/v1/apps/{app_id}/unpin",
+        Tenant,
+        NoBody,
+        "end a rollback's pin: the app follows its current secrets again",
     ),
     route(
         R::AppCluster,

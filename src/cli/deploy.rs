@@ -8,7 +8,7 @@ use super::client::{ClientError, decode, json_body};
 use super::output::{self, line, names, note, or_dash, table};
 use super::{CliError, Context};
 use crate::api::dto::{
-    DeployBody, DeployDetailDto, DeployDto, DeployFailedDto, DeployListDto, DryRunDto,
+    AppDto, DeployBody, DeployDetailDto, DeployDto, DeployFailedDto, DeployListDto, DryRunDto,
     InjectionDto, RolloutDto, WarningDto,
 };
 use crate::model::{AppId, TenantId};
@@ -41,10 +41,11 @@ pub async fn deploy(context: &Context, request: Request) -> Result<(), CliError>
             None => None,
         },
         app_id: None,
-        image_ref: request.image.clone(),
+        image_ref: Some(request.image.clone()),
         replicas: request.replicas.map(i64::from),
         port: request.port.map(i64::from),
         restart: request.restart,
+        rollback_to: None,
     };
     let path = if request.dry_run {
         format!("/v1/apps/{app}/deploys?dry_run=true")
@@ -95,15 +96,7 @@ pub async fn history(
 ) -> Result<(), CliError> {
     let app = AppId::parse(app)?;
     if let Some(deploy_id) = deploy_id {
-        if deploy_id.is_empty()
-            || !deploy_id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        {
-            return Err(CliError::Usage(
-                "a deploy id looks like dep_000000000007, as `exsec deploys APP` lists".to_owned(),
-            ));
-        }
+        check_deploy_id(deploy_id)?;
         let body = context
             .client
             .get(&format!("/v1/apps/{app}/deploys/{deploy_id}"))
@@ -127,6 +120,8 @@ pub async fn history(
     if deploys.is_empty() {
         return line(&format!("app {app} has no deploys yet"));
     }
+    let pinned_to =
+        decode::<AppDto>(&context.client.get(&format!("/v1/apps/{app}")).await?)?.pinned_to;
     let rows: Vec<Vec<String>> = deploys
         .into_iter()
         .map(|d| {
@@ -135,8 +130,13 @@ pub async fn history(
                 Some(reason) => format!("{} ({reason})", secrets.status),
                 None => secrets.status.clone(),
             };
+            let pin = if pinned_to.as_deref() == Some(d.deploy_id.as_str()) {
+                " (pinned)"
+            } else {
+                ""
+            };
             vec![
-                d.deploy_id.clone(),
+                format!("{}{pin}", d.deploy_id),
                 d.created_at.clone(),
                 d.image_ref.clone(),
                 d.status.clone(),
@@ -145,16 +145,22 @@ pub async fn history(
             ]
         })
         .collect();
-    line(&table(
+    let mut out = table(
         &["DEPLOY", "CREATED", "IMAGE", "STATUS", "SECRETS", "KEYS"],
         &rows,
-    ))
+    );
+    if let Some(deploy_id) = pinned_to {
+        out.push_str(&format!(
+            "\napp {app} runs the secret set of {deploy_id} (rolled back); `exsec unpin {app}` or a normal deploy ends it"
+        ));
+    }
+    line(&out)
 }
 
 /// What [`describe`] tells of a deploy: an answer or a record, or the
 /// problem of a failed deploy (no image; its `status` is the HTTP status,
 /// and the deploy failed).
-struct Summary<'a> {
+pub(super) struct Summary<'a> {
     deploy_id: &'a str,
     app_id: &'a str,
     tenant_id: &'a str,
@@ -200,7 +206,7 @@ impl<'a> From<&'a DeployFailedDto> for Summary<'a> {
 }
 
 /// A deploy in a few lines.
-fn describe(deploy: &Summary<'_>) -> Vec<String> {
+pub(super) fn describe(deploy: &Summary<'_>) -> Vec<String> {
     let mut lines = vec![format!(
         "deploy {} of app {} (tenant {}): {}",
         deploy.deploy_id, deploy.app_id, deploy.tenant_id, deploy.status,
@@ -256,7 +262,7 @@ pub fn injection_text(secrets: &InjectionDto) -> String {
     }
 }
 
-fn describe_dry_run(report: &DryRunDto) -> Vec<String> {
+pub(super) fn describe_dry_run(report: &DryRunDto) -> Vec<String> {
     let secrets = &report.external_secrets;
     let mut lines = vec![
         format!(
@@ -283,6 +289,20 @@ fn describe_dry_run(report: &DryRunDto) -> Vec<String> {
     }
     lines.extend(report.warnings.iter().map(output::warning));
     lines
+}
+
+/// Refuses what cannot be a deploy id before it goes into a path.
+pub(super) fn check_deploy_id(deploy_id: &str) -> Result<(), CliError> {
+    if deploy_id.is_empty()
+        || !deploy_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return Err(CliError::Usage(
+            "a deploy id looks like dep_000000000007, as `exsec deploys APP` lists".to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 /// `complete (2/2 updated, 2 available)`.

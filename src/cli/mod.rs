@@ -17,6 +17,7 @@ mod deploy;
 mod doctor;
 pub mod dotenv;
 mod error;
+mod history;
 mod keys;
 pub mod output;
 pub mod problems;
@@ -131,6 +132,29 @@ enum Command {
         /// Most deploys listed.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+    },
+    /// Roll an app back to an earlier deploy: its image, replicas, port and
+    /// exactly the secret versions it injected.
+    ///
+    /// Prints what will change (env var names, never values) and applies
+    /// with --yes or after a y at the prompt; without a terminal it
+    /// refuses unless --yes is given. The app is then pinned: automatic
+    /// redeploys wait until `exsec unpin APP` or a normal deploy. Refused
+    /// (exit 5, `snapshot_unavailable`) when a version it needs was pruned.
+    Rollback {
+        /// The app.
+        app: String,
+        /// The deploy to return to (e.g. dep_000000000007).
+        deploy_id: String,
+        /// Apply without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// End a rollback's pin: the app follows its current secrets again
+    /// (the next deploy injects them).
+    Unpin {
+        /// The app.
+        app: String,
     },
     /// Check why an app does not get the secrets it should.
     ///
@@ -371,6 +395,29 @@ enum SecretsCommand {
         key: String,
         #[command(flatten)]
         refused: RefusedValue,
+    },
+    /// The kept versions of a secret, newest first: number, time, actor,
+    /// and whether it holds a value or records a deletion (never a value).
+    History {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Provider.
+        provider: String,
+        /// Env var name.
+        key: String,
+    },
+    /// Write a kept version again, as a new version (deploy to inject it).
+    #[command(disable_version_flag = true)]
+    Restore {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Provider.
+        provider: String,
+        /// Env var name.
+        key: String,
+        /// The version to restore, as `exsec secrets history` lists it.
+        #[arg(long, value_name = "N")]
+        version: u64,
     },
     /// Set every KEY=VALUE of a dotenv file under one provider, all or
     /// nothing (one write on the daemon).
@@ -698,6 +745,17 @@ async fn dispatch(context: &Context, command: Command) -> Result<(), CliError> {
                 refuse_value(&refused)?;
                 secrets::verify(context, &scope.parse()?, &provider, &key).await
             }
+            SecretsCommand::History {
+                scope,
+                provider,
+                key,
+            } => history::history(context, &scope.parse()?, &provider, &key).await,
+            SecretsCommand::Restore {
+                scope,
+                provider,
+                key,
+                version,
+            } => history::restore(context, &scope.parse()?, &provider, &key, version).await,
             SecretsCommand::Import {
                 scope,
                 provider,
@@ -725,6 +783,12 @@ async fn dispatch(context: &Context, command: Command) -> Result<(), CliError> {
             deploy_id,
             limit,
         } => deploy::history(context, &app, deploy_id.as_deref(), limit).await,
+        Command::Rollback {
+            app,
+            deploy_id,
+            yes,
+        } => history::rollback(context, &app, &deploy_id, yes).await,
+        Command::Unpin { app } => history::unpin(context, &app).await,
         Command::Doctor { app } => doctor::doctor(context, &app).await,
         Command::Audit(AuditCommand::List {
             event_type,

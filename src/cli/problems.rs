@@ -119,6 +119,10 @@ pub const EXPLANATIONS: &[(&str, &str)] = &[
         "deploy_not_found",
         "The app has no deploy with this id. List them with `exsec deploys APP`.",
     ),
+    (
+        "version_not_found",
+        "That version of the secret is not kept (never written, or pruned past `storage.secret_history`). List the kept ones with `exsec secrets history ...`.",
+    ),
     // Conflicts and refusals.
     (
         "tenant_has_apps",
@@ -127,6 +131,18 @@ pub const EXPLANATIONS: &[(&str, &str)] = &[
     (
         "app_tenant_fixed",
         "An app belongs to one tenant forever. Register the app under a new id for the other tenant.",
+    ),
+    (
+        "version_is_tombstone",
+        "That version records the secret's deletion and has no value. Pick an older version from `exsec secrets history ...`.",
+    ),
+    (
+        "snapshot_unavailable",
+        "A secret version the deploy used is no longer kept (pruned past `storage.secret_history`, or its scope was deleted), so its exact set cannot come back; nothing was applied. Roll back to a newer deploy, or set the value again and deploy.",
+    ),
+    (
+        "invalid_rollback",
+        "A rollback takes the image, replicas and port of the deploy it returns to: send `rollback_to` alone.",
     ),
     (
         "env_name_taken",

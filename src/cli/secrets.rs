@@ -165,6 +165,11 @@ pub async fn effective(context: &Context, app: &str) -> Result<(), CliError> {
             &rows,
         ));
     }
+    if let Some(deploy_id) = &effective.pinned_to {
+        lines.push(format!(
+            "pinned: the cluster runs the secret set of {deploy_id} (rolled back), not this one, until a normal deploy or `exsec unpin {app}`"
+        ));
+    }
     if !effective.removed_since_deploy.is_empty() {
         lines.push(format!(
             "removed since the last deploy (still in the cluster until the next one): {}",

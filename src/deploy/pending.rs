@@ -19,6 +19,7 @@ use super::cleanup::SecretOutcome;
 use crate::audit::NewEvent;
 use crate::error_chain::chain;
 use crate::shutdown::Shutdown;
+use crate::store::pins::PinChange;
 use crate::store::records::{CleanupKind, DeployRecord, IdempotencyRecord};
 use crate::store::{StorageHealth, Store, StoreError, Writer};
 
@@ -33,6 +34,8 @@ pub struct FinalRecord {
     /// What injection did to the app's Secret: whether a removal is now
     /// pending or done ([`super::cleanup`]).
     pub secret_outcome: SecretOutcome,
+    /// What it does to the app's pin (SPEC §11.3).
+    pub pin: PinChange,
 }
 
 impl FinalRecord {
@@ -46,6 +49,7 @@ impl FinalRecord {
                 .map(|(key, replay)| (key.as_str(), replay.clone())),
         )?;
         let app_id = &self.record.app_id;
+        writer.change_pin(app_id, &self.pin)?;
         match &self.secret_outcome {
             SecretOutcome::Replaced => writer.cleanup_done(app_id).map(drop),
             SecretOutcome::Stale(error) => writer

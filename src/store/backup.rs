@@ -99,6 +99,7 @@ macro_rules! for_each_table {
         $f(tables::AUDIT, $($arg),*)?;
         $f(tables::PENDING_CLEANUPS, $($arg),*)?;
         $f(tables::REDEPLOY_QUEUE, $($arg),*)?;
+        $f(tables::SECRET_VERSIONS, $($arg),*)?;
     };
 }
 

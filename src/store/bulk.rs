@@ -136,7 +136,7 @@ impl Writer {
                 item.key,
                 item.sealed,
                 existing,
-            );
+            )?;
             let written =
                 self.write_record(record, item.fingerprint, existing, &tenant_id, actor)?;
             outcomes.push(KeyOutcome {

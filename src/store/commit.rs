@@ -251,7 +251,10 @@ impl Store {
             error
         };
         let mut writer = match Writer::begin(db) {
-            Ok(writer) => writer,
+            Ok(mut writer) => {
+                writer.history_limit = self.options.secret_history;
+                writer
+            }
             Err(error) => return Attempt::AllFailed(failed(error)),
         };
         for (index, job) in batch.iter_mut().enumerate() {

@@ -270,6 +270,39 @@ pub enum Rejected {
         /// The key id.
         key_id: String,
     },
+    /// A version that records a deletion has no value to restore.
+    #[error("version {version} of {key} records its deletion; restore a version with a value")]
+    VersionIsTombstone {
+        /// The env var name.
+        key: String,
+        /// The version asked for.
+        version: u64,
+    },
+    /// A rollback target whose deploy did not leave the Secret in step
+    /// with its set: there is no set to return to.
+    #[error(
+        "deploy {deploy_id} did not inject its secrets, so there is no secret set to roll back to; choose a deploy whose injection succeeded"
+    )]
+    NothingToRollBackTo {
+        /// The deploy asked for.
+        deploy_id: String,
+    },
+    /// A rollback needs a secret version that is no longer kept.
+    #[error(
+        "deploy {deploy_id} used {scope} secret {provider}/{key} version {version}, which is no longer kept (pruned or deleted with its scope); nothing was applied"
+    )]
+    SnapshotUnavailable {
+        /// The deploy asked for.
+        deploy_id: String,
+        /// Which scope the value came from.
+        scope: ScopeKind,
+        /// Its provider.
+        provider: String,
+        /// The env var name.
+        key: String,
+        /// The version it used.
+        version: u64,
+    },
 }
 
 /// The kinds of things a request can name that may be missing.
@@ -283,6 +316,10 @@ pub enum Missing {
     Secret,
     /// A tenant token.
     Token,
+    /// A kept version of an external secret.
+    SecretVersion,
+    /// A deploy of an app.
+    Deploy,
 }
 
 impl Missing {
@@ -293,6 +330,8 @@ impl Missing {
             Missing::App => "app",
             Missing::Secret => "external secret",
             Missing::Token => "token",
+            Missing::SecretVersion => "secret version",
+            Missing::Deploy => "deploy",
         }
     }
 }

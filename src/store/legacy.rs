@@ -6,7 +6,7 @@
 //! decoding. When today's record changes again, the layout it replaces
 //! moves here with its version in the name.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::records::{AppRecord, DeployRecord, DeployTrigger, InjectionRecord, WarningRecord};
 use crate::model::{AppId, DeployStatus, EnvKey, TenantId, Timestamp};
@@ -20,15 +20,40 @@ pub(super) struct AppRecordV2 {
     updated_at: Timestamp,
 }
 
-impl From<AppRecordV2> for AppRecord {
+impl From<AppRecordV2> for AppRecordV3 {
     fn from(old: AppRecordV2) -> Self {
-        AppRecord {
+        AppRecordV3 {
             tenant_id: old.tenant_id,
             required_env: old.required_env,
             created_at: old.created_at,
             updated_at: old.updated_at,
             // Opt-in: nothing redeploys by itself after an upgrade.
             auto_redeploy: false,
+        }
+    }
+}
+
+/// An app record of schema 3 (written by the 2 → 3 step, so it also
+/// serializes).
+#[derive(Debug, Deserialize, Serialize)]
+pub(super) struct AppRecordV3 {
+    tenant_id: TenantId,
+    required_env: Vec<EnvKey>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    auto_redeploy: bool,
+}
+
+impl From<AppRecordV3> for AppRecord {
+    fn from(old: AppRecordV3) -> Self {
+        AppRecord {
+            tenant_id: old.tenant_id,
+            required_env: old.required_env,
+            created_at: old.created_at,
+            updated_at: old.updated_at,
+            auto_redeploy: old.auto_redeploy,
+            // Rollback did not exist: no app runs a pinned set.
+            pinned_to: None,
         }
     }
 }

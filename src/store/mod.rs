@@ -30,8 +30,10 @@ mod crash_points;
 pub mod deploys;
 mod error;
 pub mod health;
+pub mod history;
 mod legacy;
 mod meta;
+pub mod pins;
 pub mod records;
 mod redeploys;
 pub mod reseal;
@@ -72,6 +74,8 @@ pub struct StoreOptions {
     /// Most writes one durable commit holds (group commit). 1 commits every
     /// write on its own, which benchmarks use as the baseline.
     pub max_batch: usize,
+    /// Versions kept per secret (`storage.secret_history`, at least 1).
+    pub secret_history: u32,
 }
 
 impl StoreOptions {
@@ -81,6 +85,7 @@ impl StoreOptions {
         StoreOptions {
             cache_size,
             max_batch: MAX_BATCH,
+            secret_history: history::DEFAULT_SECRET_HISTORY,
         }
     }
 }
@@ -367,6 +372,8 @@ pub struct Writer {
     audit_head: Option<Anchor>,
     appended: Vec<AuditEvent>,
     now: Timestamp,
+    /// Versions kept per secret; pruning beyond it is part of each write.
+    history_limit: u32,
 }
 
 impl Writer {
@@ -381,6 +388,7 @@ impl Writer {
             audit_head: None,
             appended: Vec::new(),
             now: Timestamp::now(),
+            history_limit: history::DEFAULT_SECRET_HISTORY,
         })
     }
 

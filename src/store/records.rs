@@ -34,6 +34,10 @@ pub struct AppRecord {
     /// Redeploy automatically when its effective set changes (SPEC §11.2).
     /// Schema 3; apps of older files read as `false`.
     pub auto_redeploy: bool,
+    /// The deploy this app was rolled back to: the app runs that deploy's
+    /// secret versions, and automatic redeploys wait until a normal deploy
+    /// or an unpin clears it (SPEC §11.3; schema 4).
+    pub pinned_to: Option<String>,
 }
 
 /// One external secret: metadata in the clear, the value only sealed.
@@ -53,6 +57,46 @@ pub struct SecretRecord {
     pub version: u64,
     /// The value, sealed under a master key.
     pub sealed: SealedValue,
+}
+
+/// One kept version of a secret (table `external_secret_versions`, SPEC
+/// §11.3). The newest version of a live secret is [`VersionValue::Current`]:
+/// its sealed value stays only in the secret record, so reading the current
+/// value is one lookup and no value is stored twice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretVersionRecord {
+    /// Tenant default or app override (also encoded in the table key).
+    pub scope: Scope,
+    /// Provider, e.g. `openai`.
+    pub provider: Provider,
+    /// Env var name, e.g. `OPENAI_API_KEY`.
+    pub key: EnvKey,
+    /// The version number (also the second part of the table key).
+    pub version: u64,
+    /// When this version was written.
+    pub created_at: Timestamp,
+    /// Who wrote it (`admin`, `token:…`, `migration`).
+    pub actor: String,
+    /// Where its value is.
+    pub value: VersionValue,
+}
+
+/// Where the value of a kept version is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VersionValue {
+    /// The live value: in the secret record.
+    Current,
+    /// An older value, sealed as it was (re-sealed by rotation).
+    Sealed(SealedValue),
+    /// The secret was deleted at this version.
+    Tombstone,
+}
+
+impl SecretVersionRecord {
+    /// Whether this version records a deletion.
+    pub fn tombstone(&self) -> bool {
+        self.value == VersionValue::Tombstone
+    }
 }
 
 /// A tenant token: only the SHA-256 of the token is kept.

@@ -85,7 +85,11 @@ impl Writer {
     }
 
     /// Queues (or re-queues, bumping its generation) one app's redeploy.
-    fn queue_redeploy(&mut self, app_id: &AppId, tenant: &TenantId) -> Result<(), StoreError> {
+    pub(super) fn queue_redeploy(
+        &mut self,
+        app_id: &AppId,
+        tenant: &TenantId,
+    ) -> Result<(), StoreError> {
         let now = self.now();
         let record = match self.queued_redeploy(app_id)? {
             Some(existing) => RedeployRecord {

@@ -9,7 +9,7 @@ use std::path::Path;
 use redb::{Database, ReadableDatabase, ReadableTable, TableHandle};
 
 use super::error::{Context, OpenError, Operation};
-use super::records::{AppRecord, DeployRecord};
+use super::records::{AppRecord, DeployRecord, SecretRecord, SecretVersionRecord, VersionValue};
 use super::{StoreError, Tables, Writer, legacy, tables};
 use crate::crypto::InstallationKey;
 
@@ -20,7 +20,9 @@ use crate::crypto::InstallationKey;
 /// - 3: app records gain `auto_redeploy`, deploy records `trigger`,
 ///   `secrets_hash`, `restarted_at` and `rollout`; `meta` gains the
 ///   installation key; adds `redeploy_queue` (SPEC §11.2).
-pub const CURRENT: u32 = 3;
+/// - 4: adds `external_secret_versions` (each live secret gets its current
+///   version there); app records gain `pinned_to` (SPEC §11.3).
+pub const CURRENT: u32 = 4;
 
 /// Makes the file ready for this build: creates tables, records or checks
 /// the schema version, migrates forward. Writes only when something is
@@ -98,8 +100,12 @@ fn create_and_migrate(
         if from < 3 {
             migrate_2_to_3(txn)?;
         }
+        if from < 4 {
+            migrate_3_to_4(txn)?;
+        }
         txn.table(tables::PENDING_CLEANUPS)?;
         txn.table(tables::REDEPLOY_QUEUE)?;
+        txn.table(tables::SECRET_VERSIONS)?;
         ensure_installation_key(txn, fresh_key)?;
         write_version(txn, CURRENT)?;
     }
@@ -120,18 +126,7 @@ fn migrate_1_to_2(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
 /// secrets hash). One transaction: a crash leaves version 2 untouched and
 /// the next start migrates again.
 fn migrate_2_to_3(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
-    let mut apps = txn.table(tables::APPS)?;
-    let mut migrated_apps = Vec::new();
-    for entry in apps.iter().in_table(tables::APPS)? {
-        let (id, bytes) = entry.in_table(tables::APPS)?;
-        let old: legacy::AppRecordV2 = super::decode("apps", bytes.value())?;
-        let record = AppRecord::from(old);
-        migrated_apps.push((id.value().to_owned(), super::encode("apps", &record)?));
-    }
-    for (id, encoded) in &migrated_apps {
-        apps.insert(id.as_str(), encoded.as_slice())
-            .in_table(tables::APPS)?;
-    }
+    let migrated_apps = rewrite_apps::<legacy::AppRecordV2, legacy::AppRecordV3>(txn)?;
     let mut deploys = txn.table(tables::DEPLOYS)?;
     let mut migrated_deploys = Vec::new();
     for entry in deploys.iter().in_table(tables::DEPLOYS)? {
@@ -147,11 +142,68 @@ fn migrate_2_to_3(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
             .in_table(tables::DEPLOYS)?;
     }
     tracing::info!(
-        apps = migrated_apps.len(),
+        apps = migrated_apps,
         deploys = migrated_deploys.len(),
         "schema migrated from version 2 to 3 (automatic redeploy, secrets hash)"
     );
     Ok(())
+}
+
+/// Version 4 rewrites every app record with `pinned_to` empty and gives
+/// every live secret its current version in `external_secret_versions`
+/// (the actor is unknown: `migration`). Older values were never kept.
+fn migrate_3_to_4(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let migrated_apps = rewrite_apps::<legacy::AppRecordV3, AppRecord>(txn)?;
+    let secrets = txn.table(tables::SECRETS)?;
+    let mut versions = txn.table(tables::SECRET_VERSIONS)?;
+    let mut migrated_secrets = 0u64;
+    for entry in secrets.iter().in_table(tables::SECRETS)? {
+        let (name, bytes) = entry.in_table(tables::SECRETS)?;
+        let record: SecretRecord = super::decode("external_secrets", bytes.value())?;
+        let version = SecretVersionRecord {
+            scope: record.scope,
+            provider: record.provider,
+            key: record.key,
+            version: record.version,
+            created_at: record.updated_at,
+            actor: "migration".to_owned(),
+            value: VersionValue::Current,
+        };
+        let encoded = super::encode("external_secret_versions", &version)?;
+        versions
+            .insert((name.value(), version.version), encoded.as_slice())
+            .in_table(tables::SECRET_VERSIONS)?;
+        migrated_secrets += 1;
+    }
+    tracing::info!(
+        apps = migrated_apps,
+        secrets = migrated_secrets,
+        "schema migrated from version 3 to 4 (secret history, pinned deploys)"
+    );
+    Ok(())
+}
+
+/// Rewrites every app record from layout `Old` to `New`; returns how many.
+fn rewrite_apps<Old, New>(txn: &redb::WriteTransaction) -> Result<usize, StoreError>
+where
+    Old: serde::de::DeserializeOwned,
+    New: From<Old> + serde::Serialize,
+{
+    let mut apps = txn.table(tables::APPS)?;
+    let mut migrated = Vec::new();
+    for entry in apps.iter().in_table(tables::APPS)? {
+        let (id, bytes) = entry.in_table(tables::APPS)?;
+        let old: Old = super::decode("apps", bytes.value())?;
+        migrated.push((
+            id.value().to_owned(),
+            super::encode("apps", &New::from(old))?,
+        ));
+    }
+    for (id, encoded) in &migrated {
+        apps.insert(id.as_str(), encoded.as_slice())
+            .in_table(tables::APPS)?;
+    }
+    Ok(migrated.len())
 }
 
 /// Whether `meta` holds the installation key.

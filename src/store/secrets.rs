@@ -156,13 +156,7 @@ impl Writer {
         let tenant_id = self.owner_tenant(&put.scope)?;
         let existing = self.secret(&put.scope, &put.provider, &put.key)?;
         let siblings = self.scope_index(&put.scope)?;
-        if let Some((taken, _)) = siblings
-            .names
-            .iter()
-            .find(|(provider, key)| key == put.key.as_str() && provider != put.provider.as_str())
-        {
-            return Err(env_name_taken(&put.key, taken, &put.scope, None));
-        }
+        check_name_free(&siblings, &put.scope, &put.provider, &put.key)?;
         let fingerprint = put.fingerprint;
         let record = self.next_record(
             put.scope,
@@ -170,7 +164,7 @@ impl Writer {
             put.key,
             put.sealed,
             existing.as_ref(),
-        );
+        )?;
         self.check_effective_sizes(&tenant_id, &record, siblings.bytes)?;
         let scope = record.scope.clone();
         let changed = BTreeSet::from([record.key.clone()]);
@@ -180,8 +174,19 @@ impl Writer {
         Ok(written)
     }
 
-    /// The record a write stores: a new key starts at version 1, a
-    /// replaced one keeps its creation time and counts up.
+    /// Refuses `key` when another provider sets it in `scope`.
+    pub(super) fn check_env_name_free(
+        &self,
+        scope: &Scope,
+        provider: &Provider,
+        key: &EnvKey,
+    ) -> Result<(), StoreError> {
+        check_name_free(&self.scope_index(scope)?, scope, provider, key)
+    }
+
+    /// The record a write stores: a replaced one keeps its creation time
+    /// and counts up; a new key counts on from its kept history (after a
+    /// deletion's tombstone), or starts at version 1.
     pub(super) fn next_record(
         &self,
         scope: Scope,
@@ -189,17 +194,29 @@ impl Writer {
         key: EnvKey,
         sealed: SealedValue,
         existing: Option<&SecretRecord>,
-    ) -> SecretRecord {
+    ) -> Result<SecretRecord, StoreError> {
         let now = self.now();
-        SecretRecord {
+        let version = match existing {
+            Some(existing) => existing.version + 1,
+            None => {
+                let name = tables::secret_key(
+                    scope.kind().tag(),
+                    scope.owner(),
+                    provider.as_str(),
+                    key.as_str(),
+                );
+                self.latest_version(&name)? + 1
+            }
+        };
+        Ok(SecretRecord {
             scope,
             provider,
             key,
             created_at: existing.map_or(now, |e| e.created_at),
             updated_at: now,
-            version: existing.map_or(1, |e| e.version + 1),
+            version,
             sealed,
-        }
+        })
     }
 
     /// Stores a record the caller has checked (env-name and size rules)
@@ -213,7 +230,7 @@ impl Writer {
         actor: &str,
     ) -> Result<SecretWrite, StoreError> {
         self.remember_fingerprint(&record.sealed.key_id, fingerprint)?;
-        self.store_secret(&record, existing.map(|e| &e.sealed.key_id))?;
+        self.store_secret(&record, existing, actor)?;
         let created = existing.is_none();
         let kind = if created {
             event::SECRET_CREATED
@@ -241,7 +258,8 @@ impl Writer {
         Ok(record)
     }
 
-    /// Removes a stored record and appends `external_secret.deleted`.
+    /// Removes a stored record (its value stays in the history, before a
+    /// tombstone) and appends `external_secret.deleted`.
     pub(super) fn remove_record(
         &mut self,
         record: &SecretRecord,
@@ -258,7 +276,7 @@ impl Writer {
             .table(tables::SECRETS)?
             .remove(name.as_str())
             .in_table(tables::SECRETS)?;
-        self.adjust_usage(&record.sealed.key_id, -1)?;
+        self.push_tombstone(record, actor)?;
         self.audit(secret_event(
             event::SECRET_DELETED,
             actor,
@@ -280,15 +298,17 @@ impl Writer {
         for record in &records {
             self.adjust_usage(&record.sealed.key_id, -1)?;
         }
+        self.remove_scope_versions(scope)?;
         Ok(records.len() as u64)
     }
 
-    /// Writes a record and moves its count in `key_usage` from the key that
-    /// sealed the previous value (if any) to the key that sealed this one.
+    /// Writes a record, counts its value in `key_usage` and records the
+    /// version in the history (the replaced value stays there, counted).
     pub(super) fn store_secret(
         &mut self,
         record: &SecretRecord,
-        previous_key: Option<&KeyId>,
+        previous: Option<&SecretRecord>,
+        actor: &str,
     ) -> Result<(), StoreError> {
         let name = tables::secret_key(
             record.scope.kind().tag(),
@@ -301,13 +321,8 @@ impl Writer {
             .table(tables::SECRETS)?
             .insert(name.as_str(), encoded.as_slice())
             .in_table(tables::SECRETS)?;
-        if previous_key != Some(&record.sealed.key_id) {
-            if let Some(previous) = previous_key {
-                self.adjust_usage(previous, -1)?;
-            }
-            self.adjust_usage(&record.sealed.key_id, 1)?;
-        }
-        Ok(())
+        self.adjust_usage(&record.sealed.key_id, 1)?;
+        self.push_version(previous, record, actor)
     }
 
     /// Moves the record count of `key_id` in `key_usage` by `delta`.
@@ -382,7 +397,7 @@ impl Writer {
     }
 
     /// The exact check: merges the sets as resolve would.
-    fn check_effective_sizes_exactly(
+    pub(super) fn check_effective_sizes_exactly(
         &self,
         tenant_id: &TenantId,
         record: &SecretRecord,
@@ -469,7 +484,25 @@ pub(super) fn env_name_taken(
     .into()
 }
 
-fn secret_event(
+/// `env_name_taken` when another provider sets `key` in the scope whose
+/// names are `siblings`.
+fn check_name_free(
+    siblings: &ScopeIndex,
+    scope: &Scope,
+    provider: &Provider,
+    key: &EnvKey,
+) -> Result<(), StoreError> {
+    match siblings
+        .names
+        .iter()
+        .find(|(p, k)| k == key.as_str() && p != provider.as_str())
+    {
+        Some((taken, _)) => Err(env_name_taken(key, taken, scope, None)),
+        None => Ok(()),
+    }
+}
+
+pub(super) fn secret_event(
     kind: &'static str,
     actor: &str,
     tenant_id: &TenantId,

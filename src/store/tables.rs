@@ -37,9 +37,14 @@ pub const PENDING_CLEANUPS: TableDefinition<&str, &[u8]> = TableDefinition::new(
 /// in the same transaction, until they ran (schema version 3).
 pub const REDEPLOY_QUEUE: TableDefinition<&str, &[u8]> = TableDefinition::new("redeploy_queue");
 
+/// `("{t|a}/{owner}/{provider}/{key}", version) → SecretVersionRecord`: the
+/// kept versions of each secret, oldest first (schema version 4).
+pub const SECRET_VERSIONS: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("external_secret_versions");
+
 /// Names of every table, in a fixed order (schema preparation checks they
 /// all exist; backups dump them in this order).
-pub fn names() -> [&'static str; 12] {
+pub fn names() -> [&'static str; 13] {
     use redb::TableHandle;
     [
         META.name(),
@@ -54,6 +59,7 @@ pub fn names() -> [&'static str; 12] {
         AUDIT.name(),
         PENDING_CLEANUPS.name(),
         REDEPLOY_QUEUE.name(),
+        SECRET_VERSIONS.name(),
     ]
 }
 

@@ -174,6 +174,8 @@ impl Writer {
             created_at: existing.as_ref().map_or(now, |e| e.created_at),
             updated_at: now,
             auto_redeploy: settings.auto_redeploy,
+            // Re-registering changes settings, not what the app runs.
+            pinned_to: existing.as_ref().and_then(|e| e.pinned_to.clone()),
         };
         if existing.as_ref() == Some(&record) {
             return Ok((record, false));

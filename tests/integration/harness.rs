@@ -65,6 +65,30 @@ pub fn seal_with(
     }
 }
 
+/// The keyrings of a rotation from `k1` to `k2`: before, during (both
+/// keys, `k2` active) and after (`k2` alone: what opens only if every
+/// value was re-sealed).
+pub struct Rotation {
+    pub old: Keyring,
+    pub rotated: Keyring,
+    pub new_only: Keyring,
+}
+
+pub fn rotation_keyrings() -> Rotation {
+    let mut old_bytes = [0u8; 32];
+    let mut new_bytes = [0u8; 32];
+    getrandom::fill(&mut old_bytes).expect("random");
+    getrandom::fill(&mut new_bytes).expect("random");
+    Rotation {
+        old: Keyring::from_keys([(key_id("k1"), MasterKey::from_bytes(old_bytes))]),
+        rotated: Keyring::from_keys([
+            (key_id("k1"), MasterKey::from_bytes(old_bytes)),
+            (key_id("k2"), MasterKey::from_bytes(new_bytes)),
+        ]),
+        new_only: Keyring::from_keys([(key_id("k2"), MasterKey::from_bytes(new_bytes))]),
+    }
+}
+
 /// The plaintext of a stored record, opened with `keyring`.
 pub fn open_record(keyring: &Keyring, record: &SecretRecord) -> String {
     let location = SecretLocation {

@@ -62,7 +62,7 @@ impl World {
     }
 
     /// The value of every path parameter, naming a resource of tenant `a`.
-    fn a_params<'a>(&'a self, token_id: &'a str) -> [(&'a str, &'a str); 6] {
+    fn a_params<'a>(&'a self, token_id: &'a str) -> [(&'a str, &'a str); 7] {
         [
             ("tenant_id", "a"),
             ("app_id", "a-web"),
@@ -70,6 +70,7 @@ impl World {
             ("key", KEY),
             ("token_id", token_id),
             ("deploy_id", &self.a_deploy_id),
+            ("version", "1"),
         ]
     }
 
@@ -187,6 +188,11 @@ fn body_of(route: &Route) -> Option<&'static str> {
         | RouteId::DeleteTenantSecret
         | RouteId::ListAppSecrets
         | RouteId::DeleteAppSecret
+        | RouteId::ListTenantSecretVersions
+        | RouteId::ListAppSecretVersions
+        | RouteId::RestoreTenantSecret
+        | RouteId::RestoreAppSecret
+        | RouteId::Unpin
         | RouteId::Effective
         | RouteId::ListDeploys
         | RouteId::GetDeploy

@@ -16,6 +16,8 @@ mod durability;
 mod edges;
 mod full_disk;
 mod harness;
+mod history;
+mod history_store;
 mod in_process;
 mod isolation;
 mod kubernetes;

@@ -352,6 +352,41 @@ async fn every_route_answers_as_documented() {
     let held = api.expect(200, "GET", "/v1/apps/web/cluster", None).await;
     assert_eq!(held["secret"]["exists"], true);
 
+    // History, restore, rollback and unpin (SPEC §11.3).
+    let versions = api
+        .expect(200, "GET", &format!("{tenant_secret}/versions"), None)
+        .await;
+    assert_eq!(versions["versions"][0]["version"], 3);
+    let versions = api
+        .expect(200, "GET", &format!("{app_secret}/versions"), None)
+        .await;
+    assert_eq!(versions["versions"][0]["version"], 1);
+    let restored = api
+        .expect(
+            200,
+            "POST",
+            &format!("{tenant_secret}/versions/1/restore"),
+            None,
+        )
+        .await;
+    assert_eq!(restored["version"], 4);
+    let restored = api
+        .expect(
+            200,
+            "POST",
+            &format!("{app_secret}/versions/1/restore"),
+            None,
+        )
+        .await;
+    assert_eq!(restored["version"], 2);
+    let rollback = json!({ "rollback_to": deploy_ids[0] }).to_string();
+    let rolled = api
+        .expect(201, "POST", "/v1/apps/web/deploys", Some(&rollback))
+        .await;
+    assert_eq!(rolled["trigger"], "rollback");
+    let unpinned = api.expect(200, "POST", "/v1/apps/web/unpin", None).await;
+    assert_eq!(unpinned["pinned_to"], Value::Null);
+
     let stripe = "/v1/apps/web/external-secrets/stripe/STRIPE_KEY";
     assert_eq!(api.call("DELETE", stripe, token, None).await.status, 204);
     let effective = api
@@ -783,5 +818,63 @@ async fn the_longest_app_id_answers_as_documented() {
         .expect(200, "GET", &format!("/v1/apps/{app}/cluster"), None)
         .await;
     assert_eq!(cluster["secret"]["name"], name.as_str());
+    api.server.stop().await;
+}
+
+/// A rollback refused for a pruned version names it in members the
+/// document declares (`SnapshotProblem`), and the version routes' refusals
+/// are documented problems too.
+#[tokio::test]
+async fn refused_restores_and_rollbacks_answer_as_documented() {
+    let mut api = Checked::new(
+        TestServer::start_with(crate::server::Options {
+            secret_history: 1,
+            ..crate::server::Options::default()
+        })
+        .await,
+    );
+    api.server.seed("acme", &["web"]).await;
+    let secret = "/v1/apps/web/external-secrets/openai/OPENAI_API_KEY";
+    api.expect(201, "PUT", secret, Some(&value_body("sk-1")))
+        .await;
+    let first = api
+        .expect(
+            201,
+            "POST",
+            "/v1/apps/web/deploys",
+            Some(r#"{"image_ref":"nginx"}"#),
+        )
+        .await;
+    api.expect(200, "PUT", secret, Some(&value_body("sk-2")))
+        .await;
+    let rollback = json!({ "rollback_to": first["deploy_id"] }).to_string();
+    let admin = api.server.admin_token.clone();
+    let refused = api
+        .expect_problem(
+            (409, "snapshot_unavailable"),
+            "POST",
+            "/v1/apps/web/deploys",
+            Some(&admin),
+            Some(&rollback),
+        )
+        .await;
+    assert_eq!(refused.json()["version"], 1);
+    api.expect_problem(
+        (404, "version_not_found"),
+        "POST",
+        &format!("{secret}/versions/1/restore"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    api.expect(204, "DELETE", secret, None).await;
+    api.expect_problem(
+        (409, "version_is_tombstone"),
+        "POST",
+        &format!("{secret}/versions/3/restore"),
+        Some(&admin),
+        None,
+    )
+    .await;
     api.server.stop().await;
 }

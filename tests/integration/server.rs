@@ -36,6 +36,8 @@ pub struct Options {
     pub rescan_interval: &'static str,
     /// Extra keys of the `[deploy]` table (automatic redeploy settings).
     pub deploy_config: String,
+    /// `storage.secret_history`.
+    pub secret_history: u32,
 }
 
 impl Default for Options {
@@ -50,6 +52,7 @@ impl Default for Options {
             storage_path: None,
             rescan_interval: "30s",
             deploy_config: String::new(),
+            secret_history: 10,
         }
     }
 }
@@ -205,6 +208,7 @@ listen = "127.0.0.1:0"
 [storage]
 path = {storage_path:?}
 cache_size = "4MiB"
+secret_history = {secret_history}
 [keys]
 dir = "keys.d"
 rescan_interval = "{rescan_interval}"
@@ -239,6 +243,7 @@ format = "json"
                 },
                 rescan_interval = options.rescan_interval,
                 deploy_config = options.deploy_config,
+                secret_history = options.secret_history,
                 storage_path = options
                     .storage_path
                     .as_deref()

@@ -185,8 +185,9 @@ fn versions_and_timestamps_follow_replacements() {
     assert_eq!(second.record.version, 2);
     assert_eq!(second.record.created_at, first.record.created_at);
     assert!(second.record.updated_at >= first.record.updated_at);
+    // Version 1 is kept in the history: two sealed values under k1.
     let usage = test.store.read(|r| r.key_usage()).unwrap();
-    assert_eq!(usage.get("k1"), Some(&1));
+    assert_eq!(usage.get("k1"), Some(&2));
 }
 
 /// A tenant-wide write that would push one of its apps over 1 MiB is
@@ -404,18 +405,8 @@ fn a_changed_key_under_a_known_id_is_refused() {
 /// what was actually written.
 #[test]
 fn a_reseal_batch_never_overwrites_a_newer_value() {
-    use exsec::crypto::{Keyring, MasterKey};
-
     let test = TestStore::new();
-    let mut old_bytes = [0u8; 32];
-    let mut new_bytes = [0u8; 32];
-    getrandom::fill(&mut old_bytes).unwrap();
-    getrandom::fill(&mut new_bytes).unwrap();
-    let old = Keyring::from_keys([(key_id("k1"), MasterKey::from_bytes(old_bytes))]);
-    let rotated = Keyring::from_keys([
-        (key_id("k1"), MasterKey::from_bytes(old_bytes)),
-        (key_id("k2"), MasterKey::from_bytes(new_bytes)),
-    ]);
+    let Rotation { old, rotated, .. } = rotation_keyrings();
     let scope = tenant_scope("acme");
     let puts: Vec<_> = ["A", "B", "C"]
         .into_iter()
@@ -520,21 +511,23 @@ fn a_reseal_batch_never_overwrites_a_newer_value() {
         (a.created_at, a.updated_at, a.version),
         (before[0].created_at, before[0].updated_at, 1)
     );
+    // Under k1 still: B's new value, and the kept older versions of B and
+    // C (the replaced and the deleted value).
     let usage = |store: &Store| store.read(|r| r.key_usage()).unwrap();
     assert_eq!(
         usage(&test.store),
-        [("k1".to_owned(), 1), ("k2".to_owned(), 1)].into()
+        [("k1".to_owned(), 3), ("k2".to_owned(), 1)].into()
     );
 
-    // The next pass finds B and finishes.
+    // The next pass finds B and the two kept versions, and finishes.
     let (candidates, _) = page(&test.store);
-    assert_eq!(candidates.len(), 1);
+    assert_eq!(candidates.len(), 3);
     let batch = reseal(candidates);
     let written = test
         .store
         .write(move |w| w.reseal_batch(&batch, fingerprint))
         .unwrap();
-    assert_eq!(written, 1);
-    assert_eq!(usage(&test.store), [("k2".to_owned(), 2)].into());
+    assert_eq!(written, 3);
+    assert_eq!(usage(&test.store), [("k2".to_owned(), 4)].into());
     assert_eq!(opened(&test.store)[1].3, "B-2");
 }

@@ -45,6 +45,10 @@ pub struct AppDto {
     /// An automatic redeploy waiting to run (`GET /v1/apps/{id}` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redeploy_queued: Option<QueuedRedeployDto>,
+    /// The deploy a rollback pinned the app to: it runs that deploy's
+    /// secret versions until a normal deploy or an unpin (`null`: none).
+    #[serde(default)]
+    pub pinned_to: Option<String>,
 }
 
 /// An automatic redeploy waiting to run: since when, and how its attempts
@@ -87,6 +91,7 @@ impl AppDto {
             updated_at: record.updated_at.to_rfc3339(),
             auto_redeploy: record.auto_redeploy,
             redeploy_queued: None,
+            pinned_to: record.pinned_to.clone(),
         }
     }
 }
@@ -249,6 +254,7 @@ impl Schema for AppDto {
                 "created_at",
                 "updated_at",
                 "auto_redeploy",
+                "pinned_to",
             ],
             [
                 ("app_id", reference("ResourceId")),
@@ -257,6 +263,13 @@ impl Schema for AppDto {
                 ("created_at", reference("Timestamp")),
                 ("updated_at", reference("Timestamp")),
                 ("auto_redeploy", boolean()),
+                (
+                    "pinned_to",
+                    json!({
+                        "type": ["string", "null"],
+                        "description": "the deploy a rollback pinned the app to; automatic redeploys wait until a normal deploy or `POST /v1/apps/{app_id}/unpin`",
+                    }),
+                ),
                 (
                     "redeploy_queued",
                     json!({

@@ -25,8 +25,10 @@ pub struct DeployBody {
     /// If present, must equal the path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_id: Option<String>,
-    /// The image to roll out.
-    pub image_ref: String,
+    /// The image to roll out; required unless `rollback_to` is given
+    /// (which takes the image of that deploy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_ref: Option<String>,
     /// Replicas; omitted leaves ownership to an autoscaler. Wider than
     /// its range so that an out-of-range number is `invalid_replicas`,
     /// not a type error.
@@ -38,6 +40,10 @@ pub struct DeployBody {
     /// Roll the pods even when nothing changed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub restart: bool,
+    /// Roll back to this earlier deploy of the app: its image, replicas,
+    /// port and exactly its secret versions (SPEC §11.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_to: Option<String>,
 }
 
 /// The injection outcome in a deploy answer.
@@ -300,7 +306,7 @@ impl Schema for DeployBody {
             })
         };
         closed_object(
-            &["image_ref"],
+            &[],
             [
                 (
                     "tenant_id",
@@ -319,7 +325,15 @@ impl Schema for DeployBody {
                         "minLength": 1,
                         "maxLength": MAX_IMAGE_REF_LEN,
                         "pattern": "^[^\\s\\u0000-\\u001f\\u007f-\\u009f]+$",
-                        "description": "the image to roll out, without spaces or control characters",
+                        "description": "the image to roll out, without spaces or control characters; required unless `rollback_to` is given (else 400 `invalid_image_ref`)",
+                    }),
+                ),
+                (
+                    "rollback_to",
+                    json!({
+                        "type": "string",
+                        "pattern": "^dep_[0-9]{12}$",
+                        "description": "roll back to this deploy of the app: its image, replicas, port and exactly the secret versions it injected (409 `snapshot_unavailable` naming the version when one is no longer kept; nothing applied). The app is then pinned (`pinned_to`). Not combined with `image_ref`, `replicas`, `port` or `restart` (400 `invalid_rollback`)",
                     }),
                 ),
                 (
@@ -592,10 +606,11 @@ mod tests {
         let body = DeployBody {
             tenant_id: None,
             app_id: None,
-            image_ref: "nginx".to_owned(),
+            image_ref: Some("nginx".to_owned()),
             replicas: Some(2),
             port: None,
             restart: false,
+            rollback_to: None,
         };
         assert_eq!(
             serde_json::to_value(&body).unwrap(),

@@ -34,8 +34,8 @@ pub use deploys::{
 };
 pub use secrets::{
     BulkSecretItem, BulkSecretsBody, BulkSecretsDto, EffectiveDto, EffectiveEntryDto,
-    MAX_BULK_SECRETS, SecretListDto, SecretMetaDto, SecretOutcomeDto, SecretOutcomeName, ValueBody,
-    VerifyDto,
+    MAX_BULK_SECRETS, SecretListDto, SecretMetaDto, SecretOutcomeDto, SecretOutcomeName,
+    SecretVersionDto, SecretVersionListDto, ValueBody, VerifyDto,
 };
 pub use system::{
     AuditPageDto, HealthDto, KeyStatusDto, KeysDto, ReadyAuditDto, ReadyClusterDto, ReadyDto,

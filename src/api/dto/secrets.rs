@@ -10,6 +10,7 @@ use super::schema::{
     warnings,
 };
 use crate::model::MAX_VALUE_LEN;
+use crate::store::history::VersionInfo;
 use crate::store::records::SecretRecord;
 use crate::store::{BulkWrite, SecretOutcome};
 
@@ -58,6 +59,40 @@ pub struct SecretListDto {
     pub secrets: Vec<SecretMetaDto>,
 }
 
+/// One kept version of a secret: metadata only, never a value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SecretVersionDto {
+    /// The version number.
+    pub version: u64,
+    /// When it was written.
+    pub created_at: String,
+    /// Who wrote it.
+    pub actor: String,
+    /// Whether it records a deletion.
+    pub tombstone: bool,
+    /// The master key its value is sealed under (`null` for a tombstone).
+    pub key_id: Option<String>,
+}
+
+impl From<&VersionInfo> for SecretVersionDto {
+    fn from(v: &VersionInfo) -> Self {
+        Self {
+            version: v.version,
+            created_at: v.created_at.to_rfc3339(),
+            actor: v.actor.clone(),
+            tombstone: v.tombstone,
+            key_id: v.key_id.as_ref().map(ToString::to_string),
+        }
+    }
+}
+
+/// `GET …/external-secrets/{provider}/{key}/versions`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SecretVersionListDto {
+    /// Newest first.
+    pub versions: Vec<SecretVersionDto>,
+}
+
 /// `POST …/verify`: whether the candidate equals the stored value.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct VerifyDto {
@@ -98,6 +133,10 @@ pub struct EffectiveDto {
     pub removed_since_deploy: Vec<String>,
     /// The last deploy that synced the Secret, if any.
     pub last_synced_deploy_id: Option<String>,
+    /// The deploy a rollback pinned the app to: the cluster runs that
+    /// deploy's versions, not this set, until a normal deploy or an unpin.
+    #[serde(default)]
+    pub pinned_to: Option<String>,
     /// Notes (`missing_required_env`, `env_name_conflict`).
     pub warnings: Vec<WarningDto>,
 }
@@ -123,6 +162,32 @@ impl Schema for SecretMetaDto {
             ("updated_at", reference("Timestamp")),
             ("version", json!({ "type": "integer", "minimum": 1 })),
         ])
+    }
+}
+
+impl Schema for SecretVersionDto {
+    const NAME: &'static str = "SecretVersion";
+
+    /// Never a value.
+    fn schema() -> Value {
+        record([
+            ("version", json!({ "type": "integer", "minimum": 1 })),
+            ("created_at", reference("Timestamp")),
+            ("actor", json!({ "type": "string" })),
+            ("tombstone", boolean()),
+            (
+                "key_id",
+                json!({ "type": ["string", "null"], "description": "`null` for a tombstone" }),
+            ),
+        ])
+    }
+}
+
+impl Schema for SecretVersionListDto {
+    const NAME: &'static str = "SecretVersionList";
+
+    fn schema() -> Value {
+        list_of::<SecretVersionDto>("versions")
     }
 }
 
@@ -222,6 +287,14 @@ impl Schema for EffectiveDto {
             (
                 "last_synced_deploy_id",
                 json!({ "type": ["string", "null"], "pattern": "^dep_[0-9]{12}$" }),
+            ),
+            (
+                "pinned_to",
+                json!({
+                    "type": ["string", "null"],
+                    "pattern": "^dep_[0-9]{12}$",
+                    "description": "the deploy a rollback pinned the app to: the cluster runs its secret versions, not this set",
+                }),
             ),
             ("warnings", warnings()),
         ])

@@ -5,7 +5,7 @@ use hyper::StatusCode;
 use serde_json::Value;
 
 use crate::api::dto::{
-    CleanupDto, ClusterDto, ClusterSecretDto, DeployBody, DeployDetailDto, DeployDto,
+    AppDto, CleanupDto, ClusterDto, ClusterSecretDto, DeployBody, DeployDetailDto, DeployDto,
     DeployFailedDto, DeployListDto, DeploymentDto, DryRunDto, RolloutDto,
 };
 use crate::api::problem::ApiError;
@@ -13,7 +13,7 @@ use crate::api::routes::{DEFAULT_HISTORY, MAX_HISTORY};
 use crate::api::{Call, Reply, parse_json, to_value};
 use crate::deploy::{DeployError, DeployRequest, DeployResult, request_hash};
 use crate::error_chain::chain;
-use crate::model::{DeployStatus, ImageRef, InjectionReason, Port, Replicas, TenantId};
+use crate::model::{AppId, DeployStatus, ImageRef, InjectionReason, Port, Replicas, TenantId};
 use crate::store::records::DeployTrigger;
 
 /// Longest `Idempotency-Key` accepted.
@@ -42,6 +42,10 @@ pub async fn create(call: Call) -> Result<Reply, ApiError> {
             Some((key.to_owned(), request_hash(&canonical, dry_run)))
         }
     };
+    let workload = match body.rollback_to.clone() {
+        None => Workload::parse(body.image_ref, body.replicas, body.port)?,
+        Some(target) => rollback_workload(&call, &app_id, target, &body).await?,
+    };
     let request = DeployRequest {
         app_id: app_id.clone(),
         app,
@@ -51,12 +55,17 @@ pub async fn create(call: Call) -> Result<Reply, ApiError> {
             .map(|tenant| TenantId::parse(&tenant))
             .transpose()?,
         body_app_id: body.app_id,
-        image_ref: ImageRef::try_from(body.image_ref)?,
-        replicas: body.replicas.map(Replicas::try_from).transpose()?,
-        port: body.port.map(Port::try_from).transpose()?,
+        image_ref: workload.image_ref,
+        replicas: workload.replicas,
+        port: workload.port,
         dry_run,
         restart: body.restart,
-        trigger: DeployTrigger::Api,
+        trigger: if body.rollback_to.is_some() {
+            DeployTrigger::Rollback
+        } else {
+            DeployTrigger::Api
+        },
+        rollback_to: body.rollback_to,
         idempotency,
         actor: call.actor(),
     };
@@ -87,6 +96,77 @@ pub async fn create(call: Call) -> Result<Reply, ApiError> {
             Err(with_deploy(error, &dto))
         }
     }
+}
+
+/// What a deploy rolls out besides the secrets.
+struct Workload {
+    image_ref: ImageRef,
+    replicas: Option<Replicas>,
+    port: Option<Port>,
+}
+
+impl Workload {
+    /// From a deploy body (or a stored deploy): `image_ref` is required.
+    fn parse(
+        image_ref: Option<String>,
+        replicas: Option<i64>,
+        port: Option<i64>,
+    ) -> Result<Self, ApiError> {
+        let image_ref = image_ref.ok_or_else(|| {
+            ApiError::bad_request(
+                "missing_field",
+                "missing field `image_ref` (or `rollback_to`, to roll back to an earlier deploy)",
+            )
+        })?;
+        Ok(Self {
+            image_ref: ImageRef::try_from(image_ref)?,
+            replicas: replicas.map(Replicas::try_from).transpose()?,
+            port: port.map(Port::try_from).transpose()?,
+        })
+    }
+}
+
+/// The workload of the deploy a rollback returns to; the body may not
+/// name another.
+async fn rollback_workload(
+    call: &Call,
+    app_id: &AppId,
+    target: String,
+    body: &DeployBody,
+) -> Result<Workload, ApiError> {
+    if body.image_ref.is_some() || body.replicas.is_some() || body.port.is_some() || body.restart {
+        return Err(ApiError::bad_request(
+            "invalid_rollback",
+            "rollback_to takes the image, replicas and port of that deploy; send it without image_ref, replicas, port and restart",
+        ));
+    }
+    let app = app_id.clone();
+    let lookup = target.clone();
+    let record = call
+        .state
+        .store
+        .read_async(move |r| r.deploy(&app, &lookup))
+        .await?
+        .ok_or_else(|| ApiError::not_found("deploy_not_found", format!("deploy {target}")))?;
+    Workload::parse(
+        Some(record.image_ref),
+        record.replicas.map(i64::from),
+        record.port.map(i64::from),
+    )
+}
+
+/// `POST /v1/apps/{id}/unpin`: the app follows its current secrets again.
+pub async fn unpin(call: Call) -> Result<Reply, ApiError> {
+    let (app_id, _) = call.app()?.clone();
+    let actor = call.actor();
+    let id = app_id.clone();
+    let record = call
+        .state
+        .store
+        .write_async(move |w| w.unpin(&id, &actor))
+        .await?;
+    call.state.redeploys.wake();
+    Ok(Reply::ok(&AppDto::new(app_id.as_str(), &record)))
 }
 
 /// Adds what the caller of a deploy needs to the problem

@@ -6,6 +6,7 @@ mod audit;
 mod backup;
 mod bulk_secrets;
 mod deploys;
+mod secret_versions;
 mod secrets;
 mod system;
 mod tenants;
@@ -44,6 +45,13 @@ pub async fn dispatch(call: Call) -> Result<Reply, ApiError> {
         RouteId::PutTenantSecrets | RouteId::PutAppSecrets => bulk_secrets::put(call).await,
         RouteId::DeleteTenantSecret | RouteId::DeleteAppSecret => secrets::delete(call).await,
         RouteId::VerifyTenantSecret | RouteId::VerifyAppSecret => secrets::verify(call).await,
+        RouteId::ListTenantSecretVersions | RouteId::ListAppSecretVersions => {
+            secret_versions::list(call).await
+        }
+        RouteId::RestoreTenantSecret | RouteId::RestoreAppSecret => {
+            secret_versions::restore(call).await
+        }
+        RouteId::Unpin => deploys::unpin(call).await,
         RouteId::Effective => secrets::effective(call).await,
         RouteId::Deploy => deploys::create(call).await,
         RouteId::ListDeploys => deploys::list(call).await,

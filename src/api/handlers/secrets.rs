@@ -14,7 +14,13 @@ use crate::audit::{NewEvent, event};
 use crate::crypto::{CryptoError, Fingerprint, SealedValue, SecretLocation};
 use crate::model::{AppId, EnvKey, Provider, Scope, SecretValue};
 use crate::resolve;
-use crate::store::PutSecret;
+use crate::store::history::KeptValue;
+use crate::store::{PutSecret, Reader, SecretWrite, StoreError};
+
+/// A version number from a path or query: a whole number from 1.
+pub(super) fn parse_version(raw: &str) -> Option<u64> {
+    raw.parse::<u64>().ok().filter(|v| *v >= 1)
+}
 
 /// The scope of the route: `{tenant_id}` or `{app_id}`.
 pub(super) fn scope(call: &Call) -> Result<Scope, ApiError> {
@@ -56,8 +62,22 @@ pub(super) fn seal(
     Ok((sealed, fingerprint))
 }
 
+/// Whether the scope's owner exists: a tenant is looked up, an app was
+/// loaded by authorization already.
+pub(super) fn owner_exists(r: &Reader, scope: &Scope) -> Result<bool, StoreError> {
+    match scope {
+        Scope::Tenant(id) => Ok(r.tenant(id)?.is_some()),
+        Scope::App(_) => Ok(true),
+    }
+}
+
+/// 404 for a scope whose tenant does not exist.
+pub(super) fn owner_missing(scope: &Scope) -> ApiError {
+    ApiError::not_found("tenant_not_found", format!("tenant {}", scope.owner()))
+}
+
 /// `{provider}` and `{key}`.
-fn name(call: &Call) -> Result<(Provider, EnvKey), ApiError> {
+pub(super) fn name(call: &Call) -> Result<(Provider, EnvKey), ApiError> {
     Ok((
         Provider::parse(call.params.get("provider"))?,
         EnvKey::parse(call.params.get("key"))?,
@@ -70,19 +90,10 @@ pub async fn list(call: Call) -> Result<Reply, ApiError> {
     let (exists, records) = call
         .state
         .store
-        .read_async(move |r| {
-            let exists = match &owner {
-                Scope::Tenant(id) => r.tenant(id)?.is_some(),
-                Scope::App(_) => true,
-            };
-            Ok((exists, r.secrets(&owner)?))
-        })
+        .read_async(move |r| Ok((owner_exists(r, &owner)?, r.secrets(&owner)?)))
         .await?;
     if !exists {
-        return Err(ApiError::not_found(
-            "tenant_not_found",
-            format!("tenant {}", scope.owner()),
-        ));
+        return Err(owner_missing(&scope));
     }
     let secrets: Vec<SecretMetaDto> = records.iter().map(SecretMetaDto::from).collect();
     Ok(Reply::ok_sorted(&SecretListDto { secrets }))
@@ -110,12 +121,17 @@ pub async fn put(call: Call) -> Result<Reply, ApiError> {
         .await?;
     // The write may have queued automatic redeploys.
     call.state.redeploys.wake();
+    Ok(written_reply(&written))
+}
+
+/// 201 with the metadata of a new secret, 200 of a replaced one.
+pub(super) fn written_reply(written: &SecretWrite) -> Reply {
     let status = if written.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok(Reply::json(status, &SecretMetaDto::from(&written.record)))
+    Reply::json(status, &SecretMetaDto::from(&written.record))
 }
 
 pub async fn delete(call: Call) -> Result<Reply, ApiError> {
@@ -147,19 +163,50 @@ pub async fn verify(call: Call) -> Result<Reply, ApiError> {
     }
     let body: ValueBody = call.json()?;
     let candidate = SecretValue::parse(body.value)?;
+    let version = match call.query_param("version") {
+        Some(raw) => Some(parse_version(&raw).ok_or_else(|| {
+            ApiError::bad_request("invalid_query", "version must be a whole number from 1")
+        })?),
+        None => None,
+    };
     let (lookup_scope, lookup_provider, lookup_key) =
         (scope.clone(), provider.clone(), key.clone());
-    let record = call
+    let sealed = call
         .state
         .store
-        .read_async(move |r| r.secret(&lookup_scope, &lookup_provider, &lookup_key))
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "secret_not_found",
-                format!("external secret {provider}/{key}"),
-            )
-        })?;
+        .read_async(move |r| match version {
+            None => Ok(r
+                .secret(&lookup_scope, &lookup_provider, &lookup_key)?
+                .map_or(KeptValue::Missing, |record| {
+                    KeptValue::Sealed(record.sealed)
+                })),
+            Some(version) => {
+                r.secret_version(&lookup_scope, &lookup_provider, &lookup_key, version)
+            }
+        })
+        .await?;
+    let sealed = match sealed {
+        KeptValue::Sealed(sealed) => sealed,
+        KeptValue::Tombstone => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "version_is_tombstone",
+                format!("that version of {key} records its deletion; it has no value"),
+            ));
+        }
+        KeptValue::Missing => {
+            return Err(match version {
+                None => ApiError::not_found(
+                    "secret_not_found",
+                    format!("external secret {provider}/{key}"),
+                ),
+                Some(version) => ApiError::not_found(
+                    "version_not_found",
+                    format!("secret version {provider}/{key} version {version}"),
+                ),
+            });
+        }
+    };
     let keyring = call.state.keyring.snapshot();
     let stored = keyring
         .open(
@@ -168,7 +215,7 @@ pub async fn verify(call: Call) -> Result<Reply, ApiError> {
                 provider: &provider,
                 key: &key,
             },
-            &record.sealed,
+            &sealed,
         )
         .map_err(|error| match error {
             CryptoError::MissingKey { key_id } => ApiError::master_key_unavailable(format!(
@@ -193,6 +240,9 @@ pub async fn verify(call: Call) -> Result<Reply, ApiError> {
         .with("provider", provider.as_str())
         .with("key", key.as_str())
         .with("match", matched);
+    if let Some(version) = version {
+        audit = audit.with("version", version);
+    }
     if let Scope::App(app_id) = &scope {
         audit = audit.app(app_id.as_str());
     }
@@ -277,6 +327,7 @@ pub async fn effective(call: Call) -> Result<Reply, ApiError> {
         keys,
         removed_since_deploy,
         last_synced_deploy_id: last.map(|d| d.deploy_id),
+        pinned_to: app.pinned_to.clone(),
         warnings,
     }))
 }

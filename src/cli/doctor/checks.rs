@@ -17,6 +17,7 @@ const CHECKS: &[CheckFn] = &[
     master_key,
     storage,
     audit_log,
+    pinned,
     redeploy,
     cluster_secret,
     env_from,
@@ -237,6 +238,25 @@ fn redeploy(s: &Subject<'_>) -> Check {
             format!("the cluster got the current values with deploy {deploy_id}"),
         ),
     }
+}
+
+/// The app runs a rolled-back (pinned) secret set: its current values
+/// wait, and so do automatic redeploys (SPEC §11.3).
+fn pinned(s: &Subject<'_>) -> Check {
+    let Some(deploy_id) = &s.facts.app.pinned_to else {
+        return Check::ok("pinned", "the app follows its current secrets");
+    };
+    Check::warning(
+        "pinned",
+        format!(
+            "app {} runs the secret set of deploy {deploy_id} (rolled back): changed values are not deployed and automatic redeploys wait",
+            s.app
+        ),
+        format!(
+            "when the current values are right again: `{}` or `exsec unpin {}`",
+            s.redeploy, s.app
+        ),
+    )
 }
 
 /// 4. The Secret exists with the expected key names.
@@ -631,6 +651,7 @@ mod tests {
                 updated_at: TIME.to_owned(),
                 auto_redeploy: false,
                 redeploy_queued: None,
+                pinned_to: None,
             },
             effective: EffectiveDto {
                 app_id: "web".to_owned(),
@@ -646,6 +667,7 @@ mod tests {
                 }],
                 removed_since_deploy: Vec::new(),
                 last_synced_deploy_id: Some("dep_1".to_owned()),
+                pinned_to: None,
                 warnings: Vec::new(),
             },
             keys: keyring(vec![key("k1", false, 0), key("k2", true, 1)]),
@@ -696,7 +718,21 @@ mod tests {
         for check in &checks {
             assert_eq!(check.status, Status::Ok, "{check:?}");
         }
-        assert_eq!(checks.len(), 12);
+        assert_eq!(checks.len(), 13);
+    }
+
+    #[test]
+    fn a_pinned_app_is_a_warning_naming_the_deploy() {
+        let mut facts = healthy();
+        facts.app.pinned_to = Some("dep_000000000007".to_owned());
+        let checks = diagnose(&facts);
+        assert_eq!(status_of(&checks, "pinned"), Status::Warning);
+        let row = checks.iter().find(|c| c.name == "pinned").unwrap();
+        assert!(row.detail.contains("dep_000000000007"), "{row:?}");
+        assert!(
+            row.fix.as_ref().unwrap().contains("exsec unpin web"),
+            "{row:?}"
+        );
     }
 
     #[test]

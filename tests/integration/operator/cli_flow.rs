@@ -719,3 +719,131 @@ async fn keys_status_and_retire_follow_a_rotation() {
     );
     server.stop().await;
 }
+
+/// `exsec secrets history|restore`, `exsec rollback` (the plan by name,
+/// then `--yes`; refused without a terminal), `exsec deploys` marking the
+/// pinned deploy and `exsec unpin`, as a person would run them.
+#[tokio::test]
+async fn history_restore_and_rollback_through_the_cli() {
+    let server = TestServer::start().await;
+    seed_acme_web(&server).await;
+    let set = |value: &'static str| {
+        let server = &server;
+        async move {
+            admin(
+                server,
+                &["secrets", "set", "--app", "web", "openai", "OPENAI_API_KEY"],
+                Some(value),
+            )
+            .await
+            .expect(0);
+        }
+    };
+    set("sk-first").await;
+    let deploy = |image: &'static str| {
+        let server = &server;
+        async move {
+            let run = admin(
+                server,
+                &["-o", "json", "deploy", "web", "--image", image],
+                None,
+            )
+            .await;
+            run.expect(0);
+            run.json()["deploy_id"].as_str().unwrap().to_owned()
+        }
+    };
+    let first = deploy("nginx:1").await;
+    set("sk-second").await;
+    admin(
+        &server,
+        &["secrets", "set", "--app", "web", "sentry", "SENTRY_DSN"],
+        Some("dsn-second"),
+    )
+    .await
+    .expect(0);
+    deploy("nginx:2").await;
+
+    let history = admin(
+        &server,
+        &[
+            "secrets",
+            "history",
+            "--app",
+            "web",
+            "openai",
+            "OPENAI_API_KEY",
+        ],
+        None,
+    )
+    .await;
+    history.expect(0);
+    let rows: Vec<&str> = history.stdout.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{history:?}");
+    assert!(
+        rows[0].starts_with('2') && rows[1].starts_with('1'),
+        "{history:?}"
+    );
+    assert!(!history.all().contains("sk-"), "{history:?}");
+
+    // Without a terminal and without --yes: the plan, then a refusal.
+    let refused = admin(&server, &["rollback", "web", &first], None).await;
+    refused.expect(2);
+    assert!(
+        refused.stderr.contains("removed: SENTRY_DSN"),
+        "{refused:?}"
+    );
+    assert!(
+        refused.stderr.contains("changed: OPENAI_API_KEY"),
+        "{refused:?}"
+    );
+    assert!(refused.stderr.contains("--yes"), "{refused:?}");
+    assert_eq!(
+        server.manifest_values("web").unwrap()["OPENAI_API_KEY"],
+        "sk-second",
+        "nothing applied"
+    );
+
+    let applied = admin(&server, &["rollback", "web", &first, "--yes"], None).await;
+    applied.expect(0);
+    assert!(
+        applied.stdout.contains(&format!("pinned to {first}")),
+        "{applied:?}"
+    );
+    assert!(!applied.all().contains("sk-"), "{applied:?}");
+    let values = server.manifest_values("web").unwrap();
+    assert_eq!(values.keys().collect::<Vec<_>>(), ["OPENAI_API_KEY"]);
+    assert_eq!(values["OPENAI_API_KEY"], "sk-first");
+    let deploys = admin(&server, &["deploys", "web"], None).await;
+    deploys.expect(0);
+    assert!(
+        deploys.stdout.contains(&format!("{first} (pinned)")),
+        "{deploys:?}"
+    );
+    assert!(
+        deploys.stdout.contains("runs the secret set of"),
+        "{deploys:?}"
+    );
+
+    // Restore version 1 as version 3; unpin.
+    let restored = admin(
+        &server,
+        &[
+            "secrets",
+            "restore",
+            "--app",
+            "web",
+            "openai",
+            "OPENAI_API_KEY",
+            "--version",
+            "1",
+        ],
+        None,
+    )
+    .await;
+    restored.expect(0);
+    assert!(restored.stdout.contains("as version 3"), "{restored:?}");
+    admin(&server, &["unpin", "web"], None).await.expect(0);
+    let deploys = admin(&server, &["deploys", "web"], None).await;
+    assert!(!deploys.stdout.contains("(pinned)"), "{deploys:?}");
+}

@@ -72,7 +72,7 @@ async fn a_healthy_app_passes_every_check() {
         let expected = if name == "rollout" { "skipped" } else { "ok" };
         assert_eq!(status, expected, "{name}: {detail}");
     }
-    assert_eq!(checks.len(), 12);
+    assert_eq!(checks.len(), 13);
     server.stop().await;
 }
 
