@@ -34,3 +34,4 @@ mod server;
 mod store;
 mod systemd;
 mod tls;
+mod tmpfs;

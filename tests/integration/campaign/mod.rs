@@ -12,6 +12,7 @@
 //! `scripts/kill-cycles.sh` and `scripts/kube-faults.sh` set them for the
 //! full-size runs documented in docs/reliability.md.
 
+mod disk_faults;
 mod kill_cycles;
 mod kube_faults;
 
