@@ -39,6 +39,7 @@ use tokio::sync::Mutex;
 use super::{Rng, seed, size};
 use crate::daemon::{Daemon, PATIENCE};
 use crate::harness::{app_scope, open_record, options, tenant_scope};
+use crate::openapi::Contract;
 use crate::server::{Answer, Options, TestServer};
 use crate::tmpfs::Tmpfs;
 
@@ -86,12 +87,14 @@ struct Totals {
     read_only: u64,
     kills_while_full: u64,
     restarts_on_full_disk: u64,
+    starts_refused_on_full_disk: u64,
     ro_refused_busy: u64,
     ro_start_refused: u64,
     acked_writes_checked: u64,
     refused_writes: u64,
     reads: u64,
     deploys: u64,
+    deploys_refused: u64,
     heal: Vec<Duration>,
     /// `(writer, key)` of the writes acknowledged this cycle.
     acked: Vec<(usize, String)>,
@@ -137,7 +140,7 @@ async fn disk_faults_lose_nothing_acknowledged_and_heal_without_help() {
             let (back, heal) =
                 full_disk(current, &tmpfs, &token, cycle, kill_while_full, &mut totals).await;
             current = back;
-            totals.heal.push(heal);
+            totals.heal.extend(heal);
             println!(
                 "cycle {cycle}: full disk (kill: {kill_while_full}), healed {heal:?} after the filler was removed"
             );
@@ -192,10 +195,11 @@ async fn disk_faults_lose_nothing_acknowledged_and_heal_without_help() {
         (heal[0], heal[heal.len() / 2], heal[heal.len() - 1])
     };
     println!(
-        "disk_faults: {cycles} cycles, seed {seed}: {} full-disk faults ({} SIGKILLed while full, {} restarts on the full disk), {} read-only faults ({} remounts refused busy under load, {} starts refused on the read-only file system); {} acknowledged writes checked, 0 lost, {checked} kept keys checked on the closed file; {} writes refused, {} reads, {} deploys; time to heal min {min:?} median {median:?} max {max:?}",
+        "disk_faults: {cycles} cycles, seed {seed}: {} full-disk faults ({} SIGKILLed while full, {} restarts on the full disk, {} starts refused on it until space was back), {} read-only faults ({} remounts refused busy under load, {} starts refused on the read-only file system); {} acknowledged writes checked, 0 lost, {checked} kept keys checked on the closed file; {} writes refused, {} reads, {} deploys answered 201 and {} refused or pending; time to heal min {min:?} median {median:?} max {max:?}",
         totals.full,
         totals.kills_while_full,
         totals.restarts_on_full_disk,
+        totals.starts_refused_on_full_disk,
         totals.read_only,
         totals.ro_refused_busy,
         totals.ro_start_refused,
@@ -203,6 +207,7 @@ async fn disk_faults_lose_nothing_acknowledged_and_heal_without_help() {
         totals.refused_writes,
         totals.reads,
         totals.deploys,
+        totals.deploys_refused,
     );
 }
 
@@ -216,7 +221,7 @@ async fn full_disk(
     cycle: u64,
     kill: bool,
     totals: &mut Totals,
-) -> (TestServer, Duration) {
+) -> (TestServer, Option<Duration>) {
     let server = Arc::new(server);
     let load = Load::start(&server, token, cycle);
     load.wait_for("20 acknowledged writes", |t| {
@@ -243,17 +248,37 @@ async fn full_disk(
         load.killing.store(true, Ordering::SeqCst);
         server.process.as_ref().unwrap().signal("KILL");
         load.stop(totals).await;
-        let server = restart(Arc::into_inner(server).expect("every task is done"));
-        totals.restarts_on_full_disk += 1;
-        // Still full: reads answer, writes are refused as documented.
-        let server = Arc::new(server);
-        let key = format!("C{cycle}RESTARTED");
-        let answer = put(&server, token, 0, &key).await;
-        if matches!(answer.status, 200 | 201) {
-            // A write may still fit in a page the file had free.
-            totals.acked.push((0, key));
+        let mut server = Arc::into_inner(server).expect("every task is done");
+        server.process.take().unwrap().kill();
+        let daemon = Daemon::start(&server.path("config.toml"), &[]);
+        match TestServer::try_attached(server.dir, daemon) {
+            Ok(restarted) => {
+                totals.restarts_on_full_disk += 1;
+                // Still full: reads answer, writes are refused as documented.
+                let key = format!("C{cycle}RESTARTED");
+                let answer = put(&restarted, token, 0, &key).await;
+                if matches!(answer.status, 200 | 201) {
+                    // A write may still fit in a page the file had free.
+                    totals.acked.push((0, key));
+                }
+                Arc::new(restarted)
+            }
+            Err((dir, tail)) => {
+                // A start-up write hit the full disk: the start is refused
+                // with the cause, and succeeds once space is back (systemd
+                // restarts it: Restart=on-failure).
+                assert!(tail.contains("No space left on device"), "{tail}");
+                totals.starts_refused_on_full_disk += 1;
+                std::fs::remove_file(&filler).unwrap();
+                let daemon = Daemon::start(&dir.path().join("config.toml"), &[]);
+                let restarted = TestServer::attached(dir, daemon);
+                let key = format!("C{cycle}RESTARTED");
+                let answer = put(&restarted, token, 0, &key).await;
+                assert!(matches!(answer.status, 200 | 201), "{}", answer.text());
+                totals.acked.push((0, key));
+                return (restarted, None);
+            }
         }
-        server
     } else {
         load.stop(totals).await;
         server
@@ -288,7 +313,10 @@ async fn full_disk(
         daemon.wait_for_line(|line| line.contains("storage healed"));
     }
     assert_storage(&server, None).await;
-    (Arc::into_inner(server).expect("every task is done"), heal)
+    (
+        Arc::into_inner(server).expect("every task is done"),
+        Some(heal),
+    )
 }
 
 /// Tries `remount,ro` under load (refused while exsec holds its file open
@@ -379,20 +407,30 @@ fn restart(mut server: TestServer) -> TestServer {
     TestServer::attached(server.dir, daemon)
 }
 
-/// `/readyz` says storage is degraded with `fault`, or ok with `None`.
+/// `/readyz` says storage is degraded with `fault` (polled: a write that
+/// still fits in a page the file had free heals it for a moment), or ok
+/// with `None`.
 async fn assert_storage(server: &TestServer, fault: Option<&str>) {
-    let ready = server.call("GET", "/readyz", None, None).await;
-    let body = ready.json();
-    match fault {
-        Some(fault) => {
-            assert_eq!(ready.status, 503, "{body}");
-            assert_eq!(body["storage"], "degraded", "{body}");
-            assert_eq!(body["storage_fault"], fault, "{body}");
-        }
-        None => {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let ready = server.call("GET", "/readyz", None, None).await;
+        let body = ready.json();
+        let Some(fault) = fault else {
             assert_eq!(ready.status, 200, "{body}");
             assert_eq!(body["storage"], "ok", "{body}");
+            return;
+        };
+        if ready.status == 503 {
+            assert_eq!(body["storage"], "degraded", "{body}");
+            assert_eq!(body["storage_fault"], fault, "{body}");
+            return;
         }
+        assert_eq!(ready.status, 200, "{body}");
+        assert!(
+            Instant::now() < deadline,
+            "/readyz never said degraded: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -445,6 +483,7 @@ struct Tally {
     refused_in_a_row: AtomicU64,
     reads: AtomicU64,
     deploys: AtomicU64,
+    deploys_refused: AtomicU64,
 }
 
 /// Writers, readers and a deployer running against one daemon.
@@ -518,7 +557,13 @@ impl Load {
                             Err(_) if killing.load(Ordering::SeqCst) => return,
                             Err(error) => panic!("GET {path}: {error}"),
                         };
-                        assert_eq!(answer.status, 200, "GET {path}: {}", answer.text());
+                        assert_eq!(
+                            answer.status,
+                            200,
+                            "GET {path}: {}; log tail:\n{}",
+                            answer.text(),
+                            server.process.as_ref().unwrap().log_tail()
+                        );
                         tally.reads.fetch_add(1, Ordering::SeqCst);
                     }
                 }
@@ -541,10 +586,23 @@ impl Load {
                         Err(_) if killing.load(Ordering::SeqCst) => return,
                         Err(error) => panic!("POST {path}: {error}"),
                     };
-                    if answer.status != 201 {
-                        answer.assert_problem(503, "deploy_record_pending");
+                    // A deploy whose start record cannot be written is
+                    // refused before any cluster call; one whose final
+                    // record cannot be is answered with its id.
+                    match answer.status {
+                        201 => {
+                            tally.deploys.fetch_add(1, Ordering::SeqCst);
+                        }
+                        status => {
+                            let code = match status {
+                                507 => "insufficient_storage",
+                                _ => "deploy_record_pending",
+                            };
+                            answer.assert_problem(status, code);
+                            Contract::new().check("POST", &path, &answer);
+                            tally.deploys_refused.fetch_add(1, Ordering::SeqCst);
+                        }
                     }
-                    tally.deploys.fetch_add(1, Ordering::SeqCst);
                 }
             }));
         }
@@ -575,6 +633,7 @@ impl Load {
         totals.refused_writes += self.tally.refused.load(Ordering::SeqCst);
         totals.reads += self.tally.reads.load(Ordering::SeqCst);
         totals.deploys += self.tally.deploys.load(Ordering::SeqCst);
+        totals.deploys_refused += self.tally.deploys_refused.load(Ordering::SeqCst);
         totals
             .acked
             .extend(self.tally.acked.lock().await.iter().cloned());
