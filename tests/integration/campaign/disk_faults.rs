@@ -678,7 +678,7 @@ async fn check_and_trim(
                 delete(server, &scope, &key).await;
                 continue;
             };
-            if index as u64 % KEEP_EVERY == 0 {
+            if (index as u64).is_multiple_of(KEEP_EVERY) {
                 kept_here.insert(key.clone(), value(&key));
             } else {
                 delete(server, &scope, &key).await;
