@@ -24,8 +24,6 @@
 //! CI runs 3 cycles; `scripts/disk-faults.sh --cycles 100` the full size.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -36,7 +34,7 @@ use exsec::store::Store;
 use serde_json::json;
 use tokio::sync::Mutex;
 
-use super::{Rng, seed, size};
+use super::{Rng, seed, size, verify_audit_chain};
 use crate::daemon::{Daemon, PATIENCE};
 use crate::harness::{app_scope, open_record, options, tenant_scope};
 use crate::openapi::Contract;
@@ -178,14 +176,7 @@ async fn disk_faults_lose_nothing_acknowledged_and_heal_without_help() {
         checked += stored.len();
     }
     drop(store);
-    crate::operator::exsec(
-        None,
-        None,
-        &["audit", "verify", "--db", database.to_str().unwrap()],
-        None,
-    )
-    .await
-    .expect(0);
+    verify_audit_chain(&database).await;
 
     let mut heal = totals.heal.clone();
     heal.sort();
@@ -357,7 +348,9 @@ async fn read_only(
     server.process.take().unwrap().kill();
 
     tmpfs.remount(true).unwrap();
-    let refused = start_refused(&server.path("config.toml"));
+    let refused = Daemon::start(&server.path("config.toml"), &[])
+        .try_listen_addr()
+        .expect_err("exsec serve started on a read-only file system");
     assert!(
         refused.contains("Read-only file system"),
         "a start on the read-only file system: {refused}"
@@ -370,31 +363,6 @@ async fn read_only(
     assert!(matches!(answer.status, 200 | 201), "{}", answer.text());
     totals.acked.push((0, key));
     server
-}
-
-/// Starts `exsec serve` on `config` and expects it to exit with an error
-/// within [`PATIENCE`]; returns its stderr.
-fn start_refused(config: &Path) -> String {
-    let mut child = Command::new(crate::daemon::binary())
-        .arg("serve")
-        .arg("--config")
-        .arg(config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + PATIENCE;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("exsec serve kept running on a read-only file system");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let output = child.wait_with_output().unwrap();
-    assert!(!output.status.success());
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// Starts `exsec serve` again on the directory of `server` (whose daemon

@@ -60,3 +60,15 @@ impl Rng {
         range.start + self.next() % (range.end - range.start)
     }
 }
+
+/// `exsec audit verify --db` on a closed store file: the whole chain.
+async fn verify_audit_chain(database: &std::path::Path) {
+    crate::operator::exsec(
+        None,
+        None,
+        &["audit", "verify", "--db", database.to_str().unwrap()],
+        None,
+    )
+    .await
+    .expect(0);
+}
