@@ -140,7 +140,10 @@ async fn disk_faults_lose_nothing_acknowledged_and_heal_without_help() {
             current = back;
             totals.heal.extend(heal);
             println!(
-                "cycle {cycle}: full disk (kill: {kill_while_full}), healed {heal:?} after the filler was removed"
+                "cycle {cycle}: full disk (kill: {kill_while_full}), time to heal {}",
+                heal.map_or("- (the start waited for space)".to_owned(), |heal| format!(
+                    "{heal:?}"
+                ))
             );
         }
         if matches!(fault, Fault::ReadOnly | Fault::Both) {
