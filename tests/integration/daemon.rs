@@ -98,9 +98,30 @@ impl Daemon {
     /// (logged before the accept loop runs: a connect may wait in the
     /// backlog, never fail). Reads the log up to that line.
     pub fn listen_addr(&self) -> SocketAddr {
-        let line = self.wait_for_line(|line| line.contains("exsec listening"));
-        let event: serde_json::Value = serde_json::from_str(&line).unwrap();
-        event["fields"]["addr"].as_str().unwrap().parse().unwrap()
+        self.try_listen_addr()
+            .unwrap_or_else(|tail| panic!("exsec exited before listening; log tail:\n{tail}"))
+    }
+
+    /// Like [`Daemon::listen_addr`], with a daemon that exits before it
+    /// listens (a start refused) as an error carrying its log tail.
+    pub fn try_listen_addr(&self) -> Result<SocketAddr, String> {
+        let deadline = Instant::now() + PATIENCE;
+        let lines = self.lines.lock().unwrap();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) if line.contains("exsec listening") => {
+                    let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+                    return Ok(event["fields"]["addr"].as_str().unwrap().parse().unwrap());
+                }
+                Ok(_) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(self.log_tail()),
+                Err(error) => panic!(
+                    "exsec did not listen within {PATIENCE:?} ({error}); log tail:\n{}",
+                    self.log_tail()
+                ),
+            }
+        }
     }
 
     /// The process id (for `/proc/<pid>/status`).

@@ -8,12 +8,8 @@
 //! disk answers 503 with its `deploy_id`, and the record is written as soon
 //! as the disk has room again.
 //!
-//! Mounting needs root (CI runs as root). Where mounting is refused the
-//! tests say so loudly and skip.
+//! Mounting needs root (CI runs as root); see [`crate::tmpfs`].
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -26,6 +22,7 @@ use crate::daemon::PATIENCE;
 use crate::openapi::Contract;
 use crate::operator::admin;
 use crate::server::{Options, TestServer};
+use crate::tmpfs::Tmpfs;
 
 /// Size of the data file system: room for a few thousand small secrets.
 const TMPFS_SIZE: &str = "8m";
@@ -33,81 +30,6 @@ const TMPFS_SIZE: &str = "8m";
 const WRITERS: usize = 8;
 /// Value size: every write needs new pages, so a full disk shows quickly.
 const VALUE_BYTES: usize = 2048;
-
-/// A tmpfs of [`TMPFS_SIZE`] mounted on a fresh directory, unmounted on
-/// drop (lazily, so a file still open cannot keep it mounted).
-struct Tmpfs {
-    /// Keeps the mount point alive until unmounted.
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    /// Mounts one, or says loudly why not and returns `None`.
-    fn mount(test: &str) -> Option<Tmpfs> {
-        let dir = tempfile::tempdir().unwrap();
-        let mounted = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={TMPFS_SIZE},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(dir.path())
-            .output();
-        match mounted {
-            Ok(output) if output.status.success() => Some(Tmpfs { dir }),
-            Ok(output) => {
-                skip(test, &String::from_utf8_lossy(&output.stderr));
-                None
-            }
-            Err(error) => {
-                skip(test, &error.to_string());
-                None
-            }
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Writes a filler file until the file system is full; returns it.
-    fn fill(&self) -> PathBuf {
-        let path = self.path().join("filler");
-        let mut file = std::fs::File::create(&path).unwrap();
-        let chunk = vec![0x5a_u8; 64 * 1024];
-        loop {
-            match file.write_all(&chunk).and_then(|()| file.sync_data()) {
-                Ok(()) => {}
-                Err(error) if error.kind() == std::io::ErrorKind::StorageFull => break,
-                Err(error) => panic!("filling the tmpfs: {error}"),
-            }
-        }
-        // The last partial chunk too: not one byte left.
-        let _ = file.write_all(&[0x5a]);
-        path
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
-fn skip(test: &str, why: &str) {
-    eprintln!(
-        "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
-         SKIPPED {test}: cannot mount a tmpfs ({}); run the tests as root to \
-         exercise a full disk\n\
-         !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n",
-        why.trim()
-    );
-}
 
 /// A value of [`VALUE_BYTES`] that names its writer and write.
 fn value(writer: usize, n: u64) -> String {
@@ -157,8 +79,10 @@ const READS: [(&str, bool); 5] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_disk_degrades_writes_only_and_heals_without_help() {
-    let Some(tmpfs) = Tmpfs::mount("a_full_disk_degrades_writes_only_and_heals_without_help")
-    else {
+    let Some(tmpfs) = Tmpfs::mount(
+        "a_full_disk_degrades_writes_only_and_heals_without_help",
+        TMPFS_SIZE,
+    ) else {
         return;
     };
     let server = TestServer::spawn_with(Options {
@@ -365,9 +289,10 @@ async fn a_full_disk_degrades_writes_only_and_heals_without_help() {
 /// and the record is finished once space is back, with no request at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_deploy_record_held_back_by_a_full_disk_is_written_when_it_heals() {
-    let Some(tmpfs) =
-        Tmpfs::mount("a_deploy_record_held_back_by_a_full_disk_is_written_when_it_heals")
-    else {
+    let Some(tmpfs) = Tmpfs::mount(
+        "a_deploy_record_held_back_by_a_full_disk_is_written_when_it_heals",
+        TMPFS_SIZE,
+    ) else {
         return;
     };
     let server = TestServer::spawn_with(Options {

@@ -36,3 +36,4 @@ mod server;
 mod store;
 mod systemd;
 mod tls;
+mod tmpfs;

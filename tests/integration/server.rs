@@ -153,6 +153,23 @@ impl TestServer {
     /// A client of `daemon`, an `exsec serve` child started on `dir`.
     pub fn attached(dir: tempfile::TempDir, daemon: Daemon) -> Self {
         let addr = daemon.listen_addr();
+        Self::attached_at(dir, daemon, addr)
+    }
+
+    /// Like [`TestServer::attached`], with a daemon that exits before it
+    /// listens (a start refused) as an error: the directory back and the
+    /// daemon's log tail.
+    pub fn try_attached(
+        dir: tempfile::TempDir,
+        daemon: Daemon,
+    ) -> Result<Self, (tempfile::TempDir, String)> {
+        match daemon.try_listen_addr() {
+            Ok(addr) => Ok(Self::attached_at(dir, daemon, addr)),
+            Err(tail) => Err((dir, tail)),
+        }
+    }
+
+    fn attached_at(dir: tempfile::TempDir, daemon: Daemon, addr: std::net::SocketAddr) -> Self {
         let admin_token = std::fs::read_to_string(dir.path().join("admin.token"))
             .unwrap()
             .trim()

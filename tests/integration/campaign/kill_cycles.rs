@@ -35,7 +35,7 @@ use exsec::store::{PutSecret, Store};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use super::{Rng, seed, size};
+use super::{Rng, seed, size, verify_audit_chain};
 use crate::daemon::Daemon;
 use crate::harness::{app_scope, open_record, options, seal_with, tenant_scope};
 use crate::kubernetes::{deployment, secret_values};
@@ -181,14 +181,7 @@ async fn kill_cycles_lose_nothing_acknowledged() {
     }
     server.process.take().unwrap().terminate();
     let database = server.path("exsec.redb");
-    crate::operator::exsec(
-        None,
-        None,
-        &["audit", "verify", "--db", database.to_str().unwrap()],
-        None,
-    )
-    .await
-    .expect(0);
+    verify_audit_chain(&database).await;
     println!(
         "kill_cycles: {cycles} cycles, seed {seed}: {} acknowledged writes checked, 0 lost; {} records re-read and opened; {} deploys acknowledged, {} interrupted deploys filed; {} rotations, {} kills mid-pass",
         ledger.acked_writes,
@@ -448,14 +441,7 @@ async fn check_closed_file(dir: &Path, progress: &[Progress], ledger: &mut Ledge
         ledger.killed_mid_rotation += 1;
     }
     drop(store);
-    crate::operator::exsec(
-        None,
-        None,
-        &["audit", "verify", "--db", database.to_str().unwrap()],
-        None,
-    )
-    .await
-    .expect(0);
+    verify_audit_chain(&database).await;
 }
 
 /// The checks after a restart, through the API: the audit events since

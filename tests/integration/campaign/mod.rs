@@ -5,13 +5,17 @@
 //!   every cycle (SPEC §2 durable before acknowledged, §7 audit chain).
 //! - `kube_faults`: deploys against a Kubernetes API failing a fifth of its
 //!   requests (SPEC §4 best-effort injection, no false success).
+//! - `disk_faults`: `exsec serve` with its store on a small tmpfs that is
+//!   filled and remounted read-only under load (SPEC §11.1 storage faults).
 //!
-//! Both print their seed; `EXSEC_CAMPAIGN_SEED=N` replays a run (the
+//! Each prints its seed; `EXSEC_CAMPAIGN_SEED=N` replays a run (the
 //! random choices, not the scheduling of threads). Sizes come from
 //! `EXSEC_CAMPAIGN_CYCLES` and `EXSEC_CAMPAIGN_DEPLOYS`; the scripts
-//! `scripts/kill-cycles.sh` and `scripts/kube-faults.sh` set them for the
+//! `scripts/kill-cycles.sh`, `scripts/kube-faults.sh` and
+//! `scripts/disk-faults.sh` set them for the
 //! full-size runs documented in docs/reliability.md.
 
+mod disk_faults;
 mod kill_cycles;
 mod kube_faults;
 
@@ -55,4 +59,16 @@ impl Rng {
     fn between(&mut self, range: std::ops::Range<u64>) -> u64 {
         range.start + self.next() % (range.end - range.start)
     }
+}
+
+/// `exsec audit verify --db` on a closed store file: the whole chain.
+async fn verify_audit_chain(database: &std::path::Path) {
+    crate::operator::exsec(
+        None,
+        None,
+        &["audit", "verify", "--db", database.to_str().unwrap()],
+        None,
+    )
+    .await
+    .expect(0);
 }
