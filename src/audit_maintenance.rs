@@ -94,9 +94,18 @@ pub async fn verify_new_events(
     match check.outcome {
         Ok(head) => {
             if head != from {
-                store
+                // Only a marker that saves the next start work: on a full
+                // or failing disk the daemon starts degraded without it.
+                match store
                     .write_async(move |w| w.record_audit_verified(head))
-                    .await?;
+                    .await
+                {
+                    Err(error) if error.fault().is_some() => tracing::warn!(
+                        error = %chain(&error),
+                        "cannot record how far the audit log was verified (storage is failing); the next verification repeats the work"
+                    ),
+                    written => written?,
+                }
             }
             status.behind.store(!check.complete, Ordering::Release);
             tracing::debug!(

@@ -222,10 +222,21 @@ impl Deployer {
         cluster: Arc<dyn ClusterTarget>,
         settings: DeploySettings,
     ) -> Result<Self, StoreError> {
-        for record in store
-            .write_async(|w| w.finish_interrupted_deploys())
-            .await?
-        {
+        // The records already read "failed, interrupted"; filing them only
+        // audits that. On a full or failing disk the daemon starts degraded
+        // and the next start files them: ids are never reused (the
+        // sequence is already on disk).
+        let filed = match store.write_async(|w| w.finish_interrupted_deploys()).await {
+            Err(error) if error.fault().is_some() => {
+                tracing::warn!(
+                    error = %crate::error_chain::chain(&error),
+                    "cannot file interrupted deploys (storage is failing); they stay recorded as interrupted and are filed at the next start"
+                );
+                Vec::new()
+            }
+            filed => filed?,
+        };
+        for record in filed {
             tracing::warn!(
                 app_id = %record.app_id,
                 deploy_id = %record.deploy_id,
