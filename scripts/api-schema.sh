@@ -74,23 +74,27 @@ admin=$(cat "$work/admin.token")
 canary="exsec-canary-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export EXSEC_CANARY_VALUE=$canary
 call() { curl -fsS -H "authorization: Bearer $admin" -H 'content-type: application/json' "$@"; }
+# Each pass seeds its own tenant and app: the admin pass may leave the
+# first ones in any state (an app re-registered elsewhere, a key taken by
+# another provider, a pinned app), and the seeding must not depend on it.
 seed() {
-  call -X PUT "$base/v1/tenants/acme" >/dev/null
-  call -X PUT "$base/v1/apps/web" -d '{"tenant_id":"acme"}' >/dev/null
-  call -X PUT "$base/v1/tenants/acme/external-secrets/openai/OPENAI_API_KEY" -d "{\"value\":\"$canary\"}" >/dev/null
-  call -X PUT "$base/v1/apps/web/external-secrets/openai/OPENAI_API_KEY" -d "{\"value\":\"$canary-app\"}" >/dev/null
-  call -X POST "$base/v1/apps/web/deploys" -d '{"image_ref":"nginx:1.27"}' >/dev/null
+  local tenant=$1 app=$2
+  call -X PUT "$base/v1/tenants/$tenant" >/dev/null
+  call -X PUT "$base/v1/apps/$app" -d "{\"tenant_id\":\"$tenant\"}" >/dev/null
+  call -X PUT "$base/v1/tenants/$tenant/external-secrets/openai/OPENAI_API_KEY" -d "{\"value\":\"$canary\"}" >/dev/null
+  call -X PUT "$base/v1/apps/$app/external-secrets/openai/OPENAI_API_KEY" -d "{\"value\":\"$canary-app\"}" >/dev/null
+  call -X POST "$base/v1/apps/$app/deploys" -d '{"image_ref":"nginx:1.27"}' >/dev/null
 }
 
 status=0
 for who in admin tenant; do
-  seed
+  seed "acme-$who" "web-$who"
   # The tenant pass must not revoke its own token halfway through.
   exclude=()
   if [ "$who" = admin ]; then
     token=$admin
   else
-    token=$(call -X POST "$base/v1/tenants/acme/tokens" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+    token=$(call -X POST "$base/v1/tenants/acme-$who/tokens" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
     exclude=(--exclude-path '/v1/tenants/{tenant_id}/tokens/{token_id}')
   fi
   echo "==> schemathesis as $who ($seconds s)"
