@@ -54,18 +54,18 @@ impl Writer {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let (tenant, candidates) = match scope {
+        // One read of each candidate app: this runs inside every secret
+        // write.
+        let candidates = match scope {
             Scope::App(app_id) => match self.app(app_id)? {
-                Some(app) => (app.tenant_id, vec![app_id.clone()]),
+                Some(app) => vec![(app_id.clone(), app)],
                 None => return Ok(Vec::new()),
             },
-            Scope::Tenant(tenant) => (tenant.clone(), self.app_ids_of(tenant)?),
+            Scope::Tenant(tenant) => self.apps(Some(tenant))?,
         };
         let mut queued = Vec::new();
-        for app_id in candidates {
-            if !self.app(&app_id)?.is_some_and(|app| app.auto_redeploy)
-                || self.last_succeeded_deploy(&app_id)?.is_none()
-            {
+        for (app_id, app) in candidates {
+            if !app.auto_redeploy || self.last_succeeded_deploy(&app_id)?.is_none() {
                 continue;
             }
             if let Scope::Tenant(_) = scope {
@@ -78,7 +78,7 @@ impl Writer {
                     continue;
                 }
             }
-            self.queue_redeploy(&app_id, &tenant)?;
+            self.queue_redeploy(&app_id, &app.tenant_id)?;
             queued.push(app_id);
         }
         Ok(queued)

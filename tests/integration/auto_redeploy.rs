@@ -48,6 +48,17 @@ fn by_trigger(deploys: &[Value], trigger: &str) -> usize {
     deploys.iter().filter(|d| d["trigger"] == trigger).count()
 }
 
+/// Waits until `app` has a deploy started by a secret change.
+async fn redeployed(server: &TestServer, app: &str) {
+    eventually(&format!("{app} redeployed by a secret change"), || async {
+        match by_trigger(&deploys(server, app).await, "secret_change") {
+            0 => Err("not yet".to_owned()),
+            _ => Ok(()),
+        }
+    })
+    .await;
+}
+
 /// Waits until no redeploy is queued for any of `apps`.
 async fn drained(server: &TestServer, apps: &[&str]) {
     eventually("the automatic-redeploy queue drains", || async {
@@ -101,15 +112,8 @@ async fn fifty_writes_roll_each_affected_app_once_with_the_last_values() {
         Value::Null
     );
 
-    eventually("web and api redeployed", || async {
-        for app in ["web", "api"] {
-            if by_trigger(&deploys(&server, app).await, "secret_change") == 0 {
-                return Err(format!("{app} not yet"));
-            }
-        }
-        Ok(())
-    })
-    .await;
+    redeployed(&server, "web").await;
+    redeployed(&server, "api").await;
     drained(&server, &["web", "api", "own"]).await;
 
     for app in ["web", "api"] {
@@ -170,13 +174,7 @@ async fn a_queued_redeploy_survives_a_sigkill_and_a_restart_rolls_nothing_else()
         .set_secret_ok("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-2")
         .await;
     let server = server.crash_and_restart().await;
-    eventually("the queued redeploy runs after the restart", || async {
-        match by_trigger(&deploys(&server, "web").await, "secret_change") {
-            0 => Err("not yet".to_owned()),
-            _ => Ok(()),
-        }
-    })
-    .await;
+    redeployed(&server, "web").await;
     drained(&server, &["web", "api"]).await;
     assert_eq!(
         secret_values(&server, "web").unwrap()["OPENAI_API_KEY"],
@@ -190,13 +188,7 @@ async fn a_queued_redeploy_survives_a_sigkill_and_a_restart_rolls_nothing_else()
     server
         .set_secret_ok("/v1/apps/api", "openai", "OPENAI_API_KEY", "sk-api")
         .await;
-    eventually("api redeployed", || async {
-        match by_trigger(&deploys(&server, "api").await, "secret_change") {
-            0 => Err("not yet".to_owned()),
-            _ => Ok(()),
-        }
-    })
-    .await;
+    redeployed(&server, "api").await;
     assert_eq!(deploys(&server, "web").await.len(), web_deploys);
 }
 
@@ -230,13 +222,7 @@ async fn a_bulk_write_refused_on_its_last_item_queues_nothing() {
         .admin("PUT", "/v1/apps/web/external-secrets", Some(&body))
         .await;
     assert_eq!(written.status, 200, "{}", written.text());
-    eventually("web redeployed", || async {
-        match by_trigger(&deploys(&server, "web").await, "secret_change") {
-            0 => Err("not yet".to_owned()),
-            _ => Ok(()),
-        }
-    })
-    .await;
+    redeployed(&server, "web").await;
     drained(&server, &["web"]).await;
     assert_eq!(
         by_trigger(&deploys(&server, "web").await, "secret_change"),
