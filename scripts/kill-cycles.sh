@@ -10,19 +10,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cycles=200
-seed=""
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --cycles) cycles="$2"; shift 2 ;;
-        --seed) seed="$2"; shift 2 ;;
-        *) echo "usage: $0 [--cycles N] [--seed N]" >&2; exit 2 ;;
-    esac
-done
-
-cargo build --release --bin exsec
-export EXSEC_TEST_BINARY="$PWD/target/release/exsec"
-export EXSEC_CAMPAIGN_CYCLES="$cycles"
-if [ -n "$seed" ]; then export EXSEC_CAMPAIGN_SEED="$seed"; fi
-cargo nextest run --test integration --no-capture \
-    -E 'test(=campaign::kill_cycles::kill_cycles_lose_nothing_acknowledged)'
+. scripts/campaign.sh
+run_campaign 200 'campaign::kill_cycles::kill_cycles_lose_nothing_acknowledged' "$@"
