@@ -5,7 +5,10 @@
 //!
 //! A bad new pair keeps the served one; the problem is logged and audited
 //! `tls.reload_failed` once per distinct content (a mismatched key stays
-//! one event however many rescans see it).
+//! one event however many rescans see it). A pair found bad by the watcher
+//! is read once more after [`SETTLE`] before it is reported: a file edited
+//! in place is empty between its truncation and its write, and a start-up
+//! look or a rescan can land in between.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -22,6 +25,9 @@ use crate::tls::{Reload, ServerTls};
 /// The fallback when file events are missed; certificates are renewed
 /// days before they expire, so a minute is plenty.
 pub const RESCAN_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How long the watcher waits before reading a bad-looking pair again.
+pub const SETTLE: Duration = Duration::from_millis(500);
 
 /// The served pair, its files, and where reload failures are audited.
 pub struct TlsWatch {
@@ -50,14 +56,14 @@ impl TlsWatch {
         tick.tick().await;
         // The files may have changed between the start-up load and the
         // watch (the task starts after the listener): look once now.
-        self.reload().await;
+        self.settled_reload(&mut shutdown).await;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 () = changes.changed() => {}
                 () = shutdown.recv() => return,
             }
-            self.reload().await;
+            self.settled_reload(&mut shutdown).await;
             // A symlink may point elsewhere now.
             changes.set_dirs(self.dirs());
             changes.retry();
@@ -72,12 +78,38 @@ impl TlsWatch {
     /// Reads the pair again and serves it if it changed and is good (also
     /// what SIGHUP does). Logs and audits the outcome.
     pub async fn reload(&self) -> Reload {
+        let outcome = self.read().await;
+        self.record(&outcome).await;
+        outcome
+    }
+
+    /// The watcher's reload: a pair that looks bad is read again after
+    /// [`SETTLE`] (a file caught half-written is not a failure to report),
+    /// and only that second outcome is logged and audited.
+    async fn settled_reload(&self, shutdown: &mut Shutdown) {
+        let outcome = self.read().await;
+        if matches!(outcome, Reload::Failed { .. }) {
+            tokio::select! {
+                () = tokio::time::sleep(SETTLE) => {}
+                () = shutdown.recv() => return,
+            }
+            self.reload().await;
+        } else {
+            self.record(&outcome).await;
+        }
+    }
+
+    /// Reads the pair and serves it if it changed and is good.
+    async fn read(&self) -> Reload {
         let tls = self.tls.clone();
-        let outcome = match tokio::task::spawn_blocking(move || tls.reload()).await {
-            Ok(outcome) => outcome,
-            Err(_) => return Reload::Unchanged,
-        };
-        match &outcome {
+        tokio::task::spawn_blocking(move || tls.reload())
+            .await
+            .unwrap_or(Reload::Unchanged)
+    }
+
+    /// Logs and audits what a reload did.
+    async fn record(&self, outcome: &Reload) {
+        match outcome {
             Reload::Unchanged => {}
             Reload::Replaced { previous, current } => tracing::info!(
                 serial = %current.serial,
@@ -88,7 +120,6 @@ impl TlsWatch {
             ),
             Reload::Failed { identity, error } => self.report(identity, error).await,
         }
-        outcome
     }
 
     /// Logs and audits a bad pair, once per distinct content.
