@@ -281,11 +281,14 @@ impl Deployer {
         let keyring = self.keyring.snapshot();
         let app_id = request.app_id.clone();
         let (set, previous) = {
-            let keyring = keyring.clone();
+            let shared = Arc::clone(&self.keyring);
             self.store
                 .read_async(move |r| {
                     let layout = r.secret_layout(&app_id)?;
-                    let set = layout.map(|l| resolve::resolve(&l.tenant, &l.app, &keyring));
+                    let set = layout.map(|l| {
+                        let keys = shared.tenant_keys(&l.tenant_id, &l.data_keys);
+                        resolve::resolve(&l.tenant, &l.app, &keys)
+                    });
                     Ok((set.unwrap_or_default(), r.last_succeeded_deploy(&app_id)?))
                 })
                 .await?

@@ -16,6 +16,7 @@
 //! - [`tls`]: TLS for the listener and the CLI; `exsec tls generate` (the only importer of rustls).
 //! - [`fswatch`]: debounced change events for a few directories (the only importer of notify).
 //! - [`keywatch`]: reloads the running keyring when the key directory changes.
+//! - [`rewrap`]: re-wraps tenant data keys under the active master key.
 //! - [`rotation`]: re-seals stored values under the active key.
 //! - [`tlswatch`]: the served certificate, reloaded when its files change or on SIGHUP.
 //! - [`api`]: the HTTP API: routes, auth, handlers, wire types, OpenAPI.
@@ -40,6 +41,7 @@ pub mod model;
 pub mod private_file;
 pub mod process;
 pub mod resolve;
+pub mod rewrap;
 pub mod rotation;
 pub mod shutdown;
 pub mod store;

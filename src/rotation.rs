@@ -1,5 +1,7 @@
-//! The re-sealing job: when the active master key changes, every record
-//! sealed under another key is re-sealed under the active one, in bounded
+//! The re-sealing job: when the active master key changes, every tenant
+//! data key is re-wrapped under it ([`crate::rewrap`]; the values under the
+//! data keys stay as they are), then every record still sealed directly
+//! under another master key is re-sealed under the active one, in bounded
 //! batches, without a restart.
 //!
 //! Three stages run side by side: pages of records are read (one read
@@ -27,6 +29,7 @@ use tokio::sync::Notify;
 use crate::audit::{NewEvent, event};
 use crate::crypto::{CryptoError, Fingerprint, Keyring, SecretLocation, SharedKeyring};
 use crate::model::KeyId;
+use crate::rewrap;
 use crate::shutdown::Shutdown;
 use crate::store::reseal::ResealCandidate;
 use crate::store::{Store, StoreError};
@@ -61,9 +64,9 @@ pub enum RotationState {
 pub struct RotationStatus {
     /// State.
     pub state: RotationState,
-    /// Records not yet under the active key.
+    /// Records and tenant data key wraps not yet under the active key.
     pub remaining: u64,
-    /// Records waiting for each missing key.
+    /// Records and wraps waiting for each missing key.
     pub waiting_for: BTreeMap<String, u64>,
 }
 
@@ -73,6 +76,10 @@ pub struct RotationStatus {
 pub struct PassReport {
     /// Records re-sealed and written.
     pub resealed: u64,
+    /// Tenant data keys re-wrapped.
+    pub rewrapped: u64,
+    /// Time spent re-wrapping tenant data keys (reads and writes included).
+    pub rewrap: Duration,
     /// Write transactions committed (one per batch).
     pub batches: u64,
     /// Time spent reading pages of records.
@@ -172,15 +179,24 @@ impl Rotation {
             .write_async(move |w| w.audit(started.clone()).map(drop))
             .await?;
 
+        let rewrap = rewrap::rewrap_all(store, &snapshot, &active, fingerprint).await?;
+        report.rewrapped = rewrap.rewrapped;
+        report.rewrap = rewrap.took;
+        let mut waiting = rewrap.waiting_for;
         let mut resealed = 0u64;
-        let mut waiting: BTreeMap<String, u64> = BTreeMap::new();
+        // Records sealed directly under an old master key; none once every
+        // value is under a data key, and then the table is not read at all.
+        let records_left = remaining_records(store, &active)
+            .await?
+            .saturating_sub(waiting.values().sum());
         // Three stages run side by side: the next page is read while this
         // one is re-sealed (on both cores) and while a write transaction
         // waits for the write lock and the disk. When a write lands, the
         // next one takes every re-sealed record ready (up to MAX_WRITE):
         // a busy write lock means fewer, larger transactions rather than a
         // stalled job.
-        let mut reading = Some(Reading::start(store, &active, None));
+        let mut reading =
+            (records_left > 0).then(|| Reading::start(store, &active, None));
         let mut ready: Resealed = Vec::new();
         let mut writing: Option<Writing> = None;
         loop {
@@ -198,7 +214,7 @@ impl Rotation {
                 resealed += write.land(&mut report).await?;
                 self.set(RotationStatus {
                     state: RotationState::Running,
-                    remaining: remaining.saturating_sub(resealed),
+                    remaining: remaining.saturating_sub(resealed + report.rewrapped),
                     waiting_for: waiting.clone(),
                 });
             }
@@ -237,7 +253,8 @@ impl Rotation {
         }
         let completed = NewEvent::new(event::ROTATION_COMPLETED, "system")
             .with("key_id", active.as_str())
-            .with("count", resealed);
+            .with("count", resealed)
+            .with("data_keys_rewrapped", report.rewrapped);
         store
             .write_async(move |w| w.audit(completed.clone()).map(drop))
             .await?;
@@ -245,6 +262,8 @@ impl Rotation {
         tracing::info!(
             active = %active,
             count = resealed,
+            rewrapped = report.rewrapped,
+            rewrap_ms = report.rewrap.as_millis(),
             remaining,
             batches = report.batches,
             read_ms = report.read.as_millis(),
@@ -385,8 +404,9 @@ fn reseal_all(keyring: &Keyring, page: Vec<ResealCandidate>) -> (Resealed, BTree
                 *missing.entry(key_id.to_string()).or_default() += 1;
             }
             Err(error) => {
-                tracing::error!(key_id = %record.sealed.key_id, error = %error, "a stored value does not open under its key; left as it is");
-                *missing.entry(record.sealed.key_id.to_string()).or_default() += 1;
+                let key_id = record.sealed.sealer_id();
+                tracing::error!(key_id = %key_id, error = %error, "a stored value does not open under its key; left as it is");
+                *missing.entry(key_id.to_string()).or_default() += 1;
             }
         }
     }

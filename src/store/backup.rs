@@ -98,6 +98,7 @@ macro_rules! for_each_table {
         $f(tables::IDEMPOTENCY, $($arg),*)?;
         $f(tables::AUDIT, $($arg),*)?;
         $f(tables::PENDING_CLEANUPS, $($arg),*)?;
+        $f(tables::TENANT_DATA_KEYS, $($arg),*)?;
     };
 }
 

@@ -8,8 +8,11 @@
 
 use serde::Deserialize;
 
-use super::records::{AppRecord, DeployRecord, DeployTrigger, InjectionRecord, WarningRecord};
-use crate::model::{AppId, DeployStatus, EnvKey, TenantId, Timestamp};
+use super::records::{
+    AppRecord, DeployRecord, DeployTrigger, InjectionRecord, SecretRecord, WarningRecord,
+};
+use crate::crypto::{NONCE_LEN, SealedValue, Sealer};
+use crate::model::{AppId, DeployStatus, EnvKey, KeyId, Provider, Scope, TenantId, Timestamp};
 
 /// An app record of schema 1 and 2.
 #[derive(Debug, Deserialize)]
@@ -70,6 +73,47 @@ impl From<DeployRecordV2> for DeployRecord {
             secrets_hash: None,
             restarted_at: None,
             rollout: None,
+        }
+    }
+}
+
+/// A sealed value of schemas 1 to 3: always directly under a master key.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+pub(super) struct SealedValueV3 {
+    key_id: KeyId,
+    nonce: [u8; NONCE_LEN],
+    ciphertext: Vec<u8>,
+}
+
+/// A secret record of schemas 1 to 3.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+pub(super) struct SecretRecordV3 {
+    scope: Scope,
+    provider: Provider,
+    key: EnvKey,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    version: u64,
+    sealed: SealedValueV3,
+}
+
+impl From<SecretRecordV3> for SecretRecord {
+    fn from(old: SecretRecordV3) -> Self {
+        SecretRecord {
+            scope: old.scope,
+            provider: old.provider,
+            key: old.key,
+            created_at: old.created_at,
+            updated_at: old.updated_at,
+            version: old.version,
+            // The bytes are unchanged: only the record now says what sealed them.
+            sealed: SealedValue {
+                sealer: Sealer::MasterKey(old.sealed.key_id),
+                nonce: old.sealed.nonce,
+                ciphertext: old.sealed.ciphertext,
+            },
         }
     }
 }

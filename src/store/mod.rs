@@ -27,6 +27,7 @@ pub mod codec;
 mod commit;
 #[cfg(test)]
 mod crash_points;
+pub mod data_keys;
 pub mod deploys;
 mod error;
 pub mod health;
@@ -60,7 +61,7 @@ pub use bulk::{BulkItem, BulkPut, BulkWrite, KeyOutcome, RepeatedKey, SecretOutc
 pub use commit::{CommitStats, MAX_BATCH};
 pub use error::{Missing, OpenError, Operation, Rejected, StoreError};
 pub use health::{StorageFault, StorageHealth};
-pub use secrets::{PutSecret, SecretWrite};
+pub use secrets::{PutSecret, SecretLayout, SecretWrite};
 
 /// How the store is opened.
 #[derive(Debug, Clone)]

@@ -30,7 +30,8 @@ pub struct ResealCandidate {
 
 impl<T: Tables> Snapshot<T> {
     /// Up to `limit` records after `after` (exclusive) in key order whose
-    /// value is not sealed under `active`. Returns them and the cursor to
+    /// value is sealed directly under a master key other than `active`
+    /// (values under a tenant data key never need a master rotation). Returns them and the cursor to
     /// continue from (`None` once the table was read to its end).
     pub fn reseal_page(
         &self,
@@ -49,7 +50,11 @@ impl<T: Tables> Snapshot<T> {
         for entry in range {
             let (name, bytes) = entry.in_table(tables::SECRETS)?;
             let record: SecretRecord = decode("external_secrets", bytes.value())?;
-            if record.sealed.key_id != *active {
+            if record
+                .sealed
+                .master_key_id()
+                .is_some_and(|key_id| key_id != active)
+            {
                 out.push(ResealCandidate {
                     name: name.value().to_owned(),
                     record,
@@ -80,7 +85,9 @@ impl Writer {
         let Some((_, first)) = batch.first() else {
             return Ok(0);
         };
-        self.remember_fingerprint(&first.key_id.clone(), fingerprint)?;
+        if let Some(key_id) = first.master_key_id() {
+            self.remember_fingerprint(&key_id.clone(), fingerprint)?;
+        }
         // key id → records that left it (negative) or joined it (positive).
         let mut moved: BTreeMap<KeyId, i64> = BTreeMap::new();
         let mut written = 0u64;
@@ -97,10 +104,12 @@ impl Writer {
                 if !unchanged {
                     continue;
                 }
-                *moved
-                    .entry(candidate.record.sealed.key_id.clone())
-                    .or_default() -= 1;
-                *moved.entry(sealed.key_id.clone()).or_default() += 1;
+                if let Some(key_id) = candidate.record.sealed.master_key_id() {
+                    *moved.entry(key_id.clone()).or_default() -= 1;
+                }
+                if let Some(key_id) = sealed.master_key_id() {
+                    *moved.entry(key_id.clone()).or_default() += 1;
+                }
                 let record = SecretRecord {
                     sealed: sealed.clone(),
                     ..candidate.record.clone()

@@ -9,7 +9,7 @@ use std::path::Path;
 use redb::{Database, ReadableDatabase, ReadableTable, TableHandle};
 
 use super::error::{Context, OpenError, Operation};
-use super::records::{AppRecord, DeployRecord};
+use super::records::{AppRecord, DeployRecord, SecretRecord};
 use super::{StoreError, Tables, Writer, legacy, tables};
 use crate::crypto::InstallationKey;
 
@@ -20,7 +20,13 @@ use crate::crypto::InstallationKey;
 /// - 3: app records gain `auto_redeploy`, deploy records `trigger`,
 ///   `secrets_hash`, `restarted_at` and `rollout`; `meta` gains the
 ///   installation key (SPEC §11.2).
-pub const CURRENT: u32 = 3;
+/// - 4 (tenant data keys, SPEC §11.4): sealed values name their sealer (a
+///   master key or a tenant data key); adds `tenant_data_keys`.
+///
+/// Tenant data keys are numbered 4 on this branch while the history table
+/// (issue 16) is not merged; whichever lands second takes 5 and runs
+/// [`add_tenant_data_keys`] as its own step.
+pub const CURRENT: u32 = 4;
 
 /// Makes the file ready for this build: creates tables, records or checks
 /// the schema version, migrates forward. Writes only when something is
@@ -98,7 +104,11 @@ fn create_and_migrate(
         if from < 3 {
             migrate_2_to_3(txn)?;
         }
+        if from < 4 {
+            add_tenant_data_keys(txn)?;
+        }
         txn.table(tables::PENDING_CLEANUPS)?;
+        txn.table(tables::TENANT_DATA_KEYS)?;
         ensure_installation_key(txn, fresh_key)?;
         write_version(txn, CURRENT)?;
     }
@@ -149,6 +159,36 @@ fn migrate_2_to_3(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
         apps = migrated_apps.len(),
         deploys = migrated_deploys.len(),
         "schema migrated from version 2 to 3 (automatic redeploy, secrets hash)"
+    );
+    Ok(())
+}
+
+/// Tenant data keys (SPEC §11.4): adds `tenant_data_keys` and rewrites
+/// every secret record so its sealed value names its sealer (all of them a
+/// master key; the ciphertext is kept byte for byte). Moving the values
+/// under data keys needs the master keys, which the store never sees: the
+/// rotation job does it in the background after start.
+fn add_tenant_data_keys(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    txn.table(tables::TENANT_DATA_KEYS)?;
+    let mut secrets = txn.table(tables::SECRETS)?;
+    let mut migrated = Vec::new();
+    for entry in secrets.iter().in_table(tables::SECRETS)? {
+        let (name, bytes) = entry.in_table(tables::SECRETS)?;
+        let old: legacy::SecretRecordV3 = super::decode("external_secrets", bytes.value())?;
+        let record = SecretRecord::from(old);
+        migrated.push((
+            name.value().to_owned(),
+            super::encode("external_secrets", &record)?,
+        ));
+    }
+    for (name, encoded) in &migrated {
+        secrets
+            .insert(name.as_str(), encoded.as_slice())
+            .in_table(tables::SECRETS)?;
+    }
+    tracing::info!(
+        secrets = migrated.len(),
+        "schema migrated to tenant data keys (values move under them in the background)"
     );
     Ok(())
 }

@@ -17,7 +17,8 @@ use crate::model::{AppId, EnvKey, KeyId, MAX_EFFECTIVE_SET_BYTES, Provider, Scop
 use crate::resolve;
 
 /// A secret write: the value already sealed (with the fingerprint of the
-/// key that sealed it, remembered on first use).
+/// active master key, remembered on first use if it sealed the value
+/// directly; a data key's master key was remembered with its wrap).
 #[derive(Clone)]
 pub struct PutSecret {
     /// Tenant default or app override.
@@ -46,6 +47,8 @@ pub struct SecretWrite {
 pub struct SecretLayout {
     /// The app's tenant.
     pub tenant_id: TenantId,
+    /// The tenant's data keys, wrapped, oldest first.
+    pub data_keys: super::data_keys::TenantWraps,
     /// Tenant-wide defaults.
     pub tenant: Vec<SecretRecord>,
     /// App overrides.
@@ -99,6 +102,7 @@ impl<T: Tables> Snapshot<T> {
         Ok(Some(SecretLayout {
             tenant: self.secrets(&Scope::Tenant(app.tenant_id.clone()))?,
             app: self.secrets(&Scope::App(app_id.clone()))?,
+            data_keys: self.data_keys(&app.tenant_id)?,
             tenant_id: app.tenant_id,
         }))
     }
@@ -207,8 +211,10 @@ impl Writer {
         tenant_id: &TenantId,
         actor: &str,
     ) -> Result<SecretWrite, StoreError> {
-        self.remember_fingerprint(&record.sealed.key_id, fingerprint)?;
-        self.store_secret(&record, existing.map(|e| &e.sealed.key_id))?;
+        if let Some(key_id) = record.sealed.master_key_id() {
+            self.remember_fingerprint(key_id, fingerprint)?;
+        }
+        self.store_secret(&record, existing.map(|e| &e.sealed))?;
         let created = existing.is_none();
         let kind = if created {
             event::SECRET_CREATED
@@ -252,7 +258,7 @@ impl Writer {
             .table(tables::SECRETS)?
             .remove(name.as_str())
             .in_table(tables::SECRETS)?;
-        self.adjust_usage(&record.sealed.key_id, -1)?;
+        self.count_sealed(&record.sealed, -1)?;
         self.audit(secret_event(
             event::SECRET_DELETED,
             actor,
@@ -272,17 +278,19 @@ impl Writer {
             .retain_in(start.as_str()..end.as_str(), |_, _| false)
             .in_table(tables::SECRETS)?;
         for record in &records {
-            self.adjust_usage(&record.sealed.key_id, -1)?;
+            self.count_sealed(&record.sealed, -1)?;
         }
         Ok(records.len() as u64)
     }
 
-    /// Writes a record and moves its count in `key_usage` from the key that
-    /// sealed the previous value (if any) to the key that sealed this one.
+    /// Writes a record and moves its count in `key_usage` from the master
+    /// key that sealed the previous value (if any) to the one that sealed
+    /// this one. Values under a data key count nowhere: their tenant's wrap
+    /// does.
     pub(super) fn store_secret(
         &mut self,
         record: &SecretRecord,
-        previous_key: Option<&KeyId>,
+        previous: Option<&SealedValue>,
     ) -> Result<(), StoreError> {
         let name = tables::secret_key(
             record.scope.kind().tag(),
@@ -295,13 +303,26 @@ impl Writer {
             .table(tables::SECRETS)?
             .insert(name.as_str(), encoded.as_slice())
             .in_table(tables::SECRETS)?;
-        if previous_key != Some(&record.sealed.key_id) {
+        let previous_key = previous.and_then(SealedValue::master_key_id);
+        let key = record.sealed.master_key_id();
+        if previous_key != key {
             if let Some(previous) = previous_key {
                 self.adjust_usage(previous, -1)?;
             }
-            self.adjust_usage(&record.sealed.key_id, 1)?;
+            if let Some(key) = key {
+                self.adjust_usage(key, 1)?;
+            }
         }
         Ok(())
+    }
+
+    /// Moves the `key_usage` count of the master key that sealed `sealed`
+    /// directly (if one did) by `delta`.
+    pub(super) fn count_sealed(&mut self, sealed: &SealedValue, delta: i64) -> Result<(), StoreError> {
+        match sealed.master_key_id() {
+            Some(key_id) => self.adjust_usage(key_id, delta),
+            None => Ok(()),
+        }
     }
 
     /// Moves the record count of `key_id` in `key_usage` by `delta`.

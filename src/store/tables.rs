@@ -34,9 +34,15 @@ pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("paas_audit_
 /// (schema version 2).
 pub const PENDING_CLEANUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("pending_cleanups");
 
+/// `"{tenant_id}/{dek_id}" → DataKeyRecord`: each tenant's data keys,
+/// wrapped under a master key (SPEC §11.4; schema version 4). Wraps count
+/// in `key_usage` under their master key like directly sealed records.
+pub const TENANT_DATA_KEYS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("tenant_data_keys");
+
 /// Names of every table, in a fixed order (schema preparation checks they
 /// all exist; backups dump them in this order).
-pub fn names() -> [&'static str; 11] {
+pub fn names() -> [&'static str; 12] {
     use redb::TableHandle;
     [
         META.name(),
@@ -50,6 +56,7 @@ pub fn names() -> [&'static str; 11] {
         IDEMPOTENCY.name(),
         AUDIT.name(),
         PENDING_CLEANUPS.name(),
+        TENANT_DATA_KEYS.name(),
     ]
 }
 

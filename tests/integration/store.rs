@@ -491,7 +491,7 @@ fn a_reseal_batch_never_overwrites_a_newer_value() {
                 let value = rotated.open(&location, &record.sealed).unwrap();
                 (
                     record.key.to_string(),
-                    record.sealed.key_id.to_string(),
+                    record.sealed.sealer_id().to_string(),
                     record.version,
                     value.expose_secret().to_owned(),
                 )
