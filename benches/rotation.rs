@@ -434,7 +434,9 @@ fn build_store_with(path: &Path, keyring: &Keyring, apps: usize, bulk: usize) {
                 &value,
             )
             .expect("seal");
-        let fingerprint = keyring.fingerprint(&sealed.sealer_id()).expect("fingerprint");
+        let fingerprint = keyring
+            .fingerprint(&sealed.sealer_id())
+            .expect("fingerprint");
         PutSecret {
             scope: scope.clone(),
             provider,

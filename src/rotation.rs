@@ -2,7 +2,10 @@
 //! data key is re-wrapped under it ([`crate::rewrap`]; the values under the
 //! data keys stay as they are), then every record still sealed directly
 //! under another master key is re-sealed under the active one, in bounded
-//! batches, without a restart.
+//! batches, without a restart. Records sealed directly under a master key
+//! (any, the active one included: files from before schema 4) are moved
+//! under their tenant's data key by the same stages, at the first start of
+//! this version and whenever some are found.
 //!
 //! Three stages run side by side: pages of records are read (one read
 //! transaction each), re-sealed outside any lock on the blocking pool
@@ -27,11 +30,14 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 use crate::audit::{NewEvent, event};
-use crate::crypto::{CryptoError, Fingerprint, Keyring, SecretLocation, SharedKeyring};
-use crate::model::KeyId;
+use crate::crypto::{
+    CryptoError, DataKey, DataKeyId, Fingerprint, Keyring, SecretLocation, SharedKeyring,
+    TenantKeys,
+};
+use crate::model::{KeyId, TenantId};
 use crate::rewrap;
 use crate::shutdown::Shutdown;
-use crate::store::reseal::ResealCandidate;
+use crate::store::reseal::{ResealCandidate, ResealPage};
 use crate::store::{Store, StoreError};
 
 /// Records read and re-sealed at a time.
@@ -184,19 +190,19 @@ impl Rotation {
         report.rewrap = rewrap.took;
         let mut waiting = rewrap.waiting_for;
         let mut resealed = 0u64;
-        // Records sealed directly under an old master key; none once every
-        // value is under a data key, and then the table is not read at all.
-        let records_left = remaining_records(store, &active)
-            .await?
-            .saturating_sub(waiting.values().sum());
+        // Records sealed directly under a master key (files from before
+        // schema 4): they move under their tenant's data key. None once
+        // every value is under a data key, and then the table is not read.
+        let records_left = store
+            .read_async(|r| Ok(direct_records(&r.key_usage()?, &r.wrap_counts()?)))
+            .await?;
         // Three stages run side by side: the next page is read while this
         // one is re-sealed (on both cores) and while a write transaction
         // waits for the write lock and the disk. When a write lands, the
         // next one takes every re-sealed record ready (up to MAX_WRITE):
         // a busy write lock means fewer, larger transactions rather than a
         // stalled job.
-        let mut reading =
-            (records_left > 0).then(|| Reading::start(store, &active, None));
+        let mut reading = (records_left > 0).then(|| Reading::start(store, None));
         let mut ready: Resealed = Vec::new();
         let mut writing: Option<Writing> = None;
         loop {
@@ -229,10 +235,14 @@ impl Rotation {
                 }
                 continue;
             };
-            let (page, next) = read.land(&mut report).await?;
-            reading = next.map(|after| Reading::start(store, &active, Some(after)));
+            let page = read.land(&mut report).await?;
+            reading = page
+                .next
+                .clone()
+                .map(|after| Reading::start(store, Some(after)));
             let begun = Instant::now();
-            let (sealed, missing) = reseal_parallel(&snapshot, page).await?;
+            let keys = tenant_keys(store, keyring, &snapshot, &page, fingerprint).await?;
+            let (sealed, missing) = reseal_parallel(keys, page.candidates).await?;
             report.reseal += begun.elapsed();
             for (key_id, count) in missing {
                 *waiting.entry(key_id).or_default() += count;
@@ -294,14 +304,27 @@ fn idle() -> RotationStatus {
     }
 }
 
-/// Records not sealed under `active`, from the key-usage counts.
+/// What is not under `active` yet: wraps under other master keys, plus
+/// records sealed directly under any master key (they move under data
+/// keys). From the key-usage counts (wraps and direct records) and one
+/// scan of the wraps (O(tenants)).
 async fn remaining_records(store: &Arc<Store>, active: &KeyId) -> Result<u64, StoreError> {
-    let usage = store.read_async(|r| r.key_usage()).await?;
-    Ok(usage
+    let (usage, wraps) = store
+        .read_async(|r| Ok((r.key_usage()?, r.wrap_counts()?)))
+        .await?;
+    let wraps_elsewhere: u64 = wraps
         .iter()
         .filter(|(id, _)| id.as_str() != active.as_str())
         .map(|(_, n)| n)
-        .sum())
+        .sum();
+    Ok(wraps_elsewhere + direct_records(&usage, &wraps))
+}
+
+/// Records sealed directly under a master key: usage counts both those and
+/// wraps.
+fn direct_records(usage: &BTreeMap<String, u64>, wraps: &BTreeMap<String, u64>) -> u64 {
+    let all: u64 = usage.values().sum();
+    all.saturating_sub(wraps.values().sum())
 }
 
 type Resealed = Vec<(ResealCandidate, crate::crypto::SealedValue)>;
@@ -310,16 +333,15 @@ type Resealed = Vec<(ResealCandidate, crate::crypto::SealedValue)>;
 /// pool.
 struct Reading(tokio::task::JoinHandle<(Result<Page, StoreError>, Duration)>);
 
-type Page = (Vec<ResealCandidate>, Option<String>);
+type Page = ResealPage;
 
 impl Reading {
     /// Reads the page after `after` (the first page with `None`).
-    fn start(store: &Arc<Store>, active: &KeyId, after: Option<String>) -> Self {
+    fn start(store: &Arc<Store>, after: Option<String>) -> Self {
         let store = store.clone();
-        let active = active.clone();
         Self(tokio::task::spawn_blocking(move || {
             let begun = Instant::now();
-            let page = store.read(|r| r.reseal_page(&active, after.as_deref(), PAGE));
+            let page = store.read(|r| r.reseal_page(after.as_deref(), PAGE));
             (page, begun.elapsed())
         }))
     }
@@ -358,10 +380,68 @@ impl Writing {
     }
 }
 
+/// The data keys of every tenant of a page; a tenant without one gets its
+/// first, wrapped under the active key (one write for the page).
+async fn tenant_keys(
+    store: &Arc<Store>,
+    keyring: &SharedKeyring,
+    snapshot: &Keyring,
+    page: &ResealPage,
+    fingerprint: Fingerprint,
+) -> Result<Arc<TenantKeyMap>, StoreError> {
+    let mut wraps = page.wraps.clone();
+    let mut fresh = Vec::new();
+    for (tenant, tenant_wraps) in &wraps {
+        if !tenant_wraps.is_empty() {
+            continue;
+        }
+        let made = DataKeyId::generate().and_then(|dek_id| {
+            let key = DataKey::generate()?;
+            Ok((
+                dek_id.clone(),
+                snapshot.wrap_data_key(tenant, &dek_id, &key)?,
+            ))
+        });
+        match made {
+            Ok((dek_id, wrapped)) => fresh.push((tenant.clone(), dek_id, wrapped)),
+            Err(error) => {
+                tracing::error!(tenant_id = %tenant, error = %error, "no data key could be made; its records stay as they are");
+            }
+        }
+    }
+    if !fresh.is_empty() {
+        let made = store
+            .write_async(move |w| {
+                let mut out = Vec::with_capacity(fresh.len());
+                for (tenant, dek_id, wrapped) in &fresh {
+                    // A tenant deleted since the read has nothing to move.
+                    match w.add_data_key(tenant, None, dek_id, wrapped.clone(), fingerprint) {
+                        Ok(now) => out.push((tenant.clone(), now)),
+                        Err(StoreError::Rejected(_)) => {}
+                        Err(other) => return Err(other),
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        wraps.extend(made);
+    }
+    Ok(Arc::new(
+        wraps
+            .iter()
+            .map(|(tenant, tenant_wraps)| {
+                (tenant.clone(), keyring.tenant_keys(tenant, tenant_wraps))
+            })
+            .collect(),
+    ))
+}
+
+type TenantKeyMap = BTreeMap<TenantId, TenantKeys>;
+
 /// Re-seals a page on the blocking pool, split across [`AEAD_WORKERS`]
 /// threads; the order of the page is kept.
 async fn reseal_parallel(
-    keyring: &Arc<Keyring>,
+    keys: Arc<TenantKeyMap>,
     mut page: Vec<ResealCandidate>,
 ) -> Result<(Resealed, BTreeMap<String, u64>), StoreError> {
     let chunk = page.len().div_ceil(AEAD_WORKERS).max(1);
@@ -369,10 +449,8 @@ async fn reseal_parallel(
     while !page.is_empty() {
         let rest = page.split_off(chunk.min(page.len()));
         let part = std::mem::replace(&mut page, rest);
-        let keyring = keyring.clone();
-        parts.push(tokio::task::spawn_blocking(move || {
-            reseal_all(&keyring, part)
-        }));
+        let keys = Arc::clone(&keys);
+        parts.push(tokio::task::spawn_blocking(move || reseal_all(&keys, part)));
     }
     let mut sealed = Vec::new();
     let mut missing: BTreeMap<String, u64> = BTreeMap::new();
@@ -386,9 +464,13 @@ async fn reseal_parallel(
     Ok((sealed, missing))
 }
 
-/// Re-seals a page; returns the new values and, per missing key id, how
-/// many records could not be opened.
-fn reseal_all(keyring: &Keyring, page: Vec<ResealCandidate>) -> (Resealed, BTreeMap<String, u64>) {
+/// Opens each record of a page with the master key it names and seals it
+/// under its tenant's current data key; returns the new values and, per
+/// key id, how many records could not be moved.
+fn reseal_all(
+    keys: &TenantKeyMap,
+    page: Vec<ResealCandidate>,
+) -> (Resealed, BTreeMap<String, u64>) {
     let mut sealed = Vec::with_capacity(page.len());
     let mut missing: BTreeMap<String, u64> = BTreeMap::new();
     for candidate in page {
@@ -398,7 +480,13 @@ fn reseal_all(keyring: &Keyring, page: Vec<ResealCandidate>) -> (Resealed, BTree
             provider: &record.provider,
             key: &record.key,
         };
-        match keyring.reseal(&location, &record.sealed) {
+        let Some(tenant_keys) = keys.get(&candidate.tenant) else {
+            continue;
+        };
+        let moved = tenant_keys
+            .open(&location, &record.sealed)
+            .and_then(|value| tenant_keys.seal(&location, &value));
+        match moved {
             Ok(value) => sealed.push((candidate, value)),
             Err(CryptoError::MissingKey { key_id }) => {
                 *missing.entry(key_id.to_string()).or_default() += 1;

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-use super::seal::{self, NONCE_LEN, Sealer, SealedValue, SecretLocation, push_field};
+use super::seal::{self, NONCE_LEN, SealedValue, Sealer, SecretLocation, push_field};
 use super::{CryptoError, Keyring};
 use crate::model::{KeyId, SecretValue, TenantId};
 
@@ -207,7 +207,9 @@ impl DataKeyCache {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(TenantId, DataKeyId, KeyId), Arc<DataKey>>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(TenantId, DataKeyId, KeyId), Arc<DataKey>>> {
         self.entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -395,7 +397,9 @@ mod tests {
         let other_id = DataKeyId::generate().unwrap();
         let key = DataKey::generate().unwrap();
         let wrapped = keyring.wrap_data_key(&tenant("t1"), &id, &key).unwrap();
-        let opened = keyring.unwrap_data_key(&tenant("t1"), &id, &wrapped).unwrap();
+        let opened = keyring
+            .unwrap_data_key(&tenant("t1"), &id, &wrapped)
+            .unwrap();
         assert_eq!(opened.0, key.0);
         for (owner, dek) in [("t2", &id), ("t1", &other_id), ("t", &id)] {
             let error = keyring

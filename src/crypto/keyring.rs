@@ -421,7 +421,8 @@ mod tests {
                 &[1; 32],
                 &place.location(),
                 plaintext,
-            ).unwrap();
+            )
+            .unwrap();
             assert!(matches!(
                 keyring.open(&place.location(), &sealed).err().unwrap(),
                 CryptoError::Unopenable { .. }

@@ -26,8 +26,7 @@ mod shared;
 
 pub use backup_mac::{BACKUP_MAC_LEN, BackupMac};
 pub use data_key::{
-    DATA_KEY_CACHE_CAPACITY, DataKey, DataKeyCache, DataKeyId, TenantKeys, WrappedDataKey,
-    wrap_aad,
+    DATA_KEY_CACHE_CAPACITY, DataKey, DataKeyCache, DataKeyId, TenantKeys, WrappedDataKey, wrap_aad,
 };
 pub use key_errors::{KeyEncoding, KeyFileError, KeyFileProblem, KeyringError, MAX_KEY_FILE_BYTES};
 pub use keydir::{KeyDirScan, scan_dir};

@@ -4,6 +4,8 @@
 //! `keys retire` see what a master key is still needed for. The store
 //! never sees an unwrapped key.
 
+use std::collections::BTreeMap;
+
 use redb::ReadableTable;
 
 use super::error::Context;
@@ -62,6 +64,18 @@ impl<T: Tables> Snapshot<T> {
         }
         records.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         Ok(records)
+    }
+
+    /// Number of wraps under each master key.
+    pub fn wrap_counts(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        let table = self.txn().table(tables::TENANT_DATA_KEYS)?;
+        let mut out: BTreeMap<String, u64> = BTreeMap::new();
+        for entry in table.iter().in_table(tables::TENANT_DATA_KEYS)? {
+            let (_, bytes) = entry.in_table(tables::TENANT_DATA_KEYS)?;
+            let record: DataKeyRecord = decode("tenant_data_keys", bytes.value())?;
+            *out.entry(record.wrapped.key_id.to_string()).or_default() += 1;
+        }
+        Ok(out)
     }
 
     /// Every wrap not under `active`, up to `limit`, in table order.

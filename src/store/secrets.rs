@@ -318,7 +318,11 @@ impl Writer {
 
     /// Moves the `key_usage` count of the master key that sealed `sealed`
     /// directly (if one did) by `delta`.
-    pub(super) fn count_sealed(&mut self, sealed: &SealedValue, delta: i64) -> Result<(), StoreError> {
+    pub(super) fn count_sealed(
+        &mut self,
+        sealed: &SealedValue,
+        delta: i64,
+    ) -> Result<(), StoreError> {
         match sealed.master_key_id() {
             Some(key_id) => self.adjust_usage(key_id, delta),
             None => Ok(()),

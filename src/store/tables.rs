@@ -37,8 +37,7 @@ pub const PENDING_CLEANUPS: TableDefinition<&str, &[u8]> = TableDefinition::new(
 /// `"{tenant_id}/{dek_id}" → DataKeyRecord`: each tenant's data keys,
 /// wrapped under a master key (SPEC §11.4; schema version 4). Wraps count
 /// in `key_usage` under their master key like directly sealed records.
-pub const TENANT_DATA_KEYS: TableDefinition<&str, &[u8]> =
-    TableDefinition::new("tenant_data_keys");
+pub const TENANT_DATA_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenant_data_keys");
 
 /// Names of every table, in a fixed order (schema preparation checks they
 /// all exist; backups dump them in this order).

@@ -39,10 +39,10 @@ fn a_canary_value_reaches_no_log_and_not_the_file() {
             .unwrap()
             .unwrap();
         let set = resolve::resolve(
-        &layout.tenant,
-        &layout.app,
-        &crate::harness::shared_layout_keys(&test.keyring, &layout),
-    );
+            &layout.tenant,
+            &layout.app,
+            &crate::harness::shared_layout_keys(&test.keyring, &layout),
+        );
         assert_eq!(set.values[0].value.expose_secret(), CANARY);
         tracing::info!(records = ?layout.app, keyring = ?test.keyring, "debug output of records");
         test.store

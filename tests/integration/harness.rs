@@ -58,7 +58,9 @@ pub fn seal_with(
         key: &key,
     };
     let sealed = keyring.seal(&location, &value).expect("seal");
-    let fingerprint = keyring.fingerprint(&sealed.sealer_id()).expect("fingerprint");
+    let fingerprint = keyring
+        .fingerprint(&sealed.sealer_id())
+        .expect("fingerprint");
     PutSecret {
         scope: scope.clone(),
         provider,

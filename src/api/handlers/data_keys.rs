@@ -4,8 +4,8 @@
 //! at the time). Handlers seal and open through the [`TenantKeys`] this
 //! returns; nothing here sees a value.
 
-use crate::api::problem::ApiError;
 use crate::api::Call;
+use crate::api::problem::ApiError;
 use crate::crypto::{CryptoError, DataKey, DataKeyId, Fingerprint, TenantKeys};
 use crate::model::{Scope, TenantId};
 

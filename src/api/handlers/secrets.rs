@@ -4,10 +4,10 @@
 use hyper::StatusCode;
 use subtle::ConstantTimeEq;
 
+use super::data_keys::{self, Sealing};
 use crate::api::dto::{
     EffectiveDto, EffectiveEntryDto, SecretListDto, SecretMetaDto, ValueBody, VerifyDto, WarningDto,
 };
-use super::data_keys::{self, Sealing};
 use crate::api::problem::ApiError;
 use crate::api::routes::RouteId;
 use crate::api::{Call, Reply};

@@ -427,7 +427,11 @@ async fn check_closed_file(dir: &Path, progress: &[Progress], ledger: &mut Ledge
             acked <= version && version <= sent,
             "{key}: stored version {version}, acknowledged {acked}, sent {sent}"
         );
-        assert_eq!(open_stored(&store, &keyring, record), value(w, version), "{key}");
+        assert_eq!(
+            open_stored(&store, &keyring, record),
+            value(w, version),
+            "{key}"
+        );
         ledger.stored[w] = version;
         ledger.records_checked += 1;
     }

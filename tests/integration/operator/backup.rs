@@ -166,7 +166,10 @@ async fn a_backup_under_write_load_restores_to_a_consistent_verified_store() {
         "the snapshot is exactly the writes before its anchor"
     );
     for record in &records {
-        assert_eq!(open_stored(&store, &keyring, record), value_of(record.key.as_str()));
+        assert_eq!(
+            open_stored(&store, &keyring, record),
+            value_of(record.key.as_str())
+        );
     }
     let head = check.outcome.unwrap();
     assert_eq!(head.seq, anchor_seq);
