@@ -37,6 +37,7 @@ pub mod records;
 pub mod reseal;
 mod schema;
 mod secrets;
+mod shred;
 pub mod tables;
 pub mod tenants;
 #[doc(hidden)]
@@ -62,6 +63,7 @@ pub use commit::{CommitStats, MAX_BATCH};
 pub use error::{Missing, OpenError, Operation, Rejected, StoreError};
 pub use health::{StorageFault, StorageHealth};
 pub use secrets::{PutSecret, SecretLayout, SecretWrite};
+pub use shred::Shredded;
 
 /// How the store is opened.
 #[derive(Debug, Clone)]

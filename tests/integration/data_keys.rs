@@ -306,3 +306,120 @@ fn tenant_of(record: &SecretRecord) -> String {
         .unwrap()
         .to_owned()
 }
+
+/// SPEC §11.4 crypto-shredding: `exsec tenants shred` removes the tenant,
+/// its apps (and their manifests), secrets, tokens and wrapped data keys in
+/// one transaction, audited with names and counts; a sealed value copied
+/// from the file before cannot be opened with the master key afterwards;
+/// the other tenant is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shredded_tenant_is_gone_and_its_copied_values_do_not_open() {
+    let server = TestServer::start().await;
+    server.seed("acme", &["web", "api"]).await;
+    server.seed("beta", &["shop"]).await;
+    for (scope, value) in [
+        ("/v1/tenants/acme", "sk-acme-tenant"),
+        ("/v1/apps/web", "sk-acme-web"),
+        ("/v1/tenants/beta", "sk-beta"),
+    ] {
+        let answer = server
+            .set_secret(scope, "openai", "OPENAI_API_KEY", value)
+            .await;
+        assert_eq!(answer.status, 201, "{}", answer.text());
+    }
+    server.mint("acme").await;
+    server.deploy_ok("web").await;
+    assert!(server.manifest("web").is_some());
+
+    // A copy of acme's sealed values and wraps, taken from the file.
+    let dir = server.stop().await;
+    let (copied, copied_wraps) = {
+        let store = Store::open(&dir.path().join("exsec.redb"), options()).unwrap();
+        store
+            .read(|r| {
+                let mut records = r.secrets(&tenant_scope("acme"))?;
+                records.extend(r.secrets(&app_scope("web"))?);
+                Ok((records, r.data_keys(&tenant("acme"))?))
+            })
+            .unwrap()
+    };
+    assert_eq!((copied.len(), copied_wraps.len()), (2, 1));
+    let server = TestServer::restart(dir).await;
+
+    crate::operator::admin(&server, &["tenants", "shred", "acme"], None)
+        .await
+        .expect(2);
+    let shred = crate::operator::admin(&server, &["tenants", "shred", "acme", "--yes"], None).await;
+    shred.expect(0);
+    assert!(
+        shred.stdout.contains("shredded tenant acme"),
+        "{}",
+        shred.stdout
+    );
+    assert_eq!(
+        server.admin("GET", "/v1/tenants/acme", None).await.status,
+        404
+    );
+    assert_eq!(server.admin("GET", "/v1/apps/web", None).await.status, 404);
+    assert!(
+        server.manifest("web").is_none(),
+        "the app's plaintext left the cluster"
+    );
+    let events = server.audit_events_of("tenant.crypto_shredded").await;
+    assert_eq!(events.len(), 1);
+    let data = &events[0]["data"];
+    assert_eq!(data["apps"], serde_json::json!(["api", "web"]));
+    assert_eq!(data["secrets_removed"], 1);
+    assert_eq!(data["tokens_revoked"], 1);
+    assert_eq!(data["data_keys_destroyed"], 1);
+    assert!(!events[0].to_string().contains("sk-acme"));
+    let deploy = server.deploy_ok("shop").await;
+    assert_eq!(deploy["external_secrets"]["status"], "injected");
+    assert_eq!(
+        server.manifest_values("shop").unwrap()["OPENAI_API_KEY"],
+        "sk-beta"
+    );
+
+    let dir = server.stop().await;
+    let keyring = Arc::new(Keyring::from_keys(
+        exsec::crypto::scan_dir(&dir.path().join("keys.d"), false)
+            .unwrap()
+            .keys,
+    ));
+    let store = Store::open(&dir.path().join("exsec.redb"), options()).unwrap();
+    let (left, wraps, tokens, usage) = store
+        .read(|r| {
+            let mut left = r.secrets(&tenant_scope("acme"))?;
+            left.extend(r.secrets(&app_scope("web"))?);
+            Ok((
+                left,
+                r.data_keys(&tenant("acme"))?,
+                r.tokens(&tenant("acme"))?.len(),
+                r.key_usage()?,
+            ))
+        })
+        .unwrap();
+    assert!(left.is_empty() && wraps.is_empty() && tokens == 0);
+    // The master key now wraps beta's data key only.
+    assert_eq!(usage.values().sum::<u64>(), 1, "{usage:?}");
+    let keys_now =
+        DataKeyCache::default().tenant_keys(Arc::clone(&keyring), &tenant("acme"), &wraps);
+    for record in &copied {
+        let location = SecretLocation {
+            scope: &record.scope,
+            provider: &record.provider,
+            key: &record.key,
+        };
+        assert!(keys_now.open(&location, &record.sealed).is_err());
+        assert!(keyring.open(&location, &record.sealed).is_err());
+    }
+    // Proof the copy was good: with the wrap as it was, it opens.
+    let keys_before =
+        DataKeyCache::default().tenant_keys(Arc::clone(&keyring), &tenant("acme"), &copied_wraps);
+    let location = SecretLocation {
+        scope: &copied[0].scope,
+        provider: &copied[0].provider,
+        key: &copied[0].key,
+    };
+    assert!(keys_before.open(&location, &copied[0].sealed).is_ok());
+}
