@@ -78,9 +78,19 @@ fn main() {
             .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
             .unwrap_or_default()
     );
+    let options: Vec<&str> = args
+        .iter()
+        .skip(1)
+        .map(String::as_str)
+        .filter(|a| a.starts_with("--") && *a != "--bench")
+        .collect();
     println!(
         "command: cargo bench --bench rotation{}",
-        if quick { " -- --quick" } else { "" }
+        if options.is_empty() {
+            String::new()
+        } else {
+            format!(" -- {}", options.join(" "))
+        }
     );
     let sizes: &[usize] = if quick { &[10_000] } else { &[10_000, 100_000] };
     if !flag("--deploy-only") && !flag("--rewrap-only") {
