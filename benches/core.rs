@@ -11,7 +11,9 @@ use std::time::Duration;
 use chacha20poly1305::aead::AeadInOut;
 use chacha20poly1305::{Key, KeyInit, XChaCha20Poly1305, XNonce};
 use criterion::{Criterion, criterion_group, criterion_main};
-use exsec::crypto::{Keyring, MasterKey, SealedValue, SecretLocation};
+use exsec::crypto::{
+    DataKey, DataKeyId, Keyring, MasterKey, SealedValue, SecretLocation, SharedKeyring, TenantKeys,
+};
 use exsec::model::{AppId, EnvKey, KeyId, Provider, Scope, SecretValue, TenantId, Timestamp};
 use exsec::resolve;
 use exsec::store::records::SecretRecord;
@@ -103,11 +105,11 @@ fn aead_floor(c: &mut Criterion) {
     });
 }
 
-fn sealed_record(keyring: &Keyring, scope: &Scope, provider: &str, key: &str) -> SecretRecord {
+fn sealed_record(keys: &TenantKeys, scope: &Scope, provider: &str, key: &str) -> SecretRecord {
     let provider = Provider::parse(provider).expect("provider");
     let key = EnvKey::parse(key).expect("key");
     let value = SecretValue::parse("sk-".to_owned() + &"x".repeat(48)).expect("value");
-    let sealed: SealedValue = keyring
+    let sealed: SealedValue = keys
         .seal(
             &SecretLocation {
                 scope,
@@ -129,25 +131,32 @@ fn sealed_record(keyring: &Keyring, scope: &Scope, provider: &str, key: &str) ->
 }
 
 fn resolve_50(c: &mut Criterion) {
-    let keyring = keyring();
-    let tenant = Scope::Tenant(TenantId::parse("acme").expect("id"));
+    // As a deploy does it: the tenant's keys from its wraps (a cache hit
+    // after the first deploy), then every value opened under the data key.
+    let shared = SharedKeyring::new(keyring());
+    let tenant_id = TenantId::parse("acme").expect("id");
+    let dek_id = DataKeyId::generate().expect("dek id");
+    let wrapped = shared
+        .snapshot()
+        .wrap_data_key(&tenant_id, &dek_id, &DataKey::generate().expect("dek"))
+        .expect("wrap");
+    let wraps = vec![(dek_id, wrapped)];
+    let keys = shared.tenant_keys(&tenant_id, &wraps);
+    let tenant = Scope::Tenant(tenant_id.clone());
     let app = Scope::App(AppId::parse("web").expect("id"));
     // 40 tenant defaults, 20 app overrides of which 10 shadow a default: 50 keys.
     let tenant_records: Vec<SecretRecord> = (0..40)
-        .map(|i| sealed_record(&keyring, &tenant, "p", &format!("KEY_{i:02}")))
+        .map(|i| sealed_record(&keys, &tenant, "p", &format!("KEY_{i:02}")))
         .collect();
     let app_records: Vec<SecretRecord> = (30..50)
-        .map(|i| sealed_record(&keyring, &app, "p", &format!("KEY_{i:02}")))
+        .map(|i| sealed_record(&keys, &app, "p", &format!("KEY_{i:02}")))
         .collect();
-    let set = resolve::resolve(&tenant_records, &app_records, &keyring);
+    let set = resolve::resolve(&tenant_records, &app_records, &keys);
     assert_eq!(set.values.len(), 50);
     c.bench_function("resolve + open 50 keys", |b| {
         b.iter(|| {
-            resolve::resolve(
-                black_box(&tenant_records),
-                black_box(&app_records),
-                &keyring,
-            )
+            let keys = shared.tenant_keys(&tenant_id, &wraps);
+            resolve::resolve(black_box(&tenant_records), black_box(&app_records), &keys)
         })
     });
 }

@@ -12,8 +12,12 @@
 //!    p50/p99 idle, then while a 100k rotation runs (a new key file dropped
 //!    into the watched directory; deploys overlapping the pass are counted).
 //!
+//! 3. **Re-wrap pass** (SPEC §11.4): the same store once its values are
+//!    under tenant data keys (100 per tenant); a new master key; one pass
+//!    that re-wraps one data key per tenant and reads no value.
+//!
 //! Run: `cargo bench --bench rotation` (add `-- --quick` for 10k only and
-//! fewer deploys, `-- --reseal-only` or `-- --deploy-only` for one part). Bounded in count and time; nothing leaves 127.0.0.1.
+//! fewer deploys, `-- --reseal-only`, `-- --rewrap-only` or `-- --deploy-only` for one part). Bounded in count and time; nothing leaves 127.0.0.1.
 //! The stand-in, the server and the clients each get their own runtime.
 
 #![allow(
@@ -64,6 +68,7 @@ fn main() {
     if !flag("--bench") {
         println!("# rotation benchmark smoke run (no --bench): one small re-seal pass");
         reseal_passes(work.path(), &[SMOKE_RECORDS]);
+        rewrap_passes(work.path(), &[SMOKE_RECORDS]);
         return;
     }
     println!(
@@ -73,15 +78,28 @@ fn main() {
             .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
             .unwrap_or_default()
     );
+    let options: Vec<&str> = args
+        .iter()
+        .skip(1)
+        .map(String::as_str)
+        .filter(|a| a.starts_with("--") && *a != "--bench")
+        .collect();
     println!(
         "command: cargo bench --bench rotation{}",
-        if quick { " -- --quick" } else { "" }
+        if options.is_empty() {
+            String::new()
+        } else {
+            format!(" -- {}", options.join(" "))
+        }
     );
     let sizes: &[usize] = if quick { &[10_000] } else { &[10_000, 100_000] };
-    if !flag("--deploy-only") {
+    if !flag("--deploy-only") && !flag("--rewrap-only") {
         reseal_passes(work.path(), sizes);
     }
-    if !flag("--reseal-only") {
+    if !flag("--deploy-only") {
+        rewrap_passes(work.path(), sizes);
+    }
+    if !flag("--reseal-only") && !flag("--rewrap-only") {
         deploy_latency(work.path(), if quick { 10_000 } else { 100_000 }, quick);
     }
 }
@@ -91,7 +109,9 @@ fn main() {
 
 fn reseal_passes(work: &Path, sizes: &[usize]) {
     println!();
-    println!("## re-seal pass: every record to the new key (one Rotation::pass)");
+    println!(
+        "## re-seal pass: every record sealed directly under the old key moves under its tenant's data key, wrapped by the new key (one Rotation::pass; the first start of schema 4)"
+    );
     println!();
     println!(
         "| records | pass (median of {PASSES}) | best | records/s | CPU | read | AEAD | write + commit | writes |"
@@ -125,8 +145,8 @@ fn reseal_passes(work: &Path, sizes: &[usize]) {
             let usage = store.read(|r| r.key_usage()).expect("usage");
             assert_eq!(
                 usage,
-                BTreeMap::from([("k2".to_owned(), records as u64)]),
-                "every record under the new key"
+                BTreeMap::from([("k2".to_owned(), records.div_ceil(BULK_KEYS) as u64)]),
+                "every record under a data key, every data key wrapped by the new key"
             );
             assert_eq!(rotation.status().state, RotationState::Idle);
             drop(store);
@@ -151,6 +171,74 @@ fn reseal_passes(work: &Path, sizes: &[usize]) {
     println!(
         "CPU is the process's user + system time during the pass (both cores). read, AEAD and write + commit are the job's wall time per phase (PassReport); they overlap (the job pipelines), so they may add up to more than the pass."
     );
+}
+
+/// SPEC §10 after §11.4: a master rotation once every value is under a
+/// tenant data key: `records` values in `records / 100` tenants, a new
+/// master key, one pass that re-wraps one data key per tenant and reads no
+/// value.
+fn rewrap_passes(work: &Path, sizes: &[usize]) {
+    println!();
+    println!(
+        "## master rotation with values under tenant data keys (one Rotation::pass: re-wrap only)"
+    );
+    println!();
+    println!("| records | tenants | pass (median of {PASSES}) | best | re-wrap stage | CPU |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    let runtime = runtime(2);
+    for &records in sizes {
+        let tenants = records.div_ceil(BULK_KEYS);
+        let old = key("k1");
+        let template = work.join(format!("rewrap-{records}.redb"));
+        build_store(&template, &old, 0, records);
+        {
+            // Move the values under data keys (wrapped by the old key).
+            let store = Arc::new(Store::open(&template, store_options()).expect("open"));
+            let keyring = SharedKeyring::new(Keyring::from_keys([(old.id.clone(), old.copy())]));
+            let stop = exsec::shutdown::Trigger::new();
+            let report = runtime
+                .block_on(Rotation::default().pass(&store, &keyring, &stop.subscribe()))
+                .expect("move under data keys");
+            assert_eq!(report.resealed as usize, records);
+        }
+        let mut reports: Vec<(Duration, Duration, PassReport)> = Vec::new();
+        for pass in 0..PASSES {
+            let path = work.join(format!("rewrap-{records}-{pass}.redb"));
+            std::fs::copy(&template, &path).expect("copy store");
+            let store = Arc::new(Store::open(&path, store_options()).expect("open"));
+            let new = key("k2");
+            let keyring = SharedKeyring::new(Keyring::from_keys([
+                (old.id.clone(), old.copy()),
+                (new.id.clone(), new.copy()),
+            ]));
+            let rotation = Rotation::default();
+            let stop = exsec::shutdown::Trigger::new();
+            let stopped = stop.subscribe();
+            let cpu_before = process_cpu();
+            let begun = Instant::now();
+            let report = runtime
+                .block_on(rotation.pass(&store, &keyring, &stopped))
+                .expect("pass");
+            let elapsed = begun.elapsed();
+            let cpu = process_cpu() - cpu_before;
+            assert_eq!((report.rewrapped as usize, report.resealed), (tenants, 0));
+            let usage = store.read(|r| r.key_usage()).expect("usage");
+            assert_eq!(usage, BTreeMap::from([("k2".to_owned(), tenants as u64)]));
+            assert_eq!(rotation.status().state, RotationState::Idle);
+            drop(store);
+            std::fs::remove_file(&path).expect("remove");
+            reports.push((elapsed, cpu, report));
+        }
+        reports.sort_by_key(|(elapsed, _, _)| *elapsed);
+        let (median, cpu, report) = &reports[PASSES / 2];
+        println!(
+            "| {records} | {tenants} | {} | {} | {} | {} |",
+            ms(*median),
+            ms(reports[0].0),
+            ms(report.rewrap),
+            ms(*cpu),
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -434,7 +522,9 @@ fn build_store_with(path: &Path, keyring: &Keyring, apps: usize, bulk: usize) {
                 &value,
             )
             .expect("seal");
-        let fingerprint = keyring.fingerprint(&sealed.key_id).expect("fingerprint");
+        let fingerprint = keyring
+            .fingerprint(&sealed.sealer_id())
+            .expect("fingerprint");
         PutSecret {
             scope: scope.clone(),
             provider,

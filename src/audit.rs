@@ -28,6 +28,7 @@ pub mod event {
     #![allow(missing_docs, reason = "each constant is its own name")]
     pub const TENANT_CREATED: &str = "tenant.created";
     pub const TENANT_DELETED: &str = "tenant.deleted";
+    pub const TENANT_CRYPTO_SHREDDED: &str = "tenant.crypto_shredded";
     pub const APP_CREATED: &str = "app.created";
     pub const APP_UPDATED: &str = "app.updated";
     pub const APP_DELETED: &str = "app.deleted";

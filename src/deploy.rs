@@ -48,7 +48,7 @@ use crate::store::records::{
     AppRecord, DeployRecord, DeployTrigger, IdempotencyRecord, InjectedKey, InjectionRecord,
     RolloutChange, WarningRecord,
 };
-use crate::store::{Store, StoreError};
+use crate::store::{SecretLayout, Store, StoreError};
 use cleanup::SecretOutcome;
 
 pub use crate::model::{MAX_IMAGE_REF_LEN, MAX_REPLICAS};
@@ -298,14 +298,14 @@ impl Deployer {
         let app_id = request.app_id.clone();
         let rollback_to = request.rollback_to.clone();
         let (set, previous) = {
-            let keyring = keyring.clone();
+            let shared = Arc::clone(&self.keyring);
             self.store
                 .read_async(move |r| {
                     let layout = match &rollback_to {
                         None => r.secret_layout(&app_id)?,
                         Some(target) => Some(r.rollback_layout(&app_id, target)?.1),
                     };
-                    let set = layout.map(|l| resolve::resolve(&l.tenant, &l.app, &keyring));
+                    let set = layout.map(|l| open_layout(&shared, &l));
                     Ok((set.unwrap_or_default(), r.last_succeeded_deploy(&app_id)?))
                 })
                 .await?
@@ -495,16 +495,16 @@ impl Deployer {
     /// The secrets hash the app's effective set has now, if every value
     /// opens (an automatic redeploy whose hash did not change is skipped).
     pub async fn current_secrets_hash(&self, app_id: &AppId) -> Result<Option<String>, StoreError> {
-        let keyring = self.keyring.snapshot();
-        if keyring.is_empty() {
+        if self.keyring.snapshot().is_empty() {
             return Ok(None);
         }
         let app = app_id.clone();
+        let shared = Arc::clone(&self.keyring);
         let set = self
             .store
             .read_async(move |r| {
                 let layout = r.secret_layout(&app)?;
-                Ok(layout.map(|l| resolve::resolve(&l.tenant, &l.app, &keyring)))
+                Ok(layout.map(|l| open_layout(&shared, &l)))
             })
             .await?;
         Ok(set
@@ -845,6 +845,13 @@ struct Checked {
 }
 
 /// Steps 1–2 of the contract: the body's app and tenant against the app.
+/// Opens a secret layout's effective set with its tenant's data keys (and
+/// the master keys, for values not moved under a data key yet).
+fn open_layout(keyring: &SharedKeyring, layout: &SecretLayout) -> EffectiveSet {
+    let keys = keyring.tenant_keys(&layout.tenant_id, &layout.data_keys);
+    resolve::resolve(&layout.tenant, &layout.app, &keys)
+}
+
 fn check(request: &DeployRequest) -> Result<Checked, DeployError> {
     if let Some(body_app) = request.body_app_id.as_deref().filter(|a| !a.is_empty())
         && body_app != request.app_id.as_str()

@@ -17,6 +17,7 @@
 //! - [`fswatch`]: debounced change events for a few directories (the only importer of notify).
 //! - [`keywatch`]: reloads the running keyring when the key directory changes.
 //! - [`redeploy`]: automatic redeploys of apps whose effective set changed.
+//! - [`rewrap`]: re-wraps tenant data keys under the active master key.
 //! - [`rotation`]: re-seals stored values under the active key.
 //! - [`tlswatch`]: the served certificate, reloaded when its files change or on SIGHUP.
 //! - [`api`]: the HTTP API: routes, auth, handlers, wire types, OpenAPI.
@@ -42,6 +43,7 @@ pub mod private_file;
 pub mod process;
 pub mod redeploy;
 pub mod resolve;
+pub mod rewrap;
 pub mod rotation;
 pub mod shutdown;
 pub mod store;

@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::crypto::{CryptoError, Keyring, SecretLocation};
+use crate::crypto::{CryptoError, SecretLocation, TenantKeys};
 use crate::model::{EnvKey, KeyId, Provider, ScopeKind, SecretValue, Timestamp};
 use crate::store::records::SecretRecord;
 
@@ -183,8 +183,8 @@ impl EffectiveSet {
     }
 }
 
-/// Merges and opens an app's effective set with `keyring`.
-pub fn resolve(tenant: &[SecretRecord], app: &[SecretRecord], keyring: &Keyring) -> EffectiveSet {
+/// Merges and opens an app's effective set with its tenant's `keys`.
+pub fn resolve(tenant: &[SecretRecord], app: &[SecretRecord], keys: &TenantKeys) -> EffectiveSet {
     let merged = merge(tenant, app);
     let mut set = EffectiveSet {
         values: Vec::with_capacity(merged.entries.len()),
@@ -198,7 +198,7 @@ pub fn resolve(tenant: &[SecretRecord], app: &[SecretRecord], keyring: &Keyring)
             provider: &record.provider,
             key: &record.key,
         };
-        match keyring.open(&location, &record.sealed) {
+        match keys.open(&location, &record.sealed) {
             Ok(value) => set.values.push(EffectiveValue {
                 key: name.clone(),
                 value,
@@ -211,8 +211,16 @@ pub fn resolve(tenant: &[SecretRecord], app: &[SecretRecord], keyring: &Keyring)
             }),
             Err(error) => set.undecryptable.push(Undecryptable {
                 key: name.clone(),
-                key_id: record.sealed.key_id.clone(),
-                key_missing: matches!(error, CryptoError::MissingKey { .. }),
+                key_missing: matches!(
+                    error,
+                    CryptoError::MissingKey { .. } | CryptoError::MissingDataKey { .. }
+                ),
+                // A missing master key is named even when it only wraps
+                // the data key: that is the file the operator must restore.
+                key_id: match error {
+                    CryptoError::MissingKey { key_id } => key_id,
+                    _ => record.sealed.sealer_id(),
+                },
             }),
         }
     }
@@ -226,7 +234,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::crypto::SealedValue;
+    use crate::crypto::{SealedValue, Sealer};
     use crate::model::{AppId, Scope, TenantId};
 
     fn record(scope: &Scope, provider: &str, key: &str, value_len: usize) -> SecretRecord {
@@ -238,7 +246,7 @@ mod tests {
             updated_at: Timestamp(2),
             version: 1,
             sealed: SealedValue {
-                key_id: KeyId::parse("k1").unwrap(),
+                sealer: Sealer::MasterKey(KeyId::parse("k1").unwrap()),
                 nonce: [0; 24],
                 ciphertext: vec![0; value_len + crate::crypto::TAG_LEN],
             },

@@ -1,6 +1,11 @@
-//! The re-sealing job: when the active master key changes, every record
-//! sealed under another key is re-sealed under the active one, in bounded
-//! batches, without a restart.
+//! The re-sealing job: when the active master key changes, every tenant
+//! data key is re-wrapped under it ([`crate::rewrap`]; the values under the
+//! data keys stay as they are), then every record still sealed directly
+//! under another master key is re-sealed under the active one, in bounded
+//! batches, without a restart. Records sealed directly under a master key
+//! (any, the active one included: files from before schema 4) are moved
+//! under their tenant's data key by the same stages, at the first start of
+//! this version and whenever some are found.
 //!
 //! Three stages run side by side: pages of records are read (one read
 //! transaction each), re-sealed outside any lock on the blocking pool
@@ -25,10 +30,14 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 use crate::audit::{NewEvent, event};
-use crate::crypto::{CryptoError, Fingerprint, Keyring, SecretLocation, SharedKeyring};
-use crate::model::KeyId;
+use crate::crypto::{
+    CryptoError, DataKey, DataKeyId, Fingerprint, Keyring, SecretLocation, SharedKeyring,
+    TenantKeys,
+};
+use crate::model::{KeyId, TenantId};
+use crate::rewrap;
 use crate::shutdown::Shutdown;
-use crate::store::reseal::ResealCandidate;
+use crate::store::reseal::{ResealCandidate, ResealPage};
 use crate::store::{Store, StoreError};
 
 /// Records read and re-sealed at a time.
@@ -61,9 +70,9 @@ pub enum RotationState {
 pub struct RotationStatus {
     /// State.
     pub state: RotationState,
-    /// Records not yet under the active key.
+    /// Records and tenant data key wraps not yet under the active key.
     pub remaining: u64,
-    /// Records waiting for each missing key.
+    /// Records and wraps waiting for each missing key.
     pub waiting_for: BTreeMap<String, u64>,
 }
 
@@ -73,6 +82,10 @@ pub struct RotationStatus {
 pub struct PassReport {
     /// Records re-sealed and written.
     pub resealed: u64,
+    /// Tenant data keys re-wrapped.
+    pub rewrapped: u64,
+    /// Time spent re-wrapping tenant data keys (reads and writes included).
+    pub rewrap: Duration,
     /// Write transactions committed (one per batch).
     pub batches: u64,
     /// Time spent reading pages of records.
@@ -172,15 +185,24 @@ impl Rotation {
             .write_async(move |w| w.audit(started.clone()).map(drop))
             .await?;
 
+        let rewrap = rewrap::rewrap_all(store, &snapshot, &active, fingerprint).await?;
+        report.rewrapped = rewrap.rewrapped;
+        report.rewrap = rewrap.took;
+        let mut waiting = rewrap.waiting_for;
         let mut resealed = 0u64;
-        let mut waiting: BTreeMap<String, u64> = BTreeMap::new();
+        // Records sealed directly under a master key (files from before
+        // schema 4): they move under their tenant's data key. None once
+        // every value is under a data key, and then the table is not read.
+        let records_left = store
+            .read_async(|r| Ok(direct_records(&r.key_usage()?, &r.wrap_counts()?)))
+            .await?;
         // Three stages run side by side: the next page is read while this
         // one is re-sealed (on both cores) and while a write transaction
         // waits for the write lock and the disk. When a write lands, the
         // next one takes every re-sealed record ready (up to MAX_WRITE):
         // a busy write lock means fewer, larger transactions rather than a
         // stalled job.
-        let mut reading = Some(Reading::start(store, &active, None));
+        let mut reading = (records_left > 0).then(|| Reading::start(store, None));
         let mut ready: Resealed = Vec::new();
         let mut writing: Option<Writing> = None;
         loop {
@@ -198,7 +220,7 @@ impl Rotation {
                 resealed += write.land(&mut report).await?;
                 self.set(RotationStatus {
                     state: RotationState::Running,
-                    remaining: remaining.saturating_sub(resealed),
+                    remaining: remaining.saturating_sub(resealed + report.rewrapped),
                     waiting_for: waiting.clone(),
                 });
             }
@@ -213,10 +235,14 @@ impl Rotation {
                 }
                 continue;
             };
-            let (page, next) = read.land(&mut report).await?;
-            reading = next.map(|after| Reading::start(store, &active, Some(after)));
+            let page = read.land(&mut report).await?;
+            reading = page
+                .next
+                .clone()
+                .map(|after| Reading::start(store, Some(after)));
             let begun = Instant::now();
-            let (sealed, missing) = reseal_parallel(&snapshot, page).await?;
+            let keys = tenant_keys(store, keyring, &snapshot, &page, fingerprint).await?;
+            let (sealed, missing) = reseal_parallel(keys, page.candidates).await?;
             report.reseal += begun.elapsed();
             for (key_id, count) in missing {
                 *waiting.entry(key_id).or_default() += count;
@@ -237,7 +263,8 @@ impl Rotation {
         }
         let completed = NewEvent::new(event::ROTATION_COMPLETED, "system")
             .with("key_id", active.as_str())
-            .with("count", resealed);
+            .with("count", resealed)
+            .with("data_keys_rewrapped", report.rewrapped);
         store
             .write_async(move |w| w.audit(completed.clone()).map(drop))
             .await?;
@@ -245,6 +272,8 @@ impl Rotation {
         tracing::info!(
             active = %active,
             count = resealed,
+            rewrapped = report.rewrapped,
+            rewrap_ms = report.rewrap.as_millis(),
             remaining,
             batches = report.batches,
             read_ms = report.read.as_millis(),
@@ -275,14 +304,27 @@ fn idle() -> RotationStatus {
     }
 }
 
-/// Records not sealed under `active`, from the key-usage counts.
+/// What is not under `active` yet: wraps under other master keys, plus
+/// records sealed directly under any master key (they move under data
+/// keys). From the key-usage counts (wraps and direct records) and one
+/// scan of the wraps (O(tenants)).
 async fn remaining_records(store: &Arc<Store>, active: &KeyId) -> Result<u64, StoreError> {
-    let usage = store.read_async(|r| r.key_usage()).await?;
-    Ok(usage
+    let (usage, wraps) = store
+        .read_async(|r| Ok((r.key_usage()?, r.wrap_counts()?)))
+        .await?;
+    let wraps_elsewhere: u64 = wraps
         .iter()
         .filter(|(id, _)| id.as_str() != active.as_str())
         .map(|(_, n)| n)
-        .sum())
+        .sum();
+    Ok(wraps_elsewhere + direct_records(&usage, &wraps))
+}
+
+/// Records sealed directly under a master key: usage counts both those and
+/// wraps.
+fn direct_records(usage: &BTreeMap<String, u64>, wraps: &BTreeMap<String, u64>) -> u64 {
+    let all: u64 = usage.values().sum();
+    all.saturating_sub(wraps.values().sum())
 }
 
 type Resealed = Vec<(ResealCandidate, crate::crypto::SealedValue)>;
@@ -291,16 +333,15 @@ type Resealed = Vec<(ResealCandidate, crate::crypto::SealedValue)>;
 /// pool.
 struct Reading(tokio::task::JoinHandle<(Result<Page, StoreError>, Duration)>);
 
-type Page = (Vec<ResealCandidate>, Option<String>);
+type Page = ResealPage;
 
 impl Reading {
     /// Reads the page after `after` (the first page with `None`).
-    fn start(store: &Arc<Store>, active: &KeyId, after: Option<String>) -> Self {
+    fn start(store: &Arc<Store>, after: Option<String>) -> Self {
         let store = store.clone();
-        let active = active.clone();
         Self(tokio::task::spawn_blocking(move || {
             let begun = Instant::now();
-            let page = store.read(|r| r.reseal_page(&active, after.as_deref(), PAGE));
+            let page = store.read(|r| r.reseal_page(after.as_deref(), PAGE));
             (page, begun.elapsed())
         }))
     }
@@ -339,10 +380,68 @@ impl Writing {
     }
 }
 
+/// The data keys of every tenant of a page; a tenant without one gets its
+/// first, wrapped under the active key (one write for the page).
+async fn tenant_keys(
+    store: &Arc<Store>,
+    keyring: &SharedKeyring,
+    snapshot: &Keyring,
+    page: &ResealPage,
+    fingerprint: Fingerprint,
+) -> Result<Arc<TenantKeyMap>, StoreError> {
+    let mut wraps = page.wraps.clone();
+    let mut fresh = Vec::new();
+    for (tenant, tenant_wraps) in &wraps {
+        if !tenant_wraps.is_empty() {
+            continue;
+        }
+        let made = DataKeyId::generate().and_then(|dek_id| {
+            let key = DataKey::generate()?;
+            Ok((
+                dek_id.clone(),
+                snapshot.wrap_data_key(tenant, &dek_id, &key)?,
+            ))
+        });
+        match made {
+            Ok((dek_id, wrapped)) => fresh.push((tenant.clone(), dek_id, wrapped)),
+            Err(error) => {
+                tracing::error!(tenant_id = %tenant, error = %error, "no data key could be made; its records stay as they are");
+            }
+        }
+    }
+    if !fresh.is_empty() {
+        let made = store
+            .write_async(move |w| {
+                let mut out = Vec::with_capacity(fresh.len());
+                for (tenant, dek_id, wrapped) in &fresh {
+                    // A tenant deleted since the read has nothing to move.
+                    match w.add_data_key(tenant, None, dek_id, wrapped.clone(), fingerprint) {
+                        Ok(now) => out.push((tenant.clone(), now)),
+                        Err(StoreError::Rejected(_)) => {}
+                        Err(other) => return Err(other),
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        wraps.extend(made);
+    }
+    Ok(Arc::new(
+        wraps
+            .iter()
+            .map(|(tenant, tenant_wraps)| {
+                (tenant.clone(), keyring.tenant_keys(tenant, tenant_wraps))
+            })
+            .collect(),
+    ))
+}
+
+type TenantKeyMap = BTreeMap<TenantId, TenantKeys>;
+
 /// Re-seals a page on the blocking pool, split across [`AEAD_WORKERS`]
 /// threads; the order of the page is kept.
 async fn reseal_parallel(
-    keyring: &Arc<Keyring>,
+    keys: Arc<TenantKeyMap>,
     mut page: Vec<ResealCandidate>,
 ) -> Result<(Resealed, BTreeMap<String, u64>), StoreError> {
     let chunk = page.len().div_ceil(AEAD_WORKERS).max(1);
@@ -350,10 +449,8 @@ async fn reseal_parallel(
     while !page.is_empty() {
         let rest = page.split_off(chunk.min(page.len()));
         let part = std::mem::replace(&mut page, rest);
-        let keyring = keyring.clone();
-        parts.push(tokio::task::spawn_blocking(move || {
-            reseal_all(&keyring, part)
-        }));
+        let keys = Arc::clone(&keys);
+        parts.push(tokio::task::spawn_blocking(move || reseal_all(&keys, part)));
     }
     let mut sealed = Vec::new();
     let mut missing: BTreeMap<String, u64> = BTreeMap::new();
@@ -367,9 +464,13 @@ async fn reseal_parallel(
     Ok((sealed, missing))
 }
 
-/// Re-seals a page; returns the new values and, per missing key id, how
-/// many records could not be opened.
-fn reseal_all(keyring: &Keyring, page: Vec<ResealCandidate>) -> (Resealed, BTreeMap<String, u64>) {
+/// Opens each record of a page with the master key it names and seals it
+/// under its tenant's current data key; returns the new values and, per
+/// key id, how many records could not be moved.
+fn reseal_all(
+    keys: &TenantKeyMap,
+    page: Vec<ResealCandidate>,
+) -> (Resealed, BTreeMap<String, u64>) {
     let mut sealed = Vec::with_capacity(page.len());
     let mut missing: BTreeMap<String, u64> = BTreeMap::new();
     for candidate in page {
@@ -379,14 +480,21 @@ fn reseal_all(keyring: &Keyring, page: Vec<ResealCandidate>) -> (Resealed, BTree
             provider: &record.provider,
             key: &record.key,
         };
-        match keyring.reseal(&location, &record.sealed) {
+        let Some(tenant_keys) = keys.get(&candidate.tenant) else {
+            continue;
+        };
+        let moved = tenant_keys
+            .open(&location, &record.sealed)
+            .and_then(|value| tenant_keys.seal(&location, &value));
+        match moved {
             Ok(value) => sealed.push((candidate, value)),
             Err(CryptoError::MissingKey { key_id }) => {
                 *missing.entry(key_id.to_string()).or_default() += 1;
             }
             Err(error) => {
-                tracing::error!(key_id = %record.sealed.key_id, error = %error, "a stored value does not open under its key; left as it is");
-                *missing.entry(record.sealed.key_id.to_string()).or_default() += 1;
+                let key_id = record.sealed.sealer_id();
+                tracing::error!(key_id = %key_id, error = %error, "a stored value does not open under its key; left as it is");
+                *missing.entry(key_id.to_string()).or_default() += 1;
             }
         }
     }

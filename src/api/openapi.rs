@@ -480,6 +480,10 @@ fn query_parameter(query: Query) -> Value {
             "`true`: only report what would change; `false`: deploy (any other value answers 400 `invalid_query`)",
             json!({ "type": "boolean", "default": false }),
         ),
+        Query::Shred => (
+            "`true`: crypto-shred the tenant (SPEC §11.4): the tenant, its apps (their cluster objects best-effort), secrets, tokens and wrapped data keys in one transaction, audited as `tenant.crypto_shredded`; copies of its sealed values left in the file open no more. `false` (the default): delete a tenant without apps",
+            json!({ "type": "boolean", "default": false }),
+        ),
         Query::EventType => (
             "only events of this type, e.g. `external_secret.injected`",
             json!({ "type": "string" }),

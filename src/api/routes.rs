@@ -45,6 +45,8 @@ pub enum Body {
 pub enum Query {
     /// `dry_run`: `true` or `false`.
     DryRun,
+    /// `shred`: `true` or `false` (crypto-shred a tenant, SPEC §11.4).
+    Shred,
     /// `type`: only audit events of this type.
     EventType,
     /// `tenant_id`: only this tenant's.
@@ -69,6 +71,7 @@ impl Query {
     pub const fn name(self) -> &'static str {
         match self {
             Self::DryRun => "dry_run",
+            Self::Shred => "shred",
             Self::EventType => "type",
             Self::TenantFilter => "tenant_id",
             Self::AppFilter => "app_id",
@@ -242,8 +245,9 @@ pub const ROUTES: &[Route] = &[
         "/v1/tenants/{tenant_id}",
         Admin,
         NoBody,
-        "delete a tenant without apps",
-    ),
+        "delete a tenant without apps; with shred=true, crypto-shred it with its apps",
+    )
+    .with_query(&[Query::Shred]),
     route(
         R::MintToken,
         Method::POST,

@@ -72,6 +72,31 @@ pub async fn tenant_delete(context: &Context, tenant: &str) -> Result<(), CliErr
     )
 }
 
+pub async fn tenant_shred(context: &Context, tenant: &str, yes: bool) -> Result<(), CliError> {
+    let tenant = TenantId::parse(tenant)?;
+    if !yes {
+        return Err(CliError::Usage(format!(
+            "shredding {tenant} removes it, its apps, secrets and tokens for good; add --yes to go on"
+        )));
+    }
+    context
+        .client
+        .request(
+            Method::DELETE,
+            &format!("/v1/tenants/{tenant}?shred=true"),
+            None,
+            &[],
+        )
+        .await?;
+    done(
+        context,
+        json!({ "shredded": true, "tenant_id": tenant.as_str() }),
+        &format!(
+            "shredded tenant {tenant}: its apps, secrets, tokens and data keys are gone; backups taken before now still hold its data keys until they expire"
+        ),
+    )
+}
+
 pub async fn apps_list(context: &Context, tenant: Option<&str>) -> Result<(), CliError> {
     let path = match tenant {
         Some(tenant) => {

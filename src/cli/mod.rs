@@ -251,6 +251,17 @@ enum TenantsCommand {
         /// The tenant.
         tenant: String,
     },
+    /// Crypto-shred a tenant (admin): the tenant, its apps (their cluster
+    /// objects best-effort), secrets, tokens and its wrapped data keys, in
+    /// one transaction. Copies of its sealed values in the live file open
+    /// no more; older backups still hold its data keys until they expire.
+    Shred {
+        /// The tenant.
+        tenant: String,
+        /// Confirm: shredding cannot be undone.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -696,6 +707,9 @@ async fn dispatch(context: &Context, command: Command) -> Result<(), CliError> {
             TenantsCommand::Create { tenant } => admin::tenant_create(context, &tenant).await,
             TenantsCommand::Get { tenant } => admin::tenant_get(context, &tenant).await,
             TenantsCommand::Delete { tenant } => admin::tenant_delete(context, &tenant).await,
+            TenantsCommand::Shred { tenant, yes } => {
+                admin::tenant_shred(context, &tenant, yes).await
+            }
         },
         Command::Apps(command) => match command {
             AppsCommand::List { tenant } => admin::apps_list(context, tenant.as_deref()).await,

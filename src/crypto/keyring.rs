@@ -9,9 +9,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::backup_mac::BackupMac;
-use super::seal::{self, SealedValue, SecretLocation};
+use super::data_key::{self, DataKey, DataKeyId, WrappedDataKey};
+use super::seal::{self, SealedValue, Sealer, SecretLocation};
 use super::{CryptoError, Fingerprint, KeyDirScan, KeyFileError, KeyFileProblem, MasterKey};
-use crate::model::{KeyId, SecretValue};
+use crate::model::{KeyId, SecretValue, TenantId};
 
 /// One loaded key and its fingerprint, computed once.
 struct Entry {
@@ -100,11 +101,56 @@ impl Keyring {
             .last_key_value()
             .ok_or(CryptoError::NoActiveKey)?;
         seal::seal(
-            key_id,
+            Sealer::MasterKey(key_id.clone()),
             entry.key.expose_secret(),
             location,
             value.expose_secret().as_bytes(),
         )
+    }
+
+    /// Wraps a tenant's data key under the active master key.
+    pub fn wrap_data_key(
+        &self,
+        tenant: &TenantId,
+        dek_id: &DataKeyId,
+        key: &DataKey,
+    ) -> Result<WrappedDataKey, CryptoError> {
+        let (key_id, entry) = self
+            .entries
+            .last_key_value()
+            .ok_or(CryptoError::NoActiveKey)?;
+        data_key::wrap(key_id, entry.key.expose_secret(), tenant, dek_id, key)
+    }
+
+    /// Opens a data key wrapped for `tenant` with the master key it names.
+    pub fn unwrap_data_key(
+        &self,
+        tenant: &TenantId,
+        dek_id: &DataKeyId,
+        wrapped: &WrappedDataKey,
+    ) -> Result<DataKey, CryptoError> {
+        let entry = self.entry(&wrapped.key_id)?;
+        data_key::unwrap(entry.key.expose_secret(), tenant, dek_id, wrapped)
+    }
+
+    /// Unwraps a data key and wraps it again under the active master key
+    /// (a master rotation: the data key, and so every value, stays).
+    pub fn rewrap_data_key(
+        &self,
+        tenant: &TenantId,
+        dek_id: &DataKeyId,
+        wrapped: &WrappedDataKey,
+    ) -> Result<WrappedDataKey, CryptoError> {
+        let key = self.unwrap_data_key(tenant, dek_id, wrapped)?;
+        self.wrap_data_key(tenant, dek_id, &key)
+    }
+
+    fn entry(&self, key_id: &KeyId) -> Result<&Entry, CryptoError> {
+        self.entries
+            .get(key_id)
+            .ok_or_else(|| CryptoError::MissingKey {
+                key_id: key_id.clone(),
+            })
     }
 
     /// The MAC that authenticates a backup, keyed from the active key;
@@ -119,30 +165,30 @@ impl Keyring {
 
     /// The MAC of a backup made under `key_id`, to check one.
     pub fn backup_mac(&self, key_id: &KeyId) -> Result<BackupMac, CryptoError> {
-        let entry = self
-            .entries
-            .get(key_id)
-            .ok_or_else(|| CryptoError::MissingKey {
-                key_id: key_id.clone(),
-            })?;
+        let entry = self.entry(key_id)?;
         Ok(BackupMac::new(entry.key.expose_secret()))
     }
 
-    /// Opens a record sealed for `location` with the key it names.
+    /// Opens a record sealed directly under a master key for `location`
+    /// with the key it names. A record under a tenant data key needs the
+    /// tenant's keys ([`super::TenantKeys::open`]).
     pub fn open(
         &self,
         location: &SecretLocation<'_>,
         sealed: &SealedValue,
     ) -> Result<SecretValue, CryptoError> {
-        let entry = self
-            .entries
-            .get(&sealed.key_id)
-            .ok_or_else(|| CryptoError::MissingKey {
-                key_id: sealed.key_id.clone(),
-            })?;
+        let key_id = match &sealed.sealer {
+            Sealer::MasterKey(key_id) => key_id,
+            Sealer::DataKey(dek_id) => {
+                return Err(CryptoError::MissingDataKey {
+                    dek_id: dek_id.clone(),
+                });
+            }
+        };
+        let entry = self.entry(key_id)?;
         let plaintext = seal::open(entry.key.expose_secret(), location, sealed)?;
         SecretValue::from_opened(plaintext).map_err(|_| CryptoError::Unopenable {
-            key_id: sealed.key_id.clone(),
+            key_id: key_id.clone(),
         })
     }
 
@@ -305,7 +351,7 @@ mod tests {
         let place = Place::new("t1");
         let old = Keyring::from_keys([(key_id("a"), MasterKey::from_bytes([1; 32]))]);
         let sealed = old.seal(&place.location(), &value("sk-1")).unwrap();
-        assert_eq!(sealed.key_id, key_id("a"));
+        assert_eq!(sealed.master_key_id(), Some(&key_id("a")));
         assert_eq!(
             old.open(&place.location(), &sealed)
                 .unwrap()
@@ -318,7 +364,7 @@ mod tests {
             (key_id("b"), MasterKey::from_bytes([2; 32])),
         ]);
         let resealed = rotated.reseal(&place.location(), &sealed).unwrap();
-        assert_eq!(resealed.key_id, key_id("b"));
+        assert_eq!(resealed.master_key_id(), Some(&key_id("b")));
         assert_eq!(
             rotated
                 .open(&place.location(), &resealed)
@@ -370,7 +416,13 @@ mod tests {
         let place = Place::new("t1");
         let keyring = Keyring::from_keys([(key_id("a"), MasterKey::from_bytes([1; 32]))]);
         for plaintext in [&[0xff, 0xfe][..], b"a\0b"] {
-            let sealed = seal::seal(&key_id("a"), &[1; 32], &place.location(), plaintext).unwrap();
+            let sealed = seal::seal(
+                Sealer::MasterKey(key_id("a")),
+                &[1; 32],
+                &place.location(),
+                plaintext,
+            )
+            .unwrap();
             assert!(matches!(
                 keyring.open(&place.location(), &sealed).err().unwrap(),
                 CryptoError::Unopenable { .. }

@@ -1,6 +1,7 @@
 //! Master keys and sealing: key files, the key directory scan, the keyring
 //! snapshot that seals and opens secret values and the running one
-//! ([`SharedKeyring`]) that a reload swaps, the MAC that authenticates
+//! ([`SharedKeyring`]) that a reload swaps, tenant data keys (wrapped under
+//! master keys, cached unwrapped in memory), the MAC that authenticates
 //! backups, the secrets hash on pod templates, and `exsec keys generate`.
 //!
 //! This module is the only importer of `chacha20poly1305`, `hmac` and `hkdf`. It must not log
@@ -10,6 +11,7 @@
 //! rescan and how to report [`KeyFileProblem`]s).
 
 mod backup_mac;
+mod data_key;
 mod key_errors;
 #[cfg(test)]
 mod key_testing;
@@ -23,13 +25,18 @@ mod secrets_hash;
 mod shared;
 
 pub use backup_mac::{BACKUP_MAC_LEN, BackupMac};
+pub use data_key::{
+    DATA_KEY_CACHE_CAPACITY, DataKey, DataKeyCache, DataKeyId, TenantKeys, WrappedDataKey, wrap_aad,
+};
 pub use key_errors::{KeyEncoding, KeyFileError, KeyFileProblem, KeyringError, MAX_KEY_FILE_BYTES};
 pub use keydir::{KeyDirScan, scan_dir};
 pub use keyfile::{GeneratedKey, KeyfileError, generate_key_file};
 pub use keyparse::parse_key_file;
 pub use keyring::Keyring;
 pub use master_key::{Fingerprint, MASTER_KEY_LEN, MasterKey};
-pub use seal::{CryptoError, NONCE_LEN, SealedValue, SecretLocation, TAG_LEN, aad};
+pub use seal::{
+    CryptoError, NONCE_LEN, SealedValue, Sealer, SecretLocation, TAG_LEN, aad, data_key_aad,
+};
 pub use secrets_hash::{HashedEntry, INSTALLATION_KEY_LEN, InstallationKey, secrets_hash};
 pub use shared::SharedKeyring;
 

@@ -2,8 +2,10 @@
 //!
 //! This file exists so that the AEAD construction and the AAD encoding live
 //! in exactly one place: a sealed value is bound to its scope kind, owner,
-//! provider and key, so a record copied anywhere else fails to open. It is
-//! the only file in exsec that touches `chacha20poly1305`.
+//! provider and key (and, under a tenant data key, that key's id), so a
+//! record copied anywhere else fails to open. It and `data_key` (which
+//! wraps tenant data keys with the same construction) are the only files in
+//! exsec that touch `chacha20poly1305`.
 //!
 //! It must not choose keys (the keyring does), must not log, and must never
 //! hold plaintext outside a zeroizing buffer.
@@ -16,6 +18,7 @@ use chacha20poly1305::{Key, KeyInit, Tag, XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use super::data_key::DataKeyId;
 use crate::model::{EnvKey, KeyId, Provider, Scope};
 
 /// Sealing or opening failed.
@@ -29,6 +32,14 @@ pub enum CryptoError {
     MissingKey {
         /// The key the record needs.
         key_id: KeyId,
+    },
+    /// The record was sealed under a tenant data key whose wrap is not in
+    /// the store (the tenant was shredded, or the record was copied from
+    /// another tenant).
+    #[error("tenant data key {dek_id} is not available")]
+    MissingDataKey {
+        /// The data key the record names.
+        dek_id: DataKeyId,
     },
     /// Authentication failed (wrong key content, tampering, or a record
     /// moved to another location) or the plaintext is not a valid value.
@@ -78,14 +89,26 @@ pub const TAG_LEN: usize = 16;
 /// First bytes of every AAD; bump the version if the encoding ever changes.
 const AAD_DOMAIN: &[u8] = b"exsec/secret/v1";
 
-/// A secret value as it is stored: the id of the master key that sealed it,
-/// the nonce, and the ciphertext with its 16-byte tag at the end.
+/// The key a value is sealed under.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Sealer {
+    /// Directly under a master key (every value before schema 4; the
+    /// migration pass moves them under data keys).
+    MasterKey(KeyId),
+    /// Under the data key of the owning tenant (SPEC §11.4); the master
+    /// key only wraps that data key, so a master rotation never touches
+    /// the value.
+    DataKey(DataKeyId),
+}
+
+/// A secret value as it is stored: the key that sealed it, the nonce, and
+/// the ciphertext with its 16-byte tag at the end.
 ///
 /// Stored by the store through bincode, so it keeps plain fields only.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealedValue {
-    /// The master key this value was sealed under.
-    pub key_id: KeyId,
+    /// The key this value was sealed under.
+    pub sealer: Sealer,
     /// The random nonce used for this seal; never reused under one key.
     pub nonce: [u8; NONCE_LEN],
     /// Ciphertext followed by the Poly1305 tag (`plaintext length + 16`).
@@ -98,13 +121,27 @@ impl SealedValue {
     pub fn plaintext_len(&self) -> usize {
         self.ciphertext.len().saturating_sub(TAG_LEN)
     }
+
+    /// The id of the key that sealed this value (a data key's id in the
+    /// same form as a master key's); safe to show.
+    pub fn sealer_id(&self) -> KeyId {
+        sealer_key_id(&self.sealer)
+    }
+
+    /// The master key this value was sealed under directly, if it was.
+    pub fn master_key_id(&self) -> Option<&KeyId> {
+        match &self.sealer {
+            Sealer::MasterKey(key_id) => Some(key_id),
+            Sealer::DataKey(_) => None,
+        }
+    }
 }
 
 impl fmt::Debug for SealedValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Ciphertext is not secret, but dumping it helps nobody and bloats logs.
         f.debug_struct("SealedValue")
-            .field("key_id", &self.key_id)
+            .field("sealer", &self.sealer)
             .field("nonce_len", &self.nonce.len())
             .field("ciphertext_len", &self.ciphertext.len())
             .finish()
@@ -129,58 +166,63 @@ pub struct SecretLocation<'a> {
 /// bytes. The length prefixes make the encoding injective: `t1`+`openai`
 /// and `t1o`+`penai` give different bytes.
 pub fn aad(location: &SecretLocation<'_>) -> Vec<u8> {
-    let fields = [
-        location.scope.owner().as_bytes(),
-        location.provider.as_str().as_bytes(),
-        location.key.as_str().as_bytes(),
-    ];
-    let capacity = AAD_DOMAIN.len() + 1 + fields.iter().map(|f| 4 + f.len()).sum::<usize>();
-    let mut out = Vec::with_capacity(capacity);
+    let mut out = Vec::with_capacity(AAD_DOMAIN.len() + 64);
     out.extend_from_slice(AAD_DOMAIN);
     out.push(location.scope.kind().tag());
-    for field in fields {
-        // Model types cap these at 253 bytes, so the length always fits.
-        let len = u32::try_from(field.len()).unwrap_or(u32::MAX);
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(field);
+    for field in [
+        location.scope.owner(),
+        location.provider.as_str(),
+        location.key.as_str(),
+    ] {
+        push_field(&mut out, field.as_bytes());
     }
     out
 }
 
-/// Seals `plaintext` under `key` with a fresh random nonce.
+/// The associated data of a value at `location` sealed under the data key
+/// `dek_id`: the §2 AAD followed by the dek id, length-prefixed, so a value
+/// never opens under another of the tenant's data keys or as a directly
+/// sealed one.
+pub fn data_key_aad(location: &SecretLocation<'_>, dek_id: &DataKeyId) -> Vec<u8> {
+    let mut out = aad(location);
+    push_field(&mut out, dek_id.as_str().as_bytes());
+    out
+}
+
+/// Appends `field` as a big-endian `u32` length and its bytes.
+pub(super) fn push_field(out: &mut Vec<u8>, field: &[u8]) {
+    // Model types cap every field at 253 bytes, so the length always fits.
+    let len = u32::try_from(field.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(field);
+}
+
+/// The AAD a sealed value was made with, from what it names.
+fn aad_of(location: &SecretLocation<'_>, sealer: &Sealer) -> Vec<u8> {
+    match sealer {
+        Sealer::MasterKey(_) => aad(location),
+        Sealer::DataKey(dek_id) => data_key_aad(location, dek_id),
+    }
+}
+
+/// Seals `plaintext` at `location` under `key`, named by `sealer`, with a
+/// fresh random nonce.
 ///
 /// The cipher is built from the key on every call: it is a 32-byte copy and
 /// no precomputation, far cheaper than the store write that follows.
 pub(crate) fn seal(
-    key_id: &KeyId,
+    sealer: Sealer,
     key: &[u8; 32],
     location: &SecretLocation<'_>,
     plaintext: &[u8],
 ) -> Result<SealedValue, CryptoError> {
-    let mut nonce = [0u8; NONCE_LEN];
-    getrandom::fill(&mut nonce).map_err(|source| CryptoError::Random {
-        source: super::random_error(source),
+    let (nonce, ciphertext) = seal_raw(key, &aad_of(location, &sealer), plaintext, || {
+        CryptoError::SealFailed {
+            key_id: sealer_key_id(&sealer),
+        }
     })?;
-    let cipher = XChaCha20Poly1305::new(Key::cast_from_core(key));
-
-    // Reserve room for the tag up front so pushing it never reallocates and
-    // leaves a copy of the plaintext behind in freed memory.
-    let mut buffer = Zeroizing::new(Vec::with_capacity(plaintext.len() + TAG_LEN));
-    buffer.extend_from_slice(plaintext);
-    let tag = cipher
-        .encrypt_inout_detached(
-            XNonce::cast_from_core(&nonce),
-            &aad(location),
-            buffer.as_mut_slice().into(),
-        )
-        .map_err(|_| CryptoError::SealFailed {
-            key_id: key_id.clone(),
-        })?;
-    buffer.extend_from_slice(tag.as_slice());
-    // The buffer now holds ciphertext only; take it out of the zeroizing wrapper.
-    let ciphertext = std::mem::take(&mut *buffer);
     Ok(SealedValue {
-        key_id: key_id.clone(),
+        sealer,
         nonce,
         ciphertext,
     })
@@ -195,26 +237,77 @@ pub(crate) fn open(
     location: &SecretLocation<'_>,
     sealed: &SealedValue,
 ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-    let unopenable = || CryptoError::Unopenable {
-        key_id: sealed.key_id.clone(),
-    };
-    let Some(body_len) = sealed.ciphertext.len().checked_sub(TAG_LEN) else {
-        return Err(unopenable());
-    };
-    let (body, tag) = sealed.ciphertext.split_at(body_len);
-    let tag = Tag::try_from(tag).map_err(|_| unopenable())?;
-    let cipher = XChaCha20Poly1305::new(Key::cast_from_core(key));
+    open_raw(
+        key,
+        &aad_of(location, &sealed.sealer),
+        &sealed.nonce,
+        &sealed.ciphertext,
+    )
+    .ok_or_else(|| CryptoError::Unopenable {
+        key_id: sealer_key_id(&sealed.sealer),
+    })
+}
 
+/// The id an error names for `sealer` (a data key's id is shown through the
+/// same field: both are safe to show).
+fn sealer_key_id(sealer: &Sealer) -> KeyId {
+    match sealer {
+        Sealer::MasterKey(key_id) => key_id.clone(),
+        // A dek id is 32 hex characters, always a valid key id.
+        Sealer::DataKey(dek_id) => dek_id.as_key_id(),
+    }
+}
+
+/// XChaCha20-Poly1305 with a fresh random nonce: `(nonce, ciphertext‖tag)`.
+/// `refused` is the error if the cipher refuses (only for absurd lengths).
+pub(super) fn seal_raw(
+    key: &[u8; 32],
+    aad: &[u8],
+    plaintext: &[u8],
+    refused: impl FnOnce() -> CryptoError,
+) -> Result<([u8; NONCE_LEN], Vec<u8>), CryptoError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    getrandom::fill(&mut nonce).map_err(|source| CryptoError::Random {
+        source: super::random_error(source),
+    })?;
+    let cipher = XChaCha20Poly1305::new(Key::cast_from_core(key));
+    // Reserve room for the tag up front so pushing it never reallocates and
+    // leaves a copy of the plaintext behind in freed memory.
+    let mut buffer = Zeroizing::new(Vec::with_capacity(plaintext.len() + TAG_LEN));
+    buffer.extend_from_slice(plaintext);
+    let tag = cipher
+        .encrypt_inout_detached(
+            XNonce::cast_from_core(&nonce),
+            aad,
+            buffer.as_mut_slice().into(),
+        )
+        .map_err(|_| refused())?;
+    buffer.extend_from_slice(tag.as_slice());
+    // The buffer now holds ciphertext only; take it out of the zeroizing wrapper.
+    Ok((nonce, std::mem::take(&mut *buffer)))
+}
+
+/// Opens `ciphertext‖tag`; `None` for every failure (no oracle detail).
+pub(super) fn open_raw(
+    key: &[u8; 32],
+    aad: &[u8],
+    nonce: &[u8; NONCE_LEN],
+    ciphertext: &[u8],
+) -> Option<Zeroizing<Vec<u8>>> {
+    let body_len = ciphertext.len().checked_sub(TAG_LEN)?;
+    let (body, tag) = ciphertext.split_at(body_len);
+    let tag = Tag::try_from(tag).ok()?;
+    let cipher = XChaCha20Poly1305::new(Key::cast_from_core(key));
     let mut plaintext = Zeroizing::new(body.to_vec());
     cipher
         .decrypt_inout_detached(
-            XNonce::cast_from_core(&sealed.nonce),
-            &aad(location),
+            XNonce::cast_from_core(nonce),
+            aad,
             plaintext.as_mut_slice().into(),
             &tag,
         )
-        .map_err(|_| unopenable())?;
-    Ok(plaintext)
+        .ok()?;
+    Some(plaintext)
 }
 
 #[cfg(test)]
@@ -264,7 +357,13 @@ mod tests {
     }
 
     fn sealed_at(owned: &Owned, plaintext: &[u8]) -> SealedValue {
-        seal(&key_id("k1"), &KEY, &owned.location(), plaintext).unwrap()
+        seal(
+            Sealer::MasterKey(key_id("k1")),
+            &KEY,
+            &owned.location(),
+            plaintext,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -288,7 +387,7 @@ mod tests {
         let sealed = sealed_at(&owned, b"sk-123");
         assert_eq!(sealed.ciphertext.len(), 6 + TAG_LEN);
         assert_eq!(sealed.plaintext_len(), 6);
-        assert_eq!(sealed.key_id, key_id("k1"));
+        assert_eq!(sealed.master_key_id(), Some(&key_id("k1")));
         let opened = open(&KEY, &owned.location(), &sealed).unwrap();
         assert_eq!(opened.as_slice(), b"sk-123");
     }

@@ -9,7 +9,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use super::data_key::{DataKeyCache, DataKeyId, TenantKeys, WrappedDataKey};
 use super::keyring::Keyring;
+use crate::model::TenantId;
 
 /// The current keyring snapshot.
 pub struct SharedKeyring {
@@ -17,6 +19,8 @@ pub struct SharedKeyring {
     /// Key files refused since start, once per distinct bad content (the
     /// `exsec_key_reload_failures_total` metric).
     reload_failures: AtomicU64,
+    /// Unwrapped tenant data keys (bounded, zeroized when dropped).
+    data_keys: DataKeyCache,
 }
 
 impl SharedKeyring {
@@ -25,6 +29,7 @@ impl SharedKeyring {
         Self {
             current: RwLock::new(Arc::new(keyring)),
             reload_failures: AtomicU64::new(0),
+            data_keys: DataKeyCache::default(),
         }
     }
 
@@ -39,6 +44,21 @@ impl SharedKeyring {
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
+    }
+
+    /// The keys of `tenant` for one operation, from its stored wraps
+    /// (oldest first), through the cache of unwrapped data keys.
+    pub fn tenant_keys(
+        &self,
+        tenant: &TenantId,
+        wraps: &[(DataKeyId, WrappedDataKey)],
+    ) -> TenantKeys {
+        self.data_keys.tenant_keys(self.snapshot(), tenant, wraps)
+    }
+
+    /// The cache of unwrapped data keys.
+    pub fn data_keys(&self) -> &DataKeyCache {
+        &self.data_keys
     }
 
     /// Counts one refused key file (each distinct bad content once).

@@ -7,15 +7,18 @@
 //!
 //! Removal holds the app's deploy lock, so it never races a deploy of the
 //! same app id; an app deleted and registered again meanwhile keeps its new
-//! Deployment (only its stale Secret is removed).
+//! Deployment (only its stale Secret is removed). Crypto-shredding a tenant
+//! removes the objects of each of its apps the same way.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Budget, DeployError, Deployer};
 use crate::audit::{NewEvent, event};
-use crate::model::{AppId, Timestamp};
+use crate::model::{AppId, TenantId, Timestamp};
 use crate::shutdown::Shutdown;
+use crate::store::Shredded;
 use crate::store::records::{CleanupKind, CleanupRecord, WarningRecord};
 
 /// Timer of the retry task, and the first backoff step.
@@ -84,6 +87,56 @@ impl Deployer {
             .map(|error| pending_warning(&format!("the objects of app {app_id}"), &error))
             .into_iter()
             .collect())
+    }
+
+    /// Crypto-shreds a tenant (SPEC §11.4): the cluster objects of each of
+    /// its apps first, best-effort and under each app's deploy lock (a
+    /// failed removal is recorded and retried, as for an app deletion),
+    /// then every record of the tenant and its wrapped data keys in one
+    /// transaction ([`crate::store::Shredded`]).
+    pub async fn shred_tenant(
+        &self,
+        tenant: &TenantId,
+        actor: &str,
+    ) -> Result<(Shredded, Vec<WarningRecord>), DeployError> {
+        let lookup = tenant.clone();
+        let apps = self
+            .store
+            .read_async(move |r| r.app_ids_of(&lookup))
+            .await?;
+        let mut serials = Vec::with_capacity(apps.len());
+        let mut errors: BTreeMap<AppId, String> = BTreeMap::new();
+        for app_id in &apps {
+            let serial = self
+                .locks
+                .acquire(app_id, self.settings.queue_timeout)
+                .await
+                .ok_or_else(|| DeployError::InProgress {
+                    app_id: app_id.to_string(),
+                })?;
+            serials.push(serial);
+            let removed = Budget::new(self.settings.timeout)
+                .run(
+                    format!("remove the objects of app {app_id}"),
+                    self.cluster.delete_app(app_id),
+                )
+                .await;
+            if let Err(error) = removed {
+                tracing::warn!(app_id = %app_id, %error, "tenant shredded, but removing an app's cluster objects failed; retrying until it succeeds");
+                errors.insert(app_id.clone(), error.to_string());
+            }
+        }
+        let (id, actor_owned, recorded) = (tenant.clone(), actor.to_owned(), errors.clone());
+        let shredded = self
+            .store
+            .write_async(move |w| w.shred_tenant(&id, &actor_owned, &recorded))
+            .await?;
+        drop(serials);
+        let warnings = errors
+            .iter()
+            .map(|(app_id, error)| pending_warning(&format!("the objects of app {app_id}"), error))
+            .collect();
+        Ok((shredded, warnings))
     }
 
     /// Wakes the retry task (after a deploy, which may have unblocked it).

@@ -100,6 +100,7 @@ macro_rules! for_each_table {
         $f(tables::PENDING_CLEANUPS, $($arg),*)?;
         $f(tables::REDEPLOY_QUEUE, $($arg),*)?;
         $f(tables::SECRET_VERSIONS, $($arg),*)?;
+        $f(tables::TENANT_DATA_KEYS, $($arg),*)?;
     };
 }
 

@@ -173,7 +173,7 @@ fn sealed(keyring: &Keyring, k: u64, n: u64) -> PutSecret {
     let sealed = keyring
         .seal(&location, &SecretValue::parse(value(n)).unwrap())
         .unwrap();
-    let fingerprint = keyring.fingerprint(&sealed.key_id).unwrap();
+    let fingerprint = keyring.fingerprint(&sealed.sealer_id()).unwrap();
     PutSecret {
         scope: scope.clone(),
         provider,

@@ -30,7 +30,9 @@ pub struct VersionInfo {
     pub actor: String,
     /// Whether it records a deletion.
     pub tombstone: bool,
-    /// The master key its value is sealed under (none for a tombstone).
+    /// The key its value is sealed under: the tenant data key's id, or a
+    /// master key's for a value not moved under a data key yet (none for a
+    /// tombstone).
     pub key_id: Option<KeyId>,
 }
 
@@ -57,11 +59,11 @@ impl<T: Tables> Snapshot<T> {
         let mut out = Vec::new();
         for entry in self.version_entries(&name)?.into_iter().rev() {
             let key_id = match &entry.value {
-                VersionValue::Sealed(sealed) => Some(sealed.key_id.clone()),
+                VersionValue::Sealed(sealed) => Some(sealed.sealer_id()),
                 VersionValue::Tombstone => None,
                 VersionValue::Current => self
                     .secret(scope, provider, key)?
-                    .map(|record| record.sealed.key_id),
+                    .map(|record| record.sealed.sealer_id()),
             };
             out.push(VersionInfo {
                 version: entry.version,
@@ -231,7 +233,7 @@ impl Writer {
     pub(super) fn remove_scope_versions(&mut self, scope: &Scope) -> Result<(), StoreError> {
         let (start, end) = tables::secret_scope_range(scope.kind().tag(), scope.owner());
         let range = (start.as_str(), 0)..(end.as_str(), 0);
-        let mut released: Vec<KeyId> = Vec::new();
+        let mut released: Vec<SealedValue> = Vec::new();
         {
             let versions = self.txn().table(tables::SECRET_VERSIONS)?;
             for entry in versions
@@ -241,7 +243,7 @@ impl Writer {
                 let (_, bytes) = entry.in_table(tables::SECRET_VERSIONS)?;
                 let kept: SecretVersionRecord = decode("external_secret_versions", bytes.value())?;
                 if let VersionValue::Sealed(sealed) = kept.value {
-                    released.push(sealed.key_id);
+                    released.push(sealed);
                 }
             }
         }
@@ -249,8 +251,8 @@ impl Writer {
             .table(tables::SECRET_VERSIONS)?
             .retain_in(range, |_, _| false)
             .in_table(tables::SECRET_VERSIONS)?;
-        for key_id in &released {
-            self.adjust_usage(key_id, -1)?;
+        for sealed in &released {
+            self.count_sealed(sealed, -1)?;
         }
         Ok(())
     }
@@ -313,7 +315,7 @@ impl Writer {
                 .remove((name, entry.version))
                 .in_table(tables::SECRET_VERSIONS)?;
             if let VersionValue::Sealed(sealed) = entry.value {
-                self.adjust_usage(&sealed.key_id, -1)?;
+                self.count_sealed(&sealed, -1)?;
             }
         }
         Ok(())

@@ -8,8 +8,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::records::{AppRecord, DeployRecord, DeployTrigger, InjectionRecord, WarningRecord};
-use crate::model::{AppId, DeployStatus, EnvKey, TenantId, Timestamp};
+use super::records::{
+    AppRecord, DeployRecord, DeployTrigger, InjectionRecord, SecretRecord, SecretVersionRecord,
+    VersionValue, WarningRecord,
+};
+use crate::crypto::{NONCE_LEN, SealedValue, Sealer};
+use crate::model::{AppId, DeployStatus, EnvKey, KeyId, Provider, Scope, TenantId, Timestamp};
 
 /// An app record of schema 1 and 2.
 #[derive(Debug, Deserialize)]
@@ -95,6 +99,114 @@ impl From<DeployRecordV2> for DeployRecord {
             secrets_hash: None,
             restarted_at: None,
             rollout: None,
+        }
+    }
+}
+
+/// A sealed value of schemas 1 to 4: always directly under a master key.
+#[derive(Debug, Deserialize, Serialize)]
+pub(super) struct SealedValueV4 {
+    key_id: KeyId,
+    nonce: [u8; NONCE_LEN],
+    ciphertext: Vec<u8>,
+}
+
+impl From<SealedValueV4> for SealedValue {
+    fn from(old: SealedValueV4) -> Self {
+        // The bytes are unchanged: only the value now says what sealed it.
+        SealedValue {
+            sealer: Sealer::MasterKey(old.key_id),
+            nonce: old.nonce,
+            ciphertext: old.ciphertext,
+        }
+    }
+}
+
+/// A secret record of schemas 1 to 4.
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+pub(super) struct SecretRecordV4 {
+    scope: Scope,
+    provider: Provider,
+    key: EnvKey,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    version: u64,
+    sealed: SealedValueV4,
+}
+
+impl SecretRecordV4 {
+    /// The history entry of this record's version as the 3 → 4 step
+    /// writes it: the value stays in the record ([`VersionValueV4::Current`]).
+    pub(super) fn current_version(&self, actor: &str) -> SecretVersionRecordV4 {
+        SecretVersionRecordV4 {
+            scope: self.scope.clone(),
+            provider: self.provider.clone(),
+            key: self.key.clone(),
+            version: self.version,
+            created_at: self.updated_at,
+            actor: actor.to_owned(),
+            value: VersionValueV4::Current,
+        }
+    }
+}
+
+impl From<SecretRecordV4> for SecretRecord {
+    fn from(old: SecretRecordV4) -> Self {
+        SecretRecord {
+            scope: old.scope,
+            provider: old.provider,
+            key: old.key,
+            created_at: old.created_at,
+            updated_at: old.updated_at,
+            version: old.version,
+            sealed: old.sealed.into(),
+        }
+    }
+}
+
+/// A kept version of schema 4 (written by the 3 → 4 step, so it also
+/// serializes).
+#[derive(Debug, Deserialize, Serialize)]
+pub(super) struct SecretVersionRecordV4 {
+    scope: Scope,
+    provider: Provider,
+    key: EnvKey,
+    version: u64,
+    created_at: Timestamp,
+    actor: String,
+    value: VersionValueV4,
+}
+
+impl SecretVersionRecordV4 {
+    /// The version number (the second part of the table key).
+    pub(super) fn version(&self) -> u64 {
+        self.version
+    }
+}
+
+/// Where the value of a kept version of schema 4 is.
+#[derive(Debug, Deserialize, Serialize)]
+pub(super) enum VersionValueV4 {
+    Current,
+    Sealed(SealedValueV4),
+    Tombstone,
+}
+
+impl From<SecretVersionRecordV4> for SecretVersionRecord {
+    fn from(old: SecretVersionRecordV4) -> Self {
+        SecretVersionRecord {
+            scope: old.scope,
+            provider: old.provider,
+            key: old.key,
+            version: old.version,
+            created_at: old.created_at,
+            actor: old.actor,
+            value: match old.value {
+                VersionValueV4::Current => VersionValue::Current,
+                VersionValueV4::Sealed(sealed) => VersionValue::Sealed(sealed.into()),
+                VersionValueV4::Tombstone => VersionValue::Tombstone,
+            },
         }
     }
 }

@@ -27,6 +27,7 @@ pub mod codec;
 mod commit;
 #[cfg(test)]
 mod crash_points;
+pub mod data_keys;
 pub mod deploys;
 mod error;
 pub mod health;
@@ -39,6 +40,7 @@ mod redeploys;
 pub mod reseal;
 mod schema;
 mod secrets;
+mod shred;
 pub mod tables;
 pub mod tenants;
 #[doc(hidden)]
@@ -63,7 +65,8 @@ pub use bulk::{BulkItem, BulkPut, BulkWrite, KeyOutcome, RepeatedKey, SecretOutc
 pub use commit::{CommitStats, MAX_BATCH};
 pub use error::{Missing, OpenError, Operation, Rejected, StoreError};
 pub use health::{StorageFault, StorageHealth};
-pub use secrets::{PutSecret, SecretWrite};
+pub use secrets::{PutSecret, SecretLayout, SecretWrite};
+pub use shred::Shredded;
 
 /// How the store is opened.
 #[derive(Debug, Clone)]

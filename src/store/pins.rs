@@ -46,6 +46,9 @@ impl<T: Tables> Snapshot<T> {
         }
         let mut layout = SecretLayout {
             tenant_id: target.tenant_id.clone(),
+            // Every data key of the tenant: a kept version may be sealed
+            // under an older one.
+            data_keys: self.data_keys(&target.tenant_id)?,
             tenant: Vec::new(),
             app: Vec::new(),
         };

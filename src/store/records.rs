@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEvent, ChainHash};
-use crate::crypto::SealedValue;
+use crate::crypto::{SealedValue, WrappedDataKey};
 use crate::model::{
     DeployStatus, EnvKey, InjectionReason, InjectionStatus, Provider, Scope, TenantId, Timestamp,
 };
@@ -55,7 +55,8 @@ pub struct SecretRecord {
     pub updated_at: Timestamp,
     /// Starts at 1, +1 per replacement; re-sealing does not change it.
     pub version: u64,
-    /// The value, sealed under a master key.
+    /// The value, sealed under the tenant's data key (or, for records not
+    /// migrated yet, directly under a master key).
     pub sealed: SealedValue,
 }
 
@@ -97,6 +98,15 @@ impl SecretVersionRecord {
     pub fn tombstone(&self) -> bool {
         self.value == VersionValue::Tombstone
     }
+}
+
+/// One tenant data key, wrapped; `(tenant, dek id)` is the table key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataKeyRecord {
+    /// The data key wrapped under a master key.
+    pub wrapped: WrappedDataKey,
+    /// When the data key was made; the newest seals new values.
+    pub created_at: Timestamp,
 }
 
 /// A tenant token: only the SHA-256 of the token is kept.

@@ -1,19 +1,22 @@
-//! Re-sealing support for key rotation: pages of records in key order (the
-//! live secrets, then the kept older versions), and a batch write that
-//! replaces a record's sealed value only if the record is still exactly
-//! the one that was read. `version` and `updated_at` stay
-//! as they are, and no per-record audit event is written: re-sealing
-//! changes no value.
+//! Re-sealing support for moving values sealed directly under a master key
+//! under their tenant's data key (SPEC §11.4): pages of such values in key
+//! order (the live secrets, then the kept older versions), and a batch
+//! write that replaces a value only if its record is still exactly the one
+//! that was read. `version` and `updated_at` stay as they are, and no
+//! per-record audit event is written: re-sealing changes no value. Values
+//! already under a data key are never paged: a master rotation re-wraps
+//! data keys instead (`data_keys`).
 
 use std::collections::BTreeMap;
 
 use redb::ReadableTable;
 
+use super::data_keys::TenantWraps;
 use super::error::Context;
 use super::records::{SecretRecord, SecretVersionRecord, VersionValue};
 use super::{Snapshot, StoreError, Tables, Writer, decode, encode, tables};
 use crate::crypto::{Fingerprint, SealedValue};
-use crate::model::KeyId;
+use crate::model::{AppId, KeyId, Scope, TenantId};
 
 /// Cursors into the history table start with this; a secret's table key
 /// starts with its scope tag, never with it.
@@ -25,6 +28,8 @@ const VERSIONS_CURSOR: &str = "versions:";
 pub struct ResealCandidate {
     /// The secret's table key.
     pub name: String,
+    /// The tenant the record belongs to (itself, or its app's).
+    pub tenant: TenantId,
     /// The record as read (for a kept older version: that version's
     /// value and metadata).
     pub record: SecretRecord,
@@ -37,42 +42,42 @@ pub struct ResealCandidate {
     stored: Vec<u8>,
 }
 
+/// A page of values to move under data keys: the records, the cursor to
+/// continue from (`None` once both tables were read to their end), and the
+/// wraps of every tenant they belong to (read in the same transaction).
+pub struct ResealPage {
+    /// The records, in key order (live ones before kept versions).
+    pub candidates: Vec<ResealCandidate>,
+    /// Where the next page starts (exclusive).
+    pub next: Option<String>,
+    /// Each tenant of the page and its wraps (empty: it has no data key).
+    pub wraps: BTreeMap<TenantId, TenantWraps>,
+}
+
 impl<T: Tables> Snapshot<T> {
-    /// Up to `limit` records after `after` (exclusive) in key order whose
-    /// value is not sealed under `active`. Returns them and the cursor to
-    /// continue from (`None` once the table was read to its end).
-    pub fn reseal_page(
-        &self,
-        active: &KeyId,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<(Vec<ResealCandidate>, Option<String>), StoreError> {
-        let mut out: Vec<ResealCandidate> = Vec::with_capacity(limit.min(4096));
+    /// Up to `limit` values after `after` (exclusive) sealed directly under
+    /// a master key (any: SPEC §11.4 moves them all under their tenant's
+    /// data key), live records first, then kept versions.
+    pub fn reseal_page(&self, after: Option<&str>, limit: usize) -> Result<ResealPage, StoreError> {
+        let mut page = PageBuilder::new(limit);
         let history_after = match after.and_then(|a| a.strip_prefix(VERSIONS_CURSOR)) {
             Some(rest) => Some(parse_versions_cursor(rest)?),
             None => {
-                if self.live_page(active, after, limit, &mut out)? {
-                    return Ok(page_end(out));
+                if self.live_page(after, &mut page)? {
+                    return Ok(page.full());
                 }
                 None
             }
         };
-        let full = self.kept_page(active, history_after, limit, &mut out)?;
-        if full {
-            return Ok(page_end(out));
+        if self.kept_page(history_after, &mut page)? {
+            return Ok(page.full());
         }
-        Ok((out, None))
+        Ok(page.page)
     }
 
-    /// Live records after `after` not under `active`; true when `out`
-    /// reached `limit`.
-    fn live_page(
-        &self,
-        active: &KeyId,
-        after: Option<&str>,
-        limit: usize,
-        out: &mut Vec<ResealCandidate>,
-    ) -> Result<bool, StoreError> {
+    /// Live records after `after` sealed directly under a master key; true
+    /// when the page is full.
+    fn live_page(&self, after: Option<&str>, page: &mut PageBuilder) -> Result<bool, StoreError> {
         let secrets = self.txn().table(tables::SECRETS)?;
         let range = match after {
             Some(after) => secrets
@@ -83,29 +88,23 @@ impl<T: Tables> Snapshot<T> {
         for entry in range {
             let (name, bytes) = entry.in_table(tables::SECRETS)?;
             let record: SecretRecord = decode("external_secrets", bytes.value())?;
-            if record.sealed.key_id != *active {
-                out.push(ResealCandidate {
-                    name: name.value().to_owned(),
-                    record,
-                    kept: None,
-                    stored: bytes.value().to_vec(),
-                });
-                if out.len() == limit {
-                    return Ok(true);
-                }
+            if record.sealed.master_key_id().is_none() {
+                continue;
+            }
+            let name = name.value().to_owned();
+            if page.push(self, name, record, None, bytes.value())? {
+                return Ok(true);
             }
         }
         Ok(false)
     }
 
-    /// Kept older versions after `after` whose value is not under
-    /// `active`; true when `out` reached `limit`.
+    /// Kept older versions after `after` sealed directly under a master
+    /// key; true when the page is full.
     fn kept_page(
         &self,
-        active: &KeyId,
         after: Option<(String, u64)>,
-        limit: usize,
-        out: &mut Vec<ResealCandidate>,
+        page: &mut PageBuilder,
     ) -> Result<bool, StoreError> {
         let versions = self.txn().table(tables::SECRET_VERSIONS)?;
         let range = match &after {
@@ -125,29 +124,89 @@ impl<T: Tables> Snapshot<T> {
             let VersionValue::Sealed(sealed) = kept.value else {
                 continue;
             };
-            if sealed.key_id == *active {
+            if sealed.master_key_id().is_none() {
                 continue;
             }
             let (name, version) = key.value();
-            out.push(ResealCandidate {
-                name: name.to_owned(),
-                record: SecretRecord {
-                    scope: kept.scope,
-                    provider: kept.provider,
-                    key: kept.key,
-                    created_at: kept.created_at,
-                    updated_at: kept.created_at,
-                    version,
-                    sealed,
-                },
-                kept: Some(version),
-                stored: bytes.value().to_vec(),
-            });
-            if out.len() == limit {
+            let record = SecretRecord {
+                scope: kept.scope,
+                provider: kept.provider,
+                key: kept.key,
+                created_at: kept.created_at,
+                updated_at: kept.created_at,
+                version,
+                sealed,
+            };
+            if page.push(self, name.to_owned(), record, Some(version), bytes.value())? {
                 return Ok(true);
             }
         }
         Ok(false)
+    }
+}
+
+/// A page being filled: each record's tenant (an app's looked up once per
+/// page) and that tenant's wraps.
+struct PageBuilder {
+    page: ResealPage,
+    limit: usize,
+    app_tenants: BTreeMap<AppId, Option<TenantId>>,
+}
+
+impl PageBuilder {
+    fn new(limit: usize) -> Self {
+        Self {
+            page: ResealPage {
+                candidates: Vec::with_capacity(limit.min(4096)),
+                next: None,
+                wraps: BTreeMap::new(),
+            },
+            limit,
+            app_tenants: BTreeMap::new(),
+        }
+    }
+
+    /// Adds one record; true when the page is full. A record of an app
+    /// that is gone is left to the deletion in flight.
+    fn push<T: Tables>(
+        &mut self,
+        snapshot: &Snapshot<T>,
+        name: String,
+        record: SecretRecord,
+        kept: Option<u64>,
+        stored: &[u8],
+    ) -> Result<bool, StoreError> {
+        let tenant = match &record.scope {
+            Scope::Tenant(id) => id.clone(),
+            Scope::App(id) => {
+                if !self.app_tenants.contains_key(id) {
+                    let tenant = snapshot.app(id)?.map(|app| app.tenant_id);
+                    self.app_tenants.insert(id.clone(), tenant);
+                }
+                let Some(Some(tenant)) = self.app_tenants.get(id) else {
+                    return Ok(false);
+                };
+                tenant.clone()
+            }
+        };
+        if !self.page.wraps.contains_key(&tenant) {
+            let wraps = snapshot.data_keys(&tenant)?;
+            self.page.wraps.insert(tenant.clone(), wraps);
+        }
+        self.page.candidates.push(ResealCandidate {
+            name,
+            tenant,
+            record,
+            kept,
+            stored: stored.to_vec(),
+        });
+        Ok(self.page.candidates.len() >= self.limit)
+    }
+
+    /// The full page with the cursor after its last record.
+    fn full(mut self) -> ResealPage {
+        self.page.next = self.page.candidates.last().map(ResealCandidate::cursor);
+        self.page
     }
 }
 
@@ -159,12 +218,6 @@ impl ResealCandidate {
             Some(version) => format!("{VERSIONS_CURSOR}{version}:{}", self.name),
         }
     }
-}
-
-/// A full page and the cursor after its last record.
-fn page_end(out: Vec<ResealCandidate>) -> (Vec<ResealCandidate>, Option<String>) {
-    let cursor = out.last().map(ResealCandidate::cursor);
-    (out, cursor)
 }
 
 /// `{version}:{name}` of a history cursor.
@@ -180,10 +233,10 @@ fn parse_versions_cursor(rest: &str) -> Result<(String, u64), StoreError> {
 impl Writer {
     /// Replaces the sealed value of every candidate whose stored record is
     /// unchanged since it was read, and moves the key-usage counts with
-    /// them; returns how many it replaced. Records changed or deleted
+    /// them (a value under a data key counts nowhere: its tenant's wrap
+    /// does); returns how many it replaced. Records changed or deleted
     /// meanwhile are left as they are (a newer value is never
-    /// overwritten). `fingerprint` is that of the key that sealed the new
-    /// values.
+    /// overwritten). `fingerprint` is that of the active master key.
     pub fn reseal_batch(
         &mut self,
         batch: &[(ResealCandidate, SealedValue)],
@@ -192,7 +245,9 @@ impl Writer {
         let Some((_, first)) = batch.first() else {
             return Ok(0);
         };
-        self.remember_fingerprint(&first.key_id.clone(), fingerprint)?;
+        if let Some(key_id) = first.master_key_id() {
+            self.remember_fingerprint(&key_id.clone(), fingerprint)?;
+        }
         // key id → records that left it (negative) or joined it (positive).
         let mut moved: BTreeMap<KeyId, i64> = BTreeMap::new();
         let mut written = 0u64;
@@ -204,10 +259,12 @@ impl Writer {
             if !replaced {
                 continue;
             }
-            *moved
-                .entry(candidate.record.sealed.key_id.clone())
-                .or_default() -= 1;
-            *moved.entry(sealed.key_id.clone()).or_default() += 1;
+            if let Some(key_id) = candidate.record.sealed.master_key_id() {
+                *moved.entry(key_id.clone()).or_default() -= 1;
+            }
+            if let Some(key_id) = sealed.master_key_id() {
+                *moved.entry(key_id.clone()).or_default() += 1;
+            }
             written += 1;
         }
         for (key_id, delta) in moved {

@@ -9,7 +9,7 @@ use std::path::Path;
 use redb::{Database, ReadableDatabase, ReadableTable, TableHandle};
 
 use super::error::{Context, OpenError, Operation};
-use super::records::{AppRecord, DeployRecord, SecretRecord, SecretVersionRecord, VersionValue};
+use super::records::{AppRecord, DeployRecord, SecretRecord, SecretVersionRecord};
 use super::{StoreError, Tables, Writer, legacy, tables};
 use crate::crypto::InstallationKey;
 
@@ -22,7 +22,9 @@ use crate::crypto::InstallationKey;
 ///   installation key; adds `redeploy_queue` (SPEC §11.2).
 /// - 4: adds `external_secret_versions` (each live secret gets its current
 ///   version there); app records gain `pinned_to` (SPEC §11.3).
-pub const CURRENT: u32 = 4;
+/// - 5: sealed values (live and kept) name their sealer, a master key or a
+///   tenant data key; adds `tenant_data_keys` (SPEC §11.4).
+pub const CURRENT: u32 = 5;
 
 /// Makes the file ready for this build: creates tables, records or checks
 /// the schema version, migrates forward. Writes only when something is
@@ -103,9 +105,13 @@ fn create_and_migrate(
         if from < 4 {
             migrate_3_to_4(txn)?;
         }
+        if from < 5 {
+            migrate_4_to_5(txn)?;
+        }
         txn.table(tables::PENDING_CLEANUPS)?;
         txn.table(tables::REDEPLOY_QUEUE)?;
         txn.table(tables::SECRET_VERSIONS)?;
+        txn.table(tables::TENANT_DATA_KEYS)?;
         ensure_installation_key(txn, fresh_key)?;
         write_version(txn, CURRENT)?;
     }
@@ -126,7 +132,7 @@ fn migrate_1_to_2(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
 /// secrets hash). One transaction: a crash leaves version 2 untouched and
 /// the next start migrates again.
 fn migrate_2_to_3(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
-    let migrated_apps = rewrite_apps::<legacy::AppRecordV2, legacy::AppRecordV3>(txn)?;
+    let migrated_apps = rewrite_str_table::<legacy::AppRecordV2, legacy::AppRecordV3>(txn, tables::APPS, "apps")?;
     let mut deploys = txn.table(tables::DEPLOYS)?;
     let mut migrated_deploys = Vec::new();
     for entry in deploys.iter().in_table(tables::DEPLOYS)? {
@@ -152,26 +158,20 @@ fn migrate_2_to_3(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
 /// Version 4 rewrites every app record with `pinned_to` empty and gives
 /// every live secret its current version in `external_secret_versions`
 /// (the actor is unknown: `migration`). Older values were never kept.
+/// Both sides are read and written in their schema-4 layouts; the 4 → 5
+/// step brings them to today's.
 fn migrate_3_to_4(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
-    let migrated_apps = rewrite_apps::<legacy::AppRecordV3, AppRecord>(txn)?;
+    let migrated_apps = rewrite_str_table::<legacy::AppRecordV3, AppRecord>(txn, tables::APPS, "apps")?;
     let secrets = txn.table(tables::SECRETS)?;
     let mut versions = txn.table(tables::SECRET_VERSIONS)?;
     let mut migrated_secrets = 0u64;
     for entry in secrets.iter().in_table(tables::SECRETS)? {
         let (name, bytes) = entry.in_table(tables::SECRETS)?;
-        let record: SecretRecord = super::decode("external_secrets", bytes.value())?;
-        let version = SecretVersionRecord {
-            scope: record.scope,
-            provider: record.provider,
-            key: record.key,
-            version: record.version,
-            created_at: record.updated_at,
-            actor: "migration".to_owned(),
-            value: VersionValue::Current,
-        };
+        let record: legacy::SecretRecordV4 = super::decode("external_secrets", bytes.value())?;
+        let version = record.current_version("migration");
         let encoded = super::encode("external_secret_versions", &version)?;
         versions
-            .insert((name.value(), version.version), encoded.as_slice())
+            .insert((name.value(), version.version()), encoded.as_slice())
             .in_table(tables::SECRET_VERSIONS)?;
         migrated_secrets += 1;
     }
@@ -183,25 +183,62 @@ fn migrate_3_to_4(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Rewrites every app record from layout `Old` to `New`; returns how many.
-fn rewrite_apps<Old, New>(txn: &redb::WriteTransaction) -> Result<usize, StoreError>
+/// Version 5 (tenant data keys, SPEC §11.4) adds `tenant_data_keys` and
+/// rewrites every live secret and every kept version so its sealed value
+/// names its sealer (all of them a master key; the ciphertext is kept byte
+/// for byte). Moving the values under data keys needs the master keys,
+/// which the store never sees: the rotation job does it in the background
+/// after start.
+fn migrate_4_to_5(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    txn.table(tables::TENANT_DATA_KEYS)?;
+    let secrets = rewrite_str_table::<legacy::SecretRecordV4, SecretRecord>(txn, tables::SECRETS, "external_secrets")?;
+    let mut versions = txn.table(tables::SECRET_VERSIONS)?;
+    let mut migrated = Vec::new();
+    for entry in versions.iter().in_table(tables::SECRET_VERSIONS)? {
+        let (key, bytes) = entry.in_table(tables::SECRET_VERSIONS)?;
+        let old: legacy::SecretVersionRecordV4 =
+            super::decode("external_secret_versions", bytes.value())?;
+        let (name, version) = key.value();
+        migrated.push((
+            (name.to_owned(), version),
+            super::encode("external_secret_versions", &SecretVersionRecord::from(old))?,
+        ));
+    }
+    for ((name, version), encoded) in &migrated {
+        versions
+            .insert((name.as_str(), *version), encoded.as_slice())
+            .in_table(tables::SECRET_VERSIONS)?;
+    }
+    tracing::info!(
+        secrets,
+        versions = migrated.len(),
+        "schema migrated from version 4 to 5 (tenant data keys; values move under them in the background)"
+    );
+    Ok(())
+}
+
+/// Rewrites every record of a table keyed by text from layout `Old` to
+/// `New`; returns how many.
+fn rewrite_str_table<Old, New>(
+    txn: &redb::WriteTransaction,
+    definition: redb::TableDefinition<'static, &'static str, &'static [u8]>,
+    name: &'static str,
+) -> Result<usize, StoreError>
 where
     Old: serde::de::DeserializeOwned,
     New: From<Old> + serde::Serialize,
 {
-    let mut apps = txn.table(tables::APPS)?;
+    let mut table = txn.table(definition)?;
     let mut migrated = Vec::new();
-    for entry in apps.iter().in_table(tables::APPS)? {
-        let (id, bytes) = entry.in_table(tables::APPS)?;
-        let old: Old = super::decode("apps", bytes.value())?;
-        migrated.push((
-            id.value().to_owned(),
-            super::encode("apps", &New::from(old))?,
-        ));
+    for entry in table.iter().in_table(definition)? {
+        let (id, bytes) = entry.in_table(definition)?;
+        let old: Old = super::decode(name, bytes.value())?;
+        migrated.push((id.value().to_owned(), super::encode(name, &New::from(old))?));
     }
     for (id, encoded) in &migrated {
-        apps.insert(id.as_str(), encoded.as_slice())
-            .in_table(tables::APPS)?;
+        table
+            .insert(id.as_str(), encoded.as_slice())
+            .in_table(definition)?;
     }
     Ok(migrated.len())
 }

@@ -17,7 +17,8 @@ use crate::model::{AppId, EnvKey, KeyId, MAX_EFFECTIVE_SET_BYTES, Provider, Scop
 use crate::resolve;
 
 /// A secret write: the value already sealed (with the fingerprint of the
-/// key that sealed it, remembered on first use).
+/// active master key, remembered on first use if it sealed the value
+/// directly; a data key's master key was remembered with its wrap).
 #[derive(Clone)]
 pub struct PutSecret {
     /// Tenant default or app override.
@@ -46,6 +47,8 @@ pub struct SecretWrite {
 pub struct SecretLayout {
     /// The app's tenant.
     pub tenant_id: TenantId,
+    /// The tenant's data keys, wrapped, oldest first.
+    pub data_keys: super::data_keys::TenantWraps,
     /// Tenant-wide defaults.
     pub tenant: Vec<SecretRecord>,
     /// App overrides.
@@ -99,6 +102,7 @@ impl<T: Tables> Snapshot<T> {
         Ok(Some(SecretLayout {
             tenant: self.secrets(&Scope::Tenant(app.tenant_id.clone()))?,
             app: self.secrets(&Scope::App(app_id.clone()))?,
+            data_keys: self.data_keys(&app.tenant_id)?,
             tenant_id: app.tenant_id,
         }))
     }
@@ -229,7 +233,9 @@ impl Writer {
         tenant_id: &TenantId,
         actor: &str,
     ) -> Result<SecretWrite, StoreError> {
-        self.remember_fingerprint(&record.sealed.key_id, fingerprint)?;
+        if let Some(key_id) = record.sealed.master_key_id() {
+            self.remember_fingerprint(key_id, fingerprint)?;
+        }
         self.store_secret(&record, existing, actor)?;
         let created = existing.is_none();
         let kind = if created {
@@ -296,14 +302,16 @@ impl Writer {
             .retain_in(start.as_str()..end.as_str(), |_, _| false)
             .in_table(tables::SECRETS)?;
         for record in &records {
-            self.adjust_usage(&record.sealed.key_id, -1)?;
+            self.count_sealed(&record.sealed, -1)?;
         }
         self.remove_scope_versions(scope)?;
         Ok(records.len() as u64)
     }
 
-    /// Writes a record, counts its value in `key_usage` and records the
-    /// version in the history (the replaced value stays there, counted).
+    /// Writes a record, counts its value in `key_usage` (under the master
+    /// key that sealed it directly; a value under a data key counts nowhere:
+    /// its tenant's wrap does) and records the version in the history (the
+    /// replaced value stays there, counted as it was).
     pub(super) fn store_secret(
         &mut self,
         record: &SecretRecord,
@@ -321,8 +329,21 @@ impl Writer {
             .table(tables::SECRETS)?
             .insert(name.as_str(), encoded.as_slice())
             .in_table(tables::SECRETS)?;
-        self.adjust_usage(&record.sealed.key_id, 1)?;
+        self.count_sealed(&record.sealed, 1)?;
         self.push_version(previous, record, actor)
+    }
+
+    /// Moves the `key_usage` count of the master key that sealed `sealed`
+    /// directly (if one did) by `delta`.
+    pub(super) fn count_sealed(
+        &mut self,
+        sealed: &SealedValue,
+        delta: i64,
+    ) -> Result<(), StoreError> {
+        match sealed.master_key_id() {
+            Some(key_id) => self.adjust_usage(key_id, delta),
+            None => Ok(()),
+        }
     }
 
     /// Moves the record count of `key_id` in `key_usage` by `delta`.

@@ -42,9 +42,14 @@ pub const REDEPLOY_QUEUE: TableDefinition<&str, &[u8]> = TableDefinition::new("r
 pub const SECRET_VERSIONS: TableDefinition<(&str, u64), &[u8]> =
     TableDefinition::new("external_secret_versions");
 
+/// `"{tenant_id}/{dek_id}" → DataKeyRecord`: each tenant's data keys,
+/// wrapped under a master key (SPEC §11.4; schema version 5). Wraps count
+/// in `key_usage` under their master key like directly sealed records.
+pub const TENANT_DATA_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenant_data_keys");
+
 /// Names of every table, in a fixed order (schema preparation checks they
 /// all exist; backups dump them in this order).
-pub fn names() -> [&'static str; 13] {
+pub fn names() -> [&'static str; 14] {
     use redb::TableHandle;
     [
         META.name(),
@@ -60,6 +65,7 @@ pub fn names() -> [&'static str; 13] {
         PENDING_CLEANUPS.name(),
         REDEPLOY_QUEUE.name(),
         SECRET_VERSIONS.name(),
+        TENANT_DATA_KEYS.name(),
     ]
 }
 

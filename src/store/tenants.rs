@@ -131,6 +131,7 @@ impl Writer {
         let removed_secrets =
             self.remove_scope_secrets(&crate::model::Scope::Tenant(id.clone()))?;
         let removed_tokens = self.remove_tenant_tokens(id)?;
+        self.remove_data_keys(id)?;
         self.txn()
             .table(tables::TENANTS)?
             .remove(id.as_str())

@@ -38,7 +38,11 @@ fn a_canary_value_reaches_no_log_and_not_the_file() {
             .read(|r| r.secret_layout(&app("web")))
             .unwrap()
             .unwrap();
-        let set = resolve::resolve(&layout.tenant, &layout.app, &test.keyring);
+        let set = resolve::resolve(
+            &layout.tenant,
+            &layout.app,
+            &crate::harness::shared_layout_keys(&test.keyring, &layout),
+        );
         assert_eq!(set.values[0].value.expose_secret(), CANARY);
         tracing::info!(records = ?layout.app, keyring = ?test.keyring, "debug output of records");
         test.store

@@ -4,24 +4,27 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use exsec::crypto::{Keyring, MasterKey, SecretLocation};
+use exsec::crypto::{DataKeyCache, Keyring, MasterKey, SecretLocation, TenantKeys};
 use exsec::model::{AppId, EnvKey, KeyId, Provider, Scope, SecretValue, TenantId};
 use exsec::store::records::SecretRecord;
-use exsec::store::{PutSecret, Store, StoreOptions};
+use exsec::store::{PutSecret, SecretLayout, Store, StoreOptions};
 use tracing_subscriber::fmt::MakeWriter;
 
 /// A store in a temporary directory plus a one-key keyring.
 pub struct TestStore {
     pub dir: tempfile::TempDir,
     pub store: Store,
-    pub keyring: Keyring,
+    pub keyring: Arc<Keyring>,
 }
 
 impl TestStore {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("exsec.redb"), options()).expect("open store");
-        let keyring = Keyring::from_keys([(key_id("k1"), MasterKey::generate().expect("key"))]);
+        let keyring = Arc::new(Keyring::from_keys([(
+            key_id("k1"),
+            MasterKey::generate().expect("key"),
+        )]));
         Self {
             dir,
             store,
@@ -55,7 +58,9 @@ pub fn seal_with(
         key: &key,
     };
     let sealed = keyring.seal(&location, &value).expect("seal");
-    let fingerprint = keyring.fingerprint(&sealed.key_id).expect("fingerprint");
+    let fingerprint = keyring
+        .fingerprint(&sealed.sealer_id())
+        .expect("fingerprint");
     PutSecret {
         scope: scope.clone(),
         provider,
@@ -89,7 +94,46 @@ pub fn rotation_keyrings() -> Rotation {
     }
 }
 
-/// The plaintext of a stored record, opened with `keyring`.
+
+/// The keys an app's layout opens with under `keyring` (a fresh cache).
+pub fn layout_keys(keyring: Keyring, layout: &SecretLayout) -> TenantKeys {
+    DataKeyCache::default().tenant_keys(Arc::new(keyring), &layout.tenant_id, &layout.data_keys)
+}
+
+/// [`layout_keys`] with a shared keyring.
+pub fn shared_layout_keys(keyring: &Arc<Keyring>, layout: &SecretLayout) -> TenantKeys {
+    DataKeyCache::default().tenant_keys(Arc::clone(keyring), &layout.tenant_id, &layout.data_keys)
+}
+
+/// The plaintext of a stored record sealed either way, opened with
+/// `keyring` and the data keys of the record's tenant in `store`.
+pub fn open_stored(store: &Store, keyring: &Arc<Keyring>, record: &SecretRecord) -> String {
+    let scope = record.scope.clone();
+    let (tenant, wraps) = store
+        .read(move |r| {
+            let tenant = match &scope {
+                Scope::Tenant(id) => id.clone(),
+                Scope::App(id) => r.app(id)?.expect("the record's app").tenant_id,
+            };
+            let wraps = r.data_keys(&tenant)?;
+            Ok((tenant, wraps))
+        })
+        .expect("read data keys");
+    let location = SecretLocation {
+        scope: &record.scope,
+        provider: &record.provider,
+        key: &record.key,
+    };
+    DataKeyCache::default()
+        .tenant_keys(Arc::clone(keyring), &tenant, &wraps)
+        .open(&location, &record.sealed)
+        .expect("open")
+        .expose_secret()
+        .to_owned()
+}
+
+/// The plaintext of a record sealed directly under a master key, opened
+/// with `keyring`.
 pub fn open_record(keyring: &Keyring, record: &SecretRecord) -> String {
     let location = SecretLocation {
         scope: &record.scope,

@@ -42,7 +42,11 @@ fn the_app_override_wins_and_defaults_are_inherited() {
         .read(|r| r.secret_layout(&app("web")))
         .unwrap()
         .unwrap();
-    let set = resolve::resolve(&layout.tenant, &layout.app, &test.keyring);
+    let set = resolve::resolve(
+        &layout.tenant,
+        &layout.app,
+        &crate::harness::shared_layout_keys(&test.keyring, &layout),
+    );
     let got: Vec<(&str, &str, ScopeKind, bool)> = set
         .values
         .iter()
@@ -79,14 +83,22 @@ fn unopenable_values_are_named() {
         .unwrap()
         .unwrap();
 
-    let set = resolve::resolve(&layout.tenant, &layout.app, &Keyring::empty());
+    let set = resolve::resolve(
+        &layout.tenant,
+        &layout.app,
+        &crate::harness::layout_keys(Keyring::empty(), &layout),
+    );
     assert!(set.values.is_empty());
     let names: Vec<&str> = set.undecryptable.iter().map(|u| u.key.as_str()).collect();
     assert_eq!(names, ["OPENAI_API_KEY", "SENTRY_DSN", "STRIPE_KEY"]);
     assert!(set.undecryptable.iter().all(|u| u.key_missing));
 
     let impostor = Keyring::from_keys([(key_id("k1"), MasterKey::generate().unwrap())]);
-    let set = resolve::resolve(&layout.tenant, &layout.app, &impostor);
+    let set = resolve::resolve(
+        &layout.tenant,
+        &layout.app,
+        &crate::harness::layout_keys(impostor, &layout),
+    );
     assert_eq!(set.undecryptable.len(), 3);
     assert!(set.undecryptable.iter().all(|u| !u.key_missing));
 }

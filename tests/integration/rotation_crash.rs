@@ -1,9 +1,12 @@
 //! A rotation survives SIGKILL (SPEC §3: "the job is resumable after a
-//! crash or restart"). The real `exsec serve` binary re-seals thousands of
-//! records across tenants and apps, is killed with SIGKILL while records
-//! are still under the old key, and is started again on the same files: the
-//! job resumes and finishes, every value opens to what was last written,
-//! and the audit chain verifies.
+//! crash or restart"), and so does the move of records under tenant data
+//! keys (SPEC §11.4). Thousands of records across tenants and apps are
+//! written sealed directly under the old key, as files from before schema 5
+//! hold them; the real `exsec serve` binary moves them under data keys while
+//! a new key arrives, is killed with SIGKILL while records or wraps are
+//! still under the old key, and is started again on the same files: the job
+//! resumes and finishes, every value opens to what was last written, and
+//! the audit chain verifies.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -11,6 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use exsec::crypto::{Keyring, SecretLocation};
 use exsec::model::{AppId, KeyId, TenantId};
+use exsec::store::history::KeptValue;
 use exsec::store::{PutSecret, Store};
 use serde_json::{Value, json};
 
@@ -49,9 +53,6 @@ async fn a_rotation_killed_mid_pass_resumes_and_loses_nothing() {
     // Values rewritten through the API while a pass runs: the final check
     // expects these instead of the seeded ones.
     let mut rewritten = Rewritten::new();
-    // Each rewrite keeps the value it replaced as an older version, which
-    // is a sealed record the rotation covers too (SPEC §11.3).
-    let mut kept_versions = 0u64;
     for attempt in 1..=ATTEMPTS {
         let mut server = TestServer::attached(dir, Daemon::start(&config, &[]));
         let new = exsec::crypto::generate_key_file(
@@ -70,7 +71,6 @@ async fn a_rotation_killed_mid_pass_resumes_and_loses_nothing() {
                 .set_secret(&format!("/v1/apps/{app}"), "p", "APP_1", &value)
                 .await;
             assert_eq!(answer.status, 200, "{}", answer.text());
-            kept_versions += 1;
             rewritten
                 .entry((t, a))
                 .or_default()
@@ -94,7 +94,7 @@ async fn a_rotation_killed_mid_pass_resumes_and_loses_nothing() {
             continue;
         }
         assert_eq!(completed, 0, "a pass that was killed cannot have completed");
-        return resume(dir, &old, &new, left, RECORDS + kept_versions, &rewritten).await;
+        return resume(dir, &old, &new, left, &rewritten).await;
     }
     panic!("every pass finished before SIGKILL in {ATTEMPTS} attempts");
 }
@@ -107,7 +107,6 @@ async fn resume(
     old: &KeyId,
     new: &KeyId,
     left: u64,
-    sealed: u64,
     rewritten: &Rewritten,
 ) {
     let config = dir.path().join("config.toml");
@@ -124,8 +123,10 @@ async fn resume(
             .find(|k| k["id"] == id.as_str())
             .map(|k| k["records"].as_u64().unwrap())
     };
+    // Every value moved under its tenant's data key (SPEC §11.4): the new
+    // key wraps one data key per tenant and seals nothing directly.
     assert_eq!(records(old), Some(0), "{status}");
-    assert_eq!(records(new), Some(sealed), "{status}");
+    assert_eq!(records(new), Some(TENANTS as u64), "{status}");
 
     // The resumed pass re-sealed exactly what the kill left behind.
     let started = server.audit_events_of("master_key.rotation_started").await;
@@ -137,7 +138,11 @@ async fn resume(
     assert_eq!(last_started["data"]["remaining"], left);
     let last_completed = completed.last().unwrap();
     assert_eq!(last_completed["data"]["key_id"], new.as_str());
-    assert_eq!(last_completed["data"]["count"], left);
+    let moved = last_completed["data"]["count"].as_u64().unwrap()
+        + last_completed["data"]["data_keys_rewrapped"]
+            .as_u64()
+            .unwrap();
+    assert_eq!(moved, left, "{last_completed}");
     assert!(
         last_completed["seq"].as_u64() > last_started["seq"].as_u64(),
         "{last_started} {last_completed}"
@@ -183,8 +188,18 @@ async fn resume(
     // what was last written.
     let scan = exsec::crypto::scan_dir(&dir.path().join("keys.d"), false).unwrap();
     let (keyring, _) = Keyring::assemble(scan, &BTreeMap::new(), None);
+    let keyring = std::sync::Arc::new(keyring);
     let store = Store::open(&database, options()).unwrap();
     for t in 0..TENANTS {
+        let tenant = exsec::model::TenantId::parse(&tenant_name(t)).unwrap();
+        let lookup = tenant.clone();
+        let wraps = store.read(move |r| r.data_keys(&lookup)).unwrap();
+        assert!(wraps.iter().all(|(_, wrapped)| wrapped.key_id == *new));
+        let keys = exsec::crypto::DataKeyCache::default().tenant_keys(
+            std::sync::Arc::clone(&keyring),
+            &tenant,
+            &wraps,
+        );
         let mut scopes = vec![(
             crate::harness::tenant_scope(&tenant_name(t)),
             tenant_values(t),
@@ -201,19 +216,71 @@ async fn resume(
             let opened: BTreeMap<String, String> = records
                 .iter()
                 .map(|record| {
-                    assert_eq!(record.sealed.key_id, *new);
+                    // Every value moved under the tenant's data key.
+                    assert_eq!(record.sealed.master_key_id(), None, "{record:?}");
                     let location = SecretLocation {
                         scope: &record.scope,
                         provider: &record.provider,
                         key: &record.key,
                     };
-                    let value = keyring.open(&location, &record.sealed).unwrap();
+                    let value = keys.open(&location, &record.sealed).unwrap();
                     (record.key.to_string(), value.expose_secret().to_owned())
                 })
                 .collect();
             assert_eq!(opened, expected, "{scope:?}");
+            // So did every value a rewrite kept as an older version: the
+            // oldest is the seeded one.
+            for record in &records {
+                let kept = kept_values(&store, &keys, record);
+                assert_eq!(kept.last(), Some(&opened[record.key.as_str()]));
+                if kept.len() > 1 {
+                    let owner = record.scope.owner().to_owned();
+                    assert_eq!(kept[0], seeded(&owner, record.key.as_str()));
+                }
+            }
         }
     }
+}
+
+/// Every kept version of `record`'s secret, oldest first, opened with the
+/// tenant's `keys`; each must be sealed under a data key.
+fn kept_values(
+    store: &Store,
+    keys: &exsec::crypto::TenantKeys,
+    record: &exsec::store::records::SecretRecord,
+) -> Vec<String> {
+    let (scope, provider, key) = (
+        record.scope.clone(),
+        record.provider.clone(),
+        record.key.clone(),
+    );
+    let sealed = store
+        .read(move |r| {
+            let mut out = Vec::new();
+            for info in r.secret_versions(&scope, &provider, &key)?.iter().rev() {
+                match r.secret_version(&scope, &provider, &key, info.version)? {
+                    KeptValue::Sealed(sealed) => out.push(sealed),
+                    KeptValue::Tombstone | KeptValue::Missing => {
+                        panic!("version {} has no value", info.version)
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .unwrap();
+    let location = SecretLocation {
+        scope: &record.scope,
+        provider: &record.provider,
+        key: &record.key,
+    };
+    sealed
+        .iter()
+        .map(|sealed| {
+            assert_eq!(sealed.master_key_id(), None, "{sealed:?}");
+            let value = keys.open(&location, sealed).unwrap();
+            value.expose_secret().to_owned()
+        })
+        .collect()
 }
 
 /// Env var name → value last written, per app `(tenant, app)`: what the

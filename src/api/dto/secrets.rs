@@ -70,7 +70,9 @@ pub struct SecretVersionDto {
     pub actor: String,
     /// Whether it records a deletion.
     pub tombstone: bool,
-    /// The master key its value is sealed under (`null` for a tombstone).
+    /// The key its value is sealed under: the tenant data key's id, or a
+    /// master key's for a value not moved under a data key yet (`null` for
+    /// a tombstone).
     pub key_id: Option<String>,
 }
 
@@ -177,7 +179,7 @@ impl Schema for SecretVersionDto {
             ("tombstone", boolean()),
             (
                 "key_id",
-                json!({ "type": ["string", "null"], "description": "`null` for a tombstone" }),
+                json!({ "type": ["string", "null"], "description": "the tenant data key (or, not migrated yet, the master key) sealing the value; `null` for a tombstone" }),
             ),
         ])
     }

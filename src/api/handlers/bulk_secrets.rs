@@ -6,6 +6,7 @@
 
 use hyper::StatusCode;
 
+use super::data_keys::{self, Sealing};
 use super::secrets::{scope, seal};
 use crate::api::dto::{BulkSecretItem, BulkSecretsBody, BulkSecretsDto};
 use crate::api::problem::ApiError;
@@ -28,9 +29,10 @@ pub async fn put(call: Call) -> Result<Reply, ApiError> {
             ),
         ));
     }
+    let sealing = data_keys::for_sealing(&call, &scope).await?;
     let mut items = Vec::with_capacity(body.secrets.len());
     for (index, item) in body.secrets.into_iter().enumerate() {
-        items.push(sealed_item(&call, &scope, item).map_err(|error| error.at(index))?);
+        items.push(sealed_item(&sealing, &scope, item).map_err(|error| error.at(index))?);
     }
     let bulk = BulkPut::new(scope, items, body.replace).map_err(|repeated| {
         ApiError::new(
@@ -79,12 +81,16 @@ impl ItemError {
 
 /// Parses one item into model types and seals its value; the plaintext
 /// is dropped (wiped) before this returns.
-fn sealed_item(call: &Call, scope: &Scope, item: BulkSecretItem) -> Result<BulkItem, ItemError> {
+fn sealed_item(
+    sealing: &Sealing,
+    scope: &Scope,
+    item: BulkSecretItem,
+) -> Result<BulkItem, ItemError> {
     let provider = Provider::parse(&item.provider).map_err(ItemError::Invalid)?;
     let key = EnvKey::parse(&item.key).map_err(ItemError::Invalid)?;
     let value = SecretValue::parse(item.value).map_err(ItemError::Invalid)?;
     let (sealed, fingerprint) =
-        seal(call, scope, &provider, &key, &value).map_err(ItemError::Seal)?;
+        seal(sealing, scope, &provider, &key, &value).map_err(ItemError::Seal)?;
     Ok(BulkItem {
         provider,
         key,

@@ -5,6 +5,7 @@ mod apps;
 mod audit;
 mod backup;
 mod bulk_secrets;
+mod data_keys;
 mod deploys;
 mod secret_versions;
 mod secrets;

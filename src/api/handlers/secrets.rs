@@ -4,6 +4,7 @@
 use hyper::StatusCode;
 use subtle::ConstantTimeEq;
 
+use super::data_keys::{self, Sealing};
 use crate::api::dto::{
     EffectiveDto, EffectiveEntryDto, SecretListDto, SecretMetaDto, ValueBody, VerifyDto, WarningDto,
 };
@@ -31,35 +32,25 @@ pub(super) fn scope(call: &Call) -> Result<Scope, ApiError> {
     }
 }
 
-/// Seals a value for its place under the active master key; the
-/// fingerprint of that key goes with it (the store remembers it).
+/// Seals a value for its place under the tenant's current data key; the
+/// fingerprint of the active master key goes with it.
 pub(super) fn seal(
-    call: &Call,
+    sealing: &Sealing,
     scope: &Scope,
     provider: &Provider,
     key: &EnvKey,
     value: &SecretValue,
 ) -> Result<(SealedValue, Fingerprint), ApiError> {
-    let keyring = call.state.keyring.snapshot();
-    let sealed = keyring
-        .seal(
-            &SecretLocation {
-                scope,
-                provider,
-                key,
-            },
-            value,
-        )
-        .map_err(|error| match error {
-            CryptoError::NoActiveKey => ApiError::master_key_unavailable(
-                "no master key is loaded; add a key file to the key directory (exsec keys generate)",
-            ),
-            other => ApiError::internal("sealing failed", &other),
-        })?;
-    let fingerprint = keyring.fingerprint(&sealed.key_id).ok_or_else(|| {
-        ApiError::master_key_unavailable("the active master key was unloaded; retry")
-    })?;
-    Ok((sealed, fingerprint))
+    let location = SecretLocation {
+        scope,
+        provider,
+        key,
+    };
+    let sealed = sealing
+        .keys
+        .seal(&location, value)
+        .map_err(data_keys::seal_failed)?;
+    Ok((sealed, sealing.fingerprint))
 }
 
 /// Whether the scope's owner exists: a tenant is looked up, an app was
@@ -104,7 +95,8 @@ pub async fn put(call: Call) -> Result<Reply, ApiError> {
     let (provider, key) = name(&call)?;
     let body: ValueBody = call.json()?;
     let value = SecretValue::parse(body.value)?;
-    let (sealed, fingerprint) = seal(&call, &scope, &provider, &key, &value)?;
+    let sealing = data_keys::for_sealing(&call, &scope).await?;
+    let (sealed, fingerprint) = seal(&sealing, &scope, &provider, &key, &value)?;
     drop(value);
     let put = PutSecret {
         scope,
@@ -207,8 +199,8 @@ pub async fn verify(call: Call) -> Result<Reply, ApiError> {
             });
         }
     };
-    let keyring = call.state.keyring.snapshot();
-    let stored = keyring
+    let keys = data_keys::for_opening(&call, &scope).await?;
+    let stored = keys
         .open(
             &SecretLocation {
                 scope: &scope,
@@ -221,6 +213,9 @@ pub async fn verify(call: Call) -> Result<Reply, ApiError> {
             CryptoError::MissingKey { key_id } => ApiError::master_key_unavailable(format!(
                 "the value is sealed under master key {key_id}, which is not loaded; put its key file back"
             )),
+            CryptoError::MissingDataKey { dek_id } => ApiError::master_key_unavailable(format!(
+                "the value is sealed under tenant data key {dek_id}, which the store does not hold"
+            )),
             other => ApiError::internal("opening a stored value failed", &other),
         })?;
     let matched = bool::from(
@@ -230,10 +225,7 @@ pub async fn verify(call: Call) -> Result<Reply, ApiError> {
             .ct_eq(candidate.expose_secret().as_bytes()),
     );
     drop((stored, candidate));
-    let tenant_id = match &scope {
-        Scope::Tenant(id) => id.clone(),
-        Scope::App(_) => call.app()?.1.tenant_id.clone(),
-    };
+    let tenant_id = data_keys::owner(&call, &scope)?;
     let mut audit = NewEvent::new(event::SECRET_VERIFIED, actor)
         .tenant(tenant_id.as_str())
         .with("scope", scope.kind().as_str())

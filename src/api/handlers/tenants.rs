@@ -52,6 +52,19 @@ pub async fn get(call: Call) -> Result<Reply, ApiError> {
 pub async fn delete(call: Call) -> Result<Reply, ApiError> {
     let tenant = call.tenant_param()?;
     let actor = call.actor();
+    if call.query_flag("shred")? {
+        let (shredded, warnings) = call.state.deployer.shred_tenant(&tenant, &actor).await?;
+        // Unwrapped keys of the tenant must not outlive its wraps.
+        call.state.keyring.data_keys().forget_tenant(&tenant);
+        tracing::info!(
+            tenant_id = %tenant,
+            apps = shredded.apps.len(),
+            data_keys = shredded.data_keys_destroyed,
+            cleanup_pending = !warnings.is_empty(),
+            "tenant crypto-shredded"
+        );
+        return Ok(Reply::no_content());
+    }
     call.state
         .store
         .write_async(move |w| w.delete_tenant(&tenant, &actor))

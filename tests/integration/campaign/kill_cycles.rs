@@ -37,7 +37,7 @@ use tokio::sync::Notify;
 
 use super::{Rng, seed, size, verify_audit_chain};
 use crate::daemon::Daemon;
-use crate::harness::{app_scope, open_record, options, seal_with, tenant_scope};
+use crate::harness::{app_scope, open_stored, options, seal_with, tenant_scope};
 use crate::kubernetes::{deployment, secret_values};
 use crate::server::{Options, TestServer};
 
@@ -401,6 +401,7 @@ async fn check_closed_file(dir: &Path, progress: &[Progress], ledger: &mut Ledge
     let database = dir.join("exsec.redb");
     let scan = exsec::crypto::scan_dir(&dir.join("keys.d"), false).unwrap();
     let (keyring, _) = Keyring::assemble(scan, &BTreeMap::new(), None);
+    let keyring = std::sync::Arc::new(keyring);
     let store = Store::open(&database, options()).unwrap();
     for (w, p) in progress.iter().enumerate() {
         let (acked, sent) = (
@@ -419,7 +420,11 @@ async fn check_closed_file(dir: &Path, progress: &[Progress], ledger: &mut Ledge
             acked <= version && version <= sent,
             "{key}: stored version {version}, acknowledged {acked}, sent {sent}"
         );
-        assert_eq!(open_record(&keyring, record), value(w, version), "{key}");
+        assert_eq!(
+            open_stored(&store, &keyring, record),
+            value(w, version),
+            "{key}"
+        );
         ledger.stored[w] = version;
         ledger.records_checked += 1;
     }
@@ -430,7 +435,7 @@ async fn check_closed_file(dir: &Path, progress: &[Progress], ledger: &mut Ledge
         assert_eq!(records.len(), BULK_KEYS, "{app}");
         for record in &records {
             assert_eq!(
-                open_record(&keyring, record),
+                open_stored(&store, &keyring, record),
                 bulk_value(&app, record.key.as_str())
             );
         }

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Run, admin, exsec, seed_acme_web};
 use crate::daemon::PATIENCE;
-use crate::harness::open_record;
+use crate::harness::open_stored;
 use crate::server::{Options, TestServer};
 
 const WRITERS: usize = 4;
@@ -103,7 +103,7 @@ async fn a_backup_under_write_load_restores_to_a_consistent_verified_store() {
         Arc::try_unwrap(server).unwrap_or_else(|_| panic!("writers still hold the server"));
     let dir = server.stop().await;
     let keys_dir = dir.path().join("keys.d");
-    let keyring = Keyring::from_keys(scan_dir(&keys_dir, false).unwrap().keys);
+    let keyring = std::sync::Arc::new(Keyring::from_keys(scan_dir(&keys_dir, false).unwrap().keys));
 
     // Which secrets the live log says existed at the anchor.
     let live = Store::open(&dir.path().join("exsec.redb"), options()).unwrap();
@@ -166,7 +166,10 @@ async fn a_backup_under_write_load_restores_to_a_consistent_verified_store() {
         "the snapshot is exactly the writes before its anchor"
     );
     for record in &records {
-        assert_eq!(open_record(&keyring, record), value_of(record.key.as_str()));
+        assert_eq!(
+            open_stored(&store, &keyring, record),
+            value_of(record.key.as_str())
+        );
     }
     let head = check.outcome.unwrap();
     assert_eq!(head.seq, anchor_seq);
@@ -559,7 +562,7 @@ async fn a_format_1_backup_restores_only_when_accepted_unauthenticated() {
     assert!(run.stderr.contains("take a new backup now"), "{run:?}");
 
     let store = Store::open(&data_dir.join("exsec.redb"), options()).unwrap();
-    let keyring = Keyring::from_keys(scan_dir(&keys_dir, false).unwrap().keys);
+    let keyring = std::sync::Arc::new(Keyring::from_keys(scan_dir(&keys_dir, false).unwrap().keys));
     let (tenants, records, chain) = store
         .read(|r| {
             let mut records = r.secrets(&Scope::Tenant(crate::harness::tenant("acme")))?;
@@ -571,7 +574,7 @@ async fn a_format_1_backup_restores_only_when_accepted_unauthenticated() {
     assert_eq!(names, ["acme", "beta"]);
     let mut values: Vec<String> = records
         .iter()
-        .map(|record| open_record(&keyring, record))
+        .map(|record| open_stored(&store, &keyring, record))
         .collect();
     values.sort();
     assert_eq!(
