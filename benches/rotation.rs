@@ -110,7 +110,7 @@ fn main() {
 fn reseal_passes(work: &Path, sizes: &[usize]) {
     println!();
     println!(
-        "## re-seal pass: every record sealed directly under the old key moves under its tenant's data key, wrapped by the new key (one Rotation::pass; the first start of schema 4)"
+        "## re-seal pass: every record sealed directly under the old key moves under its tenant's data key, wrapped by the new key (one Rotation::pass; the first start of schema 5)"
     );
     println!();
     println!(

@@ -3,7 +3,7 @@
 //! data keys stay as they are), then every record still sealed directly
 //! under another master key is re-sealed under the active one, in bounded
 //! batches, without a restart. Records sealed directly under a master key
-//! (any, the active one included: files from before schema 4) are moved
+//! (any, the active one included: files from before schema 5) are moved
 //! under their tenant's data key by the same stages, at the first start of
 //! this version and whenever some are found.
 //!
@@ -191,7 +191,7 @@ impl Rotation {
         let mut waiting = rewrap.waiting_for;
         let mut resealed = 0u64;
         // Records sealed directly under a master key (files from before
-        // schema 4): they move under their tenant's data key. None once
+        // schema 5): they move under their tenant's data key. None once
         // every value is under a data key, and then the table is not read.
         let records_left = store
             .read_async(|r| Ok(direct_records(&r.key_usage()?, &r.wrap_counts()?)))

@@ -116,7 +116,7 @@ pub async fn retire(context: &Context, id: &str, dir: Option<&Path>) -> Result<(
     let records = key.records;
     if records > 0 || !key.safe_to_remove {
         return Err(CliError::Refused(format!(
-            "{records} records are still sealed under {id}; wait until `exsec keys status` shows it safe to remove (rotation re-seals them under the active key)"
+            "{records} records still need {id} (tenant data keys wrapped under it, or values sealed directly under it, kept versions included); wait until `exsec keys status` shows it safe to remove (rotation re-wraps them under the active key)"
         )));
     }
     let moved = match dir {

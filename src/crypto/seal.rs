@@ -92,7 +92,7 @@ const AAD_DOMAIN: &[u8] = b"exsec/secret/v1";
 /// The key a value is sealed under.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Sealer {
-    /// Directly under a master key (every value before schema 4; the
+    /// Directly under a master key (every value before schema 5; the
     /// migration pass moves them under data keys).
     MasterKey(KeyId),
     /// Under the data key of the owning tenant (SPEC §11.4); the master

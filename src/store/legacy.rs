@@ -210,3 +210,173 @@ impl From<SecretVersionRecordV4> for SecretVersionRecord {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use redb::ReadableDatabase;
+
+    use super::*;
+    use crate::crypto::{Keyring, MasterKey, SecretLocation};
+    use crate::model::SecretValue;
+    use crate::store::history::KeptValue;
+    use crate::store::tests::options;
+    use crate::store::{Store, codec, schema, tables};
+
+    /// A file of schema 4 whose history holds a live value, an older kept
+    /// value and the tombstone of a deleted secret, all sealed directly
+    /// under a master key in that schema's layout, opens as schema 5: every
+    /// value names its master key, keeps its bytes, and opens.
+    #[test]
+    fn a_schema_4_history_migrates_to_5_with_every_kept_value_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("exsec.redb");
+        let k1 = KeyId::parse("k1").unwrap();
+        let keyring = Keyring::from_keys([(k1.clone(), MasterKey::generate().unwrap())]);
+        let scope = Scope::Tenant(TenantId::parse("acme").unwrap());
+        let provider = Provider::parse("openai").unwrap();
+        let (live, gone) = (
+            EnvKey::parse("LIVE").unwrap(),
+            EnvKey::parse("GONE").unwrap(),
+        );
+        let seal = |key: &EnvKey, value: &str| {
+            let location = SecretLocation {
+                scope: &scope,
+                provider: &provider,
+                key,
+            };
+            let sealed = keyring
+                .seal(&location, &SecretValue::parse(value.to_owned()).unwrap())
+                .unwrap();
+            SealedValueV4 {
+                key_id: k1.clone(),
+                nonce: sealed.nonce,
+                ciphertext: sealed.ciphertext,
+            }
+        };
+        let version = |key: &EnvKey, version: u64, value: VersionValueV4| SecretVersionRecordV4 {
+            scope: scope.clone(),
+            provider: provider.clone(),
+            key: key.clone(),
+            version,
+            created_at: Timestamp(1_000 + i64::try_from(version).unwrap()),
+            actor: "admin".to_owned(),
+            value,
+        };
+        let name = |key: &EnvKey| {
+            tables::secret_key(
+                scope.kind().tag(),
+                scope.owner(),
+                provider.as_str(),
+                key.as_str(),
+            )
+        };
+        let live_record = SecretRecordV4 {
+            scope: scope.clone(),
+            provider: provider.clone(),
+            key: live.clone(),
+            created_at: Timestamp(1),
+            updated_at: Timestamp(2),
+            version: 2,
+            sealed: seal(&live, "sk-2"),
+        };
+        let rows = [
+            (
+                (name(&live), 1),
+                version(&live, 1, VersionValueV4::Sealed(seal(&live, "sk-1"))),
+            ),
+            ((name(&live), 2), version(&live, 2, VersionValueV4::Current)),
+            (
+                (name(&gone), 1),
+                version(&gone, 1, VersionValueV4::Sealed(seal(&gone, "gone-1"))),
+            ),
+            (
+                (name(&gone), 2),
+                version(&gone, 2, VersionValueV4::Tombstone),
+            ),
+        ];
+        let stored: Vec<((String, u64), Vec<u8>)> = rows
+            .iter()
+            .map(|(key, row)| (key.clone(), codec::encode(row).unwrap()))
+            .collect();
+        let live_bytes = codec::encode(&live_record).unwrap();
+        {
+            let store = Store::open(&path, options()).unwrap();
+            let guard = store.db.read().unwrap();
+            let db = guard.as_ref().unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut secrets = txn.open_table(tables::SECRETS).unwrap();
+                secrets
+                    .insert(name(&live).as_str(), live_bytes.as_slice())
+                    .unwrap();
+                let mut versions = txn.open_table(tables::SECRET_VERSIONS).unwrap();
+                for ((secret, number), bytes) in &stored {
+                    versions
+                        .insert((secret.as_str(), *number), bytes.as_slice())
+                        .unwrap();
+                }
+            }
+            txn.commit().unwrap();
+            schema::force_version(db, 4).unwrap();
+        }
+
+        let store = Store::open(&path, options()).unwrap();
+        {
+            let guard = store.db.read().unwrap();
+            let read = guard.as_ref().unwrap().begin_read().unwrap();
+            let meta = read.open_table(tables::META).unwrap();
+            let version = meta.get(tables::META_SCHEMA_VERSION).unwrap().unwrap();
+            assert_eq!(codec::decode::<u32>(version.value()).unwrap(), 5);
+        }
+        let opened = |key: &EnvKey, sealed: &SealedValue| {
+            assert_eq!(sealed.master_key_id(), Some(&k1));
+            let location = SecretLocation {
+                scope: &scope,
+                provider: &provider,
+                key,
+            };
+            keyring
+                .open(&location, sealed)
+                .unwrap()
+                .expose_secret()
+                .to_owned()
+        };
+        let record = store
+            .read(|r| r.secret(&scope, &provider, &live))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (record.version, record.sealed.ciphertext.clone()),
+            (2, live_record.sealed.ciphertext.clone())
+        );
+        assert_eq!(opened(&live, &record.sealed), "sk-2");
+        let kept = |key: &EnvKey, version: u64| {
+            store
+                .read(|r| r.secret_version(&scope, &provider, key, version))
+                .unwrap()
+        };
+        let KeptValue::Sealed(first) = kept(&live, 1) else {
+            panic!("live version 1 lost its value");
+        };
+        assert_eq!(opened(&live, &first), "sk-1");
+        let KeptValue::Sealed(current) = kept(&live, 2) else {
+            panic!("the current version lost its value");
+        };
+        assert_eq!(opened(&live, &current), "sk-2");
+        let KeptValue::Sealed(deleted) = kept(&gone, 1) else {
+            panic!("a deleted secret lost its kept value");
+        };
+        assert_eq!(opened(&gone, &deleted), "gone-1");
+        assert!(matches!(kept(&gone, 2), KeptValue::Tombstone));
+        let listed = store
+            .read(|r| r.secret_versions(&scope, &provider, &gone))
+            .unwrap();
+        assert_eq!(
+            listed
+                .iter()
+                .map(|v| (v.version, v.tombstone, v.key_id.clone()))
+                .collect::<Vec<_>>(),
+            [(2, true, None), (1, false, Some(k1.clone()))]
+        );
+    }
+}

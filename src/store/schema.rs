@@ -132,7 +132,8 @@ fn migrate_1_to_2(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
 /// secrets hash). One transaction: a crash leaves version 2 untouched and
 /// the next start migrates again.
 fn migrate_2_to_3(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
-    let migrated_apps = rewrite_str_table::<legacy::AppRecordV2, legacy::AppRecordV3>(txn, tables::APPS, "apps")?;
+    let migrated_apps =
+        rewrite_str_table::<legacy::AppRecordV2, legacy::AppRecordV3>(txn, tables::APPS, "apps")?;
     let mut deploys = txn.table(tables::DEPLOYS)?;
     let mut migrated_deploys = Vec::new();
     for entry in deploys.iter().in_table(tables::DEPLOYS)? {
@@ -161,7 +162,8 @@ fn migrate_2_to_3(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
 /// Both sides are read and written in their schema-4 layouts; the 4 → 5
 /// step brings them to today's.
 fn migrate_3_to_4(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
-    let migrated_apps = rewrite_str_table::<legacy::AppRecordV3, AppRecord>(txn, tables::APPS, "apps")?;
+    let migrated_apps =
+        rewrite_str_table::<legacy::AppRecordV3, AppRecord>(txn, tables::APPS, "apps")?;
     let secrets = txn.table(tables::SECRETS)?;
     let mut versions = txn.table(tables::SECRET_VERSIONS)?;
     let mut migrated_secrets = 0u64;
@@ -191,7 +193,11 @@ fn migrate_3_to_4(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
 /// after start.
 fn migrate_4_to_5(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     txn.table(tables::TENANT_DATA_KEYS)?;
-    let secrets = rewrite_str_table::<legacy::SecretRecordV4, SecretRecord>(txn, tables::SECRETS, "external_secrets")?;
+    let secrets = rewrite_str_table::<legacy::SecretRecordV4, SecretRecord>(
+        txn,
+        tables::SECRETS,
+        "external_secrets",
+    )?;
     let mut versions = txn.table(tables::SECRET_VERSIONS)?;
     let mut migrated = Vec::new();
     for entry in versions.iter().in_table(tables::SECRET_VERSIONS)? {

@@ -13,6 +13,7 @@ use exsec::crypto::{
 };
 use exsec::model::{Scope, SecretValue, TenantId};
 use exsec::rotation::Rotation;
+use exsec::store::history::KeptValue;
 use exsec::store::records::SecretRecord;
 use exsec::store::{PutSecret, Store};
 
@@ -181,7 +182,9 @@ async fn a_master_rotation_rewraps_data_keys_and_leaves_every_value_as_it_was() 
 /// at the first start of this build the daemon serves while a background
 /// pass moves every value under its tenant's data key; then the master key
 /// seals nothing directly, wraps one key per tenant, and every value opens
-/// through a deploy and from the file.
+/// through a deploy and from the file. The secrets hash is over plaintext:
+/// the move changes no app's hash (an automatic redeploy after the upgrade
+/// is skipped as unchanged, no pod restarts).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schema2_file_moves_its_values_under_data_keys() {
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/schema2");
@@ -195,6 +198,34 @@ async fn a_schema2_file_moves_its_values_under_data_keys() {
         std::fs::copy(entry.path(), &to).unwrap();
         std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
+    // web's secrets hash before anything moved, from the migrated file
+    // (values still sealed directly under the fixture's master key).
+    let hash_before = {
+        let keyring = Arc::new(Keyring::from_keys(
+            exsec::crypto::scan_dir(&keys_dir, false).unwrap().keys,
+        ));
+        let store = Store::open(&dir.path().join("exsec.redb"), options()).unwrap();
+        let (layout, installation) = store
+            .read(|r| {
+                Ok((
+                    r.secret_layout(&app("web"))?.unwrap(),
+                    r.installation_key()?,
+                ))
+            })
+            .unwrap();
+        assert!(layout.data_keys.is_empty());
+        let keys = crate::harness::shared_layout_keys(&keyring, &layout);
+        let set = exsec::resolve::resolve(&layout.tenant, &layout.app, &keys);
+        assert!(set.undecryptable.is_empty());
+        exsec::crypto::secrets_hash(
+            &installation,
+            set.values.iter().map(|v| exsec::crypto::HashedEntry {
+                name: v.key.as_str(),
+                provider: v.provider.as_str(),
+                value: v.value.expose_secret().as_bytes(),
+            }),
+        )
+    };
     let config = crate::daemon::write_config(dir.path());
     let server = TestServer::start_config(dir, &config).await;
     // Done when the master key is needed by two wraps (one per tenant)
@@ -206,6 +237,7 @@ async fn a_schema2_file_moves_its_values_under_data_keys() {
     assert_eq!(status["rotation"]["remaining"], 0, "{status}");
     let deploy = server.deploy_ok("web").await;
     assert_eq!(deploy["external_secrets"]["status"], "injected", "{deploy}");
+    assert_eq!(deploy["secrets_hash"], hash_before.as_str(), "{deploy}");
     let values = server.manifest_values("web").unwrap();
     assert_eq!(values["OPENAI_API_KEY"], "sk-fixture-app-override");
     assert_eq!(values["STRIPE_KEY"], "rk-fixture-stripe");
@@ -308,17 +340,27 @@ fn tenant_of(record: &SecretRecord) -> String {
 }
 
 /// SPEC §11.4 crypto-shredding: `exsec tenants shred` removes the tenant,
-/// its apps (and their manifests), secrets, tokens and wrapped data keys in
-/// one transaction, audited with names and counts; a sealed value copied
-/// from the file before cannot be opened with the master key afterwards;
+/// its apps (and their manifests, pins and queued redeploys), secrets and
+/// their kept versions, tokens and wrapped data keys in one transaction,
+/// audited with names and counts; a sealed value copied from the file
+/// before, live or kept, cannot be opened with the master key afterwards;
 /// the other tenant is untouched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shredded_tenant_is_gone_and_its_copied_values_do_not_open() {
-    let server = TestServer::start().await;
+    // Queued redeploys wait (a quiet period longer than the test).
+    let server = TestServer::start_with(crate::server::Options {
+        deploy_config: "auto_redeploy_quiet = \"1h\"\nauto_redeploy_max_delay = \"1h\"\n"
+            .to_owned(),
+        ..crate::server::Options::default()
+    })
+    .await;
     server.seed("acme", &["web", "api"]).await;
     server.seed("beta", &["shop"]).await;
+    let auto = serde_json::json!({"tenant_id": "acme", "auto_redeploy": true}).to_string();
+    let answer = server.admin("PUT", "/v1/apps/api", Some(&auto)).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
     for (scope, value) in [
-        ("/v1/tenants/acme", "sk-acme-tenant"),
+        ("/v1/tenants/acme", "sk-acme-tenant-old"),
         ("/v1/apps/web", "sk-acme-web"),
         ("/v1/tenants/beta", "sk-beta"),
     ] {
@@ -328,10 +370,34 @@ async fn a_shredded_tenant_is_gone_and_its_copied_values_do_not_open() {
         assert_eq!(answer.status, 201, "{}", answer.text());
     }
     server.mint("acme").await;
-    server.deploy_ok("web").await;
+    let first = server.deploy_ok("web").await;
+    server.deploy_ok("api").await;
+    // web pinned to its first deploy, then a new tenant value: the old one
+    // becomes a kept version and api's redeploy is queued (it reads the
+    // tenant value; web overrides it).
+    let rollback = server
+        .deploy(
+            "web",
+            serde_json::json!({ "rollback_to": first["deploy_id"] }),
+        )
+        .await;
+    assert_eq!(rollback.status, 201, "{}", rollback.text());
+    server
+        .set_secret_ok(
+            "/v1/tenants/acme",
+            "openai",
+            "OPENAI_API_KEY",
+            "sk-acme-tenant",
+        )
+        .await;
+    let web = server.admin("GET", "/v1/apps/web", None).await.json();
+    assert_eq!(web["pinned_to"], first["deploy_id"], "{web}");
+    let api = server.admin("GET", "/v1/apps/api", None).await.json();
+    assert!(api.get("redeploy_queued").is_some(), "{api}");
     assert!(server.manifest("web").is_some());
 
-    // A copy of acme's sealed values and wraps, taken from the file.
+    // A copy of acme's sealed values (live and kept) and wraps, taken from
+    // the file.
     let dir = server.stop().await;
     let (copied, copied_wraps) = {
         let store = Store::open(&dir.path().join("exsec.redb"), options()).unwrap();
@@ -339,11 +405,13 @@ async fn a_shredded_tenant_is_gone_and_its_copied_values_do_not_open() {
             .read(|r| {
                 let mut records = r.secrets(&tenant_scope("acme"))?;
                 records.extend(r.secrets(&app_scope("web"))?);
+                let old = kept_version(r, &records[0], 1)?;
+                records.push(old);
                 Ok((records, r.data_keys(&tenant("acme"))?))
             })
             .unwrap()
     };
-    assert_eq!((copied.len(), copied_wraps.len()), (2, 1));
+    assert_eq!((copied.len(), copied_wraps.len()), (3, 1));
     let server = TestServer::restart(dir).await;
 
     crate::operator::admin(&server, &["tenants", "shred", "acme"], None)
@@ -387,23 +455,32 @@ async fn a_shredded_tenant_is_gone_and_its_copied_values_do_not_open() {
             .keys,
     ));
     let store = Store::open(&dir.path().join("exsec.redb"), options()).unwrap();
-    let (left, wraps, tokens, usage) = store
+    let (left, versions, wraps, tokens, queued, usage) = store
         .read(|r| {
             let mut left = r.secrets(&tenant_scope("acme"))?;
             left.extend(r.secrets(&app_scope("web"))?);
+            let mut versions = Vec::new();
+            for record in &copied {
+                versions.extend(r.secret_versions(&record.scope, &record.provider, &record.key)?);
+            }
             Ok((
                 left,
+                versions,
                 r.data_keys(&tenant("acme"))?,
                 r.tokens(&tenant("acme"))?.len(),
+                r.redeploy_queue()?,
                 r.key_usage()?,
             ))
         })
         .unwrap();
-    assert!(left.is_empty() && wraps.is_empty() && tokens == 0);
+    assert!(left.is_empty() && versions.is_empty() && wraps.is_empty() && tokens == 0);
+    assert!(queued.is_empty(), "{queued:?}");
     // The master key now wraps beta's data key only.
     assert_eq!(usage.values().sum::<u64>(), 1, "{usage:?}");
     let keys_now =
         DataKeyCache::default().tenant_keys(Arc::clone(&keyring), &tenant("acme"), &wraps);
+    let keys_before =
+        DataKeyCache::default().tenant_keys(Arc::clone(&keyring), &tenant("acme"), &copied_wraps);
     for record in &copied {
         let location = SecretLocation {
             scope: &record.scope,
@@ -412,14 +489,33 @@ async fn a_shredded_tenant_is_gone_and_its_copied_values_do_not_open() {
         };
         assert!(keys_now.open(&location, &record.sealed).is_err());
         assert!(keyring.open(&location, &record.sealed).is_err());
+        // Proof the copy was good: with the wrap as it was, it opens.
+        assert!(keys_before.open(&location, &record.sealed).is_ok());
     }
-    // Proof the copy was good: with the wrap as it was, it opens.
-    let keys_before =
-        DataKeyCache::default().tenant_keys(Arc::clone(&keyring), &tenant("acme"), &copied_wraps);
+    let old = &copied[2];
     let location = SecretLocation {
-        scope: &copied[0].scope,
-        provider: &copied[0].provider,
-        key: &copied[0].key,
+        scope: &old.scope,
+        provider: &old.provider,
+        key: &old.key,
     };
-    assert!(keys_before.open(&location, &copied[0].sealed).is_ok());
+    let opened = keys_before.open(&location, &old.sealed).unwrap();
+    assert_eq!(opened.expose_secret(), "sk-acme-tenant-old");
+}
+
+/// Kept `version` of `record`'s secret as a record (its sealed value).
+fn kept_version(
+    r: &exsec::store::Reader,
+    record: &SecretRecord,
+    version: u64,
+) -> Result<SecretRecord, exsec::store::StoreError> {
+    let KeptValue::Sealed(sealed) =
+        r.secret_version(&record.scope, &record.provider, &record.key, version)?
+    else {
+        panic!("version {version} of {} has no value", record.key);
+    };
+    Ok(SecretRecord {
+        sealed,
+        version,
+        ..record.clone()
+    })
 }

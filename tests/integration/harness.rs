@@ -94,7 +94,6 @@ pub fn rotation_keyrings() -> Rotation {
     }
 }
 
-
 /// The keys an app's layout opens with under `keyring` (a fresh cache).
 pub fn layout_keys(keyring: Keyring, layout: &SecretLayout) -> TenantKeys {
     DataKeyCache::default().tenant_keys(Arc::new(keyring), &layout.tenant_id, &layout.data_keys)

@@ -1,12 +1,18 @@
-//! Secret history in the store, on real redb files (issue 16): rotation
-//! re-seals every kept version, a backup carries the history, pruning
+//! Secret history in the store, on real redb files (issue 16): the move
+//! under tenant data keys covers every kept version and a master rotation
+//! then only re-wraps (issue 17), a backup carries the history, pruning
 //! releases key-usage counts, and a file written by schema 2 migrates
-//! through 3 to 4 with every record intact.
+//! through 3 and 4 to 5 with every record intact.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use exsec::crypto::{Keyring, MasterKey, SecretLocation, parse_key_file};
+use exsec::crypto::{
+    DataKey, DataKeyCache, DataKeyId, Keyring, MasterKey, SecretLocation, SharedKeyring,
+    parse_key_file,
+};
 use exsec::model::{AppId, EnvKey, Provider, Scope};
+use exsec::rotation::Rotation as RotationJob;
 use exsec::store::backup::{RestoreOptions, restore};
 use exsec::store::history::KeptValue;
 use exsec::store::{Store, StoreOptions};
@@ -22,33 +28,45 @@ fn name() -> (Scope, Provider, EnvKey) {
     )
 }
 
-/// The plaintext of every kept version of the test secret (a tombstone
-/// reads `None`), newest first, opened with `keyring`.
-fn kept_values(store: &Store, keyring: &Keyring) -> Vec<(u64, Option<String>)> {
+/// Every kept version of the test secret, sealed as stored, newest first
+/// (a tombstone is `None`).
+fn kept_sealed(store: &Store) -> Vec<(u64, Option<exsec::crypto::SealedValue>)> {
     let (scope, provider, key) = name();
-    let versions = store
-        .read(|r| r.secret_versions(&scope, &provider, &key))
-        .unwrap();
-    versions
-        .iter()
-        .map(|info| {
-            let kept = store
-                .read(|r| r.secret_version(&scope, &provider, &key, info.version))
-                .unwrap();
-            let value = match kept {
-                KeptValue::Sealed(sealed) => {
-                    let location = SecretLocation {
-                        scope: &scope,
-                        provider: &provider,
-                        key: &key,
-                    };
-                    let opened = keyring.open(&location, &sealed).expect("opens");
-                    Some(opened.expose_secret().to_owned())
-                }
-                KeptValue::Tombstone => None,
-                KeptValue::Missing => panic!("version {} listed but missing", info.version),
-            };
-            (info.version, value)
+    store
+        .read(|r| {
+            let mut out = Vec::new();
+            for info in r.secret_versions(&scope, &provider, &key)? {
+                let sealed = match r.secret_version(&scope, &provider, &key, info.version)? {
+                    KeptValue::Sealed(sealed) => Some(sealed),
+                    KeptValue::Tombstone => None,
+                    KeptValue::Missing => panic!("version {} listed but missing", info.version),
+                };
+                out.push((info.version, sealed));
+            }
+            Ok(out)
+        })
+        .unwrap()
+}
+
+/// The plaintext of every kept version of the test secret (a tombstone
+/// reads `None`), newest first, opened with `keyring` and acme's data keys.
+fn kept_values(store: &Store, keyring: &Arc<Keyring>) -> Vec<(u64, Option<String>)> {
+    let (scope, provider, key) = name();
+    let wraps = store.read(|r| r.data_keys(&tenant("acme"))).unwrap();
+    let keys = DataKeyCache::default().tenant_keys(Arc::clone(keyring), &tenant("acme"), &wraps);
+    let location = SecretLocation {
+        scope: &scope,
+        provider: &provider,
+        key: &key,
+    };
+    kept_sealed(store)
+        .into_iter()
+        .map(|(version, sealed)| {
+            let value = sealed.map(|sealed| {
+                let opened = keys.open(&location, &sealed).expect("opens");
+                opened.expose_secret().to_owned()
+            });
+            (version, value)
         })
         .collect()
 }
@@ -81,29 +99,50 @@ fn expected() -> Vec<(u64, Option<String>)> {
     ]
 }
 
-#[test]
-fn rotation_reseals_every_kept_version() {
+/// Values sealed directly under a master key (a file from before schema
+/// 5) move under acme's data key page by page, kept versions included (pages
+/// of 2, so the cursor crosses from the live records to the history); then
+/// only the wrap counts. A master rotation after that re-wraps the data key
+/// and rewrites no kept version, and every one opens with the new key alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kept_version_moves_under_the_data_key_and_a_rotation_only_rewraps() {
     let test = TestStore::new();
     let Rotation {
         old,
         rotated: both,
-        new_only: only_new,
+        new_only,
     } = rotation_keyrings();
     three_versions_and_a_delete(&test.store, &old);
     let usage = |store: &Store| store.read(|r| r.key_usage()).unwrap();
     assert_eq!(usage(&test.store), [("k1".to_owned(), 3)].into());
 
-    // Pages of 2 so that the cursor crosses from one table to the other.
-    let fingerprint = both.fingerprint(&key_id("k2")).unwrap();
+    // acme's first data key, as the migration pass makes it.
+    let fingerprint = old.fingerprint(&key_id("k1")).unwrap();
+    let dek_id = DataKeyId::generate().unwrap();
+    let wrapped = old
+        .wrap_data_key(&tenant("acme"), &dek_id, &DataKey::generate().unwrap())
+        .unwrap();
+    test.store
+        .write(move |w| {
+            w.add_data_key(&tenant("acme"), None, &dek_id, wrapped.clone(), fingerprint)
+        })
+        .unwrap();
+    let old = Arc::new(old);
     let mut after: Option<String> = None;
-    let mut resealed = 0;
+    let mut moved = 0;
     loop {
         let cursor = after.clone();
-        let (page, next) = test
+        let page = test
             .store
-            .read(|r| r.reseal_page(&key_id("k2"), cursor.as_deref(), 2))
+            .read(|r| r.reseal_page(cursor.as_deref(), 2))
             .unwrap();
+        let keys = DataKeyCache::default().tenant_keys(
+            Arc::clone(&old),
+            &tenant("acme"),
+            &page.wraps[&tenant("acme")],
+        );
         let batch: Vec<_> = page
+            .candidates
             .into_iter()
             .map(|candidate| {
                 let record = &candidate.record;
@@ -112,22 +151,47 @@ fn rotation_reseals_every_kept_version() {
                     provider: &record.provider,
                     key: &record.key,
                 };
-                let sealed = both.reseal(&location, &record.sealed).unwrap();
+                let value = keys.open(&location, &record.sealed).unwrap();
+                let sealed = keys.seal(&location, &value).unwrap();
                 (candidate, sealed)
             })
             .collect();
-        resealed += test
+        moved += test
             .store
             .write(move |w| w.reseal_batch(&batch, fingerprint))
             .unwrap();
-        match next {
+        match page.next {
             Some(next) => after = Some(next),
             None => break,
         }
     }
-    assert_eq!(resealed, 3, "three kept values, one tombstone");
-    assert_eq!(usage(&test.store), [("k2".to_owned(), 3)].into());
-    assert_eq!(kept_values(&test.store, &only_new), expected());
+    assert_eq!(moved, 3, "three kept values, one tombstone");
+    assert_eq!(
+        usage(&test.store),
+        [("k1".to_owned(), 1)].into(),
+        "the wrap alone"
+    );
+    assert!(
+        kept_sealed(&test.store)
+            .iter()
+            .filter_map(|(_, sealed)| sealed.as_ref())
+            .all(|sealed| sealed.master_key_id().is_none())
+    );
+    assert_eq!(kept_values(&test.store, &old), expected());
+
+    // A master rotation: the wrap moves to k2, no kept version is rewritten.
+    let before = kept_sealed(&test.store);
+    let store = Arc::new(test.store);
+    let shared = SharedKeyring::new(both);
+    let stop = exsec::shutdown::Trigger::new();
+    let report = RotationJob::default()
+        .pass(&store, &shared, &stop.subscribe())
+        .await
+        .unwrap();
+    assert_eq!((report.rewrapped, report.resealed), (1, 0));
+    assert_eq!(kept_sealed(&store), before);
+    assert_eq!(usage(&store), [("k2".to_owned(), 1)].into());
+    assert_eq!(kept_values(&store, &Arc::new(new_only)), expected());
 }
 
 #[test]
@@ -171,7 +235,10 @@ fn pruning_keeps_the_newest_and_releases_key_usage() {
         },
     )
     .unwrap();
-    let keyring = Keyring::from_keys([(key_id("k1"), MasterKey::generate().unwrap())]);
+    let keyring = Arc::new(Keyring::from_keys([(
+        key_id("k1"),
+        MasterKey::generate().unwrap(),
+    )]));
     three_versions_and_a_delete(&store, &keyring);
     assert_eq!(
         kept_values(&store, &keyring),
@@ -193,7 +260,7 @@ fn pruning_keeps_the_newest_and_releases_key_usage() {
 
 /// fixtures/schema2 (fixtures/README.md): written by exsec at schema 2.
 #[test]
-fn a_schema_2_file_migrates_to_4_and_every_record_reads_back() {
+fn a_schema_2_file_migrates_to_5_and_every_record_reads_back() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/schema2");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("exsec.redb");
@@ -254,7 +321,29 @@ fn a_schema_2_file_migrates_to_4_and_every_record_reads_back() {
             assert_eq!(versions.len(), 1, "{}", record.key);
             assert_eq!(versions[0].version, record.version);
             assert_eq!(versions[0].actor, "migration");
-            assert_eq!(versions[0].key_id.as_ref(), Some(&record.sealed.key_id));
+            // Schema 5 names the sealer: the fixture's master key, until
+            // the daemon's background pass moves the value under a data key.
+            assert_eq!(
+                versions[0].key_id.as_ref(),
+                Some(&key_id("20261130T043308Z"))
+            );
+            assert_eq!(record.sealed.sealer_id(), key_id("20261130T043308Z"));
+            let kept = store
+                .read(|r| {
+                    r.secret_version(&record.scope, &record.provider, &record.key, record.version)
+                })
+                .unwrap();
+            let KeptValue::Sealed(sealed) = kept else {
+                panic!("{}: the current version has no value", record.key);
+            };
+            let kept_record = exsec::store::records::SecretRecord {
+                sealed,
+                ..record.clone()
+            };
+            assert_eq!(
+                open_record(&keyring, &kept_record),
+                open_record(&keyring, record)
+            );
         }
     }
     let web = AppId::parse("web").unwrap();
