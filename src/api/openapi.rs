@@ -481,7 +481,7 @@ fn query_parameter(query: Query) -> Value {
             json!({ "type": "boolean", "default": false }),
         ),
         Query::Shred => (
-            "`true`: crypto-shred the tenant (SPEC §11.4): the tenant, its apps (their cluster objects best-effort), secrets, tokens and wrapped data keys in one transaction, audited as `tenant.crypto_shredded`; copies of its sealed values left in the file open no more. `false` (the default): delete a tenant without apps",
+            "`true`: crypto-shred the tenant (SPEC §11.4): the tenant, its apps (their cluster objects best-effort, pins and queued redeploys), secrets with every kept version, tokens and wrapped data keys in one transaction, audited as `tenant.crypto_shredded`; copies of its sealed values open no more. `false` (the default): delete a tenant without apps",
             json!({ "type": "boolean", "default": false }),
         ),
         Query::EventType => (

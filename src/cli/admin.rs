@@ -76,7 +76,7 @@ pub async fn tenant_shred(context: &Context, tenant: &str, yes: bool) -> Result<
     let tenant = TenantId::parse(tenant)?;
     if !yes {
         return Err(CliError::Usage(format!(
-            "shredding {tenant} removes it, its apps, secrets and tokens for good; add --yes to go on"
+            "shredding {tenant} removes it, its apps, secrets (every kept version too) and tokens for good; add --yes to go on"
         )));
     }
     context
@@ -92,7 +92,7 @@ pub async fn tenant_shred(context: &Context, tenant: &str, yes: bool) -> Result<
         context,
         json!({ "shredded": true, "tenant_id": tenant.as_str() }),
         &format!(
-            "shredded tenant {tenant}: its apps, secrets, tokens and data keys are gone; backups taken before now still hold its data keys until they expire"
+            "shredded tenant {tenant}: its apps, secrets with their history, tokens and data keys are gone; backups taken before now still hold its data keys until they expire (rotate the master key and retire the old one to close that for good)"
         ),
     )
 }

@@ -252,9 +252,11 @@ enum TenantsCommand {
         tenant: String,
     },
     /// Crypto-shred a tenant (admin): the tenant, its apps (their cluster
-    /// objects best-effort), secrets, tokens and its wrapped data keys, in
-    /// one transaction. Copies of its sealed values in the live file open
-    /// no more; older backups still hold its data keys until they expire.
+    /// objects best-effort), secrets with every kept version, tokens and
+    /// its wrapped data keys, in one transaction. Copies of its sealed
+    /// values open no more; older backups still hold its data keys until
+    /// they expire (rotate the master key and retire the old one to close
+    /// that).
     Shred {
         /// The tenant.
         tenant: String,

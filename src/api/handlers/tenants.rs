@@ -65,9 +65,12 @@ pub async fn delete(call: Call) -> Result<Reply, ApiError> {
         );
         return Ok(Reply::no_content());
     }
+    let id = tenant.clone();
     call.state
         .store
-        .write_async(move |w| w.delete_tenant(&tenant, &actor))
+        .write_async(move |w| w.delete_tenant(&id, &actor))
         .await?;
+    // A deletion destroys the tenant's wraps too (store::tenants).
+    call.state.keyring.data_keys().forget_tenant(&tenant);
     Ok(Reply::no_content())
 }

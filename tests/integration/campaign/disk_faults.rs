@@ -36,7 +36,7 @@ use tokio::sync::Mutex;
 
 use super::{Rng, seed, size, verify_audit_chain};
 use crate::daemon::{Daemon, PATIENCE};
-use crate::harness::{app_scope, open_record, options, tenant_scope};
+use crate::harness::{app_scope, open_stored, options, tenant_scope};
 use crate::openapi::Contract;
 use crate::server::{Answer, Options, TestServer};
 use crate::tmpfs::Tmpfs;
@@ -162,6 +162,7 @@ async fn disk_faults_lose_nothing_acknowledged_and_heal_without_help() {
     let database = tmpfs.path().join("exsec.redb");
     let scan = exsec::crypto::scan_dir(&dir.path().join("keys.d"), false).unwrap();
     let (keyring, _) = Keyring::assemble(scan, &BTreeMap::new(), None);
+    let keyring = std::sync::Arc::new(keyring);
     let store = Store::open(&database, options()).unwrap();
     let mut checked = 0;
     for (w, scope) in (0..APPS)
@@ -172,7 +173,7 @@ async fn disk_faults_lose_nothing_acknowledged_and_heal_without_help() {
         let records = store.read(move |r| r.secrets(&scope)).unwrap();
         let stored: BTreeMap<String, String> = records
             .iter()
-            .map(|r| (r.key.as_str().to_owned(), open_record(&keyring, r)))
+            .map(|r| (r.key.as_str().to_owned(), open_stored(&store, &keyring, r)))
             .collect();
         let expected = kept.get(&scope_path(w)).cloned().unwrap_or_default();
         assert_eq!(stored, expected, "{}", scope_path(w));
