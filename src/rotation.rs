@@ -1,10 +1,9 @@
 //! The re-sealing job: when the active master key changes, every tenant
 //! data key is re-wrapped under it ([`crate::rewrap`]; the values under the
-//! data keys stay as they are), then every record still sealed directly
-//! under another master key is re-sealed under the active one, in bounded
-//! batches, without a restart. Records sealed directly under a master key
-//! (any, the active one included: files from before schema 5) are moved
-//! under their tenant's data key by the same stages, at the first start of
+//! data keys stay as they are). Values sealed directly under a master key
+//! (any, the active one included: files from before schema 5), live
+//! records and kept versions alike, are then moved under their tenant's
+//! data key in bounded batches, without a restart, at the first start of
 //! this version and whenever some are found.
 //!
 //! Three stages run side by side: pages of records are read (one read
@@ -17,8 +16,9 @@
 //! [`MAX_WRITE`]), so a busy store means fewer, larger transactions, and a
 //! deploy waits for at most one bounded commit. `version` and `updated_at`
 //! do not change; no per-record audit event is written. The job is
-//! resumable by construction: it looks for records not under the active
-//! key, so after a crash or restart it simply finds the rest. Records whose
+//! resumable by construction: it looks for wraps not under the active key
+//! and values sealed directly under a master key, so after a crash or
+//! restart it simply finds the rest. Records whose
 //! key is missing stay as they are and put the job in `blocked_missing_key`
 //! until the key file comes back.
 
