@@ -305,7 +305,7 @@ impl Schema for DeployBody {
                 "description": description,
             })
         };
-        closed_object(
+        let mut schema = closed_object(
             &[],
             [
                 (
@@ -358,7 +358,23 @@ impl Schema for DeployBody {
                     }),
                 ),
             ],
-        )
+        );
+        // A deploy names an image, or a rollback names the earlier deploy
+        // and nothing of the workload (else 400 `missing_field` or
+        // `invalid_rollback`).
+        schema["oneOf"] = json!([
+            { "required": ["image_ref"], "not": { "required": ["rollback_to"] } },
+            {
+                "required": ["rollback_to"],
+                "not": { "required": ["image_ref"] },
+                "properties": {
+                    "replicas": { "type": "null" },
+                    "port": { "type": "null" },
+                    "restart": { "const": false },
+                },
+            },
+        ]);
+        schema
     }
 }
 
