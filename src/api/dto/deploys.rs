@@ -362,12 +362,14 @@ impl Schema for DeployBody {
         // A deploy names an image, or a rollback names the earlier deploy
         // and nothing of the workload (else 400 `missing_field` or
         // `invalid_rollback`).
-        schema["oneOf"] = json!([
-            { "required": ["image_ref"], "not": { "required": ["rollback_to"] } },
+        // `anyOf` of two disjoint branches, with `false` for "absent":
+        // generators draw from it directly instead of filtering.
+        schema["anyOf"] = json!([
+            { "required": ["image_ref"], "properties": { "rollback_to": false } },
             {
                 "required": ["rollback_to"],
-                "not": { "required": ["image_ref"] },
                 "properties": {
+                    "image_ref": false,
                     "replicas": { "type": "null" },
                     "port": { "type": "null" },
                     "restart": { "const": false },
