@@ -83,7 +83,13 @@ seed() {
   call -X PUT "$base/v1/apps/$app" -d "{\"tenant_id\":\"$tenant\"}" >/dev/null
   call -X PUT "$base/v1/tenants/$tenant/external-secrets/openai/OPENAI_API_KEY" -d "{\"value\":\"$canary\"}" >/dev/null
   call -X PUT "$base/v1/apps/$app/external-secrets/openai/OPENAI_API_KEY" -d "{\"value\":\"$canary-app\"}" >/dev/null
-  call -X POST "$base/v1/apps/$app/deploys" -d '{"image_ref":"nginx:1.27"}' >/dev/null
+  # A second version of each, so that history routes have one to restore.
+  call -X PUT "$base/v1/tenants/$tenant/external-secrets/openai/OPENAI_API_KEY" -d "{\"value\":\"$canary-2\"}" >/dev/null
+  call -X PUT "$base/v1/apps/$app/external-secrets/openai/OPENAI_API_KEY" -d "{\"value\":\"$canary-app-2\"}" >/dev/null
+  # The hooks aim half the generated path parameters at these.
+  export EXSEC_ST_TENANT=$tenant EXSEC_ST_APP=$app
+  EXSEC_ST_DEPLOY=$(call -X POST "$base/v1/apps/$app/deploys" -d '{"image_ref":"nginx:1.27"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["deploy_id"])')
+  export EXSEC_ST_DEPLOY
 }
 
 status=0

@@ -4,12 +4,17 @@ A secret value must never come back: not the canary value the driver
 script seeded, and not a value the generated request itself carried (an
 error message echoing a misplaced value would leak it into logs and
 terminals).
+
+And half of the generated path parameters name what the driver seeded
+(its tenant, app, secret, versions and deploy, from EXSEC_ST_* variables):
+random ids only ever reach the 404 of each route, never its logic.
 """
 
 import json
 import os
 
 import schemathesis
+from hypothesis import strategies as st
 
 CANARY = os.environ["EXSEC_CANARY_VALUE"]
 # Values this short are too likely to appear by chance (ids, numbers).
@@ -42,3 +47,28 @@ def no_secret_value_in_answers(ctx, response, case):
         escaped = json.dumps(value)[1:-1]
         if len(escaped) >= MIN_ECHO_LEN and escaped != value and escaped in text:
             raise AssertionError("a submitted secret value came back (escaped) in the answer")
+
+
+def _seeded():
+    known = {
+        "tenant_id": os.environ.get("EXSEC_ST_TENANT"),
+        "app_id": os.environ.get("EXSEC_ST_APP"),
+        "deploy_id": os.environ.get("EXSEC_ST_DEPLOY"),
+        "provider": "openai",
+        "key": "OPENAI_API_KEY",
+    }
+    return {name: value for name, value in known.items() if value}
+
+
+@schemathesis.hook
+def flatmap_path_parameters(ctx, path_parameters):
+    if not path_parameters:
+        return st.just(path_parameters)
+    real = dict(path_parameters)
+    for name, value in _seeded().items():
+        if name in real:
+            real[name] = value
+    if "version" in real:
+        # The seeding writes versions 1 and 2 of each secret.
+        return st.sampled_from([path_parameters, {**real, "version": 1}, {**real, "version": 2}])
+    return st.sampled_from([path_parameters, real])

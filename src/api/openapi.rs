@@ -556,7 +556,8 @@ fn responses(route: &Route, answers: &Answers) -> Map<String, Value> {
 
 /// OpenAPI links from a write's success answer to every operation it makes
 /// reachable: each operation whose path parameters the write's own path
-/// (or the id a new deploy or token answers with) supplies. A client — or
+/// (or the id a new deploy or token answers with, or the version a secret
+/// write stored) supplies. A client — or
 /// a stateful API tester — follows them from a created tenant, app, secret,
 /// deploy or token to what can be done with it.
 fn links(route: &Route, status: &str) -> Map<String, Value> {
@@ -574,6 +575,10 @@ fn links(route: &Route, status: &str) -> Map<String, Value> {
         .collect();
     if route.id == RouteId::PutApp {
         known.insert("tenant_id", "$request.body#/tenant_id".to_owned());
+    }
+    // A secret's write answers the version it stored: its history routes.
+    if matches!(route.id, RouteId::PutTenantSecret | RouteId::PutAppSecret) {
+        known.insert("version", "$response.body#/version".to_owned());
     }
     if let Some(created) = created {
         known.insert(created, format!("$response.body#/{created}"));
@@ -906,6 +911,15 @@ mod tests {
         assert_eq!(
             link("putApp", "201", "getTenant"),
             json!({"tenant_id": "$request.body#/tenant_id"})
+        );
+        assert_eq!(
+            link("putAppSecret", "201", "restoreAppSecret"),
+            json!({
+                "app_id": "$request.path.app_id",
+                "provider": "$request.path.provider",
+                "key": "$request.path.key",
+                "version": "$response.body#/version"
+            })
         );
         assert!(
             link("getApp", "200", "deleteApp").is_null(),

@@ -84,14 +84,20 @@ impl ApiError {
 
     /// A write (or read) the store could not do: 507
     /// `insufficient_storage` for a full disk, else 503
-    /// `storage_unavailable`. Reads keep working through either; exsec
-    /// heals by itself once the disk does.
+    /// `storage_unavailable` (its detail says when the file system is
+    /// read-only). Reads keep working through either; exsec heals by itself
+    /// once the disk does.
     pub fn storage(fault: StorageFault) -> Self {
         match fault {
             StorageFault::NoSpace => Self::new(
                 StatusCode::INSUFFICIENT_STORAGE,
                 "insufficient_storage",
                 "the daemon's disk is full: the change was not saved; reads still work, and writes resume by themselves once space is freed",
+            ),
+            StorageFault::ReadOnly => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "the daemon's file system is read-only: the change was not saved; reads still work, and writes resume by themselves once it is writable",
             ),
             StorageFault::Io => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,

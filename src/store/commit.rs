@@ -35,7 +35,7 @@ use std::thread::{self, Thread};
 
 use redb::Database;
 
-use super::{StorageHealth, Store, StoreError, Writer, log_audit_event};
+use super::{StorageFault, StorageHealth, Store, StoreError, Writer, log_audit_event};
 
 /// Most writes one commit holds. Bounds how long the last caller of a
 /// batch waits behind the others and the work lost to a re-run.
@@ -245,6 +245,12 @@ impl Store {
                 fault: self.health.fault(),
             });
         };
+        // Writes to a read-only handle would land in memory only.
+        if self.read_only.load(Ordering::Acquire) {
+            return Attempt::AllFailed(StoreError::Unavailable {
+                fault: StorageFault::ReadOnly,
+            });
+        }
         let generation = self.generation();
         let failed = |error: StoreError| {
             self.note_failure(&error, generation);

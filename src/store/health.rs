@@ -33,7 +33,10 @@ const MAX_RETRY: Duration = Duration::from_secs(8);
 pub enum StorageFault {
     /// The file system is full (ENOSPC) or the quota is used up (EDQUOT).
     NoSpace,
-    /// Any other I/O failure: EIO, a read-only file system, a vanished disk.
+    /// The file system refuses writes (mounted read-only, or the file is
+    /// not writable): the file is open for reading only.
+    ReadOnly,
+    /// Any other I/O failure: EIO, a vanished disk.
     Io,
 }
 
@@ -43,6 +46,7 @@ impl StorageFault {
         use std::io::ErrorKind;
         match error.kind() {
             ErrorKind::StorageFull | ErrorKind::QuotaExceeded => StorageFault::NoSpace,
+            ErrorKind::ReadOnlyFilesystem | ErrorKind::PermissionDenied => StorageFault::ReadOnly,
             _ => StorageFault::Io,
         }
     }
@@ -51,6 +55,7 @@ impl StorageFault {
     pub fn as_str(self) -> &'static str {
         match self {
             StorageFault::NoSpace => "no_space",
+            StorageFault::ReadOnly => "read_only",
             StorageFault::Io => "io_error",
         }
     }
@@ -191,7 +196,7 @@ mod tests {
     use crate::store::{Operation, Rejected};
 
     #[test]
-    fn enospc_and_edquot_are_no_space_everything_else_is_io() {
+    fn enospc_and_edquot_are_no_space_erofs_is_read_only_everything_else_is_io() {
         use std::io::{Error, ErrorKind};
         assert_eq!(
             StorageFault::of(&Error::from(ErrorKind::StorageFull)),
@@ -203,7 +208,7 @@ mod tests {
         );
         assert_eq!(
             StorageFault::of(&Error::from(ErrorKind::ReadOnlyFilesystem)),
-            StorageFault::Io
+            StorageFault::ReadOnly
         );
         assert_eq!(StorageFault::of(&Error::other("EIO")), StorageFault::Io);
         let batch = StoreError::Batch(Arc::new(StoreError::Storage {

@@ -17,7 +17,10 @@
 //!
 //! A failed commit (a full disk, EIO) does not stop reads: the file is
 //! reopened at once and the store reports itself degraded until a write
-//! commits again (see `store::health`).
+//! commits again (see `store::health`). A file system that refuses writes
+//! (mounted read-only) does not stop them either: the file is opened for
+//! reading only (`store::read_only`) and writes are refused until it takes
+//! writes again.
 
 mod audit_log;
 pub mod backup;
@@ -35,6 +38,7 @@ pub mod history;
 mod legacy;
 mod meta;
 pub mod pins;
+mod read_only;
 pub mod records;
 mod redeploys;
 pub mod reseal;
@@ -135,6 +139,9 @@ pub struct Store {
     health: health::HealthCell,
     /// Whether the last reopen failed (logged once until one succeeds).
     reopen_failing: AtomicBool,
+    /// Whether the handle in `db` reads the file without writing it (the
+    /// file system refused writes when it was opened).
+    read_only: AtomicBool,
     #[cfg(test)]
     opener: Option<Box<Opener>>,
 }
@@ -146,6 +153,7 @@ impl Store {
         let store = Store::unopened(path, options);
         let db = store.open_database()?;
         *store.db.write().unwrap_or_else(|p| p.into_inner()) = Some(db);
+        store.note_access();
         Ok(store)
     }
 
@@ -159,6 +167,7 @@ impl Store {
             failed: AtomicU64::new(0),
             health: health::HealthCell::default(),
             reopen_failing: AtomicBool::new(false),
+            read_only: AtomicBool::new(false),
             #[cfg(test)]
             opener: None,
         }
@@ -311,12 +320,23 @@ impl Store {
         if self.failed.load(Ordering::Acquire) != generation {
             return Ok(()); // not failed, or reopened by another thread meanwhile
         }
+        // A read-only handle is kept (reads go on, no repair is redone)
+        // until the file can be opened for writing.
+        if db.is_some()
+            && self.read_only.load(Ordering::Acquire)
+            && let Err(error) = read_only::writable(&self.path)
+        {
+            return Err(StoreError::Unavailable {
+                fault: StorageFault::of(&error),
+            });
+        }
         // Close first: redb holds a lock on the file until dropped.
         drop(db.take());
         match self.open_database() {
             Ok(opened) => {
                 *db = Some(opened);
                 self.generation.store(generation + 1, Ordering::Release);
+                self.note_access();
                 if self.reopen_failing.swap(false, Ordering::AcqRel) {
                     tracing::info!(path = %self.path.display(), "database reopened: reads are answered again");
                 }
@@ -334,6 +354,8 @@ impl Store {
         }
     }
 
+    /// Opens the file for writing or, if its file system refuses writes,
+    /// for reading only (then `read_only` is set; see [`Store::note_access`]).
     fn open_database(&self) -> Result<Database, OpenError> {
         let mut builder = Database::builder();
         builder.set_cache_size(self.options.cache_size);
@@ -344,17 +366,46 @@ impl Store {
         };
         #[cfg(not(test))]
         let opened = builder.create(&self.path);
-        let db = opened.map_err(|source| match source {
-            redb::DatabaseError::DatabaseAlreadyOpen => OpenError::InUse {
-                path: self.path.clone(),
-            },
-            source => OpenError::Open {
-                path: self.path.clone(),
-                source,
-            },
-        })?;
+        let in_use = || OpenError::InUse {
+            path: self.path.clone(),
+        };
+        let (db, read_only) = match opened {
+            Ok(db) => (db, false),
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(in_use()),
+            Err(source) if read_only::refuses_writes(&source) => {
+                match read_only::open(&builder, &self.path) {
+                    Ok(read_only::Opened::Database(db)) => (db, true),
+                    Ok(read_only::Opened::InUse) => return Err(in_use()),
+                    // The first refusal says more than the second failure.
+                    Err(_) => {
+                        return Err(OpenError::Open {
+                            path: self.path.clone(),
+                            source,
+                        });
+                    }
+                }
+            }
+            Err(source) => {
+                return Err(OpenError::Open {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        };
+        self.read_only.store(read_only, Ordering::Release);
         schema::prepare(&db, &self.path)?;
         Ok(db)
+    }
+
+    /// After an open: a read-only handle keeps the store degraded and is
+    /// marked for reopening, so the next write or probe tries the file for
+    /// writing again.
+    fn note_access(&self) {
+        if self.read_only.load(Ordering::Acquire) {
+            self.failed.store(self.generation(), Ordering::Release);
+            self.health
+                .set(StorageHealth::Degraded(StorageFault::ReadOnly), &self.path);
+        }
     }
 }
 

@@ -29,6 +29,7 @@ mod openapi;
 mod operator;
 mod packaging;
 mod process;
+mod read_only_disk;
 mod resolve;
 mod rollout;
 mod rotation;

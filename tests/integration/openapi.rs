@@ -705,6 +705,34 @@ fn every_schema_in_the_document_compiles() {
     }
 }
 
+/// The deploy body's schema says what the handler takes: an image, or a
+/// rollback naming nothing of the workload — so a generated body that
+/// validates is one the server accepts (schema-driven testers depend on it).
+#[test]
+fn the_deploy_body_schema_matches_what_a_deploy_takes() {
+    let contract = Contract::new();
+    let schema = json!({ "$ref": "#/components/schemas/DeployRequest" });
+    let validator = contract.validator(&schema);
+    for accepted in [
+        json!({ "image_ref": "nginx:1.27" }),
+        json!({ "image_ref": "nginx:1.27", "replicas": 2, "port": 8080, "restart": true }),
+        json!({ "image_ref": "nginx:1.27", "replicas": null }),
+        json!({ "rollback_to": "dep_000000000001" }),
+        json!({ "rollback_to": "dep_000000000001", "replicas": null, "restart": false }),
+    ] {
+        assert!(validator.is_valid(&accepted), "{accepted}");
+    }
+    for refused in [
+        json!({}),
+        json!({ "replicas": 2 }),
+        json!({ "image_ref": "nginx:1.27", "rollback_to": "dep_000000000001" }),
+        json!({ "rollback_to": "dep_000000000001", "replicas": 1 }),
+        json!({ "rollback_to": "dep_000000000001", "restart": true }),
+    ] {
+        assert!(!validator.is_valid(&refused), "{refused}");
+    }
+}
+
 #[test]
 fn patterns_agree_with_the_parsers() {
     let contract = Contract::new();

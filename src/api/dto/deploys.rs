@@ -305,7 +305,7 @@ impl Schema for DeployBody {
                 "description": description,
             })
         };
-        closed_object(
+        let mut schema = closed_object(
             &[],
             [
                 (
@@ -358,7 +358,25 @@ impl Schema for DeployBody {
                     }),
                 ),
             ],
-        )
+        );
+        // A deploy names an image, or a rollback names the earlier deploy
+        // and nothing of the workload (else 400 `missing_field` or
+        // `invalid_rollback`).
+        // `anyOf` of two disjoint branches, with `false` for "absent":
+        // generators draw from it directly instead of filtering.
+        schema["anyOf"] = json!([
+            { "required": ["image_ref"], "properties": { "rollback_to": false } },
+            {
+                "required": ["rollback_to"],
+                "properties": {
+                    "image_ref": false,
+                    "replicas": { "type": "null" },
+                    "port": { "type": "null" },
+                    "restart": { "const": false },
+                },
+            },
+        ]);
+        schema
     }
 }
 

@@ -149,7 +149,7 @@ impl Schema for ReadyDto {
             ),
             (
                 "storage_fault",
-                json!({ "type": ["string", "null"], "enum": ["no_space", "io_error", null] }),
+                json!({ "type": ["string", "null"], "enum": ["no_space", "read_only", "io_error", null] }),
             ),
             (
                 "keyring",

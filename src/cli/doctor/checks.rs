@@ -144,16 +144,20 @@ fn storage(s: &Subject<'_>) -> Check {
     if ready.storage == "ok" {
         return Check::ok("storage", "writes reach the disk");
     }
+    let (why, fix) = match ready.storage_fault.as_deref() {
+        Some("no_space") => ("the daemon's disk is full", "free space on"),
+        Some("read_only") => (
+            "the daemon's file system is read-only",
+            "make writable (remount read-write, or fix the file's permissions)",
+        ),
+        _ => ("the daemon's disk fails", "repair"),
+    };
     Check::problem(
         "storage",
+        format!("writes fail ({why}); reads are still answered"),
         format!(
-            "writes fail ({}); reads are still answered",
-            match ready.storage_fault.as_deref() {
-                Some("no_space") => "the daemon's disk is full",
-                _ => "the daemon's disk fails",
-            }
+            "{fix} the file system of storage.path; exsec resumes writes by itself, no restart needed"
         ),
-        "free space on (or repair) the file system of storage.path; exsec resumes writes by itself, no restart needed",
     )
 }
 
@@ -761,6 +765,21 @@ mod tests {
         let storage = checks.iter().find(|c| c.name == "storage").unwrap();
         assert_eq!(storage.status, Status::Problem);
         assert!(storage.detail.contains("disk is full"), "{storage:?}");
+        facts.ready = ready(Some("read_only"), None);
+        let storage = diagnose(&facts)
+            .into_iter()
+            .find(|c| c.name == "storage")
+            .unwrap();
+        assert!(storage.detail.contains("read-only"), "{storage:?}");
+        assert!(
+            storage
+                .fix
+                .as_deref()
+                .unwrap()
+                .contains("remount read-write")
+        );
+        facts.ready = ready(Some("no_space"), Some("audit event 7 was altered"));
+        let checks = diagnose(&facts);
         let audit = checks.iter().find(|c| c.name == "audit log").unwrap();
         assert_eq!(audit.status, Status::Problem);
         assert!(audit.detail.contains("event 7 was altered"), "{audit:?}");
