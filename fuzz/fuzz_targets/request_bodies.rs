@@ -15,7 +15,9 @@ fn check<T: serde::de::DeserializeOwned>(bytes: &[u8]) {
     // A value the body carried must not come back in the error. A value can
     // also happen to spell part of the error's own words ("… `image_ref` in
     // the body"): it counts as an echo only if the error follows the value —
-    // the same body with that value replaced must show the replacement.
+    // the same body with that value replaced must show the replacement (a
+    // replacement spelled with a letter found nowhere else, so that an
+    // unknown field's echoed name cannot spell it).
     if let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice(bytes) {
         for (name, value) in &fields {
             let Some(text) = value.as_str().filter(|t| t.len() >= 12) else {
@@ -24,7 +26,16 @@ fn check<T: serde::de::DeserializeOwned>(bytes: &[u8]) {
             if !error.detail.contains(text) {
                 continue;
             }
-            let marker = "Q".repeat(text.chars().count());
+            // The marker's letter appears nowhere in the input or the
+            // error (a field name made of it would be echoed by design).
+            let input = String::from_utf8_lossy(bytes);
+            let Some(letter) = "QZXJKVWqzxjkvw"
+                .chars()
+                .find(|c| !input.contains(*c) && !error.detail.contains(*c))
+            else {
+                continue;
+            };
+            let marker = letter.to_string().repeat(text.chars().count());
             let mut replaced = fields.clone();
             replaced.insert(name.clone(), serde_json::Value::String(marker.clone()));
             let replaced = serde_json::to_vec(&replaced).expect("JSON of JSON");
