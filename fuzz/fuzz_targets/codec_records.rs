@@ -7,8 +7,8 @@
 
 use exsec::store::codec;
 use exsec::store::records::{
-    AppRecord, DeployRecord, IdempotencyRecord, SecretRecord, StoredAuditEvent, TenantRecord,
-    TokenRecord,
+    AppRecord, CleanupRecord, DataKeyRecord, DeployRecord, IdempotencyRecord, RedeployRecord,
+    SecretRecord, SecretVersionRecord, StoredAuditEvent, TenantRecord, TokenRecord,
 };
 use libfuzzer_sys::fuzz_target;
 use serde::Serialize;
@@ -31,4 +31,8 @@ fuzz_target!(|bytes: &[u8]| {
     round_trip::<StoredAuditEvent>(bytes);
     round_trip::<DeployRecord>(bytes);
     round_trip::<IdempotencyRecord>(bytes);
+    round_trip::<SecretVersionRecord>(bytes);
+    round_trip::<DataKeyRecord>(bytes);
+    round_trip::<CleanupRecord>(bytes);
+    round_trip::<RedeployRecord>(bytes);
 });
