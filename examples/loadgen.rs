@@ -128,7 +128,16 @@ async fn seed(options: &Arc<Options>) -> Result<(), String> {
     expect_ok(send(&mut client, &options.token, "PUT", "/v1/tenants/bench", "").await?)?;
     for app in 0..options.apps {
         let path = format!("/v1/apps/app-{app}");
-        expect_ok(send(&mut client, &options.token, "PUT", &path, r#"{"tenant_id":"bench"}"#).await?)?;
+        expect_ok(
+            send(
+                &mut client,
+                &options.token,
+                "PUT",
+                &path,
+                r#"{"tenant_id":"bench"}"#,
+            )
+            .await?,
+        )?;
     }
     let mut jobs = Vec::new();
     for app in 0..options.apps {
@@ -251,7 +260,8 @@ async fn fill(options: &Arc<Options>) -> Result<String, String> {
                         n % options.apps,
                         n / options.apps
                     );
-                    let body = format!(r#"{{"value":"sk-fill-{n:08}-0123456789abcdef0123456789abcdef"}}"#);
+                    let body =
+                        format!(r#"{{"value":"sk-fill-{n:08}-0123456789abcdef0123456789abcdef"}}"#);
                     let sent = Instant::now();
                     expect_ok(send(&mut client, &options.token, "PUT", &path, &body).await?)?;
                     latencies.push(sent.elapsed());

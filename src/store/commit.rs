@@ -26,6 +26,13 @@
 //!   error.
 //! - **Ordered audit chain**: writes run one after another in queue order
 //!   in the same transaction, each appending to the chain after the last.
+//!
+//! Async callers ([`Store::write_async`]) queue the same way but hold no
+//! thread while they wait: they await their answer, and when a batch needs
+//! a leader one of them hands it to a blocking-pool thread. 32 clients
+//! writing at once then cost one blocking thread per commit instead of one
+//! parked thread each (a wake-up, a context switch and, with glibc, a
+//! malloc arena per thread that ever led a batch).
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -34,6 +41,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, Thread};
 
 use redb::Database;
+use tokio::sync::{Notify, oneshot};
 
 use super::{StorageHealth, Store, StoreError, Writer, log_audit_event};
 
@@ -51,28 +59,42 @@ trait Pending: Send {
     fn succeed(self: Box<Self>);
     /// Hands the caller an error; nothing it wrote was kept.
     fn fail(self: Box<Self>, error: StoreError);
-    /// Wakes the caller (to lead the next batch).
-    fn wake(&self);
+    /// Wakes the caller to lead the next batch: `false` for an async caller,
+    /// which has no thread to lead on.
+    fn wake(&self) -> bool;
 }
 
-/// Where a caller's result is left by whoever commits its write.
+/// Where a parked caller's result is left by whoever commits its write.
 type Reply<T> = Arc<Mutex<Option<Result<T, StoreError>>>>;
+
+/// How the caller of a job waits for its answer.
+enum Waiter<T> {
+    /// A thread in [`Store::commit_grouped`], parked until answered or
+    /// asked to lead.
+    Parked { reply: Reply<T>, thread: Thread },
+    /// A task in [`Store::commit_grouped_async`], awaiting its answer.
+    Task(oneshot::Sender<Result<T, StoreError>>),
+}
 
 struct Job<T, F> {
     work: F,
     value: Option<T>,
     /// Taken when the job is answered; a job dropped unanswered (a panic
     /// in the leader) answers `Interrupted` so its caller never hangs.
-    reply: Option<Reply<T>>,
-    /// The caller's thread, parked until answered or asked to lead.
-    waiter: Thread,
+    waiter: Option<Waiter<T>>,
 }
 
 impl<T, F> Job<T, F> {
     fn answer(&mut self, result: Result<T, StoreError>) {
-        if let Some(reply) = self.reply.take() {
-            *lock(&reply) = Some(result);
-            self.waiter.unpark();
+        match self.waiter.take() {
+            Some(Waiter::Parked { reply, thread }) => {
+                *lock(&reply) = Some(result);
+                thread.unpark();
+            }
+            // A task that gave up waiting (it is spawned, so only at
+            // shutdown) needs no answer.
+            Some(Waiter::Task(sender)) => drop(sender.send(result)),
+            None => {}
         }
     }
 }
@@ -102,8 +124,14 @@ where
         self.answer(Err(error));
     }
 
-    fn wake(&self) {
-        self.waiter.unpark();
+    fn wake(&self) -> bool {
+        match &self.waiter {
+            Some(Waiter::Parked { thread, .. }) => {
+                thread.unpark();
+                true
+            }
+            Some(Waiter::Task(_)) | None => false,
+        }
     }
 }
 
@@ -115,6 +143,9 @@ where
 #[derive(Default)]
 pub(super) struct GroupCommit {
     queue: Mutex<Queue>,
+    /// Signalled when a batch ends with an async caller's write at the
+    /// front of the queue: one waiting task then starts the next leader.
+    leader_wanted: Notify,
     /// Durable commits made, and the writes they held.
     commits: AtomicU64,
     writes: AtomicU64,
@@ -177,6 +208,57 @@ impl Store {
             drop(lead);
             queue = lock(&group.queue);
         }
+    }
+
+    /// [`Store::commit_grouped`] for async callers: queues `work` and awaits
+    /// its answer without holding a thread. When no batch is running, or
+    /// one ends with a task's write at the front, a task starts the next
+    /// leader on the blocking pool; it commits one batch and hands over
+    /// like any leader.
+    pub(super) async fn commit_grouped_async<T, F>(
+        self: &Arc<Self>,
+        work: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(&mut Writer) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (sender, mut answer) = oneshot::channel();
+        let job: Box<dyn Pending> = Box::new(Job {
+            work,
+            value: None,
+            waiter: Some(Waiter::Task(sender)),
+        });
+        lock(&self.commits.queue).waiting.push_back(job);
+        loop {
+            self.start_leader_if_needed();
+            tokio::select! {
+                answered = &mut answer => return answered.unwrap_or(Err(StoreError::Interrupted)),
+                () = self.commits.leader_wanted.notified() => {}
+            }
+        }
+    }
+
+    /// Starts a leader for one batch on the blocking pool, unless a batch
+    /// is running or nothing waits.
+    fn start_leader_if_needed(self: &Arc<Self>) {
+        let mut queue = lock(&self.commits.queue);
+        if queue.leading || queue.waiting.is_empty() {
+            return;
+        }
+        queue.leading = true;
+        let take = queue.waiting.len().min(self.options.max_batch.max(1));
+        let batch: Vec<Box<dyn Pending>> = queue.waiting.drain(..take).collect();
+        drop(queue);
+        let store = self.clone();
+        // The batch moves into the closure: should the pool refuse it (the
+        // runtime is shutting down), dropping it answers every write with
+        // `Interrupted` and `Lead` hands over.
+        tokio::task::spawn_blocking(move || {
+            let lead = Lead(&store.commits);
+            store.commit_batch(batch);
+            drop(lead);
+        });
     }
 
     /// Runs `batch` in one write transaction and answers every write in it.
@@ -292,22 +374,29 @@ where
     let job = Box::new(Job {
         work,
         value: None,
-        reply: Some(reply.clone()),
-        waiter: thread::current(),
+        waiter: Some(Waiter::Parked {
+            reply: reply.clone(),
+            thread: thread::current(),
+        }),
     });
     (job, reply)
 }
 
 /// The leader's turn: ends (and wakes the caller at the front of the
-/// queue to lead next) however the batch ends, a panic included.
+/// queue to lead next, or has a waiting task start a leader for it)
+/// however the batch ends, a panic included.
 struct Lead<'a>(&'a GroupCommit);
 
 impl Drop for Lead<'_> {
     fn drop(&mut self) {
         let mut queue = lock(&self.0.queue);
         queue.leading = false;
-        if let Some(next) = queue.waiting.front() {
-            next.wake();
+        if let Some(next) = queue.waiting.front()
+            && !next.wake()
+        {
+            // A permit is kept if no task waits yet: the next to wait
+            // starts the leader.
+            self.0.leader_wanted.notify_one();
         }
     }
 }
@@ -490,6 +579,169 @@ mod tests {
         assert_eq!(tenant_ids(&store), ["f1", "f2", "f3", "f4", "leader"]);
         let head = store.read(|r| r.audit_head()).unwrap();
         assert_eq!(head.seq, 5);
+    }
+
+    /// A runtime whose blocking pool has one thread: a design that parks
+    /// a thread per waiting async writer cannot queue a second write
+    /// behind an open commit there.
+    fn one_blocking_thread() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .max_blocking_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// Waits (with a deadline, never forever) until `n` writes are queued.
+    fn until_queued(store: &Store, n: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while lock(&store.commits.queue).waiting.len() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {} of {n} writes queued",
+                lock(&store.commits.queue).waiting.len()
+            );
+            thread::yield_now();
+        }
+    }
+
+    /// A write whose closure holds its commit open until released.
+    fn held_write(
+        store: &Arc<Store>,
+        id: &'static str,
+    ) -> (
+        mpsc::Receiver<()>,
+        mpsc::Sender<()>,
+        tokio::task::JoinHandle<Result<(), StoreError>>,
+    ) {
+        let (entered_tx, entered) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let released = Mutex::new(released);
+        let store = store.clone();
+        let task = tokio::spawn(async move {
+            store
+                .write_async(move |w| {
+                    entered_tx.send(()).unwrap();
+                    lock(&released).recv().unwrap();
+                    w.put_tenant(&tenant(id), "admin").map(drop)
+                })
+                .await
+        });
+        (entered, release, task)
+    }
+
+    /// Async writers wait without a thread each: 64 of them queue behind
+    /// an open commit though the blocking pool has a single thread (busy
+    /// with that commit), and share the next commit.
+    #[test]
+    fn async_writers_queue_without_holding_a_thread_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(open_store(&dir));
+        let runtime = one_blocking_thread();
+        let _guard = runtime.enter();
+        let (entered, release, first) = held_write(&store, "first");
+        entered.recv().unwrap();
+        let writers: Vec<_> = (0..64)
+            .map(|i| {
+                let store = store.clone();
+                runtime.spawn(async move {
+                    let id = format!("w{i:02}");
+                    store
+                        .write_async(move |w| w.put_tenant(&tenant(&id), "admin").map(drop))
+                        .await
+                })
+            })
+            .collect();
+        until_queued(&store, 64);
+        release.send(()).unwrap();
+        runtime.block_on(async {
+            first.await.unwrap().unwrap();
+            for writer in writers {
+                writer.await.unwrap().unwrap();
+            }
+        });
+        assert_eq!(
+            store.commit_stats(),
+            CommitStats {
+                commits: 2,
+                writes: 65
+            }
+        );
+        assert_eq!(tenant_ids(&store).len(), 65);
+        let check = store.read(|r| r.verify_audit_chain(None)).unwrap();
+        assert_eq!(check.outcome.unwrap().seq, 65);
+    }
+
+    /// Leadership passes between the two kinds of caller: an async write's
+    /// batch ends with a blocking caller parked behind it, whose batch ends
+    /// with async writes behind it; every write is answered.
+    #[test]
+    fn async_and_blocking_writers_hand_the_lead_to_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(open_store(&dir));
+        let runtime = one_blocking_thread();
+        let _guard = runtime.enter();
+        let (entered, release, first) = held_write(&store, "first");
+        entered.recv().unwrap();
+        // Behind the open commit: a blocking caller holding its own commit
+        // open once it leads, then two async writes.
+        let (blocking_entered_tx, blocking_entered) = mpsc::channel();
+        let (blocking_release, blocking_released) = mpsc::channel::<()>();
+        let blocking_released = Mutex::new(blocking_released);
+        let blocking = {
+            let store = store.clone();
+            thread::spawn(move || {
+                store.write(move |w| {
+                    blocking_entered_tx.send(()).unwrap();
+                    lock(&blocking_released).recv().unwrap();
+                    w.put_tenant(&tenant("blocking"), "admin").map(drop)
+                })
+            })
+        };
+        until_queued(&store, 1);
+        let later: Vec<_> = ["a1", "a2"]
+            .into_iter()
+            .map(|id| {
+                let store = store.clone();
+                runtime.spawn(async move {
+                    store
+                        .write_async(move |w| w.put_tenant(&tenant(id), "admin").map(drop))
+                        .await
+                })
+            })
+            .collect();
+        until_queued(&store, 3);
+        // The first batch holds only "first"; the blocking caller leads
+        // the next one (all three queued writes).
+        release.send(()).unwrap();
+        blocking_entered.recv().unwrap();
+        // Queued behind the blocking leader's open commit: when it ends,
+        // the async write at the front has its task start a leader.
+        let (third_entered, third_release, third) = held_write(&store, "third");
+        until_queued(&store, 1);
+        blocking_release.send(()).unwrap();
+        third_entered.recv().unwrap();
+        third_release.send(()).unwrap();
+        blocking.join().unwrap().unwrap();
+        runtime.block_on(async {
+            first.await.unwrap().unwrap();
+            for writer in later {
+                writer.await.unwrap().unwrap();
+            }
+            third.await.unwrap().unwrap();
+        });
+        assert_eq!(
+            store.commit_stats(),
+            CommitStats {
+                commits: 3,
+                writes: 5
+            }
+        );
+        assert_eq!(
+            tenant_ids(&store),
+            ["a1", "a2", "blocking", "first", "third"]
+        );
     }
 
     /// Many writers at once: every write lands once and the chain is

@@ -233,13 +233,18 @@ impl Store {
             .map_err(|_| StoreError::Interrupted)?
     }
 
-    /// [`Store::write`] on the blocking thread pool, for async callers.
+    /// [`Store::write`] for async callers: the write shares a group commit
+    /// like any other, but the caller waits without holding a thread (see
+    /// `commit.rs`).
     pub async fn write_async<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl Fn(&mut Writer) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || store.write(f))
+        // A task of its own: the write is answered even if the caller
+        // stops waiting (a client that hangs up), as a blocking-pool write
+        // was.
+        tokio::spawn(async move { store.commit_grouped_async(f).await })
             .await
             .map_err(|_| StoreError::Interrupted)?
     }
