@@ -59,9 +59,11 @@ trait Pending: Send {
     fn succeed(self: Box<Self>);
     /// Hands the caller an error; nothing it wrote was kept.
     fn fail(self: Box<Self>, error: StoreError);
-    /// Wakes the caller to lead the next batch: `false` for an async caller,
-    /// which has no thread to lead on.
-    fn wake(&self) -> bool;
+    /// Whether the caller has a thread to lead the next batch on (an
+    /// async caller has not).
+    fn can_lead(&self) -> bool;
+    /// Wakes a caller that can lead, to lead the next batch.
+    fn wake(&self);
 }
 
 /// Where a parked caller's result is left by whoever commits its write.
@@ -124,13 +126,13 @@ where
         self.answer(Err(error));
     }
 
-    fn wake(&self) -> bool {
-        match &self.waiter {
-            Some(Waiter::Parked { thread, .. }) => {
-                thread.unpark();
-                true
-            }
-            Some(Waiter::Task(_)) | None => false,
+    fn can_lead(&self) -> bool {
+        matches!(self.waiter, Some(Waiter::Parked { .. }))
+    }
+
+    fn wake(&self) {
+        if let Some(Waiter::Parked { thread, .. }) = &self.waiter {
+            thread.unpark();
         }
     }
 }
@@ -200,8 +202,7 @@ impl Store {
                 continue;
             }
             queue.leading = true;
-            let take = queue.waiting.len().min(self.options.max_batch.max(1));
-            let batch: Vec<Box<dyn Pending>> = queue.waiting.drain(..take).collect();
+            let batch = self.next_batch(&mut queue);
             drop(queue);
             let lead = Lead(group);
             self.commit_batch(batch);
@@ -212,9 +213,8 @@ impl Store {
 
     /// [`Store::commit_grouped`] for async callers: queues `work` and awaits
     /// its answer without holding a thread. When no batch is running, or
-    /// one ends with a task's write at the front, a task starts the next
-    /// leader on the blocking pool; it commits one batch and hands over
-    /// like any leader.
+    /// one ends with a task's write at the front, a task starts a leader
+    /// on the blocking pool.
     pub(super) async fn commit_grouped_async<T, F>(
         self: &Arc<Self>,
         work: F,
@@ -239,16 +239,17 @@ impl Store {
         }
     }
 
-    /// Starts a leader for one batch on the blocking pool, unless a batch
-    /// is running or nothing waits.
+    /// Starts a leader on the blocking pool, unless a batch is running or
+    /// nothing waits. It commits batch after batch while async writes are
+    /// at the front of the queue — one thread for a stream of commits, not
+    /// a new one per batch — and hands over to a parked caller otherwise.
     fn start_leader_if_needed(self: &Arc<Self>) {
         let mut queue = lock(&self.commits.queue);
         if queue.leading || queue.waiting.is_empty() {
             return;
         }
         queue.leading = true;
-        let take = queue.waiting.len().min(self.options.max_batch.max(1));
-        let batch: Vec<Box<dyn Pending>> = queue.waiting.drain(..take).collect();
+        let mut batch = self.next_batch(&mut queue);
         drop(queue);
         let store = self.clone();
         // The batch moves into the closure: should the pool refuse it (the
@@ -256,9 +257,22 @@ impl Store {
         // `Interrupted` and `Lead` hands over.
         tokio::task::spawn_blocking(move || {
             let lead = Lead(&store.commits);
-            store.commit_batch(batch);
+            loop {
+                store.commit_batch(batch);
+                let mut queue = lock(&store.commits.queue);
+                if !queue.waiting.front().is_some_and(|next| !next.can_lead()) {
+                    break;
+                }
+                batch = store.next_batch(&mut queue);
+            }
             drop(lead);
         });
+    }
+
+    /// Takes the next batch from the front of the queue.
+    fn next_batch(&self, queue: &mut Queue) -> Vec<Box<dyn Pending>> {
+        let take = queue.waiting.len().min(self.options.max_batch.max(1));
+        queue.waiting.drain(..take).collect()
     }
 
     /// Runs `batch` in one write transaction and answers every write in it.
@@ -391,12 +405,14 @@ impl Drop for Lead<'_> {
     fn drop(&mut self) {
         let mut queue = lock(&self.0.queue);
         queue.leading = false;
-        if let Some(next) = queue.waiting.front()
-            && !next.wake()
-        {
-            // A permit is kept if no task waits yet: the next to wait
-            // starts the leader.
-            self.0.leader_wanted.notify_one();
+        if let Some(next) = queue.waiting.front() {
+            if next.can_lead() {
+                next.wake();
+            } else {
+                // A permit is kept if no task waits yet: the next to wait
+                // starts the leader.
+                self.0.leader_wanted.notify_one();
+            }
         }
     }
 }
