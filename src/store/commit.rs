@@ -139,9 +139,10 @@ where
 
 /// The queue of writes waiting for a commit, and whether one is running.
 ///
-/// Waiting callers park their threads: a leader wakes exactly the callers
-/// it answered, and the caller at the front of the queue to lead next —
-/// not every waiting thread at every commit.
+/// Blocking callers park their threads, async callers await: a leader
+/// wakes exactly the callers it answered, and the caller at the front of
+/// the queue to lead next (or, for an async write there, one waiting task
+/// to start a leader) — not every waiter at every commit.
 #[derive(Default)]
 pub(super) struct GroupCommit {
     queue: Mutex<Queue>,
