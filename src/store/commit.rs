@@ -250,24 +250,16 @@ impl Store {
             return;
         }
         queue.leading = true;
-        let mut batch = self.next_batch(&mut queue);
+        let batch = self.next_batch(&mut queue);
         drop(queue);
-        let store = self.clone();
-        // The batch moves into the closure: should the pool refuse it (the
-        // runtime is shutting down), dropping it answers every write with
-        // `Interrupted` and `Lead` hands over.
-        tokio::task::spawn_blocking(move || {
-            let lead = Lead(&store.commits);
-            loop {
-                store.commit_batch(batch);
-                let mut queue = lock(&store.commits.queue);
-                if !queue.waiting.front().is_some_and(|next| !next.can_lead()) {
-                    break;
-                }
-                batch = store.next_batch(&mut queue);
-            }
-            drop(lead);
-        });
+        let leader = Leader {
+            store: Some(self.clone()),
+            batch,
+        };
+        // Should the pool refuse the closure (the runtime is shutting
+        // down), dropping it drops `leader`: every write of the batch is
+        // answered `Interrupted` and the lead is handed over.
+        tokio::task::spawn_blocking(move || leader.run());
     }
 
     /// Takes the next batch from the front of the queue.
@@ -277,10 +269,18 @@ impl Store {
     }
 
     /// Runs `batch` in one write transaction and answers every write in it.
-    fn commit_batch(&self, mut batch: Vec<Box<dyn Pending>>) {
+    fn commit_batch(&self, batch: Vec<Box<dyn Pending>>) {
+        deliver(self.settle_batch(batch));
+    }
+
+    /// Runs `batch` in one write transaction and returns each write with
+    /// its outcome, to be answered by [`deliver`].
+    fn settle_batch(&self, mut batch: Vec<Box<dyn Pending>>) -> Settled {
+        let mut settled = Settled::new();
         while !batch.is_empty() {
             if let Err(error) = self.reopen_if_needed() {
-                return fail_all(batch, error);
+                settled.extend(fail_all(batch, error));
+                return settled;
             }
             match self.attempt(&mut batch) {
                 Attempt::Committed => {
@@ -289,24 +289,24 @@ impl Store {
                         .writes
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
                     self.health.set(StorageHealth::Healthy, &self.path);
-                    for job in batch {
-                        job.succeed();
-                    }
-                    return;
+                    settled.extend(batch.into_iter().map(|job| (job, None)));
+                    return settled;
                 }
                 // After a storage failure, reopen before answering: a caller
                 // that reads next finds a working handle. A failed reopen is
                 // logged and retried by the next read, write or probe.
                 Attempt::OneFailed(index, error) => {
                     let _ = self.reopen_if_needed();
-                    batch.remove(index).fail(error);
+                    settled.push((batch.remove(index), Some(error)));
                 }
                 Attempt::AllFailed(error) => {
                     let _ = self.reopen_if_needed();
-                    return fail_all(batch, error);
+                    settled.extend(fail_all(batch, error));
+                    return settled;
                 }
             }
         }
+        settled
     }
 
     /// One transaction over the whole batch. A failing write aborts it, so
@@ -404,16 +404,68 @@ struct Lead<'a>(&'a GroupCommit);
 
 impl Drop for Lead<'_> {
     fn drop(&mut self) {
-        let mut queue = lock(&self.0.queue);
-        queue.leading = false;
-        if let Some(next) = queue.waiting.front() {
-            if next.can_lead() {
-                next.wake();
-            } else {
-                // A permit is kept if no task waits yet: the next to wait
-                // starts the leader.
-                self.0.leader_wanted.notify_one();
+        hand_over(self.0);
+    }
+}
+
+/// A leader started on the blocking pool for async writes. However it
+/// ends — batches done, a panic, or dropped unrun by a runtime shutting
+/// down — its unanswered writes are answered and the lead handed over.
+struct Leader {
+    /// Taken when the leader stops, so that it lets go of the store before
+    /// answering its last batch: a caller that drops the store next really
+    /// closes it, as when its write ran on its own pool thread.
+    store: Option<Arc<Store>>,
+    batch: Vec<Box<dyn Pending>>,
+}
+
+impl Leader {
+    /// Commits its batch, then the next while an async write (which has no
+    /// thread to lead on) is at the front of the queue.
+    fn run(mut self) {
+        loop {
+            let Some(store) = self.store.as_ref() else {
+                return;
+            };
+            let settled = store.settle_batch(std::mem::take(&mut self.batch));
+            let mut queue = lock(&store.commits.queue);
+            if queue.waiting.front().is_some_and(|next| !next.can_lead()) {
+                self.batch = store.next_batch(&mut queue);
+                drop(queue);
+                deliver(settled);
+                continue;
             }
+            drop(queue);
+            if let Some(store) = self.store.take() {
+                hand_over(&store.commits);
+            }
+            deliver(settled);
+            return;
+        }
+    }
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        drop(std::mem::take(&mut self.batch));
+        if let Some(store) = self.store.take() {
+            hand_over(&store.commits);
+        }
+    }
+}
+
+/// Ends a leader's turn: wakes the caller at the front of the queue to
+/// lead next, or has a waiting task start a leader for an async write.
+fn hand_over(group: &GroupCommit) {
+    let mut queue = lock(&group.queue);
+    queue.leading = false;
+    if let Some(next) = queue.waiting.front() {
+        if next.can_lead() {
+            next.wake();
+        } else {
+            // A permit is kept if no task waits yet: the next to wait
+            // starts the leader.
+            group.leader_wanted.notify_one();
         }
     }
 }
@@ -428,19 +480,35 @@ enum Attempt {
     AllFailed(StoreError),
 }
 
-/// Answers every write of `batch` with `error` (shared when there are
-/// several, as a storage error cannot be copied).
-fn fail_all(mut batch: Vec<Box<dyn Pending>>, error: StoreError) {
-    if batch.len() == 1 {
-        if let Some(job) = batch.pop() {
-            job.fail(error);
+/// Writes of a batch with their outcome (`None`: committed), not yet
+/// answered.
+type Settled = Vec<(Box<dyn Pending>, Option<StoreError>)>;
+
+/// Answers each settled write.
+fn deliver(settled: Settled) {
+    for (job, error) in settled {
+        match error {
+            None => job.succeed(),
+            Some(error) => job.fail(error),
         }
-        return;
+    }
+}
+
+/// Every write of `batch` with `error` (shared when there are several, as
+/// a storage error cannot be copied).
+fn fail_all(mut batch: Vec<Box<dyn Pending>>, error: StoreError) -> Settled {
+    if batch.len() == 1 {
+        return batch
+            .pop()
+            .map(|job| (job, Some(error)))
+            .into_iter()
+            .collect();
     }
     let shared = Arc::new(error);
-    for job in batch {
-        job.fail(StoreError::Batch(shared.clone()));
-    }
+    batch
+        .into_iter()
+        .map(|job| (job, Some(StoreError::Batch(shared.clone()))))
+        .collect()
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -759,6 +827,26 @@ mod tests {
             tenant_ids(&store),
             ["a1", "a2", "blocking", "first", "third"]
         );
+    }
+
+    /// A leader the blocking pool never runs (its runtime shutting down)
+    /// answers its writes `Interrupted` and gives the lead up: the next
+    /// write does not wait forever.
+    #[test]
+    fn a_leader_dropped_unrun_answers_its_writes_and_hands_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(open_store(&dir));
+        let (job, reply) = put_tenant("never");
+        lock(&store.commits.queue).leading = true;
+        drop(Leader {
+            store: Some(store.clone()),
+            batch: vec![job],
+        });
+        assert!(matches!(answer(&reply), Err(StoreError::Interrupted)));
+        store
+            .write(|w| w.put_tenant(&tenant("after"), "admin").map(drop))
+            .unwrap();
+        assert_eq!(tenant_ids(&store), ["after"]);
     }
 
     /// Many writers at once: every write lands once and the chain is
