@@ -26,6 +26,13 @@
 //!   error.
 //! - **Ordered audit chain**: writes run one after another in queue order
 //!   in the same transaction, each appending to the chain after the last.
+//!
+//! Async callers ([`Store::write_async`]) queue the same way but hold no
+//! thread while they wait: they await their answer, and when a batch needs
+//! a leader one of them hands it to a blocking-pool thread. 32 clients
+//! writing at once then cost one blocking thread per commit instead of one
+//! parked thread each (a wake-up, a context switch and, with glibc, a
+//! malloc arena per thread that ever led a batch).
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -34,6 +41,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, Thread};
 
 use redb::Database;
+use tokio::sync::{Notify, oneshot};
 
 use super::{StorageFault, StorageHealth, Store, StoreError, Writer, log_audit_event};
 
@@ -51,28 +59,44 @@ trait Pending: Send {
     fn succeed(self: Box<Self>);
     /// Hands the caller an error; nothing it wrote was kept.
     fn fail(self: Box<Self>, error: StoreError);
-    /// Wakes the caller (to lead the next batch).
+    /// Whether the caller has a thread to lead the next batch on (an
+    /// async caller has not).
+    fn can_lead(&self) -> bool;
+    /// Wakes a caller that can lead, to lead the next batch.
     fn wake(&self);
 }
 
-/// Where a caller's result is left by whoever commits its write.
+/// Where a parked caller's result is left by whoever commits its write.
 type Reply<T> = Arc<Mutex<Option<Result<T, StoreError>>>>;
+
+/// How the caller of a job waits for its answer.
+enum Waiter<T> {
+    /// A thread in [`Store::commit_grouped`], parked until answered or
+    /// asked to lead.
+    Parked { reply: Reply<T>, thread: Thread },
+    /// A task in [`Store::commit_grouped_async`], awaiting its answer.
+    Task(oneshot::Sender<Result<T, StoreError>>),
+}
 
 struct Job<T, F> {
     work: F,
     value: Option<T>,
     /// Taken when the job is answered; a job dropped unanswered (a panic
     /// in the leader) answers `Interrupted` so its caller never hangs.
-    reply: Option<Reply<T>>,
-    /// The caller's thread, parked until answered or asked to lead.
-    waiter: Thread,
+    waiter: Option<Waiter<T>>,
 }
 
 impl<T, F> Job<T, F> {
     fn answer(&mut self, result: Result<T, StoreError>) {
-        if let Some(reply) = self.reply.take() {
-            *lock(&reply) = Some(result);
-            self.waiter.unpark();
+        match self.waiter.take() {
+            Some(Waiter::Parked { reply, thread }) => {
+                *lock(&reply) = Some(result);
+                thread.unpark();
+            }
+            // A task that gave up waiting (it is spawned, so only at
+            // shutdown) needs no answer.
+            Some(Waiter::Task(sender)) => drop(sender.send(result)),
+            None => {}
         }
     }
 }
@@ -102,19 +126,29 @@ where
         self.answer(Err(error));
     }
 
+    fn can_lead(&self) -> bool {
+        matches!(self.waiter, Some(Waiter::Parked { .. }))
+    }
+
     fn wake(&self) {
-        self.waiter.unpark();
+        if let Some(Waiter::Parked { thread, .. }) = &self.waiter {
+            thread.unpark();
+        }
     }
 }
 
 /// The queue of writes waiting for a commit, and whether one is running.
 ///
-/// Waiting callers park their threads: a leader wakes exactly the callers
-/// it answered, and the caller at the front of the queue to lead next —
-/// not every waiting thread at every commit.
+/// Blocking callers park their threads, async callers await: a leader
+/// wakes exactly the callers it answered, and the caller at the front of
+/// the queue to lead next (or, for an async write there, one waiting task
+/// to start a leader) — not every waiter at every commit.
 #[derive(Default)]
 pub(super) struct GroupCommit {
     queue: Mutex<Queue>,
+    /// Signalled when a batch ends with an async caller's write at the
+    /// front of the queue: one waiting task then starts the next leader.
+    leader_wanted: Notify,
     /// Durable commits made, and the writes they held.
     commits: AtomicU64,
     writes: AtomicU64,
@@ -169,8 +203,7 @@ impl Store {
                 continue;
             }
             queue.leading = true;
-            let take = queue.waiting.len().min(self.options.max_batch.max(1));
-            let batch: Vec<Box<dyn Pending>> = queue.waiting.drain(..take).collect();
+            let batch = self.next_batch(&mut queue);
             drop(queue);
             let lead = Lead(group);
             self.commit_batch(batch);
@@ -179,11 +212,75 @@ impl Store {
         }
     }
 
+    /// [`Store::commit_grouped`] for async callers: queues `work` and awaits
+    /// its answer without holding a thread. When no batch is running, or
+    /// one ends with a task's write at the front, a task starts a leader
+    /// on the blocking pool.
+    pub(super) async fn commit_grouped_async<T, F>(
+        self: &Arc<Self>,
+        work: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(&mut Writer) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (sender, mut answer) = oneshot::channel();
+        let job: Box<dyn Pending> = Box::new(Job {
+            work,
+            value: None,
+            waiter: Some(Waiter::Task(sender)),
+        });
+        lock(&self.commits.queue).waiting.push_back(job);
+        loop {
+            self.start_leader_if_needed();
+            tokio::select! {
+                answered = &mut answer => return answered.unwrap_or(Err(StoreError::Interrupted)),
+                () = self.commits.leader_wanted.notified() => {}
+            }
+        }
+    }
+
+    /// Starts a leader on the blocking pool, unless a batch is running or
+    /// nothing waits. It commits batch after batch while async writes are
+    /// at the front of the queue — one thread for a stream of commits, not
+    /// a new one per batch — and hands over to a parked caller otherwise.
+    fn start_leader_if_needed(self: &Arc<Self>) {
+        let mut queue = lock(&self.commits.queue);
+        if queue.leading || queue.waiting.is_empty() {
+            return;
+        }
+        queue.leading = true;
+        let batch = self.next_batch(&mut queue);
+        drop(queue);
+        let leader = Leader {
+            store: Some(self.clone()),
+            batch,
+        };
+        // Should the pool refuse the closure (the runtime is shutting
+        // down), dropping it drops `leader`: every write of the batch is
+        // answered `Interrupted` and the lead is handed over.
+        tokio::task::spawn_blocking(move || leader.run());
+    }
+
+    /// Takes the next batch from the front of the queue.
+    fn next_batch(&self, queue: &mut Queue) -> Vec<Box<dyn Pending>> {
+        let take = queue.waiting.len().min(self.options.max_batch.max(1));
+        queue.waiting.drain(..take).collect()
+    }
+
     /// Runs `batch` in one write transaction and answers every write in it.
-    fn commit_batch(&self, mut batch: Vec<Box<dyn Pending>>) {
+    fn commit_batch(&self, batch: Vec<Box<dyn Pending>>) {
+        deliver(self.settle_batch(batch));
+    }
+
+    /// Runs `batch` in one write transaction and returns each write with
+    /// its outcome, to be answered by [`deliver`].
+    fn settle_batch(&self, mut batch: Vec<Box<dyn Pending>>) -> Settled {
+        let mut settled = Settled::new();
         while !batch.is_empty() {
             if let Err(error) = self.reopen_if_needed() {
-                return fail_all(batch, error);
+                settled.extend(fail_all(batch, error));
+                return settled;
             }
             match self.attempt(&mut batch) {
                 Attempt::Committed => {
@@ -192,24 +289,24 @@ impl Store {
                         .writes
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
                     self.health.set(StorageHealth::Healthy, &self.path);
-                    for job in batch {
-                        job.succeed();
-                    }
-                    return;
+                    settled.extend(batch.into_iter().map(|job| (job, None)));
+                    return settled;
                 }
                 // After a storage failure, reopen before answering: a caller
                 // that reads next finds a working handle. A failed reopen is
                 // logged and retried by the next read, write or probe.
                 Attempt::OneFailed(index, error) => {
                     let _ = self.reopen_if_needed();
-                    batch.remove(index).fail(error);
+                    settled.push((batch.remove(index), Some(error)));
                 }
                 Attempt::AllFailed(error) => {
                     let _ = self.reopen_if_needed();
-                    return fail_all(batch, error);
+                    settled.extend(fail_all(batch, error));
+                    return settled;
                 }
             }
         }
+        settled
     }
 
     /// One transaction over the whole batch. A failing write aborts it, so
@@ -298,22 +395,83 @@ where
     let job = Box::new(Job {
         work,
         value: None,
-        reply: Some(reply.clone()),
-        waiter: thread::current(),
+        waiter: Some(Waiter::Parked {
+            reply: reply.clone(),
+            thread: thread::current(),
+        }),
     });
     (job, reply)
 }
 
 /// The leader's turn: ends (and wakes the caller at the front of the
-/// queue to lead next) however the batch ends, a panic included.
+/// queue to lead next, or has a waiting task start a leader for it)
+/// however the batch ends, a panic included.
 struct Lead<'a>(&'a GroupCommit);
 
 impl Drop for Lead<'_> {
     fn drop(&mut self) {
-        let mut queue = lock(&self.0.queue);
-        queue.leading = false;
-        if let Some(next) = queue.waiting.front() {
+        hand_over(self.0);
+    }
+}
+
+/// A leader started on the blocking pool for async writes. However it
+/// ends — batches done, a panic, or dropped unrun by a runtime shutting
+/// down — its unanswered writes are answered and the lead handed over.
+struct Leader {
+    /// Taken when the leader stops, so that it lets go of the store before
+    /// answering its last batch: a caller that drops the store next really
+    /// closes it, as when its write ran on its own pool thread.
+    store: Option<Arc<Store>>,
+    batch: Vec<Box<dyn Pending>>,
+}
+
+impl Leader {
+    /// Commits its batch, then the next while an async write (which has no
+    /// thread to lead on) is at the front of the queue.
+    fn run(mut self) {
+        loop {
+            let Some(store) = self.store.as_ref() else {
+                return;
+            };
+            let settled = store.settle_batch(std::mem::take(&mut self.batch));
+            let mut queue = lock(&store.commits.queue);
+            if queue.waiting.front().is_some_and(|next| !next.can_lead()) {
+                self.batch = store.next_batch(&mut queue);
+                drop(queue);
+                deliver(settled);
+                continue;
+            }
+            drop(queue);
+            if let Some(store) = self.store.take() {
+                hand_over(&store.commits);
+            }
+            deliver(settled);
+            return;
+        }
+    }
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        drop(std::mem::take(&mut self.batch));
+        if let Some(store) = self.store.take() {
+            hand_over(&store.commits);
+        }
+    }
+}
+
+/// Ends a leader's turn: wakes the caller at the front of the queue to
+/// lead next, or has a waiting task start a leader for an async write.
+fn hand_over(group: &GroupCommit) {
+    let mut queue = lock(&group.queue);
+    queue.leading = false;
+    if let Some(next) = queue.waiting.front() {
+        if next.can_lead() {
             next.wake();
+        } else {
+            // A permit is kept if no task waits yet: the next to wait
+            // starts the leader.
+            group.leader_wanted.notify_one();
         }
     }
 }
@@ -328,19 +486,35 @@ enum Attempt {
     AllFailed(StoreError),
 }
 
-/// Answers every write of `batch` with `error` (shared when there are
-/// several, as a storage error cannot be copied).
-fn fail_all(mut batch: Vec<Box<dyn Pending>>, error: StoreError) {
-    if batch.len() == 1 {
-        if let Some(job) = batch.pop() {
-            job.fail(error);
+/// Writes of a batch with their outcome (`None`: committed), not yet
+/// answered.
+type Settled = Vec<(Box<dyn Pending>, Option<StoreError>)>;
+
+/// Answers each settled write.
+fn deliver(settled: Settled) {
+    for (job, error) in settled {
+        match error {
+            None => job.succeed(),
+            Some(error) => job.fail(error),
         }
-        return;
+    }
+}
+
+/// Every write of `batch` with `error` (shared when there are several, as
+/// a storage error cannot be copied).
+fn fail_all(mut batch: Vec<Box<dyn Pending>>, error: StoreError) -> Settled {
+    if batch.len() == 1 {
+        return batch
+            .pop()
+            .map(|job| (job, Some(error)))
+            .into_iter()
+            .collect();
     }
     let shared = Arc::new(error);
-    for job in batch {
-        job.fail(StoreError::Batch(shared.clone()));
-    }
+    batch
+        .into_iter()
+        .map(|job| (job, Some(StoreError::Batch(shared.clone()))))
+        .collect()
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -496,6 +670,189 @@ mod tests {
         assert_eq!(tenant_ids(&store), ["f1", "f2", "f3", "f4", "leader"]);
         let head = store.read(|r| r.audit_head()).unwrap();
         assert_eq!(head.seq, 5);
+    }
+
+    /// A runtime whose blocking pool has one thread: a design that parks
+    /// a thread per waiting async writer cannot queue a second write
+    /// behind an open commit there.
+    fn one_blocking_thread() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .max_blocking_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// Waits (with a deadline, never forever) until `n` writes are queued.
+    fn until_queued(store: &Store, n: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while lock(&store.commits.queue).waiting.len() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {} of {n} writes queued",
+                lock(&store.commits.queue).waiting.len()
+            );
+            thread::yield_now();
+        }
+    }
+
+    /// A write whose closure holds its commit open until released.
+    fn held_write(
+        store: &Arc<Store>,
+        id: &'static str,
+    ) -> (
+        mpsc::Receiver<()>,
+        mpsc::Sender<()>,
+        tokio::task::JoinHandle<Result<(), StoreError>>,
+    ) {
+        let (entered_tx, entered) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let released = Mutex::new(released);
+        let store = store.clone();
+        let task = tokio::spawn(async move {
+            store
+                .write_async(move |w| {
+                    entered_tx.send(()).unwrap();
+                    lock(&released).recv().unwrap();
+                    w.put_tenant(&tenant(id), "admin").map(drop)
+                })
+                .await
+        });
+        (entered, release, task)
+    }
+
+    /// Async writers wait without a thread each: 64 of them queue behind
+    /// an open commit though the blocking pool has a single thread (busy
+    /// with that commit), and share the next commit.
+    #[test]
+    fn async_writers_queue_without_holding_a_thread_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(open_store(&dir));
+        let runtime = one_blocking_thread();
+        let _guard = runtime.enter();
+        let (entered, release, first) = held_write(&store, "first");
+        entered.recv().unwrap();
+        let writers: Vec<_> = (0..64)
+            .map(|i| {
+                let store = store.clone();
+                runtime.spawn(async move {
+                    let id = format!("w{i:02}");
+                    store
+                        .write_async(move |w| w.put_tenant(&tenant(&id), "admin").map(drop))
+                        .await
+                })
+            })
+            .collect();
+        until_queued(&store, 64);
+        release.send(()).unwrap();
+        runtime.block_on(async {
+            first.await.unwrap().unwrap();
+            for writer in writers {
+                writer.await.unwrap().unwrap();
+            }
+        });
+        assert_eq!(
+            store.commit_stats(),
+            CommitStats {
+                commits: 2,
+                writes: 65
+            }
+        );
+        assert_eq!(tenant_ids(&store).len(), 65);
+        let check = store.read(|r| r.verify_audit_chain(None)).unwrap();
+        assert_eq!(check.outcome.unwrap().seq, 65);
+    }
+
+    /// Leadership passes between the two kinds of caller: an async write's
+    /// batch ends with a blocking caller parked behind it, whose batch ends
+    /// with async writes behind it; every write is answered.
+    #[test]
+    fn async_and_blocking_writers_hand_the_lead_to_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(open_store(&dir));
+        let runtime = one_blocking_thread();
+        let _guard = runtime.enter();
+        let (entered, release, first) = held_write(&store, "first");
+        entered.recv().unwrap();
+        // Behind the open commit: a blocking caller holding its own commit
+        // open once it leads, then two async writes.
+        let (blocking_entered_tx, blocking_entered) = mpsc::channel();
+        let (blocking_release, blocking_released) = mpsc::channel::<()>();
+        let blocking_released = Mutex::new(blocking_released);
+        let blocking = {
+            let store = store.clone();
+            thread::spawn(move || {
+                store.write(move |w| {
+                    blocking_entered_tx.send(()).unwrap();
+                    lock(&blocking_released).recv().unwrap();
+                    w.put_tenant(&tenant("blocking"), "admin").map(drop)
+                })
+            })
+        };
+        until_queued(&store, 1);
+        let later: Vec<_> = ["a1", "a2"]
+            .into_iter()
+            .map(|id| {
+                let store = store.clone();
+                runtime.spawn(async move {
+                    store
+                        .write_async(move |w| w.put_tenant(&tenant(id), "admin").map(drop))
+                        .await
+                })
+            })
+            .collect();
+        until_queued(&store, 3);
+        // The first batch holds only "first"; the blocking caller leads
+        // the next one (all three queued writes).
+        release.send(()).unwrap();
+        blocking_entered.recv().unwrap();
+        // Queued behind the blocking leader's open commit: when it ends,
+        // the async write at the front has its task start a leader.
+        let (third_entered, third_release, third) = held_write(&store, "third");
+        until_queued(&store, 1);
+        blocking_release.send(()).unwrap();
+        third_entered.recv().unwrap();
+        third_release.send(()).unwrap();
+        blocking.join().unwrap().unwrap();
+        runtime.block_on(async {
+            first.await.unwrap().unwrap();
+            for writer in later {
+                writer.await.unwrap().unwrap();
+            }
+            third.await.unwrap().unwrap();
+        });
+        assert_eq!(
+            store.commit_stats(),
+            CommitStats {
+                commits: 3,
+                writes: 5
+            }
+        );
+        assert_eq!(
+            tenant_ids(&store),
+            ["a1", "a2", "blocking", "first", "third"]
+        );
+    }
+
+    /// A leader the blocking pool never runs (its runtime shutting down)
+    /// answers its writes `Interrupted` and gives the lead up: the next
+    /// write does not wait forever.
+    #[test]
+    fn a_leader_dropped_unrun_answers_its_writes_and_hands_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(open_store(&dir));
+        let (job, reply) = put_tenant("never");
+        lock(&store.commits.queue).leading = true;
+        drop(Leader {
+            store: Some(store.clone()),
+            batch: vec![job],
+        });
+        assert!(matches!(answer(&reply), Err(StoreError::Interrupted)));
+        store
+            .write(|w| w.put_tenant(&tenant("after"), "admin").map(drop))
+            .unwrap();
+        assert_eq!(tenant_ids(&store), ["after"]);
     }
 
     /// Many writers at once: every write lands once and the chain is

@@ -85,6 +85,12 @@ pub struct StoreOptions {
     pub secret_history: u32,
 }
 
+/// Most [`Store::read_async`] calls on the blocking pool at once. Reads
+/// take microseconds and the machine has few cores: more at once only
+/// adds threads (32 clients each reading an app record kept 32 pool
+/// threads alive, each with its own glibc arena), not throughput.
+pub const MAX_ASYNC_READS: usize = 4;
+
 impl StoreOptions {
     /// The options exsec runs with, with a page cache of `cache_size`
     /// bytes.
@@ -129,6 +135,8 @@ pub struct Store {
     /// Queued writes and the one batch being committed; whoever leads a
     /// batch is the only writer (redb has one anyway) and does reopens.
     commits: commit::GroupCommit,
+    /// Permits for [`Store::read_async`]: at most [`MAX_ASYNC_READS`] at once.
+    readers: tokio::sync::Semaphore,
     /// Generation of the handle in `db`: bumped by every reopen, so that a
     /// failure seen on a handle already replaced reopens nothing.
     generation: AtomicU64,
@@ -163,6 +171,7 @@ impl Store {
             options,
             db: RwLock::new(None),
             commits: commit::GroupCommit::default(),
+            readers: tokio::sync::Semaphore::new(MAX_ASYNC_READS),
             generation: AtomicU64::new(1),
             failed: AtomicU64::new(0),
             health: health::HealthCell::default(),
@@ -234,24 +243,36 @@ impl Store {
         self.commit_grouped(f)
     }
 
-    /// [`Store::read`] on the blocking thread pool, for async callers.
+    /// [`Store::read`] on the blocking thread pool, for async callers; at
+    /// most [`MAX_ASYNC_READS`] at once, the others wait their turn.
     pub async fn read_async<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl Fn(&Reader) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        // Never closed: an error cannot happen, and would be a stop.
+        let _permit = self
+            .readers
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Interrupted)?;
         let store = self.clone();
         tokio::task::spawn_blocking(move || store.read(f))
             .await
             .map_err(|_| StoreError::Interrupted)?
     }
 
-    /// [`Store::write`] on the blocking thread pool, for async callers.
+    /// [`Store::write`] for async callers: the write shares a group commit
+    /// like any other, but the caller waits without holding a thread (see
+    /// `commit.rs`).
     pub async fn write_async<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl Fn(&mut Writer) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || store.write(f))
+        // A task of its own: the write is answered even if the caller
+        // stops waiting (a client that hangs up), as a blocking-pool write
+        // was.
+        tokio::spawn(async move { store.commit_grouped_async(f).await })
             .await
             .map_err(|_| StoreError::Interrupted)?
     }
@@ -799,5 +820,66 @@ mod tests {
         store.probe().unwrap();
         assert_eq!(store.health(), StorageHealth::Healthy);
         assert_eq!(tenant_count(&store), 1);
+    }
+
+    /// Async reads beyond [`MAX_ASYNC_READS`] wait for a permit instead of
+    /// each taking a blocking-pool thread: with 16 reads held open, only
+    /// the first four are running, and all finish once released.
+    #[test]
+    fn async_reads_run_at_most_four_at_once() {
+        use std::sync::atomic::AtomicUsize;
+        use std::sync::mpsc;
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("exsec.redb"), options()).unwrap());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let inside = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let (release, released) = mpsc::channel::<()>();
+        let released = Arc::new(Mutex::new(released));
+        let reads: Vec<_> = (0..16)
+            .map(|_| {
+                let (store, inside, most, released) = (
+                    store.clone(),
+                    inside.clone(),
+                    most.clone(),
+                    released.clone(),
+                );
+                runtime.spawn(async move {
+                    store
+                        .read_async(move |r| {
+                            let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                            most.fetch_max(now, Ordering::SeqCst);
+                            released.lock().unwrap().recv().unwrap();
+                            inside.fetch_sub(1, Ordering::SeqCst);
+                            r.tenants().map(|t| t.len())
+                        })
+                        .await
+                })
+            })
+            .collect();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while inside.load(Ordering::SeqCst) < MAX_ASYNC_READS
+            || store.readers.available_permits() > 0
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the reads did not start"
+            );
+            std::thread::yield_now();
+        }
+        for _ in 0..16 {
+            release.send(()).unwrap();
+        }
+        runtime.block_on(async {
+            for read in reads {
+                assert_eq!(read.await.unwrap().unwrap(), 0);
+            }
+        });
+        assert_eq!(most.load(Ordering::SeqCst), MAX_ASYNC_READS);
     }
 }
