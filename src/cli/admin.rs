@@ -9,8 +9,8 @@ use super::client::{decode, encode_query, json_body};
 use super::output::{self, line, names, note, table};
 use super::{CliError, Context};
 use crate::api::dto::{
-    AppDeletedDto, AppDto, AppListDto, MintedTokenDto, PutAppBody, TenantDto, TenantListDto,
-    TokenListDto,
+    AppDeletedDto, AppDto, AppListDto, MintedTokenDto, PutAppBody, TenantDetailDto,
+    TenantListDto, TokenListDto,
 };
 use crate::model::{AppId, EnvKey, TenantId};
 
@@ -52,10 +52,46 @@ pub async fn tenant_get(context: &Context, tenant: &str) -> Result<(), CliError>
     if context.output.json() {
         return context.output.value(&body);
     }
-    let tenant: TenantDto = decode(&body)?;
+    let tenant: TenantDetailDto = decode(&body)?;
+    let (data_key, resealing) = match &tenant.data_key {
+        None => ("-".to_owned(), "-".to_owned()),
+        Some(key) => (
+            key.id.clone(),
+            key.resealing
+                .as_ref()
+                .map_or("-".to_owned(), |r| format!("{} values left", r.remaining)),
+        ),
+    };
     line(&table(
-        &["TENANT", "CREATED"],
-        &[vec![tenant.tenant_id, tenant.created_at]],
+        &["TENANT", "CREATED", "DATA_KEY", "RESEALING"],
+        &[vec![tenant.tenant_id, tenant.created_at, data_key, resealing]],
+    ))
+}
+
+pub async fn tenant_rotate_key(context: &Context, tenant: &str) -> Result<(), CliError> {
+    let tenant = TenantId::parse(tenant)?;
+    let answer = context
+        .client
+        .request(
+            Method::POST,
+            &format!("/v1/tenants/{tenant}/rotate-data-key"),
+            None,
+            &[],
+        )
+        .await?;
+    if context.output.json() {
+        return context.output.value(&answer.body);
+    }
+    let detail: TenantDetailDto = decode(&answer.body)?;
+    let Some(key) = detail.data_key else {
+        return Err(CliError::Unavailable(
+            "the daemon answered without a data key".to_owned(),
+        ));
+    };
+    let remaining = key.resealing.map_or(0, |r| r.remaining);
+    line(&format!(
+        "tenant {tenant}: new data key {} (wrapped under master key {}); {remaining} values are being re-sealed under it in the background, then the older keys are deleted. Follow with `exsec tenants get {tenant}` or `exsec keys status`",
+        key.id, key.master_key_id
     ))
 }
 
