@@ -595,7 +595,11 @@ fn data_key_deploy_latency(work: &Path, records: usize, quick: bool) {
     println!("| phase | deploys | deploys/s | p50 | p99 | max |");
     println!("|---|---:|---:|---:|---:|---:|");
     row("idle", &idle, Some(rate));
-    row(&format!("during a {records}-value data-key rotation"), &during, None);
+    row(
+        &format!("during a {records}-value data-key rotation"),
+        &during,
+        None,
+    );
     println!();
     passes.sort();
     println!(

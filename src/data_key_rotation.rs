@@ -83,7 +83,9 @@ impl Progress {
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<TenantId, Resealing>> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -162,7 +164,10 @@ pub async fn run(
         if shutdown.is_shutdown() {
             break;
         }
-        reseal_tenant(store, keyring, shutdown, progress, &tenant, report, &mut stage).await?;
+        reseal_tenant(
+            store, keyring, shutdown, progress, &tenant, report, &mut stage,
+        )
+        .await?;
     }
     Ok(stage)
 }

@@ -26,11 +26,12 @@ use super::MAX_BODY_BYTES;
 use super::dto::schema::{self, Schema, reference, reference_to, string};
 use super::dto::{
     AppDeletedDto, AppDto, AppListDto, AuditPageDto, BulkSecretsBody, BulkSecretsDto, CleanupDto,
-    ClusterDto, DataKeyDto, DataKeyRotationDto, DeployBody, DeployDetailDto, DeployDto, DeployFailedDto, DeployListDto, DryRunDto,
-    DryRunInjectionDto, EffectiveDto, EffectiveEntryDto, HealthDto, InjectionDto, KeyStatusDto,
-    KeysDto, MintedTokenDto, PutAppBody, PutTenantBody, ReadyDto, RolloutDto, SecretListDto,
-    SecretMetaDto, SecretOutcomeDto, SecretVersionDto, SecretVersionListDto, TenantDetailDto, TenantDto,
-    TenantListDto, TokenDto, TokenListDto, ValueBody, VerifyDto, WarningDto,
+    ClusterDto, DataKeyDto, DataKeyRotationDto, DeployBody, DeployDetailDto, DeployDto,
+    DeployFailedDto, DeployListDto, DryRunDto, DryRunInjectionDto, EffectiveDto, EffectiveEntryDto,
+    HealthDto, InjectionDto, KeyStatusDto, KeysDto, MintedTokenDto, PutAppBody, PutTenantBody,
+    ReadyDto, RolloutDto, SecretListDto, SecretMetaDto, SecretOutcomeDto, SecretVersionDto,
+    SecretVersionListDto, TenantDetailDto, TenantDto, TenantListDto, TokenDto, TokenListDto,
+    ValueBody, VerifyDto, WarningDto,
 };
 use super::handlers::MAX_IDEMPOTENCY_KEY_LEN;
 use super::routes::{Access, Body, Query, ROUTES, Route, RouteId};

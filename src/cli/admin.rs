@@ -9,8 +9,8 @@ use super::client::{decode, encode_query, json_body};
 use super::output::{self, line, names, note, table};
 use super::{CliError, Context};
 use crate::api::dto::{
-    AppDeletedDto, AppDto, AppListDto, MintedTokenDto, PutAppBody, TenantDetailDto,
-    TenantListDto, TokenListDto,
+    AppDeletedDto, AppDto, AppListDto, MintedTokenDto, PutAppBody, TenantDetailDto, TenantListDto,
+    TokenListDto,
 };
 use crate::model::{AppId, EnvKey, TenantId};
 
@@ -64,7 +64,12 @@ pub async fn tenant_get(context: &Context, tenant: &str) -> Result<(), CliError>
     };
     line(&table(
         &["TENANT", "CREATED", "DATA_KEY", "RESEALING"],
-        &[vec![tenant.tenant_id, tenant.created_at, data_key, resealing]],
+        &[vec![
+            tenant.tenant_id,
+            tenant.created_at,
+            data_key,
+            resealing,
+        ]],
     ))
 }
 

@@ -145,7 +145,10 @@ impl<T: Tables> Snapshot<T> {
         let secrets = self.txn().table(tables::SECRETS)?;
         let versions = self.txn().table(tables::SECRET_VERSIONS)?;
         for range in &ranges {
-            let end = range.end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+            let end = range
+                .end
+                .as_deref()
+                .map_or(Bound::Unbounded, Bound::Excluded);
             for entry in secrets
                 .range::<&str>((Bound::Included(range.start.as_str()), end))
                 .in_table(tables::SECRETS)?
@@ -216,8 +219,14 @@ impl<T: Tables> Snapshot<T> {
                 Some(after) if after >= range.start.as_str() => Bound::Excluded(after),
                 _ => Bound::Included(range.start.as_str()),
             };
-            let end = range.end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
-            for entry in secrets.range::<&str>((start, end)).in_table(tables::SECRETS)? {
+            let end = range
+                .end
+                .as_deref()
+                .map_or(Bound::Unbounded, Bound::Excluded);
+            for entry in secrets
+                .range::<&str>((start, end))
+                .in_table(tables::SECRETS)?
+            {
                 let (name, bytes) = entry.in_table(tables::SECRETS)?;
                 let record: SecretRecord = decode("external_secrets", bytes.value())?;
                 if !scope.wants(&record.sealed) {

@@ -45,7 +45,12 @@ async fn a_data_key_rotation_under_writes_and_deploys_loses_nothing() {
     let beta = data_key(&server, "beta").await;
     assert_eq!(old["resealing"], Value::Null, "{old}");
 
-    let rotated = admin(&server, &["tenants", "rotate-key", "acme", "--output", "json"], None).await;
+    let rotated = admin(
+        &server,
+        &["tenants", "rotate-key", "acme", "--output", "json"],
+        None,
+    )
+    .await;
     rotated.expect(0);
     let answer: Value = serde_json::from_str(&rotated.stdout).unwrap();
     let new = &answer["data_key"];
@@ -72,7 +77,10 @@ async fn a_data_key_rotation_under_writes_and_deploys_loses_nothing() {
     let deploys = async {
         for round in 0..10 {
             let answer = server
-                .deploy(APPS[round % 2], json!({ "image_ref": format!("nginx:1.{round}") }))
+                .deploy(
+                    APPS[round % 2],
+                    json!({ "image_ref": format!("nginx:1.{round}") }),
+                )
                 .await;
             assert_eq!(answer.status, 201, "{}", answer.text());
             assert_eq!(answer.json()["external_secrets"]["status"], "injected");
@@ -175,7 +183,12 @@ async fn a_data_key_rotation_killed_mid_way_resumes_at_the_next_start() {
         let left = {
             let store = Store::open(&server.path("exsec.redb"), options()).unwrap();
             let (wraps, usage) = store
-                .read(|r| Ok((r.data_keys(&tenant("acme"))?, r.data_key_use(&tenant("acme"))?)))
+                .read(|r| {
+                    Ok((
+                        r.data_keys(&tenant("acme"))?,
+                        r.data_key_use(&tenant("acme"))?,
+                    ))
+                })
                 .unwrap();
             let current = &wraps.last().unwrap().0;
             usage
@@ -190,7 +203,10 @@ async fn a_data_key_rotation_killed_mid_way_resumes_at_the_next_start() {
             eprintln!("attempt {attempt}: the pass finished before SIGKILL; rotating again");
             continue;
         };
-        assert!(left <= seen, "values went back under older keys: {left} > {seen}");
+        assert!(
+            left <= seen,
+            "values went back under older keys: {left} > {seen}"
+        );
         let done = eventually("the resumed rotation finishes", || async {
             let key = data_key(&server, "acme").await;
             if key["resealing"].is_null() {
@@ -245,16 +261,18 @@ async fn a_rotation_that_failed_on_a_read_only_disk_resumes_once_it_heals() {
         let fingerprint = keyring.fingerprint(&active).unwrap();
         let dek_id = DataKeyId::generate().unwrap();
         let wrapped = keyring
-            .wrap_data_key(
-                &tenant("acme"),
-                &dek_id,
-                &DataKey::generate().unwrap(),
-            )
+            .wrap_data_key(&tenant("acme"), &dek_id, &DataKey::generate().unwrap())
             .unwrap();
         store
             .write(move |w| {
-                w.rotate_data_key(&tenant("acme"), &dek_id, wrapped.clone(), fingerprint, "test")
-                    .map(drop)
+                w.rotate_data_key(
+                    &tenant("acme"),
+                    &dek_id,
+                    wrapped.clone(),
+                    fingerprint,
+                    "test",
+                )
+                .map(drop)
             })
             .unwrap();
     }
@@ -314,14 +332,21 @@ fn a_value_sealed_under_a_replaced_data_key_is_refused() {
         let fingerprint = test.keyring.fingerprint(&key_id("k1")).unwrap();
         store
             .write(move |w| {
-                w.rotate_data_key(&tenant("acme"), &dek_id, wrapped.clone(), fingerprint, "test")
+                w.rotate_data_key(
+                    &tenant("acme"),
+                    &dek_id,
+                    wrapped.clone(),
+                    fingerprint,
+                    "test",
+                )
             })
             .unwrap()
     };
     let first = rotate();
     assert_eq!(first.older, 0);
     let wraps = store.read(|r| r.data_keys(&tenant("acme"))).unwrap();
-    let keys = DataKeyCache::default().tenant_keys(Arc::clone(&test.keyring), &tenant("acme"), &wraps);
+    let keys =
+        DataKeyCache::default().tenant_keys(Arc::clone(&test.keyring), &tenant("acme"), &wraps);
     let scope = tenant_scope("acme");
     let provider = Provider::parse("openai").unwrap();
     let key = EnvKey::parse("K").unwrap();
@@ -360,7 +385,7 @@ fn a_value_sealed_under_a_replaced_data_key_is_refused() {
     // The current key is never retired, whatever the caller asks.
     let current = second.id.clone();
     let retired = store
-        .write(move |w| w.retire_data_keys(&tenant("acme"), &[current.clone()], "test"))
+        .write(move |w| w.retire_data_keys(&tenant("acme"), std::slice::from_ref(&current), "test"))
         .unwrap();
     assert!(retired.is_empty(), "{retired:?}");
     let rotations = store

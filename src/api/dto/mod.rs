@@ -38,12 +38,12 @@ pub use secrets::{
     SecretVersionDto, SecretVersionListDto, ValueBody, VerifyDto,
 };
 pub use system::{
-    AuditPageDto, DataKeyRotationDto, HealthDto, KeyStatusDto, KeysDto, ReadyAuditDto, ReadyClusterDto, ReadyDto,
-    ReadyKeyringDto, RotationStatusDto,
+    AuditPageDto, DataKeyRotationDto, HealthDto, KeyStatusDto, KeysDto, ReadyAuditDto,
+    ReadyClusterDto, ReadyDto, ReadyKeyringDto, RotationStatusDto,
 };
 pub use tenants::{
-    DataKeyDto, MintTokenBody, MintedTokenDto, PutTenantBody, ResealingDto, TenantDetailDto, TenantDto,
-    TenantListDto, TokenDto, TokenListDto,
+    DataKeyDto, MintTokenBody, MintedTokenDto, PutTenantBody, ResealingDto, TenantDetailDto,
+    TenantDto, TenantListDto, TokenDto, TokenListDto,
 };
 
 /// `{code, message}`: a note on an answer.

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::schema::{
-    Schema, array, boolean, count, described, nullable_string, one_of, pattern, record,
-    reference, reference_to, string,
+    Schema, array, boolean, count, described, nullable_string, one_of, pattern, record, reference,
+    reference_to, string,
 };
 use crate::audit::AuditEvent;
 

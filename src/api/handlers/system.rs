@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use hyper::StatusCode;
 
 use crate::api::dto::{
-    DataKeyRotationDto, HealthDto, KeyStatusDto, KeysDto, ReadyAuditDto, ReadyClusterDto,
-    ReadyDto, ReadyKeyringDto, RotationStatusDto,
+    DataKeyRotationDto, HealthDto, KeyStatusDto, KeysDto, ReadyAuditDto, ReadyClusterDto, ReadyDto,
+    ReadyKeyringDto, RotationStatusDto,
 };
 use crate::api::metrics::Gauges;
 use crate::api::problem::ApiError;

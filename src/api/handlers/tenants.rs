@@ -106,8 +106,7 @@ async fn detail(
         return Ok(TenantDetailDto::new(tenant.as_str(), record, None));
     };
     let progress = call.state.rotation.data_keys();
-    let resealing =
-        data_key_rotation::resealing(&call.state.store, progress, tenant, info).await?;
+    let resealing = data_key_rotation::resealing(&call.state.store, progress, tenant, info).await?;
     if let Some(resealing) = &resealing {
         progress.set(tenant, resealing.clone());
     }
