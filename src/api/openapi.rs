@@ -30,8 +30,8 @@ use super::dto::{
     DeployFailedDto, DeployListDto, DryRunDto, DryRunInjectionDto, EffectiveDto, EffectiveEntryDto,
     HealthDto, InjectionDto, KeyStatusDto, KeysDto, MintedTokenDto, PutAppBody, PutTenantBody,
     ReadyDto, RolloutDto, SecretListDto, SecretMetaDto, SecretOutcomeDto, SecretVersionDto,
-    SecretVersionListDto, TenantDetailDto, TenantDto, TenantListDto, TokenDto, TokenListDto,
-    ValueBody, VerifyDto, WarningDto,
+    SecretVersionListDto, TenantDetailDto, TenantDto, TenantListDto, TenantShreddedDto, TokenDto,
+    TokenListDto, ValueBody, VerifyDto, WarningDto,
 };
 use super::handlers::MAX_IDEMPOTENCY_KEY_LEN;
 use super::routes::{Access, Body, Query, ROUTES, Route, RouteId};
@@ -311,9 +311,21 @@ fn answers(id: RouteId) -> Answers {
             (500, "internal"),
             (503, "master_key_unavailable"),
         ]),
-        R::DeleteTenant => {
-            Answers::deleted().problems(&[(404, "tenant_not_found"), (409, "tenant_has_apps")])
-        }
+        R::DeleteTenant => Answers::deleted()
+            .and(
+                200,
+                json_response(
+                    "`shred=true`: shredded, but cluster objects of its apps (which may hold \
+                     secret values) could not be removed yet: the warning `cleanup_pending` names \
+                     each app; exsec retries until they are gone",
+                    reference_to::<TenantShreddedDto>(),
+                ),
+            )
+            .problems(&[
+                (404, "tenant_not_found"),
+                (409, "tenant_has_apps"),
+                (409, "deploy_in_progress"),
+            ]),
         R::MintToken => Answers::new(
             201,
             json_response(
@@ -795,6 +807,7 @@ fn schemas() -> Map<String, Value> {
         component::<DeployBody>(),
         component::<TenantDto>(),
         component::<TenantDetailDto>(),
+        component::<TenantShreddedDto>(),
         component::<DataKeyDto>(),
         component::<AppDto>(),
         component::<SecretMetaDto>(),

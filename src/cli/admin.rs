@@ -10,7 +10,7 @@ use super::output::{self, line, names, note, table};
 use super::{CliError, Context};
 use crate::api::dto::{
     AppDeletedDto, AppDto, AppListDto, MintedTokenDto, PutAppBody, TenantDetailDto, TenantListDto,
-    TokenListDto,
+    TenantShreddedDto, TokenListDto,
 };
 use crate::model::{AppId, EnvKey, TenantId};
 
@@ -120,7 +120,7 @@ pub async fn tenant_shred(context: &Context, tenant: &str, yes: bool) -> Result<
             "shredding {tenant} removes it, its apps, secrets (every kept version too) and tokens for good; add --yes to go on"
         )));
     }
-    context
+    let answer = context
         .client
         .request(
             Method::DELETE,
@@ -129,13 +129,28 @@ pub async fn tenant_shred(context: &Context, tenant: &str, yes: bool) -> Result<
             &[],
         )
         .await?;
-    done(
-        context,
-        json!({ "shredded": true, "tenant_id": tenant.as_str() }),
-        &format!(
-            "shredded tenant {tenant}: its apps, secrets with their history, tokens and data keys are gone; backups taken before now still hold its data keys until they expire (rotate the master key and retire the old one to close that for good)"
-        ),
-    )
+    // 200 carries `cleanup_pending` when cluster objects of its apps are
+    // left to remove; 204 (no body) when nothing is left.
+    let shredded = if answer.body.is_null() {
+        TenantShreddedDto {
+            tenant_id: tenant.to_string(),
+            shredded: true,
+            warnings: Vec::new(),
+        }
+    } else {
+        decode(&answer.body)?
+    };
+    if context.output.json() {
+        return context.output.value(&shredded);
+    }
+    let mut human = format!(
+        "shredded tenant {tenant}: its apps, secrets with their history, tokens and data keys are gone; backups taken before now still hold its data keys until they expire (rotate the master key and retire the old one to close that for good)"
+    );
+    for warning in &shredded.warnings {
+        human.push('\n');
+        human.push_str(&output::warning(warning));
+    }
+    line(&human)
 }
 
 pub async fn apps_list(context: &Context, tenant: Option<&str>) -> Result<(), CliError> {

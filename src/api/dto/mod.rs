@@ -43,7 +43,7 @@ pub use system::{
 };
 pub use tenants::{
     DataKeyDto, MintTokenBody, MintedTokenDto, PutTenantBody, ResealingDto, TenantDetailDto,
-    TenantDto, TenantListDto, TokenDto, TokenListDto,
+    TenantDto, TenantListDto, TenantShreddedDto, TokenDto, TokenListDto,
 };
 
 /// `{code, message}`: a note on an answer.

@@ -3,7 +3,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::schema::{Schema, count, described, list_of, pattern, record, reference, reference_to};
+use super::WarningDto;
+use super::schema::{
+    Schema, count, described, list_of, pattern, record, reference, reference_to, warnings,
+};
 use crate::store::data_keys::DataKeyInfo;
 use crate::store::records::{TenantRecord, TokenRecord};
 
@@ -66,6 +69,19 @@ impl TenantDetailDto {
             }),
         }
     }
+}
+
+/// `DELETE /v1/tenants/{id}?shred=true` when cluster objects of its apps
+/// (which may hold secret values) could not be removed yet; without such
+/// objects the answer is 204.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TenantShreddedDto {
+    /// The tenant.
+    pub tenant_id: String,
+    /// Always true: the tenant, its apps, records and data keys are gone.
+    pub shredded: bool,
+    /// `cleanup_pending`, one per app whose objects are left to remove.
+    pub warnings: Vec<WarningDto>,
 }
 
 /// A tenant's current data key: ids and times, never the key.
@@ -174,6 +190,18 @@ impl Schema for TenantDetailDto {
                 "data_key",
                 json!({ "oneOf": [reference_to::<DataKeyDto>(), { "type": "null" }] }),
             ),
+        ])
+    }
+}
+
+impl Schema for TenantShreddedDto {
+    const NAME: &'static str = "TenantShredded";
+
+    fn schema() -> Value {
+        record([
+            ("tenant_id", reference("ResourceId")),
+            ("shredded", json!({ "const": true })),
+            ("warnings", warnings()),
         ])
     }
 }

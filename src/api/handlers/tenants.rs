@@ -5,7 +5,9 @@
 use hyper::StatusCode;
 
 use super::data_keys::ActiveKey;
-use crate::api::dto::{PutTenantBody, TenantDetailDto, TenantDto, TenantListDto};
+use crate::api::dto::{
+    PutTenantBody, TenantDetailDto, TenantDto, TenantListDto, TenantShreddedDto, WarningDto,
+};
 use crate::api::problem::ApiError;
 use crate::api::{Call, Reply};
 use crate::data_key_rotation;
@@ -132,7 +134,16 @@ pub async fn delete(call: Call) -> Result<Reply, ApiError> {
             cleanup_pending = !warnings.is_empty(),
             "tenant crypto-shredded"
         );
-        return Ok(Reply::no_content());
+        if warnings.is_empty() {
+            return Ok(Reply::no_content());
+        }
+        // As for an app deletion: gone, but objects that may hold values
+        // are left in the cluster until the retry removes them.
+        return Ok(Reply::ok(&TenantShreddedDto {
+            tenant_id: tenant.to_string(),
+            shredded: true,
+            warnings: warnings.iter().map(WarningDto::from).collect(),
+        }));
     }
     let id = tenant.clone();
     call.state
