@@ -122,7 +122,9 @@ pub async fn run(
     loop {
         if stop() {
             if let Some(write) = writing.take() {
-                moved.resealed += write.land(report).await?;
+                let written = write.land(report).await?;
+                moved.resealed += written;
+                progress(written);
             }
             moved.stopped = true;
             return Ok(moved);
