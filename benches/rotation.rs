@@ -16,8 +16,15 @@
 //!    under tenant data keys (100 per tenant); a new master key; one pass
 //!    that re-wraps one data key per tenant and reads no value.
 //!
+//! 4. **One tenant's data-key rotation** (SPEC §10 after §11.4): 10k or
+//!    100k values of one tenant re-sealed under its new data key by one
+//!    `Rotation::data_key_pass`; then deploys of that tenant's apps idle and
+//!    during `POST /v1/tenants/rot/rotate-data-key` (`-- --data-key-only`;
+//!    not part of the default run).
+//!
 //! Run: `cargo bench --bench rotation` (add `-- --quick` for 10k only and
-//! fewer deploys, `-- --reseal-only`, `-- --rewrap-only` or `-- --deploy-only` for one part). Bounded in count and time; nothing leaves 127.0.0.1.
+//! fewer deploys, `-- --reseal-only`, `-- --rewrap-only`, `-- --deploy-only`
+//! or `-- --data-key-only` for one part). Bounded in count and time; nothing leaves 127.0.0.1.
 //! The stand-in, the server and the clients each get their own runtime.
 
 #![allow(
@@ -69,6 +76,7 @@ fn main() {
         println!("# rotation benchmark smoke run (no --bench): one small re-seal pass");
         reseal_passes(work.path(), &[SMOKE_RECORDS]);
         rewrap_passes(work.path(), &[SMOKE_RECORDS]);
+        data_key_passes(work.path(), &[SMOKE_RECORDS]);
         return;
     }
     println!(
@@ -93,11 +101,16 @@ fn main() {
         }
     );
     let sizes: &[usize] = if quick { &[10_000] } else { &[10_000, 100_000] };
-    if !flag("--deploy-only") && !flag("--rewrap-only") {
+    if !flag("--deploy-only") && !flag("--rewrap-only") && !flag("--data-key-only") {
         reseal_passes(work.path(), sizes);
     }
-    if !flag("--deploy-only") {
+    if !flag("--deploy-only") && !flag("--data-key-only") {
         rewrap_passes(work.path(), sizes);
+    }
+    if flag("--data-key-only") {
+        data_key_passes(work.path(), sizes);
+        data_key_deploy_latency(work.path(), if quick { 10_000 } else { 100_000 }, quick);
+        return;
     }
     if !flag("--reseal-only") && !flag("--rewrap-only") {
         deploy_latency(work.path(), if quick { 10_000 } else { 100_000 }, quick);
@@ -244,41 +257,44 @@ fn rewrap_passes(work: &Path, sizes: &[usize]) {
 // ---------------------------------------------------------------------------
 // 2. Deploy latency, idle and during a rotation
 
-fn deploy_latency(work: &Path, records: usize, quick: bool) {
-    let deploys = if quick { 2_000 } else { 6_000 };
-    let rotations = if quick { 2 } else { 3 };
-    println!();
-    println!(
-        "## deploy latency: {CLIENTS} clients, {APPS} apps × {KEYS_PER_APP} keys, {records} records, kubernetes target → stand-in"
-    );
-    println!();
+/// The real server (`kubernetes` target) against the stand-in, each on its
+/// own runtime, with a client runtime for the deploying clients.
+struct Bench {
+    dir: std::path::PathBuf,
+    server: exsec::app::Server,
+    server_runtime: Runtime,
+    standin: kube_standin::StandIn,
+    standin_runtime: Runtime,
+    clients: Runtime,
+    token: String,
+}
 
-    let dir = work.join("server");
-    std::fs::create_dir_all(dir.join("keys.d")).expect("dirs");
-    let first = exsec::crypto::generate_key_file(&dir.join("keys.d"), SystemTime::now())
-        .expect("key")
-        .key_id;
-    let scan = exsec::crypto::scan_dir(&dir.join("keys.d"), false).expect("scan");
-    let (keyring, _) = Keyring::assemble(scan, &BTreeMap::new(), None);
-    build_store_with(
-        &dir.join("exsec.redb"),
-        &keyring,
-        APPS,
-        records - APPS * KEYS_PER_APP,
-    );
+impl Bench {
+    /// Writes the key directory, builds the store with `build` (given the
+    /// keyring), starts the stand-in and the server, and waits until the
+    /// server's first pass (the move under data keys) is done.
+    fn start(work: &Path, build: impl FnOnce(&Path, &Keyring)) -> (Self, KeyId) {
+        let dir = work.join("server");
+        std::fs::create_dir_all(dir.join("keys.d")).expect("dirs");
+        let first = exsec::crypto::generate_key_file(&dir.join("keys.d"), SystemTime::now())
+            .expect("key")
+            .key_id;
+        let scan = exsec::crypto::scan_dir(&dir.join("keys.d"), false).expect("scan");
+        let (keyring, _) = Keyring::assemble(scan, &BTreeMap::new(), None);
+        build(&dir.join("exsec.redb"), &keyring);
 
-    let standin_runtime = runtime(1);
-    let standin = standin_runtime.block_on(async {
-        let standin = kube_standin::StandIn::start().await.expect("stand-in");
-        standin.create_namespace("paas-apps").expect("namespace");
+        let standin_runtime = runtime(1);
+        let standin = standin_runtime.block_on(async {
+            let standin = kube_standin::StandIn::start().await.expect("stand-in");
+            standin.create_namespace("paas-apps").expect("namespace");
+            standin
+        });
         standin
-    });
-    standin
-        .write_kubeconfig(dir.join("kubeconfig.yaml"), "paas-apps")
-        .expect("kubeconfig");
-    std::fs::write(
-        dir.join("config.toml"),
-        r#"[server]
+            .write_kubeconfig(dir.join("kubeconfig.yaml"), "paas-apps")
+            .expect("kubeconfig");
+        std::fs::write(
+            dir.join("config.toml"),
+            r#"[server]
 listen = "127.0.0.1:0"
 [storage]
 path = "exsec.redb"
@@ -292,71 +308,120 @@ target = "kubernetes"
 kubeconfig = "kubeconfig.yaml"
 namespace = "paas-apps"
 "#,
-    )
-    .expect("config");
-    let config = Config::load(&dir.join("config.toml")).expect("config");
-    let server_runtime = runtime(2);
-    let server = server_runtime
-        .block_on(exsec::app::start(&config, None))
-        .expect("server");
-    let token = std::fs::read_to_string(dir.join("admin.token"))
-        .expect("token")
-        .trim()
-        .to_owned();
-    let addr = server.addr();
-    let clients = runtime(1);
+        )
+        .expect("config");
+        let config = Config::load(&dir.join("config.toml")).expect("config");
+        let server_runtime = runtime(2);
+        let server = server_runtime
+            .block_on(exsec::app::start(&config, None))
+            .expect("server");
+        let token = std::fs::read_to_string(dir.join("admin.token"))
+            .expect("token")
+            .trim()
+            .to_owned();
+        let bench = Self {
+            dir,
+            server,
+            server_runtime,
+            standin,
+            standin_runtime,
+            clients: runtime(1),
+            token,
+        };
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while bench.server.rotation().status().state != RotationState::Idle
+            || bench.server.rotation().status().remaining > 0
+        {
+            assert!(Instant::now() < deadline, "the first pass did not finish");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        (bench, first)
+    }
 
-    // Warm-up: every app deployed once (objects exist, connections open).
-    clients.block_on(deploy_burst(addr, token.clone(), APPS, None));
-    let idle_started = Instant::now();
-    let idle = clients.block_on(deploy_burst(addr, token.clone(), deploys, None));
-    let idle_elapsed = idle_started.elapsed();
+    /// Every app deployed once (objects exist, connections open), then
+    /// `deploys` deploys: their latencies and the rate.
+    fn idle(&self, deploys: usize) -> (Vec<Duration>, f64) {
+        let addr = self.server.addr();
+        self.clients
+            .block_on(deploy_burst(addr, self.token.clone(), APPS, None));
+        let begun = Instant::now();
+        let idle = self
+            .clients
+            .block_on(deploy_burst(addr, self.token.clone(), deploys, None));
+        let rate = idle.len() as f64 / begun.elapsed().as_secs_f64();
+        (idle.iter().map(|s| s.latency).collect(), rate)
+    }
+
+    /// Continuous deploys while `work` runs (it returns when the work was
+    /// seen to start and to finish); the latencies of the deploys that
+    /// overlapped it, and how long it took.
+    fn during(&self, work: impl FnOnce() -> (Instant, Instant)) -> (Vec<Duration>, Duration) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let load = self.clients.spawn(deploy_burst(
+            self.server.addr(),
+            self.token.clone(),
+            usize::MAX,
+            Some(stop.clone()),
+        ));
+        // Deploys run before the work starts, so it starts under load.
+        std::thread::sleep(Duration::from_millis(300));
+        let (started, finished) = work();
+        stop.store(true, Ordering::SeqCst);
+        let samples = self.clients.block_on(load).expect("load");
+        let during = samples
+            .into_iter()
+            .filter(|s| s.begun < finished && s.begun + s.latency > started)
+            .map(|s| s.latency)
+            .collect();
+        (during, finished - started)
+    }
+
+    fn shutdown(self) {
+        self.server_runtime.block_on(self.server.shutdown());
+        self.standin_runtime.block_on(self.standin.shutdown());
+    }
+}
+
+fn deploy_latency(work: &Path, records: usize, quick: bool) {
+    let deploys = if quick { 2_000 } else { 6_000 };
+    let rotations = if quick { 2 } else { 3 };
+    println!();
+    println!(
+        "## deploy latency: {CLIENTS} clients, {APPS} apps × {KEYS_PER_APP} keys, {records} records, kubernetes target → stand-in"
+    );
+    println!();
+    let (bench, first) = Bench::start(work, |path, keyring| {
+        build_store_with(path, keyring, APPS, records - APPS * KEYS_PER_APP);
+    });
+    let (idle, rate) = bench.idle(deploys);
 
     let mut during = Vec::new();
     let mut passes = Vec::new();
     let mut previous = first;
     for round in 1..=rotations {
-        let stop = Arc::new(AtomicBool::new(false));
-        let load = clients.spawn(deploy_burst(
-            addr,
-            token.clone(),
-            usize::MAX,
-            Some(stop.clone()),
-        ));
-        // Deploys run before the key arrives, so the pass starts under load.
-        std::thread::sleep(Duration::from_millis(300));
-        let new = exsec::crypto::generate_key_file(
-            &dir.join("keys.d"),
-            SystemTime::now() + Duration::from_secs(3600 * round),
-        )
-        .expect("key")
-        .key_id;
-        let (started, finished) = watch_pass(&server);
-        stop.store(true, Ordering::SeqCst);
-        let samples = clients.block_on(load).expect("load");
-        passes.push(finished - started);
-        during.extend(
-            samples
-                .into_iter()
-                .filter(|s| s.begun < finished && s.begun + s.latency > started)
-                .map(|s| s.latency),
-        );
-        println!(
-            "rotation {round}: {previous} → {new} in {}",
-            ms(finished - started)
-        );
+        let mut new = None;
+        let (latencies, pass) = bench.during(|| {
+            new = Some(
+                exsec::crypto::generate_key_file(
+                    &bench.dir.join("keys.d"),
+                    SystemTime::now() + Duration::from_secs(3600 * round),
+                )
+                .expect("key")
+                .key_id,
+            );
+            watch_pass(&bench.server)
+        });
+        let new = new.expect("key");
+        during.extend(latencies);
+        passes.push(pass);
+        println!("rotation {round}: {previous} → {new} in {}", ms(pass));
         previous = new;
     }
 
-    let idle_latencies: Vec<Duration> = idle.iter().map(|s| s.latency).collect();
     println!();
     println!("| phase | deploys | deploys/s | p50 | p99 | max |");
     println!("|---|---:|---:|---:|---:|---:|");
-    row(
-        "idle",
-        &idle_latencies,
-        Some(idle.len() as f64 / idle_elapsed.as_secs_f64()),
-    );
+    row("idle", &idle, Some(rate));
     row(&format!("during {records}-record rotation"), &during, None);
     println!();
     passes.sort();
@@ -365,9 +430,7 @@ namespace = "paas-apps"
         ms(passes[passes.len() / 2]),
         ms(passes[0])
     );
-
-    server_runtime.block_on(server.shutdown());
-    standin_runtime.block_on(standin.shutdown());
+    bench.shutdown();
 }
 
 /// Waits for the job to start and finish a pass; returns when each was
@@ -389,6 +452,215 @@ fn watch_pass(server: &exsec::app::Server) -> (Instant, Instant) {
         assert!(Instant::now() < deadline, "rotation did not finish");
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+// ---------------------------------------------------------------------------
+// 4. One tenant's data-key rotation: the re-seal pass, and deploys during it
+
+/// The tenant whose data key rotates: [`DEK_APPS`] apps with
+/// [`KEYS_PER_APP`] overrides each (no tenant defaults: every app's
+/// effective set stays far below 1 MiB).
+const DEK_TENANT: &str = "rot";
+
+/// Apps of [`DEK_TENANT`] for `records` values.
+fn dek_apps(records: usize) -> usize {
+    records.div_ceil(KEYS_PER_APP)
+}
+
+/// SPEC §10: one tenant's data-key rotation re-seals its values: `records`
+/// values of one tenant under its data key (wrapped by the one master
+/// key), a new data key made as the API makes it, one
+/// `Rotation::data_key_pass` timed until every value is under the new key
+/// and the old wrap is gone. Without clients the job never rests.
+fn data_key_passes(work: &Path, sizes: &[usize]) {
+    println!();
+    println!(
+        "## one tenant's data-key rotation: every value (and kept version) of one tenant re-sealed under its new data key, the old one deleted (one Rotation::data_key_pass)"
+    );
+    println!();
+    println!(
+        "| records | pass (median of {PASSES}) | best | records/s | CPU | read | AEAD | write + commit | writes |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let runtime = runtime(2);
+    for &records in sizes {
+        let master = key("k1");
+        let keyring = SharedKeyring::new(Keyring::from_keys([(master.id.clone(), master.copy())]));
+        let template = work.join(format!("dek-{records}.redb"));
+        build_tenant_store(&template, &keyring.snapshot(), dek_apps(records));
+        {
+            // Move the values under the tenant's data key.
+            let store = Arc::new(Store::open(&template, store_options()).expect("open"));
+            let stop = exsec::shutdown::Trigger::new();
+            let report = runtime
+                .block_on(Rotation::default().pass(&store, &keyring, &stop.subscribe()))
+                .expect("move under data keys");
+            assert_eq!(report.resealed as usize, records);
+        }
+        let mut reports: Vec<(Duration, Duration, PassReport)> = Vec::new();
+        for pass in 0..PASSES {
+            let path = work.join(format!("dek-{records}-{pass}.redb"));
+            std::fs::copy(&template, &path).expect("copy store");
+            let store = Arc::new(Store::open(&path, store_options()).expect("open"));
+            let new_id = rotate_data_key(&store, &keyring.snapshot());
+            let rotation = Rotation::default();
+            let stop = exsec::shutdown::Trigger::new();
+            let stopped = stop.subscribe();
+            let cpu_before = process_cpu();
+            let begun = Instant::now();
+            let report = runtime
+                .block_on(rotation.data_key_pass(&store, &keyring, &stopped))
+                .expect("pass");
+            let elapsed = begun.elapsed();
+            let cpu = process_cpu() - cpu_before;
+            let tenant = TenantId::parse(DEK_TENANT).expect("tenant");
+            let (wraps, usage) = store
+                .read(|r| Ok((r.data_keys(&tenant)?, r.data_key_use(&tenant)?)))
+                .expect("read");
+            assert_eq!(wraps.len(), 1, "the old wrap is gone");
+            assert_eq!(
+                usage,
+                BTreeMap::from([(new_id, records as u64)]),
+                "every value under the new data key"
+            );
+            assert_eq!(report.resealed as usize, records);
+            drop(store);
+            std::fs::remove_file(&path).expect("remove");
+            reports.push((elapsed, cpu, report));
+        }
+        reports.sort_by_key(|(elapsed, _, _)| *elapsed);
+        let (median, cpu, report) = &reports[PASSES / 2];
+        println!(
+            "| {records} | {} | {} | {:.0} | {} | {} | {} | {} | {} |",
+            ms(*median),
+            ms(reports[0].0),
+            records as f64 / median.as_secs_f64(),
+            ms(*cpu),
+            ms(report.read),
+            ms(report.reseal),
+            ms(report.write),
+            report.batches,
+        );
+    }
+}
+
+/// Deploys idle, then during data-key rotations of the tenant whose apps
+/// they deploy (`POST /v1/tenants/rot/rotate-data-key`; a deploy counts as
+/// "during" if it overlaps the time from the answer to the rotation seen
+/// finished).
+fn data_key_deploy_latency(work: &Path, records: usize, quick: bool) {
+    let deploys = if quick { 2_000 } else { 6_000 };
+    let rotations = if quick { 2 } else { 3 };
+    println!();
+    println!(
+        "## deploy latency during one tenant's data-key rotation: {CLIENTS} clients deploying {APPS} of its apps, {records} values in that tenant, kubernetes target → stand-in"
+    );
+    println!();
+    let (bench, _) = Bench::start(work, |path, keyring| {
+        build_tenant_store(path, keyring, dek_apps(records));
+    });
+    let (idle, rate) = bench.idle(deploys);
+    let mut during = Vec::new();
+    let mut passes = Vec::new();
+    for round in 1..=rotations {
+        let (latencies, pass) = bench.during(|| {
+            let answer = bench.clients.block_on(request(
+                hyper::Method::POST,
+                bench.server.addr(),
+                &bench.token,
+                &format!("/v1/tenants/{DEK_TENANT}/rotate-data-key"),
+            ));
+            let started = Instant::now();
+            assert!(answer.contains("\"remaining\""), "{answer}");
+            let deadline = started + Duration::from_secs(120);
+            loop {
+                let tenant = bench.clients.block_on(request(
+                    hyper::Method::GET,
+                    bench.server.addr(),
+                    &bench.token,
+                    &format!("/v1/tenants/{DEK_TENANT}"),
+                ));
+                if tenant.contains("\"resealing\":null") {
+                    return (started, Instant::now());
+                }
+                assert!(Instant::now() < deadline, "the rotation did not finish");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        during.extend(latencies);
+        passes.push(pass);
+        println!("data-key rotation {round}: {}", ms(pass));
+    }
+    println!();
+    println!("| phase | deploys | deploys/s | p50 | p99 | max |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    row("idle", &idle, Some(rate));
+    row(
+        &format!("during a {records}-value data-key rotation"),
+        &during,
+        None,
+    );
+    println!();
+    passes.sort();
+    println!(
+        "data-key re-seal under deploy load ({records} values): median {}, best {} (from the 202 to the old wrap gone, polled every 1 ms)",
+        ms(passes[passes.len() / 2]),
+        ms(passes[0])
+    );
+    bench.shutdown();
+}
+
+/// A new current data key for [`DEK_TENANT`], made as the API makes it;
+/// its id.
+fn rotate_data_key(store: &Store, keyring: &Keyring) -> exsec::crypto::DataKeyId {
+    let tenant = TenantId::parse(DEK_TENANT).expect("tenant");
+    let active = keyring.active().expect("active").clone();
+    let fingerprint = keyring.fingerprint(&active).expect("fingerprint");
+    let dek_id = exsec::crypto::DataKeyId::generate().expect("id");
+    let wrapped = keyring
+        .wrap_data_key(
+            &tenant,
+            &dek_id,
+            &exsec::crypto::DataKey::generate().expect("key"),
+        )
+        .expect("wrap");
+    let id = dek_id.clone();
+    store
+        .write(move |w| {
+            w.rotate_data_key(&tenant, &id, wrapped.clone(), fingerprint, "bench")
+                .map(drop)
+        })
+        .expect("rotate");
+    dek_id
+}
+
+/// One admin request without a body; the answer's body.
+async fn request(
+    method: hyper::Method,
+    addr: std::net::SocketAddr,
+    token: &str,
+    path: &str,
+) -> String {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(connection);
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "127.0.0.1")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let response = sender.send_request(request).await.expect("send");
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    String::from_utf8_lossy(&body).into_owned()
 }
 
 /// One finished deploy.
@@ -582,6 +854,66 @@ fn build_store_with(path: &Path, keyring: &Keyring, apps: usize, bulk: usize) {
     }
     let total: u64 = store.read(|r| r.key_usage()).expect("usage").values().sum();
     assert_eq!(total as usize, apps * KEYS_PER_APP + bulk);
+}
+
+/// [`DEK_TENANT`] with `apps` apps (`app0`…), [`KEYS_PER_APP`] values each,
+/// sealed under `keyring`'s key (the first pass moves them under the
+/// tenant's data key).
+fn build_tenant_store(path: &Path, keyring: &Keyring, apps: usize) {
+    let store = Store::open(path, store_options()).expect("open");
+    let tenant_id = TenantId::parse(DEK_TENANT).expect("tenant");
+    let value = SecretValue::parse(format!("sk-{}", "x".repeat(61))).expect("value");
+    let provider = Provider::parse("openai").expect("provider");
+    let owner = tenant_id.clone();
+    store
+        .write(move |w| w.put_tenant(&owner, "bench").map(drop))
+        .expect("tenant");
+    let all: Vec<usize> = (0..apps).collect();
+    for chunk in all.chunks(10) {
+        let mut writes = Vec::new();
+        for &app in chunk {
+            let app_id = AppId::parse(&app_name(app)).expect("app");
+            let scope = Scope::App(app_id.clone());
+            let puts: Vec<PutSecret> = (0..KEYS_PER_APP)
+                .map(|k| {
+                    let key = EnvKey::parse(&format!("KEY_{k}")).expect("key");
+                    let sealed = keyring
+                        .seal(
+                            &SecretLocation {
+                                scope: &scope,
+                                provider: &provider,
+                                key: &key,
+                            },
+                            &value,
+                        )
+                        .expect("seal");
+                    let fingerprint = keyring
+                        .fingerprint(&sealed.sealer_id())
+                        .expect("fingerprint");
+                    PutSecret {
+                        scope: scope.clone(),
+                        provider: provider.clone(),
+                        key,
+                        sealed,
+                        fingerprint,
+                    }
+                })
+                .collect();
+            writes.push((app_id, puts));
+        }
+        let tenant_id = tenant_id.clone();
+        store
+            .write(move |w| {
+                for (app_id, puts) in &writes {
+                    w.put_app(app_id, &tenant_id, Default::default(), "bench")?;
+                    for put in puts {
+                        w.put_secret(put.clone(), "bench")?;
+                    }
+                }
+                Ok(())
+            })
+            .expect("seed apps");
+    }
 }
 
 fn app_name(n: usize) -> String {

@@ -29,6 +29,9 @@ pub mod event {
     pub const TENANT_CREATED: &str = "tenant.created";
     pub const TENANT_DELETED: &str = "tenant.deleted";
     pub const TENANT_CRYPTO_SHREDDED: &str = "tenant.crypto_shredded";
+    pub const TENANT_DATA_KEY_ROTATED: &str = "tenant.data_key_rotated";
+    /// An older data key of a tenant deleted once no value needed it.
+    pub const TENANT_DATA_KEY_RETIRED: &str = "tenant.data_key_retired";
     pub const APP_CREATED: &str = "app.created";
     pub const APP_UPDATED: &str = "app.updated";
     pub const APP_DELETED: &str = "app.deleted";

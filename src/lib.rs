@@ -18,6 +18,8 @@
 //! - [`keywatch`]: reloads the running keyring when the key directory changes.
 //! - [`redeploy`]: automatic redeploys of apps whose effective set changed.
 //! - [`rewrap`]: re-wraps tenant data keys under the active master key.
+//! - [`reseal_pipeline`]: reads, seals again and writes back pages of stored values, paced.
+//! - [`data_key_rotation`]: finishes tenant data-key rotations (re-seal, retire older keys).
 //! - [`rotation`]: re-seals stored values under the active key.
 //! - [`tlswatch`]: the served certificate, reloaded when its files change or on SIGHUP.
 //! - [`api`]: the HTTP API: routes, auth, handlers, wire types, OpenAPI.
@@ -34,6 +36,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod crypto;
+pub mod data_key_rotation;
 pub mod deploy;
 pub mod error_chain;
 pub mod fswatch;
@@ -42,6 +45,7 @@ pub mod model;
 pub mod private_file;
 pub mod process;
 pub mod redeploy;
+pub mod reseal_pipeline;
 pub mod resolve;
 pub mod rewrap;
 pub mod rotation;

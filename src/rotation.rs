@@ -3,55 +3,50 @@
 //! data keys stay as they are). Values sealed directly under a master key
 //! (any, the active one included: files from before schema 5), live
 //! records and kept versions alike, are then moved under their tenant's
-//! data key in bounded batches, without a restart, at the first start of
-//! this version and whenever some are found.
+//! data key in bounded batches by the re-sealing pipeline
+//! ([`crate::reseal_pipeline`]), without a restart, at the first start of
+//! this version and whenever some are found. Last, the tenant data-key
+//! rotations in progress are finished ([`crate::data_key_rotation`]).
 //!
-//! Three stages run side by side: pages of records are read (one read
-//! transaction each), re-sealed outside any lock on the blocking pool
-//! (split across both cores), and written by one write transaction at a
-//! time that replaces a record only if its stored bytes are still the ones
-//! that were read — so a value written meanwhile is never overwritten.
-//! While a write waits for the store's write lock and the disk, the next
-//! pages are re-sealed; the next write takes all of them (at most
-//! [`MAX_WRITE`]), so a busy store means fewer, larger transactions, and a
-//! deploy waits for at most one bounded commit. `version` and `updated_at`
-//! do not change; no per-record audit event is written. The job is
-//! resumable by construction: it looks for wraps not under the active key
-//! and values sealed directly under a master key, so after a crash or
-//! restart it simply finds the rest. Records whose
-//! key is missing stay as they are and put the job in `blocked_missing_key`
-//! until the key file comes back.
+//! `version` and `updated_at` do not change; no per-record audit event is
+//! written. The job is resumable by construction: it looks for wraps not
+//! under the active key, values sealed directly under a master key and
+//! tenants holding older data keys, so after a crash or restart it simply
+//! finds the rest. Records whose key is missing stay as they are and put
+//! the job in `blocked_missing_key` until the key file comes back. A pass
+//! that fails on a storage fault (a full or read-only disk) runs again once
+//! the store reports itself healthy.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use crate::audit::{NewEvent, event};
-use crate::crypto::{
-    CryptoError, DataKey, DataKeyId, Fingerprint, Keyring, SecretLocation, SharedKeyring,
-    TenantKeys,
-};
-use crate::model::{KeyId, TenantId};
+use crate::crypto::SharedKeyring;
+use crate::data_key_rotation::{self, Progress};
+use crate::model::KeyId;
+use crate::reseal_pipeline::{self, Pace};
+pub use crate::reseal_pipeline::{MAX_WRITE, PAGE, PassReport};
 use crate::rewrap;
 use crate::shutdown::Shutdown;
-use crate::store::reseal::{ResealCandidate, ResealPage};
-use crate::store::{Store, StoreError};
+use crate::store::reseal::ResealScope;
+use crate::store::{StorageHealth, Store, StoreError};
 
-/// Records read and re-sealed at a time.
-pub const PAGE: usize = 512;
+/// How the move of values sealed directly under a master key shares the
+/// store (the first start of schema 5): writes grow to [`MAX_WRITE`] while
+/// the write lock is busy, and rest as long as half their cost while
+/// clients write.
+const MOVE_PACE: Pace = Pace {
+    max_write: MAX_WRITE,
+    rest_percent: 50,
+};
 
-/// Most records one write transaction re-seals. Writes grow toward it only
-/// while the write lock is busy; it bounds how long a deploy can wait
-/// behind one (measured in `docs/performance.md`: 16,384 doubled deploy
-/// p99 during a rotation, 4,096 kept it within 1.4× of idle).
-pub const MAX_WRITE: usize = 4096;
-
-/// Threads that re-seal one page (AEAD) side by side: the two cores of the
-/// target machine.
-const AEAD_WORKERS: usize = 2;
+/// The least time between a pass that failed on a storage fault and the
+/// next one, however soon the store reports itself healthy again.
+const FAULT_RETRY: Duration = Duration::from_secs(1);
 
 /// What the job is doing (`GET /v1/keys` → `rotation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -76,30 +71,13 @@ pub struct RotationStatus {
     pub waiting_for: BTreeMap<String, u64>,
 }
 
-/// What one pass did and where its time went (logged when it completes;
-/// the rotation benchmark prints it).
-#[derive(Debug, Clone, Default)]
-pub struct PassReport {
-    /// Records re-sealed and written.
-    pub resealed: u64,
-    /// Tenant data keys re-wrapped.
-    pub rewrapped: u64,
-    /// Time spent re-wrapping tenant data keys (reads and writes included).
-    pub rewrap: Duration,
-    /// Write transactions committed (one per batch).
-    pub batches: u64,
-    /// Time spent reading pages of records.
-    pub read: Duration,
-    /// Time spent opening and sealing again (AEAD).
-    pub reseal: Duration,
-    /// Time spent in write transactions, commits included.
-    pub write: Duration,
-}
-
-/// The job's shared handle: status for readers, a trigger for the watcher.
+/// The job's shared handle: status for readers, a trigger for the watcher
+/// and the API.
 pub struct Rotation {
     status: Mutex<RotationStatus>,
     wake: Notify,
+    /// Tenant data-key rotations in progress.
+    data_keys: Progress,
 }
 
 impl Default for Rotation {
@@ -111,6 +89,7 @@ impl Default for Rotation {
                 waiting_for: BTreeMap::new(),
             }),
             wake: Notify::new(),
+            data_keys: Progress::default(),
         }
     }
 }
@@ -124,31 +103,98 @@ impl Rotation {
             .clone()
     }
 
-    /// Asks the job to look again (the keyring changed).
+    /// Asks the job to look again (the keyring changed, or a tenant's data
+    /// key was rotated).
     pub fn trigger(&self) {
         self.wake.notify_one();
+    }
+
+    /// Tenant data-key rotations in progress.
+    pub fn data_keys(&self) -> &Progress {
+        &self.data_keys
     }
 
     fn set(&self, status: RotationStatus) {
         *self.status.lock().unwrap_or_else(|p| p.into_inner()) = status;
     }
 
-    /// Runs passes on start and on every trigger until `shutdown` fires.
+    /// Runs passes on start and on every trigger until `shutdown` fires; a
+    /// pass that failed on a storage fault runs again once the store is
+    /// healthy (at least [`FAULT_RETRY`] later).
     pub async fn run(
         self: Arc<Self>,
         store: Arc<Store>,
         keyring: Arc<SharedKeyring>,
         mut shutdown: Shutdown,
     ) {
+        let mut health = store.watch_health();
         loop {
-            if let Err(error) = self.pass(&store, &keyring, &shutdown).await {
-                tracing::error!(error = %crate::error_chain::chain(&error), "re-sealing pass failed; retrying on the next key change or rescan");
-            }
+            let faulted = match self.run_once(&store, &keyring, &shutdown).await {
+                Ok(()) => false,
+                Err(error) => {
+                    let fault = error.fault();
+                    let retry = if fault.is_some() {
+                        "retrying once the store is healthy again"
+                    } else {
+                        "retrying on the next key change or rescan"
+                    };
+                    tracing::error!(error = %crate::error_chain::chain(&error), "re-sealing pass failed; {retry}");
+                    fault.is_some()
+                }
+            };
             tokio::select! {
                 () = self.wake.notified() => {}
+                () = healed(&mut health), if faulted => {}
                 () = shutdown.recv() => return,
             }
         }
+    }
+
+    /// One pass of each stage: the master-key stage, then the tenant
+    /// data-key rotations in progress.
+    async fn run_once(
+        &self,
+        store: &Arc<Store>,
+        keyring: &SharedKeyring,
+        shutdown: &Shutdown,
+    ) -> Result<(), StoreError> {
+        self.pass(store, keyring, shutdown).await?;
+        self.data_key_pass(store, keyring, shutdown).await?;
+        Ok(())
+    }
+
+    /// Finishes the tenant data-key rotations in progress
+    /// ([`crate::data_key_rotation`]); triggers another pass when values
+    /// changed under it.
+    pub async fn data_key_pass(
+        &self,
+        store: &Arc<Store>,
+        keyring: &SharedKeyring,
+        shutdown: &Shutdown,
+    ) -> Result<PassReport, StoreError> {
+        let mut report = PassReport::default();
+        let stage =
+            data_key_rotation::run(store, keyring, shutdown, &self.data_keys, &mut report).await?;
+        report.resealed = stage.resealed;
+        if stage.resealed > 0 || stage.retired > 0 {
+            tracing::info!(
+                count = stage.resealed,
+                retired = stage.retired,
+                batches = report.batches,
+                read_ms = report.read.as_millis(),
+                reseal_ms = report.reseal.as_millis(),
+                write_ms = report.write.as_millis(),
+                rested_ms = report.rested.as_millis(),
+                "tenant data-key re-sealing pass done"
+            );
+        }
+        if !stage.waiting_for.is_empty() {
+            tracing::warn!(waiting_for = ?stage.waiting_for, "tenant data-key re-sealing blocked: values need master keys that are not loaded; put the key files back");
+        }
+        if stage.changed > 0 && !shutdown.is_shutdown() {
+            self.trigger();
+        }
+        Ok(report)
     }
 
     /// One pass over every record not under the active key.
@@ -196,58 +242,39 @@ impl Rotation {
         let records_left = store
             .read_async(|r| Ok(direct_records(&r.key_usage()?, &r.wrap_counts()?)))
             .await?;
-        // Three stages run side by side: the next page is read while this
-        // one is re-sealed (on both cores) and while a write transaction
-        // waits for the write lock and the disk. When a write lands, the
-        // next one takes every re-sealed record ready (up to MAX_WRITE):
-        // a busy write lock means fewer, larger transactions rather than a
-        // stalled job.
-        let mut reading = (records_left > 0).then(|| Reading::start(store, None));
-        let mut ready: Resealed = Vec::new();
-        let mut writing: Option<Writing> = None;
-        loop {
+        if records_left > 0 {
+            let rewrapped = report.rewrapped;
+            let rewrap_waiting = waiting.clone();
+            let mut written = 0u64;
             // On shutdown, or when a newer key arrived (the next pass
             // targets it), the write in flight lands first.
-            if shutdown.is_shutdown() || keyring.snapshot().active() != Some(&active) {
-                if let Some(write) = writing.take() {
-                    resealed += write.land(&mut report).await?;
-                }
+            let moved = reseal_pipeline::run(
+                store,
+                keyring,
+                &snapshot,
+                fingerprint,
+                ResealScope::MasterSealed,
+                MOVE_PACE,
+                &mut report,
+                || shutdown.is_shutdown() || keyring.snapshot().active() != Some(&active),
+                |count| {
+                    written += count;
+                    self.set(RotationStatus {
+                        state: RotationState::Running,
+                        remaining: remaining.saturating_sub(written + rewrapped),
+                        waiting_for: rewrap_waiting.clone(),
+                    });
+                },
+            )
+            .await?;
+            resealed = moved.resealed;
+            for (key_id, count) in moved.waiting_for {
+                *waiting.entry(key_id).or_default() += count;
+            }
+            if moved.stopped {
                 report.resealed = resealed;
                 return Ok(report);
             }
-            let must_wait = reading.is_none() || ready.len() >= MAX_WRITE;
-            if let Some(write) = writing.take_if(|w| must_wait || w.is_finished()) {
-                resealed += write.land(&mut report).await?;
-                self.set(RotationStatus {
-                    state: RotationState::Running,
-                    remaining: remaining.saturating_sub(resealed + report.rewrapped),
-                    waiting_for: waiting.clone(),
-                });
-            }
-            if writing.is_none() && !ready.is_empty() {
-                let batch: Resealed = ready.drain(..ready.len().min(MAX_WRITE)).collect();
-                writing = Some(Writing::start(store, batch, fingerprint));
-                continue;
-            }
-            let Some(read) = reading.take() else {
-                if writing.is_none() {
-                    break;
-                }
-                continue;
-            };
-            let page = read.land(&mut report).await?;
-            reading = page
-                .next
-                .clone()
-                .map(|after| Reading::start(store, Some(after)));
-            let begun = Instant::now();
-            let keys = tenant_keys(store, keyring, &snapshot, &page, fingerprint).await?;
-            let (sealed, missing) = reseal_parallel(keys, page.candidates).await?;
-            report.reseal += begun.elapsed();
-            for (key_id, count) in missing {
-                *waiting.entry(key_id).or_default() += count;
-            }
-            ready.extend(sealed);
         }
 
         let remaining = remaining_records(store, &active).await?;
@@ -327,176 +354,17 @@ fn direct_records(usage: &BTreeMap<String, u64>, wraps: &BTreeMap<String, u64>) 
     all.saturating_sub(wraps.values().sum())
 }
 
-type Resealed = Vec<(ResealCandidate, crate::crypto::SealedValue)>;
-
-/// A page of records not under the active key, being read on the blocking
-/// pool.
-struct Reading(tokio::task::JoinHandle<(Result<Page, StoreError>, Duration)>);
-
-type Page = ResealPage;
-
-impl Reading {
-    /// Reads the page after `after` (the first page with `None`).
-    fn start(store: &Arc<Store>, after: Option<String>) -> Self {
-        let store = store.clone();
-        Self(tokio::task::spawn_blocking(move || {
-            let begun = Instant::now();
-            let page = store.read(|r| r.reseal_page(after.as_deref(), PAGE));
-            (page, begun.elapsed())
-        }))
+/// Returns once `health` shows the store healthy, and not before
+/// [`FAULT_RETRY`] (a store that reopened at once may fail again).
+async fn healed(health: &mut watch::Receiver<StorageHealth>) {
+    tokio::time::sleep(FAULT_RETRY).await;
+    // A closed channel means the store is gone; the shutdown arm ends the
+    // job then.
+    if health
+        .wait_for(|state| *state == StorageHealth::Healthy)
+        .await
+        .is_err()
+    {
+        std::future::pending::<()>().await;
     }
-
-    /// Waits for the page: its records and the cursor of the next one.
-    async fn land(self, report: &mut PassReport) -> Result<Page, StoreError> {
-        let (page, took) = self.0.await.map_err(|_| StoreError::Interrupted)?;
-        report.read += took;
-        page
-    }
-}
-
-/// A batch's write transaction running on the blocking pool.
-struct Writing(tokio::task::JoinHandle<(Result<u64, StoreError>, Duration)>);
-
-impl Writing {
-    fn start(store: &Arc<Store>, batch: Resealed, fingerprint: Fingerprint) -> Self {
-        let store = store.clone();
-        Self(tokio::task::spawn_blocking(move || {
-            let begun = Instant::now();
-            let written = store.write(move |w| w.reseal_batch(&batch, fingerprint));
-            (written, begun.elapsed())
-        }))
-    }
-
-    fn is_finished(&self) -> bool {
-        self.0.is_finished()
-    }
-
-    /// Waits for the commit; returns how many records it re-sealed.
-    async fn land(self, report: &mut PassReport) -> Result<u64, StoreError> {
-        let (written, took) = self.0.await.map_err(|_| StoreError::Interrupted)?;
-        report.write += took;
-        report.batches += 1;
-        written
-    }
-}
-
-/// The data keys of every tenant of a page; a tenant without one gets its
-/// first, wrapped under the active key (one write for the page).
-async fn tenant_keys(
-    store: &Arc<Store>,
-    keyring: &SharedKeyring,
-    snapshot: &Keyring,
-    page: &ResealPage,
-    fingerprint: Fingerprint,
-) -> Result<Arc<TenantKeyMap>, StoreError> {
-    let mut wraps = page.wraps.clone();
-    let mut fresh = Vec::new();
-    for (tenant, tenant_wraps) in &wraps {
-        if !tenant_wraps.is_empty() {
-            continue;
-        }
-        let made = DataKeyId::generate().and_then(|dek_id| {
-            let key = DataKey::generate()?;
-            Ok((
-                dek_id.clone(),
-                snapshot.wrap_data_key(tenant, &dek_id, &key)?,
-            ))
-        });
-        match made {
-            Ok((dek_id, wrapped)) => fresh.push((tenant.clone(), dek_id, wrapped)),
-            Err(error) => {
-                tracing::error!(tenant_id = %tenant, error = %error, "no data key could be made; its records stay as they are");
-            }
-        }
-    }
-    if !fresh.is_empty() {
-        let made = store
-            .write_async(move |w| {
-                let mut out = Vec::with_capacity(fresh.len());
-                for (tenant, dek_id, wrapped) in &fresh {
-                    // A tenant deleted since the read has nothing to move.
-                    match w.add_data_key(tenant, None, dek_id, wrapped.clone(), fingerprint) {
-                        Ok(now) => out.push((tenant.clone(), now)),
-                        Err(StoreError::Rejected(_)) => {}
-                        Err(other) => return Err(other),
-                    }
-                }
-                Ok(out)
-            })
-            .await?;
-        wraps.extend(made);
-    }
-    Ok(Arc::new(
-        wraps
-            .iter()
-            .map(|(tenant, tenant_wraps)| {
-                (tenant.clone(), keyring.tenant_keys(tenant, tenant_wraps))
-            })
-            .collect(),
-    ))
-}
-
-type TenantKeyMap = BTreeMap<TenantId, TenantKeys>;
-
-/// Re-seals a page on the blocking pool, split across [`AEAD_WORKERS`]
-/// threads; the order of the page is kept.
-async fn reseal_parallel(
-    keys: Arc<TenantKeyMap>,
-    mut page: Vec<ResealCandidate>,
-) -> Result<(Resealed, BTreeMap<String, u64>), StoreError> {
-    let chunk = page.len().div_ceil(AEAD_WORKERS).max(1);
-    let mut parts = Vec::new();
-    while !page.is_empty() {
-        let rest = page.split_off(chunk.min(page.len()));
-        let part = std::mem::replace(&mut page, rest);
-        let keys = Arc::clone(&keys);
-        parts.push(tokio::task::spawn_blocking(move || reseal_all(&keys, part)));
-    }
-    let mut sealed = Vec::new();
-    let mut missing: BTreeMap<String, u64> = BTreeMap::new();
-    for part in parts {
-        let (part_sealed, part_missing) = part.await.map_err(|_| StoreError::Interrupted)?;
-        sealed.extend(part_sealed);
-        for (key_id, count) in part_missing {
-            *missing.entry(key_id).or_default() += count;
-        }
-    }
-    Ok((sealed, missing))
-}
-
-/// Opens each record of a page with the master key it names and seals it
-/// under its tenant's current data key; returns the new values and, per
-/// key id, how many records could not be moved.
-fn reseal_all(
-    keys: &TenantKeyMap,
-    page: Vec<ResealCandidate>,
-) -> (Resealed, BTreeMap<String, u64>) {
-    let mut sealed = Vec::with_capacity(page.len());
-    let mut missing: BTreeMap<String, u64> = BTreeMap::new();
-    for candidate in page {
-        let record = &candidate.record;
-        let location = SecretLocation {
-            scope: &record.scope,
-            provider: &record.provider,
-            key: &record.key,
-        };
-        let Some(tenant_keys) = keys.get(&candidate.tenant) else {
-            continue;
-        };
-        let moved = tenant_keys
-            .open(&location, &record.sealed)
-            .and_then(|value| tenant_keys.seal(&location, &value));
-        match moved {
-            Ok(value) => sealed.push((candidate, value)),
-            Err(CryptoError::MissingKey { key_id }) => {
-                *missing.entry(key_id.to_string()).or_default() += 1;
-            }
-            Err(error) => {
-                let key_id = record.sealed.sealer_id();
-                tracing::error!(key_id = %key_id, error = %error, "a stored value does not open under its key; left as it is");
-                *missing.entry(key_id.to_string()).or_default() += 1;
-            }
-        }
-    }
-    (sealed, missing)
 }

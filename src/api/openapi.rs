@@ -26,11 +26,12 @@ use super::MAX_BODY_BYTES;
 use super::dto::schema::{self, Schema, reference, reference_to, string};
 use super::dto::{
     AppDeletedDto, AppDto, AppListDto, AuditPageDto, BulkSecretsBody, BulkSecretsDto, CleanupDto,
-    ClusterDto, DeployBody, DeployDetailDto, DeployDto, DeployFailedDto, DeployListDto, DryRunDto,
-    DryRunInjectionDto, EffectiveDto, EffectiveEntryDto, HealthDto, InjectionDto, KeyStatusDto,
-    KeysDto, MintedTokenDto, PutAppBody, PutTenantBody, ReadyDto, RolloutDto, SecretListDto,
-    SecretMetaDto, SecretOutcomeDto, SecretVersionDto, SecretVersionListDto, TenantDto,
-    TenantListDto, TokenDto, TokenListDto, ValueBody, VerifyDto, WarningDto,
+    ClusterDto, DataKeyDto, DataKeyRotationDto, DeployBody, DeployDetailDto, DeployDto,
+    DeployFailedDto, DeployListDto, DryRunDto, DryRunInjectionDto, EffectiveDto, EffectiveEntryDto,
+    HealthDto, InjectionDto, KeyStatusDto, KeysDto, MintedTokenDto, PutAppBody, PutTenantBody,
+    ReadyDto, RolloutDto, SecretListDto, SecretMetaDto, SecretOutcomeDto, SecretVersionDto,
+    SecretVersionListDto, TenantDetailDto, TenantDto, TenantListDto, TenantShreddedDto, TokenDto,
+    TokenListDto, ValueBody, VerifyDto, WarningDto,
 };
 use super::handlers::MAX_IDEMPOTENCY_KEY_LEN;
 use super::routes::{Access, Body, Query, ROUTES, Route, RouteId};
@@ -252,6 +253,7 @@ impl Answers {
 const SECRET_WRITE_PROBLEMS: &[(u16, &str)] = &[
     (400, "invalid_value"),
     (409, "env_name_taken"),
+    (409, "data_key_changed"),
     (422, "effective_set_too_large"),
     (500, "internal"),
     (503, "master_key_unavailable"),
@@ -294,10 +296,36 @@ fn answers(id: RouteId) -> Answers {
         })),
         R::ListTenants => Answers::ok(TenantListDto::schema()),
         R::PutTenant => Answers::put(TenantDto::NAME),
-        R::GetTenant => Answers::ok(reference_to::<TenantDto>()),
-        R::DeleteTenant => {
-            Answers::deleted().problems(&[(404, "tenant_not_found"), (409, "tenant_has_apps")])
-        }
+        R::GetTenant => Answers::ok(reference_to::<TenantDetailDto>()),
+        R::RotateDataKey => Answers::new(
+            202,
+            json_response(
+                "the new data key is the tenant's current one; `data_key.resealing.remaining` \
+                 values are re-sealed under it in the background (follow `GET \
+                 /v1/tenants/{tenant_id}`), then the older keys are deleted",
+                reference_to::<TenantDetailDto>(),
+            ),
+        )
+        .problems(&[
+            (404, "tenant_not_found"),
+            (500, "internal"),
+            (503, "master_key_unavailable"),
+        ]),
+        R::DeleteTenant => Answers::deleted()
+            .and(
+                200,
+                json_response(
+                    "`shred=true`: shredded, but cluster objects of its apps (which may hold \
+                     secret values) could not be removed yet: the warning `cleanup_pending` names \
+                     each app; exsec retries until they are gone",
+                    reference_to::<TenantShreddedDto>(),
+                ),
+            )
+            .problems(&[
+                (404, "tenant_not_found"),
+                (409, "tenant_has_apps"),
+                (409, "deploy_in_progress"),
+            ]),
         R::MintToken => Answers::new(
             201,
             json_response(
@@ -401,6 +429,7 @@ fn bulk_answers() -> Answers {
             (400, "invalid_key"),
             (400, "invalid_value"),
             (409, "env_name_taken"),
+            (409, "data_key_changed"),
             (422, "duplicate_key"),
             (422, "too_many_secrets"),
             (422, "effective_set_too_large"),
@@ -777,6 +806,9 @@ fn schemas() -> Map<String, Value> {
         component::<SecretOutcomeDto>(),
         component::<DeployBody>(),
         component::<TenantDto>(),
+        component::<TenantDetailDto>(),
+        component::<TenantShreddedDto>(),
+        component::<DataKeyDto>(),
         component::<AppDto>(),
         component::<SecretMetaDto>(),
         component::<SecretVersionDto>(),
@@ -799,6 +831,7 @@ fn schemas() -> Map<String, Value> {
         component::<AuditPageDto>(),
         component::<KeysDto>(),
         component::<KeyStatusDto>(),
+        component::<DataKeyRotationDto>(),
         component::<ReadyDto>(),
     ] {
         schemas.insert(name.to_owned(), schema);

@@ -209,6 +209,7 @@ fn refusal(rejected: Rejected) -> ApiError {
             "effective_set_too_large",
             format!("{rejected}; remove or shorten other secrets first"),
         ),
+        Rejected::DataKeyChanged { .. } => conflict("data_key_changed"),
         Rejected::KeyFingerprintMismatch { .. } => {
             tracing::error!(error = %rejected, "refusing to seal under a changed key");
             ApiError::master_key_unavailable(
@@ -310,6 +311,13 @@ mod tests {
                 },
                 422,
                 "effective_set_too_large",
+            ),
+            (
+                Rejected::DataKeyChanged {
+                    tenant: tenant.clone(),
+                },
+                409,
+                "data_key_changed",
             ),
             (
                 Rejected::KeyFingerprintMismatch {

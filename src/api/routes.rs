@@ -94,6 +94,7 @@ pub enum RouteId {
     PutTenant,
     GetTenant,
     DeleteTenant,
+    RotateDataKey,
     MintToken,
     ListTokens,
     RevokeToken,
@@ -248,6 +249,14 @@ pub const ROUTES: &[Route] = &[
         "delete a tenant without apps; with shred=true, crypto-shred it with its apps",
     )
     .with_query(&[Query::Shred]),
+    route(
+        R::RotateDataKey,
+        Method::POST,
+        "/v1/tenants/{tenant_id}/rotate-data-key",
+        Admin,
+        NoBody,
+        "rotate a tenant's data key: values are re-sealed under the new one in the background",
+    ),
     route(
         R::MintToken,
         Method::POST,

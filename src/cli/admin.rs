@@ -9,8 +9,8 @@ use super::client::{decode, encode_query, json_body};
 use super::output::{self, line, names, note, table};
 use super::{CliError, Context};
 use crate::api::dto::{
-    AppDeletedDto, AppDto, AppListDto, MintedTokenDto, PutAppBody, TenantDto, TenantListDto,
-    TokenListDto,
+    AppDeletedDto, AppDto, AppListDto, MintedTokenDto, PutAppBody, TenantDetailDto, TenantListDto,
+    TenantShreddedDto, TokenListDto,
 };
 use crate::model::{AppId, EnvKey, TenantId};
 
@@ -52,10 +52,51 @@ pub async fn tenant_get(context: &Context, tenant: &str) -> Result<(), CliError>
     if context.output.json() {
         return context.output.value(&body);
     }
-    let tenant: TenantDto = decode(&body)?;
+    let tenant: TenantDetailDto = decode(&body)?;
+    let (data_key, resealing) = match &tenant.data_key {
+        None => ("-".to_owned(), "-".to_owned()),
+        Some(key) => (
+            key.id.clone(),
+            key.resealing
+                .as_ref()
+                .map_or("-".to_owned(), |r| format!("{} values left", r.remaining)),
+        ),
+    };
     line(&table(
-        &["TENANT", "CREATED"],
-        &[vec![tenant.tenant_id, tenant.created_at]],
+        &["TENANT", "CREATED", "DATA_KEY", "RESEALING"],
+        &[vec![
+            tenant.tenant_id,
+            tenant.created_at,
+            data_key,
+            resealing,
+        ]],
+    ))
+}
+
+pub async fn tenant_rotate_key(context: &Context, tenant: &str) -> Result<(), CliError> {
+    let tenant = TenantId::parse(tenant)?;
+    let answer = context
+        .client
+        .request(
+            Method::POST,
+            &format!("/v1/tenants/{tenant}/rotate-data-key"),
+            None,
+            &[],
+        )
+        .await?;
+    if context.output.json() {
+        return context.output.value(&answer.body);
+    }
+    let detail: TenantDetailDto = decode(&answer.body)?;
+    let Some(key) = detail.data_key else {
+        return Err(CliError::Unavailable(
+            "the daemon answered without a data key".to_owned(),
+        ));
+    };
+    let remaining = key.resealing.map_or(0, |r| r.remaining);
+    line(&format!(
+        "tenant {tenant}: new data key {} (wrapped under master key {}); {remaining} values are being re-sealed under it in the background, then the older keys are deleted. Follow with `exsec tenants get {tenant}` or `exsec keys status`",
+        key.id, key.master_key_id
     ))
 }
 
@@ -79,7 +120,7 @@ pub async fn tenant_shred(context: &Context, tenant: &str, yes: bool) -> Result<
             "shredding {tenant} removes it, its apps, secrets (every kept version too) and tokens for good; add --yes to go on"
         )));
     }
-    context
+    let answer = context
         .client
         .request(
             Method::DELETE,
@@ -88,13 +129,28 @@ pub async fn tenant_shred(context: &Context, tenant: &str, yes: bool) -> Result<
             &[],
         )
         .await?;
-    done(
-        context,
-        json!({ "shredded": true, "tenant_id": tenant.as_str() }),
-        &format!(
-            "shredded tenant {tenant}: its apps, secrets with their history, tokens and data keys are gone; backups taken before now still hold its data keys until they expire (rotate the master key and retire the old one to close that for good)"
-        ),
-    )
+    // 200 carries `cleanup_pending` when cluster objects of its apps are
+    // left to remove; 204 (no body) when nothing is left.
+    let shredded = if answer.body.is_null() {
+        TenantShreddedDto {
+            tenant_id: tenant.to_string(),
+            shredded: true,
+            warnings: Vec::new(),
+        }
+    } else {
+        decode(&answer.body)?
+    };
+    if context.output.json() {
+        return context.output.value(&shredded);
+    }
+    let mut human = format!(
+        "shredded tenant {tenant}: its apps, secrets with their history, tokens and data keys are gone; backups taken before now still hold its data keys until they expire (rotate the master key and retire the old one to close that for good)"
+    );
+    for warning in &shredded.warnings {
+        human.push('\n');
+        human.push_str(&output::warning(warning));
+    }
+    line(&human)
 }
 
 pub async fn apps_list(context: &Context, tenant: Option<&str>) -> Result<(), CliError> {

@@ -71,6 +71,12 @@ pub async fn status(context: &Context) -> Result<(), CliError> {
         if degraded {
             lines.push("degraded: no master key is loaded; secret writes answer 503 and deploys skip injection. Add one on the daemon's host: exsec keys generate --dir KEYS_DIR".to_owned());
         }
+        for rotation in &keyring.data_key_rotations {
+            lines.push(format!(
+                "tenant {}: data key rotation to {}, {} values left to re-seal",
+                rotation.tenant_id, rotation.data_key_id, rotation.remaining
+            ));
+        }
         for (id, records) in &keyring.rotation.waiting_for {
             lines.push(format!(
                 "waiting for {id}: {records} records cannot be opened or re-sealed until {id}.key is back in the key directory"

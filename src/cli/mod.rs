@@ -251,6 +251,15 @@ enum TenantsCommand {
         /// The tenant.
         tenant: String,
     },
+    /// Rotate a tenant's data key (admin): a new data key, wrapped under
+    /// the active master key, seals the tenant's values from now on; the
+    /// daemon re-seals the existing ones (every kept version too) in the
+    /// background and then deletes the older keys. Follow it with `exsec
+    /// tenants get TENANT` or `exsec keys status`.
+    RotateKey {
+        /// The tenant.
+        tenant: String,
+    },
     /// Crypto-shred a tenant (admin): the tenant, its apps (their cluster
     /// objects best-effort), secrets with every kept version, tokens and
     /// its wrapped data keys, in one transaction. Copies of its sealed
@@ -709,6 +718,9 @@ async fn dispatch(context: &Context, command: Command) -> Result<(), CliError> {
             TenantsCommand::Create { tenant } => admin::tenant_create(context, &tenant).await,
             TenantsCommand::Get { tenant } => admin::tenant_get(context, &tenant).await,
             TenantsCommand::Delete { tenant } => admin::tenant_delete(context, &tenant).await,
+            TenantsCommand::RotateKey { tenant } => {
+                admin::tenant_rotate_key(context, &tenant).await
+            }
             TenantsCommand::Shred { tenant, yes } => {
                 admin::tenant_shred(context, &tenant, yes).await
             }

@@ -149,6 +149,10 @@ pub const EXPLANATIONS: &[(&str, &str)] = &[
         "Another provider already sets this environment variable in the same scope. Remove that secret first (`exsec secrets rm ...`), or use another key name.",
     ),
     (
+        "data_key_changed",
+        "The tenant's data key was rotated several times while this write was being sealed. Send the write again.",
+    ),
+    (
         "duplicate_key",
         "A bulk write (e.g. `exsec secrets import`) listed one environment variable twice. Keep one line per key.",
     ),
@@ -286,6 +290,7 @@ mod tests {
             "tenant_has_apps",
             "app_tenant_fixed",
             "env_name_taken",
+            "data_key_changed",
             "effective_set_too_large",
             "duplicate_key",
             "too_many_secrets",

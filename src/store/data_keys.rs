@@ -3,15 +3,22 @@
 //! key, exactly like a record sealed directly under it, so key status and
 //! `keys retire` see what a master key is still needed for. The store
 //! never sees an unwrapped key.
+//!
+//! A tenant data-key rotation adds a newer wrap; from then on a value
+//! freshly sealed under an older data key is refused
+//! ([`Rejected::DataKeyChanged`]), so once one read snapshot finds no
+//! value under an older key, none can appear later and its wrap may go
+//! ([`Writer::retire_data_keys`]).
 
 use std::collections::BTreeMap;
 
 use redb::ReadableTable;
 
-use super::error::Context;
+use super::error::{Context, Rejected};
 use super::records::DataKeyRecord;
 use super::{Snapshot, StoreError, Tables, Writer, decode, encode, tables};
-use crate::crypto::{DataKeyId, Fingerprint, WrappedDataKey};
+use crate::audit::{NewEvent, event};
+use crate::crypto::{DataKeyId, Fingerprint, SealedValue, Sealer, WrappedDataKey};
 use crate::model::{KeyId, TenantId, Timestamp};
 
 /// A tenant's wraps, oldest first: the last one seals new values.
@@ -30,7 +37,52 @@ pub struct RewrapCandidate {
     stored: Vec<u8>,
 }
 
+/// A tenant's current data key, as people see it (`GET /v1/tenants/{id}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataKeyInfo {
+    /// Its id.
+    pub id: DataKeyId,
+    /// When it was made.
+    pub created_at: Timestamp,
+    /// The master key that wraps it.
+    pub master_key_id: KeyId,
+    /// Older data keys the tenant still holds: values sealed under them
+    /// wait to be re-sealed under this one.
+    pub older: usize,
+}
+
 impl<T: Tables> Snapshot<T> {
+    /// The current data key of `tenant` (`None`: it has none yet).
+    pub fn data_key_info(&self, tenant: &TenantId) -> Result<Option<DataKeyInfo>, StoreError> {
+        let mut keys = self.dated_data_keys(tenant)?;
+        let older = keys.len().saturating_sub(1);
+        Ok(keys.pop().map(|(created_at, id, wrapped)| DataKeyInfo {
+            id,
+            created_at,
+            master_key_id: wrapped.key_id,
+            older,
+        }))
+    }
+
+    /// Tenants holding more than one data key: a data-key rotation of each
+    /// is not finished (values under the older keys wait to be re-sealed,
+    /// or their wraps to be retired). One scan of the wraps, O(tenants).
+    pub fn tenants_with_older_data_keys(&self) -> Result<Vec<TenantId>, StoreError> {
+        let table = self.txn().table(tables::TENANT_DATA_KEYS)?;
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for entry in table.iter().in_table(tables::TENANT_DATA_KEYS)? {
+            let (key, _) = entry.in_table(tables::TENANT_DATA_KEYS)?;
+            if let Some((tenant, _)) = key.value().split_once('/') {
+                *counts.entry(tenant.to_owned()).or_default() += 1;
+            }
+        }
+        Ok(counts
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .filter_map(|(tenant, _)| TenantId::parse(&tenant).ok())
+            .collect())
+    }
+
     /// The wraps of `tenant`, oldest first.
     pub fn data_keys(&self, tenant: &TenantId) -> Result<TenantWraps, StoreError> {
         Ok(self
@@ -38,6 +90,14 @@ impl<T: Tables> Snapshot<T> {
             .into_iter()
             .map(|(_, dek_id, wrapped)| (dek_id, wrapped))
             .collect())
+    }
+
+    /// The id of the current data key of `tenant`.
+    pub(super) fn current_data_key_id(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<DataKeyId>, StoreError> {
+        Ok(self.dated_data_keys(tenant)?.pop().map(|(_, id, _)| id))
     }
 
     /// The wraps of `tenant` with their creation times, oldest first.
@@ -152,6 +212,92 @@ impl Writer {
         self.data_keys(tenant)
     }
 
+    /// Makes `wrapped` the current data key of `tenant`, whatever its
+    /// current one is (a tenant data-key rotation, SPEC §11.4), and audits
+    /// `tenant.data_key_rotated` (ids only). Values sealed under the older
+    /// keys stay as they are until the re-sealing job moves them.
+    pub fn rotate_data_key(
+        &mut self,
+        tenant: &TenantId,
+        dek_id: &DataKeyId,
+        wrapped: WrappedDataKey,
+        fingerprint: Fingerprint,
+        actor: &str,
+    ) -> Result<DataKeyInfo, StoreError> {
+        let previous = self.data_keys(tenant)?.pop().map(|(id, _)| id);
+        let master_key_id = wrapped.key_id.clone();
+        self.add_data_key(tenant, previous.as_ref(), dek_id, wrapped, fingerprint)?;
+        let mut audit = NewEvent::new(event::TENANT_DATA_KEY_ROTATED, actor)
+            .tenant(tenant.as_str())
+            .with("data_key_id", dek_id.as_str())
+            .with("master_key_id", master_key_id.as_str());
+        if let Some(previous) = &previous {
+            audit = audit.with("previous_data_key_id", previous.as_str());
+        }
+        self.audit(audit)?;
+        self.data_key_info(tenant)?
+            .filter(|info| info.id == *dek_id)
+            .ok_or_else(|| unreachable_missing(tenant))
+    }
+
+    /// Deletes the wraps of `tenant` named in `unused`, each audited
+    /// `tenant.data_key_retired`; returns the ids it deleted. The caller
+    /// found no value under them in one read snapshot in which none of
+    /// them was current: no value can have been sealed under them since
+    /// ([`Writer::check_current_data_key`]). The current key is never
+    /// deleted, nor a wrap that is gone already.
+    pub fn retire_data_keys(
+        &mut self,
+        tenant: &TenantId,
+        unused: &[DataKeyId],
+        actor: &str,
+    ) -> Result<Vec<DataKeyId>, StoreError> {
+        let wraps = self.data_keys(tenant)?;
+        let Some((current, _)) = wraps.last() else {
+            return Ok(Vec::new());
+        };
+        let mut retired = Vec::new();
+        for (dek_id, wrapped) in &wraps {
+            if dek_id == current || !unused.contains(dek_id) {
+                continue;
+            }
+            self.txn()
+                .table(tables::TENANT_DATA_KEYS)?
+                .remove(data_key_name(tenant, dek_id).as_str())
+                .in_table(tables::TENANT_DATA_KEYS)?;
+            self.adjust_usage(&wrapped.key_id, -1)?;
+            self.audit(
+                NewEvent::new(event::TENANT_DATA_KEY_RETIRED, actor)
+                    .tenant(tenant.as_str())
+                    .with("data_key_id", dek_id.as_str())
+                    .with("current_data_key_id", current.as_str()),
+            )?;
+            retired.push(dek_id.clone());
+        }
+        Ok(retired)
+    }
+
+    /// Refuses a value freshly sealed under a data key of `tenant` that is
+    /// not its current one (a rotation committed while it was sealed):
+    /// [`Rejected::DataKeyChanged`]. Values under a master key pass (they
+    /// are moved under data keys by the re-sealing job).
+    pub(super) fn check_current_data_key(
+        &self,
+        tenant: &TenantId,
+        sealed: &SealedValue,
+    ) -> Result<(), StoreError> {
+        let Sealer::DataKey(dek_id) = &sealed.sealer else {
+            return Ok(());
+        };
+        if self.current_data_key_id(tenant)?.as_ref() == Some(dek_id) {
+            return Ok(());
+        }
+        Err(Rejected::DataKeyChanged {
+            tenant: tenant.clone(),
+        }
+        .into())
+    }
+
     /// Replaces each candidate's wrap with its re-wrap if the stored record
     /// is unchanged since it was read, moving the key-usage counts; returns
     /// how many it replaced. `fingerprint` is that of the new wraps' key.
@@ -206,6 +352,15 @@ impl Writer {
             self.adjust_usage(&wrapped.key_id, -1)?;
         }
         Ok(wraps.len() as u64)
+    }
+}
+
+/// A key just added in this transaction cannot be missing; if it is, the
+/// table is not what this code wrote.
+fn unreachable_missing(tenant: &TenantId) -> StoreError {
+    StoreError::CorruptKey {
+        table: "tenant_data_keys",
+        key: tenant.to_string(),
     }
 }
 

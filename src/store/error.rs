@@ -303,6 +303,15 @@ pub enum Rejected {
         /// The version it used.
         version: u64,
     },
+    /// A value sealed under a tenant data key that is no longer the
+    /// tenant's current one (a data-key rotation committed while it was
+    /// sealed): stored, it would hold back the retirement of the older
+    /// key. The caller seals again under the current key.
+    #[error("the data key of tenant {tenant} changed while the value was sealed; seal it again")]
+    DataKeyChanged {
+        /// The tenant.
+        tenant: TenantId,
+    },
 }
 
 /// The kinds of things a request can name that may be missing.

@@ -1,13 +1,15 @@
-//! Re-sealing support for moving values sealed directly under a master key
-//! under their tenant's data key (SPEC §11.4): pages of such values in key
-//! order (the live secrets, then the kept older versions), and a batch
-//! write that replaces a value only if its record is still exactly the one
-//! that was read. `version` and `updated_at` stay as they are, and no
-//! per-record audit event is written: re-sealing changes no value. Values
-//! already under a data key are never paged: a master rotation re-wraps
-//! data keys instead (`data_keys`).
+//! Re-sealing support (SPEC §11.4): pages of values to seal again, in key
+//! order (the live secrets, then the kept older versions) — values sealed
+//! directly under a master key (moved under their tenant's data key), or
+//! one tenant's values under its older data keys (a tenant data-key
+//! rotation) — and a batch write that replaces a value only if its record
+//! is still exactly the one that was read. `version` and `updated_at` stay
+//! as they are, and no per-record audit event is written: re-sealing
+//! changes no value. A master rotation pages no value: it re-wraps data
+//! keys instead (`data_keys`).
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 use redb::ReadableTable;
 
@@ -15,8 +17,8 @@ use super::data_keys::TenantWraps;
 use super::error::Context;
 use super::records::{SecretRecord, SecretVersionRecord, VersionValue};
 use super::{Snapshot, StoreError, Tables, Writer, decode, encode, tables};
-use crate::crypto::{Fingerprint, SealedValue};
-use crate::model::{AppId, KeyId, Scope, TenantId};
+use crate::crypto::{DataKeyId, Fingerprint, SealedValue, Sealer};
+use crate::model::{AppId, KeyId, Scope, ScopeKind, TenantId};
 
 /// Cursors into the history table start with this; a secret's table key
 /// starts with its scope tag, never with it.
@@ -54,91 +56,240 @@ pub struct ResealPage {
     pub wraps: BTreeMap<TenantId, TenantWraps>,
 }
 
+/// Which values a page holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResealScope {
+    /// Values sealed directly under a master key (any: SPEC §11.4 moves
+    /// them all under their tenant's data key), in every scope.
+    MasterSealed,
+    /// The values of one tenant and its apps sealed under one of its data
+    /// keys other than `current` (a tenant data-key rotation).
+    OlderDataKeys {
+        /// The tenant.
+        tenant: TenantId,
+        /// Its current data key, which the values move under.
+        current: DataKeyId,
+    },
+}
+
+impl ResealScope {
+    /// The one tenant whose values the scope covers, if it is one.
+    fn tenant(&self) -> Option<&TenantId> {
+        match self {
+            Self::MasterSealed => None,
+            Self::OlderDataKeys { tenant, .. } => Some(tenant),
+        }
+    }
+
+    /// Whether a stored value belongs to the page.
+    fn wants(&self, sealed: &SealedValue) -> bool {
+        match self {
+            Self::MasterSealed => sealed.master_key_id().is_some(),
+            Self::OlderDataKeys { current, .. } => {
+                matches!(&sealed.sealer, Sealer::DataKey(id) if id != current)
+            }
+        }
+    }
+}
+
+/// A range of secret names (`end` exclusive, `None`: to the end).
+struct NameRange {
+    start: String,
+    end: Option<String>,
+}
+
+impl NameRange {
+    /// Whether every name of the range sorts at or before `after`.
+    fn passed(&self, after: &str) -> bool {
+        self.end.as_deref().is_some_and(|end| after >= end)
+    }
+}
+
 impl<T: Tables> Snapshot<T> {
-    /// Up to `limit` values after `after` (exclusive) sealed directly under
-    /// a master key (any: SPEC §11.4 moves them all under their tenant's
-    /// data key), live records first, then kept versions.
-    pub fn reseal_page(&self, after: Option<&str>, limit: usize) -> Result<ResealPage, StoreError> {
+    /// Up to `limit` values of `scope` after `after` (exclusive), live
+    /// records first, then kept versions.
+    pub fn reseal_page(
+        &self,
+        scope: &ResealScope,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ResealPage, StoreError> {
+        let ranges = self.name_ranges(scope.tenant())?;
         let mut page = PageBuilder::new(limit);
         let history_after = match after.and_then(|a| a.strip_prefix(VERSIONS_CURSOR)) {
             Some(rest) => Some(parse_versions_cursor(rest)?),
             None => {
-                if self.live_page(after, &mut page)? {
+                if self.live_page(scope, &ranges, after, &mut page)? {
                     return Ok(page.full());
                 }
                 None
             }
         };
-        if self.kept_page(history_after, &mut page)? {
+        if self.kept_page(scope, &ranges, history_after, &mut page)? {
             return Ok(page.full());
         }
         Ok(page.page)
     }
 
-    /// Live records after `after` sealed directly under a master key; true
-    /// when the page is full.
-    fn live_page(&self, after: Option<&str>, page: &mut PageBuilder) -> Result<bool, StoreError> {
-        let secrets = self.txn().table(tables::SECRETS)?;
-        let range = match after {
-            Some(after) => secrets
-                .range::<&str>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
-                .in_table(tables::SECRETS)?,
-            None => secrets.range::<&str>(..).in_table(tables::SECRETS)?,
+    /// How many values (live records and kept versions) of `tenant` and its
+    /// apps each of its data keys seals, in this one snapshot (values under
+    /// a master key are not counted).
+    pub fn data_key_use(&self, tenant: &TenantId) -> Result<BTreeMap<DataKeyId, u64>, StoreError> {
+        let mut counts: BTreeMap<DataKeyId, u64> = BTreeMap::new();
+        let mut count = |sealed: &SealedValue| {
+            if let Sealer::DataKey(id) = &sealed.sealer {
+                *counts.entry(id.clone()).or_default() += 1;
+            }
         };
-        for entry in range {
-            let (name, bytes) = entry.in_table(tables::SECRETS)?;
-            let record: SecretRecord = decode("external_secrets", bytes.value())?;
-            if record.sealed.master_key_id().is_none() {
+        let ranges = self.name_ranges(Some(tenant))?;
+        let secrets = self.txn().table(tables::SECRETS)?;
+        let versions = self.txn().table(tables::SECRET_VERSIONS)?;
+        for range in &ranges {
+            let end = range
+                .end
+                .as_deref()
+                .map_or(Bound::Unbounded, Bound::Excluded);
+            for entry in secrets
+                .range::<&str>((Bound::Included(range.start.as_str()), end))
+                .in_table(tables::SECRETS)?
+            {
+                let (_, bytes) = entry.in_table(tables::SECRETS)?;
+                let record: SecretRecord = decode("external_secrets", bytes.value())?;
+                count(&record.sealed);
+            }
+            let end = range
+                .end
+                .as_deref()
+                .map_or(Bound::Unbounded, |end| Bound::Excluded((end, 0)));
+            for entry in versions
+                .range::<(&str, u64)>((Bound::Included((range.start.as_str(), 0)), end))
+                .in_table(tables::SECRET_VERSIONS)?
+            {
+                let (_, bytes) = entry.in_table(tables::SECRET_VERSIONS)?;
+                let kept: SecretVersionRecord = decode("external_secret_versions", bytes.value())?;
+                if let VersionValue::Sealed(sealed) = &kept.value {
+                    count(sealed);
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    /// The secret names of `tenant` (its own scope and each of its apps'),
+    /// in key order; every name without one.
+    fn name_ranges(&self, tenant: Option<&TenantId>) -> Result<Vec<NameRange>, StoreError> {
+        let Some(tenant) = tenant else {
+            return Ok(vec![NameRange {
+                start: String::new(),
+                end: None,
+            }]);
+        };
+        let owners = std::iter::once((ScopeKind::Tenant, tenant.to_string())).chain(
+            self.app_ids_of(tenant)?
+                .into_iter()
+                .map(|app| (ScopeKind::App, app.to_string())),
+        );
+        let mut ranges: Vec<NameRange> = owners
+            .map(|(kind, owner)| {
+                let (start, end) = tables::secret_scope_range(kind.tag(), &owner);
+                NameRange {
+                    start,
+                    end: Some(end),
+                }
+            })
+            .collect();
+        ranges.sort_by(|a, b| a.start.cmp(&b.start));
+        Ok(ranges)
+    }
+
+    /// Live records of `scope` after `after`; true when the page is full.
+    fn live_page(
+        &self,
+        scope: &ResealScope,
+        ranges: &[NameRange],
+        after: Option<&str>,
+        page: &mut PageBuilder,
+    ) -> Result<bool, StoreError> {
+        let secrets = self.txn().table(tables::SECRETS)?;
+        for range in ranges {
+            if after.is_some_and(|after| range.passed(after)) {
                 continue;
             }
-            let name = name.value().to_owned();
-            if page.push(self, name, record, None, bytes.value())? {
-                return Ok(true);
+            let start = match after {
+                Some(after) if after >= range.start.as_str() => Bound::Excluded(after),
+                _ => Bound::Included(range.start.as_str()),
+            };
+            let end = range
+                .end
+                .as_deref()
+                .map_or(Bound::Unbounded, Bound::Excluded);
+            for entry in secrets
+                .range::<&str>((start, end))
+                .in_table(tables::SECRETS)?
+            {
+                let (name, bytes) = entry.in_table(tables::SECRETS)?;
+                let record: SecretRecord = decode("external_secrets", bytes.value())?;
+                if !scope.wants(&record.sealed) {
+                    continue;
+                }
+                let name = name.value().to_owned();
+                if page.push(self, name, record, None, bytes.value())? {
+                    return Ok(true);
+                }
             }
         }
         Ok(false)
     }
 
-    /// Kept older versions after `after` sealed directly under a master
-    /// key; true when the page is full.
+    /// Kept older versions of `scope` after `after`; true when the page is
+    /// full.
     fn kept_page(
         &self,
+        scope: &ResealScope,
+        ranges: &[NameRange],
         after: Option<(String, u64)>,
         page: &mut PageBuilder,
     ) -> Result<bool, StoreError> {
         let versions = self.txn().table(tables::SECRET_VERSIONS)?;
-        let range = match &after {
-            Some((name, version)) => versions
-                .range::<(&str, u64)>((
-                    std::ops::Bound::Excluded((name.as_str(), *version)),
-                    std::ops::Bound::Unbounded,
-                ))
-                .in_table(tables::SECRET_VERSIONS)?,
-            None => versions
-                .range::<(&str, u64)>(..)
-                .in_table(tables::SECRET_VERSIONS)?,
-        };
-        for entry in range {
-            let (key, bytes) = entry.in_table(tables::SECRET_VERSIONS)?;
-            let kept: SecretVersionRecord = decode("external_secret_versions", bytes.value())?;
-            let VersionValue::Sealed(sealed) = kept.value else {
-                continue;
-            };
-            if sealed.master_key_id().is_none() {
+        for range in ranges {
+            if after.as_ref().is_some_and(|(name, _)| range.passed(name)) {
                 continue;
             }
-            let (name, version) = key.value();
-            let record = SecretRecord {
-                scope: kept.scope,
-                provider: kept.provider,
-                key: kept.key,
-                created_at: kept.created_at,
-                updated_at: kept.created_at,
-                version,
-                sealed,
+            let start = match &after {
+                Some((name, version)) if name.as_str() >= range.start.as_str() => {
+                    Bound::Excluded((name.as_str(), *version))
+                }
+                _ => Bound::Included((range.start.as_str(), 0)),
             };
-            if page.push(self, name.to_owned(), record, Some(version), bytes.value())? {
-                return Ok(true);
+            let end = range
+                .end
+                .as_deref()
+                .map_or(Bound::Unbounded, |end| Bound::Excluded((end, 0)));
+            for entry in versions
+                .range::<(&str, u64)>((start, end))
+                .in_table(tables::SECRET_VERSIONS)?
+            {
+                let (key, bytes) = entry.in_table(tables::SECRET_VERSIONS)?;
+                let kept: SecretVersionRecord = decode("external_secret_versions", bytes.value())?;
+                let VersionValue::Sealed(sealed) = kept.value else {
+                    continue;
+                };
+                if !scope.wants(&sealed) {
+                    continue;
+                }
+                let (name, version) = key.value();
+                let record = SecretRecord {
+                    scope: kept.scope,
+                    provider: kept.provider,
+                    key: kept.key,
+                    created_at: kept.created_at,
+                    updated_at: kept.created_at,
+                    version,
+                    sealed,
+                };
+                if page.push(self, name.to_owned(), record, Some(version), bytes.value())? {
+                    return Ok(true);
+                }
             }
         }
         Ok(false)
@@ -236,7 +387,10 @@ impl Writer {
     /// them (a value under a data key counts nowhere: its tenant's wrap
     /// does); returns how many it replaced. Records changed or deleted
     /// meanwhile are left as they are (a newer value is never
-    /// overwritten). `fingerprint` is that of the active master key.
+    /// overwritten), and so are values sealed under a data key that is no
+    /// longer its tenant's current one (a rotation landed since the page
+    /// was read; the next pass moves them). `fingerprint` is that of the
+    /// active master key.
     pub fn reseal_batch(
         &mut self,
         batch: &[(ResealCandidate, SealedValue)],
@@ -250,8 +404,22 @@ impl Writer {
         }
         // key id → records that left it (negative) or joined it (positive).
         let mut moved: BTreeMap<KeyId, i64> = BTreeMap::new();
+        let mut current: BTreeMap<&TenantId, Option<DataKeyId>> = BTreeMap::new();
         let mut written = 0u64;
         for (candidate, sealed) in batch {
+            if let Sealer::DataKey(dek_id) = &sealed.sealer {
+                let tenant_current = match current.get(&candidate.tenant) {
+                    Some(id) => id.clone(),
+                    None => {
+                        let id = self.current_data_key_id(&candidate.tenant)?;
+                        current.insert(&candidate.tenant, id.clone());
+                        id
+                    }
+                };
+                if tenant_current.as_ref() != Some(dek_id) {
+                    continue;
+                }
+            }
             let replaced = match candidate.kept {
                 None => self.reseal_live(candidate, sealed)?,
                 Some(version) => self.reseal_kept(candidate, version, sealed)?,

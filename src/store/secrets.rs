@@ -224,7 +224,9 @@ impl Writer {
     }
 
     /// Stores a record the caller has checked (env-name and size rules)
-    /// and appends `external_secret.created|updated`.
+    /// and appends `external_secret.created|updated`. Its value was freshly
+    /// sealed: under a tenant data key that is no longer current it is
+    /// refused (`data_keys`).
     pub(super) fn write_record(
         &mut self,
         record: SecretRecord,
@@ -233,6 +235,7 @@ impl Writer {
         tenant_id: &TenantId,
         actor: &str,
     ) -> Result<SecretWrite, StoreError> {
+        self.check_current_data_key(tenant_id, &record.sealed)?;
         if let Some(key_id) = record.sealed.master_key_id() {
             self.remember_fingerprint(key_id, fingerprint)?;
         }

@@ -86,6 +86,55 @@ async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
     }
 }
 
+/// Issue 17: a shred whose cluster cleanup fails answers like an app
+/// deletion does — 200 with `cleanup_pending` naming the app — instead of
+/// 204; the tenant is gone all the same and the file goes once the
+/// directory is writable again.
+#[tokio::test]
+async fn a_shred_that_leaves_cluster_objects_says_cleanup_pending() {
+    let server = TestServer::start().await;
+    server.seed("acme", &["web"]).await;
+    server
+        .set_secret_ok("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-shredded")
+        .await;
+    server.deploy_ok("web").await;
+    let file = server.path("manifests").join("web.yaml");
+    assert!(file.exists());
+
+    let Some(read_only) = ReadOnly::mount(&server.path("manifests")) else {
+        return;
+    };
+    let answer = server
+        .admin("DELETE", "/v1/tenants/acme?shred=true", None)
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let body = answer.json();
+    assert_eq!(body["tenant_id"], "acme");
+    assert_eq!(body["shredded"], true);
+    assert_eq!(body["warnings"][0]["code"], "cleanup_pending", "{body}");
+    assert!(
+        body["warnings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("web"),
+        "{body}"
+    );
+    assert!(!answer.text().contains("sk-shredded"));
+    assert_eq!(
+        server.admin("GET", "/v1/tenants/acme", None).await.status,
+        404
+    );
+    let shredded = server.audit_events_of("tenant.crypto_shredded").await;
+    assert_eq!(shredded[0]["data"]["cleanup_pending"], true);
+
+    drop(read_only);
+    eventually("cleanup.completed", async || {
+        !server.audit_events_of("cleanup.completed").await.is_empty()
+    })
+    .await;
+    assert!(!file.exists());
+}
+
 /// Regression test for issue 13: manifests dir read-only during `DELETE
 /// /v1/apps/web` → 200 with `cleanup_pending`, `app.deleted` says so; the
 /// file with the decrypted value goes once the directory is writable again,

@@ -15,6 +15,7 @@ use exsec::model::{AppId, EnvKey, Provider, Scope};
 use exsec::rotation::Rotation as RotationJob;
 use exsec::store::backup::{RestoreOptions, restore};
 use exsec::store::history::KeptValue;
+use exsec::store::reseal::ResealScope;
 use exsec::store::{Store, StoreOptions};
 
 use crate::harness::*;
@@ -134,7 +135,7 @@ async fn every_kept_version_moves_under_the_data_key_and_a_rotation_only_rewraps
         let cursor = after.clone();
         let page = test
             .store
-            .read(|r| r.reseal_page(cursor.as_deref(), 2))
+            .read(|r| r.reseal_page(&ResealScope::MasterSealed, cursor.as_deref(), 2))
             .unwrap();
         let keys = DataKeyCache::default().tenant_keys(
             Arc::clone(&old),

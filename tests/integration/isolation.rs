@@ -178,6 +178,7 @@ fn body_of(route: &Route) -> Option<&'static str> {
         | RouteId::PutTenant
         | RouteId::GetTenant
         | RouteId::DeleteTenant
+        | RouteId::RotateDataKey
         | RouteId::MintToken
         | RouteId::ListTokens
         | RouteId::RevokeToken

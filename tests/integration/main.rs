@@ -11,6 +11,7 @@ mod canary;
 mod cleanup;
 mod cli;
 mod daemon;
+mod data_key_rotation;
 mod data_keys;
 mod deploy;
 mod durability;

@@ -411,6 +411,11 @@ async fn every_route_answers_as_documented() {
         api.call("GET", "/v1/tenants", token, None).await.status,
         200
     );
+    let rotated = api
+        .expect(202, "POST", "/v1/tenants/acme/rotate-data-key", None)
+        .await;
+    assert!(rotated["data_key"]["id"].is_string(), "{rotated}");
+    api.expect(200, "GET", "/v1/tenants/acme", None).await;
     api.expect(200, "GET", "/v1/keys", None).await;
     api.expect(200, "GET", "/metrics", None).await;
     api.expect(200, "GET", "/v1/backup", None).await;

@@ -4,6 +4,7 @@
 use exsec::audit::{self, Anchor, event};
 use exsec::crypto::SecretLocation;
 use exsec::model::{EnvKey, Provider, Scope};
+use exsec::store::reseal::ResealScope;
 use exsec::store::{AuditFilter, Missing, OpenError, Rejected, Store, StoreError};
 
 use crate::harness::*;
@@ -422,7 +423,11 @@ fn a_reseal_batch_never_overwrites_a_newer_value() {
         })
         .unwrap();
 
-    let page = |store: &Store| store.read(|r| r.reseal_page(None, 10)).unwrap();
+    let page = |store: &Store| {
+        store
+            .read(|r| r.reseal_page(&ResealScope::MasterSealed, None, 10))
+            .unwrap()
+    };
     let page_read = page(&test.store);
     let (candidates, cursor) = (page_read.candidates, page_read.next);
     assert_eq!(candidates.len(), 3);

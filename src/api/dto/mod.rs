@@ -38,11 +38,12 @@ pub use secrets::{
     SecretVersionDto, SecretVersionListDto, ValueBody, VerifyDto,
 };
 pub use system::{
-    AuditPageDto, HealthDto, KeyStatusDto, KeysDto, ReadyAuditDto, ReadyClusterDto, ReadyDto,
-    ReadyKeyringDto, RotationStatusDto,
+    AuditPageDto, DataKeyRotationDto, HealthDto, KeyStatusDto, KeysDto, ReadyAuditDto,
+    ReadyClusterDto, ReadyDto, ReadyKeyringDto, RotationStatusDto,
 };
 pub use tenants::{
-    MintTokenBody, MintedTokenDto, PutTenantBody, TenantDto, TenantListDto, TokenDto, TokenListDto,
+    DataKeyDto, MintTokenBody, MintedTokenDto, PutTenantBody, ResealingDto, TenantDetailDto,
+    TenantDto, TenantListDto, TenantShreddedDto, TokenDto, TokenListDto,
 };
 
 /// `{code, message}`: a note on an answer.

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::schema::{
-    Schema, array, boolean, count, described, nullable_string, one_of, record, reference,
+    Schema, array, boolean, count, described, nullable_string, one_of, pattern, record, reference,
     reference_to, string,
 };
 use crate::audit::AuditEvent;
@@ -82,6 +82,19 @@ pub struct KeysDto {
     pub keys: Vec<KeyStatusDto>,
     /// The re-sealing job.
     pub rotation: RotationStatusDto,
+    /// Tenant data-key rotations in progress, by tenant.
+    pub data_key_rotations: Vec<DataKeyRotationDto>,
+}
+
+/// A tenant data-key rotation in progress (`GET /v1/keys`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DataKeyRotationDto {
+    /// The tenant.
+    pub tenant_id: String,
+    /// Its current data key, which values move under.
+    pub data_key_id: String,
+    /// Values (live and kept versions) still under older data keys.
+    pub remaining: u64,
 }
 
 /// One key of `GET /v1/keys`.
@@ -208,6 +221,25 @@ impl Schema for KeysDto {
                     ),
                 ]),
             ),
+            (
+                "data_key_rotations",
+                described(
+                    array(reference_to::<DataKeyRotationDto>()),
+                    "tenant data-key rotations whose background re-seal is not finished (`POST /v1/tenants/{tenant_id}/rotate-data-key`)",
+                ),
+            ),
+        ])
+    }
+}
+
+impl Schema for DataKeyRotationDto {
+    const NAME: &'static str = "DataKeyRotation";
+
+    fn schema() -> Value {
+        record([
+            ("tenant_id", reference("ResourceId")),
+            ("data_key_id", pattern("^[0-9a-f]{32}$")),
+            ("remaining", count()),
         ])
     }
 }

@@ -12,7 +12,7 @@ use crate::api::dto::{BulkSecretItem, BulkSecretsBody, BulkSecretsDto};
 use crate::api::problem::ApiError;
 use crate::api::{Call, Reply};
 use crate::model::{EnvKey, Provider, Scope, SecretValue, ValidationError};
-use crate::store::{BulkItem, BulkPut};
+use crate::store::{BulkItem, BulkPut, Writer};
 
 pub use crate::api::dto::MAX_BULK_SECRETS;
 
@@ -29,72 +29,84 @@ pub async fn put(call: Call) -> Result<Reply, ApiError> {
             ),
         ));
     }
-    let sealing = data_keys::for_sealing(&call, &scope).await?;
-    let mut items = Vec::with_capacity(body.secrets.len());
+    let mut parsed = Vec::with_capacity(body.secrets.len());
     for (index, item) in body.secrets.into_iter().enumerate() {
-        items.push(sealed_item(&sealing, &scope, item).map_err(|error| error.at(index))?);
+        parsed.push(ParsedItem::parse(item).map_err(|error| error.at(index))?);
     }
-    let bulk = BulkPut::new(scope, items, body.replace).map_err(|repeated| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "duplicate_key",
-            format!(
-                "secrets[{}].key: the env var name of secrets[{}] is listed again; a scope holds each name once",
-                repeated.second, repeated.first
-            ),
-        )
-        .with("index", repeated.second)
-        .with("field", "key")
-    })?;
+    let replace = body.replace;
     let actor = call.actor();
-    let written = call
-        .state
-        .store
-        .write_async(move |w| w.put_secrets(bulk.clone(), &actor))
-        .await?;
+    let written = data_keys::seal_and_write(
+        &call,
+        &scope,
+        |sealing| {
+            let items = parsed
+                .iter()
+                .map(|item| item.sealed(sealing, &scope))
+                .collect::<Result<Vec<_>, _>>()?;
+            BulkPut::new(scope.clone(), items, replace).map_err(|repeated| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "duplicate_key",
+                    format!(
+                        "secrets[{}].key: the env var name of secrets[{}] is listed again; a scope holds each name once",
+                        repeated.second, repeated.first
+                    ),
+                )
+                .with("index", repeated.second)
+                .with("field", "key")
+            })
+        },
+        |bulk| {
+            let actor = actor.clone();
+            move |w: &mut Writer| w.put_secrets(bulk.clone(), &actor)
+        },
+    )
+    .await?;
+    // The plaintext values are wiped here, once written.
+    drop(parsed);
     call.state.redeploys.wake();
     Ok(Reply::ok(&BulkSecretsDto::from(&written)))
 }
 
 /// Why one item was refused, before it is placed in the list.
-enum ItemError {
-    /// A field did not parse.
-    Invalid(ValidationError),
-    /// Sealing failed (no master key): not the item's fault.
-    Seal(ApiError),
-}
+struct ItemError(ValidationError);
 
 impl ItemError {
-    /// The API error naming item `index`; a sealing failure stays as it is.
+    /// The API error naming item `index`.
     fn at(self, index: usize) -> ApiError {
-        match self {
-            Self::Invalid(error) => {
-                let field = error.field;
-                let mut api = ApiError::from(error);
-                api.detail = format!("secrets[{index}].{field}: {}", api.detail);
-                api.with("index", index).with("field", field)
-            }
-            Self::Seal(api) => api,
-        }
+        let field = self.0.field;
+        let mut api = ApiError::from(self.0);
+        api.detail = format!("secrets[{index}].{field}: {}", api.detail);
+        api.with("index", index).with("field", field)
     }
 }
 
-/// Parses one item into model types and seals its value; the plaintext
-/// is dropped (wiped) before this returns.
-fn sealed_item(
-    sealing: &Sealing,
-    scope: &Scope,
-    item: BulkSecretItem,
-) -> Result<BulkItem, ItemError> {
-    let provider = Provider::parse(&item.provider).map_err(ItemError::Invalid)?;
-    let key = EnvKey::parse(&item.key).map_err(ItemError::Invalid)?;
-    let value = SecretValue::parse(item.value).map_err(ItemError::Invalid)?;
-    let (sealed, fingerprint) =
-        seal(sealing, scope, &provider, &key, &value).map_err(ItemError::Seal)?;
-    Ok(BulkItem {
-        provider,
-        key,
-        sealed,
-        fingerprint,
-    })
+/// One item parsed into model types; its value is wiped when it is
+/// dropped.
+struct ParsedItem {
+    provider: Provider,
+    key: EnvKey,
+    value: SecretValue,
+}
+
+impl ParsedItem {
+    fn parse(item: BulkSecretItem) -> Result<Self, ItemError> {
+        Ok(Self {
+            provider: Provider::parse(&item.provider).map_err(ItemError)?,
+            key: EnvKey::parse(&item.key).map_err(ItemError)?,
+            value: SecretValue::parse(item.value).map_err(ItemError)?,
+        })
+    }
+
+    /// The item with its value sealed (a sealing failure — no master key —
+    /// is not the item's fault, so it names no item).
+    fn sealed(&self, sealing: &Sealing, scope: &Scope) -> Result<BulkItem, ApiError> {
+        let (sealed, fingerprint) = seal(sealing, scope, &self.provider, &self.key, &self.value)?;
+        Ok(BulkItem {
+            provider: self.provider.clone(),
+            key: self.key.clone(),
+            sealed,
+            fingerprint,
+        })
+    }
 }

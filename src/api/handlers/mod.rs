@@ -34,6 +34,7 @@ pub async fn dispatch(call: Call) -> Result<Reply, ApiError> {
         RouteId::PutTenant => tenants::put(call).await,
         RouteId::GetTenant => tenants::get(call).await,
         RouteId::DeleteTenant => tenants::delete(call).await,
+        RouteId::RotateDataKey => tenants::rotate_data_key(call).await,
         RouteId::MintToken => tokens::mint(call).await,
         RouteId::ListTokens => tokens::list(call).await,
         RouteId::RevokeToken => tokens::revoke(call).await,

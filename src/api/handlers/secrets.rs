@@ -16,7 +16,7 @@ use crate::crypto::{CryptoError, Fingerprint, SealedValue, SecretLocation};
 use crate::model::{AppId, EnvKey, Provider, Scope, SecretValue};
 use crate::resolve;
 use crate::store::history::KeptValue;
-use crate::store::{PutSecret, Reader, SecretWrite, StoreError};
+use crate::store::{PutSecret, Reader, SecretWrite, StoreError, Writer};
 
 /// A version number from a path or query: a whole number from 1.
 pub(super) fn parse_version(raw: &str) -> Option<u64> {
@@ -95,22 +95,27 @@ pub async fn put(call: Call) -> Result<Reply, ApiError> {
     let (provider, key) = name(&call)?;
     let body: ValueBody = call.json()?;
     let value = SecretValue::parse(body.value)?;
-    let sealing = data_keys::for_sealing(&call, &scope).await?;
-    let (sealed, fingerprint) = seal(&sealing, &scope, &provider, &key, &value)?;
-    drop(value);
-    let put = PutSecret {
-        scope,
-        provider,
-        key,
-        sealed,
-        fingerprint,
-    };
     let actor = call.actor();
-    let written = call
-        .state
-        .store
-        .write_async(move |w| w.put_secret(put.clone(), &actor))
-        .await?;
+    let written = data_keys::seal_and_write(
+        &call,
+        &scope,
+        |sealing| {
+            let (sealed, fingerprint) = seal(sealing, &scope, &provider, &key, &value)?;
+            Ok(PutSecret {
+                scope: scope.clone(),
+                provider: provider.clone(),
+                key: key.clone(),
+                sealed,
+                fingerprint,
+            })
+        },
+        |put| {
+            let actor = actor.clone();
+            move |w: &mut Writer| w.put_secret(put.clone(), &actor)
+        },
+    )
+    .await?;
+    drop(value);
     // The write may have queued automatic redeploys.
     call.state.redeploys.wake();
     Ok(written_reply(&written))
@@ -163,18 +168,25 @@ pub async fn verify(call: Call) -> Result<Reply, ApiError> {
     };
     let (lookup_scope, lookup_provider, lookup_key) =
         (scope.clone(), provider.clone(), key.clone());
-    let sealed = call
+    let tenant = data_keys::owner(&call, &scope)?;
+    let lookup_tenant = tenant.clone();
+    // The value and its tenant's wraps from one snapshot: a data key
+    // retired after a rotation is never needed by a value read with it.
+    let (sealed, wraps) = call
         .state
         .store
-        .read_async(move |r| match version {
-            None => Ok(r
-                .secret(&lookup_scope, &lookup_provider, &lookup_key)?
-                .map_or(KeptValue::Missing, |record| {
-                    KeptValue::Sealed(record.sealed)
-                })),
-            Some(version) => {
-                r.secret_version(&lookup_scope, &lookup_provider, &lookup_key, version)
-            }
+        .read_async(move |r| {
+            let sealed = match version {
+                None => r
+                    .secret(&lookup_scope, &lookup_provider, &lookup_key)?
+                    .map_or(KeptValue::Missing, |record| {
+                        KeptValue::Sealed(record.sealed)
+                    }),
+                Some(version) => {
+                    r.secret_version(&lookup_scope, &lookup_provider, &lookup_key, version)?
+                }
+            };
+            Ok((sealed, r.data_keys(&lookup_tenant)?))
         })
         .await?;
     let sealed = match sealed {
@@ -199,7 +211,7 @@ pub async fn verify(call: Call) -> Result<Reply, ApiError> {
             });
         }
     };
-    let keys = data_keys::for_opening(&call, &scope).await?;
+    let keys = call.state.keyring.tenant_keys(&tenant, &wraps);
     let stored = keys
         .open(
             &SecretLocation {
@@ -225,7 +237,7 @@ pub async fn verify(call: Call) -> Result<Reply, ApiError> {
             .ct_eq(candidate.expose_secret().as_bytes()),
     );
     drop((stored, candidate));
-    let tenant_id = data_keys::owner(&call, &scope)?;
+    let tenant_id = tenant;
     let mut audit = NewEvent::new(event::SECRET_VERIFIED, actor)
         .tenant(tenant_id.as_str())
         .with("scope", scope.kind().as_str())

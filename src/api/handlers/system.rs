@@ -5,12 +5,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use hyper::StatusCode;
 
 use crate::api::dto::{
-    HealthDto, KeyStatusDto, KeysDto, ReadyAuditDto, ReadyClusterDto, ReadyDto, ReadyKeyringDto,
-    RotationStatusDto,
+    DataKeyRotationDto, HealthDto, KeyStatusDto, KeysDto, ReadyAuditDto, ReadyClusterDto, ReadyDto,
+    ReadyKeyringDto, RotationStatusDto,
 };
 use crate::api::metrics::Gauges;
 use crate::api::problem::ApiError;
 use crate::api::{Call, Reply, openapi};
+use crate::data_key_rotation;
 use crate::rotation::RotationState;
 use crate::store::StorageHealth;
 
@@ -163,7 +164,18 @@ pub async fn keys(call: Call) -> Result<Reply, ApiError> {
     } else {
         "running"
     };
+    let data_key_rotations =
+        data_key_rotation::in_progress(&call.state.store, call.state.rotation.data_keys())
+            .await?
+            .into_iter()
+            .map(|(tenant, resealing)| DataKeyRotationDto {
+                tenant_id: tenant.to_string(),
+                data_key_id: resealing.data_key.to_string(),
+                remaining: resealing.remaining,
+            })
+            .collect();
     Ok(Reply::ok_sorted(&KeysDto {
+        data_key_rotations,
         active,
         degraded: keyring.is_empty(),
         keys,

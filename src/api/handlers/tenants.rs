@@ -1,9 +1,19 @@
 //! Tenants: created and deleted by the admin; a tenant token sees its own.
+//! The admin rotates a tenant's data key here; the re-seal that follows
+//! runs in the background (`data_key_rotation`).
 
-use crate::api::dto::{PutTenantBody, TenantDto, TenantListDto};
+use hyper::StatusCode;
+
+use super::data_keys::ActiveKey;
+use crate::api::dto::{
+    PutTenantBody, TenantDetailDto, TenantDto, TenantListDto, TenantShreddedDto, WarningDto,
+};
 use crate::api::problem::ApiError;
 use crate::api::{Call, Reply};
-use hyper::StatusCode;
+use crate::data_key_rotation;
+use crate::model::TenantId;
+use crate::store::data_keys::DataKeyInfo;
+use crate::store::records::TenantRecord;
 
 pub async fn list(call: Call) -> Result<Reply, ApiError> {
     let own = call.principal()?.tenant().cloned();
@@ -40,13 +50,74 @@ pub async fn put(call: Call) -> Result<Reply, ApiError> {
 pub async fn get(call: Call) -> Result<Reply, ApiError> {
     let tenant = call.tenant_param()?;
     let id = tenant.clone();
-    match call.state.store.read_async(move |r| r.tenant(&id)).await? {
-        Some(record) => Ok(Reply::ok(&TenantDto::new(tenant.as_str(), &record))),
-        None => Err(ApiError::not_found(
+    let (record, info) = call
+        .state
+        .store
+        .read_async(move |r| Ok((r.tenant(&id)?, r.data_key_info(&id)?)))
+        .await?;
+    let Some(record) = record else {
+        return Err(ApiError::not_found(
             "tenant_not_found",
             format!("tenant {tenant}"),
-        )),
+        ));
+    };
+    let detail = detail(&call, &tenant, &record, info.as_ref()).await?;
+    Ok(Reply::ok(&detail))
+}
+
+/// `POST /v1/tenants/{id}/rotate-data-key`: a new data key wrapped under
+/// the active master key becomes the tenant's current one (audited
+/// `tenant.data_key_rotated`); 202 with its id and the values to re-seal,
+/// which the job then moves in the background.
+pub async fn rotate_data_key(call: Call) -> Result<Reply, ApiError> {
+    let tenant = call.tenant_param()?;
+    let active = ActiveKey::of(&call)?;
+    let (dek_id, wrapped) = active.new_data_key(&tenant)?;
+    let fingerprint = active.fingerprint;
+    let actor = call.actor();
+    let owner = tenant.clone();
+    let (record, info) = call
+        .state
+        .store
+        .write_async(move |w| {
+            let info = w.rotate_data_key(&owner, &dek_id, wrapped.clone(), fingerprint, &actor)?;
+            let record = w.tenant(&owner)?;
+            Ok((record, info))
+        })
+        .await?;
+    let Some(record) = record else {
+        return Err(ApiError::not_found(
+            "tenant_not_found",
+            format!("tenant {tenant}"),
+        ));
+    };
+    let detail = detail(&call, &tenant, &record, Some(&info)).await?;
+    tracing::info!(tenant_id = %tenant, data_key_id = %info.id, key_id = %active.id, "tenant data key rotated");
+    call.state.rotation.trigger();
+    Ok(Reply::json(StatusCode::ACCEPTED, &detail))
+}
+
+/// A tenant with its data key and the progress of a rotation.
+async fn detail(
+    call: &Call,
+    tenant: &TenantId,
+    record: &TenantRecord,
+    info: Option<&DataKeyInfo>,
+) -> Result<TenantDetailDto, ApiError> {
+    let Some(info) = info else {
+        return Ok(TenantDetailDto::new(tenant.as_str(), record, None));
+    };
+    let progress = call.state.rotation.data_keys();
+    let resealing = data_key_rotation::resealing(&call.state.store, progress, tenant, info).await?;
+    if let Some(resealing) = &resealing {
+        progress.set(tenant, resealing.clone());
     }
+    let remaining = resealing.map(|r| r.remaining);
+    Ok(TenantDetailDto::new(
+        tenant.as_str(),
+        record,
+        Some((info, remaining)),
+    ))
 }
 
 pub async fn delete(call: Call) -> Result<Reply, ApiError> {
@@ -63,7 +134,16 @@ pub async fn delete(call: Call) -> Result<Reply, ApiError> {
             cleanup_pending = !warnings.is_empty(),
             "tenant crypto-shredded"
         );
-        return Ok(Reply::no_content());
+        if warnings.is_empty() {
+            return Ok(Reply::no_content());
+        }
+        // As for an app deletion: gone, but objects that may hold values
+        // are left in the cluster until the retry removes them.
+        return Ok(Reply::ok(&TenantShreddedDto {
+            tenant_id: tenant.to_string(),
+            shredded: true,
+            warnings: warnings.iter().map(WarningDto::from).collect(),
+        }));
     }
     let id = tenant.clone();
     call.state

@@ -559,6 +559,7 @@ mod tests {
                 remaining: 0,
                 waiting_for: std::collections::BTreeMap::new(),
             },
+            data_key_rotations: Vec::new(),
         })
     }
 
