@@ -43,8 +43,10 @@ use crate::openapi::Contract;
 use crate::server::{Answer, Options, TestServer};
 use crate::tmpfs::Tmpfs;
 
-/// Size of the store's file system.
-const TMPFS_SIZE: &str = "16m";
+/// Size of the store's file system. A deleted secret keeps its versions
+/// (a tombstone, and its older values for a restore: issue 16), so deleting
+/// frees less than it writes; 100 cycles need about 30 MiB.
+const TMPFS_SIZE: &str = "48m";
 /// Apps of tenant `acme`; tenant-token writer `w` writes overrides of app `w`.
 const APPS: usize = 4;
 /// Writers with the admin token, writing tenant defaults of `acme`.
@@ -54,7 +56,7 @@ const VALUE_BYTES: usize = 2048;
 /// Longest any request may take, whatever the disk does.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Of each cycle's acknowledged keys, one in this many is kept; the others
-/// are deleted so the file does not outgrow the tmpfs over 100 cycles.
+/// are deleted (their live records; their kept versions stay).
 const KEEP_EVERY: u64 = 32;
 /// What the reader asks for (path, as admin) — answered 200 through every fault.
 const READS: [(&str, bool); 5] = [
@@ -475,6 +477,7 @@ struct Tally {
 
 /// Writers, readers and a deployer running against one daemon.
 struct Load {
+    server: Arc<TestServer>,
     tally: Arc<Tally>,
     stop: Arc<AtomicBool>,
     /// Set before a SIGKILL: a failed connection then ends a task quietly.
@@ -587,6 +590,7 @@ impl Load {
             }));
         }
         Load {
+            server: server.clone(),
             tally,
             stop,
             killing,
@@ -598,7 +602,22 @@ impl Load {
     async fn wait_for(&self, what: &str, done: impl Fn(&Tally) -> bool) {
         let deadline = Instant::now() + PATIENCE;
         while !done(&self.tally) {
-            assert!(Instant::now() < deadline, "{what}: not within {PATIENCE:?}");
+            if Instant::now() >= deadline {
+                let t = &self.tally;
+                panic!(
+                    "{what}: not within {PATIENCE:?} ({} writes acknowledged, {} refused, {} in a row; {} reads; {} deploys, {} refused); daemon log tail:\n{}",
+                    t.acked_count.load(Ordering::SeqCst),
+                    t.refused.load(Ordering::SeqCst),
+                    t.refused_in_a_row.load(Ordering::SeqCst),
+                    t.reads.load(Ordering::SeqCst),
+                    t.deploys.load(Ordering::SeqCst),
+                    t.deploys_refused.load(Ordering::SeqCst),
+                    self.server
+                        .process
+                        .as_ref()
+                        .map_or_else(String::new, |daemon| daemon.log_tail())
+                );
+            }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
