@@ -120,7 +120,7 @@ impl Rotation {
 
     /// Runs passes on start and on every trigger until `shutdown` fires; a
     /// pass that failed on a storage fault runs again once the store is
-    /// healthy (at least [`FAULT_RETRY`] later).
+    /// healthy (at least `FAULT_RETRY` later).
     pub async fn run(
         self: Arc<Self>,
         store: Arc<Store>,

@@ -244,7 +244,7 @@ impl Writer {
     /// `tenant.data_key_retired`; returns the ids it deleted. The caller
     /// found no value under them in one read snapshot in which none of
     /// them was current: no value can have been sealed under them since
-    /// ([`Writer::check_current_data_key`]). The current key is never
+    /// (`Writer::check_current_data_key`). The current key is never
     /// deleted, nor a wrap that is gone already.
     pub fn retire_data_keys(
         &mut self,
