@@ -135,50 +135,33 @@ fn reseal_passes(work: &Path, sizes: &[usize]) {
         let old = key("k1");
         let template = work.join(format!("reseal-{records}.redb"));
         build_store(&template, &old, 0, records);
-        let mut reports: Vec<(Duration, Duration, PassReport)> = Vec::new();
-        for pass in 0..PASSES {
-            let path = work.join(format!("reseal-{records}-{pass}.redb"));
-            std::fs::copy(&template, &path).expect("copy store");
-            let store = Arc::new(Store::open(&path, store_options()).expect("open"));
-            let new = key("k2");
-            let keyring = SharedKeyring::new(Keyring::from_keys([
-                (old.id.clone(), old.copy()),
-                (new.id.clone(), new.copy()),
-            ]));
-            let rotation = Rotation::default();
-            let stop = exsec::shutdown::Trigger::new();
-            let stopped = stop.subscribe();
-            let cpu_before = process_cpu();
-            let begun = Instant::now();
-            let report = runtime
-                .block_on(rotation.pass(&store, &keyring, &stopped))
-                .expect("pass");
-            let elapsed = begun.elapsed();
-            let cpu = process_cpu() - cpu_before;
-            let usage = store.read(|r| r.key_usage()).expect("usage");
-            assert_eq!(
-                usage,
-                BTreeMap::from([("k2".to_owned(), records.div_ceil(BULK_KEYS) as u64)]),
-                "every record under a data key, every data key wrapped by the new key"
-            );
-            assert_eq!(rotation.status().state, RotationState::Idle);
-            drop(store);
-            std::fs::remove_file(&path).expect("remove");
-            reports.push((elapsed, cpu, report));
-        }
-        reports.sort_by_key(|(elapsed, _, _)| *elapsed);
-        let (median, cpu, report) = &reports[PASSES / 2];
-        println!(
-            "| {records} | {} | {} | {:.0} | {} | {} | {} | {} | {} |",
-            ms(*median),
-            ms(reports[0].0),
-            records as f64 / median.as_secs_f64(),
-            ms(*cpu),
-            ms(report.read),
-            ms(report.reseal),
-            ms(report.write),
-            report.batches,
+        let new = key("k2");
+        let keyring = SharedKeyring::new(Keyring::from_keys([
+            (old.id.clone(), old.copy()),
+            (new.id.clone(), new.copy()),
+        ]));
+        let reports = timed_passes(
+            &template,
+            |_| (),
+            |store| {
+                let rotation = Rotation::default();
+                let stop = exsec::shutdown::Trigger::new();
+                let report = runtime
+                    .block_on(rotation.pass(store, &keyring, &stop.subscribe()))
+                    .expect("pass");
+                assert_eq!(rotation.status().state, RotationState::Idle);
+                report
+            },
+            |store, (), _| {
+                let usage = store.read(|r| r.key_usage()).expect("usage");
+                assert_eq!(
+                    usage,
+                    BTreeMap::from([("k2".to_owned(), records.div_ceil(BULK_KEYS) as u64)]),
+                    "every record under a data key, every data key wrapped by the new key"
+                );
+            },
         );
+        reseal_row(records, &reports);
     }
     println!();
     println!(
@@ -204,45 +187,35 @@ fn rewrap_passes(work: &Path, sizes: &[usize]) {
         let old = key("k1");
         let template = work.join(format!("rewrap-{records}.redb"));
         build_store(&template, &old, 0, records);
-        {
-            // Move the values under data keys (wrapped by the old key).
-            let store = Arc::new(Store::open(&template, store_options()).expect("open"));
-            let keyring = SharedKeyring::new(Keyring::from_keys([(old.id.clone(), old.copy())]));
-            let stop = exsec::shutdown::Trigger::new();
-            let report = runtime
-                .block_on(Rotation::default().pass(&store, &keyring, &stop.subscribe()))
-                .expect("move under data keys");
-            assert_eq!(report.resealed as usize, records);
-        }
-        let mut reports: Vec<(Duration, Duration, PassReport)> = Vec::new();
-        for pass in 0..PASSES {
-            let path = work.join(format!("rewrap-{records}-{pass}.redb"));
-            std::fs::copy(&template, &path).expect("copy store");
-            let store = Arc::new(Store::open(&path, store_options()).expect("open"));
-            let new = key("k2");
-            let keyring = SharedKeyring::new(Keyring::from_keys([
-                (old.id.clone(), old.copy()),
-                (new.id.clone(), new.copy()),
-            ]));
-            let rotation = Rotation::default();
-            let stop = exsec::shutdown::Trigger::new();
-            let stopped = stop.subscribe();
-            let cpu_before = process_cpu();
-            let begun = Instant::now();
-            let report = runtime
-                .block_on(rotation.pass(&store, &keyring, &stopped))
-                .expect("pass");
-            let elapsed = begun.elapsed();
-            let cpu = process_cpu() - cpu_before;
-            assert_eq!((report.rewrapped as usize, report.resealed), (tenants, 0));
-            let usage = store.read(|r| r.key_usage()).expect("usage");
-            assert_eq!(usage, BTreeMap::from([("k2".to_owned(), tenants as u64)]));
-            assert_eq!(rotation.status().state, RotationState::Idle);
-            drop(store);
-            std::fs::remove_file(&path).expect("remove");
-            reports.push((elapsed, cpu, report));
-        }
-        reports.sort_by_key(|(elapsed, _, _)| *elapsed);
+        move_under_data_keys(
+            &runtime,
+            &template,
+            &SharedKeyring::new(Keyring::from_keys([(old.id.clone(), old.copy())])),
+            records,
+        );
+        let new = key("k2");
+        let keyring = SharedKeyring::new(Keyring::from_keys([
+            (old.id.clone(), old.copy()),
+            (new.id.clone(), new.copy()),
+        ]));
+        let reports = timed_passes(
+            &template,
+            |_| (),
+            |store| {
+                let rotation = Rotation::default();
+                let stop = exsec::shutdown::Trigger::new();
+                let report = runtime
+                    .block_on(rotation.pass(store, &keyring, &stop.subscribe()))
+                    .expect("pass");
+                assert_eq!(rotation.status().state, RotationState::Idle);
+                report
+            },
+            |store, (), report| {
+                assert_eq!((report.rewrapped as usize, report.resealed), (tenants, 0));
+                let usage = store.read(|r| r.key_usage()).expect("usage");
+                assert_eq!(usage, BTreeMap::from([("k2".to_owned(), tenants as u64)]));
+            },
+        );
         let (median, cpu, report) = &reports[PASSES / 2];
         println!(
             "| {records} | {tenants} | {} | {} | {} | {} |",
@@ -252,6 +225,70 @@ fn rewrap_passes(work: &Path, sizes: &[usize]) {
             ms(*cpu),
         );
     }
+}
+
+/// Moves the values of `template` (sealed directly under the master key)
+/// under their tenants' data keys: one pass, as the first start of this
+/// version does.
+fn move_under_data_keys(
+    runtime: &Runtime,
+    template: &Path,
+    keyring: &SharedKeyring,
+    records: usize,
+) {
+    let store = Arc::new(Store::open(template, store_options()).expect("open"));
+    let stop = exsec::shutdown::Trigger::new();
+    let report = runtime
+        .block_on(Rotation::default().pass(&store, keyring, &stop.subscribe()))
+        .expect("move under data keys");
+    assert_eq!(report.resealed as usize, records);
+}
+
+/// [`PASSES`] timed passes, each on a fresh copy of `template`: `prepare`
+/// readies the copy (untimed), `pass` runs one (wall and process CPU time
+/// are measured around it), `check` looks at the store it left. Sorted by
+/// wall time.
+fn timed_passes<S>(
+    template: &Path,
+    prepare: impl Fn(&Arc<Store>) -> S,
+    pass: impl Fn(&Arc<Store>) -> PassReport,
+    check: impl Fn(&Store, S, &PassReport),
+) -> Vec<(Duration, Duration, PassReport)> {
+    let mut reports = Vec::new();
+    for n in 0..PASSES {
+        let path = template.with_extension(format!("{n}.redb"));
+        std::fs::copy(template, &path).expect("copy store");
+        let store = Arc::new(Store::open(&path, store_options()).expect("open"));
+        let prepared = prepare(&store);
+        let cpu_before = process_cpu();
+        let begun = Instant::now();
+        let report = pass(&store);
+        let elapsed = begun.elapsed();
+        let cpu = process_cpu() - cpu_before;
+        check(&store, prepared, &report);
+        drop(store);
+        std::fs::remove_file(&path).expect("remove");
+        reports.push((elapsed, cpu, report));
+    }
+    reports.sort_by_key(|(elapsed, _, _)| *elapsed);
+    reports
+}
+
+/// One row of a re-seal table: median and best pass, rate, CPU, the job's
+/// phases.
+fn reseal_row(records: usize, reports: &[(Duration, Duration, PassReport)]) {
+    let (median, cpu, report) = &reports[PASSES / 2];
+    println!(
+        "| {records} | {} | {} | {:.0} | {} | {} | {} | {} | {} |",
+        ms(*median),
+        ms(reports[0].0),
+        records as f64 / median.as_secs_f64(),
+        ms(*cpu),
+        ms(report.read),
+        ms(report.reseal),
+        ms(report.write),
+        report.batches,
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -488,59 +525,31 @@ fn data_key_passes(work: &Path, sizes: &[usize]) {
         let keyring = SharedKeyring::new(Keyring::from_keys([(master.id.clone(), master.copy())]));
         let template = work.join(format!("dek-{records}.redb"));
         build_tenant_store(&template, &keyring.snapshot(), dek_apps(records));
-        {
-            // Move the values under the tenant's data key.
-            let store = Arc::new(Store::open(&template, store_options()).expect("open"));
-            let stop = exsec::shutdown::Trigger::new();
-            let report = runtime
-                .block_on(Rotation::default().pass(&store, &keyring, &stop.subscribe()))
-                .expect("move under data keys");
-            assert_eq!(report.resealed as usize, records);
-        }
-        let mut reports: Vec<(Duration, Duration, PassReport)> = Vec::new();
-        for pass in 0..PASSES {
-            let path = work.join(format!("dek-{records}-{pass}.redb"));
-            std::fs::copy(&template, &path).expect("copy store");
-            let store = Arc::new(Store::open(&path, store_options()).expect("open"));
-            let new_id = rotate_data_key(&store, &keyring.snapshot());
-            let rotation = Rotation::default();
-            let stop = exsec::shutdown::Trigger::new();
-            let stopped = stop.subscribe();
-            let cpu_before = process_cpu();
-            let begun = Instant::now();
-            let report = runtime
-                .block_on(rotation.data_key_pass(&store, &keyring, &stopped))
-                .expect("pass");
-            let elapsed = begun.elapsed();
-            let cpu = process_cpu() - cpu_before;
-            let tenant = TenantId::parse(DEK_TENANT).expect("tenant");
-            let (wraps, usage) = store
-                .read(|r| Ok((r.data_keys(&tenant)?, r.data_key_use(&tenant)?)))
-                .expect("read");
-            assert_eq!(wraps.len(), 1, "the old wrap is gone");
-            assert_eq!(
-                usage,
-                BTreeMap::from([(new_id, records as u64)]),
-                "every value under the new data key"
-            );
-            assert_eq!(report.resealed as usize, records);
-            drop(store);
-            std::fs::remove_file(&path).expect("remove");
-            reports.push((elapsed, cpu, report));
-        }
-        reports.sort_by_key(|(elapsed, _, _)| *elapsed);
-        let (median, cpu, report) = &reports[PASSES / 2];
-        println!(
-            "| {records} | {} | {} | {:.0} | {} | {} | {} | {} | {} |",
-            ms(*median),
-            ms(reports[0].0),
-            records as f64 / median.as_secs_f64(),
-            ms(*cpu),
-            ms(report.read),
-            ms(report.reseal),
-            ms(report.write),
-            report.batches,
+        move_under_data_keys(&runtime, &template, &keyring, records);
+        let reports = timed_passes(
+            &template,
+            |store| rotate_data_key(store, &keyring.snapshot()),
+            |store| {
+                let stop = exsec::shutdown::Trigger::new();
+                runtime
+                    .block_on(Rotation::default().data_key_pass(store, &keyring, &stop.subscribe()))
+                    .expect("pass")
+            },
+            |store, new_id, report| {
+                let tenant = TenantId::parse(DEK_TENANT).expect("tenant");
+                let (wraps, usage) = store
+                    .read(|r| Ok((r.data_keys(&tenant)?, r.data_key_use(&tenant)?)))
+                    .expect("read");
+                assert_eq!(wraps.len(), 1, "the old wrap is gone");
+                assert_eq!(
+                    usage,
+                    BTreeMap::from([(new_id, records as u64)]),
+                    "every value under the new data key"
+                );
+                assert_eq!(report.resealed as usize, records);
+            },
         );
+        reseal_row(records, &reports);
     }
 }
 
