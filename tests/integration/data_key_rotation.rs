@@ -88,15 +88,7 @@ async fn a_data_key_rotation_under_writes_and_deploys_loses_nothing() {
     };
     let (written, ()) = tokio::join!(writes, deploys);
 
-    let done = eventually("the rotation finishes", || async {
-        let key = data_key(&server, "acme").await;
-        if key["resealing"].is_null() {
-            Ok(key)
-        } else {
-            Err(key.to_string())
-        }
-    })
-    .await;
+    let done = resealed(&server, "acme", "the rotation finishes").await;
     assert_eq!(done["id"], new["id"]);
     let keys = server.admin("GET", "/v1/keys", None).await.json();
     assert_eq!(keys["data_key_rotations"], json!([]), "{keys}");
@@ -207,15 +199,7 @@ async fn a_data_key_rotation_killed_mid_way_resumes_at_the_next_start() {
             left <= seen,
             "values went back under older keys: {left} > {seen}"
         );
-        let done = eventually("the resumed rotation finishes", || async {
-            let key = data_key(&server, "acme").await;
-            if key["resealing"].is_null() {
-                Ok(key)
-            } else {
-                Err(key.to_string())
-            }
-        })
-        .await;
+        let done = resealed(&server, "acme", "the resumed rotation finishes").await;
         assert_eq!(&done["id"], rotations.last().unwrap());
         for app in APPS {
             server.deploy_ok(app).await;
@@ -295,15 +279,7 @@ async fn a_rotation_that_failed_on_a_read_only_disk_resumes_once_it_heals() {
     // Writable again: the probe heals the store and the job resumes; no
     // write, key change or restart asks it to.
     tmpfs.remount(false).unwrap();
-    let done = eventually("the rotation finishes after the heal", || async {
-        let key = data_key(&server, "acme").await;
-        if key["resealing"].is_null() {
-            Ok(key)
-        } else {
-            Err(key.to_string())
-        }
-    })
-    .await;
+    let done = resealed(&server, "acme", "the rotation finishes after the heal").await;
     assert_ne!(done["id"], old["id"]);
     server.deploy_ok("web").await;
     let mut expected = written["/v1/tenants/acme"].clone();
@@ -448,6 +424,20 @@ async fn seed_values(server: &TestServer, tenant: &str, apps: usize) -> Written 
         }
     }
     written
+}
+
+/// `data_key` of `GET /v1/tenants/{tenant}` once no value waits for a
+/// re-seal (`resealing` is null); `what` names the wait in a failure.
+async fn resealed(server: &TestServer, tenant: &str, what: &str) -> Value {
+    eventually(what, || async {
+        let key = data_key(server, tenant).await;
+        if key["resealing"].is_null() {
+            Ok(key)
+        } else {
+            Err(key.to_string())
+        }
+    })
+    .await
 }
 
 /// `data_key` of `GET /v1/tenants/{tenant}`.
