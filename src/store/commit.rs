@@ -623,25 +623,49 @@ mod tests {
         assert_eq!(tenant_ids(&store), ["c"]);
     }
 
+    /// A blocking caller's write whose closure holds its commit open until
+    /// released: (entered, release, the caller's thread).
+    fn held_blocking_write(
+        store: &Arc<Store>,
+        id: &'static str,
+    ) -> (
+        mpsc::Receiver<()>,
+        mpsc::Sender<()>,
+        thread::JoinHandle<Result<(), StoreError>>,
+    ) {
+        let (entered, release, work) = holding(id);
+        let store = store.clone();
+        let caller = thread::spawn(move || store.write(work));
+        (entered, release, caller)
+    }
+
+    /// A write of tenant `id` that says when it runs and then holds its
+    /// commit open until released: (entered, release, the write).
+    fn holding(
+        id: &'static str,
+    ) -> (
+        mpsc::Receiver<()>,
+        mpsc::Sender<()>,
+        impl Fn(&mut Writer) -> Result<(), StoreError> + Send + 'static,
+    ) {
+        let (entered_tx, entered) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let released = Mutex::new(released);
+        let work = move |w: &mut Writer| {
+            entered_tx.send(()).unwrap();
+            lock(&released).recv().unwrap();
+            w.put_tenant(&tenant(id), "admin").map(drop)
+        };
+        (entered, release, work)
+    }
+
     /// Writes queued while a commit is in flight share the next commit,
     /// and each caller gets its own answer.
     #[test]
     fn writes_queued_behind_a_commit_share_the_next_one() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(open_store(&dir));
-        let (entered_tx, entered) = mpsc::channel();
-        let (release, released) = mpsc::channel::<()>();
-        let released = Mutex::new(released);
-        let leader = {
-            let store = store.clone();
-            thread::spawn(move || {
-                store.write(move |w| {
-                    entered_tx.send(()).unwrap();
-                    lock(&released).recv().unwrap();
-                    w.put_tenant(&tenant("leader"), "admin").map(drop)
-                })
-            })
-        };
+        let (entered, release, leader) = held_blocking_write(&store, "leader");
         entered.recv().unwrap();
         let followers: Vec<_> = ["f1", "f2", "f3", "f4"]
             .into_iter()
@@ -706,19 +730,9 @@ mod tests {
         mpsc::Sender<()>,
         tokio::task::JoinHandle<Result<(), StoreError>>,
     ) {
-        let (entered_tx, entered) = mpsc::channel();
-        let (release, released) = mpsc::channel::<()>();
-        let released = Mutex::new(released);
+        let (entered, release, work) = holding(id);
         let store = store.clone();
-        let task = tokio::spawn(async move {
-            store
-                .write_async(move |w| {
-                    entered_tx.send(()).unwrap();
-                    lock(&released).recv().unwrap();
-                    w.put_tenant(&tenant(id), "admin").map(drop)
-                })
-                .await
-        });
+        let task = tokio::spawn(async move { store.write_async(work).await });
         (entered, release, task)
     }
 
@@ -777,19 +791,8 @@ mod tests {
         entered.recv().unwrap();
         // Behind the open commit: a blocking caller holding its own commit
         // open once it leads, then two async writes.
-        let (blocking_entered_tx, blocking_entered) = mpsc::channel();
-        let (blocking_release, blocking_released) = mpsc::channel::<()>();
-        let blocking_released = Mutex::new(blocking_released);
-        let blocking = {
-            let store = store.clone();
-            thread::spawn(move || {
-                store.write(move |w| {
-                    blocking_entered_tx.send(()).unwrap();
-                    lock(&blocking_released).recv().unwrap();
-                    w.put_tenant(&tenant("blocking"), "admin").map(drop)
-                })
-            })
-        };
+        let (blocking_entered, blocking_release, blocking) =
+            held_blocking_write(&store, "blocking");
         until_queued(&store, 1);
         let later: Vec<_> = ["a1", "a2"]
             .into_iter()
