@@ -29,6 +29,8 @@ pub struct Daemon {
     /// Behind a mutex so that a `TestServer` holding a daemon is `Sync`.
     lines: Mutex<mpsc::Receiver<String>>,
     tail: Arc<Mutex<VecDeque<String>>>,
+    /// The thread draining stderr; finished once the pipe closed.
+    drain: std::thread::JoinHandle<()>,
 }
 
 impl Daemon {
@@ -57,7 +59,7 @@ impl Daemon {
         let (line_tx, lines) = mpsc::channel();
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         let kept = tail.clone();
-        std::thread::spawn(move || {
+        let drain = std::thread::spawn(move || {
             for line in stderr.lines() {
                 let Ok(line) = line else { return };
                 {
@@ -74,6 +76,7 @@ impl Daemon {
             child,
             lines: Mutex::new(lines),
             tail,
+            drain,
         }
     }
 
@@ -160,16 +163,23 @@ impl Daemon {
         assert!(status.success(), "{status}; log tail:\n{}", self.log_tail());
     }
 
-    /// Waits for the process to exit.
+    /// Waits for the process to exit and for its log to be read to the end.
     pub fn wait(&mut self) -> std::process::ExitStatus {
         let deadline = Instant::now() + PATIENCE;
-        loop {
+        let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
+                break status;
             }
             assert!(Instant::now() < deadline, "exsec did not exit");
             std::thread::sleep(Duration::from_millis(10));
+        };
+        // The exit can come before the drain thread read the last lines:
+        // the log is complete once it saw the pipe close.
+        while !self.drain.is_finished() {
+            assert!(Instant::now() < deadline, "exsec's stderr stayed open");
+            std::thread::sleep(Duration::from_millis(1));
         }
+        status
     }
 }
 
