@@ -38,15 +38,14 @@ use crate::model::InjectionReason::{
     MasterKeyUnavailable, NoSecrets, SecretApplyFailed, UndecryptableValues,
 };
 use crate::model::{
-    AppId, DeployStatus, EnvKey, ImageRef, InjectionReason, InjectionStatus, Port, Replicas,
-    TenantId, Timestamp,
+    AppId, DeployStatus, DeployTrigger, EnvKey, ImageRef, InjectionReason, InjectionStatus, Port,
+    Replicas, RolloutChange, TenantId, Timestamp,
 };
 use crate::resolve::{self, EffectiveSet, Warning};
 use crate::store::deploys::deploy_id;
 use crate::store::pins::PinChange;
 use crate::store::records::{
-    AppRecord, DeployRecord, DeployTrigger, IdempotencyRecord, InjectedKey, InjectionRecord,
-    RolloutChange, WarningRecord,
+    AppRecord, DeployRecord, IdempotencyRecord, InjectedKey, InjectionRecord, WarningRecord,
 };
 use crate::store::{SecretLayout, Store, StoreError};
 use cleanup::SecretOutcome;

@@ -8,9 +8,14 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 mod outcome;
+mod word;
 mod workload;
 
-pub use outcome::{DeployStatus, InjectionReason, InjectionStatus, UnknownWord};
+pub use outcome::{
+    DeployStatus, DeployTrigger, InjectionReason, InjectionStatus, RolloutChange, RolloutState,
+};
+pub(crate) use word::word_enum;
+pub use word::{UnknownWord, Word};
 pub use workload::{ImageRef, MAX_IMAGE_REF_LEN, MAX_REPLICAS, Port, Replicas};
 
 /// Longest tenant or app id: `app-{app_id}-external-secrets` must stay a

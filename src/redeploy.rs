@@ -32,9 +32,10 @@ use tokio::time::Instant;
 use crate::audit::{NewEvent, event};
 use crate::deploy::{DeployError, DeployRequest, DeployResult, Deployer};
 use crate::error_chain::chain;
+use crate::model::DeployTrigger;
 use crate::model::{AppId, DeployStatus, ImageRef, Port, Replicas, TenantId};
 use crate::shutdown::Shutdown;
-use crate::store::records::{DeployTrigger, RedeployRecord};
+use crate::store::records::RedeployRecord;
 use crate::store::{Store, StoreError};
 
 /// The audit actor of automatic redeploys.

@@ -11,7 +11,9 @@ use crate::api::dto::{
     AppDto, DeployBody, DeployDetailDto, DeployDto, DeployFailedDto, DeployListDto, DryRunDto,
     InjectionDto, RolloutDto, WarningDto,
 };
-use crate::model::{AppId, TenantId};
+use crate::model::{
+    AppId, DeployStatus, InjectionReason, InjectionStatus, RolloutChange, TenantId,
+};
 
 /// What `exsec deploy` asks for.
 pub struct Request {
@@ -128,7 +130,7 @@ pub async fn history(
             let secrets = &d.external_secrets;
             let outcome = match &secrets.reason {
                 Some(reason) => format!("{} ({reason})", secrets.status),
-                None => secrets.status.clone(),
+                None => secrets.status.to_string(),
             };
             let pin = if pinned_to.as_deref() == Some(d.deploy_id.as_str()) {
                 " (pinned)"
@@ -139,7 +141,7 @@ pub async fn history(
                 format!("{}{pin}", d.deploy_id),
                 d.created_at.clone(),
                 d.image_ref.clone(),
-                d.status.clone(),
+                d.status.to_string(),
                 outcome,
                 secrets.key_count.to_string(),
             ]
@@ -164,13 +166,13 @@ pub(super) struct Summary<'a> {
     deploy_id: &'a str,
     app_id: &'a str,
     tenant_id: &'a str,
-    status: &'a str,
+    status: DeployStatus,
     image_ref: Option<&'a str>,
     error: Option<&'a str>,
     warnings: &'a [WarningDto],
     external_secrets: &'a InjectionDto,
-    /// `restarted` or `unchanged` (pods), when the daemon says.
-    rollout: Option<&'a str>,
+    /// Whether the pods restarted, when the daemon says.
+    rollout: Option<RolloutChange>,
 }
 
 impl<'a> From<&'a DeployDto> for Summary<'a> {
@@ -179,12 +181,12 @@ impl<'a> From<&'a DeployDto> for Summary<'a> {
             deploy_id: &deploy.deploy_id,
             app_id: &deploy.app_id,
             tenant_id: &deploy.tenant_id,
-            status: &deploy.status,
+            status: deploy.status,
             image_ref: Some(&deploy.image_ref),
             error: deploy.error.as_deref(),
             warnings: &deploy.warnings,
             external_secrets: &deploy.external_secrets,
-            rollout: deploy.rollout.as_deref(),
+            rollout: deploy.rollout,
         }
     }
 }
@@ -195,7 +197,7 @@ impl<'a> From<&'a DeployFailedDto> for Summary<'a> {
             deploy_id: &failed.deploy_id,
             app_id: &failed.app_id,
             tenant_id: &failed.tenant_id,
-            status: "failed",
+            status: DeployStatus::Failed,
             image_ref: None,
             error: None,
             warnings: &failed.warnings,
@@ -222,11 +224,13 @@ pub(super) fn describe(deploy: &Summary<'_>) -> Vec<String> {
         injection_text(deploy.external_secrets)
     ));
     match deploy.rollout {
-        Some("restarted") => lines.push("pods: restarted (the pod template changed)".to_owned()),
-        Some("unchanged") => {
+        Some(RolloutChange::Restarted) => {
+            lines.push("pods: restarted (the pod template changed)".to_owned());
+        }
+        Some(RolloutChange::Unchanged) => {
             lines.push("pods: unchanged (same image, port and secrets; no restart)".to_owned());
         }
-        _ => {}
+        None => {}
     }
     lines.extend(
         deploy
@@ -241,24 +245,24 @@ pub(super) fn describe(deploy: &Summary<'_>) -> Vec<String> {
 /// The injection outcome as a sentence.
 pub fn injection_text(secrets: &InjectionDto) -> String {
     let secret_name = &secrets.secret_name;
-    match (secrets.status.as_str(), secrets.reason.as_deref()) {
-        ("injected", _) => format!(
+    match (secrets.status, secrets.reason) {
+        (InjectionStatus::Injected, _) => format!(
             "injected {} keys into Secret {secret_name}: {}",
             secrets.key_count,
             names(&secrets.keys)
         ),
-        ("skipped", Some("no_secrets")) => format!(
+        (InjectionStatus::Skipped, Some(InjectionReason::NoSecrets)) => format!(
             "skipped (no_secrets): the app and its tenant have no external secrets; Secret {secret_name} was removed if it existed"
         ),
-        ("skipped", Some("master_key_unavailable")) => format!(
+        (InjectionStatus::Skipped, Some(InjectionReason::MasterKeyUnavailable)) => format!(
             "skipped (master_key_unavailable): no master key is loaded; Secret {secret_name} was left as it was. Add a key (exsec keys generate --dir KEYS_DIR) and deploy again"
         ),
-        ("failed", Some("undecryptable_values")) => format!(
+        (InjectionStatus::Failed, Some(InjectionReason::UndecryptableValues)) => format!(
             "failed (undecryptable_values): {} are sealed under a master key that is not loaded; Secret {secret_name} was left as it was. Put the key file back and deploy again",
             names(&secrets.undecryptable)
         ),
         (status, Some(reason)) => format!("{status} ({reason})"),
-        (status, None) => status.to_owned(),
+        (status, None) => status.to_string(),
     }
 }
 
@@ -274,7 +278,6 @@ pub(super) fn describe_dry_run(report: &DryRunDto) -> Vec<String> {
             secrets.status,
             secrets
                 .reason
-                .as_deref()
                 .map(|r| format!(" ({r})"))
                 .unwrap_or_default()
         ),
@@ -312,7 +315,7 @@ pub fn rollout_text(rollout: &RolloutDto) -> String {
         .as_ref()
         .filter(|c| c.replicas.is_some() || c.updated_replicas.is_some())
     else {
-        return rollout.status.clone();
+        return rollout.status.to_string();
     };
     let count = |n: Option<i32>| or_dash(n.map(|n| n.to_string()).as_deref());
     format!(

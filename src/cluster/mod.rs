@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use zeroize::Zeroizing;
 
-use crate::model::AppId;
+use crate::model::{AppId, RolloutState};
 
 /// A boxed future, so targets can sit behind `dyn ClusterTarget`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -130,7 +130,7 @@ pub struct EnvFromSecret {
 #[derive(Debug, Clone)]
 pub struct Rollout {
     /// `complete`, `progressing`, or `unknown` (a target that cannot tell).
-    pub status: &'static str,
+    pub status: RolloutState,
     /// Desired replicas.
     pub replicas: Option<i32>,
     /// Replicas running the current template.
@@ -175,7 +175,7 @@ impl DeploymentState {
         let desired = spec.and_then(|s| s.replicas).unwrap_or(1);
         let rollout = match status {
             None => Rollout {
-                status: "unknown",
+                status: RolloutState::Unknown,
                 replicas: spec.and_then(|s| s.replicas),
                 updated_replicas: None,
                 ready_replicas: None,
@@ -190,7 +190,11 @@ impl DeploymentState {
                 let complete =
                     observed && updated >= desired && available >= desired && total <= updated;
                 Rollout {
-                    status: if complete { "complete" } else { "progressing" },
+                    status: if complete {
+                        RolloutState::Complete
+                    } else {
+                        RolloutState::Progressing
+                    },
                     replicas: Some(desired),
                     updated_replicas: status.updated_replicas,
                     ready_replicas: status.ready_replicas,

@@ -3,78 +3,19 @@
 //! audit data, metrics labels), so no code compares or writes the words
 //! itself.
 //!
-//! Serialized as the word itself (`"succeeded"`), never as a variant
-//! index: stored deploy records held these as strings before they were
-//! enums, and bincode writes a string and a `&'static str` identically, so
-//! old records read as they are and new ones are written byte for byte as
-//! before (`store::records` has the test).
-
-use std::fmt;
+//! [`DeployStatus`], [`InjectionStatus`] and [`InjectionReason`] are
+//! serialized as the word itself (`"succeeded"`), never as a variant index:
+//! stored deploy records held these as strings before they were enums, and
+//! bincode writes a string and a `&'static str` identically, so old records
+//! read as they are and new ones are written byte for byte as before
+//! (`store::records` has the test). [`DeployTrigger`] and [`RolloutChange`]
+//! came later as enums and are stored as serde's variant index; in JSON
+//! serde writes their snake_case name, which is their word (a test here
+//! holds the two together).
 
 use serde::{Deserialize, Serialize};
 
-/// A stored or received word that names no variant.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown {what} {word:?}")]
-pub struct UnknownWord {
-    /// What the word should have named (`deploy status`, …).
-    pub what: &'static str,
-    /// The word found.
-    pub word: String,
-}
-
-/// An enum written as fixed words: `as_str`, `Display`, and serde through
-/// the word.
-macro_rules! word_enum {
-    (
-        $(#[$doc:meta])* $name:ident, $what:literal {
-            $($(#[$variant_doc:meta])* $variant:ident = $word:literal,)+
-        }
-    ) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(into = "&'static str", try_from = "String")]
-        pub enum $name {
-            $($(#[$variant_doc])* $variant,)+
-        }
-
-        impl $name {
-            /// Every variant, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
-
-            /// The word for it.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $word,)+
-                }
-            }
-        }
-
-        impl From<$name> for &'static str {
-            fn from(value: $name) -> &'static str {
-                value.as_str()
-            }
-        }
-
-        impl TryFrom<String> for $name {
-            type Error = UnknownWord;
-
-            fn try_from(word: String) -> Result<Self, UnknownWord> {
-                $name::ALL
-                    .iter()
-                    .copied()
-                    .find(|known| known.as_str() == word)
-                    .ok_or(UnknownWord { what: $what, word })
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
+use super::word::{Word, word_enum};
 
 word_enum!(
     /// How a deploy ended: only the Deployment apply decides it.
@@ -114,6 +55,70 @@ word_enum!(
     }
 );
 
+/// What started a deploy (SPEC §11.2). Stored by variant index: append new
+/// variants at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeployTrigger {
+    /// `POST /v1/apps/{id}/deploys`.
+    Api,
+    /// An automatic redeploy after the app's effective set changed.
+    SecretChange,
+    /// A rollback to an earlier deploy.
+    Rollback,
+}
+
+impl Word for DeployTrigger {
+    const WHAT: &'static str = "deploy trigger";
+    const ALL: &'static [Self] = &[Self::Api, Self::SecretChange, Self::Rollback];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            DeployTrigger::Api => "api",
+            DeployTrigger::SecretChange => "secret_change",
+            DeployTrigger::Rollback => "rollback",
+        }
+    }
+}
+
+/// Whether a deploy changed the pod template. Stored by variant index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutChange {
+    /// The pod template changed: the pods roll.
+    Restarted,
+    /// The same template as before: no pod restarts.
+    Unchanged,
+}
+
+impl Word for RolloutChange {
+    const WHAT: &'static str = "rollout change";
+    const ALL: &'static [Self] = &[Self::Restarted, Self::Unchanged];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            RolloutChange::Restarted => "restarted",
+            RolloutChange::Unchanged => "unchanged",
+        }
+    }
+}
+
+word_enum!(
+    /// Where the rollout of a deploy stands, as far as the cluster tells.
+    RolloutState, "rollout state" {
+        /// Every replica runs the deploy's pod template and is available.
+        Complete = "complete",
+        /// Replicas are still being replaced or are not yet available.
+        Progressing = "progressing",
+        /// The target cannot tell, or the cluster did not answer.
+        Unknown = "unknown",
+        /// A later deploy of the app runs now.
+        Superseded = "superseded",
+        /// The cluster holds no Deployment for the app.
+        Absent = "absent",
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,5 +141,28 @@ mod tests {
         }
         let error = InjectionStatus::try_from("partial".to_owned()).unwrap_err();
         assert_eq!(error.to_string(), "unknown injection status \"partial\"");
+    }
+
+    /// The enums stored by variant index write their word in JSON, so a
+    /// DTO can carry them as they are.
+    #[test]
+    fn index_stored_enums_write_their_word_in_json() {
+        fn check<
+            T: Word + Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+        >() {
+            for value in T::ALL {
+                let json = serde_json::to_string(value).unwrap();
+                assert_eq!(json, format!("\"{}\"", value.as_str()), "{}", T::WHAT);
+                assert_eq!(serde_json::from_str::<T>(&json).unwrap(), *value);
+                assert_eq!(T::parse(value.as_str()), Ok(*value));
+            }
+        }
+        check::<DeployTrigger>();
+        check::<RolloutChange>();
+        check::<RolloutState>();
+        assert_eq!(
+            DeployTrigger::parse("cron").unwrap_err().to_string(),
+            "unknown deploy trigger \"cron\""
+        );
     }
 }

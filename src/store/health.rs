@@ -17,9 +17,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::{Store, StoreError};
+use crate::model::word_enum;
 use crate::shutdown::Shutdown;
 
 /// First wait before the background probe; doubled after each failure.
@@ -28,17 +30,18 @@ const FIRST_RETRY: Duration = Duration::from_secs(1);
 /// seconds even after a long outage.
 const MAX_RETRY: Duration = Duration::from_secs(8);
 
-/// Why writes fail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StorageFault {
-    /// The file system is full (ENOSPC) or the quota is used up (EDQUOT).
-    NoSpace,
-    /// The file system refuses writes (mounted read-only, or the file is
-    /// not writable): the file is open for reading only.
-    ReadOnly,
-    /// Any other I/O failure: EIO, a vanished disk.
-    Io,
-}
+word_enum!(
+    /// Why writes fail (the word is `/readyz`'s `storage_fault`).
+    StorageFault, "storage fault" {
+        /// The file system is full (ENOSPC) or the quota is used up (EDQUOT).
+        NoSpace = "no_space",
+        /// The file system refuses writes (mounted read-only, or the file
+        /// is not writable): the file is open for reading only.
+        ReadOnly = "read_only",
+        /// Any other I/O failure: EIO, a vanished disk.
+        Io = "io_error",
+    }
+);
 
 impl StorageFault {
     /// Classifies an I/O error.
@@ -48,15 +51,6 @@ impl StorageFault {
             ErrorKind::StorageFull | ErrorKind::QuotaExceeded => StorageFault::NoSpace,
             ErrorKind::ReadOnlyFilesystem | ErrorKind::PermissionDenied => StorageFault::ReadOnly,
             _ => StorageFault::Io,
-        }
-    }
-
-    /// The wire name (`/readyz`, logs).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StorageFault::NoSpace => "no_space",
-            StorageFault::ReadOnly => "read_only",
-            StorageFault::Io => "io_error",
         }
     }
 }

@@ -9,11 +9,13 @@
 use serde::{Deserialize, Serialize};
 
 use super::records::{
-    AppRecord, DeployRecord, DeployTrigger, InjectionRecord, SecretRecord, SecretVersionRecord,
-    VersionValue, WarningRecord,
+    AppRecord, DeployRecord, InjectionRecord, SecretRecord, SecretVersionRecord, VersionValue,
+    WarningRecord,
 };
 use crate::crypto::{NONCE_LEN, SealedValue, Sealer};
-use crate::model::{AppId, DeployStatus, EnvKey, KeyId, Provider, Scope, TenantId, Timestamp};
+use crate::model::{
+    AppId, DeployStatus, DeployTrigger, EnvKey, KeyId, Provider, Scope, TenantId, Timestamp,
+};
 
 /// An app record of schema 1 and 2.
 #[derive(Debug, Deserialize)]

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{AuditEvent, ChainHash};
 use crate::crypto::{SealedValue, WrappedDataKey};
 use crate::model::{
-    DeployStatus, EnvKey, InjectionReason, InjectionStatus, Provider, Scope, TenantId, Timestamp,
+    DeployStatus, DeployTrigger, EnvKey, InjectionReason, InjectionStatus, Provider, RolloutChange,
+    Scope, TenantId, Timestamp,
 };
 
 /// A tenant. Its id is the table key.
@@ -211,49 +212,6 @@ pub struct DeployRecord {
     /// Whether the pod template changed (pods roll) or stayed as it was;
     /// `None` when the Deployment apply failed, or before schema 3.
     pub rollout: Option<RolloutChange>,
-}
-
-/// What started a deploy (SPEC §11.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeployTrigger {
-    /// `POST /v1/apps/{id}/deploys`.
-    Api,
-    /// An automatic redeploy after the app's effective set changed.
-    SecretChange,
-    /// A rollback to an earlier deploy.
-    Rollback,
-}
-
-impl DeployTrigger {
-    /// The name on the wire and in audit events.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeployTrigger::Api => "api",
-            DeployTrigger::SecretChange => "secret_change",
-            DeployTrigger::Rollback => "rollback",
-        }
-    }
-}
-
-/// Whether a deploy changed the pod template.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RolloutChange {
-    /// The pod template changed: the pods roll.
-    Restarted,
-    /// The same template as before: no pod restarts.
-    Unchanged,
-}
-
-impl RolloutChange {
-    /// The name on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RolloutChange::Restarted => "restarted",
-            RolloutChange::Unchanged => "unchanged",
-        }
-    }
 }
 
 /// The injection outcome of a deploy.

@@ -7,11 +7,15 @@ use serde_json::{Value, json};
 use super::WarningDto;
 use super::apps::secret_name;
 use super::schema::{
-    Schema, array, closed_object, count, list_of, names, nullable_integer, nullable_string, one_of,
-    record, reference, reference_to, string, warnings,
+    Schema, array, closed_object, count, described, list_of, names, nullable_integer,
+    nullable_string, nullable_words, record, reference, reference_to, string, warnings, words,
+    words_of,
 };
 use crate::cluster::Rollout;
 use crate::deploy::{DryRunInjection, DryRunReport, MAX_IMAGE_REF_LEN, MAX_REPLICAS};
+use crate::model::{
+    DeployStatus, DeployTrigger, InjectionReason, InjectionStatus, RolloutChange, RolloutState,
+};
 use crate::store::records::DeployRecord;
 
 /// `POST /v1/apps/{id}/deploys`. Members left out are not sent (the CLI
@@ -50,9 +54,9 @@ pub struct DeployBody {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InjectionDto {
     /// `injected`, `skipped` or `failed`.
-    pub status: String,
+    pub status: InjectionStatus,
     /// Why skipped or failed (`null` when injected).
-    pub reason: Option<String>,
+    pub reason: Option<InjectionReason>,
     /// `app-{app_id}-external-secrets`.
     pub secret_name: String,
     /// Number of keys injected.
@@ -81,7 +85,7 @@ pub struct DeployDto {
     /// Port asked for.
     pub port: Option<u16>,
     /// `succeeded` or `failed`.
-    pub status: String,
+    pub status: DeployStatus,
     /// Why it failed.
     pub error: Option<String>,
     /// Start time.
@@ -91,11 +95,11 @@ pub struct DeployDto {
     /// What happened to the external secrets.
     pub external_secrets: InjectionDto,
     /// `api`, `secret_change` or `rollback`.
-    pub trigger: String,
+    pub trigger: DeployTrigger,
     /// `restarted` when the pod template changed (the pods roll),
     /// `unchanged` when it did not; `None` when the Deployment apply failed
     /// (and for deploys recorded before exsec kept it).
-    pub rollout: Option<String>,
+    pub rollout: Option<RolloutChange>,
     /// The `exsec.io/secrets-hash` put on the pod template.
     pub secrets_hash: Option<String>,
 }
@@ -110,21 +114,21 @@ impl From<&DeployRecord> for DeployDto {
             image_ref: r.image_ref.clone(),
             replicas: r.replicas,
             port: r.port,
-            status: r.status.as_str().to_owned(),
+            status: r.status,
             error: r.error.clone(),
             created_at: r.created_at.to_rfc3339(),
             warnings: r.warnings.iter().map(WarningDto::from).collect(),
             external_secrets: InjectionDto {
-                status: r.injection.status.as_str().to_owned(),
-                reason: r.injection.reason.map(|r| r.as_str().to_owned()),
+                status: r.injection.status,
+                reason: r.injection.reason,
                 secret_name: r.injection.secret_name.clone(),
                 key_count: keys.len(),
                 keys,
                 undecryptable: r.injection.undecryptable.clone(),
                 warnings: r.injection.warnings.iter().map(WarningDto::from).collect(),
             },
-            trigger: r.trigger.as_str().to_owned(),
-            rollout: r.rollout.map(|r| r.as_str().to_owned()),
+            trigger: r.trigger,
+            rollout: r.rollout,
             secrets_hash: r.secrets_hash.clone(),
         }
     }
@@ -184,7 +188,7 @@ pub struct DeployDetailDto {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RolloutDto {
     /// What the rollout is doing.
-    pub status: String,
+    pub status: RolloutState,
     /// Why the status is unknown, when the cluster did not answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -195,9 +199,9 @@ pub struct RolloutDto {
 
 impl RolloutDto {
     /// A rollout the cluster reported no counts for.
-    pub fn without_counts(status: &str, error: Option<String>) -> Self {
+    pub fn without_counts(status: RolloutState, error: Option<String>) -> Self {
         Self {
-            status: status.to_owned(),
+            status,
             error,
             counts: None,
         }
@@ -207,7 +211,7 @@ impl RolloutDto {
 impl From<&Rollout> for RolloutDto {
     fn from(rollout: &Rollout) -> Self {
         Self {
-            status: rollout.status.to_owned(),
+            status: rollout.status,
             error: None,
             counts: Some(ReplicaCountsDto {
                 replicas: rollout.replicas,
@@ -263,9 +267,9 @@ impl From<&DryRunReport> for DryRunDto {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DryRunInjectionDto {
     /// `injected`, `skipped` or `failed`: what a real deploy would report.
-    pub status: String,
+    pub status: InjectionStatus,
     /// Why skipped or failed.
-    pub reason: Option<String>,
+    pub reason: Option<InjectionReason>,
     /// The Secret's name.
     pub secret_name: String,
     /// Names that would be added to the cluster's Secret.
@@ -281,8 +285,8 @@ pub struct DryRunInjectionDto {
 impl From<&DryRunInjection> for DryRunInjectionDto {
     fn from(injection: &DryRunInjection) -> Self {
         Self {
-            status: injection.status.as_str().to_owned(),
-            reason: injection.reason.map(|r| r.as_str().to_owned()),
+            status: injection.status,
+            reason: injection.reason,
             secret_name: injection.secret_name.clone(),
             added: injection.added.clone(),
             removed: injection.removed.clone(),
@@ -382,23 +386,15 @@ impl Schema for DeployBody {
 
 /// `injected`, `skipped` or `failed`.
 fn injection_status() -> Value {
-    one_of(&["injected", "skipped", "failed"])
+    words::<InjectionStatus>()
 }
 
 /// Why injection was skipped or failed.
 fn injection_reason() -> Value {
-    json!({
-        "type": ["string", "null"],
-        "enum": [
-            "master_key_unavailable",
-            "undecryptable_values",
-            "no_secrets",
-            "secret_apply_failed",
-            "interrupted",
-            null,
-        ],
-        "description": "why skipped or failed; null when injected",
-    })
+    described(
+        nullable_words::<InjectionReason>(),
+        "why skipped or failed; null when injected",
+    )
 }
 
 impl Schema for InjectionDto {
@@ -428,18 +424,18 @@ impl Schema for DeployDto {
             ("image_ref", string()),
             ("replicas", nullable_integer()),
             ("port", nullable_integer()),
-            ("status", one_of(&["succeeded", "failed"])),
+            ("status", words::<DeployStatus>()),
             ("error", nullable_string()),
             ("created_at", reference("Timestamp")),
             ("warnings", warnings()),
             ("external_secrets", reference_to::<InjectionDto>()),
-            ("trigger", one_of(&["api", "secret_change", "rollback"])),
+            ("trigger", words::<DeployTrigger>()),
             (
                 "rollout",
-                json!({
-                    "description": "`restarted` when the pod template changed (the pods roll), `unchanged` when it did not; null when the Deployment apply failed or for deploys recorded before exsec kept it",
-                    "enum": ["restarted", "unchanged", null],
-                }),
+                described(
+                    nullable_words::<RolloutChange>(),
+                    "`restarted` when the pod template changed (the pods roll), `unchanged` when it did not; null when the Deployment apply failed or for deploys recorded before exsec kept it",
+                ),
             ),
             (
                 "secrets_hash",
@@ -488,7 +484,7 @@ impl DeployFailedDto {
             names.push(json!("deploy_status"));
         }
         let mut properties = failed["properties"].clone();
-        properties["deploy_status"] = one_of(&["succeeded", "failed"]);
+        properties["deploy_status"] = words::<DeployStatus>();
         json!({
             "allOf": [reference("Problem")],
             "properties": properties,
@@ -517,7 +513,7 @@ impl Schema for DeployDetailDto {
             "type": "object",
             "required": ["status"],
             "properties": {
-                "status": one_of(&["complete", "progressing", "unknown", "superseded", "absent"]),
+                "status": words::<RolloutState>(),
                 "replicas": nullable_integer(),
                 "updated_replicas": nullable_integer(),
                 "ready_replicas": nullable_integer(),
@@ -540,7 +536,14 @@ impl Schema for RolloutDto {
     /// `superseded`, `absent` and `error`: [`DeployDetailDto`]).
     fn schema() -> Value {
         record([
-            ("status", one_of(&["complete", "progressing", "unknown"])),
+            (
+                "status",
+                words_of(&[
+                    RolloutState::Complete,
+                    RolloutState::Progressing,
+                    RolloutState::Unknown,
+                ]),
+            ),
             ("replicas", nullable_integer()),
             ("updated_replicas", nullable_integer()),
             ("ready_replicas", nullable_integer()),
@@ -590,7 +593,7 @@ mod tests {
     #[test]
     fn rollouts_with_and_without_counts() {
         let reported = RolloutDto::from(&Rollout {
-            status: "progressing",
+            status: RolloutState::Progressing,
             replicas: Some(2),
             updated_replicas: Some(1),
             ready_replicas: None,
@@ -605,12 +608,13 @@ mod tests {
         let read: RolloutDto = serde_json::from_value(value).unwrap();
         assert_eq!(read.counts.and_then(|c| c.replicas), Some(2));
 
-        let absent = RolloutDto::without_counts("absent", None);
+        let absent = RolloutDto::without_counts(RolloutState::Absent, None);
         assert_eq!(
             serde_json::to_value(&absent).unwrap(),
             json!({"status": "absent"})
         );
-        let unknown = RolloutDto::without_counts("unknown", Some("timed out".to_owned()));
+        let unknown =
+            RolloutDto::without_counts(RolloutState::Unknown, Some("timed out".to_owned()));
         let value = serde_json::to_value(&unknown).unwrap();
         assert_eq!(value, json!({"status": "unknown", "error": "timed out"}));
         let read: RolloutDto = serde_json::from_value(value).unwrap();

@@ -38,8 +38,9 @@ pub use secrets::{
     SecretVersionDto, SecretVersionListDto, ValueBody, VerifyDto,
 };
 pub use system::{
-    AuditPageDto, DataKeyRotationDto, HealthDto, KeyStatusDto, KeysDto, ReadyAuditDto,
-    ReadyClusterDto, ReadyDto, ReadyKeyringDto, RotationStatusDto,
+    AuditPageDto, ChainState, DataKeyRotationDto, DatabaseState, HealthDto, KeyStatusDto, KeysDto,
+    Readiness, ReadyAuditDto, ReadyClusterDto, ReadyDto, ReadyKeyringDto, RotationStatusDto,
+    StorageState,
 };
 pub use tenants::{
     DataKeyDto, MintTokenBody, MintedTokenDto, PutTenantBody, ResealingDto, TenantDetailDto,

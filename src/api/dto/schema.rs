@@ -8,7 +8,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::model::{MAX_ID_LEN, MAX_KEY_ID_LEN, MAX_KEY_LEN, MAX_PROVIDER_LEN};
+use crate::model::{MAX_ID_LEN, MAX_KEY_ID_LEN, MAX_KEY_LEN, MAX_PROVIDER_LEN, Word};
 
 /// A wire type described in the OpenAPI document.
 pub trait Schema {
@@ -110,6 +110,28 @@ pub fn pattern(regex: &str) -> Value {
 /// One of `values`.
 pub fn one_of(values: &[&str]) -> Value {
     json!({ "type": "string", "enum": values })
+}
+
+/// One of the words of `T` (the enum is the only place they are written).
+pub fn words<T: Word>() -> Value {
+    one_of(&T::words())
+}
+
+/// One of `values`, given as variants of `T`: a subset of its words.
+pub fn words_of<T: Word>(values: &[T]) -> Value {
+    one_of(
+        &values
+            .iter()
+            .map(|value| value.as_str())
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// One of the words of `T`, or `null`.
+pub fn nullable_words<T: Word>() -> Value {
+    let mut values: Vec<Value> = T::words().into_iter().map(Value::from).collect();
+    values.push(Value::Null);
+    json!({ "type": ["string", "null"], "enum": values })
 }
 
 /// `schema` with a description.

@@ -7,10 +7,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::schema::{
-    Schema, array, boolean, count, described, nullable_string, one_of, pattern, record, reference,
-    reference_to, string,
+    Schema, array, boolean, count, described, nullable_string, nullable_words, one_of, pattern,
+    record, reference, reference_to, string, words,
 };
 use crate::audit::AuditEvent;
+use crate::model::word_enum;
+use crate::store::StorageFault;
 
 /// `GET /healthz`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -19,19 +21,63 @@ pub struct HealthDto {
     pub status: String,
 }
 
+word_enum!(
+    /// Whether the daemon is ready (`/readyz` answers 200) or not (503).
+    Readiness, "readiness" {
+        /// The database answers, writes reach the disk, the cluster
+        /// target is reachable.
+        Ready = "ready",
+        /// One of those is not so.
+        NotReady = "not_ready",
+    }
+);
+
+word_enum!(
+    /// Whether the database answers reads.
+    DatabaseState, "database state" {
+        /// It does.
+        Ok = "ok",
+        /// A read failed.
+        Unavailable = "unavailable",
+    }
+);
+
+word_enum!(
+    /// Whether writes reach the disk.
+    StorageState, "storage state" {
+        /// The last commit succeeded.
+        Ok = "ok",
+        /// Writes fail (`storage_fault` says why); reads are answered.
+        Degraded = "degraded",
+    }
+);
+
+word_enum!(
+    /// What verifying the audit chain found.
+    ChainState, "audit chain state" {
+        /// Every event up to the newest verified.
+        Verified = "verified",
+        /// A backlog appended since the last verified position is being
+        /// checked (after a start).
+        Verifying = "verifying",
+        /// An event does not match the chain.
+        Broken = "broken",
+    }
+);
+
 /// `GET /readyz` (200 when ready, else 503 with the same shape).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReadyDto {
     /// `ready` or `not_ready`.
-    pub status: String,
+    pub status: Readiness,
     /// Serving, but without a master key or with a broken audit chain.
     pub degraded: bool,
     /// `ok` or `unavailable`.
-    pub database: String,
+    pub database: DatabaseState,
     /// `ok` or `degraded`.
-    pub storage: String,
-    /// `no_space` or `io` while storage is degraded.
-    pub storage_fault: Option<String>,
+    pub storage: StorageState,
+    /// Why storage is degraded (`null` while it is not).
+    pub storage_fault: Option<StorageFault>,
     /// The keyring.
     pub keyring: ReadyKeyringDto,
     /// The audit chain.
@@ -55,7 +101,7 @@ pub struct ReadyKeyringDto {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReadyAuditDto {
     /// `verified`, `verifying` or `broken`.
-    pub chain: String,
+    pub chain: ChainState,
     /// The first broken event, when broken.
     pub error: Option<String>,
 }
@@ -144,7 +190,7 @@ impl Schema for ReadyDto {
 
     fn schema() -> Value {
         record([
-            ("status", one_of(&["ready", "not_ready"])),
+            ("status", words::<Readiness>()),
             (
                 "degraded",
                 described(
@@ -152,18 +198,15 @@ impl Schema for ReadyDto {
                     "serving, but no master key is loaded or the audit chain is broken",
                 ),
             ),
-            ("database", one_of(&["ok", "unavailable"])),
+            ("database", words::<DatabaseState>()),
             (
                 "storage",
                 described(
-                    one_of(&["ok", "degraded"]),
+                    words::<StorageState>(),
                     "`degraded` while writes fail (reads are still answered); heals by itself",
                 ),
             ),
-            (
-                "storage_fault",
-                json!({ "type": ["string", "null"], "enum": ["no_space", "read_only", "io_error", null] }),
-            ),
+            ("storage_fault", nullable_words::<StorageFault>()),
             (
                 "keyring",
                 record([
@@ -178,7 +221,7 @@ impl Schema for ReadyDto {
                     (
                         "chain",
                         described(
-                            one_of(&["verified", "verifying", "broken"]),
+                            words::<ChainState>(),
                             "what verifying the events appended since the last verified position found (at start and every audit.anchor_interval); `verifying` while a long backlog is checked after start",
                         ),
                     ),

@@ -14,7 +14,7 @@ use crate::api::{Call, Reply, parse_json, to_value};
 use crate::deploy::{DeployError, DeployRequest, DeployResult, request_hash};
 use crate::error_chain::chain;
 use crate::model::{AppId, DeployStatus, ImageRef, InjectionReason, Port, Replicas, TenantId};
-use crate::store::records::DeployTrigger;
+use crate::model::{DeployTrigger, RolloutState};
 
 /// Longest `Idempotency-Key` accepted.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
@@ -254,12 +254,14 @@ pub async fn get(call: Call) -> Result<Reply, ApiError> {
             {
                 RolloutDto::from(&state.rollout)
             }
-            Some(_) => RolloutDto::without_counts("superseded", None),
-            None => RolloutDto::without_counts("absent", None),
+            Some(_) => RolloutDto::without_counts(RolloutState::Superseded, None),
+            None => RolloutDto::without_counts(RolloutState::Absent, None),
         },
-        Ok(Err(error)) => RolloutDto::without_counts("unknown", Some(error.to_string())),
+        Ok(Err(error)) => {
+            RolloutDto::without_counts(RolloutState::Unknown, Some(error.to_string()))
+        }
         Err(_) => RolloutDto::without_counts(
-            "unknown",
+            RolloutState::Unknown,
             Some("the cluster did not answer in time".to_owned()),
         ),
     };

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use hyper::StatusCode;
 
 use crate::api::dto::{
-    DataKeyRotationDto, HealthDto, KeyStatusDto, KeysDto, ReadyAuditDto, ReadyClusterDto, ReadyDto,
-    ReadyKeyringDto, RotationStatusDto,
+    ChainState, DataKeyRotationDto, DatabaseState, HealthDto, KeyStatusDto, KeysDto, Readiness,
+    ReadyAuditDto, ReadyClusterDto, ReadyDto, ReadyKeyringDto, RotationStatusDto, StorageState,
 };
 use crate::api::metrics::Gauges;
 use crate::api::problem::ApiError;
@@ -30,9 +30,9 @@ pub async fn readyz(call: Call) -> Result<Reply, ApiError> {
     let keyring = call.state.keyring.snapshot();
     let chain_break = call.state.audit_chain.broken();
     let chain = match (&chain_break, call.state.audit_chain.behind()) {
-        (Some(_), _) => "broken",
-        (None, true) => "verifying",
-        (None, false) => "verified",
+        (Some(_), _) => ChainState::Broken,
+        (None, true) => ChainState::Verifying,
+        (None, false) => ChainState::Verified,
     };
     let cluster = call.state.deployer.cluster().clone();
     let reachable = cluster.check().await;
@@ -44,31 +44,33 @@ pub async fn readyz(call: Call) -> Result<Reply, ApiError> {
     };
     let storage_fault = match storage {
         StorageHealth::Healthy => None,
-        StorageHealth::Degraded(fault) => Some(fault.as_str()),
+        StorageHealth::Degraded(fault) => Some(fault),
     };
     let ready_dto = ReadyDto {
-        status: if ready { "ready" } else { "not_ready" }.to_owned(),
+        status: if ready {
+            Readiness::Ready
+        } else {
+            Readiness::NotReady
+        },
         degraded: keyring.is_empty() || chain_break.is_some(),
         database: if database.is_ok() {
-            "ok"
+            DatabaseState::Ok
         } else {
-            "unavailable"
-        }
-        .to_owned(),
+            DatabaseState::Unavailable
+        },
         storage: if storage_fault.is_none() {
-            "ok"
+            StorageState::Ok
         } else {
-            "degraded"
-        }
-        .to_owned(),
-        storage_fault: storage_fault.map(str::to_owned),
+            StorageState::Degraded
+        },
+        storage_fault,
         keyring: ReadyKeyringDto {
             active: keyring.active().map(ToString::to_string),
             keys: keyring.len(),
             degraded: keyring.is_empty(),
         },
         audit: ReadyAuditDto {
-            chain: chain.to_owned(),
+            chain,
             error: chain_break,
         },
         cluster: ReadyClusterDto {

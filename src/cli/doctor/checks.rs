@@ -4,8 +4,11 @@
 use std::collections::BTreeSet;
 
 use super::{Check, Facts, Fetched};
+use crate::api::dto::{ChainState, StorageState};
 use crate::cli::deploy::{injection_text, rollout_text};
 use crate::cli::output::{names, or_dash};
+use crate::model::{DeployStatus, InjectionReason, InjectionStatus, RolloutState};
+use crate::store::StorageFault;
 
 /// One row of the troubleshooting table, judged from the facts.
 type CheckFn = fn(&Subject<'_>) -> Check;
@@ -141,16 +144,16 @@ fn storage(s: &Subject<'_>) -> Check {
     let Some(ready) = &s.facts.ready else {
         return Check::skipped("storage", "the daemon did not say (older than this CLI?)");
     };
-    if ready.storage == "ok" {
+    if ready.storage == StorageState::Ok {
         return Check::ok("storage", "writes reach the disk");
     }
-    let (why, fix) = match ready.storage_fault.as_deref() {
-        Some("no_space") => ("the daemon's disk is full", "free space on"),
-        Some("read_only") => (
+    let (why, fix) = match ready.storage_fault {
+        Some(StorageFault::NoSpace) => ("the daemon's disk is full", "free space on"),
+        Some(StorageFault::ReadOnly) => (
             "the daemon's file system is read-only",
             "make writable (remount read-write, or fix the file's permissions)",
         ),
-        _ => ("the daemon's disk fails", "repair"),
+        Some(StorageFault::Io) | None => ("the daemon's disk fails", "repair"),
     };
     Check::problem(
         "storage",
@@ -166,11 +169,20 @@ fn audit_log(s: &Subject<'_>) -> Check {
     let Some(ready) = &s.facts.ready else {
         return Check::skipped("audit log", "the daemon did not say (older than this CLI?)");
     };
-    if ready.audit.chain == "verified" {
-        return Check::ok(
-            "audit log",
-            "the hash chain verified up to the newest event",
-        );
+    match ready.audit.chain {
+        ChainState::Verified => {
+            return Check::ok(
+                "audit log",
+                "the hash chain verified up to the newest event",
+            );
+        }
+        ChainState::Verifying => {
+            return Check::ok(
+                "audit log",
+                "verifying the events appended since the last verified position (after a start)",
+            );
+        }
+        ChainState::Broken => {}
     }
     Check::problem(
         "audit log",
@@ -372,9 +384,11 @@ fn rollout(s: &Subject<'_>) -> Check {
         return Check::skipped("rollout", "no Deployment to roll out");
     };
     let rollout = &deployment.rollout;
-    match rollout.status.as_str() {
-        "complete" => Check::ok("rollout", format!("complete: {}", rollout_text(rollout))),
-        "progressing" => Check::warning(
+    match rollout.status {
+        RolloutState::Complete => {
+            Check::ok("rollout", format!("complete: {}", rollout_text(rollout)))
+        }
+        RolloutState::Progressing => Check::warning(
             "rollout",
             format!("in progress: {}", rollout_text(rollout)),
             format!(
@@ -382,7 +396,7 @@ fn rollout(s: &Subject<'_>) -> Check {
                 namespace = cluster.namespace
             ),
         ),
-        _ => Check::skipped(
+        RolloutState::Unknown | RolloutState::Superseded | RolloutState::Absent => Check::skipped(
             "rollout",
             format!("the {} target cannot report rollouts", cluster.target),
         ),
@@ -455,7 +469,7 @@ fn last_deploy(s: &Subject<'_>) -> Check {
     };
     let secrets = &deploy.external_secrets;
     let id = &deploy.deploy_id;
-    if deploy.status != "succeeded" {
+    if deploy.status != DeployStatus::Succeeded {
         return Check::problem(
             "last deploy",
             format!(
@@ -471,7 +485,9 @@ fn last_deploy(s: &Subject<'_>) -> Check {
             ),
         );
     }
-    if secrets.status == "failed" || secrets.reason.as_deref() == Some("master_key_unavailable") {
+    if secrets.status == InjectionStatus::Failed
+        || secrets.reason == Some(InjectionReason::MasterKeyUnavailable)
+    {
         return Check::problem(
             "last deploy",
             format!("deploy {id}: external secrets {}", injection_text(secrets)),
@@ -535,7 +551,9 @@ mod tests {
         ReadyClusterDto, ReadyDto, ReadyKeyringDto, ReplicaCountsDto, RolloutDto,
         RotationStatusDto,
     };
+    use crate::api::dto::{DatabaseState, Readiness};
     use crate::cli::doctor::Status;
+    use crate::model::{DeployTrigger, RolloutChange};
 
     const TIME: &str = "2026-11-30T00:00:00Z";
     const SECRET: &str = "app-web-external-secrets";
@@ -563,9 +581,9 @@ mod tests {
         })
     }
 
-    fn rollout(status: &str, replicas: i32, updated: i32, available: i32) -> RolloutDto {
+    fn rollout(status: RolloutState, replicas: i32, updated: i32, available: i32) -> RolloutDto {
         RolloutDto {
-            status: status.to_owned(),
+            status,
             error: None,
             counts: Some(ReplicaCountsDto {
                 replicas: Some(replicas),
@@ -576,15 +594,19 @@ mod tests {
         }
     }
 
-    fn injection(status: &str, reason: Option<&str>, undecryptable: &[&str]) -> InjectionDto {
-        let keys: Vec<String> = if status == "injected" {
+    fn injection(
+        status: InjectionStatus,
+        reason: Option<InjectionReason>,
+        undecryptable: &[&str],
+    ) -> InjectionDto {
+        let keys: Vec<String> = if status == InjectionStatus::Injected {
             vec!["OPENAI_API_KEY".to_owned()]
         } else {
             Vec::new()
         };
         InjectionDto {
-            status: status.to_owned(),
-            reason: reason.map(str::to_owned),
+            status,
+            reason,
             secret_name: SECRET.to_owned(),
             key_count: keys.len(),
             keys,
@@ -601,29 +623,28 @@ mod tests {
             image_ref: "nginx:1".to_owned(),
             replicas: None,
             port: None,
-            status: "succeeded".to_owned(),
+            status: DeployStatus::Succeeded,
             error: None,
             created_at: TIME.to_owned(),
             warnings: Vec::new(),
             external_secrets,
-            trigger: "api".to_owned(),
-            rollout: Some("restarted".to_owned()),
+            trigger: DeployTrigger::Api,
+            rollout: Some(RolloutChange::Restarted),
             secrets_hash: None,
         }
     }
 
-    fn ready(storage_fault: Option<&str>, chain_error: Option<&str>) -> Option<ReadyDto> {
+    fn ready(storage_fault: Option<StorageFault>, chain_error: Option<&str>) -> Option<ReadyDto> {
         Some(ReadyDto {
-            status: "ready".to_owned(),
+            status: Readiness::Ready,
             degraded: chain_error.is_some(),
-            database: "ok".to_owned(),
+            database: DatabaseState::Ok,
             storage: if storage_fault.is_some() {
-                "degraded"
+                StorageState::Degraded
             } else {
-                "ok"
-            }
-            .to_owned(),
-            storage_fault: storage_fault.map(str::to_owned),
+                StorageState::Ok
+            },
+            storage_fault,
             keyring: ReadyKeyringDto {
                 active: Some("k2".to_owned()),
                 keys: 1,
@@ -631,11 +652,10 @@ mod tests {
             },
             audit: ReadyAuditDto {
                 chain: if chain_error.is_some() {
-                    "broken"
+                    ChainState::Broken
                 } else {
-                    "verified"
-                }
-                .to_owned(),
+                    ChainState::Verified
+                },
                 error: chain_error.map(str::to_owned),
             },
             cluster: ReadyClusterDto {
@@ -694,10 +714,13 @@ mod tests {
                         optional: true,
                     }],
                     deploy_id: Some("dep_1".to_owned()),
-                    rollout: rollout("complete", 2, 2, 2),
+                    rollout: rollout(RolloutState::Complete, 2, 2, 2),
                 }),
             }),
-            last_deploy: Some(deploy("dep_1", injection("injected", None, &[]))),
+            last_deploy: Some(deploy(
+                "dep_1",
+                injection(InjectionStatus::Injected, None, &[]),
+            )),
             ready: ready(None, None),
         }
     }
@@ -758,15 +781,32 @@ mod tests {
         assert_eq!(status_of(&diagnose(&facts), "cleanup"), Status::Skipped);
     }
 
+    /// After a start the daemon verifies the events appended since its
+    /// last verified position; that is not a changed log.
+    #[test]
+    fn an_audit_chain_still_verifying_is_not_a_problem() {
+        let mut facts = healthy();
+        if let Some(ready) = facts.ready.as_mut() {
+            ready.audit.chain = ChainState::Verifying;
+        }
+        let checks = diagnose(&facts);
+        let audit = checks.iter().find(|c| c.name == "audit log").unwrap();
+        assert_eq!(audit.status, Status::Ok, "{audit:?}");
+        assert!(audit.detail.contains("verifying"), "{audit:?}");
+    }
+
     #[test]
     fn a_full_disk_and_a_broken_audit_chain_are_problems() {
         let mut facts = healthy();
-        facts.ready = ready(Some("no_space"), Some("audit event 7 was altered"));
+        facts.ready = ready(
+            Some(StorageFault::NoSpace),
+            Some("audit event 7 was altered"),
+        );
         let checks = diagnose(&facts);
         let storage = checks.iter().find(|c| c.name == "storage").unwrap();
         assert_eq!(storage.status, Status::Problem);
         assert!(storage.detail.contains("disk is full"), "{storage:?}");
-        facts.ready = ready(Some("read_only"), None);
+        facts.ready = ready(Some(StorageFault::ReadOnly), None);
         let storage = diagnose(&facts)
             .into_iter()
             .find(|c| c.name == "storage")
@@ -779,7 +819,10 @@ mod tests {
                 .unwrap()
                 .contains("remount read-write")
         );
-        facts.ready = ready(Some("no_space"), Some("audit event 7 was altered"));
+        facts.ready = ready(
+            Some(StorageFault::NoSpace),
+            Some("audit event 7 was altered"),
+        );
         let checks = diagnose(&facts);
         let audit = checks.iter().find(|c| c.name == "audit log").unwrap();
         assert_eq!(audit.status, Status::Problem);
@@ -792,7 +835,7 @@ mod tests {
     fn a_progressing_rollout_is_a_warning() {
         let mut facts = healthy();
         if let Some(deployment) = &mut cluster_of(&mut facts).deployment {
-            deployment.rollout = rollout("progressing", 2, 1, 1);
+            deployment.rollout = rollout(RolloutState::Progressing, 2, 1, 1);
         }
         let checks = diagnose(&facts);
         assert_eq!(status_of(&checks, "rollout"), Status::Warning);
@@ -837,7 +880,11 @@ mod tests {
         let mut facts = healthy();
         facts.last_deploy = Some(deploy(
             "dep_2",
-            injection("failed", Some("undecryptable_values"), &["OPENAI_API_KEY"]),
+            injection(
+                InjectionStatus::Failed,
+                Some(InjectionReason::UndecryptableValues),
+                &["OPENAI_API_KEY"],
+            ),
         ));
         let checks = diagnose(&facts);
         let last = checks.iter().find(|c| c.name == "last deploy").unwrap();
