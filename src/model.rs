@@ -14,8 +14,8 @@ mod workload;
 pub use outcome::{
     DeployStatus, DeployTrigger, InjectionReason, InjectionStatus, RolloutChange, RolloutState,
 };
-pub(crate) use word::word_enum;
 pub use word::{UnknownWord, Word};
+pub(crate) use word::{impl_word, word_enum};
 pub use workload::{ImageRef, MAX_IMAGE_REF_LEN, MAX_REPLICAS, Port, Replicas};
 
 /// Longest tenant or app id: `app-{app_id}-external-secrets` must stay a
@@ -285,6 +285,8 @@ impl ScopeKind {
         }
     }
 }
+
+impl_word!(ScopeKind, "scope kind", [Tenant, App]);
 
 impl fmt::Display for ScopeKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

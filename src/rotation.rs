@@ -21,13 +21,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 
 use crate::audit::{NewEvent, event};
 use crate::crypto::SharedKeyring;
 use crate::data_key_rotation::{self, Progress};
-use crate::model::KeyId;
+use crate::model::{KeyId, word_enum};
 use crate::reseal_pipeline::{self, Pace};
 pub use crate::reseal_pipeline::{MAX_WRITE, PAGE, PassReport};
 use crate::rewrap;
@@ -48,17 +48,17 @@ const MOVE_PACE: Pace = Pace {
 /// next one, however soon the store reports itself healthy again.
 const FAULT_RETRY: Duration = Duration::from_secs(1);
 
-/// What the job is doing (`GET /v1/keys` → `rotation`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RotationState {
-    /// Every record is under the active key (or there is no key).
-    Idle,
-    /// Re-sealing is in progress.
-    Running,
-    /// Some records need a key file that is missing.
-    BlockedMissingKey,
-}
+word_enum!(
+    /// What the job is doing (`GET /v1/keys` → `rotation`).
+    RotationState, "rotation state" {
+        /// Every record is under the active key (or there is no key).
+        Idle = "idle",
+        /// Re-sealing is in progress.
+        Running = "running",
+        /// Some records need a key file that is missing.
+        BlockedMissingKey = "blocked_missing_key",
+    }
+);
 
 /// Progress of the job.
 #[derive(Debug, Clone, Serialize)]

@@ -16,6 +16,7 @@ use super::{CliError, Context};
 use crate::api::dto::{KeyStatusDto, KeysDto};
 use crate::crypto;
 use crate::model::KeyId;
+use crate::rotation::RotationState;
 
 pub fn generate(dir: &Path, output: Output) -> Result<(), CliError> {
     let generated = crypto::generate_key_file(dir, std::time::SystemTime::now())
@@ -38,7 +39,7 @@ pub async fn status(context: &Context) -> Result<(), CliError> {
     let body = context.client.get("/v1/keys").await?;
     let keyring: KeysDto = decode(&body)?;
     let degraded = keyring.degraded || keyring.active.is_none();
-    let blocked = keyring.rotation.state == "blocked_missing_key";
+    let blocked = keyring.rotation.state == RotationState::BlockedMissingKey;
     if context.output.json() {
         context.output.value(&body)?;
     } else {

@@ -146,7 +146,7 @@ pub async fn effective(context: &Context, app: &str) -> Result<(), CliError> {
                 vec![
                     k.key.clone(),
                     k.provider.clone(),
-                    k.source.clone(),
+                    k.source.to_string(),
                     yes_no(k.overrides_tenant),
                     yes_no(k.redeploy_needed),
                     k.version.to_string(),

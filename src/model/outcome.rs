@@ -143,23 +143,8 @@ mod tests {
         assert_eq!(error.to_string(), "unknown injection status \"partial\"");
     }
 
-    /// The enums stored by variant index write their word in JSON, so a
-    /// DTO can carry them as they are.
     #[test]
-    fn index_stored_enums_write_their_word_in_json() {
-        fn check<
-            T: Word + Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
-        >() {
-            for value in T::ALL {
-                let json = serde_json::to_string(value).unwrap();
-                assert_eq!(json, format!("\"{}\"", value.as_str()), "{}", T::WHAT);
-                assert_eq!(serde_json::from_str::<T>(&json).unwrap(), *value);
-                assert_eq!(T::parse(value.as_str()), Ok(*value));
-            }
-        }
-        check::<DeployTrigger>();
-        check::<RolloutChange>();
-        check::<RolloutState>();
+    fn an_unknown_trigger_is_named() {
         assert_eq!(
             DeployTrigger::parse("cron").unwrap_err().to_string(),
             "unknown deploy trigger \"cron\""

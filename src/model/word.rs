@@ -104,3 +104,20 @@ macro_rules! word_enum {
 }
 
 pub(crate) use word_enum;
+
+/// [`Word`] for an enum that already has an inherent `as_str` (one whose
+/// serde form is fixed elsewhere, such as a config or stored enum).
+macro_rules! impl_word {
+    ($name:ident, $what:literal, [$($variant:ident),+ $(,)?]) => {
+        impl $crate::model::Word for $name {
+            const WHAT: &'static str = $what;
+            const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            fn as_str(self) -> &'static str {
+                $name::as_str(self)
+            }
+        }
+    };
+}
+
+pub(crate) use impl_word;

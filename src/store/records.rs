@@ -11,7 +11,7 @@ use crate::audit::{AuditEvent, ChainHash};
 use crate::crypto::{SealedValue, WrappedDataKey};
 use crate::model::{
     DeployStatus, DeployTrigger, EnvKey, InjectionReason, InjectionStatus, Provider, RolloutChange,
-    Scope, TenantId, Timestamp,
+    Scope, TenantId, Timestamp, impl_word,
 };
 
 /// A tenant. Its id is the table key.
@@ -313,8 +313,10 @@ pub struct RedeployRecord {
     pub last_error: Option<String>,
 }
 
-/// What a pending cleanup removes.
+/// What a pending cleanup removes. Stored by variant index (append new
+/// variants at the end); JSON writes the word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CleanupKind {
     /// Everything of a deleted app: its manifests file, or its Secret and
     /// Deployment.
@@ -322,6 +324,8 @@ pub enum CleanupKind {
     /// The Secret of an app whose effective set became empty.
     StaleSecret,
 }
+
+impl_word!(CleanupKind, "cleanup kind", [AppObjects, StaleSecret]);
 
 impl CleanupKind {
     /// The name used on the wire and in audit events.

@@ -6,11 +6,11 @@ use serde_json::{Value, json};
 
 use super::schema::{
     Schema, array, boolean, closed_object, count, list_of, names, nullable_string, one_of, record,
-    reference, reference_to, string, warnings,
+    reference, reference_to, string, warnings, words,
 };
 use super::{RolloutDto, WarningDto};
 use crate::cluster::{DeploymentState, EnvFromSecret};
-use crate::store::records::{AppRecord, CleanupRecord, RedeployRecord};
+use crate::store::records::{AppRecord, CleanupKind, CleanupRecord, RedeployRecord};
 
 /// `PUT /v1/apps/{id}`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -118,7 +118,7 @@ pub struct AppDeletedDto {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CleanupDto {
     /// `app_objects` (a deleted app's) or `stale_secret`.
-    pub kind: String,
+    pub kind: CleanupKind,
     /// When removal first failed.
     pub since: String,
     /// Failed removals so far.
@@ -132,7 +132,7 @@ pub struct CleanupDto {
 impl From<&CleanupRecord> for CleanupDto {
     fn from(record: &CleanupRecord) -> Self {
         Self {
-            kind: record.kind.as_str().to_owned(),
+            kind: record.kind,
             since: record.since.to_rfc3339(),
             attempts: record.attempts,
             last_attempt: record.last_attempt.to_rfc3339(),
@@ -315,7 +315,7 @@ impl Schema for CleanupDto {
 
     fn schema() -> Value {
         record([
-            ("kind", one_of(&["app_objects", "stale_secret"])),
+            ("kind", words::<CleanupKind>()),
             ("since", reference("Timestamp")),
             ("attempts", count()),
             ("last_attempt", reference("Timestamp")),

@@ -81,3 +81,49 @@ impl schema::Schema for WarningDto {
         schema::record([("code", schema::string()), ("message", schema::string())])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
+
+    use super::*;
+    use crate::model::{
+        DeployStatus, DeployTrigger, InjectionReason, InjectionStatus, RolloutChange, RolloutState,
+        ScopeKind, Word,
+    };
+    use crate::rotation::RotationState;
+    use crate::store::StorageFault;
+    use crate::store::records::CleanupKind;
+
+    /// Every variant of `T` is written in JSON as its word and read back
+    /// from it: what the OpenAPI document lists (from [`Word`]) is what
+    /// the DTOs carry (through serde, which some of these enums derive
+    /// for their stored form).
+    fn json_is_the_word<T: Word + Serialize + DeserializeOwned>() {
+        for value in T::ALL {
+            let json = serde_json::to_string(value).unwrap();
+            assert_eq!(json, format!("\"{}\"", value.as_str()), "{}", T::WHAT);
+            assert_eq!(serde_json::from_str::<T>(&json).unwrap(), *value);
+            assert_eq!(T::parse(value.as_str()), Ok(*value));
+        }
+    }
+
+    #[test]
+    fn every_enum_on_the_wire_is_written_as_its_word() {
+        json_is_the_word::<DeployStatus>();
+        json_is_the_word::<InjectionStatus>();
+        json_is_the_word::<InjectionReason>();
+        json_is_the_word::<DeployTrigger>();
+        json_is_the_word::<RolloutChange>();
+        json_is_the_word::<RolloutState>();
+        json_is_the_word::<ScopeKind>();
+        json_is_the_word::<CleanupKind>();
+        json_is_the_word::<RotationState>();
+        json_is_the_word::<StorageFault>();
+        json_is_the_word::<Readiness>();
+        json_is_the_word::<DatabaseState>();
+        json_is_the_word::<StorageState>();
+        json_is_the_word::<ChainState>();
+    }
+}

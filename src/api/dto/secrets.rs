@@ -7,9 +7,9 @@ use serde_json::{Value, json};
 use super::WarningDto;
 use super::schema::{
     Schema, array, boolean, closed_object, list_of, names, one_of, record, reference, reference_to,
-    warnings,
+    warnings, words, words_of,
 };
-use crate::model::MAX_VALUE_LEN;
+use crate::model::{MAX_VALUE_LEN, ScopeKind};
 use crate::store::history::VersionInfo;
 use crate::store::records::SecretRecord;
 use crate::store::{BulkWrite, SecretOutcome};
@@ -30,7 +30,7 @@ pub struct SecretMetaDto {
     /// Env var name.
     pub key: String,
     /// `tenant` or `app`.
-    pub scope: String,
+    pub scope: ScopeKind,
     /// First set.
     pub created_at: String,
     /// Last replaced.
@@ -44,7 +44,7 @@ impl From<&SecretRecord> for SecretMetaDto {
         Self {
             provider: r.provider.to_string(),
             key: r.key.to_string(),
-            scope: r.scope.kind().as_str().to_owned(),
+            scope: r.scope.kind(),
             created_at: r.created_at.to_rfc3339(),
             updated_at: r.updated_at.to_rfc3339(),
             version: r.version,
@@ -111,7 +111,7 @@ pub struct EffectiveEntryDto {
     /// Provider of the winning record.
     pub provider: String,
     /// `app` or `tenant`.
-    pub source: String,
+    pub source: ScopeKind,
     /// Whether an app override hides a tenant default.
     pub overrides_tenant: bool,
     /// Changed since the last deploy that synced the Secret.
@@ -159,7 +159,7 @@ impl Schema for SecretMetaDto {
         record([
             ("provider", reference("Provider")),
             ("key", reference("EnvKey")),
-            ("scope", one_of(&["tenant", "app"])),
+            ("scope", words::<ScopeKind>()),
             ("created_at", reference("Timestamp")),
             ("updated_at", reference("Timestamp")),
             ("version", json!({ "type": "integer", "minimum": 1 })),
@@ -310,7 +310,7 @@ impl Schema for EffectiveEntryDto {
         record([
             ("key", reference("EnvKey")),
             ("provider", reference("Provider")),
-            ("source", one_of(&["app", "tenant"])),
+            ("source", words_of(&[ScopeKind::App, ScopeKind::Tenant])),
             ("overrides_tenant", boolean()),
             ("redeploy_needed", boolean()),
             ("version", json!({ "type": "integer", "minimum": 1 })),

@@ -12,6 +12,7 @@ use super::schema::{
 };
 use crate::audit::AuditEvent;
 use crate::model::word_enum;
+use crate::rotation::RotationState;
 use crate::store::StorageFault;
 
 /// `GET /healthz`.
@@ -160,7 +161,7 @@ pub struct KeyStatusDto {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RotationStatusDto {
     /// `idle`, `running` or `blocked_missing_key`.
-    pub state: String,
+    pub state: RotationState,
     /// Records not yet under the active key.
     pub remaining: u64,
     /// Per missing key, the records that wait for it.
@@ -251,7 +252,7 @@ impl Schema for KeysDto {
             (
                 "rotation",
                 record([
-                    ("state", one_of(&["idle", "running", "blocked_missing_key"])),
+                    ("state", words::<RotationState>()),
                     ("remaining", count()),
                     (
                         "waiting_for",

@@ -290,7 +290,7 @@ pub async fn effective(call: Call) -> Result<Reply, ApiError> {
             EffectiveEntryDto {
                 key: name.to_string(),
                 provider: entry.record.provider.to_string(),
-                source: entry.source.as_str().to_owned(),
+                source: entry.source,
                 overrides_tenant: entry.overrides_tenant(),
                 redeploy_needed,
                 version: entry.record.version,

@@ -160,11 +160,11 @@ pub async fn keys(call: Call) -> Result<Reply, ApiError> {
         }
     }
     let state = if remaining == 0 {
-        "idle"
+        RotationState::Idle
     } else if !waiting_for.is_empty() {
-        "blocked_missing_key"
+        RotationState::BlockedMissingKey
     } else {
-        "running"
+        RotationState::Running
     };
     let data_key_rotations =
         data_key_rotation::in_progress(&call.state.store, call.state.rotation.data_keys())
@@ -182,7 +182,7 @@ pub async fn keys(call: Call) -> Result<Reply, ApiError> {
         degraded: keyring.is_empty(),
         keys,
         rotation: RotationStatusDto {
-            state: state.to_owned(),
+            state,
             remaining,
             waiting_for: waiting_for
                 .into_iter()

@@ -7,8 +7,9 @@ use super::{Check, Facts, Fetched};
 use crate::api::dto::{ChainState, StorageState};
 use crate::cli::deploy::{injection_text, rollout_text};
 use crate::cli::output::{names, or_dash};
-use crate::model::{DeployStatus, InjectionReason, InjectionStatus, RolloutState};
+use crate::model::{DeployStatus, InjectionReason, InjectionStatus, RolloutState, ScopeKind};
 use crate::store::StorageFault;
+use crate::store::records::CleanupKind;
 
 /// One row of the troubleshooting table, judged from the facts.
 type CheckFn = fn(&Subject<'_>) -> Check;
@@ -82,7 +83,7 @@ fn secrets(s: &Subject<'_>) -> Check {
             ),
         );
     }
-    let from_app = keys.iter().filter(|k| k.source == "app").count();
+    let from_app = keys.iter().filter(|k| k.source == ScopeKind::App).count();
     Check::ok(
         "secrets",
         format!(
@@ -515,7 +516,7 @@ fn cleanup(s: &Subject<'_>) -> Check {
         "cleanup",
         format!(
             "{} of app {} could not be removed since {} ({} attempts): {}; exsec keeps retrying",
-            if pending.kind == "stale_secret" {
+            if pending.kind == CleanupKind::StaleSecret {
                 "a Secret holding values the app no longer has"
             } else {
                 "objects of a deleted app"
@@ -573,7 +574,7 @@ mod tests {
             degraded: false,
             keys,
             rotation: RotationStatusDto {
-                state: "idle".to_owned(),
+                state: crate::rotation::RotationState::Idle,
                 remaining: 0,
                 waiting_for: std::collections::BTreeMap::new(),
             },
@@ -684,7 +685,7 @@ mod tests {
                 keys: vec![EffectiveEntryDto {
                     key: "OPENAI_API_KEY".to_owned(),
                     provider: "openai".to_owned(),
-                    source: "tenant".to_owned(),
+                    source: ScopeKind::Tenant,
                     overrides_tenant: false,
                     redeploy_needed: false,
                     version: 1,
@@ -767,7 +768,7 @@ mod tests {
     fn a_pending_cleanup_is_a_problem() {
         let mut facts = healthy();
         cluster_of(&mut facts).cleanup_pending = Some(CleanupDto {
-            kind: "stale_secret".to_owned(),
+            kind: CleanupKind::StaleSecret,
             since: TIME.to_owned(),
             attempts: 3,
             last_attempt: "2026-11-30T00:01:00Z".to_owned(),
