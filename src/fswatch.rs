@@ -21,6 +21,12 @@ use tokio::sync::mpsc;
 /// entries.
 pub const DEBOUNCE: Duration = Duration::from_millis(150);
 
+/// How long a caller waits before reading again a file that looked bad
+/// after a change: an in-place edit (an editor, certbot, a `>` redirect)
+/// truncates first and writes after, so a reader can land in between. Only
+/// what the second read finds is worth reporting.
+pub const SETTLE: Duration = Duration::from_millis(500);
+
 /// Watches directories (not recursively) and wakes its owner on changes.
 pub struct DirWatch {
     what: &'static str,

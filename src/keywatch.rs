@@ -7,7 +7,10 @@
 //! kubelet swapping the `..data` link of a Secret volume) triggers a
 //! debounced rescan of the whole directory; a periodic rescan covers missed
 //! events. A half-written or bad file never replaces a good key: files are
-//! read, validated, then swapped in (see `Keyring::assemble`).
+//! read, validated, then swapped in (see `Keyring::assemble`). A scan that
+//! finds a bad file is done again after `fswatch::SETTLE` and only the
+//! second is used, so a key file caught in the middle of an in-place edit
+//! is not reported as refused.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -17,7 +20,7 @@ use std::time::Duration;
 use crate::audit::{NewEvent, event};
 use crate::crypto::{Fingerprint, KeyFileProblem, Keyring, KeyringError, SharedKeyring, scan_dir};
 use crate::error_chain::chain;
-use crate::fswatch::DirWatch;
+use crate::fswatch::{DirWatch, SETTLE};
 use crate::model::KeyId;
 use crate::rotation::Rotation;
 use crate::shutdown::Shutdown;
@@ -103,8 +106,9 @@ impl KeyWatch {
     }
 
     /// Reads the directory and swaps in the result if it differs. A bad
-    /// file never takes a good key away (see `Keyring::assemble`). Returns
-    /// whether the keyring changed.
+    /// file never takes a good key away (see `Keyring::assemble`); one
+    /// found bad is read again after [`SETTLE`] before it is reported.
+    /// Returns whether the keyring changed.
     pub async fn rescan(&self) -> bool {
         let known = match self.store.read_async(|r| r.known_fingerprints()).await {
             Ok(known) => known,
@@ -114,13 +118,16 @@ impl KeyWatch {
             }
         };
         let previous = self.keyring.snapshot();
-        let (dir, allow) = (self.dir.clone(), self.allow_group_readable);
-        let prior = previous.clone();
-        let loaded =
-            tokio::task::spawn_blocking(move || load(&dir, allow, &known, Some(&prior))).await;
-        let Ok((next, problems)) = loaded else {
+        let Some((mut next, mut problems)) = self.load(&known, &previous).await else {
             return false;
         };
+        if !problems.is_empty() {
+            tokio::time::sleep(SETTLE).await;
+            let Some(again) = self.load(&known, &previous).await else {
+                return false;
+            };
+            (next, problems) = again;
+        }
         self.report(problems).await;
         if same_keys(&previous, &next) {
             return false;
@@ -159,6 +166,20 @@ impl KeyWatch {
             tracing::error!(error = %chain(&error), "cannot audit a keyring change");
         }
         true
+    }
+
+    /// One scan of the directory on the blocking pool (`None` if that task
+    /// died).
+    async fn load(
+        &self,
+        known: &BTreeMap<KeyId, Fingerprint>,
+        previous: &Arc<Keyring>,
+    ) -> Option<(Keyring, Vec<KeyFileProblem>)> {
+        let (dir, allow) = (self.dir.clone(), self.allow_group_readable);
+        let (known, prior) = (known.clone(), previous.clone());
+        tokio::task::spawn_blocking(move || load(&dir, allow, &known, Some(&prior)))
+            .await
+            .ok()
     }
 
     /// The last key went away (its directory removed, or every file

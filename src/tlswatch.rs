@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use crate::audit::{NewEvent, event};
 use crate::error_chain::chain;
-use crate::fswatch::{DirWatch, parent_dir};
+use crate::fswatch::{DirWatch, SETTLE, parent_dir};
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 use crate::tls::{Reload, ServerTls};
@@ -25,9 +25,6 @@ use crate::tls::{Reload, ServerTls};
 /// The fallback when file events are missed; certificates are renewed
 /// days before they expire, so a minute is plenty.
 pub const RESCAN_INTERVAL: Duration = Duration::from_secs(60);
-
-/// How long the watcher waits before reading a bad-looking pair again.
-pub const SETTLE: Duration = Duration::from_millis(500);
 
 /// The served pair, its files, and where reload failures are audited.
 pub struct TlsWatch {

@@ -307,6 +307,36 @@ async fn bad_key_files_never_take_a_good_key_away() {
     assert!(again["events"].as_array().unwrap().len() <= count + 1);
 }
 
+/// An operator edits a new key file in place (an editor or a shell
+/// redirect truncates, then writes): the watcher wakes on the truncated
+/// file, finds it bad, reads it again after the settle time and loads the
+/// finished key without reporting a refused file.
+#[tokio::test]
+async fn a_key_file_caught_half_written_is_not_reported() {
+    let server = TestServer::start_with(watch_only()).await;
+    let before = keys(&server).await["active"].as_str().unwrap().to_owned();
+    let path = server.path("keys.d").join("zz-edited.key");
+    let text = key_text();
+    std::fs::write(&path, &text[..10]).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // The editor's pause between the truncation and the rest of the write:
+    // past the watcher's debounce (150 ms), within its settle time (500 ms).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::write(&path, &text).unwrap();
+
+    let status = wait_for_keys(&server, Duration::from_secs(30), |s| {
+        s["active"] == "zz-edited"
+    })
+    .await;
+    assert_ne!(status["active"], before.as_str());
+    let refused = server.audit_events_of("master_key.reload_failed").await;
+    assert!(
+        refused.is_empty(),
+        "a half-written file was reported: {refused:?}"
+    );
+    server.stop().await;
+}
+
 /// The layout the kubelet builds for a Secret volume: the visible names
 /// are links into `..data`, which is swapped atomically on update.
 #[tokio::test]
