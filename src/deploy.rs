@@ -16,39 +16,37 @@
 //! removed later ([`cleanup`]). A final record a storage fault kept off the
 //! disk waits in [`pending`] and is written as soon as the store heals.
 
+mod bounds;
 pub mod cleanup;
+mod inject;
 pub mod pending;
+mod pod_template;
 
-use std::collections::{BTreeSet, HashMap};
-use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tokio::sync::OwnedMutexGuard;
-use tokio::time::Instant;
 
 use crate::audit::{NewEvent, event};
+use crate::cluster::ClusterTarget;
 use crate::cluster::objects::{self, DeploymentParams};
-use crate::cluster::{ClusterError, ClusterTarget};
 use crate::crypto::{self, HashedEntry, InstallationKey, SharedKeyring};
-use crate::model::InjectionReason::{
-    MasterKeyUnavailable, NoSecrets, SecretApplyFailed, UndecryptableValues,
-};
 use crate::model::{
     AppId, DeployStatus, DeployTrigger, EnvKey, ImageRef, InjectionReason, InjectionStatus, Port,
-    Replicas, RolloutChange, TenantId, Timestamp,
+    Replicas, TenantId, Timestamp,
 };
 use crate::resolve::{self, EffectiveSet, Warning};
 use crate::store::deploys::deploy_id;
 use crate::store::pins::PinChange;
 use crate::store::records::{
-    AppRecord, DeployRecord, IdempotencyRecord, InjectedKey, InjectionRecord, WarningRecord,
+    AppRecord, DeployRecord, IdempotencyRecord, InjectionRecord, WarningRecord,
 };
 use crate::store::{SecretLayout, Store, StoreError};
+use bounds::{AppLocks, Budget};
 use cleanup::SecretOutcome;
+use pod_template::PodTemplate;
 
 pub use crate::model::{MAX_IMAGE_REF_LEN, MAX_REPLICAS};
 
@@ -552,289 +550,6 @@ impl Deployer {
             }),
         }
     }
-
-    /// Step 3 of the contract: best-effort injection. Returns the outcome,
-    /// its audit event (without tenant/app, added by the caller) and what
-    /// became of the cluster's Secret.
-    async fn inject(
-        &self,
-        request: &DeployRequest,
-        tenant_id: &TenantId,
-        set: &EffectiveSet,
-        keyless: bool,
-        deploy_id: &str,
-        budget: &Budget,
-    ) -> (InjectionRecord, NewEvent, SecretOutcome) {
-        let app_id = &request.app_id;
-        let secret_name = objects::secret_name(app_id);
-        let outcome = |status, reason| InjectionRecord {
-            status,
-            reason,
-            secret_name: secret_name.clone(),
-            injected: Vec::new(),
-            undecryptable: Vec::new(),
-            warnings: Vec::new(),
-        };
-        let base_event = |kind: &'static str| {
-            NewEvent::new(kind, &request.actor)
-                .with("deploy_id", deploy_id)
-                .with("secret_name", secret_name.as_str())
-        };
-        if keyless {
-            return (
-                outcome(InjectionStatus::Skipped, Some(MasterKeyUnavailable)),
-                base_event(event::SECRET_SKIPPED).with("reason", MasterKeyUnavailable.as_str()),
-                SecretOutcome::Untouched,
-            );
-        }
-        if !set.undecryptable.is_empty() {
-            let names: Vec<String> = set
-                .undecryptable
-                .iter()
-                .map(|u| u.key.to_string())
-                .collect();
-            let mut record = outcome(InjectionStatus::Failed, Some(UndecryptableValues));
-            record.undecryptable = names.clone();
-            let missing_keys: BTreeSet<String> = set
-                .undecryptable
-                .iter()
-                .filter(|u| u.key_missing)
-                .map(|u| u.key_id.to_string())
-                .collect();
-            record.warnings.push(WarningRecord {
-                code: UndecryptableValues.as_str().to_owned(),
-                message: format!(
-                    "{} value(s) cannot be opened ({}); the live Secret was left untouched{}",
-                    names.len(),
-                    names.join(", "),
-                    if missing_keys.is_empty() {
-                        String::new()
-                    } else {
-                        format!(
-                            "; put back master key file(s) {} in the key directory",
-                            missing_keys.into_iter().collect::<Vec<_>>().join(", ")
-                        )
-                    }
-                ),
-            });
-            return (
-                record,
-                base_event(event::SECRET_INJECTION_FAILED)
-                    .with("reason", UndecryptableValues.as_str())
-                    .with("keys", names),
-                SecretOutcome::Untouched,
-            );
-        }
-        if set.values.is_empty() {
-            let deleted = budget
-                .run(
-                    format!("delete Secret {secret_name}"),
-                    self.cluster.delete_secret(app_id),
-                )
-                .await;
-            let mut record = outcome(InjectionStatus::Skipped, Some(NoSecrets));
-            return match deleted {
-                Ok(true) => (
-                    record,
-                    base_event(event::SECRET_REMOVED).with("reason", NoSecrets.as_str()),
-                    SecretOutcome::Replaced,
-                ),
-                Ok(false) => (
-                    record,
-                    base_event(event::SECRET_SKIPPED).with("reason", NoSecrets.as_str()),
-                    SecretOutcome::Replaced,
-                ),
-                Err(error) => {
-                    let error = error.to_string();
-                    record.warnings.push(cleanup::pending_warning(
-                        &format!("the app has no secrets, but {secret_name}"),
-                        &error,
-                    ));
-                    (
-                        record,
-                        base_event(event::SECRET_SKIPPED)
-                            .with("reason", NoSecrets.as_str())
-                            .with("error", error.as_str())
-                            .with("cleanup_pending", true),
-                        SecretOutcome::Stale(error),
-                    )
-                }
-            };
-        }
-        let secret = objects::secret(app_id, tenant_id, &self.settings.namespace, &set.values);
-        let applied = budget
-            .run(
-                format!("apply Secret {secret_name}"),
-                self.cluster.apply_secret(app_id, &secret),
-            )
-            .await;
-        drop(secret);
-        match applied {
-            Ok(()) => {
-                let mut record = outcome(InjectionStatus::Injected, None);
-                record.injected = set
-                    .values
-                    .iter()
-                    .map(|v| InjectedKey {
-                        key: v.key.to_string(),
-                        source: v.source,
-                        provider: v.provider.to_string(),
-                        version: v.version,
-                        updated_at: v.updated_at,
-                    })
-                    .collect();
-                let names: Vec<&str> = set.values.iter().map(|v| v.key.as_str()).collect();
-                let event = base_event(event::SECRET_INJECTED)
-                    .with("key_count", set.values.len())
-                    .with("keys", names);
-                (record, event, SecretOutcome::Replaced)
-            }
-            Err(error) => {
-                let mut record = outcome(InjectionStatus::Failed, Some(SecretApplyFailed));
-                record.warnings.push(WarningRecord {
-                    code: SecretApplyFailed.as_str().to_owned(),
-                    message: error.to_string(),
-                });
-                (
-                    record,
-                    base_event(event::SECRET_INJECTION_FAILED)
-                        .with("reason", SecretApplyFailed.as_str())
-                        .with("error", error.to_string()),
-                    SecretOutcome::Untouched,
-                )
-            }
-        }
-    }
-
-    /// `?dry_run=true`: compares the effective set with the cluster's Secret.
-    async fn dry_run(
-        &self,
-        request: &DeployRequest,
-        tenant_id: &TenantId,
-        set: &EffectiveSet,
-        keyless: bool,
-        mut warnings: Vec<WarningRecord>,
-        budget: &Budget,
-    ) -> DryRunReport {
-        let secret_name = objects::secret_name(&request.app_id);
-        let live = budget
-            .run(
-                format!("read Secret {secret_name}"),
-                self.cluster.secret_data(&request.app_id),
-            )
-            .await;
-        let live = match live {
-            Ok(data) => data.unwrap_or_default(),
-            Err(error) => {
-                warnings.push(WarningRecord {
-                    code: "cluster_unreadable".to_owned(),
-                    message: format!("compared against an empty Secret: {error}"),
-                });
-                Default::default()
-            }
-        };
-        let (status, reason) = if keyless {
-            (InjectionStatus::Skipped, Some(MasterKeyUnavailable))
-        } else if !set.undecryptable.is_empty() {
-            (InjectionStatus::Failed, Some(UndecryptableValues))
-        } else if set.values.is_empty() {
-            (InjectionStatus::Skipped, Some(NoSecrets))
-        } else {
-            (InjectionStatus::Injected, None)
-        };
-        let mut injection = DryRunInjection {
-            status,
-            reason,
-            secret_name,
-            added: Vec::new(),
-            removed: Vec::new(),
-            changed: Vec::new(),
-            unchanged: Vec::new(),
-        };
-        // Only an apply or a delete changes the Secret.
-        if status == InjectionStatus::Injected || reason == Some(NoSecrets) {
-            for value in &set.values {
-                match live.get(value.key.as_str()) {
-                    None => injection.added.push(value.key.to_string()),
-                    Some(Some(bytes))
-                        if bool::from(
-                            bytes
-                                .as_slice()
-                                .ct_eq(value.value.expose_secret().as_bytes()),
-                        ) =>
-                    {
-                        injection.unchanged.push(value.key.to_string());
-                    }
-                    Some(_) => injection.changed.push(value.key.to_string()),
-                }
-            }
-            injection.removed = live
-                .keys()
-                .filter(|name| !set.values.iter().any(|v| v.key.as_str() == name.as_str()))
-                .cloned()
-                .collect();
-        }
-        DryRunReport {
-            app_id: request.app_id.to_string(),
-            tenant_id: tenant_id.to_string(),
-            external_secrets: injection,
-            warnings,
-        }
-    }
-}
-
-/// The annotations a deploy puts on the pod template: they, the image and
-/// the port are all of the template that can change, so pods roll exactly
-/// when one of them does.
-struct PodTemplate {
-    secrets_hash: String,
-    restarted_at: Option<String>,
-}
-
-impl PodTemplate {
-    /// The template after a deploy: the new secrets hash when the Secret
-    /// was replaced, else the one the pods run with now (the last
-    /// successful deploy's; the empty set's when there is none); the
-    /// restart mark renewed on `restart`, else carried over — a deploy
-    /// that dropped it would roll the pods.
-    fn after(
-        previous: Option<&DeployRecord>,
-        replaced: Option<String>,
-        restart: bool,
-        empty_hash: impl FnOnce() -> String,
-    ) -> PodTemplate {
-        let carried = previous.and_then(|p| p.secrets_hash.clone());
-        PodTemplate {
-            secrets_hash: replaced.or(carried).unwrap_or_else(empty_hash),
-            restarted_at: if restart {
-                Some(Timestamp::now().to_rfc3339())
-            } else {
-                previous.and_then(|p| p.restarted_at.clone())
-            },
-        }
-    }
-
-    /// Whether this template differs from the one the last successful
-    /// deploy applied. A deploy before schema 3 put its deploy id on the
-    /// template, so the first one after it always rolls.
-    fn change_from(
-        &self,
-        previous: Option<&DeployRecord>,
-        image_ref: &str,
-        port: Option<u16>,
-    ) -> RolloutChange {
-        let same = previous.is_some_and(|p| {
-            p.secrets_hash.as_deref() == Some(self.secrets_hash.as_str())
-                && p.restarted_at == self.restarted_at
-                && p.image_ref == image_ref
-                && p.port == port
-        });
-        if same {
-            RolloutChange::Unchanged
-        } else {
-            RolloutChange::Restarted
-        }
-    }
 }
 
 /// What the request check established.
@@ -843,7 +558,6 @@ struct Checked {
     warnings: Vec<WarningRecord>,
 }
 
-/// Steps 1–2 of the contract: the body's app and tenant against the app.
 /// Opens a secret layout's effective set with its tenant's data keys (and
 /// the master keys, for values not moved under a data key yet).
 fn open_layout(keyring: &SharedKeyring, layout: &SecretLayout) -> EffectiveSet {
@@ -851,6 +565,7 @@ fn open_layout(keyring: &SharedKeyring, layout: &SecretLayout) -> EffectiveSet {
     resolve::resolve(&layout.tenant, &layout.app, &keys)
 }
 
+/// Steps 1–2 of the contract: the body's app and tenant against the app.
 fn check(request: &DeployRequest) -> Result<Checked, DeployError> {
     if let Some(body_app) = request.body_app_id.as_deref().filter(|a| !a.is_empty())
         && body_app != request.app_id.as_str()
@@ -921,54 +636,5 @@ fn missing_required_warning(missing: &[&EnvKey]) -> WarningRecord {
             "the app requires {} but its effective set lacks them; set them as tenant defaults or app overrides and redeploy",
             names.join(", ")
         ),
-    }
-}
-
-/// What is left of one deploy's time.
-struct Budget {
-    deadline: Instant,
-    total: Duration,
-}
-
-impl Budget {
-    fn new(total: Duration) -> Self {
-        Self {
-            deadline: Instant::now() + total,
-            total,
-        }
-    }
-
-    /// Runs one cluster call within the remaining budget.
-    async fn run<T>(
-        &self,
-        operation: String,
-        call: impl Future<Output = Result<T, ClusterError>>,
-    ) -> Result<T, ClusterError> {
-        match tokio::time::timeout_at(self.deadline, call).await {
-            Ok(result) => result,
-            Err(_) => Err(ClusterError::Timeout {
-                operation,
-                seconds: self.total.as_secs_f64(),
-            }),
-        }
-    }
-}
-
-/// One async mutex per app.
-#[derive(Default)]
-struct AppLocks {
-    locks: Mutex<HashMap<AppId, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-impl AppLocks {
-    async fn acquire(&self, app_id: &AppId, wait: Duration) -> Option<OwnedMutexGuard<()>> {
-        let lock = self
-            .locks
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .entry(app_id.clone())
-            .or_default()
-            .clone();
-        tokio::time::timeout(wait, lock.lock_owned()).await.ok()
     }
 }
