@@ -8,6 +8,7 @@
 //! timeout is lowered from kube's 295 s so a hung server cannot hold a
 //! connection past any sane budget.
 
+use std::fmt::Debug;
 use std::path::Path;
 use std::time::Duration;
 
@@ -17,6 +18,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
 use zeroize::Zeroizing;
 
@@ -87,6 +90,25 @@ impl KubernetesTarget {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
+    /// Server-side applies `object`, a `kind` called `name`, through `api`
+    /// (the namespace is applied first when exsec creates it).
+    async fn apply<K>(
+        &self,
+        api: Api<K>,
+        kind: &str,
+        name: &str,
+        object: &K,
+    ) -> Result<(), ClusterError>
+    where
+        K: Clone + DeserializeOwned + Serialize + Debug,
+    {
+        self.ensure_namespace().await?;
+        api.patch(name, &apply_params(), &Patch::Apply(object))
+            .await
+            .map(drop)
+            .map_err(|e| api_error(format!("apply {kind} {name}"), e))
+    }
+
     /// Applies the namespace once, when `cluster.create_namespace` is set.
     async fn ensure_namespace(&self) -> Result<(), ClusterError> {
         if !self.create_namespace {
@@ -123,13 +145,8 @@ impl ClusterTarget for KubernetesTarget {
         secret: &'a Secret,
     ) -> BoxFuture<'a, Result<(), ClusterError>> {
         Box::pin(async move {
-            self.ensure_namespace().await?;
             let name = objects::secret_name(app_id);
-            self.secrets()
-                .patch(&name, &apply_params(), &Patch::Apply(secret))
-                .await
-                .map(drop)
-                .map_err(|e| api_error(format!("apply Secret {name}"), e))
+            self.apply(self.secrets(), "Secret", &name, secret).await
         })
     }
 
@@ -150,12 +167,9 @@ impl ClusterTarget for KubernetesTarget {
         deployment: &'a Deployment,
     ) -> BoxFuture<'a, Result<(), ClusterError>> {
         Box::pin(async move {
-            self.ensure_namespace().await?;
-            self.deployments()
-                .patch(app_id.as_str(), &apply_params(), &Patch::Apply(deployment))
+            let name = app_id.as_str();
+            self.apply(self.deployments(), "Deployment", name, deployment)
                 .await
-                .map(drop)
-                .map_err(|e| api_error(format!("apply Deployment {app_id}"), e))
         })
     }
 
