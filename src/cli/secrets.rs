@@ -47,16 +47,22 @@ fn scope_label(scope: &Scope) -> String {
     format!("{} {}", scope.kind().as_str(), scope.owner())
 }
 
-pub async fn set(
-    context: &Context,
-    scope: &Scope,
-    provider: &str,
-    key: &str,
-) -> Result<(), CliError> {
-    let provider = Provider::parse(provider)?;
-    let key = EnvKey::parse(key)?;
-    let value = read_value(&key)?;
-    let answer = put(context, scope, &provider, &key, &value).await?;
+/// One secret named on the command line.
+pub struct SecretName {
+    /// Tenant default or app override.
+    pub scope: Scope,
+    pub provider: Provider,
+    pub key: EnvKey,
+}
+
+pub async fn set(context: &Context, name: &SecretName) -> Result<(), CliError> {
+    let SecretName {
+        scope,
+        provider,
+        key,
+    } = name;
+    let value = read_value(key)?;
+    let answer = put(context, scope, provider, key, &value).await?;
     drop(value);
     if context.output.json() {
         return context.output.value(&answer.body);
@@ -180,15 +186,13 @@ pub async fn effective(context: &Context, app: &str) -> Result<(), CliError> {
     line(&lines.join("\n"))
 }
 
-pub async fn verify(
-    context: &Context,
-    scope: &Scope,
-    provider: &str,
-    key: &str,
-) -> Result<(), CliError> {
-    let provider = Provider::parse(provider)?;
-    let key = EnvKey::parse(key)?;
-    let value = read_value(&key)?;
+pub async fn verify(context: &Context, name: &SecretName) -> Result<(), CliError> {
+    let SecretName {
+        scope,
+        provider,
+        key,
+    } = name;
+    let value = read_value(key)?;
     let body = value_body(&value)?;
     drop(value);
     let answer = context
