@@ -10,13 +10,13 @@ use std::collections::BTreeMap;
 
 use std::sync::Arc;
 
-use exsec::crypto::{DataKey, DataKeyCache, DataKeyId, Keyring, Sealer, SecretLocation};
-use exsec::model::{EnvKey, Provider, SecretValue};
-use exsec::store::{AuditFilter, PutSecret, Rejected, Store};
+use exsec::crypto::{DataKey, DataKeyCache, DataKeyId, Keyring, Sealer};
+use exsec::store::data_keys::DataKeyInfo;
+use exsec::store::{AuditFilter, Rejected, Store};
 use serde_json::{Value, json};
 
 use crate::daemon::Daemon;
-use crate::harness::{TestStore, eventually, key_id, options, tenant, tenant_scope};
+use crate::harness::{TestStore, eventually, key_id, options, put_sealed, tenant, tenant_scope};
 use crate::operator::admin;
 use crate::server::{Options, TestServer};
 use crate::tmpfs::Tmpfs;
@@ -241,24 +241,7 @@ async fn a_rotation_that_failed_on_a_read_only_disk_resumes_once_it_heals() {
     let (keyring, _) = Keyring::assemble(scan, &BTreeMap::new(), None);
     {
         let store = Store::open(&db, options()).unwrap();
-        let active = keyring.active().unwrap().clone();
-        let fingerprint = keyring.fingerprint(&active).unwrap();
-        let dek_id = DataKeyId::generate().unwrap();
-        let wrapped = keyring
-            .wrap_data_key(&tenant("acme"), &dek_id, &DataKey::generate().unwrap())
-            .unwrap();
-        store
-            .write(move |w| {
-                w.rotate_data_key(
-                    &tenant("acme"),
-                    &dek_id,
-                    wrapped.clone(),
-                    fingerprint,
-                    "test",
-                )
-                .map(drop)
-            })
-            .unwrap();
+        rotate_data_key(&store, &keyring, "acme");
     }
     tmpfs.remount(true).unwrap();
     let daemon = Daemon::start(&server.path("config.toml"), &[]);
@@ -299,47 +282,20 @@ fn a_value_sealed_under_a_replaced_data_key_is_refused() {
     store
         .write(|w| w.put_tenant(&tenant("acme"), "test").map(drop))
         .unwrap();
-    let rotate = || {
-        let dek_id = DataKeyId::generate().unwrap();
-        let wrapped = test
-            .keyring
-            .wrap_data_key(&tenant("acme"), &dek_id, &DataKey::generate().unwrap())
-            .unwrap();
-        let fingerprint = test.keyring.fingerprint(&key_id("k1")).unwrap();
-        store
-            .write(move |w| {
-                w.rotate_data_key(
-                    &tenant("acme"),
-                    &dek_id,
-                    wrapped.clone(),
-                    fingerprint,
-                    "test",
-                )
-            })
-            .unwrap()
-    };
+    let rotate = || rotate_data_key(store, &test.keyring, "acme");
     let first = rotate();
     assert_eq!(first.older, 0);
     let wraps = store.read(|r| r.data_keys(&tenant("acme"))).unwrap();
     let keys =
         DataKeyCache::default().tenant_keys(Arc::clone(&test.keyring), &tenant("acme"), &wraps);
-    let scope = tenant_scope("acme");
-    let provider = Provider::parse("openai").unwrap();
-    let key = EnvKey::parse("K").unwrap();
-    let location = SecretLocation {
-        scope: &scope,
-        provider: &provider,
-        key: &key,
-    };
-    let put = PutSecret {
-        scope: scope.clone(),
-        provider: provider.clone(),
-        key: key.clone(),
-        sealed: keys
-            .seal(&location, &SecretValue::parse("v1".to_owned()).unwrap())
-            .unwrap(),
-        fingerprint: test.keyring.fingerprint(&key_id("k1")).unwrap(),
-    };
+    let put = put_sealed(
+        &tenant_scope("acme"),
+        "openai",
+        "K",
+        "v1",
+        test.keyring.fingerprint(&key_id("k1")).unwrap(),
+        |location, value| keys.seal(location, value),
+    );
     assert!(matches!(&put.sealed.sealer, Sealer::DataKey(id) if *id == first.id));
     let stored = put.clone();
     store
@@ -447,4 +403,20 @@ async fn data_key(server: &TestServer, tenant: &str) -> Value {
         .await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     answer.json()["data_key"].clone()
+}
+
+/// Starts a data-key rotation of `tenant_id` as the API does: a new data
+/// key wrapped under the active master key, the tenant's writes moved to it.
+fn rotate_data_key(store: &Store, keyring: &Keyring, tenant_id: &str) -> DataKeyInfo {
+    let dek_id = DataKeyId::generate().unwrap();
+    let wrapped = keyring
+        .wrap_data_key(&tenant(tenant_id), &dek_id, &DataKey::generate().unwrap())
+        .unwrap();
+    let fingerprint = keyring
+        .fingerprint(keyring.active().expect("an active key"))
+        .unwrap();
+    let owner = tenant(tenant_id);
+    store
+        .write(move |w| w.rotate_data_key(&owner, &dek_id, wrapped.clone(), fingerprint, "test"))
+        .unwrap()
 }

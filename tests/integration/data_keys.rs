@@ -11,7 +11,7 @@ use exsec::crypto::{
     CryptoError, DataKey, DataKeyCache, DataKeyId, Keyring, MasterKey, Sealer, SecretLocation,
     SharedKeyring,
 };
-use exsec::model::{Scope, SecretValue, TenantId};
+use exsec::model::{Scope, TenantId};
 use exsec::rotation::Rotation;
 use exsec::store::history::KeptValue;
 use exsec::store::records::SecretRecord;
@@ -306,26 +306,9 @@ fn seal_under_data_key(
             .write(move |w| w.add_data_key(&owner, None, &dek_id, wrapped.clone(), fingerprint))
             .unwrap();
     }
-    let provider = exsec::model::Provider::parse("p").unwrap();
-    let key = exsec::model::EnvKey::parse(key).unwrap();
-    let sealed = shared
-        .tenant_keys(owner, &wraps)
-        .seal(
-            &SecretLocation {
-                scope,
-                provider: &provider,
-                key: &key,
-            },
-            &SecretValue::parse(value.to_owned()).unwrap(),
-        )
-        .unwrap();
-    PutSecret {
-        scope: scope.clone(),
-        provider,
-        key,
-        sealed,
-        fingerprint,
-    }
+    crate::harness::put_sealed(scope, "p", key, value, fingerprint, |location, value| {
+        shared.tenant_keys(owner, &wraps).seal(location, value)
+    })
 }
 
 /// The tenant number in a record's owner id (`t7` or `t7-web` → `7`).
@@ -482,11 +465,7 @@ async fn a_shredded_tenant_is_gone_and_its_copied_values_do_not_open() {
     let keys_before =
         DataKeyCache::default().tenant_keys(Arc::clone(&keyring), &tenant("acme"), &copied_wraps);
     for record in &copied {
-        let location = SecretLocation {
-            scope: &record.scope,
-            provider: &record.provider,
-            key: &record.key,
-        };
+        let location = record.location();
         assert!(keys_now.open(&location, &record.sealed).is_err());
         assert!(keyring.open(&location, &record.sealed).is_err());
         // Proof the copy was good: with the wrap as it was, it opens.

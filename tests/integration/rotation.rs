@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
+use crate::harness::eventually_within;
 use crate::server::{Options, TestServer};
 
 /// The harness keeps the default `rescan_interval` (30 s), far beyond
@@ -27,18 +28,27 @@ pub(crate) async fn wait_for_keys(
     limit: Duration,
     done: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
+    poll_keys(server, limit, Duration::from_millis(20), done).await
+}
+
+/// [`wait_for_keys`] polling `every` (a short interval catches states that
+/// pass quickly).
+pub(crate) async fn poll_keys(
+    server: &TestServer,
+    limit: Duration,
+    every: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let what = "the keys (GET /v1/keys) reach the awaited state";
+    eventually_within(what, limit, every, || async {
         let status = keys(server).await;
         if done(&status) {
-            return status;
+            Ok(status)
+        } else {
+            Err(status.to_string())
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out; last status {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 pub(crate) fn later_key(server: &TestServer, hours: u64) -> String {

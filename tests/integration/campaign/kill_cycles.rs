@@ -30,7 +30,6 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use exsec::crypto::Keyring;
-use exsec::model::{AppId, TenantId};
 use exsec::store::{PutSecret, Store};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -634,22 +633,5 @@ fn seed_bulk(dir: &Path) {
                 .collect::<Vec<_>>()
         })
         .collect();
-    store
-        .write(move |w| {
-            let tenant = TenantId::parse("bulk").unwrap();
-            w.put_tenant(&tenant, "admin")?;
-            for app in &apps {
-                w.put_app(
-                    &AppId::parse(app).unwrap(),
-                    &tenant,
-                    Default::default(),
-                    "admin",
-                )?;
-            }
-            for put in &puts {
-                w.put_secret(put.clone(), "admin")?;
-            }
-            Ok(())
-        })
-        .unwrap();
+    crate::harness::write_tenant(&store, "bulk", apps, puts);
 }
