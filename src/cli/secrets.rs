@@ -61,9 +61,7 @@ pub async fn set(context: &Context, name: &SecretName) -> Result<(), CliError> {
         provider,
         key,
     } = name;
-    let value = read_value(key)?;
-    let answer = put(context, scope, provider, key, &value).await?;
-    drop(value);
+    let answer = put(context, scope, provider, key, &read_value(key)?).await?;
     if context.output.json() {
         return context.output.value(&answer.body);
     }
@@ -187,14 +185,12 @@ pub async fn effective(context: &Context, app: &str) -> Result<(), CliError> {
 }
 
 pub async fn verify(context: &Context, name: &SecretName) -> Result<(), CliError> {
+    let body = value_body(&read_value(&name.key)?)?;
     let SecretName {
         scope,
         provider,
         key,
     } = name;
-    let value = read_value(key)?;
-    let body = value_body(&value)?;
-    drop(value);
     let answer = context
         .client
         .request(

@@ -153,11 +153,7 @@ impl ClusterTarget for KubernetesTarget {
     fn delete_secret<'a>(&'a self, app_id: &'a AppId) -> BoxFuture<'a, Result<bool, ClusterError>> {
         Box::pin(async move {
             let name = objects::secret_name(app_id);
-            match self.secrets().delete(&name, &DeleteParams::default()).await {
-                Ok(_) => Ok(true),
-                Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
-                Err(e) => Err(api_error(format!("delete Secret {name}"), e)),
-            }
+            delete(self.secrets(), "Secret", &name).await
         })
     }
 
@@ -179,11 +175,7 @@ impl ClusterTarget for KubernetesTarget {
     ) -> BoxFuture<'a, Result<Option<SecretData>, ClusterError>> {
         Box::pin(async move {
             let name = objects::secret_name(app_id);
-            let secret = self
-                .secrets()
-                .get_opt(&name)
-                .await
-                .map_err(|e| api_error(format!("read Secret {name}"), e))?;
+            let secret = read(self.secrets(), "Secret", &name).await?;
             Ok(secret.map(|secret| {
                 secret
                     .data
@@ -201,16 +193,8 @@ impl ClusterTarget for KubernetesTarget {
     ) -> BoxFuture<'a, Result<AppObjects, ClusterError>> {
         Box::pin(async move {
             let name = objects::secret_name(app_id);
-            let secret = self
-                .secrets()
-                .get_opt(&name)
-                .await
-                .map_err(|e| api_error(format!("read Secret {name}"), e))?;
-            let deployment = self
-                .deployments()
-                .get_opt(app_id.as_str())
-                .await
-                .map_err(|e| api_error(format!("read Deployment {app_id}"), e))?;
+            let secret = read(self.secrets(), "Secret", &name).await?;
+            let deployment = read(self.deployments(), "Deployment", app_id.as_str()).await?;
             Ok(AppObjects {
                 secret_keys: secret.map(|s| s.data.unwrap_or_default().into_keys().collect()),
                 deployment: deployment.as_ref().map(DeploymentState::of),
@@ -221,15 +205,9 @@ impl ClusterTarget for KubernetesTarget {
     fn delete_app<'a>(&'a self, app_id: &'a AppId) -> BoxFuture<'a, Result<(), ClusterError>> {
         Box::pin(async move {
             self.delete_secret(app_id).await?;
-            match self
-                .deployments()
-                .delete(app_id.as_str(), &DeleteParams::default())
+            delete(self.deployments(), "Deployment", app_id.as_str())
                 .await
-            {
-                Ok(_) => Ok(()),
-                Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-                Err(e) => Err(api_error(format!("delete Deployment {app_id}"), e)),
-            }
+                .map(drop)
         })
     }
 
@@ -241,6 +219,28 @@ impl ClusterTarget for KubernetesTarget {
                 .map(drop)
                 .map_err(|e| api_error("read /version".to_owned(), e))
         })
+    }
+}
+
+/// The `kind` called `name`, if it exists.
+async fn read<K>(api: Api<K>, kind: &str, name: &str) -> Result<Option<K>, ClusterError>
+where
+    K: Clone + DeserializeOwned + Debug,
+{
+    api.get_opt(name)
+        .await
+        .map_err(|e| api_error(format!("read {kind} {name}"), e))
+}
+
+/// Deletes the `kind` called `name`; `false` when it was already gone.
+async fn delete<K>(api: Api<K>, kind: &str, name: &str) -> Result<bool, ClusterError>
+where
+    K: Clone + DeserializeOwned + Debug,
+{
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+        Err(e) => Err(api_error(format!("delete {kind} {name}"), e)),
     }
 }
 

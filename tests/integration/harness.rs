@@ -9,6 +9,7 @@ use exsec::crypto::{
     TenantKeys,
 };
 use exsec::model::{AppId, EnvKey, KeyId, Provider, Scope, SecretValue, TenantId};
+use exsec::resolve::EffectiveSet;
 use exsec::store::records::SecretRecord;
 use exsec::store::{PutSecret, SecretLayout, Store, StoreOptions};
 use tracing_subscriber::fmt::MakeWriter;
@@ -37,6 +38,22 @@ impl TestStore {
 
     pub fn path(&self) -> PathBuf {
         self.dir.path().join("exsec.redb")
+    }
+
+    /// The stored layout of app `id`: its tenant's defaults, its
+    /// overrides and the tenant's data keys.
+    pub fn layout(&self, id: &str) -> SecretLayout {
+        let id = app(id);
+        self.store
+            .read(move |r| r.secret_layout(&id))
+            .expect("read the layout")
+            .expect("the app exists")
+    }
+
+    /// The effective set of a layout, opened with this store's keyring.
+    pub fn resolve(&self, layout: &SecretLayout) -> EffectiveSet {
+        let keys = shared_layout_keys(&self.keyring, layout);
+        exsec::resolve::resolve(&layout.tenant, &layout.app, &keys)
     }
 
     /// Seals `value` for the location and builds the store write.

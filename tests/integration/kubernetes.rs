@@ -344,15 +344,18 @@ async fn kubectl_sees_what_the_seed_document_says() {
         );
         String::from_utf8(out.stdout).unwrap()
     };
-    let secret = run(&[
-        "-n",
-        "paas-apps",
-        "get",
-        "secret",
-        "app-web-external-secrets",
-        "-o",
-        "json",
-    ]);
+    let get_secret = |format: &str| {
+        run(&[
+            "-n",
+            "paas-apps",
+            "get",
+            "secret",
+            "app-web-external-secrets",
+            "-o",
+            format,
+        ])
+    };
+    let secret = get_secret("json");
     let secret: Value = serde_json::from_str(&secret).unwrap();
     let decode = |key: &str| {
         String::from_utf8(
@@ -364,15 +367,7 @@ async fn kubectl_sees_what_the_seed_document_says() {
     };
     assert_eq!(decode("OPENAI_API_KEY"), "sk-app");
     assert_eq!(decode("STRIPE_KEY"), "rk-tenant");
-    let yaml = run(&[
-        "-n",
-        "paas-apps",
-        "get",
-        "secret",
-        "app-web-external-secrets",
-        "-o",
-        "yaml",
-    ]);
+    let yaml = get_secret("yaml");
     assert!(yaml.contains("OPENAI_API_KEY:"), "{yaml}");
     let deploy_yaml = run(&["-n", "paas-apps", "get", "deploy", "web", "-o", "yaml"]);
     assert!(deploy_yaml.contains("envFrom"), "{deploy_yaml}");

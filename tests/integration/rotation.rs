@@ -145,13 +145,7 @@ async fn a_new_key_reseals_everything_under_live_traffic() {
                         Some(r#"{"image_ref":"nginx"}"#),
                     )
                     .await;
-                assert_eq!(deploy.status, 201, "{}", deploy.text());
-                assert_eq!(
-                    deploy.json()["external_secrets"]["status"],
-                    "injected",
-                    "{}",
-                    deploy.text()
-                );
+                deploy.assert_injected();
             }
         })
     };

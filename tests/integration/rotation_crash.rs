@@ -156,13 +156,7 @@ async fn resume(
     for (t, a) in deployed {
         let app = app_name(t, a);
         let deploy = server.deploy(&app, json!({ "image_ref": "nginx" })).await;
-        assert_eq!(deploy.status, 201, "{}", deploy.text());
-        assert_eq!(
-            deploy.json()["external_secrets"]["status"],
-            "injected",
-            "{}",
-            deploy.text()
-        );
+        deploy.assert_injected();
         let values = server.manifest_values(&app).unwrap();
         let mut expected = tenant_values(t);
         expected.extend(app_values(t, a, rewritten));

@@ -97,6 +97,16 @@ impl Answer {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
+    /// Asserts a deploy answer: 201 with every value of the set injected;
+    /// returns its body.
+    #[track_caller]
+    pub fn assert_injected(&self) -> Value {
+        assert_eq!(self.status, 201, "{}", self.text());
+        let body = self.json();
+        assert_eq!(body["external_secrets"]["status"], "injected", "{body}");
+        body
+    }
+
     /// Asserts an RFC 9457 problem answer with this status and `code`, and
     /// returns the problem object.
     #[track_caller]
@@ -559,9 +569,15 @@ format = "json"
 
     /// Every audit event, oldest first, through the paged API.
     pub async fn audit_events(&self) -> Vec<Value> {
+        self.audit_events_after(0).await
+    }
+
+    /// The audit events after sequence number `after`, oldest first,
+    /// through the paged API.
+    pub async fn audit_events_after(&self, after: u64) -> Vec<Value> {
         let mut events: Vec<Value> = Vec::new();
         loop {
-            let after = events.last().map_or(0, |e| e["seq"].as_u64().unwrap());
+            let after = events.last().map_or(after, |e| e["seq"].as_u64().unwrap());
             let page = self
                 .admin(
                     "GET",
@@ -576,7 +592,6 @@ format = "json"
             }
         }
     }
-
     pub async fn stop(mut self) -> tempfile::TempDir {
         if let Some(server) = self.server.take() {
             server.shutdown().await;
