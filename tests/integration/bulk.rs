@@ -125,10 +125,10 @@ async fn a_bulk_write_sets_every_key_with_one_audit_event_each_and_no_value() {
     let server = TestServer::start().await;
     server.seed("acme", &["web"]).await;
     server
-        .set_secret_ok("/v1/apps/web", "db", "DB_USER", "old-user")
-        .await;
-    server
-        .set_secret_ok("/v1/apps/web", "cache", "REDIS_URL", "redis-untouched")
+        .set_secrets_ok(&[
+            ("/v1/apps/web", "db", "DB_USER", "old-user"),
+            ("/v1/apps/web", "cache", "REDIS_URL", "redis-untouched"),
+        ])
         .await;
     let seq = server.audit_seq().await;
 

@@ -402,11 +402,7 @@ async fn a_shredded_tenant_is_gone_and_its_copied_values_do_not_open() {
         .expect(2);
     let shred = crate::operator::admin(&server, &["tenants", "shred", "acme", "--yes"], None).await;
     shred.expect(0);
-    assert!(
-        shred.stdout.contains("shredded tenant acme"),
-        "{}",
-        shred.stdout
-    );
+    shred.stdout_has("shredded tenant acme");
     assert_eq!(
         server.admin("GET", "/v1/tenants/acme", None).await.status,
         404

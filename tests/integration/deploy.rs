@@ -279,10 +279,10 @@ async fn removed_keys_and_an_empty_set_are_removed_from_the_cluster() {
     let server = TestServer::start().await;
     server.seed("acme", &["web"]).await;
     server
-        .set_secret_ok("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-1")
-        .await;
-    server
-        .set_secret_ok("/v1/apps/web", "stripe", "STRIPE_KEY", "rk-1")
+        .set_secrets_ok(&[
+            ("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-1"),
+            ("/v1/apps/web", "stripe", "STRIPE_KEY", "rk-1"),
+        ])
         .await;
     server.deploy_ok("web").await;
     assert_eq!(server.manifest_values("web").unwrap().len(), 2);
@@ -352,12 +352,12 @@ async fn a_dry_run_reports_changes_and_changes_nothing() {
     let server = TestServer::start().await;
     server.seed("acme", &["web"]).await;
     server
-        .set_secret_ok("/v1/apps/web", "a", "KEEP", "same")
+        .set_secrets_ok(&[
+            ("/v1/apps/web", "a", "KEEP", "same"),
+            ("/v1/apps/web", "b", "CHANGE", "old"),
+            ("/v1/apps/web", "c", "DROP", "x"),
+        ])
         .await;
-    server
-        .set_secret_ok("/v1/apps/web", "b", "CHANGE", "old")
-        .await;
-    server.set_secret_ok("/v1/apps/web", "c", "DROP", "x").await;
     server.deploy_ok("web").await;
     server
         .set_secret_ok("/v1/apps/web", "b", "CHANGE", "new")

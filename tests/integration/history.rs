@@ -147,10 +147,10 @@ async fn versions_are_listed_without_values_and_a_restore_is_a_new_version() {
 async fn a_rollback_applies_exactly_the_earlier_set_and_pins_the_app() {
     let server = on_kubernetes(10).await;
     server
-        .set_secret_ok("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-a")
-        .await;
-    server
-        .set_secret_ok(SCOPE, "stripe", "STRIPE_KEY", "rk-a")
+        .set_secrets_ok(&[
+            ("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-a"),
+            (SCOPE, "stripe", "STRIPE_KEY", "rk-a"),
+        ])
         .await;
     let a = deploy(
         &server,
@@ -162,13 +162,11 @@ async fn a_rollback_applies_exactly_the_earlier_set_and_pins_the_app() {
 
     // Two values change and a third key appears; deploy B runs them.
     server
-        .set_secret_ok("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-b")
-        .await;
-    server
-        .set_secret_ok(SCOPE, "stripe", "STRIPE_KEY", "rk-b")
-        .await;
-    server
-        .set_secret_ok(SCOPE, "sentry", "SENTRY_DSN", "dsn-b")
+        .set_secrets_ok(&[
+            ("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-b"),
+            (SCOPE, "stripe", "STRIPE_KEY", "rk-b"),
+            (SCOPE, "sentry", "SENTRY_DSN", "dsn-b"),
+        ])
         .await;
     let b = deploy(&server, json!({"image_ref": "nginx:1.28"})).await;
     assert_ne!(b["secrets_hash"], a["secrets_hash"]);
@@ -253,18 +251,18 @@ async fn a_rollback_applies_exactly_the_earlier_set_and_pins_the_app() {
 async fn a_pruned_version_refuses_the_rollback_and_leaves_the_cluster_alone() {
     let server = on_kubernetes(2).await;
     server
-        .set_secret_ok(SCOPE, "stripe", "STRIPE_KEY", "rk-1")
-        .await;
-    server
-        .set_secret_ok(SCOPE, "openai", "OPENAI_API_KEY", "sk-1")
+        .set_secrets_ok(&[
+            (SCOPE, "stripe", "STRIPE_KEY", "rk-1"),
+            (SCOPE, "openai", "OPENAI_API_KEY", "sk-1"),
+        ])
         .await;
     let a = deploy(&server, json!({"image_ref": "nginx:1.27"})).await;
     // Two more versions of STRIPE_KEY: with a history of 2, v1 is pruned.
     server
-        .set_secret_ok(SCOPE, "stripe", "STRIPE_KEY", "rk-2")
-        .await;
-    server
-        .set_secret_ok(SCOPE, "stripe", "STRIPE_KEY", "rk-3")
+        .set_secrets_ok(&[
+            (SCOPE, "stripe", "STRIPE_KEY", "rk-2"),
+            (SCOPE, "stripe", "STRIPE_KEY", "rk-3"),
+        ])
         .await;
     let kept = server
         .admin(

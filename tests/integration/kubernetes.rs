@@ -54,13 +54,11 @@ async fn seeded() -> TestServer {
     let server = TestServer::start_with(kubernetes()).await;
     server.seed("acme", &["web"]).await;
     server
-        .set_secret_ok("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-tenant")
-        .await;
-    server
-        .set_secret_ok("/v1/tenants/acme", "stripe", "STRIPE_KEY", "rk-tenant")
-        .await;
-    server
-        .set_secret_ok("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-app")
+        .set_secrets_ok(&[
+            ("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-tenant"),
+            ("/v1/tenants/acme", "stripe", "STRIPE_KEY", "rk-tenant"),
+            ("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-app"),
+        ])
         .await;
     server
 }
@@ -214,8 +212,12 @@ async fn string_data_leaves_a_removed_key_behind_but_data_does_not() {
     );
 
     server.seed("acme", &["web"]).await;
-    server.set_secret_ok("/v1/apps/web", "p", "A", "1").await;
-    server.set_secret_ok("/v1/apps/web", "p", "B", "2").await;
+    server
+        .set_secrets_ok(&[
+            ("/v1/apps/web", "p", "A", "1"),
+            ("/v1/apps/web", "p", "B", "2"),
+        ])
+        .await;
     server.deploy("web", json!({"image_ref": "nginx"})).await;
     server
         .admin("DELETE", "/v1/apps/web/external-secrets/p/B", None)

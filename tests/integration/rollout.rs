@@ -20,10 +20,10 @@ async fn seeded() -> TestServer {
     .await;
     server.seed("acme", &["web"]).await;
     server
-        .set_secret_ok("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-1")
-        .await;
-    server
-        .set_secret_ok("/v1/apps/web", "stripe", "STRIPE_KEY", "rk-1")
+        .set_secrets_ok(&[
+            ("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-1"),
+            ("/v1/apps/web", "stripe", "STRIPE_KEY", "rk-1"),
+        ])
         .await;
     server
 }

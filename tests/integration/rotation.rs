@@ -440,11 +440,7 @@ async fn status_shows_how_many_records_wait_for_each_missing_key() {
             "{line} not in {}",
             human.stdout
         );
-        assert!(
-            human.stderr.contains(&format!("{id} ({count} records)")),
-            "{}",
-            human.stderr
-        );
+        human.stderr_has(&format!("{id} ({count} records)"));
     }
 
     // The first file comes back: its records move to the active key.

@@ -449,14 +449,42 @@ format = "json"
     ) -> impl std::future::Future<Output = ()> + 'a {
         let caller = std::panic::Location::caller();
         async move {
-            let answer = self.set_secret(scope_path, provider, key, value).await;
-            assert!(
-                answer.status == 201 || answer.status == 200,
-                "{caller}: setting {scope_path} {provider}/{key}: {} {}",
-                answer.status,
-                answer.text()
-            );
+            self.set_secret_at(caller, scope_path, provider, key, value)
+                .await;
         }
+    }
+    /// Sets each `(scope_path, provider, key, value)` in turn, asserting
+    /// each write as [`Self::set_secret_ok`] does.
+    #[track_caller]
+    pub fn set_secrets_ok<'a>(
+        &'a self,
+        secrets: &'a [(&'a str, &'a str, &'a str, &'a str)],
+    ) -> impl std::future::Future<Output = ()> + 'a {
+        let caller = std::panic::Location::caller();
+        async move {
+            for &(scope_path, provider, key, value) in secrets {
+                self.set_secret_at(caller, scope_path, provider, key, value)
+                    .await;
+            }
+        }
+    }
+
+    /// Sets a secret and asserts it was stored, failing at `caller`.
+    async fn set_secret_at(
+        &self,
+        caller: &std::panic::Location<'_>,
+        scope_path: &str,
+        provider: &str,
+        key: &str,
+        value: &str,
+    ) {
+        let answer = self.set_secret(scope_path, provider, key, value).await;
+        assert!(
+            answer.status == 201 || answer.status == 200,
+            "{caller}: setting {scope_path} {provider}/{key}: {} {}",
+            answer.status,
+            answer.text()
+        );
     }
 
     /// The `provider/key` names a scope holds (`/v1/apps/web`), read with

@@ -67,11 +67,7 @@ async fn an_edited_event_is_named_and_a_cut_tail_is_caught_by_its_anchor() {
     )
     .await;
     busy.expect(5);
-    assert!(
-        busy.stderr.contains("is in use by another exsec process"),
-        "{}",
-        busy.stderr
-    );
+    busy.stderr_has("is in use by another exsec process");
 
     let dir = server.stop().await;
     let original = dir.path().join("exsec.redb");
@@ -164,14 +160,10 @@ async fn an_edited_event_is_named_and_a_cut_tail_is_caught_by_its_anchor() {
     )
     .await;
     truncated.expect(6);
-    assert!(
-        truncated.stderr.contains(&format!(
-            "audit log ends at event {}, but an anchor recorded event {head_seq}",
-            head_seq - 2
-        )),
-        "{}",
-        truncated.stderr
-    );
+    truncated.stderr_has(&format!(
+        "audit log ends at event {}, but an anchor recorded event {head_seq}",
+        head_seq - 2
+    ));
 
     let missing = exsec(
         None,
@@ -288,10 +280,10 @@ async fn a_log_tampered_while_stopped_is_found_at_the_next_start() {
     assert_eq!(ready["audit"]["chain"], "verified", "{ready}");
     assert_eq!(ready["degraded"], false, "{ready}");
     server
-        .set_secret_ok("/v1/apps/web", "openai", "D_KEY", "sk-d")
-        .await;
-    server
-        .set_secret_ok("/v1/apps/web", "openai", "E_KEY", "sk-e")
+        .set_secrets_ok(&[
+            ("/v1/apps/web", "openai", "D_KEY", "sk-d"),
+            ("/v1/apps/web", "openai", "E_KEY", "sk-e"),
+        ])
         .await;
     let head = server.audit_seq().await;
     let dir = server.stop().await;
@@ -333,11 +325,7 @@ async fn a_log_tampered_while_stopped_is_found_at_the_next_start() {
     assert_eq!(written.status, 201, "{}", written.text());
     let doctor = admin(&server, &["doctor", "web"], None).await;
     doctor.expect(6);
-    assert!(doctor.stdout.contains("audit log"), "{}", doctor.stdout);
-    assert!(
-        doctor.stdout.contains(&format!("event {edited}")),
-        "{}",
-        doctor.stdout
-    );
+    doctor.stdout_has("audit log");
+    doctor.stdout_has(&format!("event {edited}"));
     server.stop().await;
 }

@@ -141,11 +141,7 @@ async fn a_backup_under_write_load_restores_to_a_consistent_verified_store() {
     )
     .await;
     restored.expect(0);
-    assert!(
-        restored.stdout.contains("restored and verified"),
-        "{}",
-        restored.stdout
-    );
+    restored.stdout_has("restored and verified");
     let store = Store::open(&data_dir.join("exsec.redb"), options()).unwrap();
     let (records, check, tenants, apps) = store
         .read(|r| {
@@ -215,7 +211,7 @@ async fn a_backup_under_write_load_restores_to_a_consistent_verified_store() {
     )
     .await;
     again.expect(4);
-    assert!(again.stderr.contains("pass --force"), "{}", again.stderr);
+    again.stderr_has("pass --force");
     exsec(
         None,
         None,
@@ -305,7 +301,7 @@ async fn a_forged_or_damaged_backup_is_refused() {
             std::fs::write(&forged_file, &content).unwrap();
             let run = restore(&forged_file, &data_dir, &keys_dir, &[]).await;
             run.expect(code);
-            assert!(run.stderr.contains(says), "{run:?}");
+            run.stderr_has(says);
             assert!(!data_dir.join("exsec.redb").exists());
         }
     };
@@ -360,10 +356,7 @@ async fn a_forged_or_damaged_backup_is_refused() {
     exsec::crypto::generate_key_file(&other_keys, std::time::SystemTime::UNIX_EPOCH).unwrap();
     let run = restore(&file, &data_dir, &other_keys, &[]).await;
     run.expect(6);
-    assert!(
-        run.stderr.contains("which is not in the key directory"),
-        "{run:?}"
-    );
+    run.stderr_has("which is not in the key directory");
 
     // The streamed download restores, and says what it is.
     let raw = server.admin("GET", "/v1/backup", None).await;
@@ -522,7 +515,7 @@ async fn a_huge_backup_is_refused_in_bounded_memory_and_special_files_at_once() 
     ] {
         let run = restore(path, &data_dir, &keys_dir, &[]).await;
         run.expect(2);
-        assert!(run.stderr.contains(says), "{run:?}");
+        run.stderr_has(says);
     }
 }
 
@@ -552,14 +545,14 @@ async fn a_format_1_backup_restores_only_when_accepted_unauthenticated() {
 
     let run = restore(&backup, &data_dir, &keys_dir, &[]).await;
     run.expect(4);
-    assert!(run.stderr.contains("cannot be authenticated"), "{run:?}");
-    assert!(run.stderr.contains("--accept-unauthenticated"), "{run:?}");
+    run.stderr_has("cannot be authenticated");
+    run.stderr_has("--accept-unauthenticated");
     assert!(!data_dir.join("exsec.redb").exists());
 
     let run = restore(&backup, &data_dir, &keys_dir, &["--accept-unauthenticated"]).await;
     run.expect(0);
-    assert!(run.stdout.contains("format 1, unauthenticated"), "{run:?}");
-    assert!(run.stderr.contains("take a new backup now"), "{run:?}");
+    run.stdout_has("format 1, unauthenticated");
+    run.stderr_has("take a new backup now");
 
     let store = Store::open(&data_dir.join("exsec.redb"), options()).unwrap();
     let keyring = std::sync::Arc::new(Keyring::from_keys(scan_dir(&keys_dir, false).unwrap().keys));

@@ -110,12 +110,8 @@ async fn a_secret_set_from_stdin_is_listed_without_its_value_and_the_override_wi
 
     let deployed = admin(&server, &["deploy", "web", "--image", "nginx:1.27"], None).await;
     deployed.expect(0);
-    assert!(
-        deployed.stdout.contains(
-            "external secrets: injected 1 keys into Secret app-web-external-secrets: OPENAI_API_KEY"
-        ),
-        "{}",
-        deployed.stdout
+    deployed.stdout_has(
+        "external secrets: injected 1 keys into Secret app-web-external-secrets: OPENAI_API_KEY",
     );
     assert!(
         deployed.stdout.contains("warning:"),
@@ -154,11 +150,7 @@ async fn a_secret_set_from_stdin_is_listed_without_its_value_and_the_override_wi
         None,
     )
     .await;
-    assert!(
-        dry.expect(0).stdout.contains("unchanged: OPENAI_API_KEY"),
-        "{}",
-        dry.stdout
-    );
+    dry.expect(0).stdout_has("unchanged: OPENAI_API_KEY");
 
     let history = admin(&server, &["deploys", "web"], None).await;
     history.expect(0);
@@ -172,11 +164,7 @@ async fn a_secret_set_from_stdin_is_listed_without_its_value_and_the_override_wi
             .starts_with(&deploy_id)
     );
     let one = admin(&server, &["deploys", "web", &deploy_id], None).await;
-    assert!(
-        one.expect(0).stdout.contains("image: nginx:1.28"),
-        "{}",
-        one.stdout
-    );
+    one.expect(0).stdout_has("image: nginx:1.28");
 
     let injected = admin(
         &server,
@@ -225,7 +213,7 @@ async fn a_secret_set_from_stdin_is_listed_without_its_value_and_the_override_wi
     )
     .await;
     mismatch.expect(6);
-    assert!(mismatch.stderr.contains("no match"), "{}", mismatch.stderr);
+    mismatch.stderr_has("no match");
     assert!(!mismatch.all().contains("sk-"));
 
     let removed = admin(
@@ -298,11 +286,7 @@ async fn a_value_on_the_command_line_is_refused_and_never_echoed() {
             "{}",
             refused.stderr
         );
-        assert!(
-            refused.stderr.contains("hint: Pipe the value"),
-            "{}",
-            refused.stderr
-        );
+        refused.stderr_has("hint: Pipe the value");
         assert!(!refused.all().contains("sk-live-abc"), "{refused:?}");
     }
     let empty = admin(
@@ -312,11 +296,7 @@ async fn a_value_on_the_command_line_is_refused_and_never_echoed() {
     )
     .await;
     empty.expect(2);
-    assert!(
-        empty.stderr.contains("no value on standard input"),
-        "{}",
-        empty.stderr
-    );
+    empty.stderr_has("no value on standard input");
     let listed = admin(
         &server,
         &["secrets", "list", "--app", "web", "-o", "json"],
@@ -355,11 +335,7 @@ async fn import_reads_a_dotenv_file_and_names_a_bad_line() {
     )
     .await;
     imported.expect(0);
-    assert!(
-        imported.stdout.contains("imported 3 keys into app web"),
-        "{}",
-        imported.stdout
-    );
+    imported.stdout_has("imported 3 keys into app web");
     assert!(!imported.all().contains("sk-"));
     admin(&server, &["deploy", "web", "--image", "nginx"], None)
         .await
@@ -442,11 +418,8 @@ async fn import_is_one_atomic_write_and_replace_deletes_the_unlisted() {
     .unwrap();
     let refused = import(&server, &clash, &[]).await;
     refused.expect(4);
-    assert!(
-        refused.stderr.contains("nothing was imported"),
-        "{refused:?}"
-    );
-    assert!(refused.stderr.contains("env var SHARED"), "{refused:?}");
+    refused.stderr_has("nothing was imported");
+    refused.stderr_has("env var SHARED");
     assert!(!refused.all().contains("sk-"), "{refused:?}");
     assert_eq!(server.secret_names("/v1/apps/web").await, ["stripe/SHARED"]);
 
@@ -478,11 +451,7 @@ async fn import_is_one_atomic_write_and_replace_deletes_the_unlisted() {
         "{}",
         imported.stdout
     );
-    assert!(
-        imported.stdout.contains("stripe/SHARED"),
-        "{}",
-        imported.stdout
-    );
+    imported.stdout_has("stripe/SHARED");
     assert!(!imported.all().contains("sk-"), "{imported:?}");
     assert_eq!(
         server.secret_names("/v1/apps/web").await,
@@ -526,19 +495,11 @@ async fn tokens_and_errors_map_to_documented_exit_codes() {
     );
     let other = exsec(Some(&server), Some(&token), &["apps", "get", "shop"], None).await;
     other.expect(3);
-    assert!(other.stderr.contains("app_not_found"), "{}", other.stderr);
-    assert!(
-        other.stderr.contains("hint: The app does not exist"),
-        "{}",
-        other.stderr
-    );
+    other.stderr_has("app_not_found");
+    other.stderr_has("hint: The app does not exist");
     let keys = exsec(Some(&server), Some(&token), &["keys", "status"], None).await;
     keys.expect(3);
-    assert!(
-        keys.stderr.contains("needs the admin token"),
-        "{}",
-        keys.stderr
-    );
+    keys.stderr_has("needs the admin token");
 
     let listed = admin(&server, &["tokens", "list", "acme", "-o", "json"], None)
         .await
@@ -550,24 +511,12 @@ async fn tokens_and_errors_map_to_documented_exit_codes() {
         .expect(0);
     let revoked = exsec(Some(&server), Some(&token), &["tenants", "list"], None).await;
     revoked.expect(4);
-    assert!(
-        revoked.stderr.contains("unauthenticated"),
-        "{}",
-        revoked.stderr
-    );
-    assert!(
-        revoked.stderr.contains("--token-file"),
-        "{}",
-        revoked.stderr
-    );
+    revoked.stderr_has("unauthenticated");
+    revoked.stderr_has("--token-file");
 
     let conflict = admin(&server, &["tenants", "delete", "acme"], None).await;
     conflict.expect(4);
-    assert!(
-        conflict.stderr.contains("Delete its apps first"),
-        "{}",
-        conflict.stderr
-    );
+    conflict.stderr_has("Delete its apps first");
     let invalid = admin(&server, &["tenants", "create", "Not_A_Label"], None).await;
     invalid.expect(2);
     let json_error = admin(&server, &["apps", "get", "nope", "-o", "json"], None).await;
@@ -578,11 +527,7 @@ async fn tokens_and_errors_map_to_documented_exit_codes() {
 
     let status = admin(&server, &["keys", "status"], None).await;
     status.expect(0);
-    assert!(
-        status.stdout.contains("rotation: idle"),
-        "{}",
-        status.stdout
-    );
+    status.stdout_has("rotation: idle");
 
     let dir = server.stop().await;
     let unreachable = exsec(
@@ -655,11 +600,7 @@ async fn keys_status_and_retire_follow_a_rotation() {
     let dir_arg = keys_dir.to_str().unwrap().to_owned();
     let active = admin(&server, &["keys", "retire", &old, "--dir", &dir_arg], None).await;
     active.expect(4);
-    assert!(
-        active.stderr.contains("is the active key"),
-        "{}",
-        active.stderr
-    );
+    active.stderr_has("is the active key");
     admin(&server, &["keys", "retire", "nope"], None)
         .await
         .expect(3);
@@ -692,11 +633,7 @@ async fn keys_status_and_retire_follow_a_rotation() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let human = admin(&server, &["keys", "status"], None).await;
-    assert!(
-        human.expect(0).stdout.contains("rotation: idle"),
-        "{}",
-        human.stdout
-    );
+    human.expect(0).stdout_has("rotation: idle");
 
     let retired = admin(&server, &["keys", "retire", &old, "--dir", &dir_arg], None).await;
     retired.expect(0);
@@ -789,15 +726,9 @@ async fn history_restore_and_rollback_through_the_cli() {
     // Without a terminal and without --yes: the plan, then a refusal.
     let refused = admin(&server, &["rollback", "web", &first], None).await;
     refused.expect(2);
-    assert!(
-        refused.stderr.contains("removed: SENTRY_DSN"),
-        "{refused:?}"
-    );
-    assert!(
-        refused.stderr.contains("changed: OPENAI_API_KEY"),
-        "{refused:?}"
-    );
-    assert!(refused.stderr.contains("--yes"), "{refused:?}");
+    refused.stderr_has("removed: SENTRY_DSN");
+    refused.stderr_has("changed: OPENAI_API_KEY");
+    refused.stderr_has("--yes");
     assert_eq!(
         server.manifest_values("web").unwrap()["OPENAI_API_KEY"],
         "sk-second",
@@ -806,24 +737,15 @@ async fn history_restore_and_rollback_through_the_cli() {
 
     let applied = admin(&server, &["rollback", "web", &first, "--yes"], None).await;
     applied.expect(0);
-    assert!(
-        applied.stdout.contains(&format!("pinned to {first}")),
-        "{applied:?}"
-    );
+    applied.stdout_has(&format!("pinned to {first}"));
     assert!(!applied.all().contains("sk-"), "{applied:?}");
     let values = server.manifest_values("web").unwrap();
     assert_eq!(values.keys().collect::<Vec<_>>(), ["OPENAI_API_KEY"]);
     assert_eq!(values["OPENAI_API_KEY"], "sk-first");
     let deploys = admin(&server, &["deploys", "web"], None).await;
     deploys.expect(0);
-    assert!(
-        deploys.stdout.contains(&format!("{first} (pinned)")),
-        "{deploys:?}"
-    );
-    assert!(
-        deploys.stdout.contains("runs the secret set of"),
-        "{deploys:?}"
-    );
+    deploys.stdout_has(&format!("{first} (pinned)"));
+    deploys.stdout_has("runs the secret set of");
 
     // Restore version 1 as version 3; unpin.
     let restored = admin(
@@ -842,7 +764,7 @@ async fn history_restore_and_rollback_through_the_cli() {
     )
     .await;
     restored.expect(0);
-    assert!(restored.stdout.contains("as version 3"), "{restored:?}");
+    restored.stdout_has("as version 3");
     admin(&server, &["unpin", "web"], None).await.expect(0);
     let deploys = admin(&server, &["deploys", "web"], None).await;
     assert!(!deploys.stdout.contains("(pinned)"), "{deploys:?}");

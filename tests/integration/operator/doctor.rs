@@ -93,7 +93,7 @@ async fn no_secrets_and_never_deployed_are_problems() {
         "{}",
         human.stdout
     );
-    assert!(human.stderr.contains("doctor found"), "{}", human.stderr);
+    human.stderr_has("doctor found");
 
     set(&server, &["--tenant", "acme"], "OPENAI_API_KEY", "sk-1").await;
     let (_, checks) = doctor(&server, "web").await;

@@ -41,6 +41,28 @@ impl Run {
         self
     }
 
+    /// Asserts standard output holds `text`, showing both streams when
+    /// it does not.
+    #[track_caller]
+    pub fn stdout_has(&self, text: &str) -> &Self {
+        assert!(
+            self.stdout.contains(text),
+            "no {text:?} on stdout: {self:?}"
+        );
+        self
+    }
+
+    /// Asserts standard error holds `text`, showing both streams when it
+    /// does not.
+    #[track_caller]
+    pub fn stderr_has(&self, text: &str) -> &Self {
+        assert!(
+            self.stderr.contains(text),
+            "no {text:?} on stderr: {self:?}"
+        );
+        self
+    }
+
     /// Both streams, for "never printed" checks.
     pub fn all(&self) -> String {
         format!("{}{}", self.stdout, self.stderr)
