@@ -201,26 +201,18 @@ async fn a_bulk_write_refused_on_its_last_item_queues_nothing() {
         .set_secret_ok("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-1")
         .await;
     server.deploy_ok("web").await;
-    let body = json!({"secrets": [
-        {"provider": "openai", "key": "OPENAI_API_KEY", "value": "sk-2"},
-        {"provider": "stripe", "key": "not a key", "value": "rk-1"},
-    ]})
-    .to_string();
-    let refused = server
-        .admin("PUT", "/v1/apps/web/external-secrets", Some(&body))
-        .await;
+    let good = [
+        ("openai", "OPENAI_API_KEY", "sk-2"),
+        ("stripe", "STRIPE_KEY", "rk-1"),
+    ];
+    let mut bad_last = good;
+    bad_last[1].1 = "not a key";
+    let refused = server.bulk_write("/v1/apps/web", &bad_last).await;
     assert_eq!(refused.status, 400, "{}", refused.text());
     let app = server.admin("GET", "/v1/apps/web", None).await.json();
     assert_eq!(app["redeploy_queued"], Value::Null, "{app}");
     // A good bulk write queues one redeploy for the whole set.
-    let body = json!({"secrets": [
-        {"provider": "openai", "key": "OPENAI_API_KEY", "value": "sk-2"},
-        {"provider": "stripe", "key": "STRIPE_KEY", "value": "rk-1"},
-    ]})
-    .to_string();
-    let written = server
-        .admin("PUT", "/v1/apps/web/external-secrets", Some(&body))
-        .await;
+    let written = server.bulk_write("/v1/apps/web", &good).await;
     assert_eq!(written.status, 200, "{}", written.text());
     redeployed(&server, "web").await;
     drained(&server, &["web"]).await;

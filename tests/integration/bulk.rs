@@ -7,19 +7,10 @@ use exsec::store::{BulkItem, BulkPut, RepeatedKey, SecretOutcome, StoreError};
 use serde_json::{Value, json};
 
 use crate::harness::{TestStore, app, app_scope, open_record, tenant, tenant_scope};
-use crate::server::{TestServer, provider_keys};
+use crate::server::{TestServer, bulk_body, provider_keys};
 
 const APP_SECRETS: &str = "/v1/apps/web/external-secrets";
 const TENANT_SECRETS: &str = "/v1/tenants/acme/external-secrets";
-
-/// `{"secrets": [{"provider", "key", "value"}…], "replace"}`.
-fn bulk(items: &[(&str, &str, &str)], replace: bool) -> String {
-    let secrets: Vec<Value> = items
-        .iter()
-        .map(|(provider, key, value)| json!({"provider": provider, "key": key, "value": value}))
-        .collect();
-    json!({ "secrets": secrets, "replace": replace }).to_string()
-}
 
 /// What a scope holds (metadata, versions and times) plus the audit head:
 /// equal before and after exactly when nothing was written.
@@ -57,7 +48,7 @@ async fn a_bulk_write_refused_on_its_last_item_changes_nothing() {
     let before = state(&server).await;
 
     // Refused while parsing: the problem names the item and field.
-    let body = bulk(
+    let body = bulk_body(
         &[
             ("db", "DB_USER", "new-user-value"),
             ("db", "DB_PASSWORD", "new-password-value"),
@@ -81,7 +72,7 @@ async fn a_bulk_write_refused_on_its_last_item_changes_nothing() {
     assert_eq!(state(&server).await, before);
 
     // The same env var twice.
-    let body = bulk(
+    let body = bulk_body(
         &[
             ("db", "DB_USER", "new-user-value"),
             ("other", "DB_USER", "x"),
@@ -104,7 +95,7 @@ async fn a_bulk_write_refused_on_its_last_item_changes_nothing() {
     }
     let before = state(&server).await;
     let chunk = "a".repeat(40 * 1024);
-    let body = bulk(
+    let body = bulk_body(
         &[
             ("db", "DB_USER", "new-user-value"),
             ("db", "DB_PASSWORD", &chunk),
@@ -132,7 +123,7 @@ async fn a_bulk_write_sets_every_key_with_one_audit_event_each_and_no_value() {
         .await;
     let seq = server.audit_seq().await;
 
-    let body = bulk(
+    let body = bulk_body(
         &[
             ("db", "DB_USER", "user-value-2"),
             ("db", "DB_PASSWORD", "password-value-1"),
@@ -227,7 +218,7 @@ async fn replace_deletes_the_unlisted_and_may_move_a_key_to_another_provider() {
         ("vault", "MOVED", "after"),
     ];
     let answer = server
-        .admin("PUT", TENANT_SECRETS, Some(&bulk(&items, false)))
+        .admin("PUT", TENANT_SECRETS, Some(&bulk_body(&items, false)))
         .await;
     let problem = answer.assert_problem(409, "env_name_taken");
     assert!(
@@ -239,7 +230,7 @@ async fn replace_deletes_the_unlisted_and_may_move_a_key_to_another_provider() {
     );
 
     let answer = server
-        .admin("PUT", TENANT_SECRETS, Some(&bulk(&items, true)))
+        .admin("PUT", TENANT_SECRETS, Some(&bulk_body(&items, true)))
         .await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     let answer = answer.json();
@@ -265,7 +256,7 @@ async fn replace_deletes_the_unlisted_and_may_move_a_key_to_another_provider() {
 
     // An empty list with replace empties the scope.
     let answer = server
-        .admin("PUT", TENANT_SECRETS, Some(&bulk(&[], true)))
+        .admin("PUT", TENANT_SECRETS, Some(&bulk_body(&[], true)))
         .await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     let listed = server.admin("GET", TENANT_SECRETS, None).await.json();
@@ -279,7 +270,7 @@ async fn a_tenant_token_writes_its_own_scopes_and_sees_no_other_tenant() {
     server.seed("acme", &["web"]).await;
     server.seed("globex", &["shop"]).await;
     let acme = server.mint("acme").await;
-    let body = bulk(&[("db", "DB_USER", "user")], false);
+    let body = bulk_body(&[("db", "DB_USER", "user")], false);
     for path in [
         "/v1/tenants/globex/external-secrets",
         "/v1/apps/shop/external-secrets",
@@ -305,7 +296,7 @@ async fn too_many_items_are_refused_before_anything_is_sealed() {
         .collect();
     let items: Vec<(&str, &str, &str)> = keys.iter().map(|k| ("p", k.as_str(), "v")).collect();
     let answer = server
-        .admin("PUT", APP_SECRETS, Some(&bulk(&items, false)))
+        .admin("PUT", APP_SECRETS, Some(&bulk_body(&items, false)))
         .await;
     answer.assert_problem(422, "too_many_secrets");
     let listed = server.admin("GET", APP_SECRETS, None).await.json();

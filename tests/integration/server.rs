@@ -9,7 +9,7 @@ use exsec::config::Config;
 use http_body_util::{BodyExt, Full};
 use hyper::{HeaderMap, Method, Request};
 use hyper_util::rt::TokioIo;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::daemon::Daemon;
@@ -487,6 +487,14 @@ format = "json"
         );
     }
 
+    /// One bulk write of `(provider, key, value)` items to a scope
+    /// (`/v1/apps/web`) with the admin token, without `replace`.
+    pub async fn bulk_write(&self, scope_path: &str, items: &[(&str, &str, &str)]) -> Answer {
+        let path = format!("{scope_path}/external-secrets");
+        self.admin("PUT", &path, Some(&bulk_body(items, false)))
+            .await
+    }
+
     /// The `provider/key` names a scope holds (`/v1/apps/web`), read with
     /// the admin token.
     pub async fn secret_names(&self, scope_path: &str) -> Vec<String> {
@@ -626,6 +634,16 @@ format = "json"
         }
         self.dir
     }
+}
+
+/// A bulk write's body: `{"secrets": [{"provider", "key", "value"}…],
+/// "replace"}`.
+pub fn bulk_body(items: &[(&str, &str, &str)], replace: bool) -> String {
+    let secrets: Vec<Value> = items
+        .iter()
+        .map(|(provider, key, value)| json!({"provider": provider, "key": key, "value": value}))
+        .collect();
+    json!({ "secrets": secrets, "replace": replace }).to_string()
 }
 
 /// One request on an open connection (TCP, TLS or a local socket); the
