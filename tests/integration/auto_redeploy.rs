@@ -21,6 +21,19 @@ fn options(quiet: &str) -> Options {
     }
 }
 
+/// A server on a 1 s quiet period with `web` of acme registered for
+/// automatic redeploys, one value set and deployed by hand.
+async fn auto_web_deployed() -> TestServer {
+    let server = TestServer::start_with(options("1s")).await;
+    server.seed("acme", &[]).await;
+    register(&server, "web", true).await;
+    server
+        .set_secret_ok("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-1")
+        .await;
+    server.deploy_ok("web").await;
+    server
+}
+
 /// Registers `app` under acme with `auto_redeploy` as given.
 async fn register(server: &TestServer, app: &str, auto: bool) {
     let body = json!({"tenant_id": "acme", "auto_redeploy": auto}).to_string();
@@ -194,13 +207,7 @@ async fn a_queued_redeploy_survives_a_sigkill_and_a_restart_rolls_nothing_else()
 
 #[tokio::test]
 async fn a_bulk_write_refused_on_its_last_item_queues_nothing() {
-    let server = TestServer::start_with(options("1s")).await;
-    server.seed("acme", &[]).await;
-    register(&server, "web", true).await;
-    server
-        .set_secret_ok("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-1")
-        .await;
-    server.deploy_ok("web").await;
+    let server = auto_web_deployed().await;
     let good = [
         ("openai", "OPENAI_API_KEY", "sk-2"),
         ("stripe", "STRIPE_KEY", "rk-1"),
@@ -236,13 +243,7 @@ async fn a_paused_deployment_is_skipped_and_audited() {
         );
         return;
     };
-    let server = TestServer::start_with(options("1s")).await;
-    server.seed("acme", &[]).await;
-    register(&server, "web", true).await;
-    server
-        .set_secret_ok("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-1")
-        .await;
-    server.deploy_ok("web").await;
+    let server = auto_web_deployed().await;
     let kubeconfig = server.path("kubeconfig.yaml");
     let out = tokio::task::block_in_place(|| {
         std::process::Command::new(&kubectl)
