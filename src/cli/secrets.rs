@@ -19,6 +19,7 @@ use super::{CliError, Context, ScopeArgs, dotenv};
 use crate::api::dto::{
     BulkSecretsDto, EffectiveDto, SecretListDto, SecretMetaDto, SecretOutcomeName, VerifyDto,
 };
+use crate::file_error::FileError;
 use crate::model::{AppId, EnvKey, MAX_VALUE_LEN, Provider, Scope, TenantId};
 
 impl ScopeArgs {
@@ -383,10 +384,12 @@ fn read_value(key: &EnvKey) -> Result<Zeroizing<String>, CliError> {
     if stdin.is_terminal() {
         let value = rpassword::prompt_password(format!("value for {key} (not echoed): "))
             .map(Zeroizing::new)
-            .map_err(|source| CliError::Io {
-                action: "cannot read the value from",
-                path: "the terminal".into(),
-                source,
+            .map_err(|source| {
+                CliError::Io(FileError {
+                    action: "cannot read the value from",
+                    path: "the terminal".into(),
+                    source,
+                })
             })?;
         if value.is_empty() {
             return Err(CliError::Usage("no value entered".to_owned()));
@@ -399,10 +402,12 @@ fn read_value(key: &EnvKey) -> Result<Zeroizing<String>, CliError> {
         .lock()
         .take(limit)
         .read_to_end(&mut bytes)
-        .map_err(|source| CliError::Io {
-            action: "cannot read the value from",
-            path: "standard input".into(),
-            source,
+        .map_err(|source| {
+            CliError::Io(FileError {
+                action: "cannot read the value from",
+                path: "standard input".into(),
+                source,
+            })
         })?;
     if bytes.ends_with(b"\n") {
         bytes.pop();
@@ -440,10 +445,12 @@ fn read_env_file(file: &Path) -> Result<Zeroizing<String>, CliError> {
     } else {
         std::fs::File::open(file).and_then(|mut f| f.read_to_string(&mut text))
     };
-    read.map_err(|source| CliError::Io {
-        action: "cannot read the env file",
-        path: file.to_owned(),
-        source,
+    read.map_err(|source| {
+        CliError::Io(FileError {
+            action: "cannot read the env file",
+            path: file.to_owned(),
+            source,
+        })
     })?;
     Ok(text)
 }
