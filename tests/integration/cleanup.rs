@@ -209,11 +209,7 @@ async fn a_stale_secret_the_cluster_refused_to_delete_is_deleted_later() {
     let secret = || cluster.object(Kind::Secret, "paas-apps", "app-web-external-secrets");
     assert!(secret().is_some());
     let removed = server
-        .admin(
-            "DELETE",
-            "/v1/apps/web/external-secrets/openai/OPENAI_API_KEY",
-            None,
-        )
+        .delete_secret("/v1/apps/web", "openai", "OPENAI_API_KEY")
         .await;
     assert_eq!(removed.status, 204);
 

@@ -288,11 +288,7 @@ async fn removed_keys_and_an_empty_set_are_removed_from_the_cluster() {
     assert_eq!(server.manifest_values("web").unwrap().len(), 2);
 
     let gone = server
-        .admin(
-            "DELETE",
-            "/v1/apps/web/external-secrets/stripe/STRIPE_KEY",
-            None,
-        )
+        .delete_secret("/v1/apps/web", "stripe", "STRIPE_KEY")
         .await;
     assert_eq!(gone.status, 204);
     let effective = server
@@ -305,11 +301,7 @@ async fn removed_keys_and_an_empty_set_are_removed_from_the_cluster() {
     assert_eq!(values.keys().collect::<Vec<_>>(), ["OPENAI_API_KEY"]);
 
     server
-        .admin(
-            "DELETE",
-            "/v1/apps/web/external-secrets/openai/OPENAI_API_KEY",
-            None,
-        )
+        .delete_secret("/v1/apps/web", "openai", "OPENAI_API_KEY")
         .await;
     let answer = server.deploy("web", json!({"image_ref": "nginx"})).await;
     let body = answer.json();
@@ -362,9 +354,7 @@ async fn a_dry_run_reports_changes_and_changes_nothing() {
     server
         .set_secret_ok("/v1/apps/web", "b", "CHANGE", "new")
         .await;
-    server
-        .admin("DELETE", "/v1/apps/web/external-secrets/c/DROP", None)
-        .await;
+    server.delete_secret("/v1/apps/web", "c", "DROP").await;
     server.set_secret_ok("/v1/apps/web", "d", "ADD", "y").await;
     let file_before = std::fs::read(server.path("manifests/web.yaml")).unwrap();
     let seq_before = server.audit_seq().await;

@@ -65,11 +65,7 @@ async fn versions_are_listed_without_values_and_a_restore_is_a_new_version() {
             .await;
     }
     let deleted = server
-        .admin(
-            "DELETE",
-            "/v1/apps/web/external-secrets/openai/OPENAI_API_KEY",
-            None,
-        )
+        .delete_secret("/v1/apps/web", "openai", "OPENAI_API_KEY")
         .await;
     assert_eq!(deleted.status, 204, "{}", deleted.text());
 

@@ -136,11 +136,7 @@ async fn removed_keys_disappear_and_other_managers_keep_their_fields() {
     let server = seeded().await;
     server.deploy_ok("web").await;
     server
-        .admin(
-            "DELETE",
-            "/v1/tenants/acme/external-secrets/stripe/STRIPE_KEY",
-            None,
-        )
+        .delete_secret("/v1/tenants/acme", "stripe", "STRIPE_KEY")
         .await;
     server.deploy_ok("web").await;
     let values = secret_values(&server, "web").unwrap();
@@ -170,18 +166,10 @@ async fn removed_keys_disappear_and_other_managers_keep_their_fields() {
     );
 
     server
-        .admin(
-            "DELETE",
-            "/v1/tenants/acme/external-secrets/openai/OPENAI_API_KEY",
-            None,
-        )
+        .delete_secret("/v1/tenants/acme", "openai", "OPENAI_API_KEY")
         .await;
     server
-        .admin(
-            "DELETE",
-            "/v1/apps/web/external-secrets/openai/OPENAI_API_KEY",
-            None,
-        )
+        .delete_secret("/v1/apps/web", "openai", "OPENAI_API_KEY")
         .await;
     let answer = server
         .deploy("web", json!({"image_ref": "nginx:2"}))
@@ -219,9 +207,7 @@ async fn string_data_leaves_a_removed_key_behind_but_data_does_not() {
         ])
         .await;
     server.deploy("web", json!({"image_ref": "nginx"})).await;
-    server
-        .admin("DELETE", "/v1/apps/web/external-secrets/p/B", None)
-        .await;
+    server.delete_secret("/v1/apps/web", "p", "B").await;
     server.deploy("web", json!({"image_ref": "nginx"})).await;
     assert_eq!(
         secret_values(&server, "web")

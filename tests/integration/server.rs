@@ -495,6 +495,12 @@ format = "json"
             .await
     }
 
+    /// Deletes a secret of a scope (`/v1/apps/web`) with the admin token.
+    pub async fn delete_secret(&self, scope_path: &str, provider: &str, key: &str) -> Answer {
+        let path = format!("{scope_path}/external-secrets/{provider}/{key}");
+        self.admin("DELETE", &path, None).await
+    }
+
     /// The `provider/key` names a scope holds (`/v1/apps/web`), read with
     /// the admin token.
     pub async fn secret_names(&self, scope_path: &str) -> Vec<String> {

@@ -2,7 +2,7 @@
 //! without values, the override winning, the deploy's injection outcome,
 //! JSON output, tokens, and the documented exit codes with their hints.
 
-use super::{admin, exsec, seed_acme_web};
+use super::{admin, exsec, register_web, seed_acme_web};
 use crate::server::TestServer;
 
 #[tokio::test]
@@ -11,20 +11,7 @@ async fn a_secret_set_from_stdin_is_listed_without_its_value_and_the_override_wi
     admin(&server, &["tenants", "create", "acme"], None)
         .await
         .expect(0);
-    let registered = admin(
-        &server,
-        &[
-            "apps",
-            "register",
-            "web",
-            "--tenant",
-            "acme",
-            "--require-env",
-            "OPENAI_API_KEY",
-        ],
-        None,
-    )
-    .await;
+    let registered = register_web(&server, &["OPENAI_API_KEY"]).await;
     registered.expect(0);
     assert_eq!(registered.stdout.trim(), "registered app web (tenant acme)");
 

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{admin, edit_manifest, exsec, seed_acme_web};
+use super::{admin, edit_manifest, exsec, register_web, seed_acme_web};
 use crate::server::{Options, TestServer};
 
 /// `exsec doctor APP -o json` as the admin: the checks by name.
@@ -236,23 +236,9 @@ async fn a_missing_required_env_var_is_a_problem() {
     admin(&server, &["tenants", "create", "acme"], None)
         .await
         .expect(0);
-    admin(
-        &server,
-        &[
-            "apps",
-            "register",
-            "web",
-            "--tenant",
-            "acme",
-            "--require-env",
-            "OPENAI_API_KEY",
-            "--require-env",
-            "DATABASE_URL",
-        ],
-        None,
-    )
-    .await
-    .expect(0);
+    register_web(&server, &["OPENAI_API_KEY", "DATABASE_URL"])
+        .await
+        .expect(0);
     set(&server, &["--app", "web"], "OPENAI_API_KEY", "sk-1").await;
     deploy(&server).await;
     let (code, checks) = doctor(&server, "web").await;

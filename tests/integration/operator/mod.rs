@@ -129,13 +129,17 @@ pub async fn seed_acme_web(server: &TestServer) {
     admin(server, &["tenants", "create", "acme"], None)
         .await
         .expect(0);
-    admin(
-        server,
-        &["apps", "register", "web", "--tenant", "acme"],
-        None,
-    )
-    .await
-    .expect(0);
+    register_web(server, &[]).await.expect(0);
+}
+
+/// `exsec apps register web --tenant acme`, requiring each env var of
+/// `required`.
+pub async fn register_web(server: &TestServer, required: &[&str]) -> Run {
+    let mut args = vec!["apps", "register", "web", "--tenant", "acme"];
+    for name in required {
+        args.extend(["--require-env", name]);
+    }
+    admin(server, &args, None).await
 }
 
 /// Rewrites an app's manifest file (the `manifests` target's "cluster")
