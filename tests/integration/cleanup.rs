@@ -12,7 +12,7 @@ use kube_standin::{FailRule, Kind};
 use serde_json::{Value, json};
 
 use crate::daemon::PATIENCE;
-use crate::operator::admin;
+use crate::operator::admin_run;
 use crate::server::{Options, TestServer};
 
 /// A directory made read-only for everyone, root included, by a read-only
@@ -184,10 +184,9 @@ async fn a_manifest_left_by_a_delete_is_removed_once_the_dir_is_writable() {
     })
     .await;
     assert!(!file.exists(), "the cleanup removed web.yaml");
-    let completed = server.audit_events_of("cleanup.completed").await;
-    assert_eq!(completed.len(), 1, "{completed:?}");
-    assert_eq!(completed[0]["app_id"], "web");
-    assert_eq!(completed[0]["data"]["kind"], "app_objects");
+    let completed = server.the_audit_event("cleanup.completed").await;
+    assert_eq!(completed["app_id"], "web");
+    assert_eq!(completed["data"]["kind"], "app_objects");
     server.stop().await;
 }
 
@@ -236,7 +235,7 @@ async fn a_stale_secret_the_cluster_refused_to_delete_is_deleted_later() {
         objects["cleanup_pending"]["kind"], "stale_secret",
         "{objects}"
     );
-    let doctor = admin(&server, &["doctor", "web"], None).await;
+    let doctor = admin_run(&server, "doctor web", None).await;
     doctor.expect(6);
     let row = doctor
         .stdout

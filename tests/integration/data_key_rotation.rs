@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::daemon::Daemon;
 use crate::harness::{TestStore, eventually, key_id, options, put_sealed, tenant, tenant_scope};
-use crate::operator::admin;
+use crate::operator::admin_run;
 use crate::server::{Options, TestServer};
 use crate::tmpfs::Tmpfs;
 
@@ -45,12 +45,7 @@ async fn a_data_key_rotation_under_writes_and_deploys_loses_nothing() {
     let beta = data_key(&server, "beta").await;
     assert_eq!(old["resealing"], Value::Null, "{old}");
 
-    let rotated = admin(
-        &server,
-        &["tenants", "rotate-key", "acme", "--output", "json"],
-        None,
-    )
-    .await;
+    let rotated = admin_run(&server, "tenants rotate-key acme --output json", None).await;
     rotated.expect(0);
     let answer: Value = serde_json::from_str(&rotated.stdout).unwrap();
     let new = &answer["data_key"];
@@ -112,16 +107,14 @@ async fn a_data_key_rotation_under_writes_and_deploys_loses_nothing() {
     assert_eq!(verify.json()["match"], true, "{}", verify.text());
 
     // Audited: the rotation, then the old key's retirement; ids only.
-    let rotations = server.audit_events_of("tenant.data_key_rotated").await;
-    assert_eq!(rotations.len(), 1, "{rotations:?}");
-    assert_eq!(rotations[0]["data"]["data_key_id"], new["id"]);
-    assert_eq!(rotations[0]["data"]["previous_data_key_id"], old["id"]);
-    let retired = server.audit_events_of("tenant.data_key_retired").await;
-    assert_eq!(retired.len(), 1, "{retired:?}");
-    assert_eq!(retired[0]["tenant_id"], "acme");
-    assert_eq!(retired[0]["data"]["data_key_id"], old["id"]);
-    assert!(!retired[0].to_string().contains("sk-"), "{}", retired[0]);
-    admin(&server, &["audit", "verify"], None).await.expect(0);
+    let rotation = server.the_audit_event("tenant.data_key_rotated").await;
+    assert_eq!(rotation["data"]["data_key_id"], new["id"]);
+    assert_eq!(rotation["data"]["previous_data_key_id"], old["id"]);
+    let retired = server.the_audit_event("tenant.data_key_retired").await;
+    assert_eq!(retired["tenant_id"], "acme");
+    assert_eq!(retired["data"]["data_key_id"], old["id"]);
+    assert!(!retired.to_string().contains("sk-"), "{retired}");
+    admin_run(&server, "audit verify", None).await.expect(0);
 
     // In the file: one wrap left, every value of acme under it; beta as it
     // was.
@@ -209,7 +202,7 @@ async fn a_data_key_rotation_killed_mid_way_resumes_at_the_next_start() {
         }
         let retired = server.audit_events_of("tenant.data_key_retired").await;
         assert_eq!(retired.len(), rotations.len(), "{retired:?}");
-        admin(&server, &["audit", "verify"], None).await.expect(0);
+        admin_run(&server, "audit verify", None).await.expect(0);
         return;
     }
     panic!("every pass finished before SIGKILL");
@@ -268,7 +261,7 @@ async fn a_rotation_that_failed_on_a_read_only_disk_resumes_once_it_heals() {
     let mut expected = written["/v1/tenants/acme"].clone();
     expected.extend(written["/v1/apps/web"].clone());
     assert_eq!(server.manifest_values("web").unwrap(), expected);
-    admin(&server, &["audit", "verify"], None).await.expect(0);
+    admin_run(&server, "audit verify", None).await.expect(0);
 }
 
 /// The store-level rule that makes retiring an older key safe: a value

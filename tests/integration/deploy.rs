@@ -61,16 +61,10 @@ async fn the_seed_flow_injects_the_merged_set_with_the_app_winning() {
     );
     assert!(warning_codes(&body).is_empty(), "{body}");
 
-    let values = server.manifest_values("web").unwrap();
-    assert_eq!(
-        values.get("OPENAI_API_KEY").map(String::as_str),
-        Some("sk-app")
+    server.assert_manifest_values(
+        "web",
+        &[("OPENAI_API_KEY", "sk-app"), ("STRIPE_KEY", "rk-tenant")],
     );
-    assert_eq!(
-        values.get("STRIPE_KEY").map(String::as_str),
-        Some("rk-tenant")
-    );
-    assert_eq!(values.len(), 2);
     let secret = server.manifest_secret("web").unwrap();
     assert_eq!(secret["type"], "Opaque");
     assert!(secret.get("stringData").is_none());
@@ -80,12 +74,7 @@ async fn the_seed_flow_injects_the_merged_set_with_the_app_winning() {
     );
     assert_eq!(secret["metadata"]["labels"]["exsec.io/tenant-id"], "acme");
 
-    let deployment = server
-        .manifest("web")
-        .unwrap()
-        .into_iter()
-        .find(|d| d["kind"] == "Deployment")
-        .unwrap();
+    let deployment = server.manifest_deployment("web").unwrap();
     let spec = &deployment["spec"];
     assert_eq!(spec["replicas"], 2);
     assert_eq!(
@@ -116,17 +105,13 @@ async fn the_seed_flow_injects_the_merged_set_with_the_app_winning() {
     assert_eq!(body["rollout"], "restarted", "{body}");
     assert_eq!(body["trigger"], "api", "{body}");
 
-    let injected = server.audit_events_of("external_secret.injected").await;
-    assert_eq!(injected.len(), 1);
-    assert_eq!(injected[0]["app_id"], "web");
-    assert_eq!(injected[0]["tenant_id"], "acme");
-    assert_eq!(injected[0]["data"]["key_count"], 2);
-    assert_eq!(
-        injected[0]["data"]["secret_name"],
-        "app-web-external-secrets"
-    );
-    assert_eq!(injected[0]["data"]["deploy_id"], body["deploy_id"]);
-    assert_eq!(server.audit_events_of("deploy.created").await.len(), 1);
+    let injected = server.the_audit_event("external_secret.injected").await;
+    assert_eq!(injected["app_id"], "web");
+    assert_eq!(injected["tenant_id"], "acme");
+    assert_eq!(injected["data"]["key_count"], 2);
+    assert_eq!(injected["data"]["secret_name"], "app-web-external-secrets");
+    assert_eq!(injected["data"]["deploy_id"], body["deploy_id"]);
+    assert_eq!(server.audit_count("deploy.created").await, 1);
     server.stop().await;
 }
 
@@ -311,29 +296,11 @@ async fn removed_keys_and_an_empty_set_are_removed_from_the_cluster() {
         server.manifest_secret("web").is_none(),
         "the stale Secret must be deleted"
     );
-    assert!(
-        server
-            .manifest("web")
-            .unwrap()
-            .iter()
-            .any(|d| d["kind"] == "Deployment")
-    );
-    assert_eq!(
-        server
-            .audit_events_of("external_secret.removed")
-            .await
-            .len(),
-        1
-    );
+    assert!(server.manifest_deployment("web").is_some());
+    assert_eq!(server.audit_count("external_secret.removed").await, 1);
     // Nothing left to remove: skipped, not removed again.
     server.deploy("web", json!({"image_ref": "nginx"})).await;
-    assert_eq!(
-        server
-            .audit_events_of("external_secret.removed")
-            .await
-            .len(),
-        1
-    );
+    assert_eq!(server.audit_count("external_secret.removed").await, 1);
     server.stop().await;
 }
 
@@ -463,7 +430,7 @@ async fn an_idempotency_key_replays_the_original_deploy() {
         .await
         .json();
     assert_eq!(history["deploys"].as_array().unwrap().len(), 1);
-    assert_eq!(server.audit_events_of("deploy.created").await.len(), 1);
+    assert_eq!(server.audit_count("deploy.created").await, 1);
 
     let other = json!({"image_ref": "nginx:2"}).to_string();
     let reused = server
@@ -516,12 +483,7 @@ async fn concurrent_deploys_of_one_app_are_serialised() {
         .unwrap()
         .to_owned();
     assert_eq!(history["deploys"].as_array().unwrap().len(), 8);
-    let deployment = server
-        .manifest("web")
-        .unwrap()
-        .into_iter()
-        .find(|d| d["kind"] == "Deployment")
-        .unwrap();
+    let deployment = server.manifest_deployment("web").unwrap();
     assert_eq!(
         deployment["spec"]["template"]["spec"]["containers"][0]["image"],
         history["deploys"][0]["image_ref"],

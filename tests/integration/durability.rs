@@ -14,7 +14,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use crate::operator::admin;
+use crate::operator::admin_run;
 use crate::server::{Options, TestServer};
 
 /// Concurrent writers, each writing its own key over and over.
@@ -156,7 +156,7 @@ async fn every_acknowledged_write_survives_a_sigkill() {
             "{key}: one audit event per committed write, in order"
         );
     }
-    admin(&server, &["audit", "verify"], None).await.expect(0);
+    admin_run(&server, "audit verify", None).await.expect(0);
 }
 
 /// Every external-secret audit event, oldest first.
@@ -240,5 +240,5 @@ async fn a_deploy_killed_mid_apply_is_filed_as_interrupted() {
     assert_eq!(next.status, 201, "{}", next.text());
     let next_id = next.json()["deploy_id"].as_str().unwrap().to_owned();
     assert!(next_id > id, "{next_id} reuses or precedes {id}");
-    admin(&server, &["audit", "verify"], None).await.expect(0);
+    admin_run(&server, "audit verify", None).await.expect(0);
 }

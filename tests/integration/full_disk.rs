@@ -20,7 +20,7 @@ use tokio::sync::Mutex;
 
 use crate::daemon::PATIENCE;
 use crate::openapi::Contract;
-use crate::operator::admin;
+use crate::operator::admin_run;
 use crate::server::{Options, TestServer};
 use crate::tmpfs::Tmpfs;
 
@@ -282,7 +282,7 @@ async fn a_full_disk_degrades_writes_only_and_heals_without_help() {
             );
         }
     }
-    admin(&server, &["audit", "verify"], None).await.expect(0);
+    admin_run(&server, "audit verify", None).await.expect(0);
 }
 
 /// The deploy's final record hits the full disk: 503 with the deploy id,
@@ -379,7 +379,7 @@ async fn a_deploy_record_held_back_by_a_full_disk_is_written_when_it_heals() {
             .any(|e| e["data"]["deploy_id"] == deploy_id.as_str()),
         "{events:?}"
     );
-    admin(&server, &["audit", "verify"], None).await.expect(0);
+    admin_run(&server, "audit verify", None).await.expect(0);
 }
 
 /// Polls `done` every 10 ms for at most [`PATIENCE`].

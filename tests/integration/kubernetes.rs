@@ -32,16 +32,7 @@ pub(crate) fn secret_values(server: &TestServer, app: &str) -> Option<BTreeMap<S
     Some(
         secret["data"]
             .as_object()
-            .map(|data| {
-                data.iter()
-                    .map(|(k, v)| {
-                        let bytes = base64::engine::general_purpose::STANDARD
-                            .decode(v.as_str().unwrap())
-                            .unwrap();
-                        (k.clone(), String::from_utf8(bytes).unwrap())
-                    })
-                    .collect()
-            })
+            .map(crate::server::decode_data)
             .unwrap_or_default(),
     )
 }

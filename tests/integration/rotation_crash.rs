@@ -164,7 +164,7 @@ async fn resume(
     }
 
     // The audit chain verifies online, and offline after a clean stop.
-    let verified = crate::operator::admin(&server, &["audit", "verify"], None).await;
+    let verified = crate::operator::admin_run(&server, "audit verify", None).await;
     verified.expect(0);
     server.process.take().unwrap().terminate();
     let dir = server.dir;

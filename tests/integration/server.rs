@@ -1,6 +1,7 @@
 //! A real exsec server for tests: temp directories, a config file, port 0,
 //! and a small HTTP client speaking to it over loopback.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -576,24 +577,27 @@ format = "json"
     }
 
     /// Decoded values of the manifest Secret.
-    pub fn manifest_values(&self, app: &str) -> Option<std::collections::BTreeMap<String, String>> {
-        use base64::Engine as _;
+    pub fn manifest_values(&self, app: &str) -> Option<BTreeMap<String, String>> {
         let secret = self.manifest_secret(app)?;
-        Some(
-            secret["data"]
-                .as_object()
-                .unwrap()
-                .iter()
-                .map(|(k, v)| {
-                    let bytes = base64::engine::general_purpose::STANDARD
-                        .decode(v.as_str().unwrap())
-                        .unwrap();
-                    (k.clone(), String::from_utf8(bytes).unwrap())
-                })
-                .collect(),
-        )
+        Some(decode_data(secret["data"].as_object().unwrap()))
     }
 
+    /// Asserts the app's manifest Secret holds exactly `expected`.
+    #[track_caller]
+    pub fn assert_manifest_values(&self, app: &str, expected: &[(&str, &str)]) {
+        assert_eq!(
+            self.manifest_values(app),
+            Some(values(expected)),
+            "the values in the manifest Secret of {app}"
+        );
+    }
+
+    /// The Deployment document of an app's manifest, if any.
+    pub fn manifest_deployment(&self, app: &str) -> Option<Value> {
+        self.manifest(app)?
+            .into_iter()
+            .find(|d| d["kind"] == "Deployment")
+    }
     /// The audit head sequence number (to assert "nothing changed").
     pub async fn audit_seq(&self) -> u64 {
         self.audit_events()
@@ -607,6 +611,26 @@ format = "json"
         let mut events = self.audit_events().await;
         events.retain(|event| event["type"] == kind);
         events
+    }
+
+    /// How many audit events of type `kind` there are.
+    pub async fn audit_count(&self, kind: &str) -> usize {
+        self.audit_events_of(kind).await.len()
+    }
+
+    /// The one audit event of type `kind`; fails, listing them, when there
+    /// is none or more than one.
+    #[track_caller]
+    pub fn the_audit_event<'a>(
+        &'a self,
+        kind: &'a str,
+    ) -> impl std::future::Future<Output = Value> + 'a {
+        let caller = std::panic::Location::caller();
+        async move {
+            let mut events = self.audit_events_of(kind).await;
+            assert_eq!(events.len(), 1, "{caller}: one {kind} event: {events:?}");
+            events.remove(0)
+        }
     }
 
     /// Every audit event, oldest first, through the paged API.
@@ -640,6 +664,27 @@ format = "json"
         }
         self.dir
     }
+}
+
+/// A Secret's `data`, decoded from base64.
+pub fn decode_data(data: &serde_json::Map<String, Value>) -> BTreeMap<String, String> {
+    use base64::Engine as _;
+    data.iter()
+        .map(|(k, v)| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap())
+                .unwrap();
+            (k.clone(), String::from_utf8(bytes).unwrap())
+        })
+        .collect()
+}
+
+/// `[(key, value)…]` as the map [`TestServer::manifest_values`] returns.
+pub fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 /// A bulk write's body: `{"secrets": [{"provider", "key", "value"}…],

@@ -128,7 +128,7 @@ async fn deploys_under_kubernetes_faults_never_claim_a_false_success() {
         );
         assert_eq!(claims, Vec::<String>::new());
     }
-    crate::operator::admin(&server, &["audit", "verify"], None)
+    crate::operator::admin_run(&server, "audit verify", None)
         .await
         .expect(0);
 }

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{admin, exsec, seed_acme_web};
+use super::{admin, admin_run, exsec, seed_acme_web};
 use crate::daemon::Daemon;
 use crate::server::{Options, TestServer};
 
@@ -16,7 +16,7 @@ async fn activity(server: &TestServer) {
             .set_secret_ok("/v1/apps/web", "openai", key, value)
             .await;
     }
-    admin(server, &["deploy", "web", "--image", "nginx"], None)
+    admin_run(server, "deploy web --image nginx", None)
         .await
         .expect(0);
 }
@@ -27,7 +27,7 @@ async fn an_edited_event_is_named_and_a_cut_tail_is_caught_by_its_anchor() {
     activity(&server).await;
 
     // Online: the whole chain, and the head as an anchor to keep.
-    let online = admin(&server, &["audit", "verify", "-o", "json"], None).await;
+    let online = admin_run(&server, "audit verify -o json", None).await;
     let report = online.expect(0).json();
     assert_eq!(report["ok"], true);
     let head = report["head"].clone();
@@ -107,13 +107,7 @@ async fn an_edited_event_is_named_and_a_cut_tail_is_caught_by_its_anchor() {
     )
     .await;
     broken.expect(6);
-    assert!(
-        broken
-            .stderr
-            .contains("audit event 4 was altered: its content does not match its hash"),
-        "{}",
-        broken.stderr
-    );
+    broken.stderr_has("audit event 4 was altered: its content does not match its hash");
     let json = exsec(
         None,
         None,
@@ -194,31 +188,23 @@ async fn retention_prunes_old_events_and_the_chain_still_verifies() {
     activity(&server).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let pruned = admin(
-            &server,
-            &["audit", "list", "--type", "audit.pruned", "-o", "json"],
-            None,
-        )
-        .await
-        .json();
+        let pruned = admin_run(&server, "audit list --type audit.pruned -o json", None)
+            .await
+            .json();
         if pruned["events"].as_array().is_some_and(|e| !e.is_empty()) {
             break;
         }
         assert!(Instant::now() < deadline, "nothing was pruned");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let first = admin(
-        &server,
-        &["audit", "list", "--limit", "1", "-o", "json"],
-        None,
-    )
-    .await
-    .json();
+    let first = admin_run(&server, "audit list --limit 1 -o json", None)
+        .await
+        .json();
     assert!(
         first["events"][0]["seq"].as_u64().unwrap() > 1,
         "old events are gone"
     );
-    let online = admin(&server, &["audit", "verify"], None).await;
+    let online = admin_run(&server, "audit verify", None).await;
     assert!(
         online
             .expect(0)
@@ -308,11 +294,10 @@ async fn a_log_tampered_while_stopped_is_found_at_the_next_start() {
     let error = ready["audit"]["error"].as_str().unwrap();
     assert!(error.contains(&format!("event {edited}")), "{error}");
 
-    let failed = server.audit_events_of("audit.verify_failed").await;
-    assert_eq!(failed.len(), 1, "{failed:?}");
-    assert_eq!(failed[0]["data"]["verified_up_to"], verified, "{failed:?}");
+    let failed = server.the_audit_event("audit.verify_failed").await;
+    assert_eq!(failed["data"]["verified_up_to"], verified, "{failed:?}");
     assert!(
-        failed[0]["data"]["reason"]
+        failed["data"]["reason"]
             .as_str()
             .unwrap()
             .contains(&format!("event {edited}")),
@@ -323,7 +308,7 @@ async fn a_log_tampered_while_stopped_is_found_at_the_next_start() {
         .set_secret("/v1/apps/web", "openai", "F_KEY", "sk-f")
         .await;
     assert_eq!(written.status, 201, "{}", written.text());
-    let doctor = admin(&server, &["doctor", "web"], None).await;
+    let doctor = admin_run(&server, "doctor web", None).await;
     doctor.expect(6);
     doctor.stdout_has("audit log");
     doctor.stdout_has(&format!("event {edited}"));

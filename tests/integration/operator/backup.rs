@@ -20,7 +20,7 @@ use exsec::store::{Store, StoreOptions};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{Run, admin, exsec, seed_acme_web};
+use super::{Run, admin, admin_run, exsec, seed_acme_web};
 use crate::daemon::PATIENCE;
 use crate::harness::open_stored;
 use crate::server::{Options, TestServer};
@@ -125,21 +125,7 @@ async fn a_backup_under_write_load_restores_to_a_consistent_verified_store() {
     // Restore into a fresh directory through the CLI, then reopen.
     let target = tempfile::tempdir().unwrap();
     let data_dir = target.path().join("data");
-    let restored = exsec(
-        None,
-        None,
-        &[
-            "restore",
-            "--from",
-            backup_file.to_str().unwrap(),
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-            "--keys-dir",
-            keys_dir.to_str().unwrap(),
-        ],
-        None,
-    )
-    .await;
+    let restored = restore(&backup_file, &data_dir, &keys_dir, &[]).await;
     restored.expect(0);
     restored.stdout_has("restored and verified");
     let store = Store::open(&data_dir.join("exsec.redb"), options()).unwrap();
@@ -195,40 +181,12 @@ async fn a_backup_under_write_load_restores_to_a_consistent_verified_store() {
     .expect(0);
 
     // Restoring again needs --force, and keeps the old file.
-    let again = exsec(
-        None,
-        None,
-        &[
-            "restore",
-            "--from",
-            backup_file.to_str().unwrap(),
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-            "--keys-dir",
-            keys_dir.to_str().unwrap(),
-        ],
-        None,
-    )
-    .await;
+    let again = restore(&backup_file, &data_dir, &keys_dir, &[]).await;
     again.expect(4);
     again.stderr_has("pass --force");
-    exsec(
-        None,
-        None,
-        &[
-            "restore",
-            "--from",
-            backup_file.to_str().unwrap(),
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-            "--keys-dir",
-            keys_dir.to_str().unwrap(),
-            "--force",
-        ],
-        None,
-    )
-    .await
-    .expect(0);
+    restore(&backup_file, &data_dir, &keys_dir, &["--force"])
+        .await
+        .expect(0);
     let kept = std::fs::read_dir(&data_dir)
         .unwrap()
         .filter(|e| {
@@ -277,7 +235,7 @@ fn with_sha256_trailer(mut bytes: Vec<u8>) -> Vec<u8> {
 async fn a_forged_or_damaged_backup_is_refused() {
     let server = TestServer::start().await;
     seed_acme_web(&server).await;
-    admin(&server, &["tenants", "create", "beta"], None)
+    admin_run(&server, "tenants create beta", None)
         .await
         .expect(0);
     server

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{admin, edit_manifest, exsec, register_web, seed_acme_web};
+use super::{admin, admin_run, edit_manifest, exsec, register_web, seed_acme_web};
 use crate::server::{Options, TestServer};
 
 /// `exsec doctor APP -o json` as the admin: the checks by name.
@@ -41,7 +41,7 @@ async fn set(server: &TestServer, scope: &[&str], key: &str, value: &str) {
 }
 
 async fn deploy(server: &TestServer) {
-    admin(server, &["deploy", "web", "--image", "nginx:1.27"], None)
+    admin_run(server, "deploy web --image nginx:1.27", None)
         .await
         .expect(0);
 }
@@ -53,7 +53,7 @@ async fn a_healthy_app_passes_every_check() {
     set(&server, &["--tenant", "acme"], "OPENAI_API_KEY", "sk-1").await;
     deploy(&server).await;
 
-    let human = admin(&server, &["doctor", "web"], None).await;
+    let human = admin_run(&server, "doctor web", None).await;
     human.expect(0);
     assert!(
         human.stdout.starts_with("doctor: app web (tenant acme)"),
@@ -84,15 +84,9 @@ async fn no_secrets_and_never_deployed_are_problems() {
     assert_eq!(code, 6);
     assert_eq!(row(&checks, "secrets").0, "problem");
     assert_eq!(row(&checks, "envFrom").0, "problem", "no Deployment yet");
-    let human = admin(&server, &["doctor", "web"], None).await;
+    let human = admin_run(&server, "doctor web", None).await;
     human.expect(6);
-    assert!(
-        human
-            .stdout
-            .contains("fix: exsec secrets set --tenant acme PROVIDER KEY"),
-        "{}",
-        human.stdout
-    );
+    human.stdout_has("fix: exsec secrets set --tenant acme PROVIDER KEY");
     human.stderr_has("doctor found");
 
     set(&server, &["--tenant", "acme"], "OPENAI_API_KEY", "sk-1").await;
@@ -114,13 +108,9 @@ async fn a_change_after_the_last_deploy_asks_for_a_redeploy() {
     set(&server, &["--tenant", "acme"], "OLD_KEY", "sk-old").await;
     deploy(&server).await;
     set(&server, &["--tenant", "acme"], "OPENAI_API_KEY", "sk-2").await;
-    admin(
-        &server,
-        &["secrets", "rm", "--tenant", "acme", "openai", "OLD_KEY"],
-        None,
-    )
-    .await
-    .expect(0);
+    admin_run(&server, "secrets rm --tenant acme openai OLD_KEY", None)
+        .await
+        .expect(0);
 
     let (code, checks) = doctor(&server, "web").await;
     assert_eq!(code, 6);
@@ -137,14 +127,8 @@ async fn a_change_after_the_last_deploy_asks_for_a_redeploy() {
         detail.contains("holds OLD_KEY which the app no longer has"),
         "{detail}"
     );
-    let human = admin(&server, &["doctor", "web"], None).await;
-    assert!(
-        human
-            .stdout
-            .contains("fix: exsec deploy web --image nginx:1.27"),
-        "{}",
-        human.stdout
-    );
+    let human = admin_run(&server, "doctor web", None).await;
+    human.stdout_has("fix: exsec deploy web --image nginx:1.27");
 
     deploy(&server).await;
     let (code, _) = doctor(&server, "web").await;
@@ -219,21 +203,15 @@ async fn an_app_override_shadowing_a_tenant_default_is_reported() {
         detail.contains("the app's own value of OPENAI_API_KEY wins over tenant acme's default"),
         "{detail}"
     );
-    let human = admin(&server, &["doctor", "web"], None).await;
-    assert!(
-        human
-            .stdout
-            .contains("exsec secrets verify --app web openai OPENAI_API_KEY"),
-        "{}",
-        human.stdout
-    );
+    let human = admin_run(&server, "doctor web", None).await;
+    human.stdout_has("exsec secrets verify --app web openai OPENAI_API_KEY");
     server.stop().await;
 }
 
 #[tokio::test]
 async fn a_missing_required_env_var_is_a_problem() {
     let server = TestServer::start().await;
-    admin(&server, &["tenants", "create", "acme"], None)
+    admin_run(&server, "tenants create acme", None)
         .await
         .expect(0);
     register_web(&server, &["OPENAI_API_KEY", "DATABASE_URL"])

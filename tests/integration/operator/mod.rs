@@ -124,9 +124,16 @@ pub async fn admin(server: &TestServer, args: &[&str], stdin: Option<&str>) -> R
     exsec(Some(server), Some(&token), args, stdin).await
 }
 
+/// [`admin`] with the words of `line` as the arguments: the command as a
+/// person types it (`"secrets verify --app web openai OPENAI_API_KEY"`).
+pub async fn admin_run(server: &TestServer, line: &str, stdin: Option<&str>) -> Run {
+    let args: Vec<&str> = line.split_whitespace().collect();
+    admin(server, &args, stdin).await
+}
+
 /// Creates tenant `acme` with app `web` through the CLI.
 pub async fn seed_acme_web(server: &TestServer) {
-    admin(server, &["tenants", "create", "acme"], None)
+    admin_run(server, "tenants create acme", None)
         .await
         .expect(0);
     register_web(server, &[]).await.expect(0);
