@@ -13,11 +13,10 @@ use crate::server::{Options, TestServer};
 
 fn options(quiet: &str) -> Options {
     Options {
-        kubernetes: true,
         deploy_config: format!(
             "auto_redeploy_quiet = \"{quiet}\"\nauto_redeploy_max_delay = \"30s\"\n"
         ),
-        ..Options::default()
+        ..Options::kubernetes()
     }
 }
 

@@ -196,11 +196,7 @@ async fn a_manifest_left_by_a_delete_is_removed_once_the_dir_is_writable() {
 /// the retry deletes the Secret.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_secret_the_cluster_refused_to_delete_is_deleted_later() {
-    let server = TestServer::start_with(Options {
-        kubernetes: true,
-        ..Options::default()
-    })
-    .await;
+    let server = TestServer::start_with(Options::kubernetes()).await;
     server
         .web_deployed_with("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-stale")
         .await;

@@ -29,22 +29,16 @@ async fn a_value_or_a_wrap_copied_to_another_tenant_does_not_open() {
     let server = TestServer::start().await;
     server.seed("acme", &["web"]).await;
     server.seed("beta", &["shop"]).await;
-    for (scope, value) in [
-        ("/v1/tenants/acme", "sk-acme"),
-        ("/v1/tenants/beta", "sk-beta"),
-    ] {
-        let answer = server
-            .set_secret(scope, "openai", "OPENAI_API_KEY", value)
-            .await;
-        assert_eq!(answer.status, 201, "{}", answer.text());
-    }
+    created_openai_keys(
+        &server,
+        &[
+            ("/v1/tenants/acme", "sk-acme"),
+            ("/v1/tenants/beta", "sk-beta"),
+        ],
+    )
+    .await;
     let dir = server.stop().await;
-    let keyring = Arc::new(Keyring::from_keys(
-        exsec::crypto::scan_dir(&dir.path().join("keys.d"), false)
-            .unwrap()
-            .keys,
-    ));
-    let store = Store::open(&dir.path().join("exsec.redb"), options()).unwrap();
+    let (keyring, store) = crate::harness::open_offline(dir.path());
     let read = |owner: &str| {
         let id = tenant(owner);
         store
@@ -201,9 +195,7 @@ async fn a_schema2_file_moves_its_values_under_data_keys() {
     // web's secrets hash before anything moved, from the migrated file
     // (values still sealed directly under the fixture's master key).
     let hash_before = {
-        let keyring = Arc::new(Keyring::from_keys(
-            exsec::crypto::scan_dir(&keys_dir, false).unwrap().keys,
-        ));
+        let keyring = crate::harness::load_keys(&keys_dir);
         let store = Store::open(&dir.path().join("exsec.redb"), options()).unwrap();
         let (layout, installation) = store
             .read(|r| {
@@ -243,12 +235,7 @@ async fn a_schema2_file_moves_its_values_under_data_keys() {
     assert_eq!(values["STRIPE_KEY"], "rk-fixture-stripe");
 
     let dir = server.stop().await;
-    let keyring = Arc::new(Keyring::from_keys(
-        exsec::crypto::scan_dir(&dir.path().join("keys.d"), false)
-            .unwrap()
-            .keys,
-    ));
-    let store = Store::open(&dir.path().join("exsec.redb"), options()).unwrap();
+    let (keyring, store) = crate::harness::open_offline(dir.path());
     let records = store
         .read(|r| {
             let mut all = Vec::new();
@@ -342,16 +329,15 @@ async fn a_shredded_tenant_is_gone_and_its_copied_values_do_not_open() {
     let auto = serde_json::json!({"tenant_id": "acme", "auto_redeploy": true}).to_string();
     let answer = server.admin("PUT", "/v1/apps/api", Some(&auto)).await;
     assert_eq!(answer.status, 200, "{}", answer.text());
-    for (scope, value) in [
-        ("/v1/tenants/acme", "sk-acme-tenant-old"),
-        ("/v1/apps/web", "sk-acme-web"),
-        ("/v1/tenants/beta", "sk-beta"),
-    ] {
-        let answer = server
-            .set_secret(scope, "openai", "OPENAI_API_KEY", value)
-            .await;
-        assert_eq!(answer.status, 201, "{}", answer.text());
-    }
+    created_openai_keys(
+        &server,
+        &[
+            ("/v1/tenants/acme", "sk-acme-tenant-old"),
+            ("/v1/apps/web", "sk-acme-web"),
+            ("/v1/tenants/beta", "sk-beta"),
+        ],
+    )
+    .await;
     server.mint("acme").await;
     let first = server.deploy_ok("web").await;
     server.deploy_ok("api").await;
@@ -427,12 +413,7 @@ async fn a_shredded_tenant_is_gone_and_its_copied_values_do_not_open() {
     );
 
     let dir = server.stop().await;
-    let keyring = Arc::new(Keyring::from_keys(
-        exsec::crypto::scan_dir(&dir.path().join("keys.d"), false)
-            .unwrap()
-            .keys,
-    ));
-    let store = Store::open(&dir.path().join("exsec.redb"), options()).unwrap();
+    let (keyring, store) = crate::harness::open_offline(dir.path());
     let (left, versions, wraps, tokens, queued, usage) = store
         .read(|r| {
             let mut left = r.secrets(&tenant_scope("acme"))?;
@@ -492,4 +473,15 @@ fn kept_version(
         version,
         ..record.clone()
     })
+}
+
+/// Sets `openai/OPENAI_API_KEY` to each value in its scope; each is new
+/// (201).
+async fn created_openai_keys(server: &TestServer, values: &[(&str, &str)]) {
+    for (scope, value) in values {
+        let answer = server
+            .set_secret(scope, "openai", "OPENAI_API_KEY", value)
+            .await;
+        assert_eq!(answer.status, 201, "{scope}: {}", answer.text());
+    }
 }

@@ -208,11 +208,7 @@ async fn without_a_master_key_deploys_skip_injection_and_keep_the_secret() {
 /// A daemon started with no key directory at all is ready (degraded).
 #[tokio::test]
 async fn a_daemon_without_keys_starts_degraded() {
-    let server = TestServer::start_with(Options {
-        with_key: false,
-        ..Options::default()
-    })
-    .await;
+    let server = TestServer::start_with(Options::without_key()).await;
     let ready = server.call("GET", "/readyz", None, None).await;
     assert_eq!(ready.status, 200);
     assert_eq!(

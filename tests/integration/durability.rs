@@ -173,9 +173,8 @@ async fn secret_events(server: &TestServer) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deploy_killed_mid_apply_is_filed_as_interrupted() {
     let server = TestServer::spawn_with(Options {
-        kubernetes: true,
         deploy_timeout: "60s",
-        ..Options::default()
+        ..Options::kubernetes()
     })
     .await;
     server.seed("acme", &["web"]).await;

@@ -297,9 +297,8 @@ async fn a_deploy_record_held_back_by_a_full_disk_is_written_when_it_heals() {
     };
     let server = TestServer::spawn_with(Options {
         storage_path: Some(tmpfs.path().join("exsec.redb")),
-        kubernetes: true,
         deploy_timeout: "60s",
-        ..Options::default()
+        ..Options::kubernetes()
     })
     .await;
     server.seed("acme", &["web", "app0"]).await;

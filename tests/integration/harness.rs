@@ -1,7 +1,7 @@
 //! Shared test helpers: a temporary store with a keyring, and ids.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use exsec::crypto::{
@@ -126,6 +126,19 @@ pub fn write_tenant(store: &Store, tenant_id: &str, apps: Vec<String>, puts: Vec
             Ok(())
         })
         .expect("write the tenant, its apps and values");
+}
+
+/// Every key file of a key directory, loaded as a keyring.
+pub fn load_keys(keys_dir: &Path) -> Arc<Keyring> {
+    let scan = exsec::crypto::scan_dir(keys_dir, false).expect("scan the key directory");
+    Arc::new(Keyring::from_keys(scan.keys))
+}
+
+/// The keyring and the store of a stopped daemon's directory (`keys.d`,
+/// `exsec.redb`).
+pub fn open_offline(dir: &Path) -> (Arc<Keyring>, Store) {
+    let store = Store::open(&dir.join("exsec.redb"), options()).expect("open the store");
+    (load_keys(&dir.join("keys.d")), store)
 }
 
 /// The keyrings of a rotation from `k1` to `k2`: before, during (both

@@ -17,9 +17,8 @@ fn restore_path(version: u64) -> String {
 
 async fn on_kubernetes(secret_history: u32) -> TestServer {
     let server = TestServer::start_with(Options {
-        kubernetes: true,
         secret_history,
-        ..Options::default()
+        ..Options::kubernetes()
     })
     .await;
     server.seed("acme", &["web"]).await;

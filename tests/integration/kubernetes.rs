@@ -11,13 +11,6 @@ use serde_json::{Value, json};
 
 use crate::server::{Options, TestServer};
 
-fn kubernetes() -> Options {
-    Options {
-        kubernetes: true,
-        ..Options::default()
-    }
-}
-
 fn cluster(server: &TestServer) -> &kube_standin::StandIn {
     server.cluster.as_ref().expect("a kubernetes test server")
 }
@@ -42,7 +35,7 @@ pub(crate) fn deployment(server: &TestServer, app: &str) -> Option<Value> {
 }
 
 async fn seeded() -> TestServer {
-    let server = TestServer::start_with(kubernetes()).await;
+    let server = TestServer::start_with(Options::kubernetes()).await;
     server.seed("acme", &["web"]).await;
     server
         .set_secrets_ok(&[
@@ -175,7 +168,7 @@ async fn removed_keys_disappear_and_other_managers_keep_their_fields() {
 /// them — so the trap is known to be modelled.
 #[tokio::test]
 async fn string_data_leaves_a_removed_key_behind_but_data_does_not() {
-    let server = TestServer::start_with(kubernetes()).await;
+    let server = TestServer::start_with(Options::kubernetes()).await;
     let path = "/api/v1/namespaces/paas-apps/secrets/trap?fieldManager=legacy&force=true";
     let with_two = r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"trap"},"stringData":{"A":"1","B":"2"}}"#;
     let with_one =
@@ -264,7 +257,7 @@ async fn cluster_faults_are_reported_and_never_a_false_success() {
 async fn a_hung_cluster_cannot_hold_a_deploy_past_its_budget() {
     let server = TestServer::start_with(Options {
         deploy_timeout: "1s",
-        ..kubernetes()
+        ..Options::kubernetes()
     })
     .await;
     server.seed("acme", &["web"]).await;

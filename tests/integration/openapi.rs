@@ -608,10 +608,7 @@ async fn error_answers_are_documented_problems() {
 
 #[tokio::test]
 async fn a_keyless_server_answers_as_documented() {
-    let options = Options {
-        with_key: false,
-        ..Options::default()
-    };
+    let options = Options::without_key();
     let mut api = Checked::new(TestServer::start_with(options).await);
     api.server.seed("acme", &["web"]).await;
     let admin = api.server.admin_token.clone();

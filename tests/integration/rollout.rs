@@ -13,11 +13,7 @@ use crate::rotation::{later_key, wait_for_keys};
 use crate::server::{Options, TestServer};
 
 async fn seeded() -> TestServer {
-    let server = TestServer::start_with(Options {
-        kubernetes: true,
-        ..Options::default()
-    })
-    .await;
+    let server = TestServer::start_with(Options::kubernetes()).await;
     server.seed("acme", &["web"]).await;
     server
         .set_secrets_ok(&[

@@ -41,6 +41,24 @@ pub struct Options {
     pub secret_history: u32,
 }
 
+impl Options {
+    /// No master key: a daemon that starts degraded.
+    pub fn without_key() -> Self {
+        Self {
+            with_key: false,
+            ..Self::default()
+        }
+    }
+
+    /// The `kubernetes` target against a Kubernetes API stand-in.
+    pub fn kubernetes() -> Self {
+        Self {
+            kubernetes: true,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Self {

@@ -126,9 +126,8 @@ async fn kill_cycles_lose_nothing_acknowledged() {
     let cycles = size("EXSEC_CAMPAIGN_CYCLES", 3);
     let mut rng = Rng(seed);
     let first = TestServer::spawn_with(Options {
-        kubernetes: true,
         deploy_timeout: "20s",
-        ..Options::default()
+        ..Options::kubernetes()
     })
     .await;
     let names: Vec<String> = (0..APPS).map(app_name).collect();

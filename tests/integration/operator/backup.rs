@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use exsec::audit::event;
-use exsec::crypto::{Keyring, scan_dir};
 use exsec::model::Scope;
 use exsec::store::{Store, StoreOptions};
 use serde_json::{Value, json};
@@ -103,7 +102,7 @@ async fn a_backup_under_write_load_restores_to_a_consistent_verified_store() {
         Arc::try_unwrap(server).unwrap_or_else(|_| panic!("writers still hold the server"));
     let dir = server.stop().await;
     let keys_dir = dir.path().join("keys.d");
-    let keyring = std::sync::Arc::new(Keyring::from_keys(scan_dir(&keys_dir, false).unwrap().keys));
+    let keyring = crate::harness::load_keys(&keys_dir);
 
     // Which secrets the live log says existed at the anchor.
     let live = Store::open(&dir.path().join("exsec.redb"), options()).unwrap();
@@ -365,11 +364,7 @@ async fn a_forged_or_damaged_backup_is_refused() {
 /// `master_key_unavailable`, and the CLI says so (exit 5).
 #[tokio::test]
 async fn no_backup_without_a_master_key() {
-    let server = TestServer::start_with(Options {
-        with_key: false,
-        ..Options::default()
-    })
-    .await;
+    let server = TestServer::start_with(Options::without_key()).await;
     server
         .admin("GET", "/v1/backup", None)
         .await
@@ -513,7 +508,7 @@ async fn a_format_1_backup_restores_only_when_accepted_unauthenticated() {
     run.stderr_has("take a new backup now");
 
     let store = Store::open(&data_dir.join("exsec.redb"), options()).unwrap();
-    let keyring = std::sync::Arc::new(Keyring::from_keys(scan_dir(&keys_dir, false).unwrap().keys));
+    let keyring = crate::harness::load_keys(&keys_dir);
     let (tenants, records, chain) = store
         .read(|r| {
             let mut records = r.secrets(&Scope::Tenant(crate::harness::tenant("acme")))?;

@@ -195,22 +195,7 @@ async fn import_reads_a_dotenv_file_and_names_a_bad_line() {
         "# keys for web\nexport OPENAI_API_KEY='sk-one'\n\nSTRIPE_KEY=\"sk-two\\n\" # test\nPLAIN=sk-three\n",
     )
     .unwrap();
-    let file = file.to_str().unwrap().to_owned();
-    let imported = admin(
-        &server,
-        &[
-            "secrets",
-            "import",
-            "--app",
-            "web",
-            "--provider",
-            "vendor",
-            "--from-env-file",
-            &file,
-        ],
-        None,
-    )
-    .await;
+    let imported = import(&server, &file, &[]).await;
     imported.expect(0);
     imported.stdout_has("imported 3 keys into app web");
     assert!(!imported.all().contains("sk-"));

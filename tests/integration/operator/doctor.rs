@@ -231,11 +231,7 @@ async fn a_missing_required_env_var_is_a_problem() {
 #[tokio::test]
 async fn master_key_problems_and_a_tenant_token_are_reported() {
     // No key at all: degraded.
-    let server = TestServer::start_with(Options {
-        with_key: false,
-        ..Options::default()
-    })
-    .await;
+    let server = TestServer::start_with(Options::without_key()).await;
     seed_acme_web(&server).await;
     let (code, checks) = doctor(&server, "web").await;
     assert_eq!(code, 6);
