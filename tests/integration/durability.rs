@@ -181,26 +181,8 @@ async fn a_deploy_killed_mid_apply_is_filed_as_interrupted() {
     server
         .set_secret_ok("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-1")
         .await;
-    server.hold_deployment_applies();
     let server = Arc::new(server);
-    let cluster = server.cluster.as_ref().unwrap();
-    let deploy = {
-        let server = server.clone();
-        tokio::spawn(async move {
-            let body = Bytes::from(json!({ "image_ref": "nginx:1.27" }).to_string());
-            let token = server.admin_token.clone();
-            server
-                .try_call_bytes(
-                    "POST",
-                    "/v1/apps/web/deploys",
-                    Some(&token),
-                    Some(body),
-                    &[],
-                )
-                .await
-        })
-    };
-    crate::server::deployment_apply_reached(cluster).await;
+    let deploy = crate::server::deploy_held_at_apply(&server).await;
     server.process.as_ref().unwrap().signal("KILL");
     assert!(deploy.await.unwrap().is_err(), "a killed server answered");
     let server = Arc::into_inner(server).expect("the deploy task is done");

@@ -414,6 +414,15 @@ format = "json"
             .hang(kube_standin::HangRule::all().path_contains("/deployments/"));
     }
 
+    /// The admin token when `as_admin`, else `tenant_token`.
+    pub fn token_of<'a>(&'a self, as_admin: bool, tenant_token: &'a str) -> &'a str {
+        if as_admin {
+            &self.admin_token
+        } else {
+            tenant_token
+        }
+    }
+
     /// A request with the admin token.
     pub async fn admin(&self, method: &str, path: &str, body: Option<&str>) -> Answer {
         let token = self.admin_token.clone();
@@ -682,6 +691,33 @@ format = "json"
         }
         self.dir
     }
+}
+
+/// Holds every Deployment apply of the stand-in, starts a deploy of `web`
+/// (image `nginx:1.27`) on its own task and returns once that apply reached
+/// the stand-in: the deploy is in flight, its start record written. The
+/// task yields the answer, or the failed exchange if the server died.
+pub async fn deploy_held_at_apply(
+    server: &std::sync::Arc<TestServer>,
+) -> tokio::task::JoinHandle<Result<Answer, String>> {
+    server.hold_deployment_applies();
+    let deploy = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            let body = Bytes::from(json!({ "image_ref": "nginx:1.27" }).to_string());
+            let token = server.admin_token.clone();
+            let path = "/v1/apps/web/deploys";
+            server
+                .try_call_bytes("POST", path, Some(&token), Some(body), &[])
+                .await
+        })
+    };
+    let cluster = server
+        .cluster
+        .as_ref()
+        .expect("a server on the kubernetes target");
+    deployment_apply_reached(cluster).await;
+    deploy
 }
 
 /// A Secret's `data`, decoded from base64.
