@@ -93,11 +93,9 @@ async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
 #[tokio::test]
 async fn a_shred_that_leaves_cluster_objects_says_cleanup_pending() {
     let server = TestServer::start().await;
-    server.seed("acme", &["web"]).await;
     server
-        .set_secret_ok("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-shredded")
+        .web_deployed_with("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-shredded")
         .await;
-    server.deploy_ok("web").await;
     let file = server.path("manifests").join("web.yaml");
     assert!(file.exists());
 

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{admin, admin_run, exsec, seed_acme_web};
+use super::{admin, admin_run, exsec, seed_acme_web, verify_offline};
 use crate::daemon::Daemon;
 use crate::server::{Options, TestServer};
 
@@ -59,32 +59,13 @@ async fn an_edited_event_is_named_and_a_cut_tail_is_caught_by_its_anchor() {
 
     // Offline on the live file: refused while the daemon holds it.
     let live = server.path("exsec.redb");
-    let busy = exsec(
-        None,
-        None,
-        &["audit", "verify", "--db", live.to_str().unwrap()],
-        None,
-    )
-    .await;
+    let busy = verify_offline(&live, &[]).await;
     busy.expect(5);
     busy.stderr_has("is in use by another exsec process");
 
     let dir = server.stop().await;
     let original = dir.path().join("exsec.redb");
-    let clean = exsec(
-        None,
-        None,
-        &[
-            "audit",
-            "verify",
-            "--db",
-            original.to_str().unwrap(),
-            "--anchor",
-            &anchor,
-        ],
-        None,
-    )
-    .await;
+    let clean = verify_offline(&original, &["--anchor", &anchor]).await;
     assert!(
         clean.expect(0).stdout.starts_with("audit log verified"),
         "{}",
@@ -99,29 +80,10 @@ async fn an_edited_event_is_named_and_a_cut_tail_is_caught_by_its_anchor() {
     })
     .unwrap();
     assert!(found);
-    let broken = exsec(
-        None,
-        None,
-        &["audit", "verify", "--db", edited.to_str().unwrap()],
-        None,
-    )
-    .await;
+    let broken = verify_offline(&edited, &[]).await;
     broken.expect(6);
     broken.stderr_has("audit event 4 was altered: its content does not match its hash");
-    let json = exsec(
-        None,
-        None,
-        &[
-            "audit",
-            "verify",
-            "--db",
-            edited.to_str().unwrap(),
-            "-o",
-            "json",
-        ],
-        None,
-    )
-    .await;
+    let json = verify_offline(&edited, &["-o", "json"]).await;
     assert_eq!(json.expect(6).json()["broken_seq"], 4);
 
     // The tail cut off a copy: the chain alone still verifies, the anchor
@@ -131,46 +93,15 @@ async fn an_edited_event_is_named_and_a_cut_tail_is_caught_by_its_anchor() {
     // Events after the anchor (the token minted above) go too.
     let removed = exsec::store::testing::truncate_audit_log(&cut, head_seq - 2).unwrap();
     assert!(removed >= 2, "{removed}");
-    exsec(
-        None,
-        None,
-        &["audit", "verify", "--db", cut.to_str().unwrap()],
-        None,
-    )
-    .await
-    .expect(0);
-    let truncated = exsec(
-        None,
-        None,
-        &[
-            "audit",
-            "verify",
-            "--db",
-            cut.to_str().unwrap(),
-            "--anchor",
-            &anchor,
-        ],
-        None,
-    )
-    .await;
+    verify_offline(&cut, &[]).await.expect(0);
+    let truncated = verify_offline(&cut, &["--anchor", &anchor]).await;
     truncated.expect(6);
     truncated.stderr_has(&format!(
         "audit log ends at event {}, but an anchor recorded event {head_seq}",
         head_seq - 2
     ));
 
-    let missing = exsec(
-        None,
-        None,
-        &[
-            "audit",
-            "verify",
-            "--db",
-            dir.path().join("nope.redb").to_str().unwrap(),
-        ],
-        None,
-    )
-    .await;
+    let missing = verify_offline(&dir.path().join("nope.redb"), &[]).await;
     missing.expect(3);
     assert!(
         !dir.path().join("nope.redb").exists(),
@@ -214,18 +145,7 @@ async fn retention_prunes_old_events_and_the_chain_still_verifies() {
         online.stdout
     );
     let dir = server.stop().await;
-    let offline = exsec(
-        None,
-        None,
-        &[
-            "audit",
-            "verify",
-            "--db",
-            dir.path().join("exsec.redb").to_str().unwrap(),
-        ],
-        None,
-    )
-    .await;
+    let offline = verify_offline(&dir.path().join("exsec.redb"), &[]).await;
     assert!(
         offline
             .expect(0)

@@ -19,7 +19,7 @@ use exsec::store::{Store, StoreOptions};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{Run, admin, admin_run, exsec, seed_acme_web};
+use super::{Run, admin, admin_run, exsec, seed_acme_web, verify_offline};
 use crate::daemon::PATIENCE;
 use crate::harness::open_stored;
 use crate::server::{Options, TestServer};
@@ -163,21 +163,9 @@ async fn a_backup_under_write_load_restores_to_a_consistent_verified_store() {
     drop(store);
 
     // The restored file verifies offline against the backup's anchor.
-    exsec(
-        None,
-        None,
-        &[
-            "audit",
-            "verify",
-            "--db",
-            data_dir.join("exsec.redb").to_str().unwrap(),
-            "--anchor",
-            &anchor_text,
-        ],
-        None,
-    )
-    .await
-    .expect(0);
+    verify_offline(&data_dir.join("exsec.redb"), &["--anchor", &anchor_text])
+        .await
+        .expect(0);
 
     // Restoring again needs --force, and keeps the old file.
     let again = restore(&backup_file, &data_dir, &keys_dir, &[]).await;

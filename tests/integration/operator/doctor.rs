@@ -33,6 +33,20 @@ fn row<'a>(checks: &'a [(String, String, String)], name: &str) -> (&'a str, &'a 
         .unwrap_or_else(|| panic!("no check {name}: {checks:?}"))
 }
 
+/// The detail of check `name`, which must report a problem.
+#[track_caller]
+fn problem<'a>(checks: &'a [(String, String, String)], name: &str) -> &'a str {
+    let (status, detail) = row(checks, name);
+    assert_eq!(status, "problem", "{name}: {detail}");
+    detail
+}
+
+/// Asserts a check's detail says `text`.
+#[track_caller]
+fn says(detail: &str, text: &str) {
+    assert!(detail.contains(text), "{text:?} not in {detail:?}");
+}
+
 async fn set(server: &TestServer, scope: &[&str], key: &str, value: &str) {
     let mut args = vec!["secrets", "set"];
     args.extend_from_slice(scope);
@@ -114,19 +128,11 @@ async fn a_change_after_the_last_deploy_asks_for_a_redeploy() {
 
     let (code, checks) = doctor(&server, "web").await;
     assert_eq!(code, 6);
-    let (status, detail) = row(&checks, "redeploy");
-    assert_eq!(status, "problem");
-    assert!(
-        detail.contains("OPENAI_API_KEY changed after deploy"),
-        "{detail}"
-    );
-    assert!(detail.contains("OLD_KEY removed after deploy"), "{detail}");
-    let (status, detail) = row(&checks, "cluster secret");
-    assert_eq!(status, "problem");
-    assert!(
-        detail.contains("holds OLD_KEY which the app no longer has"),
-        "{detail}"
-    );
+    let detail = problem(&checks, "redeploy");
+    says(detail, "OPENAI_API_KEY changed after deploy");
+    says(detail, "OLD_KEY removed after deploy");
+    let detail = problem(&checks, "cluster secret");
+    says(detail, "holds OLD_KEY which the app no longer has");
     let human = admin_run(&server, "doctor web", None).await;
     human.stdout_has("fix: exsec deploy web --image nginx:1.27");
 
@@ -154,9 +160,8 @@ async fn a_secret_missing_keys_or_an_unreferenced_secret_in_the_cluster_is_found
     });
     let (code, checks) = doctor(&server, "web").await;
     assert_eq!(code, 6);
-    let (status, detail) = row(&checks, "cluster secret");
-    assert_eq!(status, "problem");
-    assert!(detail.contains("lacks OTHER_KEY"), "{detail}");
+    let detail = problem(&checks, "cluster secret");
+    says(detail, "lacks OTHER_KEY");
     assert_eq!(row(&checks, "envFrom").0, "ok");
 
     // The Secret disappears, and the Deployment no longer reads it.
@@ -169,15 +174,10 @@ async fn a_secret_missing_keys_or_an_unreferenced_secret_in_the_cluster_is_found
             .remove("envFrom");
     });
     let (_, checks) = doctor(&server, "web").await;
-    let (status, detail) = row(&checks, "cluster secret");
-    assert_eq!(status, "problem");
-    assert!(detail.contains("does not exist in the cluster"), "{detail}");
-    let (status, detail) = row(&checks, "envFrom");
-    assert_eq!(status, "problem");
-    assert!(
-        detail.contains("does not read Secret app-web-external-secrets"),
-        "{detail}"
-    );
+    let detail = problem(&checks, "cluster secret");
+    says(detail, "does not exist in the cluster");
+    let detail = problem(&checks, "envFrom");
+    says(detail, "does not read Secret app-web-external-secrets");
     server.stop().await;
 }
 
@@ -199,9 +199,9 @@ async fn an_app_override_shadowing_a_tenant_default_is_reported() {
     assert_eq!(code, 0);
     let (status, detail) = row(&checks, "overrides");
     assert_eq!(status, "warning");
-    assert!(
-        detail.contains("the app's own value of OPENAI_API_KEY wins over tenant acme's default"),
-        "{detail}"
+    says(
+        detail,
+        "the app's own value of OPENAI_API_KEY wins over tenant acme's default",
     );
     let human = admin_run(&server, "doctor web", None).await;
     human.stdout_has("exsec secrets verify --app web openai OPENAI_API_KEY");
@@ -221,10 +221,9 @@ async fn a_missing_required_env_var_is_a_problem() {
     deploy(&server).await;
     let (code, checks) = doctor(&server, "web").await;
     assert_eq!(code, 6);
-    let (status, detail) = row(&checks, "required env");
-    assert_eq!(status, "problem");
-    assert!(detail.contains("requires DATABASE_URL"), "{detail}");
-    assert!(detail.contains("missing_required_env"), "{detail}");
+    let detail = problem(&checks, "required env");
+    says(detail, "requires DATABASE_URL");
+    says(detail, "missing_required_env");
     server.stop().await;
 }
 
@@ -235,9 +234,8 @@ async fn master_key_problems_and_a_tenant_token_are_reported() {
     seed_acme_web(&server).await;
     let (code, checks) = doctor(&server, "web").await;
     assert_eq!(code, 6);
-    let (status, detail) = row(&checks, "master key");
-    assert_eq!(status, "problem");
-    assert!(detail.contains("no master key is loaded"), "{detail}");
+    let detail = problem(&checks, "master key");
+    says(detail, "no master key is loaded");
     let token = server.mint("acme").await;
     let as_tenant = exsec(
         Some(&server),
@@ -279,14 +277,9 @@ async fn master_key_problems_and_a_tenant_token_are_reported() {
     deploy(&server).await;
     let (code, checks) = doctor(&server, "web").await;
     assert_eq!(code, 6);
-    let (status, detail) = row(&checks, "master key");
-    assert_eq!(status, "problem");
-    assert!(
-        detail.contains("records are sealed under keys that are not loaded"),
-        "{detail}"
-    );
-    let (status, detail) = row(&checks, "last deploy");
-    assert_eq!(status, "problem");
-    assert!(detail.contains("undecryptable_values"), "{detail}");
+    let detail = problem(&checks, "master key");
+    says(detail, "records are sealed under keys that are not loaded");
+    let detail = problem(&checks, "last deploy");
+    says(detail, "undecryptable_values");
     server.stop().await;
 }

@@ -118,6 +118,13 @@ pub async fn exsec(
     .unwrap()
 }
 
+/// `exsec audit verify --db FILE [extra…]`: offline, without a daemon.
+pub async fn verify_offline(db: &Path, extra: &[&str]) -> Run {
+    let mut args = vec!["audit", "verify", "--db", db.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    exsec(None, None, &args, None).await
+}
+
 /// `exsec ARGS` as the admin of `server`.
 pub async fn admin(server: &TestServer, args: &[&str], stdin: Option<&str>) -> Run {
     let token = server.admin_token.clone();
