@@ -45,21 +45,18 @@ impl Run {
     /// it does not.
     #[track_caller]
     pub fn stdout_has(&self, text: &str) -> &Self {
-        assert!(
-            self.stdout.contains(text),
-            "no {text:?} on stdout: {self:?}"
-        );
-        self
+        self.stream_has("stdout", &self.stdout, text)
     }
 
-    /// Asserts standard error holds `text`, showing both streams when it
-    /// does not.
+    /// Asserts standard error holds `text`, likewise.
     #[track_caller]
     pub fn stderr_has(&self, text: &str) -> &Self {
-        assert!(
-            self.stderr.contains(text),
-            "no {text:?} on stderr: {self:?}"
-        );
+        self.stream_has("stderr", &self.stderr, text)
+    }
+
+    #[track_caller]
+    fn stream_has(&self, name: &str, stream: &str, text: &str) -> &Self {
+        assert!(stream.contains(text), "no {text:?} on {name}: {self:?}");
         self
     }
 
