@@ -243,28 +243,21 @@ async fn a_paused_deployment_is_skipped_and_audited() {
         return;
     };
     let server = auto_web_deployed().await;
-    let kubeconfig = server.path("kubeconfig.yaml");
-    let out = tokio::task::block_in_place(|| {
-        std::process::Command::new(&kubectl)
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .args([
-                "-n",
-                "paas-apps",
-                "patch",
-                "deployment",
-                "web",
-                "--type",
-                "merge",
-            ])
-            .args(["-p", r#"{"spec":{"paused":true}}"#])
-            .output()
-    })
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let pause = r#"{"spec":{"paused":true}}"#;
+    crate::kubernetes::run_kubectl(
+        &kubectl,
+        &server,
+        &[
+            "-n",
+            "paas-apps",
+            "patch",
+            "deployment",
+            "web",
+            "--type",
+            "merge",
+            "-p",
+            pause,
+        ],
     );
 
     server

@@ -48,15 +48,16 @@ async fn a_bulk_write_refused_on_its_last_item_changes_nothing() {
     let before = state(&server).await;
 
     // Refused while parsing: the problem names the item and field.
-    let body = bulk_body(
-        &[
-            ("db", "DB_USER", "new-user-value"),
-            ("db", "DB_PASSWORD", "new-password-value"),
-            ("db", "DB_HOST", "bad\u{0}value"),
-        ],
-        false,
-    );
-    let answer = server.admin("PUT", APP_SECRETS, Some(&body)).await;
+    let answer = server
+        .bulk_write(
+            "/v1/apps/web",
+            &[
+                ("db", "DB_USER", "new-user-value"),
+                ("db", "DB_PASSWORD", "new-password-value"),
+                ("db", "DB_HOST", "bad\u{0}value"),
+            ],
+        )
+        .await;
     let problem = answer.assert_problem(400, "invalid_value");
     assert_eq!(problem["index"], 2, "{problem}");
     assert_eq!(problem["field"], "value", "{problem}");
@@ -72,14 +73,15 @@ async fn a_bulk_write_refused_on_its_last_item_changes_nothing() {
     assert_eq!(state(&server).await, before);
 
     // The same env var twice.
-    let body = bulk_body(
-        &[
-            ("db", "DB_USER", "new-user-value"),
-            ("other", "DB_USER", "x"),
-        ],
-        false,
-    );
-    let answer = server.admin("PUT", APP_SECRETS, Some(&body)).await;
+    let answer = server
+        .bulk_write(
+            "/v1/apps/web",
+            &[
+                ("db", "DB_USER", "new-user-value"),
+                ("other", "DB_USER", "x"),
+            ],
+        )
+        .await;
     let problem = answer.assert_problem(422, "duplicate_key");
     assert_eq!(problem["index"], 1, "{problem}");
     assert_eq!(state(&server).await, before);
@@ -95,15 +97,16 @@ async fn a_bulk_write_refused_on_its_last_item_changes_nothing() {
     }
     let before = state(&server).await;
     let chunk = "a".repeat(40 * 1024);
-    let body = bulk_body(
-        &[
-            ("db", "DB_USER", "new-user-value"),
-            ("db", "DB_PASSWORD", &chunk),
-            ("db", "DB_HOST", &chunk),
-        ],
-        false,
-    );
-    let answer = server.admin("PUT", APP_SECRETS, Some(&body)).await;
+    let answer = server
+        .bulk_write(
+            "/v1/apps/web",
+            &[
+                ("db", "DB_USER", "new-user-value"),
+                ("db", "DB_PASSWORD", &chunk),
+                ("db", "DB_HOST", &chunk),
+            ],
+        )
+        .await;
     answer.assert_problem(422, "effective_set_too_large");
     assert!(!answer.text().contains("new-user-value"));
     assert_eq!(state(&server).await, before);
@@ -123,14 +126,15 @@ async fn a_bulk_write_sets_every_key_with_one_audit_event_each_and_no_value() {
         .await;
     let seq = server.audit_seq().await;
 
-    let body = bulk_body(
-        &[
-            ("db", "DB_USER", "user-value-2"),
-            ("db", "DB_PASSWORD", "password-value-1"),
-        ],
-        false,
-    );
-    let answer = server.admin("PUT", APP_SECRETS, Some(&body)).await;
+    let answer = server
+        .bulk_write(
+            "/v1/apps/web",
+            &[
+                ("db", "DB_USER", "user-value-2"),
+                ("db", "DB_PASSWORD", "password-value-1"),
+            ],
+        )
+        .await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert!(!answer.text().contains("-value-"), "{}", answer.text());
     let answer = answer.json();
@@ -217,9 +221,7 @@ async fn replace_deletes_the_unlisted_and_may_move_a_key_to_another_provider() {
         ("openai", "OPENAI_API_KEY", "after"),
         ("vault", "MOVED", "after"),
     ];
-    let answer = server
-        .admin("PUT", TENANT_SECRETS, Some(&bulk_body(&items, false)))
-        .await;
+    let answer = server.bulk_write("/v1/tenants/acme", &items).await;
     let problem = answer.assert_problem(409, "env_name_taken");
     assert!(
         problem["detail"]
@@ -289,9 +291,7 @@ async fn too_many_items_are_refused_before_anything_is_sealed() {
         .map(|n| format!("K{n}"))
         .collect();
     let items: Vec<(&str, &str, &str)> = keys.iter().map(|k| ("p", k.as_str(), "v")).collect();
-    let answer = server
-        .admin("PUT", APP_SECRETS, Some(&bulk_body(&items, false)))
-        .await;
+    let answer = server.bulk_write("/v1/apps/web", &items).await;
     answer.assert_problem(422, "too_many_secrets");
     let listed = server.admin("GET", APP_SECRETS, None).await.json();
     assert_eq!(listed["secrets"], json!([]));

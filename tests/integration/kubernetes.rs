@@ -298,24 +298,7 @@ async fn kubectl_sees_what_the_seed_document_says() {
             .status,
         201
     );
-    let kubeconfig = server.path("kubeconfig.yaml");
-    // kubectl blocks; the stand-in runs on the other worker thread.
-    let run = |args: &[&str]| {
-        let out = tokio::task::block_in_place(|| {
-            std::process::Command::new(&kubectl)
-                .arg("--kubeconfig")
-                .arg(&kubeconfig)
-                .args(args)
-                .output()
-        })
-        .unwrap();
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = |args: &[&str]| run_kubectl(&kubectl, &server, args);
     let get_secret = |format: &str| {
         run(&[
             "-n",
@@ -348,6 +331,27 @@ async fn kubectl_sees_what_the_seed_document_says() {
         "{deploy_yaml}"
     );
     assert!(deploy_yaml.contains("optional: true"), "{deploy_yaml}");
+}
+
+/// `kubectl ARGS` against the server's stand-in cluster (its kubeconfig);
+/// asserts success and returns standard output. kubectl blocks, so the
+/// test runtime needs a second worker thread for the stand-in.
+pub(crate) fn run_kubectl(kubectl: &std::path::Path, server: &TestServer, args: &[&str]) -> String {
+    let kubeconfig = server.path("kubeconfig.yaml");
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new(kubectl)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .output()
+    })
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 pub(crate) fn which_kubectl() -> Result<std::path::PathBuf, ()> {
