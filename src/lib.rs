@@ -3,6 +3,7 @@
 //! Layout, one line per module:
 //! - [`model`]: domain types built by parsing (ids, provider, key, value); no I/O.
 //! - [`error_chain`]: an error with its causes on one line, for every layer's logs.
+//! - [`file_error`]: a failed file operation: what was attempted, on which file, why.
 //! - [`config`]: the TOML configuration (SPEC §8); loading has no side effects.
 //! - [`private_file`]: the mode rule for files holding a secret (key files, the admin token).
 //! - [`process`]: the daemon's process hardening: umask 0077, no core dumps.
@@ -39,6 +40,7 @@ pub mod crypto;
 pub mod data_key_rotation;
 pub mod deploy;
 pub mod error_chain;
+pub mod file_error;
 pub mod fswatch;
 pub mod keywatch;
 pub mod model;

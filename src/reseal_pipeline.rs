@@ -26,8 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::crypto::{
-    CryptoError, DataKey, DataKeyId, Fingerprint, Keyring, SealedValue, SecretLocation,
-    SharedKeyring, TenantKeys,
+    CryptoError, DataKey, DataKeyId, Fingerprint, Keyring, SealedValue, SharedKeyring, TenantKeys,
 };
 use crate::model::TenantId;
 use crate::store::reseal::{ResealCandidate, ResealPage, ResealScope};
@@ -345,11 +344,7 @@ fn reseal_all(
     let mut missing: BTreeMap<String, u64> = BTreeMap::new();
     for candidate in page {
         let record = &candidate.record;
-        let location = SecretLocation {
-            scope: &record.scope,
-            provider: &record.provider,
-            key: &record.key,
-        };
+        let location = record.location();
         let Some(tenant_keys) = keys.get(&candidate.tenant) else {
             continue;
         };

@@ -17,6 +17,7 @@ use serde_json::json;
 use super::output::{Output, line};
 use super::{CliError, Context};
 use crate::crypto::{Keyring, scan_dir};
+use crate::file_error::FileError;
 use crate::store::StoreOptions;
 use crate::store::backup::{self, BackupHeader, RestoreOptions};
 
@@ -37,10 +38,12 @@ pub async fn backup(context: &Context, out: &Path) -> Result<(), CliError> {
     let temporary = dir.join(format!(".{name}.partial-{}", std::process::id()));
     let io_error = |action, path: &Path| {
         let path = path.to_owned();
-        move |source| CliError::Io {
-            action,
-            path,
-            source,
+        move |source| {
+            CliError::Io(FileError {
+                action,
+                path,
+                source,
+            })
         }
     };
     let mut file = OpenOptions::new()
@@ -74,10 +77,12 @@ async fn download(
 ) -> Result<BackupHeader, CliError> {
     let mut write = |chunk: &[u8]| file.write_all(chunk);
     context.client.download("/v1/backup", &mut write).await?;
-    file.sync_all().map_err(|source| CliError::Io {
-        action: "cannot sync",
-        path: temporary.to_owned(),
-        source,
+    file.sync_all().map_err(|source| {
+        CliError::Io(FileError {
+            action: "cannot sync",
+            path: temporary.to_owned(),
+            source,
+        })
     })?;
     Ok(backup::inspect(temporary)?)
 }

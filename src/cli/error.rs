@@ -3,11 +3,12 @@
 //! scripts: documented in `exsec --help` and README.md, never renumbered.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::client::ClientError;
 use super::dotenv::DotenvError;
 use super::problems;
+use crate::file_error::FileError;
 use crate::store::backup::BackupError;
 use crate::store::{OpenError, Rejected, StoreError};
 use crate::tls::GenerateError;
@@ -66,16 +67,8 @@ pub enum CliError {
     #[error(transparent)]
     Client(#[from] ClientError),
     /// A file could not be read or written.
-    #[error("{action} {path}")]
-    Io {
-        /// What was attempted.
-        action: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] FileError),
     /// Standard output went away (a closed pipe is not an error).
     #[error("cannot write to standard output")]
     Stdout(#[source] io::Error),
@@ -154,7 +147,7 @@ impl CliError {
                 BackupError::Store(error) => store_exit_code(error),
                 // A file the command reads or writes: an I/O failure, even
                 // when it is missing (3 is for what the daemon holds).
-                BackupError::Io { .. } | BackupError::Stream(_) => exit::FAILURE,
+                BackupError::Io(_) | BackupError::Stream(_) => exit::FAILURE,
             },
             CliError::TlsGenerate(error) => match error {
                 GenerateError::NoHost
@@ -164,7 +157,7 @@ impl CliError {
                 GenerateError::Exists { .. } => exit::REFUSED,
                 GenerateError::Io { .. } | GenerateError::Certificate(_) => exit::FAILURE,
             },
-            CliError::Io { .. }
+            CliError::Io(_)
             | CliError::KeyDir(_)
             | CliError::Stdout(_)
             | CliError::Unexpected(_)

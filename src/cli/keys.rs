@@ -15,6 +15,7 @@ use super::output::{Output, line, note, table, yes_no};
 use super::{CliError, Context};
 use crate::api::dto::{KeyStatusDto, KeysDto};
 use crate::crypto;
+use crate::file_error::FileError;
 use crate::model::KeyId;
 use crate::rotation::RotationState;
 
@@ -170,10 +171,12 @@ fn move_aside(dir: &Path, id: &KeyId, key: &KeyStatusDto) -> Result<std::path::P
             to.display()
         )));
     }
-    std::fs::rename(&from, &to).map_err(|source| CliError::Io {
-        action: "cannot move aside",
-        path: from.clone(),
-        source,
+    std::fs::rename(&from, &to).map_err(|source| {
+        CliError::Io(FileError {
+            action: "cannot move aside",
+            path: from.clone(),
+            source,
+        })
     })?;
     Ok(to)
 }

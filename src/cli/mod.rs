@@ -30,6 +30,7 @@ use std::process::ExitCode;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::audit::Anchor;
+use crate::model::{EnvKey, Provider};
 use client::{Client, DEFAULT_URL};
 pub use error::{CliError, exit};
 use output::{Format, Output};
@@ -367,6 +368,32 @@ impl RefusedValue {
     }
 }
 
+/// The secret a value is read for (`secrets set`, `secrets verify`); the
+/// value itself comes only from standard input or the prompt.
+#[derive(Debug, Args)]
+struct ValueArgs {
+    #[command(flatten)]
+    scope: ScopeArgs,
+    /// Provider, e.g. openai.
+    provider: String,
+    /// Env var name, e.g. OPENAI_API_KEY.
+    key: String,
+    #[command(flatten)]
+    refused: RefusedValue,
+}
+
+impl ValueArgs {
+    /// Refuses a value given as an argument, then parses the names.
+    fn parse(&self) -> Result<secrets::SecretName, CliError> {
+        refuse_value(&self.refused)?;
+        Ok(secrets::SecretName {
+            scope: self.scope.parse()?,
+            provider: Provider::parse(&self.provider)?,
+            key: EnvKey::parse(&self.key)?,
+        })
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum SecretsCommand {
     /// Set a value: from standard input, or a no-echo prompt in a terminal.
@@ -374,16 +401,7 @@ enum SecretsCommand {
     /// Never from an argument. One trailing newline of standard input is
     /// dropped: `printf %s "$V" | exsec secrets set ...` and `exsec secrets
     /// set ... < file` both work.
-    Set {
-        #[command(flatten)]
-        scope: ScopeArgs,
-        /// Provider, e.g. openai.
-        provider: String,
-        /// Env var name, e.g. OPENAI_API_KEY.
-        key: String,
-        #[command(flatten)]
-        refused: RefusedValue,
-    },
+    Set(ValueArgs),
     /// List a scope's secrets: names, versions and times, never values.
     List {
         #[command(flatten)]
@@ -408,16 +426,7 @@ enum SecretsCommand {
     /// Check a candidate value against the stored one without reading it
     /// back (standard input or prompt; audited, rate-limited). Exits 6 on
     /// no match.
-    Verify {
-        #[command(flatten)]
-        scope: ScopeArgs,
-        /// Provider.
-        provider: String,
-        /// Env var name.
-        key: String,
-        #[command(flatten)]
-        refused: RefusedValue,
-    },
+    Verify(ValueArgs),
     /// The kept versions of a secret, newest first: number, time, actor,
     /// and whether it holds a value or records a deletion (never a value).
     History {
@@ -748,15 +757,7 @@ async fn dispatch(context: &Context, command: Command) -> Result<(), CliError> {
             }
         },
         Command::Secrets(command) => match command {
-            SecretsCommand::Set {
-                scope,
-                provider,
-                key,
-                refused,
-            } => {
-                refuse_value(&refused)?;
-                secrets::set(context, &scope.parse()?, &provider, &key).await
-            }
+            SecretsCommand::Set(value) => secrets::set(context, &value.parse()?).await,
             SecretsCommand::List { scope } => secrets::list(context, &scope.parse()?).await,
             SecretsCommand::Rm {
                 scope,
@@ -764,15 +765,7 @@ async fn dispatch(context: &Context, command: Command) -> Result<(), CliError> {
                 key,
             } => secrets::remove(context, &scope.parse()?, &provider, &key).await,
             SecretsCommand::Effective { app } => secrets::effective(context, &app).await,
-            SecretsCommand::Verify {
-                scope,
-                provider,
-                key,
-                refused,
-            } => {
-                refuse_value(&refused)?;
-                secrets::verify(context, &scope.parse()?, &provider, &key).await
-            }
+            SecretsCommand::Verify(value) => secrets::verify(context, &value.parse()?).await,
             SecretsCommand::History {
                 scope,
                 provider,
@@ -889,37 +882,25 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// Whether `argv` parses as `secrets set|verify` with a value refused.
+    fn value_refused(argv: &str) -> bool {
+        let cli = Cli::try_parse_from(argv.split(' ')).unwrap();
+        match cli.command {
+            Command::Secrets(SecretsCommand::Set(value) | SecretsCommand::Verify(value)) => {
+                value.refused.given()
+            }
+            _ => panic!("{argv}: parsed as another command"),
+        }
+    }
+
     #[test]
     fn a_value_after_the_key_is_caught_not_echoed_by_clap() {
-        let cli = Cli::try_parse_from([
-            "exsec",
-            "secrets",
-            "set",
-            "--app",
-            "web",
-            "openai",
-            "OPENAI_API_KEY",
-            "--not-a-flag-sk-123",
-        ])
-        .unwrap();
-        let Command::Secrets(SecretsCommand::Set { refused, .. }) = cli.command else {
-            panic!("parsed as another command");
-        };
-        assert!(refused.given());
-        let cli = Cli::try_parse_from([
-            "exsec",
-            "secrets",
-            "verify",
-            "--tenant",
-            "acme",
-            "openai",
-            "K",
-            "--value=sk-123",
-        ])
-        .unwrap();
-        let Command::Secrets(SecretsCommand::Verify { refused, .. }) = cli.command else {
-            panic!("parsed as another command");
-        };
-        assert!(refused.given());
+        assert!(value_refused(
+            "exsec secrets set --app web openai OPENAI_API_KEY --not-a-flag-sk-123"
+        ));
+        assert!(value_refused(
+            "exsec secrets verify --tenant acme openai K --value=sk-123"
+        ));
+        assert!(!value_refused("exsec secrets set --app web openai K"));
     }
 }

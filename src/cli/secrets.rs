@@ -19,6 +19,7 @@ use super::{CliError, Context, ScopeArgs, dotenv};
 use crate::api::dto::{
     BulkSecretsDto, EffectiveDto, SecretListDto, SecretMetaDto, SecretOutcomeName, VerifyDto,
 };
+use crate::file_error::FileError;
 use crate::model::{AppId, EnvKey, MAX_VALUE_LEN, Provider, Scope, TenantId};
 
 impl ScopeArgs {
@@ -47,17 +48,21 @@ fn scope_label(scope: &Scope) -> String {
     format!("{} {}", scope.kind().as_str(), scope.owner())
 }
 
-pub async fn set(
-    context: &Context,
-    scope: &Scope,
-    provider: &str,
-    key: &str,
-) -> Result<(), CliError> {
-    let provider = Provider::parse(provider)?;
-    let key = EnvKey::parse(key)?;
-    let value = read_value(&key)?;
-    let answer = put(context, scope, &provider, &key, &value).await?;
-    drop(value);
+/// One secret named on the command line.
+pub struct SecretName {
+    /// Tenant default or app override.
+    pub scope: Scope,
+    pub provider: Provider,
+    pub key: EnvKey,
+}
+
+pub async fn set(context: &Context, name: &SecretName) -> Result<(), CliError> {
+    let SecretName {
+        scope,
+        provider,
+        key,
+    } = name;
+    let answer = put(context, scope, provider, key, &read_value(key)?).await?;
     if context.output.json() {
         return context.output.value(&answer.body);
     }
@@ -180,17 +185,13 @@ pub async fn effective(context: &Context, app: &str) -> Result<(), CliError> {
     line(&lines.join("\n"))
 }
 
-pub async fn verify(
-    context: &Context,
-    scope: &Scope,
-    provider: &str,
-    key: &str,
-) -> Result<(), CliError> {
-    let provider = Provider::parse(provider)?;
-    let key = EnvKey::parse(key)?;
-    let value = read_value(&key)?;
-    let body = value_body(&value)?;
-    drop(value);
+pub async fn verify(context: &Context, name: &SecretName) -> Result<(), CliError> {
+    let body = value_body(&read_value(&name.key)?)?;
+    let SecretName {
+        scope,
+        provider,
+        key,
+    } = name;
     let answer = context
         .client
         .request(
@@ -383,10 +384,12 @@ fn read_value(key: &EnvKey) -> Result<Zeroizing<String>, CliError> {
     if stdin.is_terminal() {
         let value = rpassword::prompt_password(format!("value for {key} (not echoed): "))
             .map(Zeroizing::new)
-            .map_err(|source| CliError::Io {
-                action: "cannot read the value from",
-                path: "the terminal".into(),
-                source,
+            .map_err(|source| {
+                CliError::Io(FileError {
+                    action: "cannot read the value from",
+                    path: "the terminal".into(),
+                    source,
+                })
             })?;
         if value.is_empty() {
             return Err(CliError::Usage("no value entered".to_owned()));
@@ -399,10 +402,12 @@ fn read_value(key: &EnvKey) -> Result<Zeroizing<String>, CliError> {
         .lock()
         .take(limit)
         .read_to_end(&mut bytes)
-        .map_err(|source| CliError::Io {
-            action: "cannot read the value from",
-            path: "standard input".into(),
-            source,
+        .map_err(|source| {
+            CliError::Io(FileError {
+                action: "cannot read the value from",
+                path: "standard input".into(),
+                source,
+            })
         })?;
     if bytes.ends_with(b"\n") {
         bytes.pop();
@@ -440,10 +445,12 @@ fn read_env_file(file: &Path) -> Result<Zeroizing<String>, CliError> {
     } else {
         std::fs::File::open(file).and_then(|mut f| f.read_to_string(&mut text))
     };
-    read.map_err(|source| CliError::Io {
-        action: "cannot read the env file",
-        path: file.to_owned(),
-        source,
+    read.map_err(|source| {
+        CliError::Io(FileError {
+            action: "cannot read the env file",
+            path: file.to_owned(),
+            source,
+        })
     })?;
     Ok(text)
 }

@@ -8,6 +8,7 @@
 //! timeout is lowered from kube's 295 s so a hung server cannot hold a
 //! connection past any sane budget.
 
+use std::fmt::Debug;
 use std::path::Path;
 use std::time::Duration;
 
@@ -17,6 +18,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
 use zeroize::Zeroizing;
 
@@ -87,6 +90,25 @@ impl KubernetesTarget {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
+    /// Server-side applies `object`, a `kind` called `name`, through `api`
+    /// (the namespace is applied first when exsec creates it).
+    async fn apply<K>(
+        &self,
+        api: Api<K>,
+        kind: &str,
+        name: &str,
+        object: &K,
+    ) -> Result<(), ClusterError>
+    where
+        K: Clone + DeserializeOwned + Serialize + Debug,
+    {
+        self.ensure_namespace().await?;
+        api.patch(name, &apply_params(), &Patch::Apply(object))
+            .await
+            .map(drop)
+            .map_err(|e| api_error(format!("apply {kind} {name}"), e))
+    }
+
     /// Applies the namespace once, when `cluster.create_namespace` is set.
     async fn ensure_namespace(&self) -> Result<(), ClusterError> {
         if !self.create_namespace {
@@ -123,24 +145,15 @@ impl ClusterTarget for KubernetesTarget {
         secret: &'a Secret,
     ) -> BoxFuture<'a, Result<(), ClusterError>> {
         Box::pin(async move {
-            self.ensure_namespace().await?;
             let name = objects::secret_name(app_id);
-            self.secrets()
-                .patch(&name, &apply_params(), &Patch::Apply(secret))
-                .await
-                .map(drop)
-                .map_err(|e| api_error(format!("apply Secret {name}"), e))
+            self.apply(self.secrets(), "Secret", &name, secret).await
         })
     }
 
     fn delete_secret<'a>(&'a self, app_id: &'a AppId) -> BoxFuture<'a, Result<bool, ClusterError>> {
         Box::pin(async move {
             let name = objects::secret_name(app_id);
-            match self.secrets().delete(&name, &DeleteParams::default()).await {
-                Ok(_) => Ok(true),
-                Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
-                Err(e) => Err(api_error(format!("delete Secret {name}"), e)),
-            }
+            delete(self.secrets(), "Secret", &name).await
         })
     }
 
@@ -150,12 +163,9 @@ impl ClusterTarget for KubernetesTarget {
         deployment: &'a Deployment,
     ) -> BoxFuture<'a, Result<(), ClusterError>> {
         Box::pin(async move {
-            self.ensure_namespace().await?;
-            self.deployments()
-                .patch(app_id.as_str(), &apply_params(), &Patch::Apply(deployment))
+            let name = app_id.as_str();
+            self.apply(self.deployments(), "Deployment", name, deployment)
                 .await
-                .map(drop)
-                .map_err(|e| api_error(format!("apply Deployment {app_id}"), e))
         })
     }
 
@@ -165,11 +175,7 @@ impl ClusterTarget for KubernetesTarget {
     ) -> BoxFuture<'a, Result<Option<SecretData>, ClusterError>> {
         Box::pin(async move {
             let name = objects::secret_name(app_id);
-            let secret = self
-                .secrets()
-                .get_opt(&name)
-                .await
-                .map_err(|e| api_error(format!("read Secret {name}"), e))?;
+            let secret = read(self.secrets(), "Secret", &name).await?;
             Ok(secret.map(|secret| {
                 secret
                     .data
@@ -187,16 +193,8 @@ impl ClusterTarget for KubernetesTarget {
     ) -> BoxFuture<'a, Result<AppObjects, ClusterError>> {
         Box::pin(async move {
             let name = objects::secret_name(app_id);
-            let secret = self
-                .secrets()
-                .get_opt(&name)
-                .await
-                .map_err(|e| api_error(format!("read Secret {name}"), e))?;
-            let deployment = self
-                .deployments()
-                .get_opt(app_id.as_str())
-                .await
-                .map_err(|e| api_error(format!("read Deployment {app_id}"), e))?;
+            let secret = read(self.secrets(), "Secret", &name).await?;
+            let deployment = read(self.deployments(), "Deployment", app_id.as_str()).await?;
             Ok(AppObjects {
                 secret_keys: secret.map(|s| s.data.unwrap_or_default().into_keys().collect()),
                 deployment: deployment.as_ref().map(DeploymentState::of),
@@ -207,15 +205,9 @@ impl ClusterTarget for KubernetesTarget {
     fn delete_app<'a>(&'a self, app_id: &'a AppId) -> BoxFuture<'a, Result<(), ClusterError>> {
         Box::pin(async move {
             self.delete_secret(app_id).await?;
-            match self
-                .deployments()
-                .delete(app_id.as_str(), &DeleteParams::default())
+            delete(self.deployments(), "Deployment", app_id.as_str())
                 .await
-            {
-                Ok(_) => Ok(()),
-                Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-                Err(e) => Err(api_error(format!("delete Deployment {app_id}"), e)),
-            }
+                .map(drop)
         })
     }
 
@@ -227,6 +219,28 @@ impl ClusterTarget for KubernetesTarget {
                 .map(drop)
                 .map_err(|e| api_error("read /version".to_owned(), e))
         })
+    }
+}
+
+/// The `kind` called `name`, if it exists.
+async fn read<K>(api: Api<K>, kind: &str, name: &str) -> Result<Option<K>, ClusterError>
+where
+    K: Clone + DeserializeOwned + Debug,
+{
+    api.get_opt(name)
+        .await
+        .map_err(|e| api_error(format!("read {kind} {name}"), e))
+}
+
+/// Deletes the `kind` called `name`; `false` when it was already gone.
+async fn delete<K>(api: Api<K>, kind: &str, name: &str) -> Result<bool, ClusterError>
+where
+    K: Clone + DeserializeOwned + Debug,
+{
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+        Err(e) => Err(api_error(format!("delete {kind} {name}"), e)),
     }
 }
 

@@ -14,8 +14,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::OwnedMutexGuard;
+
 use super::{Budget, DeployError, Deployer};
 use crate::audit::{NewEvent, event};
+use crate::cluster::ClusterError;
 use crate::model::{AppId, TenantId, Timestamp};
 use crate::shutdown::Shutdown;
 use crate::store::Shredded;
@@ -62,19 +65,7 @@ impl Deployer {
         app_id: &AppId,
         actor: &str,
     ) -> Result<Vec<WarningRecord>, DeployError> {
-        let _serial = self
-            .locks
-            .acquire(app_id, self.settings.queue_timeout)
-            .await
-            .ok_or_else(|| DeployError::InProgress {
-                app_id: app_id.to_string(),
-            })?;
-        let removed = Budget::new(self.settings.timeout)
-            .run(
-                format!("remove the objects of app {app_id}"),
-                self.cluster.delete_app(app_id),
-            )
-            .await;
+        let (_serial, removed) = self.remove_objects(app_id).await?;
         let error = removed.err().map(|error| error.to_string());
         if let Some(error) = &error {
             tracing::warn!(app_id = %app_id, %error, "app deleted, but removing its cluster objects failed; retrying until it succeeds");
@@ -107,20 +98,8 @@ impl Deployer {
         let mut serials = Vec::with_capacity(apps.len());
         let mut errors: BTreeMap<AppId, String> = BTreeMap::new();
         for app_id in &apps {
-            let serial = self
-                .locks
-                .acquire(app_id, self.settings.queue_timeout)
-                .await
-                .ok_or_else(|| DeployError::InProgress {
-                    app_id: app_id.to_string(),
-                })?;
+            let (serial, removed) = self.remove_objects(app_id).await?;
             serials.push(serial);
-            let removed = Budget::new(self.settings.timeout)
-                .run(
-                    format!("remove the objects of app {app_id}"),
-                    self.cluster.delete_app(app_id),
-                )
-                .await;
             if let Err(error) = removed {
                 tracing::warn!(app_id = %app_id, %error, "tenant shredded, but removing an app's cluster objects failed; retrying until it succeeds");
                 errors.insert(app_id.clone(), error.to_string());
@@ -137,6 +116,29 @@ impl Deployer {
             .map(|(app_id, error)| pending_warning(&format!("the objects of app {app_id}"), error))
             .collect();
         Ok((shredded, warnings))
+    }
+
+    /// Takes the app's deploy lock (refused while a deploy holds it past
+    /// the queue timeout) and removes its cluster objects within the deploy
+    /// budget; the caller keeps the lock until its records are written.
+    async fn remove_objects(
+        &self,
+        app_id: &AppId,
+    ) -> Result<(OwnedMutexGuard<()>, Result<(), ClusterError>), DeployError> {
+        let serial = self
+            .locks
+            .acquire(app_id, self.settings.queue_timeout)
+            .await
+            .ok_or_else(|| DeployError::InProgress {
+                app_id: app_id.to_string(),
+            })?;
+        let removed = Budget::new(self.settings.timeout)
+            .run(
+                format!("remove the objects of app {app_id}"),
+                self.cluster.delete_app(app_id),
+            )
+            .await;
+        Ok((serial, removed))
     }
 
     /// Wakes the retry task (after a deploy, which may have unblocked it).

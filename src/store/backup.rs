@@ -63,6 +63,7 @@ use super::error::Context;
 use super::{OpenError, Store, StoreError, StoreOptions, Tables, Writer, schema, tables};
 use crate::audit::{Anchor, ChainBreak};
 use crate::crypto::{BACKUP_MAC_LEN, BackupMac, Keyring};
+use crate::file_error::FileError;
 use crate::model::{KeyId, Timestamp};
 
 /// First bytes of every backup, before the format version.
@@ -138,16 +139,8 @@ impl BackupHeader {
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
     /// Reading or writing a file failed.
-    #[error("{action} {path}")]
-    Io {
-        /// What was being done (`cannot read`, `cannot write`…).
-        action: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] FileError),
     /// Writing the backup stream failed (the client went away).
     #[error("cannot write the backup stream")]
     Stream(#[source] io::Error),
@@ -366,10 +359,12 @@ pub fn restore(
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
         _ => PathBuf::from("."),
     };
-    fs::create_dir_all(&dir).map_err(|source| BackupError::Io {
-        action: "cannot create directory",
-        path: dir.clone(),
-        source,
+    fs::create_dir_all(&dir).map_err(|source| {
+        BackupError::Io(FileError {
+            action: "cannot create directory",
+            path: dir.clone(),
+            source,
+        })
     })?;
     let name = target
         .file_name()
@@ -385,19 +380,23 @@ pub fn restore(
             "{name}.replaced-{}",
             Timestamp::now().to_rfc3339().replace(':', "")
         ));
-        fs::rename(target, &aside).map_err(|source| BackupError::Io {
-            action: "cannot move aside",
-            path: target.to_owned(),
-            source,
+        fs::rename(target, &aside).map_err(|source| {
+            BackupError::Io(FileError {
+                action: "cannot move aside",
+                path: target.to_owned(),
+                source,
+            })
         })?;
         Some(aside)
     } else {
         None
     };
-    fs::rename(&temporary, target).map_err(|source| BackupError::Io {
-        action: "cannot rename into place",
-        path: target.to_owned(),
-        source,
+    fs::rename(&temporary, target).map_err(|source| {
+        BackupError::Io(FileError {
+            action: "cannot rename into place",
+            path: target.to_owned(),
+            source,
+        })
     })?;
     if let Ok(dir) = File::open(&dir) {
         let _ = dir.sync_all();
@@ -449,10 +448,12 @@ fn write_and_verify(
     path: &Path,
     options: &StoreOptions,
 ) -> Result<(), BackupError> {
-    let io_error = |action, source| BackupError::Io {
-        action,
-        path: path.to_owned(),
-        source,
+    let io_error = |action, source| {
+        BackupError::Io(FileError {
+            action,
+            path: path.to_owned(),
+            source,
+        })
     };
     let _ = fs::remove_file(path);
     OpenOptions::new()
@@ -645,10 +646,12 @@ impl Trust<'_> {
 impl Source {
     /// Opens `path` if it is a regular file and reads its first two lines.
     fn open(path: &Path) -> Result<Source, BackupError> {
-        let io_error = |source| BackupError::Io {
-            action: "cannot read",
-            path: path.to_owned(),
-            source,
+        let io_error = |source| {
+            BackupError::Io(FileError {
+                action: "cannot read",
+                path: path.to_owned(),
+                source,
+            })
         };
         // Looked at before opening: opening a FIFO would wait for a writer.
         let kind = fs::metadata(path).map_err(io_error)?.file_type();
@@ -774,11 +777,11 @@ impl Source {
     }
 
     fn io_error(&self, source: io::Error) -> BackupError {
-        BackupError::Io {
+        BackupError::Io(FileError {
             action: "cannot read",
             path: self.path.clone(),
             source,
-        }
+        })
     }
 
     fn malformed(&self, offset: u64, reason: &str) -> BackupError {
@@ -815,10 +818,12 @@ fn read_preamble(
     let not_a_backup = || BackupError::NotABackup {
         path: path.to_owned(),
     };
-    let io_error = |source| BackupError::Io {
-        action: "cannot read",
-        path: path.to_owned(),
-        source,
+    let io_error = |source| {
+        BackupError::Io(FileError {
+            action: "cannot read",
+            path: path.to_owned(),
+            source,
+        })
     };
     let mut first = Vec::new();
     reader

@@ -736,45 +736,75 @@ mod tests {
         (entered, release, task)
     }
 
+    /// A store whose first write ("first") holds its commit open until
+    /// `release`, on a runtime whose blocking pool has one thread.
+    struct HeldFirst {
+        store: Arc<Store>,
+        runtime: tokio::runtime::Runtime,
+        release: mpsc::Sender<()>,
+        first: tokio::task::JoinHandle<Result<(), StoreError>>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn first_commit_held() -> HeldFirst {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(open_store(&dir));
+        let runtime = one_blocking_thread();
+        let (entered, release, first) = {
+            let _guard = runtime.enter();
+            held_write(&store, "first")
+        };
+        entered.recv().unwrap();
+        HeldFirst {
+            store,
+            runtime,
+            release,
+            first,
+            _dir: dir,
+        }
+    }
+
+    /// An async write of tenant `id`, spawned on `runtime`.
+    fn spawn_put_tenant(
+        runtime: &tokio::runtime::Runtime,
+        store: &Arc<Store>,
+        id: String,
+    ) -> tokio::task::JoinHandle<Result<(), StoreError>> {
+        let store = store.clone();
+        runtime.spawn(async move {
+            store
+                .write_async(move |w| w.put_tenant(&tenant(&id), "admin").map(drop))
+                .await
+        })
+    }
+
     /// Async writers wait without a thread each: 64 of them queue behind
     /// an open commit though the blocking pool has a single thread (busy
     /// with that commit), and share the next commit.
     #[test]
     fn async_writers_queue_without_holding_a_thread_each() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(open_store(&dir));
-        let runtime = one_blocking_thread();
-        let _guard = runtime.enter();
-        let (entered, release, first) = held_write(&store, "first");
-        entered.recv().unwrap();
+        let held = first_commit_held();
+        let _guard = held.runtime.enter();
         let writers: Vec<_> = (0..64)
-            .map(|i| {
-                let store = store.clone();
-                runtime.spawn(async move {
-                    let id = format!("w{i:02}");
-                    store
-                        .write_async(move |w| w.put_tenant(&tenant(&id), "admin").map(drop))
-                        .await
-                })
-            })
+            .map(|i| spawn_put_tenant(&held.runtime, &held.store, format!("w{i:02}")))
             .collect();
-        until_queued(&store, 64);
-        release.send(()).unwrap();
-        runtime.block_on(async {
-            first.await.unwrap().unwrap();
+        until_queued(&held.store, 64);
+        held.release.send(()).unwrap();
+        held.runtime.block_on(async {
+            held.first.await.unwrap().unwrap();
             for writer in writers {
                 writer.await.unwrap().unwrap();
             }
         });
         assert_eq!(
-            store.commit_stats(),
+            held.store.commit_stats(),
             CommitStats {
                 commits: 2,
                 writes: 65
             }
         );
-        assert_eq!(tenant_ids(&store).len(), 65);
-        let check = store.read(|r| r.verify_audit_chain(None)).unwrap();
+        assert_eq!(tenant_ids(&held.store).len(), 65);
+        let check = held.store.read(|r| r.verify_audit_chain(None)).unwrap();
         assert_eq!(check.outcome.unwrap().seq, 65);
     }
 
@@ -783,57 +813,46 @@ mod tests {
     /// with async writes behind it; every write is answered.
     #[test]
     fn async_and_blocking_writers_hand_the_lead_to_each_other() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(open_store(&dir));
-        let runtime = one_blocking_thread();
-        let _guard = runtime.enter();
-        let (entered, release, first) = held_write(&store, "first");
-        entered.recv().unwrap();
+        let held = first_commit_held();
+        let _guard = held.runtime.enter();
         // Behind the open commit: a blocking caller holding its own commit
         // open once it leads, then two async writes.
         let (blocking_entered, blocking_release, blocking) =
-            held_blocking_write(&store, "blocking");
-        until_queued(&store, 1);
+            held_blocking_write(&held.store, "blocking");
+        until_queued(&held.store, 1);
         let later: Vec<_> = ["a1", "a2"]
             .into_iter()
-            .map(|id| {
-                let store = store.clone();
-                runtime.spawn(async move {
-                    store
-                        .write_async(move |w| w.put_tenant(&tenant(id), "admin").map(drop))
-                        .await
-                })
-            })
+            .map(|id| spawn_put_tenant(&held.runtime, &held.store, id.to_owned()))
             .collect();
-        until_queued(&store, 3);
+        until_queued(&held.store, 3);
         // The first batch holds only "first"; the blocking caller leads
         // the next one (all three queued writes).
-        release.send(()).unwrap();
+        held.release.send(()).unwrap();
         blocking_entered.recv().unwrap();
         // Queued behind the blocking leader's open commit: when it ends,
         // the async write at the front has its task start a leader.
-        let (third_entered, third_release, third) = held_write(&store, "third");
-        until_queued(&store, 1);
+        let (third_entered, third_release, third) = held_write(&held.store, "third");
+        until_queued(&held.store, 1);
         blocking_release.send(()).unwrap();
         third_entered.recv().unwrap();
         third_release.send(()).unwrap();
         blocking.join().unwrap().unwrap();
-        runtime.block_on(async {
-            first.await.unwrap().unwrap();
+        held.runtime.block_on(async {
+            held.first.await.unwrap().unwrap();
             for writer in later {
                 writer.await.unwrap().unwrap();
             }
             third.await.unwrap().unwrap();
         });
         assert_eq!(
-            store.commit_stats(),
+            held.store.commit_stats(),
             CommitStats {
                 commits: 3,
                 writes: 5
             }
         );
         assert_eq!(
-            tenant_ids(&store),
+            tenant_ids(&held.store),
             ["a1", "a2", "blocking", "first", "third"]
         );
     }

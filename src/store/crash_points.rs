@@ -175,7 +175,7 @@ fn sealed(keyring: &Keyring, k: u64, n: u64) -> PutSecret {
         .unwrap();
     let fingerprint = keyring.fingerprint(&sealed.sealer_id()).unwrap();
     PutSecret {
-        scope: scope.clone(),
+        scope,
         provider,
         key,
         sealed,
@@ -184,13 +184,8 @@ fn sealed(keyring: &Keyring, k: u64, n: u64) -> PutSecret {
 }
 
 fn open(keyring: &Keyring, record: &super::records::SecretRecord) -> String {
-    let location = SecretLocation {
-        scope: &record.scope,
-        provider: &record.provider,
-        key: &record.key,
-    };
     keyring
-        .open(&location, &record.sealed)
+        .open(&record.location(), &record.sealed)
         .unwrap()
         .expose_secret()
         .to_owned()

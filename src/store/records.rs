@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEvent, ChainHash};
-use crate::crypto::{SealedValue, WrappedDataKey};
+use crate::crypto::{SealedValue, SecretLocation, WrappedDataKey};
 use crate::model::{
     DeployStatus, DeployTrigger, EnvKey, InjectionReason, InjectionStatus, Provider, RolloutChange,
     Scope, TenantId, Timestamp, impl_word,
@@ -59,6 +59,18 @@ pub struct SecretRecord {
     /// The value, sealed under the tenant's data key (or, for records not
     /// migrated yet, directly under a master key).
     pub sealed: SealedValue,
+}
+
+impl SecretRecord {
+    /// Where the value sits: what its seal is bound to, so it opens only
+    /// at this scope, provider and key.
+    pub fn location(&self) -> SecretLocation<'_> {
+        SecretLocation {
+            scope: &self.scope,
+            provider: &self.provider,
+            key: &self.key,
+        }
+    }
 }
 
 /// One kept version of a secret (table `external_secret_versions`, SPEC

@@ -13,12 +13,24 @@ use crate::server::{Options, TestServer};
 
 fn options(quiet: &str) -> Options {
     Options {
-        kubernetes: true,
         deploy_config: format!(
             "auto_redeploy_quiet = \"{quiet}\"\nauto_redeploy_max_delay = \"30s\"\n"
         ),
-        ..Options::default()
+        ..Options::kubernetes()
     }
+}
+
+/// A server on a 1 s quiet period with `web` of acme registered for
+/// automatic redeploys, one value set and deployed by hand.
+async fn auto_web_deployed() -> TestServer {
+    let server = TestServer::start_with(options("1s")).await;
+    server.seed("acme", &[]).await;
+    register(&server, "web", true).await;
+    server
+        .set_secret_ok("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-1")
+        .await;
+    server.deploy_ok("web").await;
+    server
 }
 
 /// Registers `app` under acme with `auto_redeploy` as given.
@@ -194,33 +206,19 @@ async fn a_queued_redeploy_survives_a_sigkill_and_a_restart_rolls_nothing_else()
 
 #[tokio::test]
 async fn a_bulk_write_refused_on_its_last_item_queues_nothing() {
-    let server = TestServer::start_with(options("1s")).await;
-    server.seed("acme", &[]).await;
-    register(&server, "web", true).await;
-    server
-        .set_secret_ok("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-1")
-        .await;
-    server.deploy_ok("web").await;
-    let body = json!({"secrets": [
-        {"provider": "openai", "key": "OPENAI_API_KEY", "value": "sk-2"},
-        {"provider": "stripe", "key": "not a key", "value": "rk-1"},
-    ]})
-    .to_string();
-    let refused = server
-        .admin("PUT", "/v1/apps/web/external-secrets", Some(&body))
-        .await;
+    let server = auto_web_deployed().await;
+    let good = [
+        ("openai", "OPENAI_API_KEY", "sk-2"),
+        ("stripe", "STRIPE_KEY", "rk-1"),
+    ];
+    let mut bad_last = good;
+    bad_last[1].1 = "not a key";
+    let refused = server.bulk_write("/v1/apps/web", &bad_last).await;
     assert_eq!(refused.status, 400, "{}", refused.text());
     let app = server.admin("GET", "/v1/apps/web", None).await.json();
     assert_eq!(app["redeploy_queued"], Value::Null, "{app}");
     // A good bulk write queues one redeploy for the whole set.
-    let body = json!({"secrets": [
-        {"provider": "openai", "key": "OPENAI_API_KEY", "value": "sk-2"},
-        {"provider": "stripe", "key": "STRIPE_KEY", "value": "rk-1"},
-    ]})
-    .to_string();
-    let written = server
-        .admin("PUT", "/v1/apps/web/external-secrets", Some(&body))
-        .await;
+    let written = server.bulk_write("/v1/apps/web", &good).await;
     assert_eq!(written.status, 200, "{}", written.text());
     redeployed(&server, "web").await;
     drained(&server, &["web"]).await;
@@ -244,35 +242,22 @@ async fn a_paused_deployment_is_skipped_and_audited() {
         );
         return;
     };
-    let server = TestServer::start_with(options("1s")).await;
-    server.seed("acme", &[]).await;
-    register(&server, "web", true).await;
-    server
-        .set_secret_ok("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-1")
-        .await;
-    server.deploy_ok("web").await;
-    let kubeconfig = server.path("kubeconfig.yaml");
-    let out = tokio::task::block_in_place(|| {
-        std::process::Command::new(&kubectl)
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .args([
-                "-n",
-                "paas-apps",
-                "patch",
-                "deployment",
-                "web",
-                "--type",
-                "merge",
-            ])
-            .args(["-p", r#"{"spec":{"paused":true}}"#])
-            .output()
-    })
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let server = auto_web_deployed().await;
+    let pause = r#"{"spec":{"paused":true}}"#;
+    crate::kubernetes::run_kubectl(
+        &kubectl,
+        &server,
+        &[
+            "-n",
+            "paas-apps",
+            "patch",
+            "deployment",
+            "web",
+            "--type",
+            "merge",
+            "-p",
+            pause,
+        ],
     );
 
     server

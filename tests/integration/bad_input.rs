@@ -599,7 +599,6 @@ async fn unknown_routes_wrong_methods_and_content_types() {
         answer.assert_problem(405, "method_not_allowed");
         assert_eq!(answer.headers["allow"], allowed, "{method} {path}");
     }
-    let token = server.admin_token.clone();
     for content_type in [
         "text/plain",
         "application/xml",
@@ -607,31 +606,31 @@ async fn unknown_routes_wrong_methods_and_content_types() {
         "application/jsonx",
         "",
     ] {
-        let answer = server
-            .call_with(
-                "PUT",
-                SECRET,
-                Some(&token),
-                Some(r#"{"value":"v"}"#),
-                &[("content-type", content_type)],
-            )
-            .await;
+        let answer = put_labelled(&server, content_type).await;
         answer.assert_problem(415, "unsupported_media_type");
     }
     assert_eq!(server.audit_seq().await, seq, "a refused request wrote");
     for content_type in ["application/json; charset=utf-8", "Application/JSON"] {
-        let answer = server
-            .call_with(
-                "PUT",
-                SECRET,
-                Some(&token),
-                Some(r#"{"value":"v"}"#),
-                &[("content-type", content_type)],
-            )
-            .await;
+        let answer = put_labelled(&server, content_type).await;
         assert_eq!(answer.status, 200, "{content_type}: {}", answer.text());
     }
     assert_still_serving(&server).await;
+}
+
+/// A value written to [`SECRET`] with the admin token, its body labelled
+/// `content_type`.
+async fn put_labelled(server: &TestServer, content_type: &str) -> Answer {
+    let token = server.admin_token.clone();
+    let labelled = [("content-type", content_type)];
+    server
+        .call_with(
+            "PUT",
+            SECRET,
+            Some(&token),
+            Some(r#"{"value":"v"}"#),
+            &labelled,
+        )
+        .await
 }
 
 #[tokio::test]

@@ -7,19 +7,10 @@ use exsec::store::{BulkItem, BulkPut, RepeatedKey, SecretOutcome, StoreError};
 use serde_json::{Value, json};
 
 use crate::harness::{TestStore, app, app_scope, open_record, tenant, tenant_scope};
-use crate::server::{TestServer, provider_keys};
+use crate::server::{TestServer, bulk_body, provider_keys};
 
 const APP_SECRETS: &str = "/v1/apps/web/external-secrets";
 const TENANT_SECRETS: &str = "/v1/tenants/acme/external-secrets";
-
-/// `{"secrets": [{"provider", "key", "value"}…], "replace"}`.
-fn bulk(items: &[(&str, &str, &str)], replace: bool) -> String {
-    let secrets: Vec<Value> = items
-        .iter()
-        .map(|(provider, key, value)| json!({"provider": provider, "key": key, "value": value}))
-        .collect();
-    json!({ "secrets": secrets, "replace": replace }).to_string()
-}
 
 /// What a scope holds (metadata, versions and times) plus the audit head:
 /// equal before and after exactly when nothing was written.
@@ -57,15 +48,16 @@ async fn a_bulk_write_refused_on_its_last_item_changes_nothing() {
     let before = state(&server).await;
 
     // Refused while parsing: the problem names the item and field.
-    let body = bulk(
-        &[
-            ("db", "DB_USER", "new-user-value"),
-            ("db", "DB_PASSWORD", "new-password-value"),
-            ("db", "DB_HOST", "bad\u{0}value"),
-        ],
-        false,
-    );
-    let answer = server.admin("PUT", APP_SECRETS, Some(&body)).await;
+    let answer = server
+        .bulk_write(
+            "/v1/apps/web",
+            &[
+                ("db", "DB_USER", "new-user-value"),
+                ("db", "DB_PASSWORD", "new-password-value"),
+                ("db", "DB_HOST", "bad\u{0}value"),
+            ],
+        )
+        .await;
     let problem = answer.assert_problem(400, "invalid_value");
     assert_eq!(problem["index"], 2, "{problem}");
     assert_eq!(problem["field"], "value", "{problem}");
@@ -81,14 +73,15 @@ async fn a_bulk_write_refused_on_its_last_item_changes_nothing() {
     assert_eq!(state(&server).await, before);
 
     // The same env var twice.
-    let body = bulk(
-        &[
-            ("db", "DB_USER", "new-user-value"),
-            ("other", "DB_USER", "x"),
-        ],
-        false,
-    );
-    let answer = server.admin("PUT", APP_SECRETS, Some(&body)).await;
+    let answer = server
+        .bulk_write(
+            "/v1/apps/web",
+            &[
+                ("db", "DB_USER", "new-user-value"),
+                ("other", "DB_USER", "x"),
+            ],
+        )
+        .await;
     let problem = answer.assert_problem(422, "duplicate_key");
     assert_eq!(problem["index"], 1, "{problem}");
     assert_eq!(state(&server).await, before);
@@ -104,15 +97,16 @@ async fn a_bulk_write_refused_on_its_last_item_changes_nothing() {
     }
     let before = state(&server).await;
     let chunk = "a".repeat(40 * 1024);
-    let body = bulk(
-        &[
-            ("db", "DB_USER", "new-user-value"),
-            ("db", "DB_PASSWORD", &chunk),
-            ("db", "DB_HOST", &chunk),
-        ],
-        false,
-    );
-    let answer = server.admin("PUT", APP_SECRETS, Some(&body)).await;
+    let answer = server
+        .bulk_write(
+            "/v1/apps/web",
+            &[
+                ("db", "DB_USER", "new-user-value"),
+                ("db", "DB_PASSWORD", &chunk),
+                ("db", "DB_HOST", &chunk),
+            ],
+        )
+        .await;
     answer.assert_problem(422, "effective_set_too_large");
     assert!(!answer.text().contains("new-user-value"));
     assert_eq!(state(&server).await, before);
@@ -125,21 +119,22 @@ async fn a_bulk_write_sets_every_key_with_one_audit_event_each_and_no_value() {
     let server = TestServer::start().await;
     server.seed("acme", &["web"]).await;
     server
-        .set_secret_ok("/v1/apps/web", "db", "DB_USER", "old-user")
-        .await;
-    server
-        .set_secret_ok("/v1/apps/web", "cache", "REDIS_URL", "redis-untouched")
+        .set_secrets_ok(&[
+            ("/v1/apps/web", "db", "DB_USER", "old-user"),
+            ("/v1/apps/web", "cache", "REDIS_URL", "redis-untouched"),
+        ])
         .await;
     let seq = server.audit_seq().await;
 
-    let body = bulk(
-        &[
-            ("db", "DB_USER", "user-value-2"),
-            ("db", "DB_PASSWORD", "password-value-1"),
-        ],
-        false,
-    );
-    let answer = server.admin("PUT", APP_SECRETS, Some(&body)).await;
+    let answer = server
+        .bulk_write(
+            "/v1/apps/web",
+            &[
+                ("db", "DB_USER", "user-value-2"),
+                ("db", "DB_PASSWORD", "password-value-1"),
+            ],
+        )
+        .await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert!(!answer.text().contains("-value-"), "{}", answer.text());
     let answer = answer.json();
@@ -226,9 +221,7 @@ async fn replace_deletes_the_unlisted_and_may_move_a_key_to_another_provider() {
         ("openai", "OPENAI_API_KEY", "after"),
         ("vault", "MOVED", "after"),
     ];
-    let answer = server
-        .admin("PUT", TENANT_SECRETS, Some(&bulk(&items, false)))
-        .await;
+    let answer = server.bulk_write("/v1/tenants/acme", &items).await;
     let problem = answer.assert_problem(409, "env_name_taken");
     assert!(
         problem["detail"]
@@ -239,7 +232,7 @@ async fn replace_deletes_the_unlisted_and_may_move_a_key_to_another_provider() {
     );
 
     let answer = server
-        .admin("PUT", TENANT_SECRETS, Some(&bulk(&items, true)))
+        .admin("PUT", TENANT_SECRETS, Some(&bulk_body(&items, true)))
         .await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     let answer = answer.json();
@@ -255,17 +248,11 @@ async fn replace_deletes_the_unlisted_and_may_move_a_key_to_another_provider() {
     assert_eq!(answer["secrets"][2]["version"], Value::Null);
     let names = server.secret_names("/v1/tenants/acme").await;
     assert_eq!(names, ["openai/OPENAI_API_KEY", "vault/MOVED"]);
-    assert_eq!(
-        server
-            .audit_events_of("external_secret.deleted")
-            .await
-            .len(),
-        2
-    );
+    assert_eq!(server.audit_count("external_secret.deleted").await, 2);
 
     // An empty list with replace empties the scope.
     let answer = server
-        .admin("PUT", TENANT_SECRETS, Some(&bulk(&[], true)))
+        .admin("PUT", TENANT_SECRETS, Some(&bulk_body(&[], true)))
         .await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     let listed = server.admin("GET", TENANT_SECRETS, None).await.json();
@@ -279,7 +266,7 @@ async fn a_tenant_token_writes_its_own_scopes_and_sees_no_other_tenant() {
     server.seed("acme", &["web"]).await;
     server.seed("globex", &["shop"]).await;
     let acme = server.mint("acme").await;
-    let body = bulk(&[("db", "DB_USER", "user")], false);
+    let body = bulk_body(&[("db", "DB_USER", "user")], false);
     for path in [
         "/v1/tenants/globex/external-secrets",
         "/v1/apps/shop/external-secrets",
@@ -304,9 +291,7 @@ async fn too_many_items_are_refused_before_anything_is_sealed() {
         .map(|n| format!("K{n}"))
         .collect();
     let items: Vec<(&str, &str, &str)> = keys.iter().map(|k| ("p", k.as_str(), "v")).collect();
-    let answer = server
-        .admin("PUT", APP_SECRETS, Some(&bulk(&items, false)))
-        .await;
+    let answer = server.bulk_write("/v1/apps/web", &items).await;
     answer.assert_problem(422, "too_many_secrets");
     let listed = server.admin("GET", APP_SECRETS, None).await.json();
     assert_eq!(listed["secrets"], json!([]));

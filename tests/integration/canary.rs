@@ -2,7 +2,6 @@
 //! line (at any level) and nowhere in the redb file.
 
 use exsec::model::{EnvKey, Provider};
-use exsec::resolve;
 
 use crate::harness::*;
 
@@ -20,29 +19,13 @@ fn a_canary_value_reaches_no_log_and_not_the_file() {
         let put = test.sealed(&tenant_scope("acme"), "openai", "OPENAI_API_KEY", CANARY);
         let clash = test.sealed(&tenant_scope("acme"), "azure", "OPENAI_API_KEY", CANARY);
         let over = test.sealed(&app_scope("web"), "openai", "OPENAI_API_KEY", CANARY);
-        test.store
-            .write(move |w| {
-                w.put_tenant(&tenant("acme"), "admin")?;
-                w.put_app(&app("web"), &tenant("acme"), Default::default(), "admin")?;
-                w.put_secret(put.clone(), "admin")?;
-                w.put_secret(over.clone(), "admin")?;
-                Ok(())
-            })
-            .unwrap();
+        write_tenant(&test.store, "acme", vec!["web".to_owned()], vec![put, over]);
         let refused = test
             .store
             .write(move |w| w.put_secret(clash.clone(), "admin"));
         tracing::error!(error = ?refused.err(), "refused write");
-        let layout = test
-            .store
-            .read(|r| r.secret_layout(&app("web")))
-            .unwrap()
-            .unwrap();
-        let set = resolve::resolve(
-            &layout.tenant,
-            &layout.app,
-            &crate::harness::shared_layout_keys(&test.keyring, &layout),
-        );
+        let layout = test.layout("web");
+        let set = test.resolve(&layout);
         assert_eq!(set.values[0].value.expose_secret(), CANARY);
         tracing::info!(records = ?layout.app, keyring = ?test.keyring, "debug output of records");
         test.store

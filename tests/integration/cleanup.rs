@@ -12,7 +12,7 @@ use kube_standin::{FailRule, Kind};
 use serde_json::{Value, json};
 
 use crate::daemon::PATIENCE;
-use crate::operator::admin;
+use crate::operator::admin_run;
 use crate::server::{Options, TestServer};
 
 /// A directory made read-only for everyone, root included, by a read-only
@@ -93,11 +93,9 @@ async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
 #[tokio::test]
 async fn a_shred_that_leaves_cluster_objects_says_cleanup_pending() {
     let server = TestServer::start().await;
-    server.seed("acme", &["web"]).await;
     server
-        .set_secret_ok("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-shredded")
+        .web_deployed_with("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-shredded")
         .await;
-    server.deploy_ok("web").await;
     let file = server.path("manifests").join("web.yaml");
     assert!(file.exists());
 
@@ -184,10 +182,9 @@ async fn a_manifest_left_by_a_delete_is_removed_once_the_dir_is_writable() {
     })
     .await;
     assert!(!file.exists(), "the cleanup removed web.yaml");
-    let completed = server.audit_events_of("cleanup.completed").await;
-    assert_eq!(completed.len(), 1, "{completed:?}");
-    assert_eq!(completed[0]["app_id"], "web");
-    assert_eq!(completed[0]["data"]["kind"], "app_objects");
+    let completed = server.the_audit_event("cleanup.completed").await;
+    assert_eq!(completed["app_id"], "web");
+    assert_eq!(completed["data"]["kind"], "app_objects");
     server.stop().await;
 }
 
@@ -197,11 +194,7 @@ async fn a_manifest_left_by_a_delete_is_removed_once_the_dir_is_writable() {
 /// the retry deletes the Secret.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_secret_the_cluster_refused_to_delete_is_deleted_later() {
-    let server = TestServer::start_with(Options {
-        kubernetes: true,
-        ..Options::default()
-    })
-    .await;
+    let server = TestServer::start_with(Options::kubernetes()).await;
     server
         .web_deployed_with("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-stale")
         .await;
@@ -209,11 +202,7 @@ async fn a_stale_secret_the_cluster_refused_to_delete_is_deleted_later() {
     let secret = || cluster.object(Kind::Secret, "paas-apps", "app-web-external-secrets");
     assert!(secret().is_some());
     let removed = server
-        .admin(
-            "DELETE",
-            "/v1/apps/web/external-secrets/openai/OPENAI_API_KEY",
-            None,
-        )
+        .delete_secret("/v1/apps/web", "openai", "OPENAI_API_KEY")
         .await;
     assert_eq!(removed.status, 204);
 
@@ -240,7 +229,7 @@ async fn a_stale_secret_the_cluster_refused_to_delete_is_deleted_later() {
         objects["cleanup_pending"]["kind"], "stale_secret",
         "{objects}"
     );
-    let doctor = admin(&server, &["doctor", "web"], None).await;
+    let doctor = admin_run(&server, "doctor web", None).await;
     doctor.expect(6);
     let row = doctor
         .stdout

@@ -10,14 +10,14 @@ use std::collections::BTreeMap;
 
 use std::sync::Arc;
 
-use exsec::crypto::{DataKey, DataKeyCache, DataKeyId, Keyring, Sealer, SecretLocation};
-use exsec::model::{EnvKey, Provider, SecretValue};
-use exsec::store::{AuditFilter, PutSecret, Rejected, Store};
+use exsec::crypto::{DataKey, DataKeyCache, DataKeyId, Keyring, Sealer};
+use exsec::store::data_keys::DataKeyInfo;
+use exsec::store::{AuditFilter, Rejected, Store};
 use serde_json::{Value, json};
 
 use crate::daemon::Daemon;
-use crate::harness::{TestStore, eventually, key_id, options, tenant, tenant_scope};
-use crate::operator::admin;
+use crate::harness::{TestStore, eventually, key_id, options, put_sealed, tenant, tenant_scope};
+use crate::operator::admin_run;
 use crate::server::{Options, TestServer};
 use crate::tmpfs::Tmpfs;
 
@@ -45,12 +45,7 @@ async fn a_data_key_rotation_under_writes_and_deploys_loses_nothing() {
     let beta = data_key(&server, "beta").await;
     assert_eq!(old["resealing"], Value::Null, "{old}");
 
-    let rotated = admin(
-        &server,
-        &["tenants", "rotate-key", "acme", "--output", "json"],
-        None,
-    )
-    .await;
+    let rotated = admin_run(&server, "tenants rotate-key acme --output json", None).await;
     rotated.expect(0);
     let answer: Value = serde_json::from_str(&rotated.stdout).unwrap();
     let new = &answer["data_key"];
@@ -112,16 +107,14 @@ async fn a_data_key_rotation_under_writes_and_deploys_loses_nothing() {
     assert_eq!(verify.json()["match"], true, "{}", verify.text());
 
     // Audited: the rotation, then the old key's retirement; ids only.
-    let rotations = server.audit_events_of("tenant.data_key_rotated").await;
-    assert_eq!(rotations.len(), 1, "{rotations:?}");
-    assert_eq!(rotations[0]["data"]["data_key_id"], new["id"]);
-    assert_eq!(rotations[0]["data"]["previous_data_key_id"], old["id"]);
-    let retired = server.audit_events_of("tenant.data_key_retired").await;
-    assert_eq!(retired.len(), 1, "{retired:?}");
-    assert_eq!(retired[0]["tenant_id"], "acme");
-    assert_eq!(retired[0]["data"]["data_key_id"], old["id"]);
-    assert!(!retired[0].to_string().contains("sk-"), "{}", retired[0]);
-    admin(&server, &["audit", "verify"], None).await.expect(0);
+    let rotation = server.the_audit_event("tenant.data_key_rotated").await;
+    assert_eq!(rotation["data"]["data_key_id"], new["id"]);
+    assert_eq!(rotation["data"]["previous_data_key_id"], old["id"]);
+    let retired = server.the_audit_event("tenant.data_key_retired").await;
+    assert_eq!(retired["tenant_id"], "acme");
+    assert_eq!(retired["data"]["data_key_id"], old["id"]);
+    assert!(!retired.to_string().contains("sk-"), "{retired}");
+    admin_run(&server, "audit verify", None).await.expect(0);
 
     // In the file: one wrap left, every value of acme under it; beta as it
     // was.
@@ -209,7 +202,7 @@ async fn a_data_key_rotation_killed_mid_way_resumes_at_the_next_start() {
         }
         let retired = server.audit_events_of("tenant.data_key_retired").await;
         assert_eq!(retired.len(), rotations.len(), "{retired:?}");
-        admin(&server, &["audit", "verify"], None).await.expect(0);
+        admin_run(&server, "audit verify", None).await.expect(0);
         return;
     }
     panic!("every pass finished before SIGKILL");
@@ -241,24 +234,7 @@ async fn a_rotation_that_failed_on_a_read_only_disk_resumes_once_it_heals() {
     let (keyring, _) = Keyring::assemble(scan, &BTreeMap::new(), None);
     {
         let store = Store::open(&db, options()).unwrap();
-        let active = keyring.active().unwrap().clone();
-        let fingerprint = keyring.fingerprint(&active).unwrap();
-        let dek_id = DataKeyId::generate().unwrap();
-        let wrapped = keyring
-            .wrap_data_key(&tenant("acme"), &dek_id, &DataKey::generate().unwrap())
-            .unwrap();
-        store
-            .write(move |w| {
-                w.rotate_data_key(
-                    &tenant("acme"),
-                    &dek_id,
-                    wrapped.clone(),
-                    fingerprint,
-                    "test",
-                )
-                .map(drop)
-            })
-            .unwrap();
+        rotate_data_key(&store, &keyring, "acme");
     }
     tmpfs.remount(true).unwrap();
     let daemon = Daemon::start(&server.path("config.toml"), &[]);
@@ -285,7 +261,7 @@ async fn a_rotation_that_failed_on_a_read_only_disk_resumes_once_it_heals() {
     let mut expected = written["/v1/tenants/acme"].clone();
     expected.extend(written["/v1/apps/web"].clone());
     assert_eq!(server.manifest_values("web").unwrap(), expected);
-    admin(&server, &["audit", "verify"], None).await.expect(0);
+    admin_run(&server, "audit verify", None).await.expect(0);
 }
 
 /// The store-level rule that makes retiring an older key safe: a value
@@ -299,47 +275,20 @@ fn a_value_sealed_under_a_replaced_data_key_is_refused() {
     store
         .write(|w| w.put_tenant(&tenant("acme"), "test").map(drop))
         .unwrap();
-    let rotate = || {
-        let dek_id = DataKeyId::generate().unwrap();
-        let wrapped = test
-            .keyring
-            .wrap_data_key(&tenant("acme"), &dek_id, &DataKey::generate().unwrap())
-            .unwrap();
-        let fingerprint = test.keyring.fingerprint(&key_id("k1")).unwrap();
-        store
-            .write(move |w| {
-                w.rotate_data_key(
-                    &tenant("acme"),
-                    &dek_id,
-                    wrapped.clone(),
-                    fingerprint,
-                    "test",
-                )
-            })
-            .unwrap()
-    };
+    let rotate = || rotate_data_key(store, &test.keyring, "acme");
     let first = rotate();
     assert_eq!(first.older, 0);
     let wraps = store.read(|r| r.data_keys(&tenant("acme"))).unwrap();
     let keys =
         DataKeyCache::default().tenant_keys(Arc::clone(&test.keyring), &tenant("acme"), &wraps);
-    let scope = tenant_scope("acme");
-    let provider = Provider::parse("openai").unwrap();
-    let key = EnvKey::parse("K").unwrap();
-    let location = SecretLocation {
-        scope: &scope,
-        provider: &provider,
-        key: &key,
-    };
-    let put = PutSecret {
-        scope: scope.clone(),
-        provider: provider.clone(),
-        key: key.clone(),
-        sealed: keys
-            .seal(&location, &SecretValue::parse("v1".to_owned()).unwrap())
-            .unwrap(),
-        fingerprint: test.keyring.fingerprint(&key_id("k1")).unwrap(),
-    };
+    let put = put_sealed(
+        &tenant_scope("acme"),
+        "openai",
+        "K",
+        "v1",
+        test.keyring.fingerprint(&key_id("k1")).unwrap(),
+        |location, value| keys.seal(location, value),
+    );
     assert!(matches!(&put.sealed.sealer, Sealer::DataKey(id) if *id == first.id));
     let stored = put.clone();
     store
@@ -447,4 +396,20 @@ async fn data_key(server: &TestServer, tenant: &str) -> Value {
         .await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     answer.json()["data_key"].clone()
+}
+
+/// Starts a data-key rotation of `tenant_id` as the API does: a new data
+/// key wrapped under the active master key, the tenant's writes moved to it.
+fn rotate_data_key(store: &Store, keyring: &Keyring, tenant_id: &str) -> DataKeyInfo {
+    let dek_id = DataKeyId::generate().unwrap();
+    let wrapped = keyring
+        .wrap_data_key(&tenant(tenant_id), &dek_id, &DataKey::generate().unwrap())
+        .unwrap();
+    let fingerprint = keyring
+        .fingerprint(keyring.active().expect("an active key"))
+        .unwrap();
+    let owner = tenant(tenant_id);
+    store
+        .write(move |w| w.rotate_data_key(&owner, &dek_id, wrapped.clone(), fingerprint, "test"))
+        .unwrap()
 }

@@ -11,7 +11,7 @@ use exsec::crypto::{
     CryptoError, DataKey, DataKeyCache, DataKeyId, Keyring, MasterKey, Sealer, SecretLocation,
     SharedKeyring,
 };
-use exsec::model::{Scope, SecretValue, TenantId};
+use exsec::model::{Scope, TenantId};
 use exsec::rotation::Rotation;
 use exsec::store::history::KeptValue;
 use exsec::store::records::SecretRecord;
@@ -29,22 +29,16 @@ async fn a_value_or_a_wrap_copied_to_another_tenant_does_not_open() {
     let server = TestServer::start().await;
     server.seed("acme", &["web"]).await;
     server.seed("beta", &["shop"]).await;
-    for (scope, value) in [
-        ("/v1/tenants/acme", "sk-acme"),
-        ("/v1/tenants/beta", "sk-beta"),
-    ] {
-        let answer = server
-            .set_secret(scope, "openai", "OPENAI_API_KEY", value)
-            .await;
-        assert_eq!(answer.status, 201, "{}", answer.text());
-    }
+    created_openai_keys(
+        &server,
+        &[
+            ("/v1/tenants/acme", "sk-acme"),
+            ("/v1/tenants/beta", "sk-beta"),
+        ],
+    )
+    .await;
     let dir = server.stop().await;
-    let keyring = Arc::new(Keyring::from_keys(
-        exsec::crypto::scan_dir(&dir.path().join("keys.d"), false)
-            .unwrap()
-            .keys,
-    ));
-    let store = Store::open(&dir.path().join("exsec.redb"), options()).unwrap();
+    let (keyring, store) = crate::harness::open_offline(dir.path());
     let read = |owner: &str| {
         let id = tenant(owner);
         store
@@ -201,9 +195,7 @@ async fn a_schema2_file_moves_its_values_under_data_keys() {
     // web's secrets hash before anything moved, from the migrated file
     // (values still sealed directly under the fixture's master key).
     let hash_before = {
-        let keyring = Arc::new(Keyring::from_keys(
-            exsec::crypto::scan_dir(&keys_dir, false).unwrap().keys,
-        ));
+        let keyring = crate::harness::load_keys(&keys_dir);
         let store = Store::open(&dir.path().join("exsec.redb"), options()).unwrap();
         let (layout, installation) = store
             .read(|r| {
@@ -243,12 +235,7 @@ async fn a_schema2_file_moves_its_values_under_data_keys() {
     assert_eq!(values["STRIPE_KEY"], "rk-fixture-stripe");
 
     let dir = server.stop().await;
-    let keyring = Arc::new(Keyring::from_keys(
-        exsec::crypto::scan_dir(&dir.path().join("keys.d"), false)
-            .unwrap()
-            .keys,
-    ));
-    let store = Store::open(&dir.path().join("exsec.redb"), options()).unwrap();
+    let (keyring, store) = crate::harness::open_offline(dir.path());
     let records = store
         .read(|r| {
             let mut all = Vec::new();
@@ -306,26 +293,9 @@ fn seal_under_data_key(
             .write(move |w| w.add_data_key(&owner, None, &dek_id, wrapped.clone(), fingerprint))
             .unwrap();
     }
-    let provider = exsec::model::Provider::parse("p").unwrap();
-    let key = exsec::model::EnvKey::parse(key).unwrap();
-    let sealed = shared
-        .tenant_keys(owner, &wraps)
-        .seal(
-            &SecretLocation {
-                scope,
-                provider: &provider,
-                key: &key,
-            },
-            &SecretValue::parse(value.to_owned()).unwrap(),
-        )
-        .unwrap();
-    PutSecret {
-        scope: scope.clone(),
-        provider,
-        key,
-        sealed,
-        fingerprint,
-    }
+    crate::harness::put_sealed(scope, "p", key, value, fingerprint, |location, value| {
+        shared.tenant_keys(owner, &wraps).seal(location, value)
+    })
 }
 
 /// The tenant number in a record's owner id (`t7` or `t7-web` → `7`).
@@ -359,16 +329,15 @@ async fn a_shredded_tenant_is_gone_and_its_copied_values_do_not_open() {
     let auto = serde_json::json!({"tenant_id": "acme", "auto_redeploy": true}).to_string();
     let answer = server.admin("PUT", "/v1/apps/api", Some(&auto)).await;
     assert_eq!(answer.status, 200, "{}", answer.text());
-    for (scope, value) in [
-        ("/v1/tenants/acme", "sk-acme-tenant-old"),
-        ("/v1/apps/web", "sk-acme-web"),
-        ("/v1/tenants/beta", "sk-beta"),
-    ] {
-        let answer = server
-            .set_secret(scope, "openai", "OPENAI_API_KEY", value)
-            .await;
-        assert_eq!(answer.status, 201, "{}", answer.text());
-    }
+    created_openai_keys(
+        &server,
+        &[
+            ("/v1/tenants/acme", "sk-acme-tenant-old"),
+            ("/v1/apps/web", "sk-acme-web"),
+            ("/v1/tenants/beta", "sk-beta"),
+        ],
+    )
+    .await;
     server.mint("acme").await;
     let first = server.deploy_ok("web").await;
     server.deploy_ok("api").await;
@@ -414,16 +383,12 @@ async fn a_shredded_tenant_is_gone_and_its_copied_values_do_not_open() {
     assert_eq!((copied.len(), copied_wraps.len()), (3, 1));
     let server = TestServer::restart(dir).await;
 
-    crate::operator::admin(&server, &["tenants", "shred", "acme"], None)
+    crate::operator::admin_run(&server, "tenants shred acme", None)
         .await
         .expect(2);
-    let shred = crate::operator::admin(&server, &["tenants", "shred", "acme", "--yes"], None).await;
+    let shred = crate::operator::admin_run(&server, "tenants shred acme --yes", None).await;
     shred.expect(0);
-    assert!(
-        shred.stdout.contains("shredded tenant acme"),
-        "{}",
-        shred.stdout
-    );
+    shred.stdout_has("shredded tenant acme");
     assert_eq!(
         server.admin("GET", "/v1/tenants/acme", None).await.status,
         404
@@ -433,14 +398,13 @@ async fn a_shredded_tenant_is_gone_and_its_copied_values_do_not_open() {
         server.manifest("web").is_none(),
         "the app's plaintext left the cluster"
     );
-    let events = server.audit_events_of("tenant.crypto_shredded").await;
-    assert_eq!(events.len(), 1);
-    let data = &events[0]["data"];
+    let shredded = server.the_audit_event("tenant.crypto_shredded").await;
+    let data = &shredded["data"];
     assert_eq!(data["apps"], serde_json::json!(["api", "web"]));
     assert_eq!(data["secrets_removed"], 1);
     assert_eq!(data["tokens_revoked"], 1);
     assert_eq!(data["data_keys_destroyed"], 1);
-    assert!(!events[0].to_string().contains("sk-acme"));
+    assert!(!shredded.to_string().contains("sk-acme"));
     let deploy = server.deploy_ok("shop").await;
     assert_eq!(deploy["external_secrets"]["status"], "injected");
     assert_eq!(
@@ -449,12 +413,7 @@ async fn a_shredded_tenant_is_gone_and_its_copied_values_do_not_open() {
     );
 
     let dir = server.stop().await;
-    let keyring = Arc::new(Keyring::from_keys(
-        exsec::crypto::scan_dir(&dir.path().join("keys.d"), false)
-            .unwrap()
-            .keys,
-    ));
-    let store = Store::open(&dir.path().join("exsec.redb"), options()).unwrap();
+    let (keyring, store) = crate::harness::open_offline(dir.path());
     let (left, versions, wraps, tokens, queued, usage) = store
         .read(|r| {
             let mut left = r.secrets(&tenant_scope("acme"))?;
@@ -482,11 +441,7 @@ async fn a_shredded_tenant_is_gone_and_its_copied_values_do_not_open() {
     let keys_before =
         DataKeyCache::default().tenant_keys(Arc::clone(&keyring), &tenant("acme"), &copied_wraps);
     for record in &copied {
-        let location = SecretLocation {
-            scope: &record.scope,
-            provider: &record.provider,
-            key: &record.key,
-        };
+        let location = record.location();
         assert!(keys_now.open(&location, &record.sealed).is_err());
         assert!(keyring.open(&location, &record.sealed).is_err());
         // Proof the copy was good: with the wrap as it was, it opens.
@@ -518,4 +473,15 @@ fn kept_version(
         version,
         ..record.clone()
     })
+}
+
+/// Sets `openai/OPENAI_API_KEY` to each value in its scope; each is new
+/// (201).
+async fn created_openai_keys(server: &TestServer, values: &[(&str, &str)]) {
+    for (scope, value) in values {
+        let answer = server
+            .set_secret(scope, "openai", "OPENAI_API_KEY", value)
+            .await;
+        assert_eq!(answer.status, 201, "{scope}: {}", answer.text());
+    }
 }

@@ -61,16 +61,10 @@ async fn the_seed_flow_injects_the_merged_set_with_the_app_winning() {
     );
     assert!(warning_codes(&body).is_empty(), "{body}");
 
-    let values = server.manifest_values("web").unwrap();
-    assert_eq!(
-        values.get("OPENAI_API_KEY").map(String::as_str),
-        Some("sk-app")
+    server.assert_manifest_values(
+        "web",
+        &[("OPENAI_API_KEY", "sk-app"), ("STRIPE_KEY", "rk-tenant")],
     );
-    assert_eq!(
-        values.get("STRIPE_KEY").map(String::as_str),
-        Some("rk-tenant")
-    );
-    assert_eq!(values.len(), 2);
     let secret = server.manifest_secret("web").unwrap();
     assert_eq!(secret["type"], "Opaque");
     assert!(secret.get("stringData").is_none());
@@ -80,12 +74,7 @@ async fn the_seed_flow_injects_the_merged_set_with_the_app_winning() {
     );
     assert_eq!(secret["metadata"]["labels"]["exsec.io/tenant-id"], "acme");
 
-    let deployment = server
-        .manifest("web")
-        .unwrap()
-        .into_iter()
-        .find(|d| d["kind"] == "Deployment")
-        .unwrap();
+    let deployment = server.manifest_deployment("web").unwrap();
     let spec = &deployment["spec"];
     assert_eq!(spec["replicas"], 2);
     assert_eq!(
@@ -116,17 +105,13 @@ async fn the_seed_flow_injects_the_merged_set_with_the_app_winning() {
     assert_eq!(body["rollout"], "restarted", "{body}");
     assert_eq!(body["trigger"], "api", "{body}");
 
-    let injected = server.audit_events_of("external_secret.injected").await;
-    assert_eq!(injected.len(), 1);
-    assert_eq!(injected[0]["app_id"], "web");
-    assert_eq!(injected[0]["tenant_id"], "acme");
-    assert_eq!(injected[0]["data"]["key_count"], 2);
-    assert_eq!(
-        injected[0]["data"]["secret_name"],
-        "app-web-external-secrets"
-    );
-    assert_eq!(injected[0]["data"]["deploy_id"], body["deploy_id"]);
-    assert_eq!(server.audit_events_of("deploy.created").await.len(), 1);
+    let injected = server.the_audit_event("external_secret.injected").await;
+    assert_eq!(injected["app_id"], "web");
+    assert_eq!(injected["tenant_id"], "acme");
+    assert_eq!(injected["data"]["key_count"], 2);
+    assert_eq!(injected["data"]["secret_name"], "app-web-external-secrets");
+    assert_eq!(injected["data"]["deploy_id"], body["deploy_id"]);
+    assert_eq!(server.audit_count("deploy.created").await, 1);
     server.stop().await;
 }
 
@@ -223,11 +208,7 @@ async fn without_a_master_key_deploys_skip_injection_and_keep_the_secret() {
 /// A daemon started with no key directory at all is ready (degraded).
 #[tokio::test]
 async fn a_daemon_without_keys_starts_degraded() {
-    let server = TestServer::start_with(Options {
-        with_key: false,
-        ..Options::default()
-    })
-    .await;
+    let server = TestServer::start_with(Options::without_key()).await;
     let ready = server.call("GET", "/readyz", None, None).await;
     assert_eq!(ready.status, 200);
     assert_eq!(
@@ -279,20 +260,16 @@ async fn removed_keys_and_an_empty_set_are_removed_from_the_cluster() {
     let server = TestServer::start().await;
     server.seed("acme", &["web"]).await;
     server
-        .set_secret_ok("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-1")
-        .await;
-    server
-        .set_secret_ok("/v1/apps/web", "stripe", "STRIPE_KEY", "rk-1")
+        .set_secrets_ok(&[
+            ("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-1"),
+            ("/v1/apps/web", "stripe", "STRIPE_KEY", "rk-1"),
+        ])
         .await;
     server.deploy_ok("web").await;
     assert_eq!(server.manifest_values("web").unwrap().len(), 2);
 
     let gone = server
-        .admin(
-            "DELETE",
-            "/v1/apps/web/external-secrets/stripe/STRIPE_KEY",
-            None,
-        )
+        .delete_secret("/v1/apps/web", "stripe", "STRIPE_KEY")
         .await;
     assert_eq!(gone.status, 204);
     let effective = server
@@ -305,11 +282,7 @@ async fn removed_keys_and_an_empty_set_are_removed_from_the_cluster() {
     assert_eq!(values.keys().collect::<Vec<_>>(), ["OPENAI_API_KEY"]);
 
     server
-        .admin(
-            "DELETE",
-            "/v1/apps/web/external-secrets/openai/OPENAI_API_KEY",
-            None,
-        )
+        .delete_secret("/v1/apps/web", "openai", "OPENAI_API_KEY")
         .await;
     let answer = server.deploy("web", json!({"image_ref": "nginx"})).await;
     let body = answer.json();
@@ -319,29 +292,11 @@ async fn removed_keys_and_an_empty_set_are_removed_from_the_cluster() {
         server.manifest_secret("web").is_none(),
         "the stale Secret must be deleted"
     );
-    assert!(
-        server
-            .manifest("web")
-            .unwrap()
-            .iter()
-            .any(|d| d["kind"] == "Deployment")
-    );
-    assert_eq!(
-        server
-            .audit_events_of("external_secret.removed")
-            .await
-            .len(),
-        1
-    );
+    assert!(server.manifest_deployment("web").is_some());
+    assert_eq!(server.audit_count("external_secret.removed").await, 1);
     // Nothing left to remove: skipped, not removed again.
     server.deploy("web", json!({"image_ref": "nginx"})).await;
-    assert_eq!(
-        server
-            .audit_events_of("external_secret.removed")
-            .await
-            .len(),
-        1
-    );
+    assert_eq!(server.audit_count("external_secret.removed").await, 1);
     server.stop().await;
 }
 
@@ -352,19 +307,17 @@ async fn a_dry_run_reports_changes_and_changes_nothing() {
     let server = TestServer::start().await;
     server.seed("acme", &["web"]).await;
     server
-        .set_secret_ok("/v1/apps/web", "a", "KEEP", "same")
+        .set_secrets_ok(&[
+            ("/v1/apps/web", "a", "KEEP", "same"),
+            ("/v1/apps/web", "b", "CHANGE", "old"),
+            ("/v1/apps/web", "c", "DROP", "x"),
+        ])
         .await;
-    server
-        .set_secret_ok("/v1/apps/web", "b", "CHANGE", "old")
-        .await;
-    server.set_secret_ok("/v1/apps/web", "c", "DROP", "x").await;
     server.deploy_ok("web").await;
     server
         .set_secret_ok("/v1/apps/web", "b", "CHANGE", "new")
         .await;
-    server
-        .admin("DELETE", "/v1/apps/web/external-secrets/c/DROP", None)
-        .await;
+    server.delete_secret("/v1/apps/web", "c", "DROP").await;
     server.set_secret_ok("/v1/apps/web", "d", "ADD", "y").await;
     let file_before = std::fs::read(server.path("manifests/web.yaml")).unwrap();
     let seq_before = server.audit_seq().await;
@@ -473,7 +426,7 @@ async fn an_idempotency_key_replays_the_original_deploy() {
         .await
         .json();
     assert_eq!(history["deploys"].as_array().unwrap().len(), 1);
-    assert_eq!(server.audit_events_of("deploy.created").await.len(), 1);
+    assert_eq!(server.audit_count("deploy.created").await, 1);
 
     let other = json!({"image_ref": "nginx:2"}).to_string();
     let reused = server
@@ -526,12 +479,7 @@ async fn concurrent_deploys_of_one_app_are_serialised() {
         .unwrap()
         .to_owned();
     assert_eq!(history["deploys"].as_array().unwrap().len(), 8);
-    let deployment = server
-        .manifest("web")
-        .unwrap()
-        .into_iter()
-        .find(|d| d["kind"] == "Deployment")
-        .unwrap();
+    let deployment = server.manifest_deployment("web").unwrap();
     assert_eq!(
         deployment["spec"]["template"]["spec"]["containers"][0]["image"],
         history["deploys"][0]["image_ref"],

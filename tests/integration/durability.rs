@@ -14,7 +14,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use crate::operator::admin;
+use crate::operator::admin_run;
 use crate::server::{Options, TestServer};
 
 /// Concurrent writers, each writing its own key over and over.
@@ -156,7 +156,7 @@ async fn every_acknowledged_write_survives_a_sigkill() {
             "{key}: one audit event per committed write, in order"
         );
     }
-    admin(&server, &["audit", "verify"], None).await.expect(0);
+    admin_run(&server, "audit verify", None).await.expect(0);
 }
 
 /// Every external-secret audit event, oldest first.
@@ -173,35 +173,16 @@ async fn secret_events(server: &TestServer) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deploy_killed_mid_apply_is_filed_as_interrupted() {
     let server = TestServer::spawn_with(Options {
-        kubernetes: true,
         deploy_timeout: "60s",
-        ..Options::default()
+        ..Options::kubernetes()
     })
     .await;
     server.seed("acme", &["web"]).await;
     server
         .set_secret_ok("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-1")
         .await;
-    server.hold_deployment_applies();
     let server = Arc::new(server);
-    let cluster = server.cluster.as_ref().unwrap();
-    let deploy = {
-        let server = server.clone();
-        tokio::spawn(async move {
-            let body = Bytes::from(json!({ "image_ref": "nginx:1.27" }).to_string());
-            let token = server.admin_token.clone();
-            server
-                .try_call_bytes(
-                    "POST",
-                    "/v1/apps/web/deploys",
-                    Some(&token),
-                    Some(body),
-                    &[],
-                )
-                .await
-        })
-    };
-    crate::server::deployment_apply_reached(cluster).await;
+    let deploy = crate::server::deploy_held_at_apply(&server).await;
     server.process.as_ref().unwrap().signal("KILL");
     assert!(deploy.await.unwrap().is_err(), "a killed server answered");
     let server = Arc::into_inner(server).expect("the deploy task is done");
@@ -240,5 +221,5 @@ async fn a_deploy_killed_mid_apply_is_filed_as_interrupted() {
     assert_eq!(next.status, 201, "{}", next.text());
     let next_id = next.json()["deploy_id"].as_str().unwrap().to_owned();
     assert!(next_id > id, "{next_id} reuses or precedes {id}");
-    admin(&server, &["audit", "verify"], None).await.expect(0);
+    admin_run(&server, "audit verify", None).await.expect(0);
 }

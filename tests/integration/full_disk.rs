@@ -20,7 +20,7 @@ use tokio::sync::Mutex;
 
 use crate::daemon::PATIENCE;
 use crate::openapi::Contract;
-use crate::operator::admin;
+use crate::operator::admin_run;
 use crate::server::{Options, TestServer};
 use crate::tmpfs::Tmpfs;
 
@@ -107,11 +107,7 @@ async fn a_full_disk_degrades_writes_only_and_heals_without_help() {
                 let mut reads = 0u64;
                 while !stop.load(Ordering::SeqCst) {
                     for (path, as_admin) in READS {
-                        let who = if as_admin {
-                            &server.admin_token
-                        } else {
-                            &token
-                        };
+                        let who = server.token_of(as_admin, &token);
                         let answer = server.call("GET", path, Some(who), None).await;
                         reads += 1;
                         if answer.status != 200 {
@@ -282,7 +278,7 @@ async fn a_full_disk_degrades_writes_only_and_heals_without_help() {
             );
         }
     }
-    admin(&server, &["audit", "verify"], None).await.expect(0);
+    admin_run(&server, "audit verify", None).await.expect(0);
 }
 
 /// The deploy's final record hits the full disk: 503 with the deploy id,
@@ -297,9 +293,8 @@ async fn a_deploy_record_held_back_by_a_full_disk_is_written_when_it_heals() {
     };
     let server = TestServer::spawn_with(Options {
         storage_path: Some(tmpfs.path().join("exsec.redb")),
-        kubernetes: true,
         deploy_timeout: "60s",
-        ..Options::default()
+        ..Options::kubernetes()
     })
     .await;
     server.seed("acme", &["web", "app0"]).await;
@@ -307,20 +302,10 @@ async fn a_deploy_record_held_back_by_a_full_disk_is_written_when_it_heals() {
     server
         .set_secret_ok("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-1")
         .await;
-    server.hold_deployment_applies();
     let server = Arc::new(server);
-    let cluster = server.cluster.as_ref().unwrap();
-    let deploy = {
-        let server = server.clone();
-        tokio::spawn(async move {
-            server
-                .deploy("web", json!({ "image_ref": "nginx:1.27" }))
-                .await
-        })
-    };
     // Readiness: the deploy's start record is written (it comes before any
     // cluster call) and its Deployment apply reached the (hung) cluster.
-    crate::server::deployment_apply_reached(cluster).await;
+    let deploy = crate::server::deploy_held_at_apply(&server).await;
 
     // Fill the disk until small writes fail too.
     let filler = tmpfs.fill();
@@ -340,8 +325,8 @@ async fn a_deploy_record_held_back_by_a_full_disk_is_written_when_it_heals() {
         );
     }
 
-    cluster.faults().clear();
-    let answer = deploy.await.unwrap();
+    server.cluster.as_ref().unwrap().faults().clear();
+    let answer = deploy.await.unwrap().expect("the deploy's answer");
     let problem = answer.assert_problem(503, "deploy_record_pending");
     Contract::new().check("POST", "/v1/apps/web/deploys", &answer);
     assert_eq!(problem["deploy_status"], "succeeded", "{problem}");
@@ -379,7 +364,7 @@ async fn a_deploy_record_held_back_by_a_full_disk_is_written_when_it_heals() {
             .any(|e| e["data"]["deploy_id"] == deploy_id.as_str()),
         "{events:?}"
     );
-    admin(&server, &["audit", "verify"], None).await.expect(0);
+    admin_run(&server, "audit verify", None).await.expect(0);
 }
 
 /// Polls `done` every 10 ms for at most [`PATIENCE`].

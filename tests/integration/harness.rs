@@ -1,11 +1,15 @@
 //! Shared test helpers: a temporary store with a keyring, and ids.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use exsec::crypto::{DataKeyCache, Keyring, MasterKey, SecretLocation, TenantKeys};
+use exsec::crypto::{
+    CryptoError, DataKeyCache, Fingerprint, Keyring, MasterKey, SealedValue, SecretLocation,
+    TenantKeys,
+};
 use exsec::model::{AppId, EnvKey, KeyId, Provider, Scope, SecretValue, TenantId};
+use exsec::resolve::EffectiveSet;
 use exsec::store::records::SecretRecord;
 use exsec::store::{PutSecret, SecretLayout, Store, StoreOptions};
 use tracing_subscriber::fmt::MakeWriter;
@@ -36,6 +40,22 @@ impl TestStore {
         self.dir.path().join("exsec.redb")
     }
 
+    /// The stored layout of app `id`: its tenant's defaults, its
+    /// overrides and the tenant's data keys.
+    pub fn layout(&self, id: &str) -> SecretLayout {
+        let id = app(id);
+        self.store
+            .read(move |r| r.secret_layout(&id))
+            .expect("read the layout")
+            .expect("the app exists")
+    }
+
+    /// The effective set of a layout, opened with this store's keyring.
+    pub fn resolve(&self, layout: &SecretLayout) -> EffectiveSet {
+        let keys = shared_layout_keys(&self.keyring, layout);
+        exsec::resolve::resolve(&layout.tenant, &layout.app, &keys)
+    }
+
     /// Seals `value` for the location and builds the store write.
     pub fn sealed(&self, scope: &Scope, provider: &str, key: &str, value: &str) -> PutSecret {
         seal_with(&self.keyring, scope, provider, key, value)
@@ -49,6 +69,29 @@ pub fn seal_with(
     key: &str,
     value: &str,
 ) -> PutSecret {
+    let active = keyring.active().expect("an active key");
+    let fingerprint = keyring.fingerprint(active).expect("fingerprint");
+    put_sealed(
+        scope,
+        provider,
+        key,
+        value,
+        fingerprint,
+        |location, value| keyring.seal(location, value),
+    )
+}
+
+/// The store write of `value` at the location, sealed by `seal` (under a
+/// master key or under a tenant's data key) and recorded as written under
+/// the master key `fingerprint` names.
+pub fn put_sealed(
+    scope: &Scope,
+    provider: &str,
+    key: &str,
+    value: &str,
+    fingerprint: Fingerprint,
+    seal: impl FnOnce(&SecretLocation<'_>, &SecretValue) -> Result<SealedValue, CryptoError>,
+) -> PutSecret {
     let provider = Provider::parse(provider).expect("provider");
     let key = EnvKey::parse(key).expect("key");
     let value = SecretValue::parse(value.to_owned()).expect("value");
@@ -57,10 +100,7 @@ pub fn seal_with(
         provider: &provider,
         key: &key,
     };
-    let sealed = keyring.seal(&location, &value).expect("seal");
-    let fingerprint = keyring
-        .fingerprint(&sealed.sealer_id())
-        .expect("fingerprint");
+    let sealed = seal(&location, &value).expect("seal");
     PutSecret {
         scope: scope.clone(),
         provider,
@@ -68,6 +108,37 @@ pub fn seal_with(
         sealed,
         fingerprint,
     }
+}
+
+/// Writes tenant `tenant_id`, its `apps` and the sealed `puts` in one
+/// commit through the library (as `admin`, no daemon running).
+pub fn write_tenant(store: &Store, tenant_id: &str, apps: Vec<String>, puts: Vec<PutSecret>) {
+    let tenant = tenant(tenant_id);
+    store
+        .write(move |w| {
+            w.put_tenant(&tenant, "admin")?;
+            for app_id in &apps {
+                w.put_app(&app(app_id), &tenant, Default::default(), "admin")?;
+            }
+            for put in &puts {
+                w.put_secret(put.clone(), "admin")?;
+            }
+            Ok(())
+        })
+        .expect("write the tenant, its apps and values");
+}
+
+/// Every key file of a key directory, loaded as a keyring.
+pub fn load_keys(keys_dir: &Path) -> Arc<Keyring> {
+    let scan = exsec::crypto::scan_dir(keys_dir, false).expect("scan the key directory");
+    Arc::new(Keyring::from_keys(scan.keys))
+}
+
+/// The keyring and the store of a stopped daemon's directory (`keys.d`,
+/// `exsec.redb`).
+pub fn open_offline(dir: &Path) -> (Arc<Keyring>, Store) {
+    let store = Store::open(&dir.join("exsec.redb"), options()).expect("open the store");
+    (load_keys(&dir.join("keys.d")), store)
 }
 
 /// The keyrings of a rotation from `k1` to `k2`: before, during (both
@@ -118,11 +189,7 @@ pub fn open_stored(store: &Store, keyring: &Arc<Keyring>, record: &SecretRecord)
             Ok((tenant, wraps))
         })
         .expect("read data keys");
-    let location = SecretLocation {
-        scope: &record.scope,
-        provider: &record.provider,
-        key: &record.key,
-    };
+    let location = record.location();
     DataKeyCache::default()
         .tenant_keys(Arc::clone(keyring), &tenant, &wraps)
         .open(&location, &record.sealed)
@@ -134,13 +201,8 @@ pub fn open_stored(store: &Store, keyring: &Arc<Keyring>, record: &SecretRecord)
 /// The plaintext of a record sealed directly under a master key, opened
 /// with `keyring`.
 pub fn open_record(keyring: &Keyring, record: &SecretRecord) -> String {
-    let location = SecretLocation {
-        scope: &record.scope,
-        provider: &record.provider,
-        key: &record.key,
-    };
     keyring
-        .open(&location, &record.sealed)
+        .open(&record.location(), &record.sealed)
         .expect("open")
         .expose_secret()
         .to_owned()
@@ -201,12 +263,27 @@ impl<'a> MakeWriter<'a> for Capture {
 
 /// Polls `probe` every 20 ms until it gives a value; fails the test after
 /// [`crate::daemon::PATIENCE`] with `what` and the last observation.
-pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, String>>,
 {
-    let deadline = tokio::time::Instant::now() + crate::daemon::PATIENCE;
+    let every = std::time::Duration::from_millis(20);
+    eventually_within(what, crate::daemon::PATIENCE, every, probe).await
+}
+
+/// [`eventually`] with its own deadline (`limit`) and polling interval.
+pub async fn eventually_within<T, F, Fut>(
+    what: &str,
+    limit: std::time::Duration,
+    every: std::time::Duration,
+    mut probe: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         let last = match probe().await {
             Ok(value) => return value,
@@ -214,9 +291,8 @@ where
         };
         assert!(
             tokio::time::Instant::now() < deadline,
-            "{what}: not within {:?}; last: {last}",
-            crate::daemon::PATIENCE
+            "{what}: not within {limit:?}; last: {last}"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tokio::time::sleep(every).await;
     }
 }

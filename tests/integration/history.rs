@@ -3,12 +3,10 @@
 //! restore is a new version, and a rollback applies exactly the secret
 //! versions an earlier deploy injected — or nothing, when one was pruned.
 
-use std::collections::BTreeMap;
-
 use serde_json::{Value, json};
 
 use crate::kubernetes::{deployment, secret_values};
-use crate::server::{Answer, Options, TestServer};
+use crate::server::{Answer, Options, TestServer, values};
 
 const SCOPE: &str = "/v1/apps/web";
 const VERSIONS: &str = "/v1/apps/web/external-secrets/openai/OPENAI_API_KEY/versions";
@@ -19,9 +17,8 @@ fn restore_path(version: u64) -> String {
 
 async fn on_kubernetes(secret_history: u32) -> TestServer {
     let server = TestServer::start_with(Options {
-        kubernetes: true,
         secret_history,
-        ..Options::default()
+        ..Options::kubernetes()
     })
     .await;
     server.seed("acme", &["web"]).await;
@@ -48,13 +45,6 @@ async fn pinned_to(server: &TestServer) -> Value {
     server.admin("GET", "/v1/apps/web", None).await.json()["pinned_to"].clone()
 }
 
-fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
-
 #[tokio::test]
 async fn versions_are_listed_without_values_and_a_restore_is_a_new_version() {
     let server = TestServer::start().await;
@@ -65,11 +55,7 @@ async fn versions_are_listed_without_values_and_a_restore_is_a_new_version() {
             .await;
     }
     let deleted = server
-        .admin(
-            "DELETE",
-            "/v1/apps/web/external-secrets/openai/OPENAI_API_KEY",
-            None,
-        )
+        .delete_secret("/v1/apps/web", "openai", "OPENAI_API_KEY")
         .await;
     assert_eq!(deleted.status, 204, "{}", deleted.text());
 
@@ -117,15 +103,11 @@ async fn versions_are_listed_without_values_and_a_restore_is_a_new_version() {
 
     // The value of v5 is v2's: what a deploy injects.
     server.deploy_ok("web").await;
-    assert_eq!(
-        server.manifest_values("web").unwrap(),
-        values(&[("OPENAI_API_KEY", "sk-value-two")])
-    );
-    let events = server.audit_events_of("external_secret.restored").await;
-    assert_eq!(events.len(), 1, "{events:?}");
-    assert_eq!(events[0]["data"]["restored_version"], 2);
-    assert_eq!(events[0]["data"]["version"], 5);
-    assert!(!events[0].to_string().contains("sk-value"));
+    server.assert_manifest_values("web", &[("OPENAI_API_KEY", "sk-value-two")]);
+    let restored = server.the_audit_event("external_secret.restored").await;
+    assert_eq!(restored["data"]["restored_version"], 2);
+    assert_eq!(restored["data"]["version"], 5);
+    assert!(!restored.to_string().contains("sk-value"));
 
     // verify reaches every kept version with a value.
     let server = &server;
@@ -147,10 +129,10 @@ async fn versions_are_listed_without_values_and_a_restore_is_a_new_version() {
 async fn a_rollback_applies_exactly_the_earlier_set_and_pins_the_app() {
     let server = on_kubernetes(10).await;
     server
-        .set_secret_ok("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-a")
-        .await;
-    server
-        .set_secret_ok(SCOPE, "stripe", "STRIPE_KEY", "rk-a")
+        .set_secrets_ok(&[
+            ("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-a"),
+            (SCOPE, "stripe", "STRIPE_KEY", "rk-a"),
+        ])
         .await;
     let a = deploy(
         &server,
@@ -162,13 +144,11 @@ async fn a_rollback_applies_exactly_the_earlier_set_and_pins_the_app() {
 
     // Two values change and a third key appears; deploy B runs them.
     server
-        .set_secret_ok("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-b")
-        .await;
-    server
-        .set_secret_ok(SCOPE, "stripe", "STRIPE_KEY", "rk-b")
-        .await;
-    server
-        .set_secret_ok(SCOPE, "sentry", "SENTRY_DSN", "dsn-b")
+        .set_secrets_ok(&[
+            ("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-b"),
+            (SCOPE, "stripe", "STRIPE_KEY", "rk-b"),
+            (SCOPE, "sentry", "SENTRY_DSN", "dsn-b"),
+        ])
         .await;
     let b = deploy(&server, json!({"image_ref": "nginx:1.28"})).await;
     assert_ne!(b["secrets_hash"], a["secrets_hash"]);
@@ -219,7 +199,7 @@ async fn a_rollback_applies_exactly_the_earlier_set_and_pins_the_app() {
     let unpinned = server.admin("POST", "/v1/apps/web/unpin", None).await;
     assert_eq!(unpinned.status, 200, "{}", unpinned.text());
     assert_eq!(unpinned.json()["pinned_to"], Value::Null);
-    assert_eq!(server.audit_events_of("app.unpinned").await.len(), 1);
+    assert_eq!(server.audit_count("app.unpinned").await, 1);
     assert_eq!(secret_values(&server, "web").unwrap(), a_values);
     assert_eq!(rollback(&server, &a["deploy_id"], false).await.status, 201);
     assert_eq!(pinned_to(&server).await, a["deploy_id"]);
@@ -253,18 +233,18 @@ async fn a_rollback_applies_exactly_the_earlier_set_and_pins_the_app() {
 async fn a_pruned_version_refuses_the_rollback_and_leaves_the_cluster_alone() {
     let server = on_kubernetes(2).await;
     server
-        .set_secret_ok(SCOPE, "stripe", "STRIPE_KEY", "rk-1")
-        .await;
-    server
-        .set_secret_ok(SCOPE, "openai", "OPENAI_API_KEY", "sk-1")
+        .set_secrets_ok(&[
+            (SCOPE, "stripe", "STRIPE_KEY", "rk-1"),
+            (SCOPE, "openai", "OPENAI_API_KEY", "sk-1"),
+        ])
         .await;
     let a = deploy(&server, json!({"image_ref": "nginx:1.27"})).await;
     // Two more versions of STRIPE_KEY: with a history of 2, v1 is pruned.
     server
-        .set_secret_ok(SCOPE, "stripe", "STRIPE_KEY", "rk-2")
-        .await;
-    server
-        .set_secret_ok(SCOPE, "stripe", "STRIPE_KEY", "rk-3")
+        .set_secrets_ok(&[
+            (SCOPE, "stripe", "STRIPE_KEY", "rk-2"),
+            (SCOPE, "stripe", "STRIPE_KEY", "rk-3"),
+        ])
         .await;
     let kept = server
         .admin(

@@ -147,11 +147,7 @@ async fn every_kept_version_moves_under_the_data_key_and_a_rotation_only_rewraps
             .into_iter()
             .map(|candidate| {
                 let record = &candidate.record;
-                let location = SecretLocation {
-                    scope: &record.scope,
-                    provider: &record.provider,
-                    key: &record.key,
-                };
+                let location = record.location();
                 let value = keys.open(&location, &record.sealed).unwrap();
                 let sealed = keys.seal(&location, &value).unwrap();
                 (candidate, sealed)

@@ -340,9 +340,7 @@ async fn another_tenants_token_cannot_reach_a_through_its_own_paths() {
     let answer = server.call("GET", &path, b, None).await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(answer.json()["external_secrets"]["status"], "injected");
-    let values = server.manifest_values("b-web").unwrap();
-    assert_eq!(values.get(KEY).map(String::as_str), Some(VALUES[3].1));
-    assert_eq!(values.len(), 1, "{values:?}");
+    server.assert_manifest_values("b-web", &[(KEY, VALUES[3].1)]);
     world.assert_a_values_unchanged().await;
 }
 

@@ -11,13 +11,6 @@ use serde_json::{Value, json};
 
 use crate::server::{Options, TestServer};
 
-fn kubernetes() -> Options {
-    Options {
-        kubernetes: true,
-        ..Options::default()
-    }
-}
-
 fn cluster(server: &TestServer) -> &kube_standin::StandIn {
     server.cluster.as_ref().expect("a kubernetes test server")
 }
@@ -32,16 +25,7 @@ pub(crate) fn secret_values(server: &TestServer, app: &str) -> Option<BTreeMap<S
     Some(
         secret["data"]
             .as_object()
-            .map(|data| {
-                data.iter()
-                    .map(|(k, v)| {
-                        let bytes = base64::engine::general_purpose::STANDARD
-                            .decode(v.as_str().unwrap())
-                            .unwrap();
-                        (k.clone(), String::from_utf8(bytes).unwrap())
-                    })
-                    .collect()
-            })
+            .map(crate::server::decode_data)
             .unwrap_or_default(),
     )
 }
@@ -51,16 +35,14 @@ pub(crate) fn deployment(server: &TestServer, app: &str) -> Option<Value> {
 }
 
 async fn seeded() -> TestServer {
-    let server = TestServer::start_with(kubernetes()).await;
+    let server = TestServer::start_with(Options::kubernetes()).await;
     server.seed("acme", &["web"]).await;
     server
-        .set_secret_ok("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-tenant")
-        .await;
-    server
-        .set_secret_ok("/v1/tenants/acme", "stripe", "STRIPE_KEY", "rk-tenant")
-        .await;
-    server
-        .set_secret_ok("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-app")
+        .set_secrets_ok(&[
+            ("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-tenant"),
+            ("/v1/tenants/acme", "stripe", "STRIPE_KEY", "rk-tenant"),
+            ("/v1/apps/web", "openai", "OPENAI_API_KEY", "sk-app"),
+        ])
         .await;
     server
 }
@@ -138,11 +120,7 @@ async fn removed_keys_disappear_and_other_managers_keep_their_fields() {
     let server = seeded().await;
     server.deploy_ok("web").await;
     server
-        .admin(
-            "DELETE",
-            "/v1/tenants/acme/external-secrets/stripe/STRIPE_KEY",
-            None,
-        )
+        .delete_secret("/v1/tenants/acme", "stripe", "STRIPE_KEY")
         .await;
     server.deploy_ok("web").await;
     let values = secret_values(&server, "web").unwrap();
@@ -172,18 +150,10 @@ async fn removed_keys_disappear_and_other_managers_keep_their_fields() {
     );
 
     server
-        .admin(
-            "DELETE",
-            "/v1/tenants/acme/external-secrets/openai/OPENAI_API_KEY",
-            None,
-        )
+        .delete_secret("/v1/tenants/acme", "openai", "OPENAI_API_KEY")
         .await;
     server
-        .admin(
-            "DELETE",
-            "/v1/apps/web/external-secrets/openai/OPENAI_API_KEY",
-            None,
-        )
+        .delete_secret("/v1/apps/web", "openai", "OPENAI_API_KEY")
         .await;
     let answer = server
         .deploy("web", json!({"image_ref": "nginx:2"}))
@@ -198,7 +168,7 @@ async fn removed_keys_disappear_and_other_managers_keep_their_fields() {
 /// them — so the trap is known to be modelled.
 #[tokio::test]
 async fn string_data_leaves_a_removed_key_behind_but_data_does_not() {
-    let server = TestServer::start_with(kubernetes()).await;
+    let server = TestServer::start_with(Options::kubernetes()).await;
     let path = "/api/v1/namespaces/paas-apps/secrets/trap?fieldManager=legacy&force=true";
     let with_two = r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"trap"},"stringData":{"A":"1","B":"2"}}"#;
     let with_one =
@@ -214,12 +184,14 @@ async fn string_data_leaves_a_removed_key_behind_but_data_does_not() {
     );
 
     server.seed("acme", &["web"]).await;
-    server.set_secret_ok("/v1/apps/web", "p", "A", "1").await;
-    server.set_secret_ok("/v1/apps/web", "p", "B", "2").await;
-    server.deploy("web", json!({"image_ref": "nginx"})).await;
     server
-        .admin("DELETE", "/v1/apps/web/external-secrets/p/B", None)
+        .set_secrets_ok(&[
+            ("/v1/apps/web", "p", "A", "1"),
+            ("/v1/apps/web", "p", "B", "2"),
+        ])
         .await;
+    server.deploy("web", json!({"image_ref": "nginx"})).await;
+    server.delete_secret("/v1/apps/web", "p", "B").await;
     server.deploy("web", json!({"image_ref": "nginx"})).await;
     assert_eq!(
         secret_values(&server, "web")
@@ -285,7 +257,7 @@ async fn cluster_faults_are_reported_and_never_a_false_success() {
 async fn a_hung_cluster_cannot_hold_a_deploy_past_its_budget() {
     let server = TestServer::start_with(Options {
         deploy_timeout: "1s",
-        ..kubernetes()
+        ..Options::kubernetes()
     })
     .await;
     server.seed("acme", &["web"]).await;
@@ -326,33 +298,19 @@ async fn kubectl_sees_what_the_seed_document_says() {
             .status,
         201
     );
-    let kubeconfig = server.path("kubeconfig.yaml");
-    // kubectl blocks; the stand-in runs on the other worker thread.
-    let run = |args: &[&str]| {
-        let out = tokio::task::block_in_place(|| {
-            std::process::Command::new(&kubectl)
-                .arg("--kubeconfig")
-                .arg(&kubeconfig)
-                .args(args)
-                .output()
-        })
-        .unwrap();
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+    let run = |args: &[&str]| run_kubectl(&kubectl, &server, args);
+    let get_secret = |format: &str| {
+        run(&[
+            "-n",
+            "paas-apps",
+            "get",
+            "secret",
+            "app-web-external-secrets",
+            "-o",
+            format,
+        ])
     };
-    let secret = run(&[
-        "-n",
-        "paas-apps",
-        "get",
-        "secret",
-        "app-web-external-secrets",
-        "-o",
-        "json",
-    ]);
+    let secret = get_secret("json");
     let secret: Value = serde_json::from_str(&secret).unwrap();
     let decode = |key: &str| {
         String::from_utf8(
@@ -364,15 +322,7 @@ async fn kubectl_sees_what_the_seed_document_says() {
     };
     assert_eq!(decode("OPENAI_API_KEY"), "sk-app");
     assert_eq!(decode("STRIPE_KEY"), "rk-tenant");
-    let yaml = run(&[
-        "-n",
-        "paas-apps",
-        "get",
-        "secret",
-        "app-web-external-secrets",
-        "-o",
-        "yaml",
-    ]);
+    let yaml = get_secret("yaml");
     assert!(yaml.contains("OPENAI_API_KEY:"), "{yaml}");
     let deploy_yaml = run(&["-n", "paas-apps", "get", "deploy", "web", "-o", "yaml"]);
     assert!(deploy_yaml.contains("envFrom"), "{deploy_yaml}");
@@ -381,6 +331,27 @@ async fn kubectl_sees_what_the_seed_document_says() {
         "{deploy_yaml}"
     );
     assert!(deploy_yaml.contains("optional: true"), "{deploy_yaml}");
+}
+
+/// `kubectl ARGS` against the server's stand-in cluster (its kubeconfig);
+/// asserts success and returns standard output. kubectl blocks, so the
+/// test runtime needs a second worker thread for the stand-in.
+pub(crate) fn run_kubectl(kubectl: &std::path::Path, server: &TestServer, args: &[&str]) -> String {
+    let kubeconfig = server.path("kubeconfig.yaml");
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new(kubectl)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .output()
+    })
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 pub(crate) fn which_kubectl() -> Result<std::path::PathBuf, ()> {

@@ -72,7 +72,7 @@ async fn the_local_socket_serves_the_same_routes_with_the_same_auth() {
     )
     .await;
     run_cli.expect(0);
-    assert!(run_cli.stdout.contains("acme"), "{run_cli:?}");
+    run_cli.stdout_has("acme");
     exsec(
         None,
         Some(&tenant_token),

@@ -15,6 +15,9 @@ use serde_json::{Value, json};
 
 use crate::server::{Answer, Options, TestServer};
 
+/// A dry run of a deploy of `web`.
+const DRY_RUN: &str = "/v1/apps/web/deploys?dry_run=true";
+
 /// The document, and which `(operationId, status)` the answers covered.
 pub struct Contract {
     document: Value,
@@ -298,14 +301,7 @@ async fn every_route_answers_as_documented() {
 
     let deploy = r#"{"tenant_id":"acme","app_id":"web","image_ref":"registry.example/web:1","replicas":2,"port":8080}"#;
     let audited = api.server.audit_seq().await;
-    let dry = api
-        .expect(
-            200,
-            "POST",
-            "/v1/apps/web/deploys?dry_run=true",
-            Some(deploy),
-        )
-        .await;
+    let dry = api.expect(200, "POST", DRY_RUN, Some(deploy)).await;
     assert_eq!(
         dry["external_secrets"]["added"],
         json!(["OPENAI_API_KEY", "STRIPE_KEY"])
@@ -608,10 +604,7 @@ async fn error_answers_are_documented_problems() {
 
 #[tokio::test]
 async fn a_keyless_server_answers_as_documented() {
-    let options = Options {
-        with_key: false,
-        ..Options::default()
-    };
+    let options = Options::without_key();
     let mut api = Checked::new(TestServer::start_with(options).await);
     api.server.seed("acme", &["web"]).await;
     let admin = api.server.admin_token.clone();
@@ -641,14 +634,7 @@ async fn a_keyless_server_answers_as_documented() {
         [] as [&str; 0]
     );
     let deploy = r#"{"image_ref":"registry.example/web:1"}"#;
-    let dry = api
-        .expect(
-            200,
-            "POST",
-            "/v1/apps/web/deploys?dry_run=true",
-            Some(deploy),
-        )
-        .await;
+    let dry = api.expect(200, "POST", DRY_RUN, Some(deploy)).await;
     assert_eq!(dry["external_secrets"]["reason"], "master_key_unavailable");
     let done = api
         .expect(201, "POST", "/v1/apps/web/deploys", Some(deploy))

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use crate::daemon::{Daemon, PATIENCE};
 use crate::openapi::Contract;
-use crate::operator::admin;
+use crate::operator::admin_run;
 use crate::server::{Options, TestServer};
 use crate::tmpfs::Tmpfs;
 
@@ -132,5 +132,5 @@ async fn a_read_only_file_system_serves_reads_and_heals_without_a_restart() {
         assert_eq!(injected[&format!("K{n:02}")], value(n));
     }
     assert_eq!(injected["NEW"], value(99));
-    admin(&server, &["audit", "verify"], None).await.expect(0);
+    admin_run(&server, "audit verify", None).await.expect(0);
 }

@@ -19,16 +19,7 @@ fn seeded() -> TestStore {
         test.sealed(&app_scope("web"), "openai", "OPENAI_API_KEY", "sk-app"),
         test.sealed(&app_scope("web"), "sentry", "SENTRY_DSN", "https://dsn"),
     ];
-    test.store
-        .write(move |w| {
-            w.put_tenant(&tenant("acme"), "admin")?;
-            w.put_app(&app("web"), &tenant("acme"), Default::default(), "admin")?;
-            for put in puts.clone() {
-                w.put_secret(put, "admin")?;
-            }
-            Ok(())
-        })
-        .unwrap();
+    write_tenant(&test.store, "acme", vec!["web".to_owned()], puts);
     test
 }
 
@@ -37,16 +28,7 @@ fn seeded() -> TestStore {
 #[test]
 fn the_app_override_wins_and_defaults_are_inherited() {
     let test = seeded();
-    let layout = test
-        .store
-        .read(|r| r.secret_layout(&app("web")))
-        .unwrap()
-        .unwrap();
-    let set = resolve::resolve(
-        &layout.tenant,
-        &layout.app,
-        &crate::harness::shared_layout_keys(&test.keyring, &layout),
-    );
+    let set = test.resolve(&test.layout("web"));
     let got: Vec<(&str, &str, ScopeKind, bool)> = set
         .values
         .iter()
@@ -77,11 +59,7 @@ fn the_app_override_wins_and_defaults_are_inherited() {
 #[test]
 fn unopenable_values_are_named() {
     let test = seeded();
-    let layout = test
-        .store
-        .read(|r| r.secret_layout(&app("web")))
-        .unwrap()
-        .unwrap();
+    let layout = test.layout("web");
 
     let set = resolve::resolve(
         &layout.tenant,

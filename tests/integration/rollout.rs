@@ -13,17 +13,13 @@ use crate::rotation::{later_key, wait_for_keys};
 use crate::server::{Options, TestServer};
 
 async fn seeded() -> TestServer {
-    let server = TestServer::start_with(Options {
-        kubernetes: true,
-        ..Options::default()
-    })
-    .await;
+    let server = TestServer::start_with(Options::kubernetes()).await;
     server.seed("acme", &["web"]).await;
     server
-        .set_secret_ok("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-1")
-        .await;
-    server
-        .set_secret_ok("/v1/apps/web", "stripe", "STRIPE_KEY", "rk-1")
+        .set_secrets_ok(&[
+            ("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-1"),
+            ("/v1/apps/web", "stripe", "STRIPE_KEY", "rk-1"),
+        ])
         .await;
     server
 }

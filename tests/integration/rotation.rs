@@ -6,8 +6,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, SystemTime};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
+use crate::harness::{eventually, eventually_within};
 use crate::server::{Options, TestServer};
 
 /// The harness keeps the default `rescan_interval` (30 s), far beyond
@@ -27,17 +28,39 @@ pub(crate) async fn wait_for_keys(
     limit: Duration,
     done: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
+    poll_keys(server, limit, Duration::from_millis(20), done).await
+}
+
+/// [`wait_for_keys`] polling `every` (a short interval catches states that
+/// pass quickly).
+pub(crate) async fn poll_keys(
+    server: &TestServer,
+    limit: Duration,
+    every: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let what = "the keys (GET /v1/keys) reach the awaited state";
+    eventually_within(what, limit, every, || async {
         let status = keys(server).await;
         if done(&status) {
-            return status;
+            Ok(status)
+        } else {
+            Err(status.to_string())
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out; last status {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    })
+    .await
+}
+
+/// Writes `{prefix}_{k}` = `v1-{owner}-{k}` for each `k < count` into the
+/// scope at `scope_path` (`/v1/tenants/t0`, owner `t0`); each is new.
+async fn first_values(server: &TestServer, scope_path: &str, prefix: &str, count: usize) {
+    let owner = scope_path.rsplit('/').next().unwrap();
+    for k in 0..count {
+        let key = format!("{prefix}_{k}");
+        let answer = server
+            .set_secret(scope_path, "p", &key, &format!("v1-{owner}-{k}"))
+            .await;
+        assert_eq!(answer.status, 201, "{scope_path} {key}: {}", answer.text());
     }
 }
 
@@ -68,29 +91,9 @@ async fn a_new_key_reseals_everything_under_live_traffic() {
                 .collect();
             let refs: Vec<&str> = apps.iter().map(String::as_str).collect();
             server.seed(&tenant, &refs).await;
-            for k in 0..100 {
-                let answer = server
-                    .set_secret(
-                        &format!("/v1/tenants/{tenant}"),
-                        "p",
-                        &format!("TENANT_{k}"),
-                        &format!("v1-{tenant}-{k}"),
-                    )
-                    .await;
-                assert_eq!(answer.status, 201, "{}", answer.text());
-            }
+            first_values(&server, &format!("/v1/tenants/{tenant}"), "TENANT", 100).await;
             for app in &apps {
-                for k in 0..20 {
-                    let answer = server
-                        .set_secret(
-                            &format!("/v1/apps/{app}"),
-                            "p",
-                            &format!("APP_{k}"),
-                            &format!("v1-{app}-{k}"),
-                        )
-                        .await;
-                    assert_eq!(answer.status, 201, "{}", answer.text());
-                }
+                first_values(&server, &format!("/v1/apps/{app}"), "APP", 20).await;
             }
         }));
     }
@@ -128,20 +131,8 @@ async fn a_new_key_reseals_everything_under_live_traffic() {
                     )
                     .await;
                 assert!(answer.status == 200, "{}", answer.text());
-                let deploy = server
-                    .admin(
-                        "POST",
-                        &format!("/v1/apps/{app}/deploys"),
-                        Some(r#"{"image_ref":"nginx"}"#),
-                    )
-                    .await;
-                assert_eq!(deploy.status, 201, "{}", deploy.text());
-                assert_eq!(
-                    deploy.json()["external_secrets"]["status"],
-                    "injected",
-                    "{}",
-                    deploy.text()
-                );
+                let deploy = server.deploy(&app, json!({"image_ref": "nginx"})).await;
+                deploy.assert_injected();
             }
         })
     };
@@ -167,13 +158,7 @@ async fn a_new_key_reseals_everything_under_live_traffic() {
     for t in 0..tenants {
         for a in 0..apps_per_tenant {
             let app = format!("t{t}-app{a}");
-            let deploy = server
-                .admin(
-                    "POST",
-                    &format!("/v1/apps/{app}/deploys"),
-                    Some(r#"{"image_ref":"nginx"}"#),
-                )
-                .await;
+            let deploy = server.deploy(&app, json!({"image_ref": "nginx"})).await;
             assert_eq!(deploy.status, 201);
             let values = server.manifest_values(&app).unwrap();
             assert_eq!(values.len(), 120);
@@ -239,21 +224,20 @@ async fn bad_key_files_never_take_a_good_key_away() {
     // Half-written: the first half of a valid key.
     write("zz-half.key", &key_text()[..20], 0o600);
 
-    let failures = loop {
-        let page = server
-            .admin(
-                "GET",
-                "/v1/audit-events?type=master_key.reload_failed",
-                None,
-            )
-            .await
-            .json();
-        let events = page["events"].as_array().unwrap().clone();
-        if events.len() >= 6 {
-            break events;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let reload_failures = || async {
+        let path = "/v1/audit-events?type=master_key.reload_failed";
+        let page = server.admin("GET", path, None).await.json();
+        page["events"].as_array().unwrap().clone()
     };
+    let failures = eventually("six reload failures audited", || async {
+        let events = reload_failures().await;
+        if events.len() >= 6 {
+            Ok(events)
+        } else {
+            Err(format!("{events:?}"))
+        }
+    })
+    .await;
     let files: std::collections::BTreeSet<&str> = failures
         .iter()
         .map(|e| e["data"]["file"].as_str().unwrap())
@@ -277,14 +261,10 @@ async fn bad_key_files_never_take_a_good_key_away() {
     assert_eq!(status["degraded"], false);
 
     // The good key (its last good copy) still opens the value and seals new ones.
-    let deploy = server
-        .admin(
-            "POST",
-            "/v1/apps/web/deploys",
-            Some(r#"{"image_ref":"nginx"}"#),
-        )
-        .await;
-    assert_eq!(deploy.json()["external_secrets"]["status"], "injected");
+    server
+        .deploy("web", json!({"image_ref": "nginx"}))
+        .await
+        .assert_injected();
     assert_eq!(
         server
             .set_secret("/v1/apps/web", "p", "K2", "v2")
@@ -296,15 +276,7 @@ async fn bad_key_files_never_take_a_good_key_away() {
     // A rescan of unchanged bad files reports nothing new.
     write("trigger-rescan", b"x", 0o600);
     let count = failures.len();
-    let again = server
-        .admin(
-            "GET",
-            "/v1/audit-events?type=master_key.reload_failed",
-            None,
-        )
-        .await
-        .json();
-    assert!(again["events"].as_array().unwrap().len() <= count + 1);
+    assert!(reload_failures().await.len() <= count + 1);
 }
 
 /// An operator edits a new key file in place (an editor or a shell
@@ -341,11 +313,7 @@ async fn a_key_file_caught_half_written_is_not_reported() {
 /// are links into `..data`, which is swapped atomically on update.
 #[tokio::test]
 async fn a_kubernetes_secret_volume_swap_rotates_the_key() {
-    let server = TestServer::start_with(Options {
-        with_key: false,
-        ..Options::default()
-    })
-    .await;
+    let server = TestServer::start_with(Options::without_key()).await;
     let dir = server.path("keys.d");
     let version = |name: &str, keys: &[(&str, Vec<u8>)]| {
         let folder = dir.join(name);
@@ -392,14 +360,10 @@ async fn a_kubernetes_secret_volume_swap_rotates_the_key() {
         .find(|k| k["id"] == "a")
         .unwrap();
     assert_eq!(a["records"], 0);
-    let deploy = server
-        .admin(
-            "POST",
-            "/v1/apps/web/deploys",
-            Some(r#"{"image_ref":"nginx"}"#),
-        )
-        .await;
-    assert_eq!(deploy.json()["external_secrets"]["status"], "injected");
+    server
+        .deploy("web", json!({"image_ref": "nginx"}))
+        .await
+        .assert_injected();
     assert_eq!(server.manifest_values("web").unwrap()["K"], "value");
 }
 
@@ -455,9 +419,9 @@ async fn status_shows_how_many_records_wait_for_each_missing_key() {
         serde_json::json!({ first.as_str(): 1, second.as_str(): 1 }),
         "{status}"
     );
-    let json = crate::operator::admin(&server, &["keys", "status", "-o", "json"], None).await;
+    let json = crate::operator::admin_run(&server, "keys status -o json", None).await;
     assert_eq!(json.expect(5).json()["rotation"], status["rotation"]);
-    let human = crate::operator::admin(&server, &["keys", "status"], None).await;
+    let human = crate::operator::admin_run(&server, "keys status", None).await;
     human.expect(5);
     for (id, count) in [(&first, 1), (&second, 1)] {
         let line = format!("waiting for {id}: {count} records");
@@ -466,11 +430,7 @@ async fn status_shows_how_many_records_wait_for_each_missing_key() {
             "{line} not in {}",
             human.stdout
         );
-        assert!(
-            human.stderr.contains(&format!("{id} ({count} records)")),
-            "{}",
-            human.stderr
-        );
+        human.stderr_has(&format!("{id} ({count} records)"));
     }
 
     // The first file comes back: its records move to the active key.
@@ -497,7 +457,7 @@ async fn status_shows_how_many_records_wait_for_each_missing_key() {
     .await;
     assert_eq!(status["rotation"]["remaining"], 0);
     assert_eq!(status["rotation"]["waiting_for"], serde_json::json!({}));
-    let human = crate::operator::admin(&server, &["keys", "status"], None).await;
+    let human = crate::operator::admin_run(&server, "keys status", None).await;
     assert!(
         !human.expect(0).stdout.contains("waiting for"),
         "{}",
@@ -554,7 +514,7 @@ async fn a_vanished_key_directory_is_audited_and_so_is_its_return() {
     let back = audit_events_soon(&server, "master_key.available").await;
     assert_eq!(back.len(), 1, "{back:?}");
     assert_eq!(
-        server.audit_events_of("master_key.unavailable").await.len(),
+        server.audit_count("master_key.unavailable").await,
         1,
         "rescans of a missing directory audit nothing more"
     );

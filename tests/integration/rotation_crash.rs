@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use exsec::crypto::{Keyring, SecretLocation};
-use exsec::model::{AppId, KeyId, TenantId};
+use exsec::crypto::Keyring;
+use exsec::model::KeyId;
 use exsec::store::history::KeptValue;
 use exsec::store::{PutSecret, Store};
 use serde_json::{Value, json};
@@ -156,13 +156,7 @@ async fn resume(
     for (t, a) in deployed {
         let app = app_name(t, a);
         let deploy = server.deploy(&app, json!({ "image_ref": "nginx" })).await;
-        assert_eq!(deploy.status, 201, "{}", deploy.text());
-        assert_eq!(
-            deploy.json()["external_secrets"]["status"],
-            "injected",
-            "{}",
-            deploy.text()
-        );
+        deploy.assert_injected();
         let values = server.manifest_values(&app).unwrap();
         let mut expected = tenant_values(t);
         expected.extend(app_values(t, a, rewritten));
@@ -170,7 +164,7 @@ async fn resume(
     }
 
     // The audit chain verifies online, and offline after a clean stop.
-    let verified = crate::operator::admin(&server, &["audit", "verify"], None).await;
+    let verified = crate::operator::admin_run(&server, "audit verify", None).await;
     verified.expect(0);
     server.process.take().unwrap().terminate();
     let dir = server.dir;
@@ -218,11 +212,7 @@ async fn resume(
                 .map(|record| {
                     // Every value moved under the tenant's data key.
                     assert_eq!(record.sealed.master_key_id(), None, "{record:?}");
-                    let location = SecretLocation {
-                        scope: &record.scope,
-                        provider: &record.provider,
-                        key: &record.key,
-                    };
+                    let location = record.location();
                     let value = keys.open(&location, &record.sealed).unwrap();
                     (record.key.to_string(), value.expose_secret().to_owned())
                 })
@@ -268,11 +258,7 @@ fn kept_values(
             Ok(out)
         })
         .unwrap();
-    let location = SecretLocation {
-        scope: &record.scope,
-        provider: &record.provider,
-        key: &record.key,
-    };
+    let location = record.location();
     sealed
         .iter()
         .map(|sealed| {
@@ -360,24 +346,7 @@ fn seed(dir: &Path, keys_dir: &Path) {
                 seal_with(&keyring, &app_scope, "p", &key, &seeded(app, &key))
             }));
         }
-        store
-            .write(move |w| {
-                let tenant = TenantId::parse(&tenant).unwrap();
-                w.put_tenant(&tenant, "admin")?;
-                for app in &apps {
-                    w.put_app(
-                        &AppId::parse(app).unwrap(),
-                        &tenant,
-                        Default::default(),
-                        "admin",
-                    )?;
-                }
-                for put in &puts {
-                    w.put_secret(put.clone(), "admin")?;
-                }
-                Ok(())
-            })
-            .unwrap();
+        crate::harness::write_tenant(&store, &tenant, apps, puts);
     }
     let usage = store.read(|r| r.key_usage()).unwrap();
     assert_eq!(usage.values().sum::<u64>(), RECORDS);
@@ -396,18 +365,7 @@ fn seeded(owner: &str, key: &str) -> String {
     format!("seeded-{owner}-{key}-{}", "x".repeat(32))
 }
 
-/// Polls `/v1/keys` until `done` holds.
+/// Polls `/v1/keys` every 2 ms until `done` holds.
 async fn wait_for_keys(server: &TestServer, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let status = server.admin("GET", "/v1/keys", None).await.json();
-        if done(&status) {
-            return status;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out; last status {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    crate::rotation::poll_keys(server, PATIENCE, Duration::from_millis(2), done).await
 }

@@ -1,6 +1,7 @@
 //! A real exsec server for tests: temp directories, a config file, port 0,
 //! and a small HTTP client speaking to it over loopback.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -9,7 +10,7 @@ use exsec::config::Config;
 use http_body_util::{BodyExt, Full};
 use hyper::{HeaderMap, Method, Request};
 use hyper_util::rt::TokioIo;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::daemon::Daemon;
@@ -38,6 +39,24 @@ pub struct Options {
     pub deploy_config: String,
     /// `storage.secret_history`.
     pub secret_history: u32,
+}
+
+impl Options {
+    /// No master key: a daemon that starts degraded.
+    pub fn without_key() -> Self {
+        Self {
+            with_key: false,
+            ..Self::default()
+        }
+    }
+
+    /// The `kubernetes` target against a Kubernetes API stand-in.
+    pub fn kubernetes() -> Self {
+        Self {
+            kubernetes: true,
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for Options {
@@ -95,6 +114,16 @@ impl Answer {
 
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Asserts a deploy answer: 201 with every value of the set injected;
+    /// returns its body.
+    #[track_caller]
+    pub fn assert_injected(&self) -> Value {
+        assert_eq!(self.status, 201, "{}", self.text());
+        let body = self.json();
+        assert_eq!(body["external_secrets"]["status"], "injected", "{body}");
+        body
     }
 
     /// Asserts an RFC 9457 problem answer with this status and `code`, and
@@ -385,6 +414,15 @@ format = "json"
             .hang(kube_standin::HangRule::all().path_contains("/deployments/"));
     }
 
+    /// The admin token when `as_admin`, else `tenant_token`.
+    pub fn token_of<'a>(&'a self, as_admin: bool, tenant_token: &'a str) -> &'a str {
+        if as_admin {
+            &self.admin_token
+        } else {
+            tenant_token
+        }
+    }
+
     /// A request with the admin token.
     pub async fn admin(&self, method: &str, path: &str, body: Option<&str>) -> Answer {
         let token = self.admin_token.clone();
@@ -439,14 +477,56 @@ format = "json"
     ) -> impl std::future::Future<Output = ()> + 'a {
         let caller = std::panic::Location::caller();
         async move {
-            let answer = self.set_secret(scope_path, provider, key, value).await;
-            assert!(
-                answer.status == 201 || answer.status == 200,
-                "{caller}: setting {scope_path} {provider}/{key}: {} {}",
-                answer.status,
-                answer.text()
-            );
+            self.set_secret_at(caller, scope_path, provider, key, value)
+                .await;
         }
+    }
+    /// Sets each `(scope_path, provider, key, value)` in turn, asserting
+    /// each write as [`Self::set_secret_ok`] does.
+    #[track_caller]
+    pub fn set_secrets_ok<'a>(
+        &'a self,
+        secrets: &'a [(&'a str, &'a str, &'a str, &'a str)],
+    ) -> impl std::future::Future<Output = ()> + 'a {
+        let caller = std::panic::Location::caller();
+        async move {
+            for &(scope_path, provider, key, value) in secrets {
+                self.set_secret_at(caller, scope_path, provider, key, value)
+                    .await;
+            }
+        }
+    }
+
+    /// Sets a secret and asserts it was stored, failing at `caller`.
+    async fn set_secret_at(
+        &self,
+        caller: &std::panic::Location<'_>,
+        scope_path: &str,
+        provider: &str,
+        key: &str,
+        value: &str,
+    ) {
+        let answer = self.set_secret(scope_path, provider, key, value).await;
+        assert!(
+            answer.status == 201 || answer.status == 200,
+            "{caller}: setting {scope_path} {provider}/{key}: {} {}",
+            answer.status,
+            answer.text()
+        );
+    }
+
+    /// One bulk write of `(provider, key, value)` items to a scope
+    /// (`/v1/apps/web`) with the admin token, without `replace`.
+    pub async fn bulk_write(&self, scope_path: &str, items: &[(&str, &str, &str)]) -> Answer {
+        let path = format!("{scope_path}/external-secrets");
+        self.admin("PUT", &path, Some(&bulk_body(items, false)))
+            .await
+    }
+
+    /// Deletes a secret of a scope (`/v1/apps/web`) with the admin token.
+    pub async fn delete_secret(&self, scope_path: &str, provider: &str, key: &str) -> Answer {
+        let path = format!("{scope_path}/external-secrets/{provider}/{key}");
+        self.admin("DELETE", &path, None).await
     }
 
     /// The `provider/key` names a scope holds (`/v1/apps/web`), read with
@@ -524,24 +604,27 @@ format = "json"
     }
 
     /// Decoded values of the manifest Secret.
-    pub fn manifest_values(&self, app: &str) -> Option<std::collections::BTreeMap<String, String>> {
-        use base64::Engine as _;
+    pub fn manifest_values(&self, app: &str) -> Option<BTreeMap<String, String>> {
         let secret = self.manifest_secret(app)?;
-        Some(
-            secret["data"]
-                .as_object()
-                .unwrap()
-                .iter()
-                .map(|(k, v)| {
-                    let bytes = base64::engine::general_purpose::STANDARD
-                        .decode(v.as_str().unwrap())
-                        .unwrap();
-                    (k.clone(), String::from_utf8(bytes).unwrap())
-                })
-                .collect(),
-        )
+        Some(decode_data(secret["data"].as_object().unwrap()))
     }
 
+    /// Asserts the app's manifest Secret holds exactly `expected`.
+    #[track_caller]
+    pub fn assert_manifest_values(&self, app: &str, expected: &[(&str, &str)]) {
+        assert_eq!(
+            self.manifest_values(app),
+            Some(values(expected)),
+            "the values in the manifest Secret of {app}"
+        );
+    }
+
+    /// The Deployment document of an app's manifest, if any.
+    pub fn manifest_deployment(&self, app: &str) -> Option<Value> {
+        self.manifest(app)?
+            .into_iter()
+            .find(|d| d["kind"] == "Deployment")
+    }
     /// The audit head sequence number (to assert "nothing changed").
     pub async fn audit_seq(&self) -> u64 {
         self.audit_events()
@@ -557,11 +640,37 @@ format = "json"
         events
     }
 
+    /// How many audit events of type `kind` there are.
+    pub async fn audit_count(&self, kind: &str) -> usize {
+        self.audit_events_of(kind).await.len()
+    }
+
+    /// The one audit event of type `kind`; fails, listing them, when there
+    /// is none or more than one.
+    #[track_caller]
+    pub fn the_audit_event<'a>(
+        &'a self,
+        kind: &'a str,
+    ) -> impl std::future::Future<Output = Value> + 'a {
+        let caller = std::panic::Location::caller();
+        async move {
+            let mut events = self.audit_events_of(kind).await;
+            assert_eq!(events.len(), 1, "{caller}: one {kind} event: {events:?}");
+            events.remove(0)
+        }
+    }
+
     /// Every audit event, oldest first, through the paged API.
     pub async fn audit_events(&self) -> Vec<Value> {
+        self.audit_events_after(0).await
+    }
+
+    /// The audit events after sequence number `after`, oldest first,
+    /// through the paged API.
+    pub async fn audit_events_after(&self, after: u64) -> Vec<Value> {
         let mut events: Vec<Value> = Vec::new();
         loop {
-            let after = events.last().map_or(0, |e| e["seq"].as_u64().unwrap());
+            let after = events.last().map_or(after, |e| e["seq"].as_u64().unwrap());
             let page = self
                 .admin(
                     "GET",
@@ -576,13 +685,70 @@ format = "json"
             }
         }
     }
-
     pub async fn stop(mut self) -> tempfile::TempDir {
         if let Some(server) = self.server.take() {
             server.shutdown().await;
         }
         self.dir
     }
+}
+
+/// Holds every Deployment apply of the stand-in, starts a deploy of `web`
+/// (image `nginx:1.27`) on its own task and returns once that apply reached
+/// the stand-in: the deploy is in flight, its start record written. The
+/// task yields the answer, or the failed exchange if the server died.
+pub async fn deploy_held_at_apply(
+    server: &std::sync::Arc<TestServer>,
+) -> tokio::task::JoinHandle<Result<Answer, String>> {
+    server.hold_deployment_applies();
+    let deploy = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            let body = Bytes::from(json!({ "image_ref": "nginx:1.27" }).to_string());
+            let token = server.admin_token.clone();
+            let path = "/v1/apps/web/deploys";
+            server
+                .try_call_bytes("POST", path, Some(&token), Some(body), &[])
+                .await
+        })
+    };
+    let cluster = server
+        .cluster
+        .as_ref()
+        .expect("a server on the kubernetes target");
+    deployment_apply_reached(cluster).await;
+    deploy
+}
+
+/// A Secret's `data`, decoded from base64.
+pub fn decode_data(data: &serde_json::Map<String, Value>) -> BTreeMap<String, String> {
+    use base64::Engine as _;
+    data.iter()
+        .map(|(k, v)| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap())
+                .unwrap();
+            (k.clone(), String::from_utf8(bytes).unwrap())
+        })
+        .collect()
+}
+
+/// `[(key, value)…]` as the map [`TestServer::manifest_values`] returns.
+pub fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// A bulk write's body: `{"secrets": [{"provider", "key", "value"}…],
+/// "replace"}`.
+pub fn bulk_body(items: &[(&str, &str, &str)], replace: bool) -> String {
+    let secrets: Vec<Value> = items
+        .iter()
+        .map(|(provider, key, value)| json!({"provider": provider, "key": key, "value": value}))
+        .collect();
+    json!({ "secrets": secrets, "replace": replace }).to_string()
 }
 
 /// One request on an open connection (TCP, TLS or a local socket); the

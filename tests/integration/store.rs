@@ -476,11 +476,7 @@ fn a_reseal_batch_never_overwrites_a_newer_value() {
         records
             .into_iter()
             .map(|record| {
-                let location = SecretLocation {
-                    scope: &record.scope,
-                    provider: &record.provider,
-                    key: &record.key,
-                };
+                let location = record.location();
                 let value = rotated.open(&location, &record.sealed).unwrap();
                 (
                     record.key.to_string(),

@@ -373,7 +373,7 @@ async fn read_only(
     let refused = put(&server, token, 0, &key).await;
     assert_eq!(refused.status, 503, "{}", refused.text());
     for (path, as_admin) in READS {
-        let who = if as_admin { &server.admin_token } else { token };
+        let who = server.token_of(as_admin, token);
         let answer = server.call("GET", path, Some(who), None).await;
         assert_eq!(answer.status, 200, "GET {path}: {}", answer.text());
     }
@@ -529,11 +529,7 @@ impl Load {
             tasks.push(tokio::spawn(async move {
                 while !stop.load(Ordering::SeqCst) {
                     for (path, as_admin) in READS {
-                        let who = if as_admin {
-                            &server.admin_token
-                        } else {
-                            &token
-                        };
+                        let who = server.token_of(as_admin, &token);
                         let call = server.try_call_bytes("GET", path, Some(who), None, &[]);
                         let answer = match bounded(call).await {
                             Ok(answer) => answer,

@@ -30,7 +30,6 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use exsec::crypto::Keyring;
-use exsec::model::{AppId, TenantId};
 use exsec::store::{PutSecret, Store};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -127,9 +126,8 @@ async fn kill_cycles_lose_nothing_acknowledged() {
     let cycles = size("EXSEC_CAMPAIGN_CYCLES", 3);
     let mut rng = Rng(seed);
     let first = TestServer::spawn_with(Options {
-        kubernetes: true,
         deploy_timeout: "20s",
-        ..Options::default()
+        ..Options::kubernetes()
     })
     .await;
     let names: Vec<String> = (0..APPS).map(app_name).collect();
@@ -454,7 +452,7 @@ async fn check_closed_file(dir: &Path, progress: &[Progress], ledger: &mut Ledge
 async fn check_after_restart(server: &TestServer, ledger: &mut Ledger) {
     // Deploy id → its audit event types, for deploys created since.
     let mut deploys: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
-    for event in audit_events_after(server, ledger.audit_after).await {
+    for event in server.audit_events_after(ledger.audit_after).await {
         ledger.audit_after = event["seq"].as_u64().unwrap();
         let kind = event["type"].as_str().unwrap().to_owned();
         let data = &event["data"];
@@ -575,43 +573,12 @@ async fn check_after_restart(server: &TestServer, ledger: &mut Ledger) {
     }
 }
 
-/// Audit events after `after`, oldest first, through the paged API.
-async fn audit_events_after(server: &TestServer, mut after: u64) -> Vec<Value> {
-    let mut events = Vec::new();
-    loop {
-        let page = server
-            .admin(
-                "GET",
-                &format!("/v1/audit-events?after={after}&limit=1000"),
-                None,
-            )
-            .await
-            .json();
-        let batch = page["events"].as_array().unwrap();
-        if let Some(last) = batch.last() {
-            after = last["seq"].as_u64().unwrap();
-        }
-        events.extend(batch.iter().cloned());
-        if page["next_after"].is_null() {
-            return events;
-        }
-    }
-}
-
 /// Polls `/v1/keys` until no record waits for re-sealing.
 async fn wait_for_idle_rotation(server: &TestServer) -> Value {
-    let deadline = tokio::time::Instant::now() + crate::daemon::PATIENCE;
-    loop {
-        let keys = server.admin("GET", "/v1/keys", None).await.json();
-        if keys["rotation"]["state"] == "idle" && keys["rotation"]["remaining"] == 0 {
-            return keys;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "rotation never finished: {keys}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::rotation::wait_for_keys(server, crate::daemon::PATIENCE, |keys| {
+        keys["rotation"]["state"] == "idle" && keys["rotation"]["remaining"] == 0
+    })
+    .await
 }
 
 /// Apps `bulk0…` of tenant `bulk` with [`BULK_KEYS`] overrides each,
@@ -634,22 +601,5 @@ fn seed_bulk(dir: &Path) {
                 .collect::<Vec<_>>()
         })
         .collect();
-    store
-        .write(move |w| {
-            let tenant = TenantId::parse("bulk").unwrap();
-            w.put_tenant(&tenant, "admin")?;
-            for app in &apps {
-                w.put_app(
-                    &AppId::parse(app).unwrap(),
-                    &tenant,
-                    Default::default(),
-                    "admin",
-                )?;
-            }
-            for put in &puts {
-                w.put_secret(put.clone(), "admin")?;
-            }
-            Ok(())
-        })
-        .unwrap();
+    crate::harness::write_tenant(&store, "bulk", apps, puts);
 }

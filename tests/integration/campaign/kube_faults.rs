@@ -47,10 +47,9 @@ async fn deploys_under_kubernetes_faults_never_claim_a_false_success() {
     let seed = seed("kube_faults");
     let deploys = size("EXSEC_CAMPAIGN_DEPLOYS", 64);
     let server = TestServer::start_with(Options {
-        kubernetes: true,
         // A held-back answer (3 s) outlasts the budget.
         deploy_timeout: "2s",
-        ..Options::default()
+        ..Options::kubernetes()
     })
     .await;
     let apps: Vec<String> = (0..APPS).map(|a| format!("web{a}")).collect();
@@ -128,7 +127,7 @@ async fn deploys_under_kubernetes_faults_never_claim_a_false_success() {
         );
         assert_eq!(claims, Vec::<String>::new());
     }
-    crate::operator::admin(&server, &["audit", "verify"], None)
+    crate::operator::admin_run(&server, "audit verify", None)
         .await
         .expect(0);
 }

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{admin, exsec, seed_acme_web};
+use super::{admin, admin_run, exsec, seed_acme_web, verify_offline};
 use crate::daemon::Daemon;
 use crate::server::{Options, TestServer};
 
@@ -16,7 +16,7 @@ async fn activity(server: &TestServer) {
             .set_secret_ok("/v1/apps/web", "openai", key, value)
             .await;
     }
-    admin(server, &["deploy", "web", "--image", "nginx"], None)
+    admin_run(server, "deploy web --image nginx", None)
         .await
         .expect(0);
 }
@@ -27,7 +27,7 @@ async fn an_edited_event_is_named_and_a_cut_tail_is_caught_by_its_anchor() {
     activity(&server).await;
 
     // Online: the whole chain, and the head as an anchor to keep.
-    let online = admin(&server, &["audit", "verify", "-o", "json"], None).await;
+    let online = admin_run(&server, "audit verify -o json", None).await;
     let report = online.expect(0).json();
     assert_eq!(report["ok"], true);
     let head = report["head"].clone();
@@ -59,36 +59,13 @@ async fn an_edited_event_is_named_and_a_cut_tail_is_caught_by_its_anchor() {
 
     // Offline on the live file: refused while the daemon holds it.
     let live = server.path("exsec.redb");
-    let busy = exsec(
-        None,
-        None,
-        &["audit", "verify", "--db", live.to_str().unwrap()],
-        None,
-    )
-    .await;
+    let busy = verify_offline(&live, &[]).await;
     busy.expect(5);
-    assert!(
-        busy.stderr.contains("is in use by another exsec process"),
-        "{}",
-        busy.stderr
-    );
+    busy.stderr_has("is in use by another exsec process");
 
     let dir = server.stop().await;
     let original = dir.path().join("exsec.redb");
-    let clean = exsec(
-        None,
-        None,
-        &[
-            "audit",
-            "verify",
-            "--db",
-            original.to_str().unwrap(),
-            "--anchor",
-            &anchor,
-        ],
-        None,
-    )
-    .await;
+    let clean = verify_offline(&original, &["--anchor", &anchor]).await;
     assert!(
         clean.expect(0).stdout.starts_with("audit log verified"),
         "{}",
@@ -103,35 +80,10 @@ async fn an_edited_event_is_named_and_a_cut_tail_is_caught_by_its_anchor() {
     })
     .unwrap();
     assert!(found);
-    let broken = exsec(
-        None,
-        None,
-        &["audit", "verify", "--db", edited.to_str().unwrap()],
-        None,
-    )
-    .await;
+    let broken = verify_offline(&edited, &[]).await;
     broken.expect(6);
-    assert!(
-        broken
-            .stderr
-            .contains("audit event 4 was altered: its content does not match its hash"),
-        "{}",
-        broken.stderr
-    );
-    let json = exsec(
-        None,
-        None,
-        &[
-            "audit",
-            "verify",
-            "--db",
-            edited.to_str().unwrap(),
-            "-o",
-            "json",
-        ],
-        None,
-    )
-    .await;
+    broken.stderr_has("audit event 4 was altered: its content does not match its hash");
+    let json = verify_offline(&edited, &["-o", "json"]).await;
     assert_eq!(json.expect(6).json()["broken_seq"], 4);
 
     // The tail cut off a copy: the chain alone still verifies, the anchor
@@ -141,50 +93,15 @@ async fn an_edited_event_is_named_and_a_cut_tail_is_caught_by_its_anchor() {
     // Events after the anchor (the token minted above) go too.
     let removed = exsec::store::testing::truncate_audit_log(&cut, head_seq - 2).unwrap();
     assert!(removed >= 2, "{removed}");
-    exsec(
-        None,
-        None,
-        &["audit", "verify", "--db", cut.to_str().unwrap()],
-        None,
-    )
-    .await
-    .expect(0);
-    let truncated = exsec(
-        None,
-        None,
-        &[
-            "audit",
-            "verify",
-            "--db",
-            cut.to_str().unwrap(),
-            "--anchor",
-            &anchor,
-        ],
-        None,
-    )
-    .await;
+    verify_offline(&cut, &[]).await.expect(0);
+    let truncated = verify_offline(&cut, &["--anchor", &anchor]).await;
     truncated.expect(6);
-    assert!(
-        truncated.stderr.contains(&format!(
-            "audit log ends at event {}, but an anchor recorded event {head_seq}",
-            head_seq - 2
-        )),
-        "{}",
-        truncated.stderr
-    );
+    truncated.stderr_has(&format!(
+        "audit log ends at event {}, but an anchor recorded event {head_seq}",
+        head_seq - 2
+    ));
 
-    let missing = exsec(
-        None,
-        None,
-        &[
-            "audit",
-            "verify",
-            "--db",
-            dir.path().join("nope.redb").to_str().unwrap(),
-        ],
-        None,
-    )
-    .await;
+    let missing = verify_offline(&dir.path().join("nope.redb"), &[]).await;
     missing.expect(3);
     assert!(
         !dir.path().join("nope.redb").exists(),
@@ -202,31 +119,23 @@ async fn retention_prunes_old_events_and_the_chain_still_verifies() {
     activity(&server).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let pruned = admin(
-            &server,
-            &["audit", "list", "--type", "audit.pruned", "-o", "json"],
-            None,
-        )
-        .await
-        .json();
+        let pruned = admin_run(&server, "audit list --type audit.pruned -o json", None)
+            .await
+            .json();
         if pruned["events"].as_array().is_some_and(|e| !e.is_empty()) {
             break;
         }
         assert!(Instant::now() < deadline, "nothing was pruned");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let first = admin(
-        &server,
-        &["audit", "list", "--limit", "1", "-o", "json"],
-        None,
-    )
-    .await
-    .json();
+    let first = admin_run(&server, "audit list --limit 1 -o json", None)
+        .await
+        .json();
     assert!(
         first["events"][0]["seq"].as_u64().unwrap() > 1,
         "old events are gone"
     );
-    let online = admin(&server, &["audit", "verify"], None).await;
+    let online = admin_run(&server, "audit verify", None).await;
     assert!(
         online
             .expect(0)
@@ -236,18 +145,7 @@ async fn retention_prunes_old_events_and_the_chain_still_verifies() {
         online.stdout
     );
     let dir = server.stop().await;
-    let offline = exsec(
-        None,
-        None,
-        &[
-            "audit",
-            "verify",
-            "--db",
-            dir.path().join("exsec.redb").to_str().unwrap(),
-        ],
-        None,
-    )
-    .await;
+    let offline = verify_offline(&dir.path().join("exsec.redb"), &[]).await;
     assert!(
         offline
             .expect(0)
@@ -288,10 +186,10 @@ async fn a_log_tampered_while_stopped_is_found_at_the_next_start() {
     assert_eq!(ready["audit"]["chain"], "verified", "{ready}");
     assert_eq!(ready["degraded"], false, "{ready}");
     server
-        .set_secret_ok("/v1/apps/web", "openai", "D_KEY", "sk-d")
-        .await;
-    server
-        .set_secret_ok("/v1/apps/web", "openai", "E_KEY", "sk-e")
+        .set_secrets_ok(&[
+            ("/v1/apps/web", "openai", "D_KEY", "sk-d"),
+            ("/v1/apps/web", "openai", "E_KEY", "sk-e"),
+        ])
         .await;
     let head = server.audit_seq().await;
     let dir = server.stop().await;
@@ -316,11 +214,10 @@ async fn a_log_tampered_while_stopped_is_found_at_the_next_start() {
     let error = ready["audit"]["error"].as_str().unwrap();
     assert!(error.contains(&format!("event {edited}")), "{error}");
 
-    let failed = server.audit_events_of("audit.verify_failed").await;
-    assert_eq!(failed.len(), 1, "{failed:?}");
-    assert_eq!(failed[0]["data"]["verified_up_to"], verified, "{failed:?}");
+    let failed = server.the_audit_event("audit.verify_failed").await;
+    assert_eq!(failed["data"]["verified_up_to"], verified, "{failed:?}");
     assert!(
-        failed[0]["data"]["reason"]
+        failed["data"]["reason"]
             .as_str()
             .unwrap()
             .contains(&format!("event {edited}")),
@@ -331,13 +228,9 @@ async fn a_log_tampered_while_stopped_is_found_at_the_next_start() {
         .set_secret("/v1/apps/web", "openai", "F_KEY", "sk-f")
         .await;
     assert_eq!(written.status, 201, "{}", written.text());
-    let doctor = admin(&server, &["doctor", "web"], None).await;
+    let doctor = admin_run(&server, "doctor web", None).await;
     doctor.expect(6);
-    assert!(doctor.stdout.contains("audit log"), "{}", doctor.stdout);
-    assert!(
-        doctor.stdout.contains(&format!("event {edited}")),
-        "{}",
-        doctor.stdout
-    );
+    doctor.stdout_has("audit log");
+    doctor.stdout_has(&format!("event {edited}"));
     server.stop().await;
 }

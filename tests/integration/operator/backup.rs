@@ -14,13 +14,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use exsec::audit::event;
-use exsec::crypto::{Keyring, scan_dir};
 use exsec::model::Scope;
 use exsec::store::{Store, StoreOptions};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{Run, admin, exsec, seed_acme_web};
+use super::{Run, admin, admin_run, exsec, seed_acme_web, verify_offline};
 use crate::daemon::PATIENCE;
 use crate::harness::open_stored;
 use crate::server::{Options, TestServer};
@@ -103,7 +102,7 @@ async fn a_backup_under_write_load_restores_to_a_consistent_verified_store() {
         Arc::try_unwrap(server).unwrap_or_else(|_| panic!("writers still hold the server"));
     let dir = server.stop().await;
     let keys_dir = dir.path().join("keys.d");
-    let keyring = std::sync::Arc::new(Keyring::from_keys(scan_dir(&keys_dir, false).unwrap().keys));
+    let keyring = crate::harness::load_keys(&keys_dir);
 
     // Which secrets the live log says existed at the anchor.
     let live = Store::open(&dir.path().join("exsec.redb"), options()).unwrap();
@@ -125,27 +124,9 @@ async fn a_backup_under_write_load_restores_to_a_consistent_verified_store() {
     // Restore into a fresh directory through the CLI, then reopen.
     let target = tempfile::tempdir().unwrap();
     let data_dir = target.path().join("data");
-    let restored = exsec(
-        None,
-        None,
-        &[
-            "restore",
-            "--from",
-            backup_file.to_str().unwrap(),
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-            "--keys-dir",
-            keys_dir.to_str().unwrap(),
-        ],
-        None,
-    )
-    .await;
+    let restored = restore(&backup_file, &data_dir, &keys_dir, &[]).await;
     restored.expect(0);
-    assert!(
-        restored.stdout.contains("restored and verified"),
-        "{}",
-        restored.stdout
-    );
+    restored.stdout_has("restored and verified");
     let store = Store::open(&data_dir.join("exsec.redb"), options()).unwrap();
     let (records, check, tenants, apps) = store
         .read(|r| {
@@ -182,57 +163,17 @@ async fn a_backup_under_write_load_restores_to_a_consistent_verified_store() {
     drop(store);
 
     // The restored file verifies offline against the backup's anchor.
-    exsec(
-        None,
-        None,
-        &[
-            "audit",
-            "verify",
-            "--db",
-            data_dir.join("exsec.redb").to_str().unwrap(),
-            "--anchor",
-            &anchor_text,
-        ],
-        None,
-    )
-    .await
-    .expect(0);
+    verify_offline(&data_dir.join("exsec.redb"), &["--anchor", &anchor_text])
+        .await
+        .expect(0);
 
     // Restoring again needs --force, and keeps the old file.
-    let again = exsec(
-        None,
-        None,
-        &[
-            "restore",
-            "--from",
-            backup_file.to_str().unwrap(),
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-            "--keys-dir",
-            keys_dir.to_str().unwrap(),
-        ],
-        None,
-    )
-    .await;
+    let again = restore(&backup_file, &data_dir, &keys_dir, &[]).await;
     again.expect(4);
-    assert!(again.stderr.contains("pass --force"), "{}", again.stderr);
-    exsec(
-        None,
-        None,
-        &[
-            "restore",
-            "--from",
-            backup_file.to_str().unwrap(),
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-            "--keys-dir",
-            keys_dir.to_str().unwrap(),
-            "--force",
-        ],
-        None,
-    )
-    .await
-    .expect(0);
+    again.stderr_has("pass --force");
+    restore(&backup_file, &data_dir, &keys_dir, &["--force"])
+        .await
+        .expect(0);
     let kept = std::fs::read_dir(&data_dir)
         .unwrap()
         .filter(|e| {
@@ -281,7 +222,7 @@ fn with_sha256_trailer(mut bytes: Vec<u8>) -> Vec<u8> {
 async fn a_forged_or_damaged_backup_is_refused() {
     let server = TestServer::start().await;
     seed_acme_web(&server).await;
-    admin(&server, &["tenants", "create", "beta"], None)
+    admin_run(&server, "tenants create beta", None)
         .await
         .expect(0);
     server
@@ -305,7 +246,7 @@ async fn a_forged_or_damaged_backup_is_refused() {
             std::fs::write(&forged_file, &content).unwrap();
             let run = restore(&forged_file, &data_dir, &keys_dir, &[]).await;
             run.expect(code);
-            assert!(run.stderr.contains(says), "{run:?}");
+            run.stderr_has(says);
             assert!(!data_dir.join("exsec.redb").exists());
         }
     };
@@ -360,10 +301,7 @@ async fn a_forged_or_damaged_backup_is_refused() {
     exsec::crypto::generate_key_file(&other_keys, std::time::SystemTime::UNIX_EPOCH).unwrap();
     let run = restore(&file, &data_dir, &other_keys, &[]).await;
     run.expect(6);
-    assert!(
-        run.stderr.contains("which is not in the key directory"),
-        "{run:?}"
-    );
+    run.stderr_has("which is not in the key directory");
 
     // The streamed download restores, and says what it is.
     let raw = server.admin("GET", "/v1/backup", None).await;
@@ -414,11 +352,7 @@ async fn a_forged_or_damaged_backup_is_refused() {
 /// `master_key_unavailable`, and the CLI says so (exit 5).
 #[tokio::test]
 async fn no_backup_without_a_master_key() {
-    let server = TestServer::start_with(Options {
-        with_key: false,
-        ..Options::default()
-    })
-    .await;
+    let server = TestServer::start_with(Options::without_key()).await;
     server
         .admin("GET", "/v1/backup", None)
         .await
@@ -522,7 +456,7 @@ async fn a_huge_backup_is_refused_in_bounded_memory_and_special_files_at_once() 
     ] {
         let run = restore(path, &data_dir, &keys_dir, &[]).await;
         run.expect(2);
-        assert!(run.stderr.contains(says), "{run:?}");
+        run.stderr_has(says);
     }
 }
 
@@ -552,17 +486,17 @@ async fn a_format_1_backup_restores_only_when_accepted_unauthenticated() {
 
     let run = restore(&backup, &data_dir, &keys_dir, &[]).await;
     run.expect(4);
-    assert!(run.stderr.contains("cannot be authenticated"), "{run:?}");
-    assert!(run.stderr.contains("--accept-unauthenticated"), "{run:?}");
+    run.stderr_has("cannot be authenticated");
+    run.stderr_has("--accept-unauthenticated");
     assert!(!data_dir.join("exsec.redb").exists());
 
     let run = restore(&backup, &data_dir, &keys_dir, &["--accept-unauthenticated"]).await;
     run.expect(0);
-    assert!(run.stdout.contains("format 1, unauthenticated"), "{run:?}");
-    assert!(run.stderr.contains("take a new backup now"), "{run:?}");
+    run.stdout_has("format 1, unauthenticated");
+    run.stderr_has("take a new backup now");
 
     let store = Store::open(&data_dir.join("exsec.redb"), options()).unwrap();
-    let keyring = std::sync::Arc::new(Keyring::from_keys(scan_dir(&keys_dir, false).unwrap().keys));
+    let keyring = crate::harness::load_keys(&keys_dir);
     let (tenants, records, chain) = store
         .read(|r| {
             let mut records = r.secrets(&Scope::Tenant(crate::harness::tenant("acme")))?;

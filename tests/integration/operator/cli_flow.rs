@@ -2,42 +2,22 @@
 //! without values, the override winning, the deploy's injection outcome,
 //! JSON output, tokens, and the documented exit codes with their hints.
 
-use super::{admin, exsec, seed_acme_web};
+use super::{admin, admin_run, exsec, register_web, seed_acme_web};
 use crate::server::TestServer;
 
 #[tokio::test]
 async fn a_secret_set_from_stdin_is_listed_without_its_value_and_the_override_wins() {
     let server = TestServer::start().await;
-    admin(&server, &["tenants", "create", "acme"], None)
+    admin_run(&server, "tenants create acme", None)
         .await
         .expect(0);
-    let registered = admin(
-        &server,
-        &[
-            "apps",
-            "register",
-            "web",
-            "--tenant",
-            "acme",
-            "--require-env",
-            "OPENAI_API_KEY",
-        ],
-        None,
-    )
-    .await;
+    let registered = register_web(&server, &["OPENAI_API_KEY"]).await;
     registered.expect(0);
     assert_eq!(registered.stdout.trim(), "registered app web (tenant acme)");
 
-    let set = admin(
+    let set = admin_run(
         &server,
-        &[
-            "secrets",
-            "set",
-            "--tenant",
-            "acme",
-            "openai",
-            "OPENAI_API_KEY",
-        ],
+        "secrets set --tenant acme openai OPENAI_API_KEY",
         Some("sk-tenant-default\n"),
     )
     .await;
@@ -46,16 +26,16 @@ async fn a_secret_set_from_stdin_is_listed_without_its_value_and_the_override_wi
         set.stdout.trim(),
         "created openai/OPENAI_API_KEY for tenant acme (version 1)"
     );
-    admin(
+    admin_run(
         &server,
-        &["secrets", "set", "--app", "web", "openai", "OPENAI_API_KEY"],
+        "secrets set --app web openai OPENAI_API_KEY",
         Some("sk-app-override"),
     )
     .await
     .expect(0);
-    let replaced = admin(
+    let replaced = admin_run(
         &server,
-        &["secrets", "set", "--app", "web", "openai", "OPENAI_API_KEY"],
+        "secrets set --app web openai OPENAI_API_KEY",
         Some("sk-app-override-2\r\n"),
     )
     .await;
@@ -64,7 +44,7 @@ async fn a_secret_set_from_stdin_is_listed_without_its_value_and_the_override_wi
         "replaced openai/OPENAI_API_KEY for app web (version 2)"
     );
 
-    let listed = admin(&server, &["secrets", "list", "--app", "web"], None).await;
+    let listed = admin_run(&server, "secrets list --app web", None).await;
     listed.expect(0);
     let lines: Vec<&str> = listed.stdout.lines().collect();
     assert!(lines[0].starts_with("PROVIDER  KEY"), "{}", listed.stdout);
@@ -73,12 +53,7 @@ async fn a_secret_set_from_stdin_is_listed_without_its_value_and_the_override_wi
         "{}",
         listed.stdout
     );
-    let listed_json = admin(
-        &server,
-        &["secrets", "list", "--tenant", "acme", "--output", "json"],
-        None,
-    )
-    .await;
+    let listed_json = admin_run(&server, "secrets list --tenant acme --output json", None).await;
     let secrets = listed_json.expect(0).json();
     assert_eq!(secrets["secrets"][0]["key"], "OPENAI_API_KEY");
     assert!(secrets["secrets"][0].get("value").is_none());
@@ -86,7 +61,7 @@ async fn a_secret_set_from_stdin_is_listed_without_its_value_and_the_override_wi
         assert!(!run.all().contains("sk-"), "a value was printed: {run:?}");
     }
 
-    let effective = admin(&server, &["secrets", "effective", "--app", "web"], None).await;
+    let effective = admin_run(&server, "secrets effective --app web", None).await;
     effective.expect(0);
     let row = effective
         .stdout
@@ -98,24 +73,16 @@ async fn a_secret_set_from_stdin_is_listed_without_its_value_and_the_override_wi
         cells,
         ["OPENAI_API_KEY", "openai", "app", "yes", "yes", "2"]
     );
-    let effective = admin(
-        &server,
-        &["secrets", "effective", "--app", "web", "-o", "json"],
-        None,
-    )
-    .await
-    .json();
+    let effective = admin_run(&server, "secrets effective --app web -o json", None)
+        .await
+        .json();
     assert_eq!(effective["keys"][0]["source"], "app");
     assert_eq!(effective["keys"][0]["overrides_tenant"], true);
 
-    let deployed = admin(&server, &["deploy", "web", "--image", "nginx:1.27"], None).await;
+    let deployed = admin_run(&server, "deploy web --image nginx:1.27", None).await;
     deployed.expect(0);
-    assert!(
-        deployed.stdout.contains(
-            "external secrets: injected 1 keys into Secret app-web-external-secrets: OPENAI_API_KEY"
-        ),
-        "{}",
-        deployed.stdout
+    deployed.stdout_has(
+        "external secrets: injected 1 keys into Secret app-web-external-secrets: OPENAI_API_KEY",
     );
     assert!(
         deployed.stdout.contains("warning:"),
@@ -125,20 +92,9 @@ async fn a_secret_set_from_stdin_is_listed_without_its_value_and_the_override_wi
     let values = server.manifest_values("web").unwrap();
     assert_eq!(values["OPENAI_API_KEY"], "sk-app-override-2");
 
-    let again = admin(
+    let again = admin_run(
         &server,
-        &[
-            "deploy",
-            "web",
-            "--image",
-            "nginx:1.28",
-            "--tenant",
-            "acme",
-            "--replicas",
-            "2",
-            "--output",
-            "json",
-        ],
+        "deploy web --image nginx:1.28 --tenant acme --replicas 2 --output json",
         None,
     )
     .await
@@ -148,19 +104,10 @@ async fn a_secret_set_from_stdin_is_listed_without_its_value_and_the_override_wi
     assert_eq!(again["replicas"], 2);
     let deploy_id = again["deploy_id"].as_str().unwrap().to_owned();
 
-    let dry = admin(
-        &server,
-        &["deploy", "web", "--image", "nginx:1.28", "--dry-run"],
-        None,
-    )
-    .await;
-    assert!(
-        dry.expect(0).stdout.contains("unchanged: OPENAI_API_KEY"),
-        "{}",
-        dry.stdout
-    );
+    let dry = admin_run(&server, "deploy web --image nginx:1.28 --dry-run", None).await;
+    dry.expect(0).stdout_has("unchanged: OPENAI_API_KEY");
 
-    let history = admin(&server, &["deploys", "web"], None).await;
+    let history = admin_run(&server, "deploys web", None).await;
     history.expect(0);
     assert_eq!(history.stdout.lines().count(), 3, "{}", history.stdout);
     assert!(
@@ -172,22 +119,11 @@ async fn a_secret_set_from_stdin_is_listed_without_its_value_and_the_override_wi
             .starts_with(&deploy_id)
     );
     let one = admin(&server, &["deploys", "web", &deploy_id], None).await;
-    assert!(
-        one.expect(0).stdout.contains("image: nginx:1.28"),
-        "{}",
-        one.stdout
-    );
+    one.expect(0).stdout_has("image: nginx:1.28");
 
-    let injected = admin(
+    let injected = admin_run(
         &server,
-        &[
-            "audit",
-            "list",
-            "--type",
-            "external_secret.injected",
-            "--output",
-            "json",
-        ],
+        "audit list --type external_secret.injected --output json",
         None,
     )
     .await
@@ -197,51 +133,28 @@ async fn a_secret_set_from_stdin_is_listed_without_its_value_and_the_override_wi
     assert_eq!(events.len(), 2);
     assert_eq!(events[0]["data"]["key_count"], 1);
 
-    let matched = admin(
+    let matched = admin_run(
         &server,
-        &[
-            "secrets",
-            "verify",
-            "--app",
-            "web",
-            "openai",
-            "OPENAI_API_KEY",
-        ],
+        "secrets verify --app web openai OPENAI_API_KEY",
         Some("sk-app-override-2"),
     )
     .await;
     assert!(matched.expect(0).stdout.starts_with("match:"));
-    let mismatch = admin(
+    let mismatch = admin_run(
         &server,
-        &[
-            "secrets",
-            "verify",
-            "--app",
-            "web",
-            "openai",
-            "OPENAI_API_KEY",
-        ],
+        "secrets verify --app web openai OPENAI_API_KEY",
         Some("sk-tenant-default"),
     )
     .await;
     mismatch.expect(6);
-    assert!(mismatch.stderr.contains("no match"), "{}", mismatch.stderr);
+    mismatch.stderr_has("no match");
     assert!(!mismatch.all().contains("sk-"));
 
-    let removed = admin(
-        &server,
-        &["secrets", "rm", "--app", "web", "openai", "OPENAI_API_KEY"],
-        None,
-    )
-    .await;
+    let removed = admin_run(&server, "secrets rm --app web openai OPENAI_API_KEY", None).await;
     removed.expect(0);
-    let effective = admin(
-        &server,
-        &["secrets", "effective", "--app", "web", "-o", "json"],
-        None,
-    )
-    .await
-    .json();
+    let effective = admin_run(&server, "secrets effective --app web -o json", None)
+        .await
+        .json();
     assert_eq!(effective["keys"][0]["source"], "tenant");
     server.stop().await;
 }
@@ -250,80 +163,24 @@ async fn a_secret_set_from_stdin_is_listed_without_its_value_and_the_override_wi
 async fn a_value_on_the_command_line_is_refused_and_never_echoed() {
     let server = TestServer::start().await;
     seed_acme_web(&server).await;
-    for args in [
-        &[
-            "secrets",
-            "set",
-            "--app",
-            "web",
-            "openai",
-            "OPENAI_API_KEY",
-            "sk-live-abc",
-        ][..],
-        &[
-            "secrets",
-            "set",
-            "--app",
-            "web",
-            "openai",
-            "OPENAI_API_KEY",
-            "--value",
-            "sk-live-abc",
-        ],
-        &[
-            "secrets",
-            "set",
-            "--app",
-            "web",
-            "openai",
-            "OPENAI_API_KEY",
-            "--value=sk-live-abc",
-        ],
-        &[
-            "secrets",
-            "verify",
-            "--app",
-            "web",
-            "openai",
-            "OPENAI_API_KEY",
-            "--sk-live-abc",
-        ],
+    for line in [
+        "secrets set --app web openai OPENAI_API_KEY sk-live-abc",
+        "secrets set --app web openai OPENAI_API_KEY --value sk-live-abc",
+        "secrets set --app web openai OPENAI_API_KEY --value=sk-live-abc",
+        "secrets verify --app web openai OPENAI_API_KEY --sk-live-abc",
     ] {
-        let refused = admin(&server, args, Some("")).await;
+        let refused = admin_run(&server, line, Some("")).await;
         refused.expect(2);
-        assert!(
-            refused
-                .stderr
-                .contains("secret values are never taken from the command line"),
-            "{}",
-            refused.stderr
-        );
-        assert!(
-            refused.stderr.contains("hint: Pipe the value"),
-            "{}",
-            refused.stderr
-        );
+        refused.stderr_has("secret values are never taken from the command line");
+        refused.stderr_has("hint: Pipe the value");
         assert!(!refused.all().contains("sk-live-abc"), "{refused:?}");
     }
-    let empty = admin(
-        &server,
-        &["secrets", "set", "--app", "web", "openai", "OPENAI_API_KEY"],
-        None,
-    )
-    .await;
+    let empty = admin_run(&server, "secrets set --app web openai OPENAI_API_KEY", None).await;
     empty.expect(2);
-    assert!(
-        empty.stderr.contains("no value on standard input"),
-        "{}",
-        empty.stderr
-    );
-    let listed = admin(
-        &server,
-        &["secrets", "list", "--app", "web", "-o", "json"],
-        None,
-    )
-    .await
-    .json();
+    empty.stderr_has("no value on standard input");
+    let listed = admin_run(&server, "secrets list --app web -o json", None)
+        .await
+        .json();
     assert_eq!(listed["secrets"], serde_json::json!([]));
     server.stop().await;
 }
@@ -338,30 +195,11 @@ async fn import_reads_a_dotenv_file_and_names_a_bad_line() {
         "# keys for web\nexport OPENAI_API_KEY='sk-one'\n\nSTRIPE_KEY=\"sk-two\\n\" # test\nPLAIN=sk-three\n",
     )
     .unwrap();
-    let file = file.to_str().unwrap().to_owned();
-    let imported = admin(
-        &server,
-        &[
-            "secrets",
-            "import",
-            "--app",
-            "web",
-            "--provider",
-            "vendor",
-            "--from-env-file",
-            &file,
-        ],
-        None,
-    )
-    .await;
+    let imported = import(&server, &file, &[]).await;
     imported.expect(0);
-    assert!(
-        imported.stdout.contains("imported 3 keys into app web"),
-        "{}",
-        imported.stdout
-    );
+    imported.stdout_has("imported 3 keys into app web");
     assert!(!imported.all().contains("sk-"));
-    admin(&server, &["deploy", "web", "--image", "nginx"], None)
+    admin_run(&server, "deploy web --image nginx", None)
         .await
         .expect(0);
     let values = server.manifest_values("web").unwrap();
@@ -387,22 +225,12 @@ async fn import_reads_a_dotenv_file_and_names_a_bad_line() {
     )
     .await;
     refused.expect(2);
-    assert!(
-        refused
-            .stderr
-            .contains("line 2 of the env file: expected KEY=VALUE"),
-        "{}",
-        refused.stderr
-    );
+    refused.stderr_has("line 2 of the env file: expected KEY=VALUE");
     assert!(!refused.all().contains("sk-"), "{refused:?}");
     // Nothing of a malformed file is written.
-    let listed = admin(
-        &server,
-        &["secrets", "list", "--tenant", "acme", "-o", "json"],
-        None,
-    )
-    .await
-    .json();
+    let listed = admin_run(&server, "secrets list --tenant acme -o json", None)
+        .await
+        .json();
     assert_eq!(listed["secrets"], serde_json::json!([]));
     server.stop().await;
 }
@@ -442,11 +270,8 @@ async fn import_is_one_atomic_write_and_replace_deletes_the_unlisted() {
     .unwrap();
     let refused = import(&server, &clash, &[]).await;
     refused.expect(4);
-    assert!(
-        refused.stderr.contains("nothing was imported"),
-        "{refused:?}"
-    );
-    assert!(refused.stderr.contains("env var SHARED"), "{refused:?}");
+    refused.stderr_has("nothing was imported");
+    refused.stderr_has("env var SHARED");
     assert!(!refused.all().contains("sk-"), "{refused:?}");
     assert_eq!(server.secret_names("/v1/apps/web").await, ["stripe/SHARED"]);
 
@@ -456,13 +281,7 @@ async fn import_is_one_atomic_write_and_replace_deletes_the_unlisted() {
     std::fs::write(&long, format!("# header\nFIRST=sk-first\nLONG={value}\n")).unwrap();
     let refused = import(&server, &long, &[]).await;
     refused.expect(2);
-    assert!(
-        refused
-            .stderr
-            .contains("line 3 of the env file was refused; nothing was imported"),
-        "{}",
-        refused.stderr
-    );
+    refused.stderr_has("line 3 of the env file was refused; nothing was imported");
     assert!(!refused.all().contains("sk-"), "{}", refused.stderr);
     assert_eq!(server.secret_names("/v1/apps/web").await, ["stripe/SHARED"]);
 
@@ -471,18 +290,8 @@ async fn import_is_one_atomic_write_and_replace_deletes_the_unlisted() {
     std::fs::write(&good, "FIRST=sk-first\nSHARED=sk-shared\n").unwrap();
     let imported = import(&server, &good, &["--replace"]).await;
     imported.expect(0);
-    assert!(
-        imported
-            .stdout
-            .contains("imported 2 keys into app web and deleted 1 not in the file"),
-        "{}",
-        imported.stdout
-    );
-    assert!(
-        imported.stdout.contains("stripe/SHARED"),
-        "{}",
-        imported.stdout
-    );
+    imported.stdout_has("imported 2 keys into app web and deleted 1 not in the file");
+    imported.stdout_has("stripe/SHARED");
     assert!(!imported.all().contains("sk-"), "{imported:?}");
     assert_eq!(
         server.secret_names("/v1/apps/web").await,
@@ -495,18 +304,14 @@ async fn import_is_one_atomic_write_and_replace_deletes_the_unlisted() {
 async fn tokens_and_errors_map_to_documented_exit_codes() {
     let server = TestServer::start().await;
     seed_acme_web(&server).await;
-    admin(&server, &["tenants", "create", "globex"], None)
+    admin_run(&server, "tenants create globex", None)
         .await
         .expect(0);
-    admin(
-        &server,
-        &["apps", "register", "shop", "--tenant", "globex"],
-        None,
-    )
-    .await
-    .expect(0);
+    admin_run(&server, "apps register shop --tenant globex", None)
+        .await
+        .expect(0);
 
-    let minted = admin(&server, &["tokens", "mint", "acme"], None).await;
+    let minted = admin_run(&server, "tokens mint acme", None).await;
     minted.expect(0);
     let token = minted.stdout.trim().to_owned();
     assert!(
@@ -526,21 +331,13 @@ async fn tokens_and_errors_map_to_documented_exit_codes() {
     );
     let other = exsec(Some(&server), Some(&token), &["apps", "get", "shop"], None).await;
     other.expect(3);
-    assert!(other.stderr.contains("app_not_found"), "{}", other.stderr);
-    assert!(
-        other.stderr.contains("hint: The app does not exist"),
-        "{}",
-        other.stderr
-    );
+    other.stderr_has("app_not_found");
+    other.stderr_has("hint: The app does not exist");
     let keys = exsec(Some(&server), Some(&token), &["keys", "status"], None).await;
     keys.expect(3);
-    assert!(
-        keys.stderr.contains("needs the admin token"),
-        "{}",
-        keys.stderr
-    );
+    keys.stderr_has("needs the admin token");
 
-    let listed = admin(&server, &["tokens", "list", "acme", "-o", "json"], None)
+    let listed = admin_run(&server, "tokens list acme -o json", None)
         .await
         .expect(0)
         .json();
@@ -550,39 +347,23 @@ async fn tokens_and_errors_map_to_documented_exit_codes() {
         .expect(0);
     let revoked = exsec(Some(&server), Some(&token), &["tenants", "list"], None).await;
     revoked.expect(4);
-    assert!(
-        revoked.stderr.contains("unauthenticated"),
-        "{}",
-        revoked.stderr
-    );
-    assert!(
-        revoked.stderr.contains("--token-file"),
-        "{}",
-        revoked.stderr
-    );
+    revoked.stderr_has("unauthenticated");
+    revoked.stderr_has("--token-file");
 
-    let conflict = admin(&server, &["tenants", "delete", "acme"], None).await;
+    let conflict = admin_run(&server, "tenants delete acme", None).await;
     conflict.expect(4);
-    assert!(
-        conflict.stderr.contains("Delete its apps first"),
-        "{}",
-        conflict.stderr
-    );
-    let invalid = admin(&server, &["tenants", "create", "Not_A_Label"], None).await;
+    conflict.stderr_has("Delete its apps first");
+    let invalid = admin_run(&server, "tenants create Not_A_Label", None).await;
     invalid.expect(2);
-    let json_error = admin(&server, &["apps", "get", "nope", "-o", "json"], None).await;
+    let json_error = admin_run(&server, "apps get nope -o json", None).await;
     json_error.expect(3);
     let error: serde_json::Value = serde_json::from_str(json_error.stderr.trim()).unwrap();
     assert_eq!(error["exit_code"], 3);
     assert_eq!(error["problem"]["code"], "app_not_found");
 
-    let status = admin(&server, &["keys", "status"], None).await;
+    let status = admin_run(&server, "keys status", None).await;
     status.expect(0);
-    assert!(
-        status.stdout.contains("rotation: idle"),
-        "{}",
-        status.stdout
-    );
+    status.stdout_has("rotation: idle");
 
     let dir = server.stop().await;
     let unreachable = exsec(
@@ -610,13 +391,7 @@ async fn tokens_and_errors_map_to_documented_exit_codes() {
     )
     .await;
     https.expect(2);
-    assert!(
-        https
-            .stderr
-            .contains("cannot read the CA certificate file /nonexistent/ca.pem"),
-        "{}",
-        https.stderr
-    );
+    https.stderr_has("cannot read the CA certificate file /nonexistent/ca.pem");
     drop(dir);
 }
 
@@ -646,7 +421,7 @@ async fn keys_status_and_retire_follow_a_rotation() {
     server
         .set_secret_ok("/v1/tenants/acme", "openai", "OPENAI_API_KEY", "sk-1")
         .await;
-    let status = admin(&server, &["keys", "status", "-o", "json"], None)
+    let status = admin_run(&server, "keys status -o json", None)
         .await
         .expect(0)
         .json();
@@ -655,14 +430,8 @@ async fn keys_status_and_retire_follow_a_rotation() {
     let dir_arg = keys_dir.to_str().unwrap().to_owned();
     let active = admin(&server, &["keys", "retire", &old, "--dir", &dir_arg], None).await;
     active.expect(4);
-    assert!(
-        active.stderr.contains("is the active key"),
-        "{}",
-        active.stderr
-    );
-    admin(&server, &["keys", "retire", "nope"], None)
-        .await
-        .expect(3);
+    active.stderr_has("is the active key");
+    admin_run(&server, "keys retire nope", None).await.expect(3);
 
     let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
     let new = exsec::crypto::generate_key_file(&keys_dir, later)
@@ -671,9 +440,7 @@ async fn keys_status_and_retire_follow_a_rotation() {
         .to_string();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let status = admin(&server, &["keys", "status", "-o", "json"], None)
-            .await
-            .json();
+        let status = admin_run(&server, "keys status -o json", None).await.json();
         let old_entry = status["keys"]
             .as_array()
             .unwrap()
@@ -691,12 +458,8 @@ async fn keys_status_and_retire_follow_a_rotation() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let human = admin(&server, &["keys", "status"], None).await;
-    assert!(
-        human.expect(0).stdout.contains("rotation: idle"),
-        "{}",
-        human.stdout
-    );
+    let human = admin_run(&server, "keys status", None).await;
+    human.expect(0).stdout_has("rotation: idle");
 
     let retired = admin(&server, &["keys", "retire", &old, "--dir", &dir_arg], None).await;
     retired.expect(0);
@@ -710,7 +473,7 @@ async fn keys_status_and_retire_follow_a_rotation() {
     let retired_again = admin(&server, &["keys", "retire", &new], None).await;
     retired_again.expect(4);
     // Values still open under the new key.
-    admin(&server, &["deploy", "web", "--image", "nginx"], None)
+    admin_run(&server, "deploy web --image nginx", None)
         .await
         .expect(0);
     assert_eq!(
@@ -730,9 +493,9 @@ async fn history_restore_and_rollback_through_the_cli() {
     let set = |value: &'static str| {
         let server = &server;
         async move {
-            admin(
+            admin_run(
                 server,
-                &["secrets", "set", "--app", "web", "openai", "OPENAI_API_KEY"],
+                "secrets set --app web openai OPENAI_API_KEY",
                 Some(value),
             )
             .await
@@ -755,25 +518,18 @@ async fn history_restore_and_rollback_through_the_cli() {
     };
     let first = deploy("nginx:1").await;
     set("sk-second").await;
-    admin(
+    admin_run(
         &server,
-        &["secrets", "set", "--app", "web", "sentry", "SENTRY_DSN"],
+        "secrets set --app web sentry SENTRY_DSN",
         Some("dsn-second"),
     )
     .await
     .expect(0);
     deploy("nginx:2").await;
 
-    let history = admin(
+    let history = admin_run(
         &server,
-        &[
-            "secrets",
-            "history",
-            "--app",
-            "web",
-            "openai",
-            "OPENAI_API_KEY",
-        ],
+        "secrets history --app web openai OPENAI_API_KEY",
         None,
     )
     .await;
@@ -789,15 +545,9 @@ async fn history_restore_and_rollback_through_the_cli() {
     // Without a terminal and without --yes: the plan, then a refusal.
     let refused = admin(&server, &["rollback", "web", &first], None).await;
     refused.expect(2);
-    assert!(
-        refused.stderr.contains("removed: SENTRY_DSN"),
-        "{refused:?}"
-    );
-    assert!(
-        refused.stderr.contains("changed: OPENAI_API_KEY"),
-        "{refused:?}"
-    );
-    assert!(refused.stderr.contains("--yes"), "{refused:?}");
+    refused.stderr_has("removed: SENTRY_DSN");
+    refused.stderr_has("changed: OPENAI_API_KEY");
+    refused.stderr_has("--yes");
     assert_eq!(
         server.manifest_values("web").unwrap()["OPENAI_API_KEY"],
         "sk-second",
@@ -806,44 +556,24 @@ async fn history_restore_and_rollback_through_the_cli() {
 
     let applied = admin(&server, &["rollback", "web", &first, "--yes"], None).await;
     applied.expect(0);
-    assert!(
-        applied.stdout.contains(&format!("pinned to {first}")),
-        "{applied:?}"
-    );
+    applied.stdout_has(&format!("pinned to {first}"));
     assert!(!applied.all().contains("sk-"), "{applied:?}");
-    let values = server.manifest_values("web").unwrap();
-    assert_eq!(values.keys().collect::<Vec<_>>(), ["OPENAI_API_KEY"]);
-    assert_eq!(values["OPENAI_API_KEY"], "sk-first");
-    let deploys = admin(&server, &["deploys", "web"], None).await;
+    server.assert_manifest_values("web", &[("OPENAI_API_KEY", "sk-first")]);
+    let deploys = admin_run(&server, "deploys web", None).await;
     deploys.expect(0);
-    assert!(
-        deploys.stdout.contains(&format!("{first} (pinned)")),
-        "{deploys:?}"
-    );
-    assert!(
-        deploys.stdout.contains("runs the secret set of"),
-        "{deploys:?}"
-    );
+    deploys.stdout_has(&format!("{first} (pinned)"));
+    deploys.stdout_has("runs the secret set of");
 
     // Restore version 1 as version 3; unpin.
-    let restored = admin(
+    let restored = admin_run(
         &server,
-        &[
-            "secrets",
-            "restore",
-            "--app",
-            "web",
-            "openai",
-            "OPENAI_API_KEY",
-            "--version",
-            "1",
-        ],
+        "secrets restore --app web openai OPENAI_API_KEY --version 1",
         None,
     )
     .await;
     restored.expect(0);
-    assert!(restored.stdout.contains("as version 3"), "{restored:?}");
-    admin(&server, &["unpin", "web"], None).await.expect(0);
-    let deploys = admin(&server, &["deploys", "web"], None).await;
+    restored.stdout_has("as version 3");
+    admin_run(&server, "unpin web", None).await.expect(0);
+    let deploys = admin_run(&server, "deploys web", None).await;
     assert!(!deploys.stdout.contains("(pinned)"), "{deploys:?}");
 }

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{admin, edit_manifest, exsec, seed_acme_web};
+use super::{admin, admin_run, edit_manifest, exsec, register_web, seed_acme_web};
 use crate::server::{Options, TestServer};
 
 /// `exsec doctor APP -o json` as the admin: the checks by name.
@@ -33,6 +33,20 @@ fn row<'a>(checks: &'a [(String, String, String)], name: &str) -> (&'a str, &'a 
         .unwrap_or_else(|| panic!("no check {name}: {checks:?}"))
 }
 
+/// The detail of check `name`, which must report a problem.
+#[track_caller]
+fn problem<'a>(checks: &'a [(String, String, String)], name: &str) -> &'a str {
+    let (status, detail) = row(checks, name);
+    assert_eq!(status, "problem", "{name}: {detail}");
+    detail
+}
+
+/// Asserts a check's detail says `text`.
+#[track_caller]
+fn says(detail: &str, text: &str) {
+    assert!(detail.contains(text), "{text:?} not in {detail:?}");
+}
+
 async fn set(server: &TestServer, scope: &[&str], key: &str, value: &str) {
     let mut args = vec!["secrets", "set"];
     args.extend_from_slice(scope);
@@ -41,7 +55,7 @@ async fn set(server: &TestServer, scope: &[&str], key: &str, value: &str) {
 }
 
 async fn deploy(server: &TestServer) {
-    admin(server, &["deploy", "web", "--image", "nginx:1.27"], None)
+    admin_run(server, "deploy web --image nginx:1.27", None)
         .await
         .expect(0);
 }
@@ -53,7 +67,7 @@ async fn a_healthy_app_passes_every_check() {
     set(&server, &["--tenant", "acme"], "OPENAI_API_KEY", "sk-1").await;
     deploy(&server).await;
 
-    let human = admin(&server, &["doctor", "web"], None).await;
+    let human = admin_run(&server, "doctor web", None).await;
     human.expect(0);
     assert!(
         human.stdout.starts_with("doctor: app web (tenant acme)"),
@@ -84,16 +98,10 @@ async fn no_secrets_and_never_deployed_are_problems() {
     assert_eq!(code, 6);
     assert_eq!(row(&checks, "secrets").0, "problem");
     assert_eq!(row(&checks, "envFrom").0, "problem", "no Deployment yet");
-    let human = admin(&server, &["doctor", "web"], None).await;
+    let human = admin_run(&server, "doctor web", None).await;
     human.expect(6);
-    assert!(
-        human
-            .stdout
-            .contains("fix: exsec secrets set --tenant acme PROVIDER KEY"),
-        "{}",
-        human.stdout
-    );
-    assert!(human.stderr.contains("doctor found"), "{}", human.stderr);
+    human.stdout_has("fix: exsec secrets set --tenant acme PROVIDER KEY");
+    human.stderr_has("doctor found");
 
     set(&server, &["--tenant", "acme"], "OPENAI_API_KEY", "sk-1").await;
     let (_, checks) = doctor(&server, "web").await;
@@ -114,37 +122,19 @@ async fn a_change_after_the_last_deploy_asks_for_a_redeploy() {
     set(&server, &["--tenant", "acme"], "OLD_KEY", "sk-old").await;
     deploy(&server).await;
     set(&server, &["--tenant", "acme"], "OPENAI_API_KEY", "sk-2").await;
-    admin(
-        &server,
-        &["secrets", "rm", "--tenant", "acme", "openai", "OLD_KEY"],
-        None,
-    )
-    .await
-    .expect(0);
+    admin_run(&server, "secrets rm --tenant acme openai OLD_KEY", None)
+        .await
+        .expect(0);
 
     let (code, checks) = doctor(&server, "web").await;
     assert_eq!(code, 6);
-    let (status, detail) = row(&checks, "redeploy");
-    assert_eq!(status, "problem");
-    assert!(
-        detail.contains("OPENAI_API_KEY changed after deploy"),
-        "{detail}"
-    );
-    assert!(detail.contains("OLD_KEY removed after deploy"), "{detail}");
-    let (status, detail) = row(&checks, "cluster secret");
-    assert_eq!(status, "problem");
-    assert!(
-        detail.contains("holds OLD_KEY which the app no longer has"),
-        "{detail}"
-    );
-    let human = admin(&server, &["doctor", "web"], None).await;
-    assert!(
-        human
-            .stdout
-            .contains("fix: exsec deploy web --image nginx:1.27"),
-        "{}",
-        human.stdout
-    );
+    let detail = problem(&checks, "redeploy");
+    says(detail, "OPENAI_API_KEY changed after deploy");
+    says(detail, "OLD_KEY removed after deploy");
+    let detail = problem(&checks, "cluster secret");
+    says(detail, "holds OLD_KEY which the app no longer has");
+    let human = admin_run(&server, "doctor web", None).await;
+    human.stdout_has("fix: exsec deploy web --image nginx:1.27");
 
     deploy(&server).await;
     let (code, _) = doctor(&server, "web").await;
@@ -170,9 +160,8 @@ async fn a_secret_missing_keys_or_an_unreferenced_secret_in_the_cluster_is_found
     });
     let (code, checks) = doctor(&server, "web").await;
     assert_eq!(code, 6);
-    let (status, detail) = row(&checks, "cluster secret");
-    assert_eq!(status, "problem");
-    assert!(detail.contains("lacks OTHER_KEY"), "{detail}");
+    let detail = problem(&checks, "cluster secret");
+    says(detail, "lacks OTHER_KEY");
     assert_eq!(row(&checks, "envFrom").0, "ok");
 
     // The Secret disappears, and the Deployment no longer reads it.
@@ -185,15 +174,10 @@ async fn a_secret_missing_keys_or_an_unreferenced_secret_in_the_cluster_is_found
             .remove("envFrom");
     });
     let (_, checks) = doctor(&server, "web").await;
-    let (status, detail) = row(&checks, "cluster secret");
-    assert_eq!(status, "problem");
-    assert!(detail.contains("does not exist in the cluster"), "{detail}");
-    let (status, detail) = row(&checks, "envFrom");
-    assert_eq!(status, "problem");
-    assert!(
-        detail.contains("does not read Secret app-web-external-secrets"),
-        "{detail}"
-    );
+    let detail = problem(&checks, "cluster secret");
+    says(detail, "does not exist in the cluster");
+    let detail = problem(&checks, "envFrom");
+    says(detail, "does not read Secret app-web-external-secrets");
     server.stop().await;
 }
 
@@ -215,69 +199,43 @@ async fn an_app_override_shadowing_a_tenant_default_is_reported() {
     assert_eq!(code, 0);
     let (status, detail) = row(&checks, "overrides");
     assert_eq!(status, "warning");
-    assert!(
-        detail.contains("the app's own value of OPENAI_API_KEY wins over tenant acme's default"),
-        "{detail}"
+    says(
+        detail,
+        "the app's own value of OPENAI_API_KEY wins over tenant acme's default",
     );
-    let human = admin(&server, &["doctor", "web"], None).await;
-    assert!(
-        human
-            .stdout
-            .contains("exsec secrets verify --app web openai OPENAI_API_KEY"),
-        "{}",
-        human.stdout
-    );
+    let human = admin_run(&server, "doctor web", None).await;
+    human.stdout_has("exsec secrets verify --app web openai OPENAI_API_KEY");
     server.stop().await;
 }
 
 #[tokio::test]
 async fn a_missing_required_env_var_is_a_problem() {
     let server = TestServer::start().await;
-    admin(&server, &["tenants", "create", "acme"], None)
+    admin_run(&server, "tenants create acme", None)
         .await
         .expect(0);
-    admin(
-        &server,
-        &[
-            "apps",
-            "register",
-            "web",
-            "--tenant",
-            "acme",
-            "--require-env",
-            "OPENAI_API_KEY",
-            "--require-env",
-            "DATABASE_URL",
-        ],
-        None,
-    )
-    .await
-    .expect(0);
+    register_web(&server, &["OPENAI_API_KEY", "DATABASE_URL"])
+        .await
+        .expect(0);
     set(&server, &["--app", "web"], "OPENAI_API_KEY", "sk-1").await;
     deploy(&server).await;
     let (code, checks) = doctor(&server, "web").await;
     assert_eq!(code, 6);
-    let (status, detail) = row(&checks, "required env");
-    assert_eq!(status, "problem");
-    assert!(detail.contains("requires DATABASE_URL"), "{detail}");
-    assert!(detail.contains("missing_required_env"), "{detail}");
+    let detail = problem(&checks, "required env");
+    says(detail, "requires DATABASE_URL");
+    says(detail, "missing_required_env");
     server.stop().await;
 }
 
 #[tokio::test]
 async fn master_key_problems_and_a_tenant_token_are_reported() {
     // No key at all: degraded.
-    let server = TestServer::start_with(Options {
-        with_key: false,
-        ..Options::default()
-    })
-    .await;
+    let server = TestServer::start_with(Options::without_key()).await;
     seed_acme_web(&server).await;
     let (code, checks) = doctor(&server, "web").await;
     assert_eq!(code, 6);
-    let (status, detail) = row(&checks, "master key");
-    assert_eq!(status, "problem");
-    assert!(detail.contains("no master key is loaded"), "{detail}");
+    let detail = problem(&checks, "master key");
+    says(detail, "no master key is loaded");
     let token = server.mint("acme").await;
     let as_tenant = exsec(
         Some(&server),
@@ -319,14 +277,9 @@ async fn master_key_problems_and_a_tenant_token_are_reported() {
     deploy(&server).await;
     let (code, checks) = doctor(&server, "web").await;
     assert_eq!(code, 6);
-    let (status, detail) = row(&checks, "master key");
-    assert_eq!(status, "problem");
-    assert!(
-        detail.contains("records are sealed under keys that are not loaded"),
-        "{detail}"
-    );
-    let (status, detail) = row(&checks, "last deploy");
-    assert_eq!(status, "problem");
-    assert!(detail.contains("undecryptable_values"), "{detail}");
+    let detail = problem(&checks, "master key");
+    says(detail, "records are sealed under keys that are not loaded");
+    let detail = problem(&checks, "last deploy");
+    says(detail, "undecryptable_values");
     server.stop().await;
 }

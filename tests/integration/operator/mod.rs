@@ -41,6 +41,25 @@ impl Run {
         self
     }
 
+    /// Asserts standard output holds `text`, showing both streams when
+    /// it does not.
+    #[track_caller]
+    pub fn stdout_has(&self, text: &str) -> &Self {
+        self.stream_has("stdout", &self.stdout, text)
+    }
+
+    /// Asserts standard error holds `text`, likewise.
+    #[track_caller]
+    pub fn stderr_has(&self, text: &str) -> &Self {
+        self.stream_has("stderr", &self.stderr, text)
+    }
+
+    #[track_caller]
+    fn stream_has(&self, name: &str, stream: &str, text: &str) -> &Self {
+        assert!(stream.contains(text), "no {text:?} on {name}: {self:?}");
+        self
+    }
+
     /// Both streams, for "never printed" checks.
     pub fn all(&self) -> String {
         format!("{}{}", self.stdout, self.stderr)
@@ -96,24 +115,42 @@ pub async fn exsec(
     .unwrap()
 }
 
+/// `exsec audit verify --db FILE [extra…]`: offline, without a daemon.
+pub async fn verify_offline(db: &Path, extra: &[&str]) -> Run {
+    let mut args = vec!["audit", "verify", "--db", db.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    exsec(None, None, &args, None).await
+}
+
 /// `exsec ARGS` as the admin of `server`.
 pub async fn admin(server: &TestServer, args: &[&str], stdin: Option<&str>) -> Run {
     let token = server.admin_token.clone();
     exsec(Some(server), Some(&token), args, stdin).await
 }
 
+/// [`admin`] with the words of `line` as the arguments: the command as a
+/// person types it (`"secrets verify --app web openai OPENAI_API_KEY"`).
+pub async fn admin_run(server: &TestServer, line: &str, stdin: Option<&str>) -> Run {
+    let args: Vec<&str> = line.split_whitespace().collect();
+    admin(server, &args, stdin).await
+}
+
 /// Creates tenant `acme` with app `web` through the CLI.
 pub async fn seed_acme_web(server: &TestServer) {
-    admin(server, &["tenants", "create", "acme"], None)
+    admin_run(server, "tenants create acme", None)
         .await
         .expect(0);
-    admin(
-        server,
-        &["apps", "register", "web", "--tenant", "acme"],
-        None,
-    )
-    .await
-    .expect(0);
+    register_web(server, &[]).await.expect(0);
+}
+
+/// `exsec apps register web --tenant acme`, requiring each env var of
+/// `required`.
+pub async fn register_web(server: &TestServer, required: &[&str]) -> Run {
+    let mut args = vec!["apps", "register", "web", "--tenant", "acme"];
+    for name in required {
+        args.extend(["--require-env", name]);
+    }
+    admin(server, &args, None).await
 }
 
 /// Rewrites an app's manifest file (the `manifests` target's "cluster")
