@@ -14,11 +14,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize};
 use toml::de::DeTable;
 
-use crate::model::ValidationError;
+use crate::model::{ValidationError, impl_word};
 
 /// Longest Unix socket path Linux accepts (`sun_path` less its NUL).
 const MAX_SOCKET_PATH: usize = 107;
@@ -133,14 +133,33 @@ pub struct ClusterConfig {
     pub create_namespace: bool,
 }
 
-/// The apply target of a deploy (SPEC §5), `cluster.target` in TOML.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// The apply target of a deploy (SPEC §5), `cluster.target` in TOML and
+/// `target` on the wire (readiness, an app's cluster view).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TargetKind {
     /// Server-side apply through the Kubernetes API.
     Kubernetes,
     /// One YAML file per app in `manifests.dir` (k3s auto-deploy or GitOps).
     Manifests,
+}
+
+impl TargetKind {
+    /// `kubernetes` or `manifests`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Kubernetes => "kubernetes",
+            TargetKind::Manifests => "manifests",
+        }
+    }
+}
+
+impl_word!(TargetKind, "cluster target", [Kubernetes, Manifests]);
+
+impl fmt::Display for TargetKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A Kubernetes namespace name: a DNS-1123 label of 1 to 63 characters.

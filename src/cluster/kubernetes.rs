@@ -25,6 +25,7 @@ use zeroize::Zeroizing;
 
 use super::objects::{self, FIELD_MANAGER};
 use super::{AppObjects, BoxFuture, ClusterError, ClusterTarget, DeploymentState, SecretData};
+use crate::config::TargetKind;
 use crate::model::AppId;
 
 /// Longest a single HTTP read from the API server may take.
@@ -135,8 +136,8 @@ impl KubernetesTarget {
 }
 
 impl ClusterTarget for KubernetesTarget {
-    fn name(&self) -> &'static str {
-        "kubernetes"
+    fn kind(&self) -> TargetKind {
+        TargetKind::Kubernetes
     }
 
     fn apply_secret<'a>(

@@ -23,6 +23,7 @@ use zeroize::Zeroizing;
 use super::{
     AppObjects, BoxFuture, ClusterError, ClusterTarget, DeploymentState, SecretData, objects,
 };
+use crate::config::TargetKind;
 use crate::model::AppId;
 
 /// Annotation marking a Secret written without its values.
@@ -112,8 +113,8 @@ impl ManifestsTarget {
 }
 
 impl ClusterTarget for ManifestsTarget {
-    fn name(&self) -> &'static str {
-        "manifests"
+    fn kind(&self) -> TargetKind {
+        TargetKind::Manifests
     }
 
     fn apply_secret<'a>(

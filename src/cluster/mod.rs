@@ -19,6 +19,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use zeroize::Zeroizing;
 
+use crate::config::TargetKind;
 use crate::model::{AppId, RolloutState};
 
 /// A boxed future, so targets can sit behind `dyn ClusterTarget`.
@@ -51,8 +52,8 @@ pub enum ClusterError {
 
 /// A place the deploy's objects are applied to.
 pub trait ClusterTarget: Send + Sync {
-    /// Short name for logs and readiness (`manifests`, `kubernetes`).
-    fn name(&self) -> &'static str;
+    /// Which target this is (logs, readiness, an app's cluster view).
+    fn kind(&self) -> TargetKind;
 
     /// Creates or updates the app's Secret so that it holds exactly these keys.
     fn apply_secret<'a>(

@@ -5,11 +5,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::schema::{
-    Schema, array, boolean, closed_object, count, list_of, names, nullable_string, one_of, record,
-    reference, reference_to, string, warnings, words,
+    Schema, array, boolean, closed_object, count, list_of, names, nullable_string, record,
+    reference, reference_to, string, warnings, words, words_of,
 };
 use super::{RolloutDto, WarningDto};
 use crate::cluster::{DeploymentState, EnvFromSecret};
+use crate::config::TargetKind;
 use crate::store::records::{AppRecord, CleanupKind, CleanupRecord, RedeployRecord};
 
 /// `PUT /v1/apps/{id}`.
@@ -149,7 +150,7 @@ pub struct ClusterDto {
     /// Tenant.
     pub tenant_id: String,
     /// `kubernetes` or `manifests`.
-    pub target: String,
+    pub target: TargetKind,
     /// Objects holding plaintext that wait for removal, if any.
     pub cleanup_pending: Option<CleanupDto>,
     /// Namespace of the app's objects.
@@ -332,7 +333,10 @@ impl Schema for ClusterDto {
         record([
             ("app_id", reference("ResourceId")),
             ("tenant_id", reference("ResourceId")),
-            ("target", one_of(&["manifests", "kubernetes"])),
+            (
+                "target",
+                words_of(&[TargetKind::Manifests, TargetKind::Kubernetes]),
+            ),
             (
                 "cleanup_pending",
                 json!({ "oneOf": [{ "type": "null" }, reference_to::<CleanupDto>()] }),

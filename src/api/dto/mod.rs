@@ -125,5 +125,6 @@ mod tests {
         json_is_the_word::<DatabaseState>();
         json_is_the_word::<StorageState>();
         json_is_the_word::<ChainState>();
+        json_is_the_word::<crate::config::TargetKind>();
     }
 }

@@ -7,10 +7,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::schema::{
-    Schema, array, boolean, count, described, nullable_string, nullable_words, one_of, pattern,
-    record, reference, reference_to, string, words,
+    Schema, array, boolean, count, described, nullable_string, nullable_words, pattern, record,
+    reference, reference_to, string, words,
 };
 use crate::audit::AuditEvent;
+use crate::config::TargetKind;
 use crate::model::word_enum;
 use crate::rotation::RotationState;
 use crate::store::StorageFault;
@@ -111,7 +112,7 @@ pub struct ReadyAuditDto {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReadyClusterDto {
     /// `kubernetes` or `manifests`.
-    pub target: String,
+    pub target: TargetKind,
     /// Whether it answered.
     pub reachable: bool,
     /// Why not.
@@ -232,7 +233,7 @@ impl Schema for ReadyDto {
             (
                 "cluster",
                 record([
-                    ("target", one_of(&["kubernetes", "manifests"])),
+                    ("target", words::<TargetKind>()),
                     ("reachable", boolean()),
                     ("error", nullable_string()),
                 ]),

@@ -303,7 +303,7 @@ pub async fn cluster(call: Call) -> Result<Reply, ApiError> {
     Ok(Reply::ok_sorted(&ClusterDto {
         app_id: app_id.to_string(),
         tenant_id: app.tenant_id.to_string(),
-        target: cluster.name().to_owned(),
+        target: cluster.kind(),
         cleanup_pending: cleanup.as_ref().map(CleanupDto::from),
         namespace: call.state.deployer.settings().namespace.clone(),
         secret: ClusterSecretDto {

@@ -74,7 +74,7 @@ pub async fn readyz(call: Call) -> Result<Reply, ApiError> {
             error: chain_break,
         },
         cluster: ReadyClusterDto {
-            target: cluster.name().to_owned(),
+            target: cluster.kind(),
             reachable: reachable.is_ok(),
             error: reachable.err().map(|e| e.to_string()),
         },

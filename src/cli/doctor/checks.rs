@@ -660,7 +660,7 @@ mod tests {
                 error: chain_error.map(str::to_owned),
             },
             cluster: ReadyClusterDto {
-                target: "kubernetes".to_owned(),
+                target: crate::config::TargetKind::Kubernetes,
                 reachable: true,
                 error: None,
             },
@@ -700,7 +700,7 @@ mod tests {
             cluster: Fetched::Got(ClusterDto {
                 app_id: "web".to_owned(),
                 tenant_id: "acme".to_owned(),
-                target: "kubernetes".to_owned(),
+                target: crate::config::TargetKind::Kubernetes,
                 cleanup_pending: None,
                 namespace: "paas-apps".to_owned(),
                 secret: ClusterSecretDto {
