@@ -42,6 +42,8 @@ pub mod event {
     pub const SECRET_DELETED: &str = "external_secret.deleted";
     pub const SECRET_VERIFIED: &str = "external_secret.verified";
     pub const SECRET_RESTORED: &str = "external_secret.restored";
+    /// A secret deleted with every kept value (`DELETE …?purge=true`).
+    pub const SECRET_PURGED: &str = "external_secret.purged";
     pub const APP_UNPINNED: &str = "app.unpinned";
     pub const DEPLOY_CREATED: &str = "deploy.created";
     pub const DEPLOY_FAILED: &str = "deploy.failed";

@@ -513,6 +513,10 @@ fn query_parameter(query: Query) -> Value {
             "`true`: crypto-shred the tenant (SPEC §11.4): the tenant, its apps (their cluster objects best-effort, pins and queued redeploys), secrets with every kept version, tokens and wrapped data keys in one transaction, audited as `tenant.crypto_shredded`; copies of its sealed values open no more. `false` (the default): delete a tenant without apps",
             json!({ "type": "boolean", "default": false }),
         ),
+        Query::Purge => (
+            "`true`: also drop every kept value of the secret (its history keeps only a tombstone, so version numbers go on after it; a rollback to a deploy that used a dropped version answers 409 `snapshot_unavailable`), audited as `external_secret.purged` with the count; works on a secret already deleted. `false` (the default): delete, keeping the history",
+            json!({ "type": "boolean", "default": false }),
+        ),
         Query::EventType => (
             "only events of this type, e.g. `external_secret.injected`",
             json!({ "type": "string" }),

@@ -47,6 +47,8 @@ pub enum Query {
     DryRun,
     /// `shred`: `true` or `false` (crypto-shred a tenant, SPEC §11.4).
     Shred,
+    /// `purge`: `true` or `false` (drop a deleted secret's kept values).
+    Purge,
     /// `type`: only audit events of this type.
     EventType,
     /// `tenant_id`: only this tenant's.
@@ -72,6 +74,7 @@ impl Query {
         match self {
             Self::DryRun => "dry_run",
             Self::Shred => "shred",
+            Self::Purge => "purge",
             Self::EventType => "type",
             Self::TenantFilter => "tenant_id",
             Self::AppFilter => "app_id",
@@ -344,8 +347,9 @@ pub const ROUTES: &[Route] = &[
         "/v1/tenants/{tenant_id}/external-secrets/{provider}/{key}",
         Tenant,
         NoBody,
-        "delete a tenant default",
-    ),
+        "delete a tenant default; with purge=true, with every kept value",
+    )
+    .with_query(&[Query::Purge]),
     route(
         R::VerifyTenantSecret,
         Method::POST,
@@ -401,8 +405,9 @@ pub const ROUTES: &[Route] = &[
         "/v1/apps/{app_id}/external-secrets/{provider}/{key}",
         Tenant,
         NoBody,
-        "delete an app override",
-    ),
+        "delete an app override; with purge=true, with every kept value",
+    )
+    .with_query(&[Query::Purge]),
     route(
         R::VerifyAppSecret,
         Method::POST,

@@ -408,6 +408,10 @@ enum SecretsCommand {
         scope: ScopeArgs,
     },
     /// Remove a secret (the next deploy removes it from the cluster).
+    ///
+    /// Its kept versions stay (`secrets history`, `secrets restore`) unless
+    /// `--purge` drops them too, e.g. after a value was pasted into the
+    /// wrong place.
     Rm {
         #[command(flatten)]
         scope: ScopeArgs,
@@ -415,6 +419,10 @@ enum SecretsCommand {
         provider: String,
         /// Env var name.
         key: String,
+        /// Also drop every kept value (works on a secret already removed;
+        /// a rollback to a deploy that used one is then refused).
+        #[arg(long)]
+        purge: bool,
     },
     /// The merged set an app gets: per env var its source, whether an app
     /// override wins over a tenant default, and whether a redeploy is due.
@@ -763,7 +771,8 @@ async fn dispatch(context: &Context, command: Command) -> Result<(), CliError> {
                 scope,
                 provider,
                 key,
-            } => secrets::remove(context, &scope.parse()?, &provider, &key).await,
+                purge,
+            } => secrets::remove(context, &scope.parse()?, &provider, &key, purge).await,
             SecretsCommand::Effective { app } => secrets::effective(context, &app).await,
             SecretsCommand::Verify(value) => secrets::verify(context, &value.parse()?).await,
             SecretsCommand::History {

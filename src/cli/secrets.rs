@@ -103,26 +103,36 @@ pub async fn remove(
     scope: &Scope,
     provider: &str,
     key: &str,
+    purge: bool,
 ) -> Result<(), CliError> {
     let provider = Provider::parse(provider)?;
     let key = EnvKey::parse(key)?;
+    let query = if purge { "?purge=true" } else { "" };
     context
         .client
         .request(
             Method::DELETE,
-            &format!("{}/external-secrets/{provider}/{key}", scope_path(scope)),
+            &format!(
+                "{}/external-secrets/{provider}/{key}{query}",
+                scope_path(scope)
+            ),
             None,
             &[],
         )
         .await?;
     if context.output.json() {
         return context.output.value(&serde_json::json!({
-            "removed": true, "provider": provider.as_str(), "key": key.as_str(),
+            "removed": true, "purged": purge, "provider": provider.as_str(), "key": key.as_str(),
             "scope": scope.kind().as_str(), "owner": scope.owner(),
         }));
     }
+    let kept = if purge {
+        "; every kept value was dropped"
+    } else {
+        "; its history keeps the old values (--purge drops them)"
+    };
     line(&format!(
-        "removed {provider}/{key} from {}; the next deploy removes it from the cluster",
+        "removed {provider}/{key} from {}{kept}; the next deploy removes it from the cluster",
         scope_label(scope)
     ))
 }

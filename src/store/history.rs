@@ -1,6 +1,8 @@
 //! Secret history (SPEC §11.3): the last `storage.secret_history` versions
 //! of every secret, a tombstone for a deletion, restoring an old version as
-//! a new one, and the sealed value of any kept version (for rollback).
+//! a new one, the sealed value of any kept version (for rollback), and
+//! purging: a deletion that also drops every kept value (a leaked or
+//! mistyped value must be removable without deleting the whole scope).
 //!
 //! The live value stays in the secret record (one lookup to read it); its
 //! history entry says [`VersionValue::Current`]. When a write replaces it,
@@ -13,9 +15,9 @@ use redb::ReadableTable;
 use super::error::{Context, Missing, Rejected, not_found};
 use super::records::{SecretRecord, SecretVersionRecord, VersionValue};
 use super::{SecretWrite, Snapshot, StoreError, Tables, Writer, decode, encode, tables};
-use crate::audit::event;
+use crate::audit::{NewEvent, event};
 use crate::crypto::SealedValue;
-use crate::model::{EnvKey, KeyId, Provider, Scope, Timestamp};
+use crate::model::{EnvKey, KeyId, Provider, Scope, TenantId, Timestamp};
 
 pub use crate::config::DEFAULT_SECRET_HISTORY;
 
@@ -34,6 +36,16 @@ pub struct VersionInfo {
     /// master key's for a value not moved under a data key yet (none for a
     /// tombstone).
     pub key_id: Option<KeyId>,
+}
+
+/// What a purge removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Purged {
+    /// Whether the secret was live (a purge of a deleted secret only drops
+    /// its kept values).
+    pub was_live: bool,
+    /// Sealed values dropped: the live one and every kept version's.
+    pub values_removed: u64,
 }
 
 /// The value of one version, as far as the store still has it.
@@ -180,6 +192,56 @@ impl Writer {
         Ok(SecretWrite { record, created })
     }
 
+    /// Deletes a secret and drops every kept value of it, in one
+    /// transaction (`external_secret.deleted` when it was live, then
+    /// `external_secret.purged` with the count). Only a tombstone stays, as
+    /// the newest version: the numbers go on after it, so a deploy pinned
+    /// to a purged version can never be handed a later value under the
+    /// same number (its rollback answers `snapshot_unavailable`). Not
+    /// found when the secret has neither a live value nor a kept version.
+    pub fn purge_secret(
+        &mut self,
+        scope: &Scope,
+        provider: &Provider,
+        key: &EnvKey,
+        actor: &str,
+    ) -> Result<Purged, StoreError> {
+        let tenant_id = self.owner_tenant(scope)?;
+        let name = secret_name(scope, provider, key);
+        let live = self.secret(scope, provider, key)?;
+        if live.is_none() && self.latest_version(&name)? == 0 {
+            return Err(not_found(Missing::Secret, format!("{provider}/{key}")));
+        }
+        if let Some(record) = &live {
+            self.remove_record(record, &tenant_id, actor)?;
+            self.queue_redeploys(scope, &std::collections::BTreeSet::from([key.clone()]))?;
+        }
+        let entries = self.version_entries(&name)?;
+        let newest = entries.last().map_or(0, |entry| entry.version);
+        let mut values_removed = 0;
+        for entry in entries {
+            if entry.version == newest {
+                continue;
+            }
+            self.txn()
+                .table(tables::SECRET_VERSIONS)?
+                .remove((name.as_str(), entry.version))
+                .in_table(tables::SECRET_VERSIONS)?;
+            if let VersionValue::Sealed(sealed) = entry.value {
+                self.count_sealed(&sealed, -1)?;
+                values_removed += 1;
+            }
+        }
+        self.audit(
+            purge_event(actor, &tenant_id, scope, provider, key)
+                .with("values_removed", values_removed),
+        )?;
+        Ok(Purged {
+            was_live: live.is_some(),
+            values_removed,
+        })
+    }
+
     /// Records a write of `record` in the history: the version that was
     /// current keeps its sealed value in its entry, `record` becomes the
     /// current one; then prunes.
@@ -320,6 +382,25 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// `external_secret.purged` of a secret that may have no live record.
+fn purge_event(
+    actor: &str,
+    tenant_id: &TenantId,
+    scope: &Scope,
+    provider: &Provider,
+    key: &EnvKey,
+) -> NewEvent {
+    let mut event = NewEvent::new(event::SECRET_PURGED, actor)
+        .tenant(tenant_id.as_str())
+        .with("scope", scope.kind().as_str())
+        .with("provider", provider.as_str())
+        .with("key", key.as_str());
+    if let Scope::App(app_id) = scope {
+        event = event.app(app_id.as_str());
+    }
+    event
 }
 
 /// Table key of a secret.

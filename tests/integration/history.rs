@@ -294,3 +294,71 @@ async fn a_pruned_version_refuses_the_rollback_and_leaves_the_cluster_alone() {
     );
     assert_eq!(pinned_to(&server).await, Value::Null);
 }
+
+/// `DELETE …?purge=true`: the secret goes with every kept value; only a
+/// tombstone stays, so the numbers go on after it and a deploy that used a
+/// dropped version can no longer be rolled back to.
+#[tokio::test]
+async fn a_purge_drops_every_kept_value_and_refuses_a_rollback_to_one() {
+    let server = on_kubernetes(10).await;
+    server
+        .set_secret_ok(SCOPE, "openai", "OPENAI_API_KEY", "sk-leaked-1")
+        .await;
+    let a = deploy(&server, json!({"image_ref": "nginx:1.27"})).await;
+    for value in ["sk-leaked-2", "sk-leaked-3"] {
+        server
+            .set_secret_ok(SCOPE, "openai", "OPENAI_API_KEY", value)
+            .await;
+    }
+    let purge = format!("{SCOPE}/external-secrets/openai/OPENAI_API_KEY?purge=true");
+    let purged = server.admin("DELETE", &purge, None).await;
+    assert_eq!(purged.status, 204, "{}", purged.text());
+
+    let listed = server.admin("GET", VERSIONS, None).await.json();
+    let versions = listed["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 1, "only the tombstone stays: {listed}");
+    assert_eq!(versions[0]["version"], 4, "{listed}");
+    assert_eq!(versions[0]["tombstone"], true, "{listed}");
+    let event = server.the_audit_event("external_secret.purged").await;
+    assert_eq!(event["data"]["values_removed"], 3, "{event}");
+    assert_eq!(event["data"]["key"], "OPENAI_API_KEY", "{event}");
+    assert!(!event.to_string().contains("sk-leaked"), "{event}");
+    assert_eq!(server.audit_count("external_secret.deleted").await, 1);
+
+    for version in 1..=3 {
+        server
+            .admin("POST", &restore_path(version), None)
+            .await
+            .assert_problem(404, "version_not_found");
+    }
+    let refused = rollback(&server, &a["deploy_id"], false).await;
+    let problem = refused.assert_problem(409, "snapshot_unavailable");
+    assert_eq!(problem["version"], 1, "{problem}");
+
+    // A new value is version 5: no number is handed out twice.
+    let written = server
+        .set_secret(SCOPE, "openai", "OPENAI_API_KEY", "sk-fresh")
+        .await;
+    assert_eq!(written.status, 201, "{}", written.text());
+    assert_eq!(written.json()["version"], 5);
+
+    // Purging a secret already deleted drops what its history kept; a
+    // secret that never existed is not found.
+    let deleted = server
+        .delete_secret(SCOPE, "openai", "OPENAI_API_KEY")
+        .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text());
+    let purged = server.admin("DELETE", &purge, None).await;
+    assert_eq!(purged.status, 204, "{}", purged.text());
+    let listed = server.admin("GET", VERSIONS, None).await.json();
+    assert_eq!(listed["versions"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(server.audit_count("external_secret.purged").await, 2);
+    server
+        .admin(
+            "DELETE",
+            &format!("{SCOPE}/external-secrets/openai/NEVER_SET?purge=true"),
+            None,
+        )
+        .await
+        .assert_problem(404, "secret_not_found");
+}

@@ -135,10 +135,17 @@ pub async fn delete(call: Call) -> Result<Reply, ApiError> {
     let scope = scope(&call)?;
     let (provider, key) = name(&call)?;
     let actor = call.actor();
-    call.state
-        .store
-        .write_async(move |w| w.delete_secret(&scope, &provider, &key, &actor))
-        .await?;
+    if call.query_flag("purge")? {
+        call.state
+            .store
+            .write_async(move |w| w.purge_secret(&scope, &provider, &key, &actor))
+            .await?;
+    } else {
+        call.state
+            .store
+            .write_async(move |w| w.delete_secret(&scope, &provider, &key, &actor))
+            .await?;
+    }
     call.state.redeploys.wake();
     Ok(Reply::no_content())
 }

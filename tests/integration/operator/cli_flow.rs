@@ -576,4 +576,33 @@ async fn history_restore_and_rollback_through_the_cli() {
     admin_run(&server, "unpin web", None).await.expect(0);
     let deploys = admin_run(&server, "deploys web", None).await;
     assert!(!deploys.stdout.contains("(pinned)"), "{deploys:?}");
+
+    // rm keeps the history and says so; rm --purge drops every kept value.
+    let removed = admin_run(&server, "secrets rm --app web openai OPENAI_API_KEY", None).await;
+    removed.expect(0);
+    removed.stdout_has("--purge drops them");
+    let purged = admin_run(
+        &server,
+        "secrets rm --app web openai OPENAI_API_KEY --purge",
+        None,
+    )
+    .await;
+    purged.expect(0);
+    purged.stdout_has("every kept value was dropped");
+    let history = admin_run(
+        &server,
+        "secrets history --app web openai OPENAI_API_KEY",
+        None,
+    )
+    .await;
+    history.expect(0);
+    assert_eq!(
+        history
+            .stdout
+            .lines()
+            .filter(|l| l.contains("admin"))
+            .count(),
+        1,
+        "only the tombstone is left: {history:?}"
+    );
 }
