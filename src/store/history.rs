@@ -15,9 +15,9 @@ use redb::ReadableTable;
 use super::error::{Context, Missing, Rejected, not_found};
 use super::records::{SecretRecord, SecretVersionRecord, VersionValue};
 use super::{SecretWrite, Snapshot, StoreError, Tables, Writer, decode, encode, tables};
-use crate::audit::{NewEvent, event};
+use crate::audit::event;
 use crate::crypto::SealedValue;
-use crate::model::{EnvKey, KeyId, Provider, Scope, TenantId, Timestamp};
+use crate::model::{EnvKey, KeyId, Provider, Scope, Timestamp};
 
 pub use crate::config::DEFAULT_SECRET_HISTORY;
 
@@ -233,8 +233,15 @@ impl Writer {
             }
         }
         self.audit(
-            purge_event(actor, &tenant_id, scope, provider, key)
-                .with("values_removed", values_removed),
+            super::secrets::named_secret_event(
+                event::SECRET_PURGED,
+                actor,
+                &tenant_id,
+                scope,
+                provider,
+                key,
+            )
+            .with("values_removed", values_removed),
         )?;
         Ok(Purged {
             was_live: live.is_some(),
@@ -382,25 +389,6 @@ impl Writer {
         }
         Ok(())
     }
-}
-
-/// `external_secret.purged` of a secret that may have no live record.
-fn purge_event(
-    actor: &str,
-    tenant_id: &TenantId,
-    scope: &Scope,
-    provider: &Provider,
-    key: &EnvKey,
-) -> NewEvent {
-    let mut event = NewEvent::new(event::SECRET_PURGED, actor)
-        .tenant(tenant_id.as_str())
-        .with("scope", scope.kind().as_str())
-        .with("provider", provider.as_str())
-        .with("key", key.as_str());
-    if let Scope::App(app_id) = scope {
-        event = event.app(app_id.as_str());
-    }
-    event
 }
 
 /// Table key of a secret.

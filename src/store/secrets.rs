@@ -532,12 +532,32 @@ pub(super) fn secret_event(
     tenant_id: &TenantId,
     record: &SecretRecord,
 ) -> NewEvent {
+    named_secret_event(
+        kind,
+        actor,
+        tenant_id,
+        &record.scope,
+        &record.provider,
+        &record.key,
+    )
+}
+
+/// An event about the secret `provider/key` of `scope` (which may have no
+/// live record, e.g. a purge of a deleted one).
+pub(super) fn named_secret_event(
+    kind: &'static str,
+    actor: &str,
+    tenant_id: &TenantId,
+    scope: &Scope,
+    provider: &Provider,
+    key: &EnvKey,
+) -> NewEvent {
     let mut event = NewEvent::new(kind, actor)
         .tenant(tenant_id.as_str())
-        .with("scope", record.scope.kind().as_str())
-        .with("provider", record.provider.as_str())
-        .with("key", record.key.as_str());
-    if let Scope::App(app_id) = &record.scope {
+        .with("scope", scope.kind().as_str())
+        .with("provider", provider.as_str())
+        .with("key", key.as_str());
+    if let Scope::App(app_id) = scope {
         event = event.app(app_id.as_str());
     }
     event

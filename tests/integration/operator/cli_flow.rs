@@ -527,12 +527,14 @@ async fn history_restore_and_rollback_through_the_cli() {
     .expect(0);
     deploy("nginx:2").await;
 
-    let history = admin_run(
-        &server,
-        "secrets history --app web openai OPENAI_API_KEY",
-        None,
-    )
-    .await;
+    let history_of_the_key = || {
+        admin_run(
+            &server,
+            "secrets history --app web openai OPENAI_API_KEY",
+            None,
+        )
+    };
+    let history = history_of_the_key().await;
     history.expect(0);
     let rows: Vec<&str> = history.stdout.lines().skip(1).collect();
     assert_eq!(rows.len(), 2, "{history:?}");
@@ -589,12 +591,7 @@ async fn history_restore_and_rollback_through_the_cli() {
     .await;
     purged.expect(0);
     purged.stdout_has("every kept value was dropped");
-    let history = admin_run(
-        &server,
-        "secrets history --app web openai OPENAI_API_KEY",
-        None,
-    )
-    .await;
+    let history = history_of_the_key().await;
     history.expect(0);
     assert_eq!(
         history
