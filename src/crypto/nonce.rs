@@ -12,9 +12,10 @@
 //! and re-keys after [`RESEED_AFTER`] draws, long before the 32-bit block
 //! counter (256 GiB of keystream) could wrap.
 //!
-//! Why it is worth it: the system call was ~0.55 µs of a ~1.5 µs seal of a
-//! 64-byte value (docs/performance.md); a draw from the stream is a slice
-//! of one ChaCha20 block (~0.1 µs per nonce, a block yields 2⅔ nonces).
+//! Why it is worth it: the system call was ~0.55 µs of a ~1 µs seal of a
+//! 64-byte value; a draw from the stream is a slice of one ChaCha20 block
+//! (a block yields 2⅔ nonces), and the seal bench fell from 0.94 to
+//! 0.59 µs (docs/performance.md).
 //!
 //! exsec never forks without exec (child processes are spawned through
 //! `std::process::Command`), so a stream is never copied into a second
