@@ -153,10 +153,66 @@ fn resolve_50(c: &mut Criterion) {
         .collect();
     let set = resolve::resolve(&tenant_records, &app_records, &keys);
     assert_eq!(set.values.len(), 50);
+    aead_floor_of(c, &resolve::merge(&tenant_records, &app_records));
     c.bench_function("resolve + open 50 keys", |b| {
         b.iter(|| {
             let keys = shared.tenant_keys(&tenant_id, &wraps);
             resolve::resolve(black_box(&tenant_records), black_box(&app_records), &keys)
+        })
+    });
+}
+
+/// The floor under `resolve + open 50 keys`: the bare AEAD opening the
+/// same 50 values (same plaintext lengths, same AADs: location and data-key
+/// id), each from its ciphertext into a buffer allocated up front. What
+/// resolve adds on top (merge, AAD encoding, buffers, UTF-8 and value
+/// checks, the key lookup) is the gap between the two (SPEC §10 item 4 of
+/// issue 19: ≤ 1.3×).
+fn aead_floor_of(c: &mut Criterion, merged: &resolve::Merged<'_>) {
+    let key = [7u8; 32];
+    let nonce = [9u8; exsec::crypto::NONCE_LEN];
+    let sealed: Vec<(Vec<u8>, Vec<u8>, _)> = merged
+        .entries
+        .iter()
+        .map(|entry| {
+            let record = entry.record;
+            let location = SecretLocation {
+                scope: &record.scope,
+                provider: &record.provider,
+                key: &record.key,
+            };
+            let aad = match &record.sealed.sealer {
+                exsec::crypto::Sealer::DataKey(dek_id) => {
+                    exsec::crypto::data_key_aad(&location, dek_id)
+                }
+                exsec::crypto::Sealer::MasterKey(_) => exsec::crypto::aad(&location),
+            };
+            let mut body = vec![b'v'; record.sealed.plaintext_len()];
+            let tag = XChaCha20Poly1305::new(Key::cast_from_core(&key))
+                .encrypt_inout_detached(
+                    XNonce::cast_from_core(&nonce),
+                    &aad,
+                    body.as_mut_slice().into(),
+                )
+                .expect("seal");
+            (aad, body, tag)
+        })
+        .collect();
+    let mut buffers: Vec<Vec<u8>> = sealed.iter().map(|(_, body, _)| body.clone()).collect();
+    c.bench_function("aead floor/open the 50 values", |b| {
+        b.iter(|| {
+            for ((aad, body, tag), buffer) in sealed.iter().zip(&mut buffers) {
+                buffer.copy_from_slice(body);
+                let cipher = XChaCha20Poly1305::new(Key::cast_from_core(black_box(&key)));
+                cipher
+                    .decrypt_inout_detached(
+                        XNonce::cast_from_core(&nonce),
+                        black_box(aad),
+                        buffer.as_mut_slice().into(),
+                        tag,
+                    )
+                    .expect("open");
+            }
         })
     });
 }

@@ -14,8 +14,6 @@
 //! checks); [`resolve`] also opens the values. A value that cannot be opened
 //! is reported by name, never fatal here: the deploy decides what to do.
 
-use std::collections::BTreeMap;
-
 use crate::crypto::{CryptoError, SecretLocation, TenantKeys};
 use crate::model::{EnvKey, KeyId, Provider, ScopeKind, SecretValue, Timestamp};
 use crate::store::records::SecretRecord;
@@ -32,6 +30,8 @@ pub struct Warning {
 /// One env var of the merged set, before opening.
 #[derive(Debug, Clone, Copy)]
 pub struct MergedEntry<'a> {
+    /// The env var name.
+    pub name: &'a EnvKey,
     /// The record that wins.
     pub record: &'a SecretRecord,
     /// Where it comes from.
@@ -50,8 +50,8 @@ impl MergedEntry<'_> {
 /// The merged set of an app, by env var name, without values.
 #[derive(Debug, Clone, Default)]
 pub struct Merged<'a> {
-    /// Winning record per env var name, sorted by name.
-    pub entries: BTreeMap<&'a EnvKey, MergedEntry<'a>>,
+    /// Winning record per env var name, sorted by name, one per name.
+    pub entries: Vec<MergedEntry<'a>>,
     /// Notes about the data (clashes inside one scope).
     pub warnings: Vec<Warning>,
 }
@@ -60,72 +60,104 @@ impl Merged<'_> {
     /// Bytes the set takes in a Kubernetes Secret: keys plus values.
     pub fn size(&self) -> usize {
         self.entries
-            .values()
-            .map(|e| e.record.key.as_str().len() + e.record.sealed.plaintext_len())
+            .iter()
+            .map(|e| e.name.as_str().len() + e.record.sealed.plaintext_len())
             .sum()
+    }
+
+    /// Whether the set has an env var `name`.
+    pub fn contains(&self, name: &EnvKey) -> bool {
+        self.entries
+            .binary_search_by(|entry| entry.name.cmp(name))
+            .is_ok()
     }
 }
 
 /// Merges tenant defaults and app overrides by the rules above.
 pub fn merge<'a>(tenant: &'a [SecretRecord], app: &'a [SecretRecord]) -> Merged<'a> {
-    let mut warnings = Vec::new();
-    let tenant_by_name = by_name(tenant, ScopeKind::Tenant, &mut warnings);
-    let app_by_name = by_name(app, ScopeKind::App, &mut warnings);
-    let mut entries = BTreeMap::new();
-    for (name, record) in &tenant_by_name {
-        entries.insert(
-            *name,
+    let (picks, warnings) = pick(tenant, app);
+    let entries = picks
+        .into_iter()
+        .map(|pick| {
+            let record = match pick.source {
+                ScopeKind::Tenant => &tenant[pick.index],
+                ScopeKind::App => &app[pick.index],
+            };
             MergedEntry {
+                name: &record.key,
                 record,
-                source: ScopeKind::Tenant,
-                shadows: None,
-            },
-        );
-    }
-    for (name, record) in app_by_name {
-        let shadows = tenant_by_name.get(name).copied();
-        entries.insert(
-            name,
-            MergedEntry {
-                record,
-                source: ScopeKind::App,
-                shadows,
-            },
-        );
-    }
+                source: pick.source,
+                shadows: pick.shadows.map(|index| &tenant[index]),
+            }
+        })
+        .collect();
     Merged { entries, warnings }
 }
 
-/// Picks one record per env var name within a scope.
-fn by_name<'a>(
-    records: &'a [SecretRecord],
-    scope: ScopeKind,
-    warnings: &mut Vec<Warning>,
-) -> BTreeMap<&'a EnvKey, &'a SecretRecord> {
-    let mut out: BTreeMap<&EnvKey, &SecretRecord> = BTreeMap::new();
-    for record in records {
-        match out.get(&record.key) {
-            None => {
-                out.insert(&record.key, record);
-            }
-            Some(kept) => {
-                let (winner, loser) = if record.provider < kept.provider {
-                    (record, *kept)
-                } else {
-                    (*kept, record)
-                };
-                warnings.push(Warning {
-                    code: "env_name_conflict",
-                    message: format!(
-                        "env var {} is set by providers {} and {} in the {scope} scope; {} is used — delete one of them",
-                        record.key, winner.provider, loser.provider, winner.provider
-                    ),
-                });
-                out.insert(&record.key, winner);
-            }
+/// The winning record of one env var name, by its index in its scope.
+#[derive(Debug, Clone, Copy)]
+struct Pick {
+    source: ScopeKind,
+    index: usize,
+    /// The tenant default it hides, by index.
+    shadows: Option<usize>,
+}
+
+/// The merge itself, by index, sorted by name.
+///
+/// Sorts each scope by name and walks the two lists side by side: no map
+/// is built (a deploy merges on every call; the store already lists a
+/// scope in key order when it has one provider, which the sort sees in one
+/// pass).
+fn pick(tenant: &[SecretRecord], app: &[SecretRecord]) -> (Vec<Pick>, Vec<Warning>) {
+    let mut warnings = Vec::new();
+    let tenant_order = by_name(tenant, ScopeKind::Tenant, &mut warnings);
+    let app_order = by_name(app, ScopeKind::App, &mut warnings);
+    let mut picks = Vec::with_capacity(tenant_order.len() + app_order.len());
+    let default = |index| Pick {
+        source: ScopeKind::Tenant,
+        index,
+        shadows: None,
+    };
+    let mut defaults = tenant_order.into_iter().peekable();
+    for index in app_order {
+        let name = &app[index].key;
+        while let Some(hidden) = defaults.next_if(|&d| tenant[d].key < *name) {
+            picks.push(default(hidden));
         }
+        picks.push(Pick {
+            source: ScopeKind::App,
+            index,
+            shadows: defaults.next_if(|&d| tenant[d].key == *name),
+        });
     }
-    out
+    picks.extend(defaults.map(default));
+    (picks, warnings)
+}
+
+/// Indices of one record per env var name within a scope, sorted by name;
+/// of two providers setting the same name the smaller wins, with a warning.
+fn by_name(records: &[SecretRecord], scope: ScopeKind, warnings: &mut Vec<Warning>) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..records.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&records[a], &records[b]);
+        a.key.cmp(&b.key).then_with(|| a.provider.cmp(&b.provider))
+    });
+    order.dedup_by(|loser, winner| {
+        let (loser, winner) = (&records[*loser], &records[*winner]);
+        if loser.key != winner.key {
+            return false;
+        }
+        warnings.push(Warning {
+            code: "env_name_conflict",
+            message: format!(
+                "env var {} is set by providers {} and {} in the {scope} scope; {} is used — delete one of them",
+                winner.key, winner.provider, loser.provider, winner.provider
+            ),
+        });
+        true
+    });
+    order
 }
 
 /// One env var of the effective set, opened.
@@ -191,7 +223,7 @@ pub fn resolve(tenant: &[SecretRecord], app: &[SecretRecord], keys: &TenantKeys)
         undecryptable: Vec::new(),
         warnings: merged.warnings,
     };
-    for (name, entry) in merged.entries {
+    for entry in merged.entries {
         let record = entry.record;
         let location = SecretLocation {
             scope: &record.scope,
@@ -200,7 +232,7 @@ pub fn resolve(tenant: &[SecretRecord], app: &[SecretRecord], keys: &TenantKeys)
         };
         match keys.open(&location, &record.sealed) {
             Ok(value) => set.values.push(EffectiveValue {
-                key: name.clone(),
+                key: record.key.clone(),
                 value,
                 provider: record.provider.clone(),
                 source: entry.source,
@@ -210,7 +242,7 @@ pub fn resolve(tenant: &[SecretRecord], app: &[SecretRecord], keys: &TenantKeys)
                 version: record.version,
             }),
             Err(error) => set.undecryptable.push(Undecryptable {
-                key: name.clone(),
+                key: record.key.clone(),
                 key_missing: matches!(
                     error,
                     CryptoError::MissingKey { .. } | CryptoError::MissingDataKey { .. }
@@ -266,7 +298,7 @@ mod tests {
         let t = [record(&tenant(), "openai", "OPENAI_API_KEY", 10)];
         let a = [record(&app(), "openai", "OPENAI_API_KEY", 20)];
         let merged = merge(&t, &a);
-        let entry = merged.entries.values().next().unwrap();
+        let entry = merged.entries.first().unwrap();
         assert_eq!(merged.entries.len(), 1);
         assert_eq!(entry.source, ScopeKind::App);
         assert!(entry.overrides_tenant());
@@ -278,7 +310,7 @@ mod tests {
         let t = [record(&tenant(), "openai", "API_KEY", 10)];
         let a = [record(&app(), "azure", "API_KEY", 20)];
         let merged = merge(&t, &a);
-        let entry = merged.entries.values().next().unwrap();
+        let entry = merged.entries.first().unwrap();
         assert_eq!(entry.record.provider.as_str(), "azure");
         assert_eq!(entry.shadows.unwrap().provider.as_str(), "openai");
     }
@@ -291,14 +323,7 @@ mod tests {
         ];
         let merged = merge(&t, &[]);
         assert_eq!(
-            merged
-                .entries
-                .values()
-                .next()
-                .unwrap()
-                .record
-                .provider
-                .as_str(),
+            merged.entries.first().unwrap().record.provider.as_str(),
             "alpha"
         );
         assert_eq!(merged.warnings.len(), 1);
@@ -353,7 +378,7 @@ mod tests {
             let got: BTreeMap<String, (ScopeKind, String, usize, bool)> = merged
                 .entries
                 .iter()
-                .map(|(k, e)| (k.to_string(), (e.source, e.record.provider.to_string(), e.record.sealed.plaintext_len(), e.overrides_tenant())))
+                .map(|e| (e.name.to_string(), (e.source, e.record.provider.to_string(), e.record.sealed.plaintext_len(), e.overrides_tenant())))
                 .collect();
             prop_assert_eq!(&got, &model);
             let size: usize = model.iter().map(|(k, v)| k.len() + v.2).sum();

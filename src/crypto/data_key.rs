@@ -270,7 +270,10 @@ impl DataKeyCache {
 /// values sealed either way and seals new ones under the current data key.
 pub struct TenantKeys {
     keyring: Arc<Keyring>,
-    keys: HashMap<DataKeyId, Result<Arc<DataKey>, Unwrapped>>,
+    /// Oldest first, like the wraps. A tenant has one or a few, and most
+    /// values are under the last: a search from the end beats hashing the
+    /// id for every value opened.
+    keys: Vec<(DataKeyId, Result<Arc<DataKey>, Unwrapped>)>,
     current: Option<DataKeyId>,
 }
 
@@ -301,7 +304,7 @@ impl TenantKeys {
         let Some(current) = &self.current else {
             return Some(None);
         };
-        match self.keys.get(current) {
+        match self.entry(current) {
             Some(Err(Unwrapped::Missing(_))) => Some(Some(current.clone())),
             _ => None,
         }
@@ -324,8 +327,16 @@ impl TenantKeys {
         })
     }
 
+    fn entry(&self, dek_id: &DataKeyId) -> Option<&Result<Arc<DataKey>, Unwrapped>> {
+        self.keys
+            .iter()
+            .rev()
+            .find(|(id, _)| id == dek_id)
+            .map(|(_, key)| key)
+    }
+
     fn key(&self, dek_id: &DataKeyId) -> Result<&DataKey, CryptoError> {
-        match self.keys.get(dek_id) {
+        match self.entry(dek_id) {
             Some(Ok(key)) => Ok(key),
             Some(Err(unwrapped)) => Err(unwrapped.to_error()),
             None => Err(CryptoError::MissingDataKey {

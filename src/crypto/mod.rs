@@ -4,9 +4,10 @@
 //! master keys, cached unwrapped in memory), the MAC that authenticates
 //! backups, the secrets hash on pod templates, and `exsec keys generate`.
 //!
-//! This module is the only importer of `chacha20poly1305`, `hmac` and `hkdf`. It must not log
-//! key material or plaintext, must not hold either outside zeroizing
-//! wrappers, and does no I/O beyond the key directory (the store persists
+//! This module is the only importer of `chacha20poly1305`, `chacha20`,
+//! `hmac` and `hkdf`. It must not log key material or plaintext, must not
+//! hold either outside zeroizing wrappers, and does no I/O beyond the key
+//! directory and the OS random source (the store persists
 //! [`SealedValue`]s and known [`Fingerprint`]s; the watcher decides when to
 //! rescan and how to report [`KeyFileProblem`]s).
 
@@ -20,6 +21,7 @@ mod keyfile;
 mod keyparse;
 mod keyring;
 mod master_key;
+mod nonce;
 mod seal;
 mod secrets_hash;
 mod shared;

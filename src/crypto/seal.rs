@@ -166,17 +166,7 @@ pub struct SecretLocation<'a> {
 /// bytes. The length prefixes make the encoding injective: `t1`+`openai`
 /// and `t1o`+`penai` give different bytes.
 pub fn aad(location: &SecretLocation<'_>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(AAD_DOMAIN.len() + 64);
-    out.extend_from_slice(AAD_DOMAIN);
-    out.push(location.scope.kind().tag());
-    for field in [
-        location.scope.owner(),
-        location.provider.as_str(),
-        location.key.as_str(),
-    ] {
-        push_field(&mut out, field.as_bytes());
-    }
-    out
+    Aad::of(location).as_slice().to_vec()
 }
 
 /// The associated data of a value at `location` sealed under the data key
@@ -184,24 +174,96 @@ pub fn aad(location: &SecretLocation<'_>) -> Vec<u8> {
 /// never opens under another of the tenant's data keys or as a directly
 /// sealed one.
 pub fn data_key_aad(location: &SecretLocation<'_>, dek_id: &DataKeyId) -> Vec<u8> {
-    let mut out = aad(location);
-    push_field(&mut out, dek_id.as_str().as_bytes());
-    out
+    Aad::of_data_key(location, dek_id).as_slice().to_vec()
 }
 
 /// Appends `field` as a big-endian `u32` length and its bytes.
 pub(super) fn push_field(out: &mut Vec<u8>, field: &[u8]) {
-    // Model types cap every field at 253 bytes, so the length always fits.
-    let len = u32::try_from(field.len()).unwrap_or(u32::MAX);
-    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&field_len(field));
     out.extend_from_slice(field);
 }
 
-/// The AAD a sealed value was made with, from what it names.
-fn aad_of(location: &SecretLocation<'_>, sealer: &Sealer) -> Vec<u8> {
-    match sealer {
-        Sealer::MasterKey(_) => aad(location),
-        Sealer::DataKey(dek_id) => data_key_aad(location, dek_id),
+/// A field's length prefix.
+fn field_len(field: &[u8]) -> [u8; 4] {
+    // Model types cap every field at 253 bytes, so the length always fits.
+    u32::try_from(field.len()).unwrap_or(u32::MAX).to_be_bytes()
+}
+
+/// Bytes an AAD holds without a heap allocation: 64 bytes of fixed parts
+/// (domain, kind byte, four length prefixes, a data key id) and 96 of
+/// owner, provider and key names, which covers ordinary names. Zeroing
+/// and moving a buffer for the longest AAD the model allows (422 bytes)
+/// cost more than the allocation it saves.
+const AAD_INLINE: usize = 160;
+
+/// An AAD built on the stack, so sealing and opening allocate nothing for
+/// it (resolve opens 50 values per deploy); a longer one spills to the
+/// heap.
+struct Aad {
+    inline: [u8; AAD_INLINE],
+    len: usize,
+    spilled: Vec<u8>,
+}
+
+impl Aad {
+    /// The §2 AAD of `location`.
+    fn of(location: &SecretLocation<'_>) -> Self {
+        let mut out = Self {
+            inline: [0; AAD_INLINE],
+            len: 0,
+            spilled: Vec::new(),
+        };
+        out.push(AAD_DOMAIN);
+        out.push(&[location.scope.kind().tag()]);
+        for field in [
+            location.scope.owner(),
+            location.provider.as_str(),
+            location.key.as_str(),
+        ] {
+            out.push_field(field.as_bytes());
+        }
+        out
+    }
+
+    /// The AAD of a value at `location` under the data key `dek_id`.
+    fn of_data_key(location: &SecretLocation<'_>, dek_id: &DataKeyId) -> Self {
+        let mut out = Self::of(location);
+        out.push_field(dek_id.as_str().as_bytes());
+        out
+    }
+
+    /// The AAD a sealed value was made with, from what it names.
+    fn of_sealed(location: &SecretLocation<'_>, sealer: &Sealer) -> Self {
+        match sealer {
+            Sealer::MasterKey(_) => Self::of(location),
+            Sealer::DataKey(dek_id) => Self::of_data_key(location, dek_id),
+        }
+    }
+
+    fn push_field(&mut self, field: &[u8]) {
+        self.push(&field_len(field));
+        self.push(field);
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        if self.spilled.is_empty() && end <= AAD_INLINE {
+            self.inline[self.len..end].copy_from_slice(bytes);
+        } else {
+            if self.spilled.is_empty() {
+                self.spilled.extend_from_slice(&self.inline[..self.len]);
+            }
+            self.spilled.extend_from_slice(bytes);
+        }
+        self.len = end;
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        if self.spilled.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.spilled
+        }
     }
 }
 
@@ -216,11 +278,11 @@ pub(crate) fn seal(
     location: &SecretLocation<'_>,
     plaintext: &[u8],
 ) -> Result<SealedValue, CryptoError> {
-    let (nonce, ciphertext) = seal_raw(key, &aad_of(location, &sealer), plaintext, || {
-        CryptoError::SealFailed {
+    let aad = Aad::of_sealed(location, &sealer);
+    let (nonce, ciphertext) =
+        seal_raw(key, aad.as_slice(), plaintext, || CryptoError::SealFailed {
             key_id: sealer_key_id(&sealer),
-        }
-    })?;
+        })?;
     Ok(SealedValue {
         sealer,
         nonce,
@@ -239,7 +301,7 @@ pub(crate) fn open(
 ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     open_raw(
         key,
-        &aad_of(location, &sealed.sealer),
+        Aad::of_sealed(location, &sealed.sealer).as_slice(),
         &sealed.nonce,
         &sealed.ciphertext,
     )
@@ -258,7 +320,8 @@ fn sealer_key_id(sealer: &Sealer) -> KeyId {
     }
 }
 
-/// XChaCha20-Poly1305 with a fresh random nonce: `(nonce, ciphertext‖tag)`.
+/// XChaCha20-Poly1305 with a fresh random nonce (from the per-thread
+/// stream of `nonce`): `(nonce, ciphertext‖tag)`.
 /// `refused` is the error if the cipher refuses (only for absurd lengths).
 pub(super) fn seal_raw(
     key: &[u8; 32],
@@ -266,10 +329,7 @@ pub(super) fn seal_raw(
     plaintext: &[u8],
     refused: impl FnOnce() -> CryptoError,
 ) -> Result<([u8; NONCE_LEN], Vec<u8>), CryptoError> {
-    let mut nonce = [0u8; NONCE_LEN];
-    getrandom::fill(&mut nonce).map_err(|source| CryptoError::Random {
-        source: super::random_error(source),
-    })?;
+    let nonce = super::nonce::fresh()?;
     let cipher = XChaCha20Poly1305::new(Key::cast_from_core(key));
     // Reserve room for the tag up front so pushing it never reallocates and
     // leaves a copy of the plaintext behind in freed memory.

@@ -281,7 +281,8 @@ pub async fn effective(call: Call) -> Result<Reply, ApiError> {
     let keys: Vec<EffectiveEntryDto> = merged
         .entries
         .iter()
-        .map(|(name, entry)| {
+        .map(|entry| {
+            let name = entry.name;
             let injected = last
                 .as_ref()
                 .and_then(|d| d.injection.injected.iter().find(|k| k.key == name.as_str()));
@@ -311,7 +312,7 @@ pub async fn effective(call: Call) -> Result<Reply, ApiError> {
             d.injection
                 .injected
                 .iter()
-                .filter(|k| !merged.entries.keys().any(|name| name.as_str() == k.key))
+                .filter(|k| !merged.entries.iter().any(|e| e.name.as_str() == k.key))
                 .map(|k| k.key.clone())
                 .collect()
         })
@@ -320,7 +321,7 @@ pub async fn effective(call: Call) -> Result<Reply, ApiError> {
     let missing: Vec<&str> = app
         .required_env
         .iter()
-        .filter(|name| !merged.entries.contains_key(name))
+        .filter(|name| !merged.contains(name))
         .map(EnvKey::as_str)
         .collect();
     if !missing.is_empty() {
