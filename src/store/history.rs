@@ -420,6 +420,7 @@ fn entry_of(
     }
 }
 
-fn record_name(record: &SecretRecord) -> String {
+/// Table key of a stored record (`external_secrets` and its versions).
+pub(super) fn record_name(record: &SecretRecord) -> String {
     secret_name(&record.scope, &record.provider, &record.key)
 }

@@ -290,12 +290,7 @@ impl Writer {
         tenant_id: &TenantId,
         actor: &str,
     ) -> Result<(), StoreError> {
-        let name = tables::secret_key(
-            record.scope.kind().tag(),
-            record.scope.owner(),
-            record.provider.as_str(),
-            record.key.as_str(),
-        );
+        let name = super::history::record_name(record);
         self.txn()
             .table(tables::SECRETS)?
             .remove(name.as_str())
@@ -336,12 +331,7 @@ impl Writer {
         previous: Option<&SecretRecord>,
         actor: &str,
     ) -> Result<(), StoreError> {
-        let name = tables::secret_key(
-            record.scope.kind().tag(),
-            record.scope.owner(),
-            record.provider.as_str(),
-            record.key.as_str(),
-        );
+        let name = super::history::record_name(record);
         let encoded = encode("external_secrets", record)?;
         self.txn()
             .table(tables::SECRETS)?
