@@ -143,15 +143,7 @@ fn reseal_passes(work: &Path, sizes: &[usize]) {
         let reports = timed_passes(
             &template,
             |_| (),
-            |store| {
-                let rotation = Rotation::default();
-                let stop = exsec::shutdown::Trigger::new();
-                let report = runtime
-                    .block_on(rotation.pass(store, &keyring, &stop.subscribe()))
-                    .expect("pass");
-                assert_eq!(rotation.status().state, RotationState::Idle);
-                report
-            },
+            |store| pass_to_idle(&runtime, store, &keyring),
             |store, (), _| {
                 let usage = store.read(|r| r.key_usage()).expect("usage");
                 assert_eq!(
@@ -167,6 +159,18 @@ fn reseal_passes(work: &Path, sizes: &[usize]) {
     println!(
         "CPU is the process's user + system time during the pass (both cores). read, AEAD and write + commit are the job's wall time per phase (PassReport); they overlap (the job pipelines), so they may add up to more than the pass."
     );
+}
+
+/// One master-key `Rotation::pass` over `store`, which must leave the job
+/// idle (everything under the active key).
+fn pass_to_idle(runtime: &Runtime, store: &Arc<Store>, keyring: &SharedKeyring) -> PassReport {
+    let rotation = Rotation::default();
+    let stop = exsec::shutdown::Trigger::new();
+    let report = runtime
+        .block_on(rotation.pass(store, keyring, &stop.subscribe()))
+        .expect("pass");
+    assert_eq!(rotation.status().state, RotationState::Idle);
+    report
 }
 
 /// SPEC §10 after §11.4: a master rotation once every value is under a
@@ -201,15 +205,7 @@ fn rewrap_passes(work: &Path, sizes: &[usize]) {
         let reports = timed_passes(
             &template,
             |_| (),
-            |store| {
-                let rotation = Rotation::default();
-                let stop = exsec::shutdown::Trigger::new();
-                let report = runtime
-                    .block_on(rotation.pass(store, &keyring, &stop.subscribe()))
-                    .expect("pass");
-                assert_eq!(rotation.status().state, RotationState::Idle);
-                report
-            },
+            |store| pass_to_idle(&runtime, store, &keyring),
             |store, (), report| {
                 assert_eq!((report.rewrapped as usize, report.resealed), (tenants, 0));
                 let usage = store.read(|r| r.key_usage()).expect("usage");

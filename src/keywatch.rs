@@ -118,12 +118,12 @@ impl KeyWatch {
             }
         };
         let previous = self.keyring.snapshot();
-        let Some((mut next, mut problems)) = self.load(&known, &previous).await else {
+        let Some((mut next, mut problems)) = self.scan(&known, &previous).await else {
             return false;
         };
         if !problems.is_empty() {
             tokio::time::sleep(SETTLE).await;
-            let Some(again) = self.load(&known, &previous).await else {
+            let Some(again) = self.scan(&known, &previous).await else {
                 return false;
             };
             (next, problems) = again;
@@ -168,9 +168,9 @@ impl KeyWatch {
         true
     }
 
-    /// One scan of the directory on the blocking pool (`None` if that task
-    /// died).
-    async fn load(
+    /// One [`load`] of the directory on the blocking pool (`None` if that
+    /// task died).
+    async fn scan(
         &self,
         known: &BTreeMap<KeyId, Fingerprint>,
         previous: &Arc<Keyring>,

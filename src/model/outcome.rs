@@ -15,7 +15,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::word::{Word, word_enum};
+use super::word::{impl_word, word_enum};
 
 word_enum!(
     /// How a deploy ended: only the Deployment apply decides it.
@@ -68,11 +68,9 @@ pub enum DeployTrigger {
     Rollback,
 }
 
-impl Word for DeployTrigger {
-    const WHAT: &'static str = "deploy trigger";
-    const ALL: &'static [Self] = &[Self::Api, Self::SecretChange, Self::Rollback];
-
-    fn as_str(self) -> &'static str {
+impl DeployTrigger {
+    /// The word on the wire and in audit events.
+    pub fn as_str(self) -> &'static str {
         match self {
             DeployTrigger::Api => "api",
             DeployTrigger::SecretChange => "secret_change",
@@ -80,6 +78,12 @@ impl Word for DeployTrigger {
         }
     }
 }
+
+impl_word!(
+    DeployTrigger,
+    "deploy trigger",
+    [Api, SecretChange, Rollback]
+);
 
 /// Whether a deploy changed the pod template. Stored by variant index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,17 +95,17 @@ pub enum RolloutChange {
     Unchanged,
 }
 
-impl Word for RolloutChange {
-    const WHAT: &'static str = "rollout change";
-    const ALL: &'static [Self] = &[Self::Restarted, Self::Unchanged];
-
-    fn as_str(self) -> &'static str {
+impl RolloutChange {
+    /// The word on the wire.
+    pub fn as_str(self) -> &'static str {
         match self {
             RolloutChange::Restarted => "restarted",
             RolloutChange::Unchanged => "unchanged",
         }
     }
 }
+
+impl_word!(RolloutChange, "rollout change", [Restarted, Unchanged]);
 
 word_enum!(
     /// Where the rollout of a deploy stands, as far as the cluster tells.
@@ -122,6 +126,7 @@ word_enum!(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Word;
 
     #[test]
     fn words_round_trip_and_unknown_words_are_refused() {

@@ -218,20 +218,8 @@ impl Writer {
         }
         let entries = self.version_entries(&name)?;
         let newest = entries.last().map_or(0, |entry| entry.version);
-        let mut values_removed = 0;
-        for entry in entries {
-            if entry.version == newest {
-                continue;
-            }
-            self.txn()
-                .table(tables::SECRET_VERSIONS)?
-                .remove((name.as_str(), entry.version))
-                .in_table(tables::SECRET_VERSIONS)?;
-            if let VersionValue::Sealed(sealed) = entry.value {
-                self.count_sealed(&sealed, -1)?;
-                values_removed += 1;
-            }
-        }
+        let values_removed =
+            self.drop_versions(&name, entries.into_iter().filter(|e| e.version != newest))?;
         self.audit(
             super::secrets::named_secret_event(
                 event::SECRET_PURGED,
@@ -378,16 +366,29 @@ impl Writer {
         let limit = usize::try_from(self.history_limit.max(1)).unwrap_or(usize::MAX);
         let entries = self.version_entries(name)?;
         let excess = entries.len().saturating_sub(limit);
-        for entry in entries.into_iter().take(excess) {
+        self.drop_versions(name, entries.into_iter().take(excess))?;
+        Ok(())
+    }
+
+    /// Removes `entries` of the secret stored as `name`, releasing their
+    /// values' key-usage counts; returns how many held a value.
+    fn drop_versions(
+        &mut self,
+        name: &str,
+        entries: impl IntoIterator<Item = SecretVersionRecord>,
+    ) -> Result<u64, StoreError> {
+        let mut values = 0;
+        for entry in entries {
             self.txn()
                 .table(tables::SECRET_VERSIONS)?
                 .remove((name, entry.version))
                 .in_table(tables::SECRET_VERSIONS)?;
             if let VersionValue::Sealed(sealed) = entry.value {
                 self.count_sealed(&sealed, -1)?;
+                values += 1;
             }
         }
-        Ok(())
+        Ok(values)
     }
 }
 
