@@ -136,10 +136,7 @@ fn reseal_passes(work: &Path, sizes: &[usize]) {
         let template = work.join(format!("reseal-{records}.redb"));
         build_store(&template, &old, 0, records);
         let new = key("k2");
-        let keyring = SharedKeyring::new(Keyring::from_keys([
-            (old.id.clone(), old.copy()),
-            (new.id.clone(), new.copy()),
-        ]));
+        let keyring = SharedKeyring::new(keyring_of(&[&old, &new]));
         let reports = timed_passes(
             &template,
             |_| (),
@@ -194,14 +191,11 @@ fn rewrap_passes(work: &Path, sizes: &[usize]) {
         move_under_data_keys(
             &runtime,
             &template,
-            &SharedKeyring::new(Keyring::from_keys([(old.id.clone(), old.copy())])),
+            &SharedKeyring::new(keyring_of(&[&old])),
             records,
         );
         let new = key("k2");
-        let keyring = SharedKeyring::new(Keyring::from_keys([
-            (old.id.clone(), old.copy()),
-            (new.id.clone(), new.copy()),
-        ]));
+        let keyring = SharedKeyring::new(keyring_of(&[&old, &new]));
         let reports = timed_passes(
             &template,
             |_| (),
@@ -518,7 +512,7 @@ fn data_key_passes(work: &Path, sizes: &[usize]) {
     let runtime = runtime(2);
     for &records in sizes {
         let master = key("k1");
-        let keyring = SharedKeyring::new(Keyring::from_keys([(master.id.clone(), master.copy())]));
+        let keyring = SharedKeyring::new(keyring_of(&[&master]));
         let template = work.join(format!("dek-{records}.redb"));
         build_tenant_store(&template, &keyring.snapshot(), dek_apps(records));
         move_under_data_keys(&runtime, &template, &keyring, records);
@@ -776,9 +770,13 @@ fn key(id: &str) -> TestKey {
     }
 }
 
+/// A keyring holding copies of `keys` (the greatest id active).
+fn keyring_of(keys: &[&TestKey]) -> Keyring {
+    Keyring::from_keys(keys.iter().map(|key| (key.id.clone(), key.copy())))
+}
+
 fn build_store(path: &Path, key: &TestKey, apps: usize, bulk: usize) {
-    let keyring = Keyring::from_keys([(key.id.clone(), key.copy())]);
-    build_store_with(path, &keyring, apps, bulk);
+    build_store_with(path, &keyring_of(&[key]), apps, bulk);
 }
 
 /// `apps` apps (10 per tenant) with [`KEYS_PER_APP`] overrides each, and
