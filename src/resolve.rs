@@ -30,8 +30,6 @@ pub struct Warning {
 /// One env var of the merged set, before opening.
 #[derive(Debug, Clone, Copy)]
 pub struct MergedEntry<'a> {
-    /// The env var name.
-    pub name: &'a EnvKey,
     /// The record that wins.
     pub record: &'a SecretRecord,
     /// Where it comes from.
@@ -40,7 +38,12 @@ pub struct MergedEntry<'a> {
     pub shadows: Option<&'a SecretRecord>,
 }
 
-impl MergedEntry<'_> {
+impl<'a> MergedEntry<'a> {
+    /// The env var name (the winning record's key).
+    pub fn name(&self) -> &'a EnvKey {
+        &self.record.key
+    }
+
     /// Whether an app override hides a tenant default.
     pub fn overrides_tenant(&self) -> bool {
         self.shadows.is_some()
@@ -61,14 +64,14 @@ impl Merged<'_> {
     pub fn size(&self) -> usize {
         self.entries
             .iter()
-            .map(|e| e.name.as_str().len() + e.record.sealed.plaintext_len())
+            .map(|e| e.name().as_str().len() + e.record.sealed.plaintext_len())
             .sum()
     }
 
     /// Whether the set has an env var `name`.
     pub fn contains(&self, name: &EnvKey) -> bool {
         self.entries
-            .binary_search_by(|entry| entry.name.cmp(name))
+            .binary_search_by(|entry| entry.name().cmp(name))
             .is_ok()
     }
 }
@@ -84,7 +87,6 @@ pub fn merge<'a>(tenant: &'a [SecretRecord], app: &'a [SecretRecord]) -> Merged<
                 ScopeKind::App => &app[pick.index],
             };
             MergedEntry {
-                name: &record.key,
                 record,
                 source: pick.source,
                 shadows: pick.shadows.map(|index| &tenant[index]),
@@ -378,7 +380,7 @@ mod tests {
             let got: BTreeMap<String, (ScopeKind, String, usize, bool)> = merged
                 .entries
                 .iter()
-                .map(|e| (e.name.to_string(), (e.source, e.record.provider.to_string(), e.record.sealed.plaintext_len(), e.overrides_tenant())))
+                .map(|e| (e.name().to_string(), (e.source, e.record.provider.to_string(), e.record.sealed.plaintext_len(), e.overrides_tenant())))
                 .collect();
             prop_assert_eq!(&got, &model);
             let size: usize = model.iter().map(|(k, v)| k.len() + v.2).sum();

@@ -282,7 +282,7 @@ pub async fn effective(call: Call) -> Result<Reply, ApiError> {
         .entries
         .iter()
         .map(|entry| {
-            let name = entry.name;
+            let name = entry.name();
             let injected = last
                 .as_ref()
                 .and_then(|d| d.injection.injected.iter().find(|k| k.key == name.as_str()));
@@ -312,7 +312,7 @@ pub async fn effective(call: Call) -> Result<Reply, ApiError> {
             d.injection
                 .injected
                 .iter()
-                .filter(|k| !merged.entries.iter().any(|e| e.name.as_str() == k.key))
+                .filter(|k| !merged.entries.iter().any(|e| e.name().as_str() == k.key))
                 .map(|k| k.key.clone())
                 .collect()
         })
