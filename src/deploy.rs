@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tokio::sync::OwnedMutexGuard;
 
 use crate::audit::{NewEvent, event};
 use crate::cluster::ClusterTarget;
@@ -272,16 +273,22 @@ impl Deployer {
         &self.settings
     }
 
+    /// Takes the app's deploy lock: deploys, deletions and shreds of one
+    /// app run one at a time; refused while another holds it past
+    /// `deploy.queue_timeout`.
+    async fn lock_app(&self, app_id: &AppId) -> Result<OwnedMutexGuard<()>, DeployError> {
+        self.locks
+            .acquire(app_id, self.settings.queue_timeout)
+            .await
+            .ok_or_else(|| DeployError::InProgress {
+                app_id: app_id.to_string(),
+            })
+    }
+
     /// Runs one deploy request through the whole contract.
     pub async fn deploy(&self, request: DeployRequest) -> Result<DeployResult, DeployError> {
         let checked = check(&request)?;
-        let _serial = self
-            .locks
-            .acquire(&request.app_id, self.settings.queue_timeout)
-            .await
-            .ok_or_else(|| DeployError::InProgress {
-                app_id: request.app_id.to_string(),
-            })?;
+        let _serial = self.lock_app(&request.app_id).await?;
         let budget = Budget::new(self.settings.timeout);
 
         if !request.dry_run

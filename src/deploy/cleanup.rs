@@ -125,13 +125,7 @@ impl Deployer {
         &self,
         app_id: &AppId,
     ) -> Result<(OwnedMutexGuard<()>, Result<(), ClusterError>), DeployError> {
-        let serial = self
-            .locks
-            .acquire(app_id, self.settings.queue_timeout)
-            .await
-            .ok_or_else(|| DeployError::InProgress {
-                app_id: app_id.to_string(),
-            })?;
+        let serial = self.lock_app(app_id).await?;
         let removed = Budget::new(self.settings.timeout)
             .run(
                 format!("remove the objects of app {app_id}"),
