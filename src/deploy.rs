@@ -304,7 +304,7 @@ impl Deployer {
         let (set, previous) = {
             let shared = Arc::clone(&self.keyring);
             self.store
-                .read_async(move |r| {
+                .lookup(move |r| {
                     let layout = match &rollback_to {
                         None => r.secret_layout(&app_id)?,
                         Some(target) => Some(r.rollback_layout(&app_id, target)?.1),
@@ -506,7 +506,7 @@ impl Deployer {
         let shared = Arc::clone(&self.keyring);
         let set = self
             .store
-            .read_async(move |r| {
+            .lookup(move |r| {
                 let layout = r.secret_layout(&app)?;
                 Ok(layout.map(|l| open_layout(&shared, &l)))
             })
@@ -539,7 +539,7 @@ impl Deployer {
         let key_owned = key.to_owned();
         let found = self
             .store
-            .read_async(move |r| {
+            .lookup(move |r| {
                 let Some(record) = r.idempotency(&app, &key_owned, Timestamp::now())? else {
                     return Ok(None);
                 };

@@ -459,7 +459,7 @@ async fn authenticate(state: &Arc<ApiState>, headers: &HeaderMap) -> Result<Prin
     let lookup = token_id.clone();
     let record = state
         .store
-        .read_async(move |r| r.token(&lookup))
+        .lookup(move |r| r.token(&lookup))
         .await
         .map_err(ApiError::from)?;
     match record {
@@ -508,7 +508,7 @@ async fn authorize(
     let lookup = app_id.clone();
     let record = state
         .store
-        .read_async(move |r| r.app(&lookup))
+        .lookup(move |r| r.app(&lookup))
         .await
         .map_err(ApiError::from)?;
     match record {

@@ -53,7 +53,7 @@ mod tokens;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, TryLockError};
 
 use redb::{
     Database, Durability, Key, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
@@ -212,6 +212,28 @@ impl Store {
             .db
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.read_on(&guard, f)
+    }
+
+    /// [`Store::read_once`] if the handle is free now; `None` if a reopen
+    /// or a degraded store's commit holds it.
+    fn try_read_once<T>(
+        &self,
+        f: &impl Fn(&Reader) -> Result<T, StoreError>,
+    ) -> Option<Result<T, StoreError>> {
+        let guard = match self.db.try_read() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        Some(self.read_on(&guard, f))
+    }
+
+    fn read_on<T>(
+        &self,
+        guard: &Option<Database>,
+        f: &impl Fn(&Reader) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         // No handle: the reopen failed and is being retried. Not a lack of
         // space for this read, whatever failed the writes.
         let Some(db) = guard.as_ref() else {
@@ -259,6 +281,28 @@ impl Store {
         tokio::task::spawn_blocking(move || store.read(f))
             .await
             .map_err(|_| StoreError::Interrupted)?
+    }
+
+    /// A small read for async callers — a record by its key, one app's
+    /// secrets — run right here on the calling task's thread: that costs
+    /// less than [`Store::read_async`]'s two thread hand-offs (a wake-up
+    /// and a context switch each way; ~30% of the daemon's CPU per secret
+    /// PUT, docs/performance.md "Round 2"). Only when the handle is free:
+    /// a reopen, or a commit of a degraded store, holds it for as long as
+    /// a slow disk takes, and a read that finds the handle failed needs a
+    /// reopen; both go to the blocking pool as [`Store::read_async`].
+    /// Never for scans (lists, audit queries, pages of a rotation): an
+    /// async worker held for milliseconds delays every connection it
+    /// serves.
+    pub async fn lookup<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl Fn(&Reader) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        match self.try_read_once(&f) {
+            Some(Ok(value)) => Ok(value),
+            Some(Err(error)) if !error.needs_reopen() => Err(error),
+            _ => self.read_async(f).await,
+        }
     }
 
     /// [`Store::write`] for async callers: the write shares a group commit
@@ -746,6 +790,61 @@ mod tests {
 
     fn tenant(id: &str) -> TenantId {
         TenantId::parse(id).unwrap()
+    }
+
+    /// A lookup on a free handle runs on the caller's thread: no hand-off.
+    #[tokio::test]
+    async fn a_lookup_runs_on_the_calling_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("exsec.redb"), options()).unwrap());
+        store
+            .write(|w| w.put_tenant(&tenant("acme"), "admin"))
+            .unwrap();
+        let (thread, found) = store
+            .lookup(|r| Ok((std::thread::current().id(), r.tenant(&tenant("acme"))?)))
+            .await
+            .unwrap();
+        assert_eq!(thread, std::thread::current().id());
+        assert!(found.is_some());
+    }
+
+    /// While a reopen holds the handle, a lookup waits on the blocking
+    /// pool, not on the async thread: the (single-threaded) runtime keeps
+    /// running other tasks, and the lookup answers once the handle is back.
+    #[tokio::test]
+    async fn a_lookup_waits_for_a_held_handle_off_the_async_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("exsec.redb"), options()).unwrap());
+        store
+            .write(|w| w.put_tenant(&tenant("acme"), "admin"))
+            .unwrap();
+        let (held_tx, held) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn({
+            let store = store.clone();
+            move || {
+                let _guard = store.db.write().unwrap();
+                held_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+            }
+        });
+        held.recv().unwrap();
+        let lookup = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .lookup(|r| Ok((std::thread::current().id(), r.tenant(&tenant("acme"))?)))
+                    .await
+            }
+        });
+        // The lookup has started and waits; this task still runs.
+        tokio::task::yield_now().await;
+        assert!(!lookup.is_finished());
+        release.send(()).unwrap();
+        let (thread, found) = lookup.await.unwrap().unwrap();
+        assert_ne!(thread, std::thread::current().id());
+        assert!(found.is_some());
+        holder.join().unwrap();
     }
 
     /// One write that needs the file to grow: many tenants at once.

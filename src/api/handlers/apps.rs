@@ -91,7 +91,7 @@ pub async fn get(call: Call) -> Result<Reply, ApiError> {
     let queued = call
         .state
         .store
-        .read_async(move |r| r.queued_redeploy(&lookup))
+        .lookup(move |r| r.queued_redeploy(&lookup))
         .await?;
     let mut dto = AppDto::new(app_id.as_str(), record);
     dto.redeploy_queued = queued.as_ref().map(QueuedRedeployDto::from);

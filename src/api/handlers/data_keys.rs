@@ -44,7 +44,7 @@ pub(super) async fn for_sealing(call: &Call, scope: &Scope) -> Result<Sealing, A
     let wraps = call
         .state
         .store
-        .read_async(move |r| r.data_keys(&lookup))
+        .lookup(move |r| r.data_keys(&lookup))
         .await?;
     let keys = call.state.keyring.tenant_keys(&tenant, &wraps);
     let Some(replacing) = keys.needs_new_key() else {

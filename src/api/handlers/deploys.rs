@@ -145,7 +145,7 @@ async fn rollback_workload(
     let record = call
         .state
         .store
-        .read_async(move |r| r.deploy(&app, &lookup))
+        .lookup(move |r| r.deploy(&app, &lookup))
         .await?
         .ok_or_else(|| ApiError::not_found("deploy_not_found", format!("deploy {target}")))?;
     Workload::parse(

@@ -53,7 +53,7 @@ pub async fn get(call: Call) -> Result<Reply, ApiError> {
     let (record, info) = call
         .state
         .store
-        .read_async(move |r| Ok((r.tenant(&id)?, r.data_key_info(&id)?)))
+        .lookup(move |r| Ok((r.tenant(&id)?, r.data_key_info(&id)?)))
         .await?;
     let Some(record) = record else {
         return Err(ApiError::not_found(
