@@ -101,12 +101,11 @@ impl KubernetesTarget {
         object: &K,
     ) -> Result<(), ClusterError>
     where
-        K: Clone + DeserializeOwned + Serialize + Debug,
+        K: kube::Resource + Serialize,
     {
         self.ensure_namespace().await?;
-        api.patch(name, &apply_params(), &Patch::Apply(object))
+        server_side_apply(&self.client, &api, name, object)
             .await
-            .map(drop)
             .map_err(|e| api_error(format!("apply {kind} {name}"), e))
     }
 
@@ -124,10 +123,9 @@ impl KubernetesTarget {
                     },
                     ..Namespace::default()
                 };
-                Api::<Namespace>::all(self.client.clone())
-                    .patch(&self.namespace, &apply_params(), &Patch::Apply(&namespace))
+                let api = Api::<Namespace>::all(self.client.clone());
+                server_side_apply(&self.client, &api, &self.namespace, &namespace)
                     .await
-                    .map(drop)
                     .map_err(|e| api_error(format!("apply Namespace {}", self.namespace), e))
             })
             .await
@@ -176,7 +174,7 @@ impl ClusterTarget for KubernetesTarget {
     ) -> BoxFuture<'a, Result<Option<SecretData>, ClusterError>> {
         Box::pin(async move {
             let name = objects::secret_name(app_id);
-            let secret = read(self.secrets(), "Secret", &name).await?;
+            let secret = read_secret(&self.client, &self.secrets(), &name).await?;
             Ok(secret.map(|secret| {
                 secret
                     .data
@@ -233,6 +231,35 @@ where
         .map_err(|e| api_error(format!("read {kind} {name}"), e))
 }
 
+/// The Secret called `name`, if it exists. Like [`read`], but the answer's
+/// text (every value, base64-encoded) is wiped when dropped, and one that
+/// does not decode is refused with a message of exsec's own: kube's typed
+/// `get` logs the whole answer then, and a decoding error can quote the
+/// offending string — a value.
+async fn read_secret(
+    client: &Client,
+    api: &Api<Secret>,
+    name: &str,
+) -> Result<Option<Secret>, ClusterError> {
+    let operation = || format!("read Secret {name}");
+    let request = kube::core::Request::new(api.resource_url())
+        .get(name, &kube::api::GetParams::default())
+        .map_err(|e| api_error(operation(), kube::Error::BuildRequest(e)))?;
+    match client.request_text(request).await {
+        Ok(text) => {
+            let text = Zeroizing::new(text);
+            serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|_| ClusterError::Failed {
+                    operation: operation(),
+                    message: "the API server's answer is not a Secret".to_owned(),
+                })
+        }
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+        Err(error) => Err(api_error(operation(), error)),
+    }
+}
+
 /// Deletes the `kind` called `name`; `false` when it was already gone.
 async fn delete<K>(api: Api<K>, kind: &str, name: &str) -> Result<bool, ClusterError>
 where
@@ -243,6 +270,28 @@ where
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
         Err(e) => Err(api_error(format!("delete {kind} {name}"), e)),
     }
+}
+
+/// Server-side applies `object` as `name` at `api`'s URL. The answer (the
+/// object as the cluster now holds it) is checked for an error status but
+/// never decoded: nothing reads it, decoding a Secret's answer would
+/// base64-decode every value into memory that is not zeroized, and kube's
+/// typed `Api::patch` logs the whole answer when it does not decode. What
+/// text arrives is wiped when dropped.
+async fn server_side_apply<K>(
+    client: &Client,
+    api: &Api<K>,
+    name: &str,
+    object: &K,
+) -> Result<(), kube::Error>
+where
+    K: kube::Resource + Serialize,
+{
+    let request = kube::core::Request::new(api.resource_url())
+        .patch(name, &apply_params(), &Patch::Apply(object))
+        .map_err(kube::Error::BuildRequest)?;
+    client.request_text(request).await.map(Zeroizing::new)?;
+    Ok(())
 }
 
 fn apply_params() -> PatchParams {
