@@ -301,19 +301,21 @@ impl Deployer {
         let keyring = self.keyring.snapshot();
         let app_id = request.app_id.clone();
         let rollback_to = request.rollback_to.clone();
-        let (set, previous) = {
-            let shared = Arc::clone(&self.keyring);
-            self.store
-                .lookup(move |r| {
-                    let layout = match &rollback_to {
-                        None => r.secret_layout(&app_id)?,
-                        Some(target) => Some(r.rollback_layout(&app_id, target)?.1),
-                    };
-                    let set = layout.map(|l| open_layout(&shared, &l));
-                    Ok((set.unwrap_or_default(), r.last_succeeded_deploy(&app_id)?))
-                })
-                .await?
-        };
+        let (layout, previous) = self
+            .store
+            .lookup(move |r| {
+                let layout = match &rollback_to {
+                    None => r.secret_layout(&app_id)?,
+                    Some(target) => Some(r.rollback_layout(&app_id, target)?.1),
+                };
+                Ok((layout, r.last_succeeded_deploy(&app_id)?))
+            })
+            .await?;
+        // The set borrows its names from the records in `layout`.
+        let set = layout
+            .as_ref()
+            .map(|l| open_layout(&self.keyring, l))
+            .unwrap_or_default();
         let mut warnings = checked.warnings;
         warnings.extend(set.warnings.iter().map(warning_record));
         let missing = set.missing(&request.app.required_env);
@@ -503,15 +505,10 @@ impl Deployer {
             return Ok(None);
         }
         let app = app_id.clone();
-        let shared = Arc::clone(&self.keyring);
-        let set = self
-            .store
-            .lookup(move |r| {
-                let layout = r.secret_layout(&app)?;
-                Ok(layout.map(|l| open_layout(&shared, &l)))
-            })
-            .await?;
-        Ok(set
+        let layout = self.store.lookup(move |r| r.secret_layout(&app)).await?;
+        Ok(layout
+            .as_ref()
+            .map(|l| open_layout(&self.keyring, l))
             .filter(|set| set.undecryptable.is_empty())
             .map(|set| self.secrets_hash(&set)))
     }
@@ -567,7 +564,7 @@ struct Checked {
 
 /// Opens a secret layout's effective set with its tenant's data keys (and
 /// the master keys, for values not moved under a data key yet).
-fn open_layout(keyring: &SharedKeyring, layout: &SecretLayout) -> EffectiveSet {
+fn open_layout<'a>(keyring: &SharedKeyring, layout: &'a SecretLayout) -> EffectiveSet<'a> {
     let keys = keyring.tenant_keys(&layout.tenant_id, &layout.data_keys);
     resolve::resolve(&layout.tenant, &layout.app, &keys)
 }

@@ -162,14 +162,17 @@ fn by_name(records: &[SecretRecord], scope: ScopeKind, warnings: &mut Vec<Warnin
     order
 }
 
-/// One env var of the effective set, opened.
-pub struct EffectiveValue {
+/// One env var of the effective set, opened. Its names are borrowed from
+/// the winning record: a deploy keeps the records beside the set, and two
+/// `String`s per value were a third of what resolve added to the AEAD
+/// (docs/performance.md).
+pub struct EffectiveValue<'a> {
     /// Env var name.
-    pub key: EnvKey,
+    pub key: &'a EnvKey,
     /// Plaintext, zeroized on drop.
     pub value: SecretValue,
     /// Provider of the winning record.
-    pub provider: Provider,
+    pub provider: &'a Provider,
     /// Where it comes from.
     pub source: ScopeKind,
     /// Whether it hides a tenant default.
@@ -195,22 +198,22 @@ pub struct Undecryptable {
 
 /// The opened effective set of an app.
 #[derive(Default)]
-pub struct EffectiveSet {
+pub struct EffectiveSet<'a> {
     /// Opened values, sorted by env var name.
-    pub values: Vec<EffectiveValue>,
+    pub values: Vec<EffectiveValue<'a>>,
     /// Values that could not be opened, by name.
     pub undecryptable: Vec<Undecryptable>,
     /// Notes about the data.
     pub warnings: Vec<Warning>,
 }
 
-impl EffectiveSet {
+impl EffectiveSet<'_> {
     /// Env var names of `required` that the set lacks (opened or not).
     pub fn missing<'r>(&self, required: &'r [EnvKey]) -> Vec<&'r EnvKey> {
         required
             .iter()
             .filter(|name| {
-                !self.values.iter().any(|v| v.key == **name)
+                !self.values.iter().any(|v| *v.key == **name)
                     && !self.undecryptable.iter().any(|u| u.key == **name)
             })
             .collect()
@@ -218,7 +221,11 @@ impl EffectiveSet {
 }
 
 /// Merges and opens an app's effective set with its tenant's `keys`.
-pub fn resolve(tenant: &[SecretRecord], app: &[SecretRecord], keys: &TenantKeys) -> EffectiveSet {
+pub fn resolve<'a>(
+    tenant: &'a [SecretRecord],
+    app: &'a [SecretRecord],
+    keys: &TenantKeys,
+) -> EffectiveSet<'a> {
     let merged = merge(tenant, app);
     let mut set = EffectiveSet {
         values: Vec::with_capacity(merged.entries.len()),
@@ -234,9 +241,9 @@ pub fn resolve(tenant: &[SecretRecord], app: &[SecretRecord], keys: &TenantKeys)
         };
         match keys.open(&location, &record.sealed) {
             Ok(value) => set.values.push(EffectiveValue {
-                key: record.key.clone(),
+                key: &record.key,
                 value,
-                provider: record.provider.clone(),
+                provider: &record.provider,
                 source: entry.source,
                 overrides_tenant: entry.overrides_tenant(),
                 created_at: record.created_at,

@@ -51,7 +51,7 @@ impl TestStore {
     }
 
     /// The effective set of a layout, opened with this store's keyring.
-    pub fn resolve(&self, layout: &SecretLayout) -> EffectiveSet {
+    pub fn resolve<'a>(&self, layout: &'a SecretLayout) -> EffectiveSet<'a> {
         let keys = shared_layout_keys(&self.keyring, layout);
         exsec::resolve::resolve(&layout.tenant, &layout.app, &keys)
     }

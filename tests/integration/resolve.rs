@@ -28,7 +28,8 @@ fn seeded() -> TestStore {
 #[test]
 fn the_app_override_wins_and_defaults_are_inherited() {
     let test = seeded();
-    let set = test.resolve(&test.layout("web"));
+    let layout = test.layout("web");
+    let set = test.resolve(&layout);
     let got: Vec<(&str, &str, ScopeKind, bool)> = set
         .values
         .iter()
