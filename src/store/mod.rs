@@ -792,14 +792,23 @@ mod tests {
         TenantId::parse(id).unwrap()
     }
 
-    /// A lookup on a free handle runs on the caller's thread: no hand-off.
-    #[tokio::test]
-    async fn a_lookup_runs_on_the_calling_thread() {
+    /// A store in a temporary directory holding tenant `id`.
+    fn store_with_tenant(id: &str) -> (tempfile::TempDir, Arc<Store>) {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("exsec.redb"), options()).unwrap());
         store
-            .write(|w| w.put_tenant(&tenant("acme"), "admin"))
+            .write({
+                let id = tenant(id);
+                move |w| w.put_tenant(&id, "admin")
+            })
             .unwrap();
+        (dir, store)
+    }
+
+    /// A lookup on a free handle runs on the caller's thread: no hand-off.
+    #[tokio::test]
+    async fn a_lookup_runs_on_the_calling_thread() {
+        let (_dir, store) = store_with_tenant("acme");
         let (thread, found) = store
             .lookup(|r| Ok((std::thread::current().id(), r.tenant(&tenant("acme"))?)))
             .await
@@ -813,11 +822,7 @@ mod tests {
     /// running other tasks, and the lookup answers once the handle is back.
     #[tokio::test]
     async fn a_lookup_waits_for_a_held_handle_off_the_async_thread() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("exsec.redb"), options()).unwrap());
-        store
-            .write(|w| w.put_tenant(&tenant("acme"), "admin"))
-            .unwrap();
+        let (_dir, store) = store_with_tenant("acme");
         let (held_tx, held) = std::sync::mpsc::channel();
         let (release, release_rx) = std::sync::mpsc::channel::<()>();
         let holder = std::thread::spawn({
