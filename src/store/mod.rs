@@ -283,15 +283,16 @@ impl Store {
             .map_err(|_| StoreError::Interrupted)?
     }
 
-    /// A small read for async callers — a record by its key, one app's
-    /// secrets — run right here on the calling task's thread: that costs
+    /// A small read for async callers — a record by its key, a tenant's
+    /// data keys — run right here on the calling task's thread: that costs
     /// less than [`Store::read_async`]'s two thread hand-offs (a wake-up
     /// and a context switch each way; ~30% of the daemon's CPU per secret
     /// PUT, docs/performance.md "Round 2"). Only when the handle is free:
     /// a reopen, or a commit of a degraded store, holds it for as long as
     /// a slow disk takes, and a read that finds the handle failed needs a
     /// reopen; both go to the blocking pool as [`Store::read_async`].
-    /// Never for scans (lists, audit queries, pages of a rotation): an
+    /// Never for scans (lists, audit queries, pages of a rotation, an
+    /// app's secret layout, whose tenant scope has no count limit): an
     /// async worker held for milliseconds delays every connection it
     /// serves.
     pub async fn lookup<T: Send + 'static>(

@@ -494,3 +494,42 @@ fn secret_document(text: &str) -> String {
         .unwrap_or_default()
         .to_owned()
 }
+
+/// A layout past the size a deploy opens in place (512 values) is opened
+/// with the async worker handed over (`block_in_place`) on a
+/// multi-threaded runtime, as the daemon runs, and in place on a
+/// single-threaded one (which has no worker to hand over, and where
+/// `block_in_place` would panic): either way every value lands in the
+/// Secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_scope_of_hundreds_of_keys_is_injected_whole() {
+    hundreds_of_tenant_keys_are_injected().await;
+}
+
+#[tokio::test]
+async fn a_tenant_scope_of_hundreds_of_keys_is_injected_whole_on_one_thread() {
+    hundreds_of_tenant_keys_are_injected().await;
+}
+
+async fn hundreds_of_tenant_keys_are_injected() {
+    let server = TestServer::start().await;
+    server.seed("acme", &["web"]).await;
+    let names: Vec<String> = (0..600).map(|i| format!("KEY_{i:04}")).collect();
+    let values: Vec<String> = (0..600).map(|i| format!("value-{i}")).collect();
+    let items: Vec<(&str, &str, &str)> = names
+        .iter()
+        .zip(&values)
+        .map(|(name, value)| ("p", name.as_str(), value.as_str()))
+        .collect();
+    let written = server.bulk_write("/v1/tenants/acme", &items).await;
+    assert_eq!(written.status, 200, "{}", written.text());
+
+    let body = server.deploy_ok("web").await;
+    assert_eq!(body["external_secrets"]["status"], "injected", "{body}");
+    assert_eq!(body["external_secrets"]["key_count"], 600);
+    let expected: Vec<(&str, &str)> = items
+        .iter()
+        .map(|&(_, name, value)| (name, value))
+        .collect();
+    server.assert_manifest_values("web", &expected);
+}
