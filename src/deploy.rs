@@ -44,7 +44,7 @@ use crate::store::pins::PinChange;
 use crate::store::records::{
     AppRecord, DeployRecord, IdempotencyRecord, InjectionRecord, WarningRecord,
 };
-use crate::store::{SecretLayout, Store, StoreError};
+use crate::store::{LayoutRead, SecretLayout, Store, StoreError};
 use bounds::{AppLocks, Budget};
 use cleanup::SecretOutcome;
 use pod_template::PodTemplate;
@@ -299,19 +299,8 @@ impl Deployer {
         }
 
         let keyring = self.keyring.snapshot();
-        let app_id = request.app_id.clone();
-        let rollback_to = request.rollback_to.clone();
-        // On the blocking pool: a tenant's scope can be large (see
-        // OPEN_IN_PLACE), so this is not a `lookup`.
         let (layout, previous) = self
-            .store
-            .read_async(move |r| {
-                let layout = match &rollback_to {
-                    None => r.secret_layout(&app_id)?,
-                    Some(target) => Some(r.rollback_layout(&app_id, target)?.1),
-                };
-                Ok((layout, r.last_succeeded_deploy(&app_id)?))
-            })
+            .read_layout(&request.app_id, request.rollback_to.as_deref())
             .await?;
         // The set borrows its names from the records in `layout`.
         let set = layout
@@ -500,6 +489,45 @@ impl Deployer {
         Ok(DeployResult::Done(Box::new(record)))
     }
 
+    /// The app's secret layout (the one deploy `rollback_to` injected, for
+    /// a rollback) and its last successful deploy. Read on the async worker
+    /// when the layout has at most [`OPEN_IN_PLACE`] records, else on the
+    /// blocking pool: a tenant's scope has no count limit of its own.
+    async fn read_layout(
+        &self,
+        app_id: &AppId,
+        rollback_to: Option<&str>,
+    ) -> Result<(Option<SecretLayout>, Option<DeployRecord>), StoreError> {
+        if rollback_to.is_none() {
+            let app = app_id.clone();
+            let small = self
+                .store
+                .lookup(move |r| {
+                    let layout = match r.secret_layout_up_to(&app, OPEN_IN_PLACE)? {
+                        LayoutRead::TooLarge => return Ok(None),
+                        LayoutRead::NoApp => None,
+                        LayoutRead::Found(layout) => Some(layout),
+                    };
+                    Ok(Some((layout, r.last_succeeded_deploy(&app)?)))
+                })
+                .await?;
+            if let Some(read) = small {
+                return Ok(read);
+            }
+        }
+        let app = app_id.clone();
+        let rollback_to = rollback_to.map(str::to_owned);
+        self.store
+            .read_async(move |r| {
+                let layout = match &rollback_to {
+                    None => r.secret_layout(&app)?,
+                    Some(target) => Some(r.rollback_layout(&app, target)?.1),
+                };
+                Ok((layout, r.last_succeeded_deploy(&app)?))
+            })
+            .await
+    }
+
     /// The secrets hash the app's effective set has now, if every value
     /// opens (an automatic redeploy whose hash did not change is skipped).
     pub async fn current_secrets_hash(&self, app_id: &AppId) -> Result<Option<String>, StoreError> {
@@ -567,12 +595,13 @@ struct Checked {
     warnings: Vec<WarningRecord>,
 }
 
-/// Records a deploy opens right on its async worker; a larger layout is
-/// opened with the worker handed over to the runtime first. 512 values
-/// open in ~0.3 ms; a tenant's scope has no count limit of its own (only
-/// the 1 MiB of each app's set), and tiny values could make it hundreds
-/// of thousands of records: that must not stall every connection the
-/// worker serves.
+/// Records a deploy reads and opens right on its async worker; a larger
+/// layout is read on the blocking pool and opened with the worker handed
+/// over to the runtime first. 512 values read and open in well under a
+/// millisecond; a tenant's scope has no count limit of its own (only the
+/// 1 MiB of each app's set), and tiny values could make it hundreds of
+/// thousands of records: that must not stall every connection the worker
+/// serves.
 const OPEN_IN_PLACE: usize = 512;
 
 /// Opens a secret layout's effective set with its tenant's data keys (and

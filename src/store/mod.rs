@@ -69,7 +69,7 @@ pub use bulk::{BulkItem, BulkPut, BulkWrite, KeyOutcome, RepeatedKey, SecretOutc
 pub use commit::{CommitStats, MAX_BATCH};
 pub use error::{Missing, OpenError, Operation, Rejected, StoreError};
 pub use health::{StorageFault, StorageHealth};
-pub use secrets::{PutSecret, SecretLayout, SecretWrite};
+pub use secrets::{LayoutRead, PutSecret, SecretLayout, SecretWrite};
 pub use shred::Shredded;
 
 /// How the store is opened.

@@ -55,6 +55,17 @@ pub struct SecretLayout {
     pub app: Vec<SecretRecord>,
 }
 
+/// What [`Snapshot::secret_layout_up_to`] found.
+#[derive(Debug)]
+pub enum LayoutRead {
+    /// The app does not exist.
+    NoApp,
+    /// The layout, within the limit.
+    Found(SecretLayout),
+    /// More records than the limit: read it with [`Snapshot::secret_layout`].
+    TooLarge,
+}
+
 impl<T: Tables> Snapshot<T> {
     /// One secret record.
     pub fn secret(
@@ -78,6 +89,16 @@ impl<T: Tables> Snapshot<T> {
 
     /// Every secret of one scope, ordered by provider then key.
     pub fn secrets(&self, scope: &Scope) -> Result<Vec<SecretRecord>, StoreError> {
+        Ok(self.secrets_up_to(scope, usize::MAX)?.unwrap_or_default())
+    }
+
+    /// The records of `scope` if it holds at most `max`; `None` as soon as
+    /// it has more (nothing past the limit is decoded).
+    fn secrets_up_to(
+        &self,
+        scope: &Scope,
+        max: usize,
+    ) -> Result<Option<Vec<SecretRecord>>, StoreError> {
         let secrets = self.txn().table(tables::SECRETS)?;
         let (start, end) = tables::secret_scope_range(scope.kind().tag(), scope.owner());
         let mut out = Vec::new();
@@ -85,23 +106,50 @@ impl<T: Tables> Snapshot<T> {
             .range(start.as_str()..end.as_str())
             .in_table(tables::SECRETS)?
         {
+            if out.len() == max {
+                return Ok(None);
+            }
             out.push(decode(
                 "external_secrets",
                 entry.in_table(tables::SECRETS)?.1.value(),
             )?);
         }
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// Tenant defaults and app overrides of one app: what resolve needs.
     /// `None` when the app does not exist.
     pub fn secret_layout(&self, app_id: &AppId) -> Result<Option<SecretLayout>, StoreError> {
+        Ok(match self.secret_layout_up_to(app_id, usize::MAX)? {
+            LayoutRead::Found(layout) => Some(layout),
+            // TooLarge cannot happen without a limit.
+            LayoutRead::NoApp | LayoutRead::TooLarge => None,
+        })
+    }
+
+    /// [`Snapshot::secret_layout`] if the app's two scopes hold at most
+    /// `max_records` together: a read small enough for an async worker.
+    /// Stops decoding as soon as the limit is passed.
+    pub fn secret_layout_up_to(
+        &self,
+        app_id: &AppId,
+        max_records: usize,
+    ) -> Result<LayoutRead, StoreError> {
         let Some(app) = self.app(app_id)? else {
-            return Ok(None);
+            return Ok(LayoutRead::NoApp);
         };
-        Ok(Some(SecretLayout {
-            tenant: self.secrets(&Scope::Tenant(app.tenant_id.clone()))?,
-            app: self.secrets(&Scope::App(app_id.clone()))?,
+        let Some(tenant) =
+            self.secrets_up_to(&Scope::Tenant(app.tenant_id.clone()), max_records)?
+        else {
+            return Ok(LayoutRead::TooLarge);
+        };
+        let left = max_records.saturating_sub(tenant.len());
+        let Some(own) = self.secrets_up_to(&Scope::App(app_id.clone()), left)? else {
+            return Ok(LayoutRead::TooLarge);
+        };
+        Ok(LayoutRead::Found(SecretLayout {
+            tenant,
+            app: own,
             data_keys: self.data_keys(&app.tenant_id)?,
             tenant_id: app.tenant_id,
         }))

@@ -531,3 +531,39 @@ fn a_reseal_batch_never_overwrites_a_newer_value() {
     assert_eq!(usage(&test.store), [("k2".to_owned(), 4)].into());
     assert_eq!(opened(&test.store)[1].3, "B-2");
 }
+
+/// A bounded layout read (what a deploy runs on its async worker) returns
+/// the whole layout up to the limit and stops past it, counting both
+/// scopes together.
+#[test]
+fn a_bounded_layout_read_stops_past_its_limit() {
+    use exsec::store::LayoutRead;
+
+    let test = TestStore::new();
+    let mut puts: Vec<_> = (0..3)
+        .map(|i| test.sealed(&tenant_scope("acme"), "p", &format!("T{i}"), "v"))
+        .collect();
+    puts.extend((0..2).map(|i| test.sealed(&app_scope("web"), "p", &format!("A{i}"), "v")));
+    write_tenant(&test.store, "acme", vec!["web".to_owned()], puts);
+
+    let read = |max: usize| {
+        test.store
+            .read(|r| r.secret_layout_up_to(&app("web"), max))
+            .unwrap()
+    };
+    match read(5) {
+        LayoutRead::Found(layout) => {
+            assert_eq!((layout.tenant.len(), layout.app.len()), (3, 2));
+        }
+        other => panic!("5 records within a limit of 5: {other:?}"),
+    }
+    // Past the limit in the app scope, then already in the tenant scope.
+    assert!(matches!(read(4), LayoutRead::TooLarge));
+    assert!(matches!(read(2), LayoutRead::TooLarge));
+    assert!(matches!(
+        test.store
+            .read(|r| r.secret_layout_up_to(&app("nope"), 5))
+            .unwrap(),
+        LayoutRead::NoApp
+    ));
+}
