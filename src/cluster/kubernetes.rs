@@ -192,10 +192,20 @@ impl ClusterTarget for KubernetesTarget {
     ) -> BoxFuture<'a, Result<AppObjects, ClusterError>> {
         Box::pin(async move {
             let name = objects::secret_name(app_id);
-            let secret = read(self.secrets(), "Secret", &name).await?;
+            let secret = read_secret(&self.client, &self.secrets(), &name).await?;
             let deployment = read(self.deployments(), "Deployment", app_id.as_str()).await?;
             Ok(AppObjects {
-                secret_keys: secret.map(|s| s.data.unwrap_or_default().into_keys().collect()),
+                // Only the names: each value is wiped as it is dropped.
+                secret_keys: secret.map(|s| {
+                    s.data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(key, value)| {
+                            drop(Zeroizing::new(value.0));
+                            key
+                        })
+                        .collect()
+                }),
                 deployment: deployment.as_ref().map(DeploymentState::of),
             })
         })
@@ -221,7 +231,8 @@ impl ClusterTarget for KubernetesTarget {
     }
 }
 
-/// The `kind` called `name`, if it exists.
+/// The `kind` called `name`, if it exists. Not for Secrets
+/// ([`read_secret`]): kube logs an answer that does not decode.
 async fn read<K>(api: Api<K>, kind: &str, name: &str) -> Result<Option<K>, ClusterError>
 where
     K: Clone + DeserializeOwned + Debug,
@@ -231,7 +242,8 @@ where
         .map_err(|e| api_error(format!("read {kind} {name}"), e))
 }
 
-/// The Secret called `name`, if it exists. Like [`read`], but the answer's
+/// The Secret called `name`, if it exists (a dry run compares its values;
+/// an app's cluster view lists its keys). Like [`read`], but the answer's
 /// text (every value, base64-encoded) is wiped when dropped, and one that
 /// does not decode is refused with a message of exsec's own: kube's typed
 /// `get` logs the whole answer then, and a decoding error can quote the
