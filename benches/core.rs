@@ -51,9 +51,7 @@ fn seal_open(c: &mut Criterion) {
 /// The only code outside `src/crypto` that names the AEAD crate: to
 /// measure it, never to seal anything.
 fn aead_floor(c: &mut Criterion) {
-    let key = [7u8; 32];
-    // A fixed nonce is harmless here: nothing sealed leaves the benchmark.
-    let nonce = [9u8; exsec::crypto::NONCE_LEN];
+    let (key, nonce) = (FLOOR_KEY, FLOOR_NONCE);
     let scope = Scope::Tenant(TenantId::parse("acme").expect("id"));
     let provider = Provider::parse("openai").expect("provider");
     let key_name = EnvKey::parse("OPENAI_API_KEY").expect("key");
@@ -74,14 +72,7 @@ fn aead_floor(c: &mut Criterion) {
                 )
             })
         });
-        let mut sealed = vec![b'v'; size];
-        let tag = XChaCha20Poly1305::new(Key::cast_from_core(&key))
-            .encrypt_inout_detached(
-                XNonce::cast_from_core(&nonce),
-                &aad,
-                sealed.as_mut_slice().into(),
-            )
-            .expect("seal");
+        let (sealed, tag) = floor_sealed(&aad, size);
         c.bench_function(&format!("aead floor/open {size} B"), |b| {
             b.iter(|| {
                 // Opening decrypts in place: start from the ciphertext again.
@@ -103,6 +94,25 @@ fn aead_floor(c: &mut Criterion) {
             getrandom::fill(&mut nonce).map(|()| nonce)
         })
     });
+}
+
+/// The key and nonce of the AEAD floors. A fixed nonce is harmless here:
+/// nothing sealed leaves the benchmark.
+const FLOOR_KEY: [u8; 32] = [7; 32];
+const FLOOR_NONCE: [u8; exsec::crypto::NONCE_LEN] = [9; exsec::crypto::NONCE_LEN];
+
+/// `len` bytes sealed by the bare AEAD under the floor's key and nonce,
+/// with `aad`: the ciphertext and its detached tag, for a floor to open.
+fn floor_sealed(aad: &[u8], len: usize) -> (Vec<u8>, chacha20poly1305::Tag) {
+    let mut body = vec![b'v'; len];
+    let tag = XChaCha20Poly1305::new(Key::cast_from_core(&FLOOR_KEY))
+        .encrypt_inout_detached(
+            XNonce::cast_from_core(&FLOOR_NONCE),
+            aad,
+            body.as_mut_slice().into(),
+        )
+        .expect("seal");
+    (body, tag)
 }
 
 fn sealed_record(keys: &TenantKeys, scope: &Scope, provider: &str, key: &str) -> SecretRecord {
@@ -169,8 +179,7 @@ fn resolve_50(c: &mut Criterion) {
 /// checks, the key lookup) is the gap between the two (SPEC §10 item 4 of
 /// issue 19: ≤ 1.3×).
 fn aead_floor_of(c: &mut Criterion, merged: &resolve::Merged<'_>) {
-    let key = [7u8; 32];
-    let nonce = [9u8; exsec::crypto::NONCE_LEN];
+    let (key, nonce) = (FLOOR_KEY, FLOOR_NONCE);
     let sealed: Vec<(Vec<u8>, Vec<u8>, _)> = merged
         .entries
         .iter()
@@ -187,14 +196,7 @@ fn aead_floor_of(c: &mut Criterion, merged: &resolve::Merged<'_>) {
                 }
                 exsec::crypto::Sealer::MasterKey(_) => exsec::crypto::aad(&location),
             };
-            let mut body = vec![b'v'; record.sealed.plaintext_len()];
-            let tag = XChaCha20Poly1305::new(Key::cast_from_core(&key))
-                .encrypt_inout_detached(
-                    XNonce::cast_from_core(&nonce),
-                    &aad,
-                    body.as_mut_slice().into(),
-                )
-                .expect("seal");
+            let (body, tag) = floor_sealed(&aad, record.sealed.plaintext_len());
             (aad, body, tag)
         })
         .collect();

@@ -213,8 +213,7 @@ impl Writer {
             return Err(not_found(Missing::Secret, format!("{provider}/{key}")));
         }
         if let Some(record) = &live {
-            self.remove_record(record, &tenant_id, actor)?;
-            self.queue_redeploys(scope, &std::collections::BTreeSet::from([key.clone()]))?;
+            self.delete_record(record, &tenant_id, actor)?;
         }
         let entries = self.version_entries(&name)?;
         let newest = entries.last().map_or(0, |entry| entry.version);

@@ -325,9 +325,23 @@ impl Writer {
         let Some(record) = self.secret(scope, provider, key)? else {
             return Err(not_found(Missing::Secret, format!("{provider}/{key}")));
         };
-        self.remove_record(&record, &tenant_id, actor)?;
-        self.queue_redeploys(scope, &BTreeSet::from([record.key.clone()]))?;
+        self.delete_record(&record, &tenant_id, actor)?;
         Ok(record)
+    }
+
+    /// One secret's deletion on its own: removes the record (see
+    /// [`Writer::remove_record`]) and queues the automatic redeploys it
+    /// causes. A bulk write removes records itself and queues once for the
+    /// whole set.
+    pub(super) fn delete_record(
+        &mut self,
+        record: &SecretRecord,
+        tenant_id: &TenantId,
+        actor: &str,
+    ) -> Result<(), StoreError> {
+        self.remove_record(record, tenant_id, actor)?;
+        self.queue_redeploys(&record.scope, &BTreeSet::from([record.key.clone()]))?;
+        Ok(())
     }
 
     /// Removes a stored record (its value stays in the history, before a
