@@ -156,12 +156,6 @@ impl TargetKind {
 
 impl_word!(TargetKind, "cluster target", [Kubernetes, Manifests]);
 
-impl fmt::Display for TargetKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// A Kubernetes namespace name: a DNS-1123 label of 1 to 63 characters.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]

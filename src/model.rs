@@ -288,12 +288,6 @@ impl ScopeKind {
 
 impl_word!(ScopeKind, "scope kind", [Tenant, App]);
 
-impl fmt::Display for ScopeKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// A plaintext secret value: UTF-8, 1 B – 64 KiB, no NUL byte.
 ///
 /// Zeroized on drop; no `Debug`, `Clone`, `Display` or `Serialize`, so it

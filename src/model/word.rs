@@ -105,8 +105,9 @@ macro_rules! word_enum {
 
 pub(crate) use word_enum;
 
-/// [`Word`] for an enum that already has an inherent `as_str` (one whose
-/// serde form is fixed elsewhere, such as a config or stored enum).
+/// [`Word`] and `Display` (the word) for an enum that already has an
+/// inherent `as_str` (one whose serde form is fixed elsewhere, such as a
+/// config or stored enum).
 macro_rules! impl_word {
     ($name:ident, $what:literal, [$($variant:ident),+ $(,)?]) => {
         impl $crate::model::Word for $name {
@@ -115,6 +116,12 @@ macro_rules! impl_word {
 
             fn as_str(self) -> &'static str {
                 $name::as_str(self)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str($name::as_str(*self))
             }
         }
     };
