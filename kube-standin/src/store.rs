@@ -4,7 +4,8 @@
 //! All writes go through [`State::commit`], which runs the kind's strategy, skips no-op
 //! writes (as the real server does: an apply that changes nothing keeps its
 //! `resourceVersion`), runs the Deployment "controller", stamps server-owned metadata and
-//! stores the result. No lock is held across an `.await`; every operation is a short
+//! stores the result. An apply that repeats the last one on an object nothing changed
+//! since is answered with the object as it is, without redoing the merge. No lock is held across an `.await`; every operation is a short
 //! synchronous critical section, which is what makes thousands of applies per second
 //! possible on two cores.
 
@@ -58,10 +59,20 @@ pub struct Written {
     pub created: bool,
 }
 
+/// An apply and the `resourceVersion` it left its object at.
+#[derive(Debug)]
+struct LastApply {
+    manager: String,
+    config: Value,
+    resource_version: Option<String>,
+}
+
 #[derive(Debug)]
 struct State {
     resource_version: u64,
     objects: BTreeMap<Key, Live>,
+    /// Per object, the last apply that left it as it is: see [`State::repeated_apply`].
+    last_applies: BTreeMap<Key, LastApply>,
     rollouts_stalled: bool,
     uids: UidSource,
 }
@@ -82,6 +93,7 @@ impl Store {
             state: Mutex::new(State {
                 resource_version: 0,
                 objects: BTreeMap::new(),
+                last_applies: BTreeMap::new(),
                 rollouts_stalled: false,
                 uids: UidSource {
                     seed: u64::from_le_bytes(seed),
@@ -169,7 +181,12 @@ impl Store {
         }
         let mut state = self.lock();
         state.check_namespace(target)?;
-        state.write(target, options.dry_run, |old, time| {
+        let key = Key::of(target);
+        if let Some(unchanged) = state.repeated_apply(&key, &options.manager, &config) {
+            return Ok(unchanged);
+        }
+        let kept = (!options.dry_run).then(|| config.clone());
+        let written = state.write(target, options.dry_run, |old, time| {
             check_resource_version(target, old, &config)?;
             let writer = Writer {
                 manager: &options.manager,
@@ -177,7 +194,16 @@ impl Store {
                 time,
             };
             apply::server_side_apply(old, skeleton(target), config, writer, options.force)
-        })
+        })?;
+        if let Some(config) = kept {
+            let last = LastApply {
+                manager: options.manager.clone(),
+                config,
+                resource_version: resource_version_of(&written.object),
+            };
+            state.last_applies.insert(key, last);
+        }
+        Ok(written)
     }
 
     /// Creates `object` (POST to a collection); its name comes from the body.
@@ -355,6 +381,25 @@ impl State {
     ///
     /// The stored object is taken out of the map for the duration instead of copied, and
     /// put back whenever the write does not replace it.
+    /// The answer to an apply that repeats the last one: the same manager sending the
+    /// same configuration to an object nothing has changed since (its `resourceVersion`
+    /// is the one that apply left). Server-side apply is idempotent, so the full merge
+    /// would compute the object as it is and store nothing; this answers it without
+    /// redoing that work. Every exsec deploy re-applies an unchanged Secret.
+    fn repeated_apply(&self, key: &Key, manager: &str, config: &Value) -> Option<Written> {
+        let last = self.last_applies.get(key)?;
+        let live = self.objects.get(key)?;
+        let current = resource_version_of(&live.object);
+        (last.manager == manager
+            && current.is_some()
+            && last.resource_version == current
+            && last.config == *config)
+            .then(|| Written {
+                object: Arc::clone(&live.object),
+                created: false,
+            })
+    }
+
     fn write(
         &mut self,
         target: Target<'_>,
@@ -620,6 +665,13 @@ fn check_identity(target: Target<'_>, object: &Value) -> Result<(), ApiError> {
 }
 
 /// Optimistic concurrency: a body carrying a `resourceVersion` must carry the current one.
+fn resource_version_of(object: &Value) -> Option<String> {
+    object
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
 fn check_resource_version(
     target: Target<'_>,
     old: Option<&Live>,
@@ -709,6 +761,49 @@ mod tests {
             first.object["metadata"]["uid"],
             changed.object["metadata"]["uid"]
         );
+    }
+
+    #[test]
+    fn a_repeated_apply_after_another_write_is_applied_again() {
+        let store = Store::new().expect("store");
+        let target = Target {
+            kind: Kind::Secret,
+            namespace: "default",
+            name: "s",
+        };
+        let config = secret("s", json!({"A": "YQ=="}));
+        store
+            .apply(target, config.clone(), &options("exsec"))
+            .expect("create");
+        let taken = store
+            .merge_patch(target, &json!({"data": {"A": "Yg=="}}), &options("kubectl"))
+            .expect("patched by another manager");
+        assert_eq!(taken.object["data"]["A"], "Yg==");
+
+        // The same configuration as exsec's last apply, but the object changed since (a
+        // patch is no apply: the last apply on record is still exsec's): it must meet the
+        // other manager's ownership of A, not be answered from before.
+        let unforced = WriteOptions {
+            force: false,
+            ..options("exsec")
+        };
+        let error = store
+            .apply(target, config.clone(), &unforced)
+            .expect_err("A is kubectl's now");
+        assert_eq!(error.code, 409);
+        let forced = store
+            .apply(target, config.clone(), &options("exsec"))
+            .expect("forced back");
+        assert_eq!(forced.object["data"]["A"], "YQ==");
+        assert_ne!(
+            forced.object["metadata"]["resourceVersion"],
+            taken.object["metadata"]["resourceVersion"]
+        );
+        // Repeated once more with nothing in between: the same object, not a new version.
+        let repeated = store
+            .apply(target, config, &unforced)
+            .expect("a repeat of the last apply");
+        assert!(Arc::ptr_eq(&repeated.object, &forced.object));
     }
 
     #[test]
