@@ -726,6 +726,13 @@ mod tests {
         }
     }
 
+    /// Secret `s` in `default`.
+    const SECRET_S: Target<'static> = Target {
+        kind: Kind::Secret,
+        namespace: "default",
+        name: "s",
+    };
+
     fn secret(name: &str, data: Value) -> Value {
         json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "data": data})
     }
@@ -733,11 +740,7 @@ mod tests {
     #[test]
     fn no_op_applies_keep_the_resource_version() {
         let store = Store::new().expect("store");
-        let target = Target {
-            kind: Kind::Secret,
-            namespace: "default",
-            name: "s",
-        };
+        let target = SECRET_S;
         let first = store
             .apply(target, secret("s", json!({"A": "YQ=="})), &options("exsec"))
             .expect("create");
@@ -766,11 +769,7 @@ mod tests {
     #[test]
     fn a_repeated_apply_after_another_write_is_applied_again() {
         let store = Store::new().expect("store");
-        let target = Target {
-            kind: Kind::Secret,
-            namespace: "default",
-            name: "s",
-        };
+        let target = SECRET_S;
         let config = secret("s", json!({"A": "YQ=="}));
         store
             .apply(target, config.clone(), &options("exsec"))
