@@ -376,6 +376,13 @@ pub async fn start(config: &Config, listener: Option<TcpListener>) -> Result<Ser
         connections: Arc::new(ConnectionLimit::new(config.server.max_connections)),
         audit_chain,
     });
+    // Idle memory back to the system after a burst (`crate::heap`): any
+    // request answered or write committed is work.
+    let activity = state.clone();
+    background.push(tokio::spawn(crate::heap::run(
+        move || activity.metrics.requests_served() + activity.store.commit_stats().writes,
+        background_stop.subscribe(),
+    )));
     let api_stop = Trigger::new();
     let (accepting, accept_loop_entered) = oneshot::channel::<()>();
     let listeners = Listeners {

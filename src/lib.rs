@@ -7,6 +7,7 @@
 //! - [`config`]: the TOML configuration (SPEC §8); loading has no side effects.
 //! - [`private_file`]: the mode rule for files holding a secret (key files, the admin token).
 //! - [`process`]: the daemon's process hardening: umask 0077, no core dumps.
+//! - [`heap`]: gives the allocator's free memory back to the system when the daemon idles.
 //! - [`crypto`]: master keys, the keyring and the running one, sealing and opening values.
 //! - [`store`]: the redb file: tables, codec, schema, durable writes with their audit events.
 //! - [`audit`]: the audit log's hash chain: canonical form, hashing, verification.
@@ -42,6 +43,7 @@ pub mod deploy;
 pub mod error_chain;
 pub mod file_error;
 pub mod fswatch;
+pub mod heap;
 pub mod keywatch;
 pub mod model;
 pub mod private_file;

@@ -25,6 +25,8 @@ pub struct Metrics {
 #[derive(Default)]
 struct Counters {
     requests: BTreeMap<(&'static str, &'static str, u16), u64>,
+    /// The sum of `requests`.
+    requests_served: u64,
     request_seconds: BTreeMap<&'static str, Histogram>,
     deploys: BTreeMap<String, u64>,
     injections: BTreeMap<(String, String), u64>,
@@ -118,11 +120,20 @@ impl Metrics {
             .requests
             .entry((route, method, status))
             .or_default() += 1;
+        counters.requests_served += 1;
         counters
             .request_seconds
             .entry(route)
             .or_default()
             .observe(elapsed);
+    }
+
+    /// Requests answered since the start (every route and status).
+    pub fn requests_served(&self) -> u64 {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .requests_served
     }
 
     /// Counts one deploy outcome, its injection outcome and how long the
