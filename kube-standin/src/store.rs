@@ -1,13 +1,13 @@
 //! The in-memory object store: every object, its field managers, and the
 //! resource-version clock, behind one mutex.
 //!
-//! All writes go through [`State::commit`], which runs the kind's strategy, skips no-op
+//! All writes go through [`State::write`], which runs the kind's strategy, skips no-op
 //! writes (as the real server does: an apply that changes nothing keeps its
 //! `resourceVersion`), runs the Deployment "controller", stamps server-owned metadata and
 //! stores the result. An apply that repeats the last one on an object nothing changed
-//! since is answered with the object as it is, without redoing the merge. No lock is held across an `.await`; every operation is a short
-//! synchronous critical section, which is what makes thousands of applies per second
-//! possible on two cores.
+//! since is answered with the object as it is, without redoing the merge. No lock is held
+//! across an `.await`; every operation is a short synchronous critical section, which is
+//! what makes thousands of applies per second possible on two cores.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -375,12 +375,6 @@ impl State {
         })
     }
 
-    /// Runs one write of `target`: `change` turns the stored object (if any) into a draft,
-    /// then the kind's strategy runs, no-op writes are skipped, the controller and the
-    /// server-set metadata finish the object, and it is stored unless `dry_run`.
-    ///
-    /// The stored object is taken out of the map for the duration instead of copied, and
-    /// put back whenever the write does not replace it.
     /// The answer to an apply that repeats the last one: the same manager sending the
     /// same configuration to an object nothing has changed since (its `resourceVersion`
     /// is the one that apply left). Server-side apply is idempotent, so the full merge
@@ -400,6 +394,12 @@ impl State {
             })
     }
 
+    /// Runs one write of `target`: `change` turns the stored object (if any) into a draft,
+    /// then the kind's strategy runs, no-op writes are skipped, the controller and the
+    /// server-set metadata finish the object, and it is stored unless `dry_run`.
+    ///
+    /// The stored object is taken out of the map for the duration instead of copied, and
+    /// put back whenever the write does not replace it.
     fn write(
         &mut self,
         target: Target<'_>,
@@ -664,7 +664,7 @@ fn check_identity(target: Target<'_>, object: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Optimistic concurrency: a body carrying a `resourceVersion` must carry the current one.
+/// The `resourceVersion` an object carries.
 fn resource_version_of(object: &Value) -> Option<String> {
     object
         .pointer("/metadata/resourceVersion")
@@ -672,6 +672,7 @@ fn resource_version_of(object: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Optimistic concurrency: a body carrying a `resourceVersion` must carry the current one.
 fn check_resource_version(
     target: Target<'_>,
     old: Option<&Live>,
