@@ -325,7 +325,7 @@ impl Bench {
 listen = "127.0.0.1:0"
 [storage]
 path = "exsec.redb"
-cache_size = "32MiB"
+cache_size = "8MiB"
 [keys]
 dir = "keys.d"
 [auth]
@@ -923,8 +923,9 @@ fn app_name(n: usize) -> String {
     format!("app{n}")
 }
 
+/// The shipped default cache (`storage.cache_size`), as the daemon runs.
 fn store_options() -> StoreOptions {
-    StoreOptions::with_cache_size(32 * 1024 * 1024)
+    StoreOptions::with_cache_size(8 * 1024 * 1024)
 }
 
 fn runtime(workers: usize) -> Runtime {

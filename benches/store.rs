@@ -39,7 +39,7 @@ struct Fixture {
 
 fn fixture(max_batch: usize) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut options = StoreOptions::with_cache_size(32 * 1024 * 1024);
+    let mut options = StoreOptions::with_cache_size(8 * 1024 * 1024);
     options.max_batch = max_batch;
     let store = Arc::new(Store::open(&dir.path().join("exsec.redb"), options).expect("open"));
     let tenant = TenantId::parse("acme").expect("id");

@@ -76,7 +76,7 @@ pub use shred::Shredded;
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// redb page cache in bytes. redb's default is 1 GiB; edge boxes are
-    /// small, so the config default is 32 MiB.
+    /// small, so the config default is 8 MiB.
     pub cache_size: usize,
     /// Most writes one durable commit holds (group commit). 1 commits every
     /// write on its own, which benchmarks use as the baseline.
