@@ -48,9 +48,8 @@ impl IdleRelease {
     /// be given back now.
     pub fn tick(&mut self, activity: u64) -> bool {
         if self.last != Some(activity) {
-            let first = self.last.is_none();
             self.last = Some(activity);
-            self.worked |= !first;
+            self.worked = true;
             return false;
         }
         std::mem::take(&mut self.worked)

@@ -199,7 +199,7 @@ impl Store {
             let last = LastApply {
                 manager: options.manager.clone(),
                 config,
-                resource_version: resource_version_of(&written.object),
+                resource_version: resource_version_of(&written.object).map(str::to_owned),
             };
             state.last_applies.insert(key, last);
         }
@@ -386,7 +386,7 @@ impl State {
         let current = resource_version_of(&live.object);
         (last.manager == manager
             && current.is_some()
-            && last.resource_version == current
+            && last.resource_version.as_deref() == current
             && last.config == *config)
             .then(|| Written {
                 object: Arc::clone(&live.object),
@@ -665,11 +665,10 @@ fn check_identity(target: Target<'_>, object: &Value) -> Result<(), ApiError> {
 }
 
 /// The `resourceVersion` an object carries.
-fn resource_version_of(object: &Value) -> Option<String> {
+fn resource_version_of(object: &Value) -> Option<&str> {
     object
         .pointer("/metadata/resourceVersion")
         .and_then(Value::as_str)
-        .map(str::to_owned)
 }
 
 /// Optimistic concurrency: a body carrying a `resourceVersion` must carry the current one.
@@ -678,15 +677,10 @@ fn check_resource_version(
     old: Option<&Live>,
     body: &Value,
 ) -> Result<(), ApiError> {
-    let Some(sent) = body
-        .pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-    else {
+    let Some(sent) = resource_version_of(body) else {
         return Ok(());
     };
-    let current = old
-        .and_then(|live| live.object.pointer("/metadata/resourceVersion"))
-        .and_then(Value::as_str);
+    let current = old.and_then(|live| resource_version_of(&live.object));
     match current {
         Some(current) if current == sent => Ok(()),
         Some(_) => Err(ApiError::stale(target.kind, target.name)),
